@@ -1,0 +1,2 @@
+//! Integration tests of guildhall-spec: agreement with the published test vectors.
+

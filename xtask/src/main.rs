@@ -1,0 +1,43 @@
+//! `cargo xtask <task>`: the project's automation, in Rust rather than shell.
+//!
+//! * `ci`: everything CI checks: formatting, clippy with `-D warnings`, the test-vector
+//!   cross-check by the independent Python implementation, the tests, and the examples.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "ci" => ci(),
+        _ => {
+            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  ci    fmt, clippy, vector cross-check, tests, examples");
+            bail!("unknown task {task:?}")
+        }
+    }
+}
+
+fn ci() -> Result<()> {
+    run("cargo", &["fmt", "--all", "--check"])?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
+    run("python3", &["spec/vectors/tools/generate.py", "--check"])?;
+    run("cargo", &["test", "--workspace", "--locked"])?;
+    run("cargo", &["run", "--locked", "-p", "guildhall-examples", "--example", "sign_event"])?;
+    Ok(())
+}
+
+/// Runs a command from the workspace root, echoing it, failing on a non-zero exit.
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(&root)
+        .status()
+        .with_context(|| format!("starting {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
