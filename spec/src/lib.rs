@@ -7,8 +7,10 @@
 //! vectors any implementation can use live in `spec/vectors/`.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod base64url;
 pub mod canonical;
+pub mod content;
 pub mod event;
 pub mod ids;
 pub mod permissions;

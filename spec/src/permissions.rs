@@ -312,7 +312,9 @@ impl GuildContext<'_> {
         let (mut allow, mut deny) = (Permissions::NONE, Permissions::NONE);
         for overwrite in overwrites {
             if let OverwriteTarget::Role(role) = &overwrite.target {
-                if !role.is_everyone() && member.roles.contains(role) {
+                // Overwrites for roles the guild no longer has never apply.
+                let has_role = member.roles.contains(role) && self.role(role).is_some();
+                if !role.is_everyone() && has_role {
                     allow |= overwrite.allow;
                     deny |= overwrite.deny;
                 }
@@ -337,13 +339,16 @@ impl GuildContext<'_> {
         self.member_roles(member).map(|role| role.position).max().unwrap_or(0).max(0)
     }
 
-    /// Whether `actor` may act on (kick, ban, edit) `target`: the owner may act on anyone else;
-    /// others only on non-owners they strictly outrank.
+    /// Whether `actor` may act on (kick, ban, edit) `target`: the owner on anyone, others only
+    /// on non-owners other than themselves whom they strictly outrank. ADMINISTRATOR does not
+    /// bypass the hierarchy. (Whether an action on oneself makes sense is the action's rule.)
     pub fn outranks_member(&self, actor: &MemberContext<'_>, target: &MemberContext<'_>) -> bool {
-        if actor.user_id == target.user_id || target.user_id == self.owner {
-            return false;
+        if actor.user_id == self.owner {
+            return true;
         }
-        actor.user_id == self.owner || self.rank(actor) > self.rank(target)
+        actor.user_id != target.user_id
+            && target.user_id != self.owner
+            && self.rank(actor) > self.rank(target)
     }
 
     /// Whether `actor` may edit, assign or delete a role at `position`.

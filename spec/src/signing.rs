@@ -208,6 +208,9 @@ pub fn verify_signatures(
     let Value::Object(by_key) = by_key else {
         return Err(SignatureError::Malformed);
     };
+    if by_key.is_empty() {
+        return Err(SignatureError::Missing(server.clone()));
+    }
     let mut verified_any = false;
     for (key_id, signature) in by_key {
         let Ok(key_id) = KeyId::parse(key_id) else {
