@@ -7,8 +7,16 @@ use guildhall_spec::event::{self, ChainPosition, Proposal};
 use guildhall_spec::{GuildId, KeyId, PublicKeyMap, ServerName, ServerSigningKey, TxnId, UserId};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let host = ServerSigningKey::from_seed(ServerName::parse("host.example")?, KeyId::parse("ed25519:h1")?, &[1; 32]);
-    let origin = ServerSigningKey::from_seed(ServerName::parse("origin.example")?, KeyId::parse("ed25519:k1")?, &[2; 32]);
+    let host = ServerSigningKey::from_seed(
+        ServerName::parse("host.example")?,
+        KeyId::parse("ed25519:h1")?,
+        &[1; 32],
+    );
+    let origin = ServerSigningKey::from_seed(
+        ServerName::parse("origin.example")?,
+        KeyId::parse("ed25519:k1")?,
+        &[2; 32],
+    );
     let guild = GuildId::parse("!lobby:host.example")?;
 
     // 1. The host creates the guild: seq 1, signed once by the host for both roles.
@@ -20,7 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sender: owner.clone(),
         origin_ts: 1_700_000_000_000,
         txn_id: TxnId::parse("create")?,
-        content: serde_json::json!({"name": "Lobby", "kind": "guild", "owner": owner}).as_object().cloned().unwrap_or_default(),
+        content: serde_json::json!({"name": "Lobby", "kind": "guild", "owner": owner})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
     };
     let (create_id, _) = event::sequence(create.sign(&host)?, 1, None, &host)?;
 
@@ -48,7 +59,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut keys = PublicKeyMap::new();
     keys.insert(host.server_name().clone(), host.key_id().clone(), host.verifying_key());
     keys.insert(origin.server_name().clone(), origin.key_id().clone(), origin.verifying_key());
-    let verified = event::verify_event(&sequenced, &keys, ChainPosition::Follows(Some(&create_id)))?;
+    let verified =
+        event::verify_event(&sequenced, &keys, ChainPosition::Follows(Some(&create_id)))?;
     assert_eq!(verified.event_id, event_id);
     println!("verified {event_id} at seq 2 from {}", verified.envelope.sender);
     Ok(())

@@ -262,7 +262,10 @@ mod tests {
 
     #[test]
     fn orders_members_and_drops_whitespace() {
-        check(r#" { "b" : [1, 2, {"z":null,"a":true}], "a": "x" } "#, r#"{"a":"x","b":[1,2,{"a":true,"z":null}]}"#);
+        check(
+            r#" { "b" : [1, 2, {"z":null,"a":true}], "a": "x" } "#,
+            r#"{"a":"x","b":[1,2,{"a":true,"z":null}]}"#,
+        );
     }
 
     #[test]

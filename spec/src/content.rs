@@ -519,14 +519,19 @@ pub struct Reaction {
 mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(value: &Option<Option<String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Option<String>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(inner) => inner.serialize(serializer),
             None => serializer.serialize_none(),
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(deserializer).map(Some)
     }
 }
@@ -538,7 +543,8 @@ mod tests {
     /// Parses `content` as `event_type`, checks it serializes back to the same JSON.
     fn check(event_type: &str, content: serde_json::Value) {
         let object = content.as_object().unwrap();
-        let parsed = EventContent::parse(event_type, object).unwrap_or_else(|e| panic!("{event_type}: {e}"));
+        let parsed =
+            EventContent::parse(event_type, object).unwrap_or_else(|e| panic!("{event_type}: {e}"));
         assert_eq!(parsed.event_type(), event_type);
         assert_eq!(serde_json::Value::Object(parsed.to_object()), content, "{event_type}");
     }
@@ -552,12 +558,27 @@ mod tests {
         check("guild.update", json!({"name": "Lobby 2", "description": "d", "icon": "m1"}));
         check("guild.server_ban", json!({"server": "bad.example", "reason": "spam"}));
         check("guild.server_unban", json!({"server": "bad.example"}));
-        check("channel.create", json!({"channel_id": "c1", "name": "general", "kind": "text", "position": 0, "parent_id": "cat", "topic": "t"}));
-        check("channel.update", json!({"channel_id": "c1", "name": "n", "topic": "t", "position": 2, "parent_id": "cat"}));
+        check(
+            "channel.create",
+            json!({"channel_id": "c1", "name": "general", "kind": "text", "position": 0, "parent_id": "cat", "topic": "t"}),
+        );
+        check(
+            "channel.update",
+            json!({"channel_id": "c1", "name": "n", "topic": "t", "position": 2, "parent_id": "cat"}),
+        );
         check("channel.delete", json!({"channel_id": "c1"}));
-        check("channel.overwrite.set", json!({"channel_id": "c1", "target_kind": "role", "target_id": "everyone", "allow": "0", "deny": "1024"}));
-        check("channel.overwrite.delete", json!({"channel_id": "c1", "target_kind": "member", "target_id": "@u:h.example"}));
-        check("role.create", json!({"role_id": "r1", "name": "mod", "permissions": "8194", "position": 1, "color": 255, "hoist": true, "mentionable": false}));
+        check(
+            "channel.overwrite.set",
+            json!({"channel_id": "c1", "target_kind": "role", "target_id": "everyone", "allow": "0", "deny": "1024"}),
+        );
+        check(
+            "channel.overwrite.delete",
+            json!({"channel_id": "c1", "target_kind": "member", "target_id": "@u:h.example"}),
+        );
+        check(
+            "role.create",
+            json!({"role_id": "r1", "name": "mod", "permissions": "8194", "position": 1, "color": 255, "hoist": true, "mentionable": false}),
+        );
         check("role.update", json!({"role_id": "r1", "permissions": "0"}));
         check("role.delete", json!({"role_id": "r1"}));
         check("member.join", json!({"invite_code": "abc"}));
@@ -569,9 +590,15 @@ mod tests {
         check("member.kick", json!({"user_id": "@u:h.example", "reason": "r"}));
         check("member.ban", json!({"user_id": "@u:h.example"}));
         check("member.unban", json!({"user_id": "@u:h.example"}));
-        check("invite.create", json!({"code": "abc", "channel_id": "c1", "max_age_secs": 3600, "max_uses": 5}));
+        check(
+            "invite.create",
+            json!({"code": "abc", "channel_id": "c1", "max_age_secs": 3600, "max_uses": 5}),
+        );
         check("invite.revoke", json!({"code": "abc"}));
-        check("message.create", json!({"channel_id": "c1", "body": "hi", "reply_to": MESSAGE, "mentions": ["@u:h.example"], "attachments": ["m1"]}));
+        check(
+            "message.create",
+            json!({"channel_id": "c1", "body": "hi", "reply_to": MESSAGE, "mentions": ["@u:h.example"], "attachments": ["m1"]}),
+        );
         check("message.edit", json!({"channel_id": "c1", "message_id": MESSAGE, "body": "edited"}));
         check("message.delete", json!({"channel_id": "c1", "message_id": MESSAGE}));
         check("reaction.add", json!({"channel_id": "c1", "message_id": MESSAGE, "emoji": "👍"}));

@@ -250,7 +250,11 @@ pub fn verify_event(
     if envelope.origin != host {
         let message = proposal_signing_bytes(event).map_err(malformed)?;
         signing::verify_signatures(event, &envelope.origin, keys, &message).map_err(|error| {
-            signature_error(error, EventError::MissingOriginSignature, EventError::BadOriginSignature)
+            signature_error(
+                error,
+                EventError::MissingOriginSignature,
+                EventError::BadOriginSignature,
+            )
         })?;
     }
     let message = envelope_signing_bytes(event).map_err(malformed)?;
@@ -275,13 +279,20 @@ pub fn verify_proposal(
     if envelope.seq.is_some() || envelope.prev.is_some() {
         return Err(EventError::Malformed("a proposal has no seq or prev".into()));
     }
-    let content = content.ok_or_else(|| EventError::Malformed("a proposal needs content".into()))?;
+    let content =
+        content.ok_or_else(|| EventError::Malformed("a proposal needs content".into()))?;
     check_origin_and_content(&envelope, Some(&content))?;
     if envelope.origin != envelope.guild_id.host() {
         let message = proposal_signing_bytes(proposal).map_err(malformed)?;
-        signing::verify_signatures(proposal, &envelope.origin, keys, &message).map_err(|error| {
-            signature_error(error, EventError::MissingOriginSignature, EventError::BadOriginSignature)
-        })?;
+        signing::verify_signatures(proposal, &envelope.origin, keys, &message).map_err(
+            |error| {
+                signature_error(
+                    error,
+                    EventError::MissingOriginSignature,
+                    EventError::BadOriginSignature,
+                )
+            },
+        )?;
     }
     Ok((envelope, content))
 }
@@ -318,15 +329,19 @@ fn check_origin_and_content(
             sender: envelope.sender.clone(),
         });
     }
-    if let Some(content) = content {
-        if content_hash(content).map_err(malformed)? != envelope.content_hash {
-            return Err(EventError::ContentHashMismatch);
-        }
+    if let Some(content) = content
+        && content_hash(content).map_err(malformed)? != envelope.content_hash
+    {
+        return Err(EventError::ContentHashMismatch);
     }
     Ok(())
 }
 
-fn check_chain(envelope: &Envelope, seq: u64, expected_prev: Option<&EventId>) -> Result<(), EventError> {
+fn check_chain(
+    envelope: &Envelope,
+    seq: u64,
+    expected_prev: Option<&EventId>,
+) -> Result<(), EventError> {
     match (seq, &envelope.prev, expected_prev) {
         (1, None, None) if envelope.event_type == "guild.create" => Ok(()),
         (1, _, _) => Err(EventError::BrokenChain("seq 1 must be guild.create without prev".into())),
@@ -343,7 +358,9 @@ fn signature_error(error: SignatureError, missing: EventError, bad: EventError) 
         SignatureError::Missing(_) => missing,
         SignatureError::UnknownKey(server) => EventError::UnknownKey(server),
         SignatureError::Canonical(error) => malformed(error),
-        SignatureError::Invalid { .. } | SignatureError::Malformed | SignatureError::InvalidPublicKey => bad,
+        SignatureError::Invalid { .. }
+        | SignatureError::Malformed
+        | SignatureError::InvalidPublicKey => bad,
     }
 }
 
@@ -401,9 +418,14 @@ mod tests {
         let keys = trusted(&[&host, &origin]);
 
         let (create_id, create) = sequence(
-            proposal("!g:host.example", "@owner:host.example", "guild.create", serde_json::json!({"name": "g"}))
-                .sign(&host)
-                .unwrap(),
+            proposal(
+                "!g:host.example",
+                "@owner:host.example",
+                "guild.create",
+                serde_json::json!({"name": "g"}),
+            )
+            .sign(&host)
+            .unwrap(),
             1,
             None,
             &host,
@@ -411,18 +433,25 @@ mod tests {
         .unwrap();
         verify_event(&create, &keys, ChainPosition::Follows(None)).unwrap();
 
-        let signed = proposal("!g:host.example", "@bob:origin.example", "message.create", serde_json::json!({"body": "hi"}))
-            .sign(&origin)
-            .unwrap();
+        let signed = proposal(
+            "!g:host.example",
+            "@bob:origin.example",
+            "message.create",
+            serde_json::json!({"body": "hi"}),
+        )
+        .sign(&origin)
+        .unwrap();
         verify_proposal(&signed, &keys).unwrap();
         let (id, event) = sequence(signed, 2, Some(&create_id), &host).unwrap();
-        let verified = verify_event(&event, &keys, ChainPosition::Follows(Some(&create_id))).unwrap();
+        let verified =
+            verify_event(&event, &keys, ChainPosition::Follows(Some(&create_id))).unwrap();
         assert_eq!(verified.event_id, id);
 
         // Erasing the content keeps the envelope, the id and both signatures valid.
         let mut erased = event.clone();
         erased.remove("content");
-        let verified = verify_event(&erased, &keys, ChainPosition::Follows(Some(&create_id))).unwrap();
+        let verified =
+            verify_event(&erased, &keys, ChainPosition::Follows(Some(&create_id))).unwrap();
         assert_eq!((verified.event_id, verified.content), (id, None));
     }
 
@@ -430,11 +459,17 @@ mod tests {
     fn the_host_cannot_forge_a_remote_users_event() {
         let host = key("host.example", 1);
         let origin = key("origin.example", 2);
-        let forged = proposal("!g:host.example", "@bob:origin.example", "message.create", serde_json::json!({"body": "x"}))
-            .to_object()
-            .unwrap();
+        let forged = proposal(
+            "!g:host.example",
+            "@bob:origin.example",
+            "message.create",
+            serde_json::json!({"body": "x"}),
+        )
+        .to_object()
+        .unwrap();
         let (_, event) = sequence(forged, 2, None, &host).unwrap();
-        let error = verify_event(&event, &trusted(&[&host, &origin]), ChainPosition::Unchecked).unwrap_err();
+        let error = verify_event(&event, &trusted(&[&host, &origin]), ChainPosition::Unchecked)
+            .unwrap_err();
         assert_eq!(error.code(), "missing_origin_signature");
     }
 

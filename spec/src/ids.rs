@@ -91,7 +91,8 @@ impl ServerName {
         if text.is_empty() || text.len() > MAX_ID_LENGTH {
             return fail(KIND, "length must be 1..=255");
         }
-        let (host, port) = split_host_port(text).ok_or(IdError { kind: KIND, reason: "bad port" })?;
+        let (host, port) =
+            split_host_port(text).ok_or(IdError { kind: KIND, reason: "bad port" })?;
         let host_is_valid = if let Some(inner) = host.strip_prefix('[') {
             inner.strip_suffix(']').is_some_and(|address| address.parse::<Ipv6Addr>().is_ok())
         } else {
@@ -164,7 +165,8 @@ fn split_sigil<'a>(
     let rest = text.strip_prefix(sigil).ok_or(IdError { kind, reason: "wrong sigil" })?;
     let (local, server) =
         rest.split_once(':').ok_or(IdError { kind, reason: "missing ':server_name'" })?;
-    let server = ServerName::parse(server).map_err(|_| IdError { kind, reason: "bad server name" })?;
+    let server =
+        ServerName::parse(server).map_err(|_| IdError { kind, reason: "bad server name" })?;
     Ok((local, server))
 }
 
@@ -185,7 +187,9 @@ impl UserId {
         let (localpart, server) = split_sigil(text, '@', KIND)?;
         let localpart_is_valid = (1..=64).contains(&localpart.len())
             && localpart.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'=' | b'-')
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'.' | b'_' | b'=' | b'-')
             });
         if !localpart_is_valid {
             return fail(KIND, "localpart must match [a-z0-9._=-]{1,64}");
@@ -245,7 +249,8 @@ string_id!(EventId);
 impl EventId {
     /// Parses an event id.
     pub fn parse(text: &str) -> Result<Self, IdError> {
-        let hash = text.strip_prefix('$').ok_or(IdError { kind: "event id", reason: "wrong sigil" })?;
+        let hash =
+            text.strip_prefix('$').ok_or(IdError { kind: "event id", reason: "wrong sigil" })?;
         if crate::base64url::decode_array::<32>(hash).is_none() {
             return fail("event id", "must be '$' and 43 base64url characters");
         }
@@ -347,7 +352,9 @@ impl TxnId {
     /// Parses a transaction id.
     pub fn parse(text: &str) -> Result<Self, IdError> {
         let is_valid = (1..=64).contains(&text.len())
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'));
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'));
         if !is_valid {
             return fail("transaction id", "must match [A-Za-z0-9._~-]{1,64}");
         }
@@ -361,14 +368,37 @@ mod tests {
 
     #[test]
     fn server_names() {
-        for valid in ["example.org", "Example.ORG", "127.0.0.1:8448", "[::1]:8448", "[::1]", "a-b.c", "localhost:1"] {
+        for valid in [
+            "example.org",
+            "Example.ORG",
+            "127.0.0.1:8448",
+            "[::1]:8448",
+            "[::1]",
+            "a-b.c",
+            "localhost:1",
+        ] {
             assert!(ServerName::parse(valid).is_ok(), "{valid}");
         }
-        for invalid in ["", "ex ample", "example.org:0", "example.org:65536", "example.org:", "-a.org", "[::1", "[::1]x", "a..b", "a:b:c", "example.org:08"] {
+        for invalid in [
+            "",
+            "ex ample",
+            "example.org:0",
+            "example.org:65536",
+            "example.org:",
+            "-a.org",
+            "[::1",
+            "[::1]x",
+            "a..b",
+            "a:b:c",
+            "example.org:08",
+        ] {
             assert!(ServerName::parse(invalid).is_err(), "{invalid}");
         }
         let name = ServerName::parse("Host.Example:8448").unwrap();
-        assert_eq!((name.as_str(), name.host(), name.port()), ("host.example:8448", "host.example", Some(8448)));
+        assert_eq!(
+            (name.as_str(), name.host(), name.port()),
+            ("host.example:8448", "host.example", Some(8448))
+        );
         assert!(ServerName::parse("[::1]:80").unwrap().is_ip_literal());
         assert!(!ServerName::parse("example.org").unwrap().is_ip_literal());
     }
@@ -378,14 +408,19 @@ mod tests {
         let user = UserId::parse("@alice:127.0.0.1:8448").unwrap();
         assert_eq!(user.localpart(), "alice");
         assert_eq!(user.server_name().as_str(), "127.0.0.1:8448");
-        for invalid in ["alice:example.org", "@:example.org", "@Alice:example.org", "@alice", "@al ice:x.org"] {
+        for invalid in
+            ["alice:example.org", "@:example.org", "@Alice:example.org", "@alice", "@al ice:x.org"]
+        {
             assert!(UserId::parse(invalid).is_err(), "{invalid}");
         }
     }
 
     #[test]
     fn guild_event_and_key_ids() {
-        assert_eq!(GuildId::parse("!abc_D-1:host.example").unwrap().host().as_str(), "host.example");
+        assert_eq!(
+            GuildId::parse("!abc_D-1:host.example").unwrap().host().as_str(),
+            "host.example"
+        );
         assert!(GuildId::parse("!a.b:host.example").is_err());
         assert!(EventId::parse("$47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU").is_ok());
         assert!(EventId::parse("$47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuF").is_err());

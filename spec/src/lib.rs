@@ -18,7 +18,10 @@ pub mod request_auth;
 pub mod signing;
 
 pub use event::{ChainPosition, Envelope, EventError, JsonObject, Proposal, VerifiedEvent};
-pub use ids::{ChannelId, DeviceId, EventId, GuildId, IdError, InviteCode, KeyId, RoleId, ServerName, TxnId, UserId};
+pub use ids::{
+    ChannelId, DeviceId, EventId, GuildId, IdError, InviteCode, KeyId, RoleId, ServerName, TxnId,
+    UserId,
+};
 pub use permissions::Permissions;
 pub use signing::{PublicKeyMap, ServerSigningKey, SignatureError};
 

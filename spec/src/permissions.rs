@@ -135,7 +135,10 @@ impl Permissions {
 
     /// Bits that mean nothing without SEND_MESSAGES and are cleared with it.
     const NEEDS_SEND: Self = Self(
-        Self::SEND_TTS_MESSAGES.0 | Self::MENTION_EVERYONE.0 | Self::EMBED_LINKS.0 | Self::ATTACH_FILES.0,
+        Self::SEND_TTS_MESSAGES.0
+            | Self::MENTION_EVERYONE.0
+            | Self::EMBED_LINKS.0
+            | Self::ATTACH_FILES.0,
     );
 
     /// The raw bits.
@@ -188,8 +191,11 @@ impl Not for Permissions {
 
 impl fmt::Debug for Permissions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> =
-            Self::NAMES.iter().filter(|(_, bit)| self.contains(*bit)).map(|(name, _)| *name).collect();
+        let names: Vec<&str> = Self::NAMES
+            .iter()
+            .filter(|(_, bit)| self.contains(*bit))
+            .map(|(name, _)| *name)
+            .collect();
         write!(f, "Permissions({})", names.join(" | "))
     }
 }
@@ -281,7 +287,10 @@ impl GuildContext<'_> {
         self.roles.iter().find(|role| &role.id == id)
     }
 
-    fn member_roles<'m>(&'m self, member: &'m MemberContext<'_>) -> impl Iterator<Item = &'m RolePermissions> {
+    fn member_roles<'m>(
+        &'m self,
+        member: &'m MemberContext<'_>,
+    ) -> impl Iterator<Item = &'m RolePermissions> {
         member.roles.iter().filter(|id| !id.is_everyone()).filter_map(|id| self.role(id))
     }
 
@@ -295,11 +304,19 @@ impl GuildContext<'_> {
         for role in self.member_roles(member) {
             permissions |= role.permissions;
         }
-        if permissions.contains(Permissions::ADMINISTRATOR) { Permissions::ALL } else { permissions }
+        if permissions.contains(Permissions::ADMINISTRATOR) {
+            Permissions::ALL
+        } else {
+            permissions
+        }
     }
 
     /// The member's permissions in a channel with the given overwrites.
-    pub fn channel_permissions(&self, member: &MemberContext<'_>, overwrites: &[Overwrite]) -> Permissions {
+    pub fn channel_permissions(
+        &self,
+        member: &MemberContext<'_>,
+        overwrites: &[Overwrite],
+    ) -> Permissions {
         let base = self.base_permissions(member);
         if base == Permissions::ALL {
             return base;

@@ -235,15 +235,17 @@ impl CheckedRequest {
 
     /// Verifies the signature with the origin's public key.
     pub fn verify(&self, key: &ed25519_dalek::VerifyingKey) -> Result<(), RequestAuthError> {
-        key.verify(&self.signature_base, &self.signature).map_err(|_| RequestAuthError::BadSignature)
+        key.verify(&self.signature_base, &self.signature)
+            .map_err(|_| RequestAuthError::BadSignature)
     }
 
     /// Verifies with a key map; [`RequestAuthError::UnknownKey`] tells the caller to fetch keys.
     pub fn verify_with(&self, keys: &PublicKeyMap) -> Result<(), RequestAuthError> {
-        let key = keys.get(&self.origin, &self.key_id).ok_or_else(|| RequestAuthError::UnknownKey {
-            origin: self.origin.clone(),
-            key_id: self.key_id.clone(),
-        })?;
+        let key =
+            keys.get(&self.origin, &self.key_id).ok_or_else(|| RequestAuthError::UnknownKey {
+                origin: self.origin.clone(),
+                key_id: self.key_id.clone(),
+            })?;
         self.verify(key)
     }
 }
@@ -266,14 +268,17 @@ pub fn check_request(
         return Err(RequestAuthError::MissingSignature);
     };
     if parsed.len() != 1 {
-        return Err(RequestAuthError::MalformedSignature("exactly one signature is allowed".into()));
+        return Err(RequestAuthError::MalformedSignature(
+            "exactly one signature is allowed".into(),
+        ));
     }
     let params = headers.signature_params();
     // httpsig drops parameters it does not know and re-serializes in its own order; requiring
     // the received text to equal that serialization pins the profile's exact form.
     if signature_input.trim() != format!("{LABEL}={params}") {
         return Err(RequestAuthError::MalformedSignature(
-            "parameters must be exactly created, expires, nonce, alg, keyid, tag in that order".into(),
+            "parameters must be exactly created, expires, nonce, alg, keyid, tag in that order"
+                .into(),
         ));
     }
     if params.tag.as_deref() != Some(TAG) {
@@ -289,7 +294,9 @@ pub fn check_request(
         return Err(RequestAuthError::WrongComponents);
     }
     let (Some(created), Some(expires)) = (params.created, params.expires) else {
-        return Err(RequestAuthError::MalformedSignature("created and expires are required".into()));
+        return Err(RequestAuthError::MalformedSignature(
+            "created and expires are required".into(),
+        ));
     };
     if expires <= created {
         return Err(RequestAuthError::MalformedSignature("expires must be after created".into()));
@@ -307,14 +314,17 @@ pub fn check_request(
     let nonce_is_valid = (16..=64).contains(&nonce.len())
         && nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !nonce_is_valid {
-        return Err(RequestAuthError::MalformedSignature("nonce must be 16..=64 base64url characters".into()));
+        return Err(RequestAuthError::MalformedSignature(
+            "nonce must be 16..=64 base64url characters".into(),
+        ));
     }
     let (origin, key_id) = parse_keyid(params.keyid.as_deref().unwrap_or_default())?;
     if !authorities.iter().any(|name| name.eq_ignore_ascii_case(request.authority)) {
         return Err(RequestAuthError::WrongAuthority(request.authority.to_owned()));
     }
     let content_digest = if has_body {
-        let header = request.header(DIGEST_COMPONENT).ok_or(RequestAuthError::MissingContentDigest)?;
+        let header =
+            request.header(DIGEST_COMPONENT).ok_or(RequestAuthError::MissingContentDigest)?;
         check_content_digest(&header, request.body)?;
         Some(header)
     } else {
@@ -382,7 +392,9 @@ impl std::str::FromStr for SignatureText {
 fn component_ids(has_body: bool) -> Result<Vec<HttpMessageComponentId>, RequestAuthError> {
     let names = BASE_COMPONENTS.iter().copied().chain(has_body.then_some(DIGEST_COMPONENT));
     names
-        .map(|name| HttpMessageComponentId::try_from(format!("\"{name}\"").as_str()).map_err(malformed))
+        .map(|name| {
+            HttpMessageComponentId::try_from(format!("\"{name}\"").as_str()).map_err(malformed)
+        })
         .collect()
 }
 
@@ -418,7 +430,9 @@ fn component(
             _ => {
                 let values = request.header_values(name);
                 if values.is_empty() {
-                    return Err(RequestAuthError::MalformedSignature(format!("covered header {name} is absent")));
+                    return Err(RequestAuthError::MalformedSignature(format!(
+                        "covered header {name} is absent"
+                    )));
                 }
                 values
             }
@@ -428,10 +442,11 @@ fn component(
 }
 
 fn parse_keyid(keyid: &str) -> Result<(ServerName, KeyId), RequestAuthError> {
-    let (server, key) = keyid
-        .rsplit_once('#')
-        .ok_or_else(|| RequestAuthError::MalformedSignature("keyid must be <server>#<key id>".into()))?;
-    let server = ServerName::parse(server).map_err(|e| RequestAuthError::MalformedSignature(e.to_string()))?;
+    let (server, key) = keyid.rsplit_once('#').ok_or_else(|| {
+        RequestAuthError::MalformedSignature("keyid must be <server>#<key id>".into())
+    })?;
+    let server = ServerName::parse(server)
+        .map_err(|e| RequestAuthError::MalformedSignature(e.to_string()))?;
     let key = KeyId::parse(key).map_err(|e| RequestAuthError::MalformedSignature(e.to_string()))?;
     Ok((server, key))
 }
@@ -446,7 +461,11 @@ fn check_content_digest(header: &str, body: &[u8]) -> Result<(), RequestAuthErro
         .and_then(|value| value.strip_prefix(':')?.strip_suffix(':'))
         .and_then(|encoded| STANDARD.decode(encoded).ok())
         .ok_or(RequestAuthError::BadContentDigest)?;
-    if sha256.as_slice() == expected.as_slice() { Ok(()) } else { Err(RequestAuthError::BadContentDigest) }
+    if sha256.as_slice() == expected.as_slice() {
+        Ok(())
+    } else {
+        Err(RequestAuthError::BadContentDigest)
+    }
 }
 
 fn malformed(error: httpsig::prelude::HttpSigError) -> RequestAuthError {
@@ -488,7 +507,8 @@ mod tests {
     }
 
     fn check(headers: &[(String, String)], body: &[u8], now: u64) -> Result<(), RequestAuthError> {
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> =
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let request = HttpRequest {
             method: "PUT",
             authority: "Host.Example",
@@ -510,9 +530,15 @@ mod tests {
 
     #[test]
     fn enforces_time_and_body() {
-        assert_eq!(check(&signed(b"{}", 1000), b"{}", 1061), Err(RequestAuthError::SignatureExpired));
+        assert_eq!(
+            check(&signed(b"{}", 1000), b"{}", 1061),
+            Err(RequestAuthError::SignatureExpired)
+        );
         assert_eq!(check(&signed(b"{}", 1000), b"{}", 900), Err(RequestAuthError::CreatedInFuture));
-        assert_eq!(check(&signed(b"{}", 1000), b"{ }", 1000), Err(RequestAuthError::BadContentDigest));
+        assert_eq!(
+            check(&signed(b"{}", 1000), b"{ }", 1000),
+            Err(RequestAuthError::BadContentDigest)
+        );
         assert_eq!(check(&signed(b"", 1000), b"{}", 1000), Err(RequestAuthError::WrongComponents));
     }
 

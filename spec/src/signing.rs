@@ -148,9 +148,7 @@ pub fn signing_bytes(
 /// Signs `message` and records the signature in `object["signatures"]` under the key's server.
 pub fn add_signature(object: &mut Map<String, Value>, key: &ServerSigningKey, message: &[u8]) {
     let signature = base64url::encode(key.sign_bytes(message));
-    let signatures = object
-        .entry("signatures")
-        .or_insert_with(|| Value::Object(Map::new()));
+    let signatures = object.entry("signatures").or_insert_with(|| Value::Object(Map::new()));
     if !signatures.is_object() {
         *signatures = Value::Object(Map::new());
     }
@@ -168,7 +166,10 @@ pub fn add_signature(object: &mut Map<String, Value>, key: &ServerSigningKey, me
 }
 
 /// Signs a JSON object in place (used for key documents, state snapshots, attestations).
-pub fn sign_json(object: &mut Map<String, Value>, key: &ServerSigningKey) -> Result<(), CanonicalJsonError> {
+pub fn sign_json(
+    object: &mut Map<String, Value>,
+    key: &ServerSigningKey,
+) -> Result<(), CanonicalJsonError> {
     let message = signing_bytes(object, &[])?;
     add_signature(object, key, &message);
     Ok(())
@@ -270,7 +271,10 @@ mod tests {
         let mut object = Map::new();
         sign_json(&mut object, &key).unwrap();
         let other = ServerName::parse("b.example").unwrap();
-        assert_eq!(verify_json(&object, &other, &keys_for(&key)), Err(SignatureError::Missing(other)));
+        assert_eq!(
+            verify_json(&object, &other, &keys_for(&key)),
+            Err(SignatureError::Missing(other))
+        );
         assert_eq!(
             verify_json(&object, key.server_name(), &PublicKeyMap::new()),
             Err(SignatureError::UnknownKey(key.server_name().clone()))

@@ -12,7 +12,9 @@ fn main() -> Result<()> {
     match task.as_str() {
         "ci" => ci(),
         _ => {
-            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  ci    fmt, clippy, vector cross-check, tests, examples");
+            eprintln!(
+                "usage: cargo xtask <task>\n\ntasks:\n  ci    fmt, clippy, vector cross-check, tests, examples"
+            );
             bail!("unknown task {task:?}")
         }
     }

@@ -120,10 +120,20 @@ mod tests {
     #[test]
     fn golden() {
         use serde_json::json;
-        check(json!({"type": "typing", "content": {"guild_id": "!g:a.example", "channel_id": "c1", "user_id": "@u:a.example", "active": false}}));
-        check(json!({"type": "presence", "content": {"user_id": "@u:a.example", "status": "dnd", "last_active_ts": 1}}));
-        check(json!({"type": "read_marker", "content": {"guild_id": "!g:a.example", "channel_id": "c1", "user_id": "@u:a.example", "event_id": "$47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"}}));
-        check(json!({"type": "to_device", "content": {"sender": "@u:a.example", "recipient": "@v:b.example", "device_id": "D1", "message_type": "olm.encrypted", "content": {"ciphertext": "x"}}}));
-        check(json!({"type": "voice_state", "content": {"guild_id": "!g:a.example", "channel_id": null, "user_id": "@u:a.example", "self_mute": true, "self_deaf": false}}));
+        check(
+            json!({"type": "typing", "content": {"guild_id": "!g:a.example", "channel_id": "c1", "user_id": "@u:a.example", "active": false}}),
+        );
+        check(
+            json!({"type": "presence", "content": {"user_id": "@u:a.example", "status": "dnd", "last_active_ts": 1}}),
+        );
+        check(
+            json!({"type": "read_marker", "content": {"guild_id": "!g:a.example", "channel_id": "c1", "user_id": "@u:a.example", "event_id": "$47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"}}),
+        );
+        check(
+            json!({"type": "to_device", "content": {"sender": "@u:a.example", "recipient": "@v:b.example", "device_id": "D1", "message_type": "olm.encrypted", "content": {"ciphertext": "x"}}}),
+        );
+        check(
+            json!({"type": "voice_state", "content": {"guild_id": "!g:a.example", "channel_id": null, "user_id": "@u:a.example", "self_mute": true, "self_deaf": false}}),
+        );
     }
 }

@@ -47,6 +47,8 @@ mod tests {
         let json = serde_json::json!({"contents": {id: {"body": "x"}}});
         let response: Response = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(serde_json::to_value(&response).unwrap(), json);
-        assert!(serde_json::from_value::<Request>(serde_json::json!({"event_ids": ["nope"]})).is_err());
+        assert!(
+            serde_json::from_value::<Request>(serde_json::json!({"event_ids": ["nope"]})).is_err()
+        );
     }
 }

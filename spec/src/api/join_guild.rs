@@ -45,7 +45,8 @@ mod tests {
 
     #[test]
     fn golden() {
-        let json = serde_json::json!({"user_id": "@a:b.example", "invite_code": "x1", "proposal": {}});
+        let json =
+            serde_json::json!({"user_id": "@a:b.example", "invite_code": "x1", "proposal": {}});
         let request: Request = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(serde_json::to_value(&request).unwrap(), json);
         let json = serde_json::json!({"event": {}, "snapshot": {"seq": 3}, "events": [{}]});

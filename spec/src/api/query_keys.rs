@@ -52,7 +52,10 @@ mod tests {
         let json = serde_json::json!({"server_keys": {"b.example": {"ed25519:k1": {"minimum_valid_until_ts": 5}}}});
         let request: Request = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(serde_json::to_value(&request).unwrap(), json);
-        let response: Response = serde_json::from_value(serde_json::json!({"server_keys": [{"server_name": "b.example"}]})).unwrap();
+        let response: Response = serde_json::from_value(
+            serde_json::json!({"server_keys": [{"server_name": "b.example"}]}),
+        )
+        .unwrap();
         assert_eq!(response.server_keys.len(), 1);
     }
 }

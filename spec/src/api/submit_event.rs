@@ -58,7 +58,11 @@ impl Rejection {
     pub fn status(self) -> u16 {
         match self {
             Self::UnknownGuild => 404,
-            Self::NotMember | Self::MissingPermission | Self::Banned | Self::ServerBanned | Self::SenderNotFromOrigin => 403,
+            Self::NotMember
+            | Self::MissingPermission
+            | Self::Banned
+            | Self::ServerBanned
+            | Self::SenderNotFromOrigin => 403,
             Self::RateLimited => 429,
             Self::InvalidEvent => 400,
         }
@@ -74,7 +78,10 @@ mod tests {
         let json = serde_json::json!({"proposal": {"type": "message.create"}});
         let request: Request = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(serde_json::to_value(&request).unwrap(), json);
-        assert_eq!(serde_json::to_value(Rejection::SenderNotFromOrigin).unwrap(), "sender_not_from_origin");
+        assert_eq!(
+            serde_json::to_value(Rejection::SenderNotFromOrigin).unwrap(),
+            "sender_not_from_origin"
+        );
         assert_eq!(Rejection::RateLimited.status(), 429);
     }
 }

@@ -31,17 +31,20 @@ fn agrees_with_event_vectors() {
         match (&verdict, case["valid"].as_bool()) {
             (Ok(verified), Some(true)) => {
                 if Some(verified.event_id.as_str()) != case["event_id"].as_str() {
-                    failures.push(format!("{name}: event id {} != {}", verified.event_id, case["event_id"]));
+                    failures.push(format!(
+                        "{name}: event id {} != {}",
+                        verified.event_id, case["event_id"]
+                    ));
                 }
             }
             (Err(error), Some(false)) if Some(error.code()) == expected_reason => {}
             _ => failures.push(format!("{name}: expected {expected_reason:?}, got {verdict:?}")),
         }
         // The event id depends only on the envelope, whatever the verdict.
-        if let (Ok(id), Some(expected)) = (event::event_id(object), case["event_id"].as_str()) {
-            if id.as_str() != expected {
-                failures.push(format!("{name}: computed id {id} != {expected}"));
-            }
+        if let (Ok(id), Some(expected)) = (event::event_id(object), case["event_id"].as_str())
+            && id.as_str() != expected
+        {
+            failures.push(format!("{name}: computed id {id} != {expected}"));
         }
     }
     super::assert_no_failures("event", cases.len(), &failures);

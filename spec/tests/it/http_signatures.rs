@@ -42,15 +42,22 @@ fn verdict(case: &serde_json::Value, document: &serde_json::Value) -> Result<(),
         _ => {
             let mut keys = PublicKeyMap::new();
             for (server, by_key) in document["public_keys"].as_object().expect("public_keys") {
-                let (Ok(server), Some(by_key)) = (ServerName::parse(server), by_key.as_object()) else { continue };
+                let (Ok(server), Some(by_key)) = (ServerName::parse(server), by_key.as_object())
+                else {
+                    continue;
+                };
                 for (key_id, key) in by_key {
                     if let (Ok(key_id), Some(key)) = (KeyId::parse(key_id), key.as_str()) {
                         keys.insert_base64(server.clone(), key_id, key).expect("valid key");
                     }
                 }
             }
-            let authorities: Vec<&str> =
-                case["authorities"].as_array().expect("authorities").iter().filter_map(|a| a.as_str()).collect();
+            let authorities: Vec<&str> = case["authorities"]
+                .as_array()
+                .expect("authorities")
+                .iter()
+                .filter_map(|a| a.as_str())
+                .collect();
             let now = case["now"].as_u64().expect("now");
             let checked = request_auth::check_request(&http, now, &authorities).map_err(code)?;
             checked.verify_with(&keys).map_err(code)
@@ -96,7 +103,8 @@ fn our_signer_produces_what_the_vectors_accept() {
         headers: &[],
         body,
     };
-    let signed = request_auth::sign_request(&unsigned, &key, 1_700_000_000, "bm9uY2UtMDAwMDAwMDE").unwrap();
+    let signed =
+        request_auth::sign_request(&unsigned, &key, 1_700_000_000, "bm9uY2UtMDAwMDAwMDE").unwrap();
     let digest = signed.content_digest.clone().unwrap();
     let headers = [
         ("Signature-Input", signed.signature_input.as_str()),
@@ -104,7 +112,8 @@ fn our_signer_produces_what_the_vectors_accept() {
         ("Content-Digest", digest.as_str()),
     ];
     let request = HttpRequest { headers: &headers, ..unsigned };
-    let checked = request_auth::check_request(&request, 1_700_000_010, &["host.example:8448"]).unwrap();
+    let checked =
+        request_auth::check_request(&request, 1_700_000_010, &["host.example:8448"]).unwrap();
     checked.verify(&key.verifying_key()).unwrap();
     assert_eq!(checked.nonce(), "bm9uY2UtMDAwMDAwMDE");
 }

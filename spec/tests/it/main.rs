@@ -1,6 +1,9 @@
 //! Integration tests of guildhall-spec: agreement with every published test vector in
 //! `spec/vectors/`, which an independent Python implementation produces.
 
+// A malformed vector file should fail the test loudly, which is what expect does.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod canonical_json;
 mod events;
 mod http_signatures;
@@ -18,5 +21,10 @@ fn vectors(name: &str) -> serde_json::Value {
 /// Fails with every disagreement at once rather than the first.
 fn assert_no_failures(kind: &str, total: usize, failures: &[String]) {
     assert!(total > 0, "no {kind} vectors were checked");
-    assert!(failures.is_empty(), "{} of {total} {kind} vectors disagree:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {total} {kind} vectors disagree:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

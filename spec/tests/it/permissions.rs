@@ -1,4 +1,6 @@
-use guildhall_spec::permissions::{GuildContext, MemberContext, Overwrite, OverwriteTarget, RolePermissions};
+use guildhall_spec::permissions::{
+    GuildContext, MemberContext, Overwrite, OverwriteTarget, RolePermissions,
+};
 use guildhall_spec::{Permissions, RoleId, UserId};
 
 fn bits(value: &serde_json::Value) -> Permissions {
@@ -39,7 +41,11 @@ fn overwrites(value: &serde_json::Value) -> Option<Vec<Overwrite>> {
                     Some("role") => OverwriteTarget::Role(RoleId::parse(id).expect("role id")),
                     _ => OverwriteTarget::Member(UserId::parse(id).expect("user id")),
                 };
-                Overwrite { target, allow: bits(&overwrite["allow"]), deny: bits(&overwrite["deny"]) }
+                Overwrite {
+                    target,
+                    allow: bits(&overwrite["allow"]),
+                    deny: bits(&overwrite["deny"]),
+                }
             })
             .collect(),
     )
@@ -63,7 +69,8 @@ fn agrees_with_permission_vectors() {
         };
         let expected = bits(&case["expected"]);
         if actual != expected {
-            failures.push(format!("{name}: expected {expected} {expected:?}, got {actual} {actual:?}"));
+            failures
+                .push(format!("{name}: expected {expected} {expected:?}, got {actual} {actual:?}"));
         }
     }
     super::assert_no_failures("permission", cases.len(), &failures);
@@ -83,10 +90,17 @@ fn agrees_with_hierarchy_vectors() {
         let actor = MemberContext { user_id: &actor_id, roles: &actor_roles };
         let actual = if case["target_member"].is_object() {
             let (target_id, target_roles) = member(&case["target_member"]);
-            guild.outranks_member(&actor, &MemberContext { user_id: &target_id, roles: &target_roles })
+            guild.outranks_member(
+                &actor,
+                &MemberContext { user_id: &target_id, roles: &target_roles },
+            )
         } else {
             let role_id = case["target_role"].as_str().expect("target_role");
-            let position = roles.iter().find(|role| role.id.as_str() == role_id).expect("target role exists").position;
+            let position = roles
+                .iter()
+                .find(|role| role.id.as_str() == role_id)
+                .expect("target role exists")
+                .position;
             guild.outranks_role(&actor, position)
         };
         if Some(actual) != case["allowed"].as_bool() {
