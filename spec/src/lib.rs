@@ -16,6 +16,7 @@ pub mod ids;
 pub mod permissions;
 pub mod request_auth;
 pub mod signing;
+pub mod state;
 
 pub use event::{ChainPosition, Envelope, EventError, JsonObject, Proposal, VerifiedEvent};
 pub use ids::{
