@@ -31,6 +31,9 @@ pub enum EventContent {
     /// `guild.update`: MANAGE_GUILD.
     #[serde(rename = "guild.update")]
     GuildUpdate(GuildUpdate),
+    /// `guild.delete`: the owner only; closes the log, no event is accepted after it.
+    #[serde(rename = "guild.delete")]
+    GuildDelete(Empty),
     /// `guild.server_ban`: BAN_MEMBERS.
     #[serde(rename = "guild.server_ban")]
     ServerBan(ServerBan),
@@ -79,6 +82,9 @@ pub enum EventContent {
     /// `member.unban`: BAN_MEMBERS.
     #[serde(rename = "member.unban")]
     MemberUnban(MemberRef),
+    /// `dm.invite`: the owner of a DM guild invites a user, who may then join.
+    #[serde(rename = "dm.invite")]
+    DmInvite(MemberRef),
     /// `invite.create`: CREATE_INSTANT_INVITE in the channel.
     #[serde(rename = "invite.create")]
     InviteCreate(InviteCreate),
@@ -120,6 +126,7 @@ impl EventContent {
         match self {
             Self::GuildCreate(_) => "guild.create",
             Self::GuildUpdate(_) => "guild.update",
+            Self::GuildDelete(_) => "guild.delete",
             Self::ServerBan(_) => "guild.server_ban",
             Self::ServerUnban(_) => "guild.server_unban",
             Self::ChannelCreate(_) => "channel.create",
@@ -136,6 +143,7 @@ impl EventContent {
             Self::MemberKick(_) => "member.kick",
             Self::MemberBan(_) => "member.ban",
             Self::MemberUnban(_) => "member.unban",
+            Self::DmInvite(_) => "dm.invite",
             Self::InviteCreate(_) => "invite.create",
             Self::InviteRevoke(_) => "invite.revoke",
             Self::MessageCreate(_) => "message.create",
@@ -556,6 +564,8 @@ mod tests {
         use serde_json::json;
         check("guild.create", json!({"name": "Lobby", "kind": "guild", "owner": "@o:h.example"}));
         check("guild.update", json!({"name": "Lobby 2", "description": "d", "icon": "m1"}));
+        check("guild.delete", json!({}));
+        check("dm.invite", json!({"user_id": "@u:h.example"}));
         check("guild.server_ban", json!({"server": "bad.example", "reason": "spam"}));
         check("guild.server_unban", json!({"server": "bad.example"}));
         check(

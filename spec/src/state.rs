@@ -50,6 +50,12 @@ pub struct GuildState {
     pub server_bans: BTreeMap<ServerName, Ban>,
     /// Live invites.
     pub invites: BTreeMap<InviteCode, Invite>,
+    /// Users invited into a DM guild who have not joined yet.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dm_invites: BTreeMap<UserId, UserId>,
+    /// Set by `guild.delete`: the log is closed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// A channel and its overwrites.
@@ -159,6 +165,9 @@ impl Invite {
     }
 }
 
+/// The most members (plus pending invitations) a DM guild may have.
+pub const MAX_DM_MEMBERS: usize = 10;
+
 /// The facts about an existing message that authorizing an action on it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageFacts {
@@ -231,6 +240,8 @@ impl GuildState {
             bans: BTreeMap::new(),
             server_bans: BTreeMap::new(),
             invites: BTreeMap::new(),
+            dm_invites: BTreeMap::new(),
+            deleted: false,
         };
         let everyone = Role {
             name: "@everyone".into(),
@@ -358,6 +369,9 @@ impl GuildState {
         now_ms: u64,
         message: Option<&MessageFacts>,
     ) -> Result<(), AuthError> {
+        if self.deleted {
+            return reject(Rejection::UnknownGuild, "the guild was deleted");
+        }
         if self.server_bans.contains_key(&sender.server_name()) {
             return reject(
                 Rejection::ServerBanned,
@@ -396,6 +410,32 @@ impl GuildState {
                     check_text("name", name, MAX_NAME_CHARS)?;
                 }
                 check_optional_text("description", update.description.as_ref(), MAX_TOPIC_CHARS)
+            }
+            EventContent::GuildDelete(_) => {
+                if sender == &self.owner {
+                    Ok(())
+                } else {
+                    reject(Rejection::MissingPermission, "only the owner can delete the guild")
+                }
+            }
+            EventContent::DmInvite(invite) => {
+                if sender != &self.owner {
+                    return reject(
+                        Rejection::MissingPermission,
+                        "only the conversation's creator can invite",
+                    );
+                }
+                if self.members.contains_key(&invite.user_id)
+                    || self.dm_invites.contains_key(&invite.user_id)
+                {
+                    return invalid("already a member or invited");
+                }
+                if self.members.len() + self.dm_invites.len() >= MAX_DM_MEMBERS {
+                    return invalid(format!(
+                        "a direct message has at most {MAX_DM_MEMBERS} members"
+                    ));
+                }
+                Ok(())
             }
             EventContent::ServerBan(ban) => {
                 self.require(sender, Permissions::BAN_MEMBERS)?;
@@ -760,6 +800,10 @@ impl GuildState {
     pub fn apply(&mut self, sender: &UserId, origin_ts: u64, content: &EventContent) {
         match content {
             EventContent::GuildCreate(_) => {}
+            EventContent::GuildDelete(_) => self.deleted = true,
+            EventContent::DmInvite(invite) => {
+                self.dm_invites.insert(invite.user_id.clone(), sender.clone());
+            }
             EventContent::GuildUpdate(update) => {
                 if let Some(name) = &update.name {
                     self.name.clone_from(name);
@@ -881,6 +925,7 @@ impl GuildState {
                 }
             }
             EventContent::MemberJoin(join) => {
+                self.dm_invites.remove(sender);
                 if let Some(invite) =
                     join.invite_code.as_ref().and_then(|code| self.invites.get_mut(code))
                 {
