@@ -1,7 +1,149 @@
-//! `guildhall`: the homeserver binary. The server itself is built by the homeserver-core work;
-//! until then the binary only reports the protocol version it will speak.
+//! `guildhall`: the homeserver binary. Thin: parse the command line, then hand over to the
+//! library.
 #![forbid(unsafe_code)]
 
-fn main() {
-    println!("guildhall {} ({})", env!("CARGO_PKG_VERSION"), guildhall_spec::PROTOCOL_VERSION);
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use guildhall_homeserver::config::Config;
+use guildhall_homeserver::{AppState, DataDir, effective_server_name};
+use guildhall_spec::UserId;
+
+/// A federated homeserver for Discord-like communities.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// The data directory: database, keys and `guildhall.toml`.
+    #[arg(long, global = true, env = "GUILDHALL_DATA_DIR", default_value = "./guildhall-data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default command).
+    Serve(ServeArgs),
+    /// Administer accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Manage the server's signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Create the data directory and apply database migrations, then exit.
+    Migrate,
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (overrides `server.listen`).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// This server's name (overrides `server.server_name`; default: the listen address).
+    #[arg(long)]
+    server_name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an account (works with registration closed).
+    CreateUser {
+        /// The username (localpart).
+        username: String,
+        /// The password; read from GUILDHALL_PASSWORD when omitted.
+        #[arg(long, env = "GUILDHALL_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Make the account a server admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Grant server admin to an existing account.
+    MakeAdmin {
+        /// The username (localpart).
+        username: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Retire the current signing key and start signing with a new one.
+    Rotate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .init();
+    let cli = Cli::parse();
+    let data_dir = DataDir::new(&cli.data_dir);
+    data_dir.initialize().with_context(|| format!("creating {}", cli.data_dir.display()))?;
+    let mut config = Config::load(&data_dir.config_file())?;
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => {
+            if let Some(listen) = args.listen {
+                config.server.listen = listen;
+            }
+            if let Some(name) = args.server_name {
+                config.server.server_name = name;
+            }
+            serve(config, &data_dir).await
+        }
+        Command::Admin(command) => admin(config, &data_dir, command).await,
+        Command::Keys(KeysCommand::Rotate) => {
+            let name = effective_server_name(&config)?;
+            let key_id = guildhall_identity::server_keys::rotate(&data_dir.key_file(), &name, guildhall_homeserver::store::now_ms())?;
+            println!("now signing with {key_id}");
+            Ok(())
+        }
+        Command::Migrate => {
+            guildhall_homeserver::store::Store::open(&data_dir.database()).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config, data_dir: &DataDir) -> anyhow::Result<()> {
+    let server_name = effective_server_name(&config)?;
+    let listen = config.server.listen;
+    let state = AppState::open(config, data_dir, server_name.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%server_name, %address, data_dir = %data_dir.root().display(), "guildhall is listening");
+    guildhall_homeserver::serve(state, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}
+
+async fn admin(config: Config, data_dir: &DataDir, command: AdminCommand) -> anyhow::Result<()> {
+    let server_name = effective_server_name(&config)?;
+    let state = AppState::open(config, data_dir, server_name.clone()).await?;
+    match command {
+        AdminCommand::CreateUser { username, password, admin } => {
+            let user_id = UserId::new(&username, &server_name).with_context(|| format!("invalid username {username:?}"))?;
+            let created = guildhall_homeserver::api::create_account(&state.store, &user_id, &password).await;
+            let user = match created {
+                Ok(user) => user,
+                Err(error) => bail!("cannot create {user_id}: {}", error.code()),
+            };
+            if admin {
+                state.store.make_admin(&user_id).await?;
+            }
+            println!("created {}{}", user.user_id, if admin || user.is_admin { " (admin)" } else { "" });
+        }
+        AdminCommand::MakeAdmin { username } => {
+            let user_id = UserId::new(&username, &server_name).with_context(|| format!("invalid username {username:?}"))?;
+            if !state.store.make_admin(&user_id).await? {
+                bail!("no user {user_id}");
+            }
+            println!("{user_id} is now an admin");
+        }
+    }
+    Ok(())
 }

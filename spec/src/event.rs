@@ -245,6 +245,7 @@ pub fn verify_event(
         return Err(EventError::Malformed("seq starts at 1".into()));
     }
     check_origin_and_content(&envelope, content.as_ref())?;
+    check_signers(event, &envelope)?;
 
     let host = envelope.guild_id.host();
     if envelope.origin != host {
@@ -282,6 +283,10 @@ pub fn verify_proposal(
     let content =
         content.ok_or_else(|| EventError::Malformed("a proposal needs content".into()))?;
     check_origin_and_content(&envelope, Some(&content))?;
+    check_signers(proposal, &envelope)?;
+    if proposal.contains_key("unsigned") {
+        return Err(EventError::Malformed("a proposal carries no unsigned data".into()));
+    }
     if envelope.origin != envelope.guild_id.host() {
         let message = proposal_signing_bytes(proposal).map_err(malformed)?;
         signing::verify_signatures(proposal, &envelope.origin, keys, &message).map_err(
@@ -297,7 +302,16 @@ pub fn verify_proposal(
     Ok((envelope, content))
 }
 
+/// The members an event may have; anything else is `malformed` (spec chapter 06).
+const KNOWN_MEMBERS: [&str; 12] = [
+    "guild_id", "seq", "prev", "type", "sender", "origin", "origin_ts", "txn_id", "content_hash", "content", "signatures",
+    "unsigned",
+];
+
 fn parse_parts(event: &JsonObject) -> Result<(Envelope, Option<JsonObject>), EventError> {
+    if let Some(unknown) = event.keys().find(|name| !KNOWN_MEMBERS.contains(&name.as_str())) {
+        return Err(EventError::Malformed(format!("unknown member {unknown:?}")));
+    }
     let envelope: Envelope = serde_json::from_value(Value::Object(envelope(event)))
         .map_err(|e| EventError::Malformed(e.to_string()))?;
     if !is_event_type(&envelope.event_type) {
@@ -337,6 +351,17 @@ fn check_origin_and_content(
     Ok(())
 }
 
+/// Only the origin and the host may sign an event.
+fn check_signers(event: &JsonObject, envelope: &Envelope) -> Result<(), EventError> {
+    let Some(Value::Object(signatures)) = event.get("signatures") else { return Ok(()) };
+    let host = envelope.guild_id.host();
+    let allowed = |name: &str| name.eq_ignore_ascii_case(envelope.origin.as_str()) || name.eq_ignore_ascii_case(host.as_str());
+    match signatures.keys().find(|name| !allowed(name)) {
+        Some(stranger) => Err(EventError::Malformed(format!("signature by {stranger}, neither origin nor host"))),
+        None => Ok(()),
+    }
+}
+
 fn check_chain(
     envelope: &Envelope,
     seq: u64,
@@ -368,9 +393,11 @@ fn malformed(error: CanonicalJsonError) -> EventError {
     EventError::Malformed(error.to_string())
 }
 
-/// Event types are dotted lowercase names: `[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*`, at most 64 bytes.
+/// Event types are dotted lowercase names with at least one dot:
+/// `[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+`, at most 64 bytes.
 pub fn is_event_type(name: &str) -> bool {
     name.len() <= 64
+        && name.contains('.')
         && name.split('.').all(|part| {
             part.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
                 && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
@@ -480,5 +507,6 @@ mod tests {
         assert!(!is_event_type("Message.create"));
         assert!(!is_event_type("message..create"));
         assert!(!is_event_type(""));
+        assert!(!is_event_type("message"));
     }
 }

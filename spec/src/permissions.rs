@@ -118,20 +118,13 @@ impl Permissions {
     /// No permissions.
     pub const NONE: Self = Self(0);
 
-    /// What @everyone gets in a new guild: see, talk, react, invite, join voice.
-    pub const DEFAULT_EVERYONE: Self = Self(
-        Self::CREATE_INSTANT_INVITE.0
-            | Self::ADD_REACTIONS.0
-            | Self::VIEW_CHANNEL.0
-            | Self::SEND_MESSAGES.0
-            | Self::EMBED_LINKS.0
-            | Self::ATTACH_FILES.0
-            | Self::READ_MESSAGE_HISTORY.0
-            | Self::CONNECT.0
-            | Self::SPEAK.0
-            | Self::USE_VAD.0
-            | Self::CHANGE_NICKNAME.0,
-    );
+    /// What @everyone gets in a new guild: see, talk, react, embed, attach, stream, use external
+    /// emoji, invite, join voice and speak, change their nickname (spec chapter 09).
+    pub const DEFAULT_GUILD: Self = Self(104_189_505);
+
+    /// What @everyone gets in a new DM: the guild defaults without invites or external emoji,
+    /// and without changing nicknames (spec chapter 09).
+    pub const DEFAULT_DM: Self = Self(36_818_496);
 
     /// Bits that mean nothing without SEND_MESSAGES and are cleared with it.
     const NEEDS_SEND: Self = Self(
@@ -386,6 +379,14 @@ mod tests {
         for invalid in [r#""""#, r#""01""#, r#""-1""#, "3072", r#""1e3""#] {
             assert!(serde_json::from_str::<Permissions>(invalid).is_err(), "{invalid}");
         }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_bits() {
+        let guild = [0, 6, 9, 10, 11, 14, 15, 16, 18, 20, 21, 25, 26];
+        assert_eq!(Permissions::DEFAULT_GUILD.bits(), guild.iter().map(|bit| 1u64 << bit).sum::<u64>());
+        let dm = [6, 9, 10, 11, 14, 15, 16, 20, 21, 25];
+        assert_eq!(Permissions::DEFAULT_DM.bits(), dm.iter().map(|bit| 1u64 << bit).sum::<u64>());
     }
 
     #[test]

@@ -226,7 +226,9 @@ pub fn verify_signatures(
             .map(|bytes| ed25519_dalek::Signature::from_bytes(&bytes));
         let invalid = || SignatureError::Invalid { server: server.clone(), key_id: key_id.clone() };
         let signature = signature.ok_or_else(invalid)?;
-        public_key.verify(message, &signature).map_err(|_| invalid())?;
+        // Strict verification rejects small-order keys and non-canonical signatures, so a
+        // signature can never be malleated into a second valid one.
+        public_key.verify_strict(message, &signature).map_err(|_| invalid())?;
         verified_any = true;
     }
     if verified_any { Ok(()) } else { Err(SignatureError::UnknownKey(server.clone())) }

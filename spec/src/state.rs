@@ -165,6 +165,21 @@ impl Invite {
     }
 }
 
+/// The longest nickname.
+pub const MAX_NICK_CHARS: usize = 32;
+/// The most channels a guild may have.
+pub const MAX_CHANNELS: usize = 500;
+/// The most roles a guild may have, @everyone included.
+pub const MAX_ROLES: usize = 250;
+/// The longest an invite may live: 7 days.
+pub const MAX_INVITE_AGE_SECS: u64 = 7 * 24 * 3600;
+/// The most uses an invite may allow.
+pub const MAX_INVITE_USES: u64 = 100;
+/// The most users one message may mention.
+pub const MAX_MENTIONS: usize = 100;
+/// The most attachments one message may carry.
+pub const MAX_ATTACHMENTS: usize = 10;
+
 /// The most members (plus pending invitations) a DM guild may have.
 pub const MAX_DM_MEMBERS: usize = 10;
 
@@ -201,6 +216,9 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, AuthError> {
 fn check_text(field: &str, text: &str, max: usize) -> Result<(), AuthError> {
     if text.trim().is_empty() {
         return invalid(format!("{field} must not be empty"));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return invalid(format!("{field} must not contain control characters"));
     }
     if text.chars().count() > max {
         return invalid(format!("{field} is longer than {max} characters"));
@@ -245,7 +263,10 @@ impl GuildState {
         };
         let everyone = Role {
             name: "@everyone".into(),
-            permissions: Permissions::DEFAULT_EVERYONE,
+            permissions: match kind {
+                GuildKind::Guild => Permissions::DEFAULT_GUILD,
+                GuildKind::Dm => Permissions::DEFAULT_DM,
+            },
             position: 0,
             color: 0,
             hoist: false,
@@ -439,8 +460,11 @@ impl GuildState {
             }
             EventContent::ServerBan(ban) => {
                 self.require(sender, Permissions::BAN_MEMBERS)?;
-                if ban.server == self.guild_id.host() {
-                    return invalid("the host server cannot be banned from its own guild");
+                if ban.server == self.guild_id.host() || ban.server == self.owner.server_name() {
+                    return invalid("neither the host nor the owner's server can be banned");
+                }
+                for member in self.members.keys().filter(|member| member.server_name() == ban.server) {
+                    self.require_outranks_member(sender, member)?;
                 }
                 check_optional_text("reason", ban.reason.as_ref(), MAX_REASON_CHARS)
             }
@@ -534,6 +558,9 @@ impl GuildState {
                 if self.bans.contains_key(&ban.user_id) {
                     return invalid("already banned");
                 }
+                if ban.user_id == self.owner {
+                    return reject(Rejection::MissingPermission, "the owner cannot be banned");
+                }
                 if self.members.contains_key(&ban.user_id) || ban.user_id == self.owner {
                     self.require_outranks_member(sender, &ban.user_id)?;
                 }
@@ -545,6 +572,15 @@ impl GuildState {
             }
             EventContent::InviteCreate(invite) => {
                 self.require_in(sender, &invite.channel_id, Permissions::CREATE_INSTANT_INVITE)?;
+                if invite.max_age_secs.is_some_and(|age| age == 0 || age > MAX_INVITE_AGE_SECS) {
+                    return invalid(format!("max_age_secs must be 1 to {MAX_INVITE_AGE_SECS}"));
+                }
+                if invite.max_uses.is_some_and(|uses| uses == 0 || uses > MAX_INVITE_USES) {
+                    return invalid(format!("max_uses must be 1 to {MAX_INVITE_USES}"));
+                }
+                if self.channels.get(&invite.channel_id).is_some_and(|c| c.kind == ChannelKind::Category) {
+                    return invalid("invites lead to text or voice channels");
+                }
                 if self.invites.contains_key(&invite.code) {
                     invalid("invite code already in use")
                 } else {
@@ -658,7 +694,7 @@ impl GuildState {
         };
         if let Some(nick) = &update.nick {
             if let Some(nick) = nick {
-                check_text("nick", nick, MAX_NAME_CHARS)?;
+                check_text("nick", nick, MAX_NICK_CHARS)?;
             }
             if sender == &update.user_id {
                 self.require(sender, Permissions::CHANGE_NICKNAME)?;
@@ -707,6 +743,9 @@ impl GuildState {
 
     fn check_channel_create(&self, create: &ChannelCreate) -> Result<(), AuthError> {
         check_text("name", &create.name, MAX_NAME_CHARS)?;
+        if self.channels.len() >= MAX_CHANNELS {
+            return invalid(format!("a guild has at most {MAX_CHANNELS} channels"));
+        }
         check_optional_text("topic", create.topic.as_ref(), MAX_TOPIC_CHARS)?;
         if self.channels.contains_key(&create.channel_id) {
             return invalid("channel id already in use");
@@ -754,6 +793,9 @@ impl GuildState {
 
     fn check_role_create(&self, sender: &UserId, create: &RoleCreate) -> Result<(), AuthError> {
         check_text("name", &create.name, MAX_NAME_CHARS)?;
+        if self.roles.len() >= MAX_ROLES {
+            return invalid(format!("a guild has at most {MAX_ROLES} roles"));
+        }
         if self.roles.contains_key(&create.role_id) {
             return invalid("role id already in use");
         }

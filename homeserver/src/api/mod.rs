@@ -1,0 +1,202 @@
+//! The client REST API under `/api/v1`, plus the gateway route.
+//!
+//! Handlers are thin: parse ids at the edge, turn the request into an event content or a store
+//! call, and map the outcome to a view. Every error is an [`ApiError`].
+
+mod auth;
+pub use auth::create_account;
+mod channels;
+mod guilds;
+mod messages;
+mod social;
+mod users;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post, put};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use guildhall_spec::UserId;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// Builds the whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    let api = Router::new()
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/sessions", get(auth::sessions))
+        .route("/auth/sessions/{session_id}", delete(auth::revoke_session))
+        .route("/users/@me", get(users::me).patch(users::update_me))
+        .route("/users/@me/guilds", get(users::my_guilds))
+        .route("/users/@me/channels", get(social::direct_messages).post(social::open_direct_message))
+        .route("/users/@me/relationships", get(social::relationships))
+        .route("/users/@me/relationships/{user_id}", put(social::set_relationship).delete(social::remove_relationship))
+        .route("/users/{user_id}", get(users::profile))
+        .route("/guilds", post(guilds::create))
+        .route("/guilds/{guild_id}", get(guilds::get).patch(guilds::update).delete(guilds::delete))
+        .route("/guilds/{guild_id}/members", get(guilds::members))
+        .route("/guilds/{guild_id}/members/@me", delete(guilds::leave))
+        .route("/guilds/{guild_id}/members/{user_id}", get(guilds::member).patch(guilds::update_member).delete(guilds::kick))
+        .route("/guilds/{guild_id}/members/{user_id}/roles/{role_id}", put(guilds::add_role).delete(guilds::remove_role))
+        .route("/guilds/{guild_id}/bans", get(guilds::bans))
+        .route("/guilds/{guild_id}/bans/{user_id}", put(guilds::ban).delete(guilds::unban))
+        .route("/guilds/{guild_id}/roles", get(guilds::roles).post(guilds::create_role).patch(guilds::reorder_roles))
+        .route("/guilds/{guild_id}/roles/{role_id}", patch(guilds::update_role).delete(guilds::delete_role))
+        .route("/guilds/{guild_id}/channels", get(channels::list).post(channels::create).patch(channels::reorder))
+        .route("/guilds/{guild_id}/invites", get(channels::guild_invites))
+        .route("/guilds/{guild_id}/messages/search", get(messages::search))
+        .route("/channels/{channel_id}", get(channels::get).patch(channels::update).delete(channels::delete))
+        .route(
+            "/channels/{channel_id}/permissions/{target_id}",
+            put(channels::set_overwrite).delete(channels::delete_overwrite),
+        )
+        .route("/channels/{channel_id}/invites", post(channels::create_invite))
+        .route("/channels/{channel_id}/typing", post(channels::typing))
+        .route("/channels/{channel_id}/messages", get(messages::list).post(messages::send))
+        .route(
+            "/channels/{channel_id}/messages/{message_id}",
+            get(messages::get).patch(messages::edit).delete(messages::delete),
+        )
+        .route("/channels/{channel_id}/messages/{message_id}/reactions/{emoji}", get(messages::reactors))
+        .route(
+            "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+            put(messages::react).delete(messages::unreact),
+        )
+        .route("/channels/{channel_id}/pins", get(messages::pins))
+        .route("/channels/{channel_id}/pins/{message_id}", put(messages::pin).delete(messages::unpin))
+        .route("/invites/{code}", get(channels::invite).post(channels::accept_invite).delete(channels::revoke_invite))
+        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/gateway", get(crate::gateway::upgrade))
+        .route("/health", get(|| async { "ok" }))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Refuses clients that exceed the per-IP request rate.
+async fn limit_per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+    if let Some(ip) = ip
+        && let Err(retry_after_ms) = state.ip_limiter.check(&ip)
+    {
+        return ApiError::rate_limited(retry_after_ms).into_response();
+    }
+    next.run(request).await
+}
+
+/// The SHA-256 of a bearer token: tokens are stored only hashed.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// The authenticated user of a request (`Authorization: Bearer <token>`), after the
+/// per-account rate limit.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// The user.
+    pub user_id: UserId,
+    /// The login session the token belongs to.
+    pub session_id: String,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+        let token = header
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        let user = authenticate(state, token).await?;
+        state.account_limiter.check(user.user_id.as_str()).map_err(ApiError::rate_limited)?;
+        Ok(user)
+    }
+}
+
+/// Resolves a token to its user.
+pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<AuthUser> {
+    let (user_id, session_id) = state
+        .store
+        .session_user(&token_hash(token))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
+    state.store.touch_session(&session_id).await?;
+    Ok(AuthUser { user_id, session_id })
+}
+
+/// A JSON body whose every failure (syntax, unknown field, wrong type, too large) is a typed
+/// [`ApiError`].
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(JsonRejection::JsonDataError(error)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", error.body_text())),
+            Err(JsonRejection::JsonSyntaxError(error)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", error.body_text())),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "expected Content-Type: application/json"))
+            }
+            Err(JsonRejection::BytesRejection(error)) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large"))
+            }
+            Err(error) => Err(ApiError::new(error.status(), "bad_request", error.body_text())),
+        }
+    }
+}
+
+/// A JSON body that may be absent (an empty body is `None`); a present body is parsed as
+/// strictly as [`Json`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|error| {
+            if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large")
+            } else {
+                ApiError::bad_request(error.body_text())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        serde_json::from_slice(&bytes).map(|value| Self(Some(value))).map_err(|error| {
+            let code = if error.is_data() { "invalid_body" } else { "malformed_json" };
+            ApiError::new(StatusCode::BAD_REQUEST, code, error.to_string())
+        })
+    }
+}
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Parses a path segment into an id type, answering `invalid_id` on failure.
+pub fn parse_id<T: FromStr>(kind: &str, text: &str) -> ApiResult<T> {
+    text.parse().map_err(|_| ApiError::invalid_id(format!("invalid {kind}: {text:?}")))
+}

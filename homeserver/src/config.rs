@@ -1,0 +1,157 @@
+//! Configuration: one TOML file plus `GUILDHALL_*` environment overrides.
+//!
+//! The documented defaults live in `guildhall.example.toml`, which is written to a new data
+//! directory on first start and parsed by a test, so the file and the structs cannot drift.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The example configuration, with every setting at its default.
+pub const EXAMPLE: &str = include_str!("../guildhall.example.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listening and naming.
+    pub server: ServerConfig,
+    /// Account creation.
+    pub registration: RegistrationConfig,
+    /// Size and count limits.
+    pub limits: LimitsConfig,
+    /// Request rate limits.
+    pub rate_limits: RateLimitConfig,
+    /// The WebSocket gateway.
+    pub gateway: GatewayConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The server name; empty = the listen address.
+    pub server_name: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8008)), server_name: String::new() }
+    }
+}
+
+/// `[registration]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// Open registration through the API.
+    pub enabled: bool,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Most guilds a user may own.
+    pub max_guilds_per_user: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1 << 20, max_guilds_per_user: 100 }
+    }
+}
+
+/// `[rate_limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second per account.
+    pub per_account_per_second: u32,
+    /// Burst per account.
+    pub per_account_burst: u32,
+    /// Sustained requests per second per IP.
+    pub per_ip_per_second: u32,
+    /// Burst per IP.
+    pub per_ip_burst: u32,
+    /// Sustained messages per second per account.
+    pub messages_per_second: u32,
+    /// Message burst per account.
+    pub messages_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_account_per_second: 20,
+            per_account_burst: 60,
+            per_ip_per_second: 50,
+            per_ip_burst: 200,
+            messages_per_second: 5,
+            messages_burst: 10,
+        }
+    }
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Heartbeat interval clients are told to keep.
+    pub heartbeat_interval_ms: u64,
+    /// Dispatch queue per connection.
+    pub session_queue: usize,
+    /// How long a session stays resumable.
+    pub resume_window_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self { heartbeat_interval_ms: 41_250, session_queue: 1024, resume_window_secs: 300 }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if it exists), then `GUILDHALL_*` environment variables.
+    pub fn load(file: &Path) -> Result<Self, Box<figment::Error>> {
+        Self::figment(file).extract().map_err(Box::new)
+    }
+
+    fn figment(file: &Path) -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("GUILDHALL_").split("__"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_is_exactly_the_defaults() {
+        let parsed: Config = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            serde_json::to_value(Config::default()).unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_settings_are_rejected() {
+        assert!(toml::from_str::<Config>("[server]\nlisen = \"1.2.3.4:5\"").is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! The Guildhall homeserver: configuration, storage, the guild write path, the client REST API
+//! and the WebSocket gateway.
+//!
+//! `main.rs` is a thin command-line wrapper around [`serve`]; tests start the same server on a
+//! port chosen at run time.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod bus;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod guilds;
+pub mod presence;
+pub mod ratelimit;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use guildhall_identity::server_keys::{self, ServerKeys};
+use guildhall_spec::ServerName;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::guilds::GuildService;
+use crate::presence::Presence;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// This server's name.
+    pub server_name: ServerName,
+    /// The database.
+    pub store: Store,
+    /// The server's signing keys.
+    pub keys: Arc<ServerKeys>,
+    /// Guild writes and heads.
+    pub guilds: Arc<GuildService>,
+    /// The event bus.
+    pub bus: Bus,
+    /// Online status of local users.
+    pub presence: Arc<Presence>,
+    /// Resumable gateway sessions.
+    pub sessions: Arc<gateway::SessionRegistry>,
+    /// Request limits per account.
+    pub account_limiter: Arc<RateLimiter>,
+    /// Request limits per IP address.
+    pub ip_limiter: Arc<RateLimiter>,
+    /// Message limits per account.
+    pub message_limiter: Arc<RateLimiter>,
+}
+
+/// The paths inside a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The data directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The configuration file.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("guildhall.toml")
+    }
+
+    /// The SQLite database.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("guildhall.sqlite3")
+    }
+
+    /// The server key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.root.join("signing-keys.json")
+    }
+
+    /// Creates the directory and a documented config file on first start.
+    pub fn initialize(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
+        let config = self.config_file();
+        if !config.exists() {
+            std::fs::write(&config, config::EXAMPLE)?;
+        }
+        Ok(())
+    }
+
+    /// The root path.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// The server name in effect: the configured one, or the listen address.
+pub fn effective_server_name(config: &Config) -> anyhow::Result<ServerName> {
+    let name = if config.server.server_name.is_empty() {
+        config.server.listen.to_string()
+    } else {
+        config.server.server_name.clone()
+    };
+    ServerName::parse(&name).map_err(|e| anyhow::anyhow!("server_name {name:?}: {e}"))
+}
+
+impl AppState {
+    /// Opens the data directory's database and keys and builds the shared state.
+    pub async fn open(config: Config, data_dir: &DataDir, server_name: ServerName) -> anyhow::Result<Self> {
+        data_dir.initialize()?;
+        let store = Store::open(&data_dir.database()).await?;
+        let keys = server_keys::load_or_create(&data_dir.key_file(), &server_name)?;
+        let bus = Bus::default();
+        let guilds = Arc::new(GuildService::new(store.clone(), keys.current.clone(), bus.clone()));
+        let limits = &config.rate_limits;
+        Ok(Self {
+            account_limiter: Arc::new(RateLimiter::new(limits.per_account_per_second, limits.per_account_burst)),
+            ip_limiter: Arc::new(RateLimiter::new(limits.per_ip_per_second, limits.per_ip_burst)),
+            message_limiter: Arc::new(RateLimiter::new(limits.messages_per_second, limits.messages_burst)),
+            presence: Arc::new(Presence::new(bus.clone())),
+            sessions: Arc::new(gateway::SessionRegistry::default()),
+            config: Arc::new(config),
+            server_name,
+            store,
+            keys: Arc::new(keys),
+            guilds,
+            bus,
+        })
+    }
+}
+
+/// Serves the API and gateway on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = api::router(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,68 @@
+//! Token-bucket rate limiting, per key (an account, an IP address, an account's messages).
+//!
+//! Buckets live in memory; a bucket that has been full for a while is dropped on the next sweep,
+//! so memory is bounded by the number of recently active keys.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// A set of token buckets with one rate.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `per_second` sustained, `burst` at once.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self { per_second: f64::from(per_second.max(1)), burst: f64::from(burst.max(1)), buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one token for `key`: `Ok` if allowed, `Err(retry_after_ms)` if not.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        if buckets.len() > 100_000 {
+            let full_after = self.burst / self.per_second;
+            buckets.retain(|_, bucket| now.duration_since(bucket.updated).as_secs_f64() < full_after);
+        }
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.burst, updated: now });
+        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - bucket.tokens) / self.per_second;
+            // Truncation is fine: the value is a small positive number of milliseconds.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Err((wait * 1000.0).ceil() as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_the_burst_then_refuses_with_a_delay() {
+        let limiter = RateLimiter::new(1, 3);
+        for _ in 0..3 {
+            assert_eq!(limiter.check("a"), Ok(()));
+        }
+        let retry = limiter.check("a").unwrap_err();
+        assert!((1..=1000).contains(&retry), "{retry}");
+        assert_eq!(limiter.check("b"), Ok(()));
+    }
+}

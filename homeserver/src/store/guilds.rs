@@ -1,0 +1,394 @@
+//! The guild log and the projections derived from it.
+
+use guildhall_spec::content::{EventContent, GuildKind};
+use guildhall_spec::event::JsonObject;
+use guildhall_spec::state::GuildState;
+use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, TxnId, UserId};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Store, to_i64, to_u64};
+
+/// A sequenced event ready to be stored, with what it does.
+#[derive(Debug)]
+pub struct AppendedEvent<'a> {
+    /// The guild.
+    pub guild_id: &'a GuildId,
+    /// Its seq.
+    pub seq: u64,
+    /// Its id.
+    pub event_id: &'a EventId,
+    /// The full event as signed (with content).
+    pub event: &'a JsonObject,
+    /// The sender.
+    pub sender: &'a UserId,
+    /// The sender's transaction id.
+    pub txn_id: &'a TxnId,
+    /// Origin timestamp.
+    pub origin_ts: u64,
+    /// The typed content.
+    pub content: &'a EventContent,
+    /// The state before the event (`None` for `guild.create`).
+    pub before: Option<&'a GuildState>,
+    /// The state after it.
+    pub after: &'a GuildState,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Server-wide position.
+    pub stream_id: i64,
+    /// The guild.
+    pub guild_id: GuildId,
+    /// Its seq.
+    pub seq: u64,
+    /// Its id.
+    pub event_id: EventId,
+    /// The event, with `content` when the server holds it.
+    pub event: JsonObject,
+}
+
+impl Store {
+    /// The stored head and state of a guild.
+    pub async fn guild(&self, guild_id: &GuildId) -> Result<Option<(u64, EventId, GuildState)>, sqlx::Error> {
+        let row = sqlx::query("SELECT head_seq, head_event_id, state FROM guilds WHERE guild_id = ?")
+            .bind(guild_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let head_event_id: String = row.try_get("head_event_id")?;
+        let state: String = row.try_get("state")?;
+        let decode = |e: String| sqlx::Error::Decode(e.into());
+        Ok(Some((
+            to_u64(row.try_get("head_seq")?),
+            EventId::parse(&head_event_id).map_err(|e| decode(e.to_string()))?,
+            serde_json::from_str(&state).map_err(|e| decode(e.to_string()))?,
+        )))
+    }
+
+    /// The guilds a user is a member of.
+    pub async fn guilds_of(&self, user_id: &UserId) -> Result<Vec<GuildId>, sqlx::Error> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT guild_id FROM guild_members WHERE user_id = ? ORDER BY guild_id")
+            .bind(user_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
+    }
+
+    /// The guild a channel belongs to.
+    pub async fn channel_guild(&self, channel_id: &ChannelId) -> Result<Option<GuildId>, sqlx::Error> {
+        let id: Option<String> = sqlx::query_scalar("SELECT guild_id FROM channels WHERE channel_id = ?")
+            .bind(channel_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(id.and_then(|id| GuildId::parse(&id).ok()))
+    }
+
+    /// The guild an invite code belongs to.
+    pub async fn invite_guild(&self, code: &InviteCode) -> Result<Option<GuildId>, sqlx::Error> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT guild_id FROM invites WHERE code = ?").bind(code.as_str()).fetch_optional(&self.pool).await?;
+        Ok(id.and_then(|id| GuildId::parse(&id).ok()))
+    }
+
+    /// The event a (sender, txn_id) already produced, for idempotent retries.
+    pub async fn txn_event(&self, sender: &UserId, txn_id: &TxnId) -> Result<Option<StoredEvent>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT e.* FROM txns t JOIN events e ON e.event_id = t.event_id WHERE t.sender = ? AND t.txn_id = ?",
+        )
+        .bind(sender.as_str())
+        .bind(txn_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stored_event).transpose()
+    }
+
+    /// Events of the given guilds after a stream position, oldest first (gateway resume).
+    pub async fn events_since(&self, stream_id: i64, guilds: &[GuildId], limit: u32) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        if guilds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = sqlx::QueryBuilder::<Sqlite>::new("SELECT * FROM events WHERE stream_id > ");
+        sql.push_bind(stream_id).push(" AND guild_id IN (");
+        let mut ids = sql.separated(", ");
+        for guild in guilds {
+            ids.push_bind(guild.as_str());
+        }
+        sql.push(") ORDER BY stream_id LIMIT ").push_bind(i64::from(limit));
+        let rows = sql.build().fetch_all(&self.pool).await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// The highest stream position.
+    pub async fn stream_head(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(stream_id), 0) FROM events").fetch_one(&self.pool).await
+    }
+
+    /// Stores a sequenced event and every projection it implies, atomically. Returns the
+    /// event's stream position.
+    pub async fn append_event(&self, appended: &AppendedEvent<'_>) -> Result<i64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut envelope = appended.event.clone();
+        let content = envelope.remove("content").map(|content| content.to_string());
+        let message_id = message_target(appended.content, appended.event_id);
+        let stream_id = sqlx::query(
+            "INSERT INTO events (guild_id, seq, event_id, event_type, sender, origin_ts, message_id, envelope, content)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(appended.guild_id.as_str())
+        .bind(to_i64(appended.seq))
+        .bind(appended.event_id.as_str())
+        .bind(appended.content.event_type())
+        .bind(appended.sender.as_str())
+        .bind(to_i64(appended.origin_ts))
+        .bind(message_id.as_ref().map(EventId::as_str))
+        .bind(serde_json::Value::Object(envelope).to_string())
+        .bind(content)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        sqlx::query("INSERT INTO txns (sender, txn_id, event_id) VALUES (?, ?, ?)")
+            .bind(appended.sender.as_str())
+            .bind(appended.txn_id.as_str())
+            .bind(appended.event_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        self.write_guild_row(&mut tx, appended).await?;
+        write_membership(&mut tx, appended).await?;
+        messages_projection(&mut tx, appended).await?;
+        tx.commit().await?;
+        Ok(stream_id)
+    }
+
+    async fn write_guild_row(&self, tx: &mut Transaction<'_, Sqlite>, appended: &AppendedEvent<'_>) -> Result<(), sqlx::Error> {
+        let state_changed = appended.before != Some(appended.after);
+        let kind = match appended.after.kind {
+            GuildKind::Guild => "guild",
+            GuildKind::Dm => "dm",
+        };
+        if appended.before.is_none() {
+            sqlx::query("INSERT INTO guilds (guild_id, kind, head_seq, head_event_id, state) VALUES (?, ?, ?, ?, ?)")
+                .bind(appended.guild_id.as_str())
+                .bind(kind)
+                .bind(to_i64(appended.seq))
+                .bind(appended.event_id.as_str())
+                .bind(state_json(appended.after)?)
+                .execute(&mut **tx)
+                .await?;
+        } else if state_changed {
+            sqlx::query("UPDATE guilds SET head_seq = ?, head_event_id = ?, state = ? WHERE guild_id = ?")
+                .bind(to_i64(appended.seq))
+                .bind(appended.event_id.as_str())
+                .bind(state_json(appended.after)?)
+                .bind(appended.guild_id.as_str())
+                .execute(&mut **tx)
+                .await?;
+        } else {
+            sqlx::query("UPDATE guilds SET head_seq = ?, head_event_id = ? WHERE guild_id = ?")
+                .bind(to_i64(appended.seq))
+                .bind(appended.event_id.as_str())
+                .bind(appended.guild_id.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn state_json(state: &GuildState) -> Result<String, sqlx::Error> {
+    serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// Keeps `guild_members`, `channels` and `invites` equal to the state's members, channels and
+/// invites.
+async fn write_membership(tx: &mut Transaction<'_, Sqlite>, appended: &AppendedEvent<'_>) -> Result<(), sqlx::Error> {
+    let guild = appended.guild_id.as_str();
+    let (after, before) = (appended.after, appended.before);
+    let was_member = |user: &UserId| before.is_some_and(|state| state.members.contains_key(user));
+    for user in after.members.keys().filter(|user| !was_member(user)) {
+        sqlx::query("INSERT OR IGNORE INTO guild_members (guild_id, user_id) VALUES (?, ?)")
+            .bind(guild)
+            .bind(user.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    let is_member = |user: &UserId| after.members.contains_key(user) && !after.deleted;
+    for user in before.iter().flat_map(|state| state.members.keys()).filter(|user| !is_member(user)) {
+        sqlx::query("DELETE FROM guild_members WHERE guild_id = ? AND user_id = ?")
+            .bind(guild)
+            .bind(user.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    if after.deleted {
+        sqlx::query("DELETE FROM guild_members WHERE guild_id = ?").bind(guild).execute(&mut **tx).await?;
+    }
+    let had_channel = |channel: &ChannelId| before.is_some_and(|state| state.channels.contains_key(channel));
+    for channel in after.channels.keys().filter(|channel| !had_channel(channel)) {
+        // A remote host reusing another guild's channel id cannot take over its routes.
+        sqlx::query("INSERT OR IGNORE INTO channels (channel_id, guild_id) VALUES (?, ?)")
+            .bind(channel.as_str())
+            .bind(guild)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for channel in before.iter().flat_map(|state| state.channels.keys()).filter(|c| !after.channels.contains_key(*c)) {
+        sqlx::query("DELETE FROM channels WHERE channel_id = ? AND guild_id = ?")
+            .bind(channel.as_str())
+            .bind(guild)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let had_invite = |code: &InviteCode| before.is_some_and(|state| state.invites.contains_key(code));
+    for code in after.invites.keys().filter(|code| !had_invite(code)) {
+        sqlx::query("INSERT OR IGNORE INTO invites (code, guild_id) VALUES (?, ?)")
+            .bind(code.as_str())
+            .bind(guild)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for code in before.iter().flat_map(|state| state.invites.keys()).filter(|c| !after.invites.contains_key(*c)) {
+        sqlx::query("DELETE FROM invites WHERE code = ? AND guild_id = ?").bind(code.as_str()).bind(guild).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The message an event acts on: a create's own id, or the target of an edit, delete,
+/// reaction or pin.
+fn message_target(content: &EventContent, event_id: &EventId) -> Option<EventId> {
+    match content {
+        EventContent::MessageCreate(_) => Some(event_id.clone()),
+        EventContent::MessageEdit(edit) => Some(edit.message_id.clone()),
+        EventContent::MessageDelete(target) | EventContent::PinAdd(target) | EventContent::PinRemove(target) => {
+            Some(target.message_id.clone())
+        }
+        EventContent::ReactionAdd(reaction) | EventContent::ReactionRemove(reaction) => Some(reaction.message_id.clone()),
+        _ => None,
+    }
+}
+
+async fn messages_projection(tx: &mut Transaction<'_, Sqlite>, appended: &AppendedEvent<'_>) -> Result<(), sqlx::Error> {
+    let guild = appended.guild_id.as_str();
+    let ts = to_i64(appended.origin_ts);
+    match appended.content {
+        EventContent::MessageCreate(create) => {
+            let mentions = serde_json::to_string(&create.mentions.clone().unwrap_or_default())
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            let rowid = sqlx::query(
+                "INSERT INTO messages (message_id, guild_id, channel_id, author, body, reply_to, mentions, created_seq, created_ts)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(appended.event_id.as_str())
+            .bind(guild)
+            .bind(create.channel_id.as_str())
+            .bind(appended.sender.as_str())
+            .bind(&create.body)
+            .bind(create.reply_to.as_ref().map(EventId::as_str))
+            .bind(mentions)
+            .bind(to_i64(appended.seq))
+            .bind(ts)
+            .execute(&mut **tx)
+            .await?
+            .last_insert_rowid();
+            sqlx::query("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)").bind(rowid).bind(&create.body).execute(&mut **tx).await?;
+        }
+        EventContent::MessageEdit(edit) => {
+            sqlx::query("UPDATE messages SET body = ?, edited_ts = ? WHERE message_id = ?")
+                .bind(&edit.body)
+                .bind(ts)
+                .bind(edit.message_id.as_str())
+                .execute(&mut **tx)
+                .await?;
+            reindex(tx, &edit.message_id, Some(&edit.body)).await?;
+        }
+        EventContent::MessageDelete(delete) => {
+            // Erasure: the body goes, and so does the content of the create and every edit;
+            // their envelopes stay, so the chain still verifies.
+            sqlx::query("UPDATE messages SET body = NULL, deleted = 1 WHERE message_id = ?")
+                .bind(delete.message_id.as_str())
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "UPDATE events SET content = NULL
+                 WHERE message_id = ? AND event_type IN ('message.create', 'message.edit')",
+            )
+            .bind(delete.message_id.as_str())
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM reactions WHERE message_id = ?").bind(delete.message_id.as_str()).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM pins WHERE message_id = ?").bind(delete.message_id.as_str()).execute(&mut **tx).await?;
+            reindex(tx, &delete.message_id, None).await?;
+        }
+        EventContent::ReactionAdd(reaction) => {
+            sqlx::query("INSERT OR IGNORE INTO reactions (message_id, user_id, emoji, seq) VALUES (?, ?, ?, ?)")
+                .bind(reaction.message_id.as_str())
+                .bind(appended.sender.as_str())
+                .bind(&reaction.emoji)
+                .bind(to_i64(appended.seq))
+                .execute(&mut **tx)
+                .await?;
+        }
+        EventContent::ReactionRemove(reaction) => {
+            sqlx::query("DELETE FROM reactions WHERE message_id = ? AND user_id = ? AND emoji = ?")
+                .bind(reaction.message_id.as_str())
+                .bind(appended.sender.as_str())
+                .bind(&reaction.emoji)
+                .execute(&mut **tx)
+                .await?;
+        }
+        EventContent::PinAdd(pin) => {
+            sqlx::query("INSERT OR IGNORE INTO pins (message_id, guild_id, channel_id, pinned_ts) VALUES (?, ?, ?, ?)")
+                .bind(pin.message_id.as_str())
+                .bind(guild)
+                .bind(pin.channel_id.as_str())
+                .bind(ts)
+                .execute(&mut **tx)
+                .await?;
+        }
+        EventContent::PinRemove(pin) => {
+            sqlx::query("DELETE FROM pins WHERE message_id = ?").bind(pin.message_id.as_str()).execute(&mut **tx).await?;
+        }
+        EventContent::ChannelDelete(channel) => {
+            sqlx::query("DELETE FROM pins WHERE guild_id = ? AND channel_id = ?")
+                .bind(guild)
+                .bind(channel.channel_id.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn reindex(tx: &mut Transaction<'_, Sqlite>, message_id: &EventId, body: Option<&str>) -> Result<(), sqlx::Error> {
+    let rowid: Option<i64> = sqlx::query_scalar("SELECT rowid FROM messages WHERE message_id = ?")
+        .bind(message_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(rowid) = rowid else { return Ok(()) };
+    sqlx::query("DELETE FROM messages_fts WHERE rowid = ?").bind(rowid).execute(&mut **tx).await?;
+    if let Some(body) = body {
+        sqlx::query("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)").bind(rowid).bind(body).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
+    let decode = |e: String| sqlx::Error::Decode(e.into());
+    let guild_id: String = row.try_get("guild_id")?;
+    let event_id: String = row.try_get("event_id")?;
+    let envelope: String = row.try_get("envelope")?;
+    let content: Option<String> = row.try_get("content")?;
+    let mut event: JsonObject = serde_json::from_str(&envelope).map_err(|e| decode(e.to_string()))?;
+    if let Some(content) = content {
+        let content: serde_json::Value = serde_json::from_str(&content).map_err(|e| decode(e.to_string()))?;
+        event.insert("content".into(), content);
+    }
+    Ok(StoredEvent {
+        stream_id: row.try_get("stream_id")?,
+        guild_id: GuildId::parse(&guild_id).map_err(|e| decode(e.to_string()))?,
+        seq: to_u64(row.try_get("seq")?),
+        event_id: EventId::parse(&event_id).map_err(|e| decode(e.to_string()))?,
+        event,
+    })
+}
