@@ -26,6 +26,7 @@ fn ci() -> Result<()> {
     run("python3", &["spec/vectors/tools/generate.py", "--check"])?;
     run("cargo", &["test", "--workspace", "--locked"])?;
     run("cargo", &["run", "--locked", "-p", "guildhall-examples", "--example", "sign_event"])?;
+    run("cargo", &["run", "--locked", "-p", "guildhall-examples", "--example", "gateway_bot", "--", "--demo"])?;
     Ok(())
 }
 
