@@ -1,8 +1,32 @@
-//! Server-to-server federation: discovery (`.well-known` and SRV), key fetching and caching,
-//! the RFC 9421 request-signature profile applied to real HTTP, per-destination outbound
-//! queues and the inbound pipeline (authenticate, verify, hand to the application through
-//! traits the homeserver implements).
+//! Server-to-server plumbing: discovery (`.well-known` delegation and DNS SRV), key fetching and
+//! caching, signing outgoing requests and authenticating incoming ones with the
+//! `guildhall-fed-v1` RFC 9421 profile, and the operator's trust policy.
 //!
-//! The crate is built out by the federation-core work; the protocol rules it applies already
-//! live, as pure functions, in `guildhall-spec`.
+//! The protocol rules themselves (canonical JSON, signatures, the request-signature profile) are
+//! pure functions in `guildhall-spec`; this crate adds the I/O around them. It knows no SQL:
+//! replication state lives in the homeserver.
 #![forbid(unsafe_code)]
+
+pub mod client;
+pub mod discovery;
+pub mod inbound;
+pub mod keys;
+pub mod policy;
+
+pub use client::{FederationClient, FederationError, Response};
+pub use discovery::{Destination, DiscoveryError, Resolver, ResolverSettings};
+pub use inbound::InboundAuth;
+pub use keys::KeyFetcher;
+pub use policy::{TrustMode, TrustPolicy};
+
+/// Unix time in seconds.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}

@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use ed25519_dalek::{Signer as _, Verifier as _};
+use ed25519_dalek::Signer as _;
 use serde_json::{Map, Value};
+
+pub use ed25519_dalek::VerifyingKey;
 
 use crate::base64url;
 use crate::canonical::{self, CanonicalJsonError};

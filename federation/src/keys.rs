@@ -1,0 +1,140 @@
+//! Fetching, checking and caching other servers' key documents (spec chapter 04).
+//!
+//! Keys are fetched only here; signature verification elsewhere never does I/O. A document is
+//! accepted when it names the server it was fetched from and is signed by one of its own
+//! current keys. It is cached until `min(valid_until_ts, now + 7 days)`; an unknown key id
+//! triggers a refetch, at most once a minute per server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guildhall_spec::api::Endpoint;
+use guildhall_spec::api::get_server_keys::{GetServerKeys, ServerKeys};
+use guildhall_spec::{KeyId, PublicKeyMap, ServerName, canonical, signing};
+
+use crate::discovery::Resolver;
+
+/// A verified key document.
+#[derive(Debug, Clone)]
+pub struct CachedKeys {
+    /// The document.
+    pub document: ServerKeys,
+    /// The raw document as received, for notary answers.
+    pub raw: serde_json::Map<String, serde_json::Value>,
+    /// Until when it may be used (ms).
+    pub valid_until: u64,
+    fetched: Instant,
+}
+
+/// Fetches and caches key documents.
+#[derive(Debug, Clone)]
+pub struct KeyFetcher {
+    resolver: Resolver,
+    http: reqwest::Client,
+    cache: moka::future::Cache<ServerName, Arc<CachedKeys>>,
+}
+
+/// How often an unknown key id may trigger a refetch of the same server's keys.
+const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+
+impl KeyFetcher {
+    /// A fetcher resolving servers with `resolver`.
+    pub fn new(resolver: Resolver) -> Self {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        Self { resolver, http, cache: moka::future::Cache::builder().max_capacity(10_000).build() }
+    }
+
+    /// Records a server's own document without fetching (used for this server's own keys).
+    pub async fn insert_local(&self, document: ServerKeys, raw: serde_json::Map<String, serde_json::Value>) {
+        let cached = CachedKeys { valid_until: u64::MAX, document, raw, fetched: Instant::now() };
+        self.cache.insert(cached.document.server_name.clone(), Arc::new(cached)).await;
+    }
+
+    /// The document of `server`, fetching it if absent or expired.
+    pub async fn keys(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
+        if let Some(cached) = self.cache.get(server).await
+            && cached.valid_until > crate::now_ms()
+        {
+            return Some(cached);
+        }
+        self.fetch(server).await
+    }
+
+    /// The current key `key_id` of `server` (for request signatures: never an old key).
+    pub async fn current_key(&self, server: &ServerName, key_id: &KeyId) -> Option<ed25519_key::VerifyingKey> {
+        let mut cached = self.keys(server).await?;
+        if !cached.document.verify_keys.contains_key(key_id) && cached.fetched.elapsed() > REFETCH_INTERVAL {
+            cached = self.fetch(server).await?;
+        }
+        let key = cached.document.verify_keys.get(key_id)?;
+        signing::decode_public_key(&key.key)
+    }
+
+    /// A key map for verifying events from `servers`: current keys, and old keys (which sign
+    /// only events from before they expired; callers check `origin_ts` when it matters).
+    pub async fn event_keys(&self, servers: &[ServerName]) -> PublicKeyMap {
+        let mut map = PublicKeyMap::new();
+        for server in servers {
+            let Some(cached) = self.keys(server).await else { continue };
+            for (key_id, key) in &cached.document.verify_keys {
+                let _ = map.insert_base64(server.clone(), key_id.clone(), &key.key);
+            }
+            for (key_id, key) in &cached.document.old_verify_keys {
+                let _ = map.insert_base64(server.clone(), key_id.clone(), &key.key);
+            }
+        }
+        map
+    }
+
+    /// Refetches `server`'s keys if the last fetch is older than the refetch interval (after an
+    /// event signed with an unknown key).
+    pub async fn refresh(&self, server: &ServerName) {
+        let stale = self.cache.get(server).await.is_none_or(|cached| cached.fetched.elapsed() > REFETCH_INTERVAL);
+        if stale {
+            self.fetch(server).await;
+        }
+    }
+
+    async fn fetch(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
+        let destination = self.resolver.resolve(server).await.ok()?;
+        let url = format!("{}{}", destination.base_url, GetServerKeys::PATH);
+        let response = self.http.get(url).header("host", &destination.authority).send().await.ok()?;
+        if !response.status().is_success() {
+            tracing::warn!(%server, status = %response.status(), "key fetch failed");
+            return None;
+        }
+        let bytes = response.bytes().await.ok()?;
+        let cached = match check_document(server, &bytes) {
+            Ok(cached) => cached,
+            Err(reason) => {
+                tracing::warn!(%server, reason, "rejected key document");
+                return None;
+            }
+        };
+        let cached = Arc::new(cached);
+        self.cache.insert(server.clone(), Arc::clone(&cached)).await;
+        Some(cached)
+    }
+}
+
+/// Parses and checks a key document fetched from `server`.
+pub fn check_document(server: &ServerName, bytes: &[u8]) -> Result<CachedKeys, String> {
+    let value = canonical::parse_strict_slice(bytes).map_err(|e| e.to_string())?;
+    let raw = value.as_object().cloned().ok_or("not an object")?;
+    let document: ServerKeys = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    if &document.server_name != server {
+        return Err(format!("document names {}", document.server_name));
+    }
+    let mut own = PublicKeyMap::new();
+    for (key_id, key) in &document.verify_keys {
+        own.insert_base64(server.clone(), key_id.clone(), &key.key).map_err(|e| e.to_string())?;
+    }
+    signing::verify_json(&raw, server, &own).map_err(|e| e.to_string())?;
+    let valid_until = document.effective_valid_until(crate::now_ms());
+    Ok(CachedKeys { document, raw, valid_until, fetched: Instant::now() })
+}
+
+/// Re-export so callers need not depend on ed25519-dalek by name.
+pub mod ed25519_key {
+    pub use guildhall_spec::signing::VerifyingKey;
+}
