@@ -133,7 +133,8 @@ impl Config {
     fn figment(file: &Path) -> Figment {
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("GUILDHALL_").split("__"))
+            // GUILDHALL_DATA_DIR and GUILDHALL_PASSWORD are command-line arguments, not settings.
+            .merge(Env::prefixed("GUILDHALL_").ignore(&["data_dir", "password"]).split("__"))
     }
 }
 

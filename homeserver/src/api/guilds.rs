@@ -144,6 +144,16 @@ pub(super) async fn update_member(
     Ok(Json(views::member(&done.state, &user_id, member)))
 }
 
+/// `PATCH /api/v1/guilds/{guild_id}/members/@me`: the static `@me` route shadows `{user_id}`.
+pub(super) async fn update_own_member(
+    state: State<AppState>,
+    auth: AuthUser,
+    Path(guild_id): Path<String>,
+    body: Json<MemberPatch>,
+) -> ApiResult<Json<Value>> {
+    update_member(state, auth, Path((guild_id, "@me".to_owned())), body).await
+}
+
 fn me_or(auth: &AuthUser, user_id: &str) -> ApiResult<UserId> {
     if user_id == "@me" { Ok(auth.user_id.clone()) } else { parse_id("user id", user_id) }
 }

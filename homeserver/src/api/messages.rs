@@ -192,6 +192,11 @@ pub(super) async fn pins(State(state): State<AppState>, auth: AuthUser, Path(cha
 pub(super) async fn pin(State(state): State<AppState>, auth: AuthUser, Path((channel_id, message_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
     let (guild_id, channel_id, row) = channel_message(&state, &auth, &channel_id, &message_id).await?;
     if state.store.is_pinned(&row.message_id).await? {
+        // Pinning again is a no-op, but only for those who may pin.
+        let guild_state = state.guilds.state(&guild_id).await?;
+        if !guild_state.channel_permissions(&auth.user_id, &channel_id).contains(Permissions::MANAGE_MESSAGES) {
+            return Err(ApiError::forbidden("requires MANAGE_MESSAGES"));
+        }
         return Ok(StatusCode::NO_CONTENT);
     }
     let content = EventContent::PinAdd(MessageRef { channel_id, message_id: row.message_id });

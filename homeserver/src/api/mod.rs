@@ -49,7 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/guilds", post(guilds::create))
         .route("/guilds/{guild_id}", get(guilds::get).patch(guilds::update).delete(guilds::delete))
         .route("/guilds/{guild_id}/members", get(guilds::members))
-        .route("/guilds/{guild_id}/members/@me", delete(guilds::leave))
+        .route("/guilds/{guild_id}/members/@me", patch(guilds::update_own_member).delete(guilds::leave))
         .route("/guilds/{guild_id}/members/{user_id}", get(guilds::member).patch(guilds::update_member).delete(guilds::kick))
         .route("/guilds/{guild_id}/members/{user_id}/roles/{role_id}", put(guilds::add_role).delete(guilds::remove_role))
         .route("/guilds/{guild_id}/bans", get(guilds::bans))
