@@ -1,1 +1,17 @@
-//! placeholder
+//! Integration tests of the homeserver: each test runs the real `guildhall` binary on loopback
+//! in a fresh data directory and talks to it over HTTP and the WebSocket gateway.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(missing_docs, unreachable_pub)]
+
+mod harness;
+
+mod accounts;
+mod bad_input;
+mod channels;
+mod gateway;
+mod guilds;
+mod invites;
+mod messages;
+mod profile;
+mod roles;
+mod social;
