@@ -24,13 +24,19 @@ async fn main() -> Result<()> {
         return demo().await;
     }
     let url = std::env::var("GUILDHALL_URL").unwrap_or_else(|_| "http://127.0.0.1:8008".into());
-    let token = std::env::var("GUILDHALL_TOKEN").context("set GUILDHALL_TOKEN to the bot's token")?;
+    let token =
+        std::env::var("GUILDHALL_TOKEN").context("set GUILDHALL_TOKEN to the bot's token")?;
     run_bot(&url, &token, None, None).await
 }
 
 /// Connects to the gateway and answers every `!ping` it can see, forever or `limit` times.
 /// `online` is told once the bot has identified.
-async fn run_bot(url: &str, token: &str, limit: Option<usize>, online: Option<tokio::sync::oneshot::Sender<()>>) -> Result<()> {
+async fn run_bot(
+    url: &str,
+    token: &str,
+    limit: Option<usize>,
+    online: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<()> {
     let http = reqwest::Client::new();
     let mut gateway = Gateway::connect(url, token).await?;
     let me = gateway.user_id.clone();
@@ -41,7 +47,10 @@ async fn run_bot(url: &str, token: &str, limit: Option<usize>, online: Option<to
     let mut answered = 0;
     while limit.is_none_or(|limit| answered < limit) {
         let (name, data) = gateway.next_dispatch().await?;
-        if name == "MESSAGE_CREATE" && data["content"] == "!ping" && data["author_id"] != me.as_str() {
+        if name == "MESSAGE_CREATE"
+            && data["content"] == "!ping"
+            && data["author_id"] != me.as_str()
+        {
             let channel = data["channel_id"].as_str().context("channel_id")?;
             let response = http
                 .post(format!("{url}/api/v1/channels/{channel}/messages"))
@@ -60,7 +69,9 @@ async fn run_bot(url: &str, token: &str, limit: Option<usize>, online: Option<to
 
 /// A minimal gateway client: hello, identify, heartbeats, dispatches.
 struct Gateway {
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     user_id: String,
     heartbeat: tokio::time::Interval,
 }
@@ -100,7 +111,9 @@ impl Gateway {
 }
 
 async fn read_frame(
-    socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 ) -> Result<Value> {
     loop {
         match socket.next().await.context("gateway closed")?? {
@@ -119,7 +132,9 @@ async fn demo() -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mut config = Config::default();
     config.server.listen = listener.local_addr()?;
-    let state = AppState::open(config.clone(), &DataDir::new(&data), effective_server_name(&config)?).await?;
+    let state =
+        AppState::open(config.clone(), &DataDir::new(&data), effective_server_name(&config)?)
+            .await?;
     let url = format!("http://{}", config.server.listen);
     tokio::spawn(guildhall_homeserver::serve(state, listener, std::future::pending()));
 
@@ -140,12 +155,28 @@ async fn demo() -> Result<()> {
     };
     let human = register("alice").await?;
     let bot = register("pingbot").await?;
-    let guild: Value = http.post(format!("{url}/api/v1/guilds")).bearer_auth(&human).json(&json!({"name": "Bots"})).send().await?.json().await?;
+    let guild: Value = http
+        .post(format!("{url}/api/v1/guilds"))
+        .bearer_auth(&human)
+        .json(&json!({"name": "Bots"}))
+        .send()
+        .await?
+        .json()
+        .await?;
     let channel = guild["channels"][0]["id"].as_str().context("channel")?.to_owned();
-    let invite: Value =
-        http.post(format!("{url}/api/v1/channels/{channel}/invites")).bearer_auth(&human).send().await?.json().await?;
+    let invite: Value = http
+        .post(format!("{url}/api/v1/channels/{channel}/invites"))
+        .bearer_auth(&human)
+        .send()
+        .await?
+        .json()
+        .await?;
     let code = invite["code"].as_str().context("invite")?;
-    http.post(format!("{url}/api/v1/invites/{code}")).bearer_auth(&bot).send().await?.error_for_status()?;
+    http.post(format!("{url}/api/v1/invites/{code}"))
+        .bearer_auth(&bot)
+        .send()
+        .await?
+        .error_for_status()?;
 
     let (online, bot_is_online) = tokio::sync::oneshot::channel();
     let bot_task = tokio::spawn({
@@ -164,7 +195,11 @@ async fn demo() -> Result<()> {
         loop {
             let (name, data) = watcher.next_dispatch().await?;
             if name == "MESSAGE_CREATE" {
-                println!("{}: {}", data["author_id"].as_str().unwrap_or("?"), data["content"].as_str().unwrap_or(""));
+                println!(
+                    "{}: {}",
+                    data["author_id"].as_str().unwrap_or("?"),
+                    data["content"].as_str().unwrap_or("")
+                );
                 if data["content"] == "pong" {
                     return anyhow::Ok(data);
                 }

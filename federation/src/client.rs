@@ -87,14 +87,22 @@ impl FederationClient {
         let destination = self.resolver.resolve(server).await?;
         let body = body.unwrap_or_default();
         let nonce = base64url::encode(rand::random::<[u8; 18]>());
-        let unsigned = HttpRequest { method, authority: &destination.authority, path, query, headers: &[], body: &body };
+        let unsigned = HttpRequest {
+            method,
+            authority: &destination.authority,
+            path,
+            query,
+            headers: &[],
+            body: &body,
+        };
         let signed = request_auth::sign_request(&unsigned, &self.key, crate::now_secs(), &nonce)
             .map_err(|e| FederationError::Signing(e.to_string()))?;
         let url = match query {
             Some(query) => format!("{}{path}?{query}", destination.base_url),
             None => format!("{}{path}", destination.base_url),
         };
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| FederationError::Signing(e.to_string()))?;
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| FederationError::Signing(e.to_string()))?;
         let mut request = self
             .http
             .request(method, url)
@@ -102,14 +110,23 @@ impl FederationClient {
             .header("signature-input", signed.signature_input)
             .header("signature", signed.signature);
         if let Some(digest) = signed.content_digest {
-            request = request.header("content-digest", digest).header("content-type", "application/json").body(body);
+            request = request
+                .header("content-digest", digest)
+                .header("content-type", "application/json")
+                .body(body);
         }
-        let network = |error: reqwest::Error| FederationError::Network { server: server.clone(), message: error.to_string() };
+        let network = |error: reqwest::Error| FederationError::Network {
+            server: server.clone(),
+            message: error.to_string(),
+        };
         let response = request.send().await.map_err(network)?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(network)?;
         if body.len() > MAX_RESPONSE_BYTES {
-            return Err(FederationError::Network { server: server.clone(), message: "response too large".into() });
+            return Err(FederationError::Network {
+                server: server.clone(),
+                message: "response too large".into(),
+            });
         }
         Ok(Response { status, body: body.to_vec() })
     }
@@ -130,7 +147,10 @@ impl FederationClient {
         }
         match serde_json::from_slice(&response.body) {
             Ok(value) => Ok(Ok(value)),
-            Err(error) => Err(FederationError::Network { server: server.clone(), message: format!("bad JSON answer: {error}") }),
+            Err(error) => Err(FederationError::Network {
+                server: server.clone(),
+                message: format!("bad JSON answer: {error}"),
+            }),
         }
     }
 }

@@ -9,10 +9,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use guildhall_spec::ServerName;
+use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use hickory_resolver::TokioResolver;
 use serde::Deserialize;
 
 /// Where to send requests for a server name.
@@ -71,7 +71,10 @@ impl Resolver {
             http,
             dns: build_dns(&settings.dns_servers),
             scheme: if settings.danger_allow_plain_http { "http" } else { "https" },
-            cache: moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(3600)).build(),
+            cache: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
         }
     }
 
@@ -106,7 +109,10 @@ impl Resolver {
 
     fn direct(&self, name: &ServerName) -> Destination {
         let port = name.port().unwrap_or(443);
-        Destination { base_url: format!("{}://{}:{port}", self.scheme, name.host()), authority: name.to_string() }
+        Destination {
+            base_url: format!("{}://{}:{port}", self.scheme, name.host()),
+            authority: name.to_string(),
+        }
     }
 
     async fn well_known(&self, name: &ServerName) -> Option<ServerName> {
@@ -132,7 +138,12 @@ impl Resolver {
                         .answers()
                         .iter()
                         .filter_map(|record| match &record.data {
-                            RData::SRV(srv) => Some((srv.priority, std::cmp::Reverse(srv.weight), srv.target.to_ascii(), srv.port)),
+                            RData::SRV(srv) => Some((
+                                srv.priority,
+                                std::cmp::Reverse(srv.weight),
+                                srv.target.to_ascii(),
+                                srv.port,
+                            )),
                             _ => None,
                         })
                         .collect();
@@ -151,12 +162,16 @@ impl Resolver {
                 Err(error) => tracing::debug!(%name, %error, "no SRV record"),
             }
         }
-        Ok(Destination { base_url: format!("{}://{}:443", self.scheme, name.host()), authority: name.to_string() })
+        Ok(Destination {
+            base_url: format!("{}://{}:443", self.scheme, name.host()),
+            authority: name.to_string(),
+        })
     }
 }
 
 fn build_dns(servers: &[SocketAddr]) -> Option<TokioResolver> {
-    let servers: Vec<SocketAddr> = if servers.is_empty() { system_name_servers() } else { servers.to_vec() };
+    let servers: Vec<SocketAddr> =
+        if servers.is_empty() { system_name_servers() } else { servers.to_vec() };
     if servers.is_empty() {
         return None;
     }
@@ -170,7 +185,10 @@ fn build_dns(servers: &[SocketAddr]) -> Option<TokioResolver> {
             config
         })
         .collect();
-    let mut builder = TokioResolver::builder_with_config(ResolverConfig::from_name_servers(configs), TokioRuntimeProvider::default());
+    let mut builder = TokioResolver::builder_with_config(
+        ResolverConfig::from_name_servers(configs),
+        TokioRuntimeProvider::default(),
+    );
     builder.options_mut().timeout = Duration::from_secs(3);
     builder.options_mut().attempts = 2;
     builder.build().ok()
@@ -192,10 +210,19 @@ mod tests {
 
     #[tokio::test]
     async fn ip_literals_and_explicit_ports_are_used_directly() {
-        let resolver = Resolver::new(&ResolverSettings { danger_allow_plain_http: true, dns_servers: Vec::new() });
+        let resolver = Resolver::new(&ResolverSettings {
+            danger_allow_plain_http: true,
+            dns_servers: Vec::new(),
+        });
         let name = ServerName::parse("127.0.0.1:8448").unwrap();
         let destination = resolver.resolve(&name).await.unwrap();
-        assert_eq!(destination, Destination { base_url: "http://127.0.0.1:8448".into(), authority: "127.0.0.1:8448".into() });
+        assert_eq!(
+            destination,
+            Destination {
+                base_url: "http://127.0.0.1:8448".into(),
+                authority: "127.0.0.1:8448".into()
+            }
+        );
         let name = ServerName::parse("[::1]").unwrap();
         assert_eq!(resolver.resolve(&name).await.unwrap().base_url, "http://[::1]:443");
     }

@@ -27,7 +27,10 @@ impl InboundAuth {
     /// `authorities` are this server's name and any public addresses it is reached at.
     pub fn new(authorities: Vec<String>, keys: KeyFetcher, policy: Arc<TrustPolicy>) -> Self {
         // A signature lives at most 300 s plus 60 s of skew; remember nonces a little longer.
-        let nonces = moka::future::Cache::builder().max_capacity(1_000_000).time_to_live(Duration::from_secs(420)).build();
+        let nonces = moka::future::Cache::builder()
+            .max_capacity(1_000_000)
+            .time_to_live(Duration::from_secs(420))
+            .build();
         Self { authorities: Arc::new(authorities), keys, policy, nonces }
     }
 
@@ -37,18 +40,22 @@ impl InboundAuth {
     }
 
     /// Checks a request; on success returns the origin server.
-    pub async fn authenticate(&self, request: &HttpRequest<'_>) -> Result<ServerName, RequestAuthError> {
+    pub async fn authenticate(
+        &self,
+        request: &HttpRequest<'_>,
+    ) -> Result<ServerName, RequestAuthError> {
         let authorities: Vec<&str> = self.authorities.iter().map(String::as_str).collect();
         let checked = request_auth::check_request(request, crate::now_secs(), &authorities)?;
         let origin = checked.origin().clone();
         if !self.policy.permits(&origin) {
             return Err(RequestAuthError::ServerDenied(origin));
         }
-        let key = self
-            .keys
-            .current_key(&origin, checked.key_id())
-            .await
-            .ok_or_else(|| RequestAuthError::UnknownKey { origin: origin.clone(), key_id: checked.key_id().clone() })?;
+        let key = self.keys.current_key(&origin, checked.key_id()).await.ok_or_else(|| {
+            RequestAuthError::UnknownKey {
+                origin: origin.clone(),
+                key_id: checked.key_id().clone(),
+            }
+        })?;
         checked.verify(&key)?;
         let nonce_key = format!("{origin}\n{}", checked.nonce());
         let entry = self.nonces.entry(nonce_key).or_insert(()).await;

@@ -40,12 +40,17 @@ const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 impl KeyFetcher {
     /// A fetcher resolving servers with `resolver`.
     pub fn new(resolver: Resolver) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
         Self { resolver, http, cache: moka::future::Cache::builder().max_capacity(10_000).build() }
     }
 
     /// Records a server's own document without fetching (used for this server's own keys).
-    pub async fn insert_local(&self, document: ServerKeys, raw: serde_json::Map<String, serde_json::Value>) {
+    pub async fn insert_local(
+        &self,
+        document: ServerKeys,
+        raw: serde_json::Map<String, serde_json::Value>,
+    ) {
         let cached = CachedKeys { valid_until: u64::MAX, document, raw, fetched: Instant::now() };
         self.cache.insert(cached.document.server_name.clone(), Arc::new(cached)).await;
     }
@@ -61,9 +66,15 @@ impl KeyFetcher {
     }
 
     /// The current key `key_id` of `server` (for request signatures: never an old key).
-    pub async fn current_key(&self, server: &ServerName, key_id: &KeyId) -> Option<ed25519_key::VerifyingKey> {
+    pub async fn current_key(
+        &self,
+        server: &ServerName,
+        key_id: &KeyId,
+    ) -> Option<ed25519_key::VerifyingKey> {
         let mut cached = self.keys(server).await?;
-        if !cached.document.verify_keys.contains_key(key_id) && cached.fetched.elapsed() > REFETCH_INTERVAL {
+        if !cached.document.verify_keys.contains_key(key_id)
+            && cached.fetched.elapsed() > REFETCH_INTERVAL
+        {
             cached = self.fetch(server).await?;
         }
         let key = cached.document.verify_keys.get(key_id)?;
@@ -89,7 +100,11 @@ impl KeyFetcher {
     /// Refetches `server`'s keys if the last fetch is older than the refetch interval (after an
     /// event signed with an unknown key).
     pub async fn refresh(&self, server: &ServerName) {
-        let stale = self.cache.get(server).await.is_none_or(|cached| cached.fetched.elapsed() > REFETCH_INTERVAL);
+        let stale = self
+            .cache
+            .get(server)
+            .await
+            .is_none_or(|cached| cached.fetched.elapsed() > REFETCH_INTERVAL);
         if stale {
             self.fetch(server).await;
         }
@@ -98,7 +113,8 @@ impl KeyFetcher {
     async fn fetch(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
         let destination = self.resolver.resolve(server).await.ok()?;
         let url = format!("{}{}", destination.base_url, GetServerKeys::PATH);
-        let response = self.http.get(url).header("host", &destination.authority).send().await.ok()?;
+        let response =
+            self.http.get(url).header("host", &destination.authority).send().await.ok()?;
         if !response.status().is_success() {
             tracing::warn!(%server, status = %response.status(), "key fetch failed");
             return None;

@@ -87,7 +87,11 @@ mod tests {
 
     #[test]
     fn modes() {
-        let mut rules = TrustRules { deny: [name("bad.example")].into(), allow: [name("good.example")].into(), ..TrustRules::default() };
+        let mut rules = TrustRules {
+            deny: [name("bad.example")].into(),
+            allow: [name("good.example")].into(),
+            ..TrustRules::default()
+        };
         assert!(rules.permits(&name("any.example")));
         assert!(!rules.permits(&name("bad.example")));
         rules.mode = TrustMode::Allowlist;

@@ -27,6 +27,42 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// The WebSocket gateway.
     pub gateway: GatewayConfig,
+    /// Server-to-server federation.
+    pub federation: FederationConfig,
+}
+
+/// `[federation]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Talk to other servers at all.
+    pub enabled: bool,
+    /// `open` (everyone but `deny`), `allowlist` (only `allow`) or `closed`.
+    pub mode: guildhall_federation::TrustMode,
+    /// Servers always allowed in `allowlist` mode.
+    pub allow: Vec<String>,
+    /// Servers never allowed.
+    pub deny: Vec<String>,
+    /// Further `host[:port]` authorities this server is reached at (besides `server_name`).
+    pub public_addresses: Vec<String>,
+    /// DNS servers for SRV lookups (`ip:port`); empty = the system's.
+    pub dns_servers: Vec<std::net::SocketAddr>,
+    /// Talk plain HTTP to other servers instead of HTTPS. Only for tests on loopback.
+    pub danger_allow_plain_http: bool,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            mode: guildhall_federation::TrustMode::Open,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            public_addresses: Vec::new(),
+            dns_servers: Vec::new(),
+            danger_allow_plain_http: false,
+        }
+    }
 }
 
 /// `[server]`.

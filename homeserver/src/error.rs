@@ -61,7 +61,11 @@ impl ApiError {
     pub fn rate_limited(retry_after_ms: u64) -> Self {
         Self {
             retry_after_ms: Some(retry_after_ms),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down")
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests; slow down",
+            )
         }
     }
 

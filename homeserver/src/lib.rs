@@ -9,6 +9,7 @@ pub mod api;
 pub mod bus;
 pub mod config;
 pub mod error;
+pub mod federation;
 pub mod gateway;
 pub mod guilds;
 pub mod presence;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub ip_limiter: Arc<RateLimiter>,
     /// Message limits per account.
     pub message_limiter: Arc<RateLimiter>,
+    /// Federation services.
+    pub federation: federation::Federation,
 }
 
 /// The paths inside a data directory.
@@ -111,17 +114,39 @@ pub fn effective_server_name(config: &Config) -> anyhow::Result<ServerName> {
 
 impl AppState {
     /// Opens the data directory's database and keys and builds the shared state.
-    pub async fn open(config: Config, data_dir: &DataDir, server_name: ServerName) -> anyhow::Result<Self> {
+    pub async fn open(
+        config: Config,
+        data_dir: &DataDir,
+        server_name: ServerName,
+    ) -> anyhow::Result<Self> {
         data_dir.initialize()?;
         let store = Store::open(&data_dir.database()).await?;
         let keys = server_keys::load_or_create(&data_dir.key_file(), &server_name)?;
         let bus = Bus::default();
-        let guilds = Arc::new(GuildService::new(store.clone(), keys.current.clone(), bus.clone()));
+        let federation =
+            federation::Federation::new(&config.federation, &server_name, &keys, store.clone())
+                .await?;
+        let guilds = Arc::new(GuildService::new(
+            store.clone(),
+            keys.current.clone(),
+            bus.clone(),
+            federation.client.clone(),
+            federation.keys.clone(),
+            federation.delivery.clone(),
+        ));
+        guilds.attach_self();
+        federation.delivery.attach(&guilds);
         let limits = &config.rate_limits;
         Ok(Self {
-            account_limiter: Arc::new(RateLimiter::new(limits.per_account_per_second, limits.per_account_burst)),
+            account_limiter: Arc::new(RateLimiter::new(
+                limits.per_account_per_second,
+                limits.per_account_burst,
+            )),
             ip_limiter: Arc::new(RateLimiter::new(limits.per_ip_per_second, limits.per_ip_burst)),
-            message_limiter: Arc::new(RateLimiter::new(limits.messages_per_second, limits.messages_burst)),
+            message_limiter: Arc::new(RateLimiter::new(
+                limits.messages_per_second,
+                limits.messages_burst,
+            )),
             presence: Arc::new(Presence::new(bus.clone())),
             sessions: Arc::new(gateway::SessionRegistry::default()),
             config: Arc::new(config),
@@ -130,6 +155,7 @@ impl AppState {
             keys: Arc::new(keys),
             guilds,
             bus,
+            federation,
         })
     }
 }
@@ -140,6 +166,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Background work: resume queued deliveries, relay ephemeral events, catch up replicas.
+    state.federation.delivery.resume().await;
+    tokio::spawn(federation::relay_ephemeral(state.clone()));
+    let guilds = Arc::clone(&state.guilds);
+    tokio::spawn(async move { guilds.catch_up_all().await });
     let app = api::router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)

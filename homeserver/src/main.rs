@@ -74,7 +74,10 @@ enum KeysCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
         .init();
     let cli = Cli::parse();
     let data_dir = DataDir::new(&cli.data_dir);
@@ -93,7 +96,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin(command) => admin(config, &data_dir, command).await,
         Command::Keys(KeysCommand::Rotate) => {
             let name = effective_server_name(&config)?;
-            let key_id = guildhall_identity::server_keys::rotate(&data_dir.key_file(), &name, guildhall_homeserver::store::now_ms())?;
+            let key_id = guildhall_identity::server_keys::rotate(
+                &data_dir.key_file(),
+                &name,
+                guildhall_homeserver::store::now_ms(),
+            )?;
             println!("now signing with {key_id}");
             Ok(())
         }
@@ -109,7 +116,9 @@ async fn serve(config: Config, data_dir: &DataDir) -> anyhow::Result<()> {
     let server_name = effective_server_name(&config)?;
     let listen = config.server.listen;
     let state = AppState::open(config, data_dir, server_name.clone()).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(%server_name, %address, data_dir = %data_dir.root().display(), "guildhall is listening");
     guildhall_homeserver::serve(state, listener, shutdown_signal()).await?;
@@ -126,8 +135,10 @@ async fn admin(config: Config, data_dir: &DataDir, command: AdminCommand) -> any
     let state = AppState::open(config, data_dir, server_name.clone()).await?;
     match command {
         AdminCommand::CreateUser { username, password, admin } => {
-            let user_id = UserId::new(&username, &server_name).with_context(|| format!("invalid username {username:?}"))?;
-            let created = guildhall_homeserver::api::create_account(&state.store, &user_id, &password).await;
+            let user_id = UserId::new(&username, &server_name)
+                .with_context(|| format!("invalid username {username:?}"))?;
+            let created =
+                guildhall_homeserver::api::create_account(&state.store, &user_id, &password).await;
             let user = match created {
                 Ok(user) => user,
                 Err(error) => bail!("cannot create {user_id}: {}", error.code()),
@@ -135,10 +146,15 @@ async fn admin(config: Config, data_dir: &DataDir, command: AdminCommand) -> any
             if admin {
                 state.store.make_admin(&user_id).await?;
             }
-            println!("created {}{}", user.user_id, if admin || user.is_admin { " (admin)" } else { "" });
+            println!(
+                "created {}{}",
+                user.user_id,
+                if admin || user.is_admin { " (admin)" } else { "" }
+            );
         }
         AdminCommand::MakeAdmin { username } => {
-            let user_id = UserId::new(&username, &server_name).with_context(|| format!("invalid username {username:?}"))?;
+            let user_id = UserId::new(&username, &server_name)
+                .with_context(|| format!("invalid username {username:?}"))?;
             if !state.store.make_admin(&user_id).await? {
                 bail!("no user {user_id}");
             }

@@ -65,7 +65,11 @@ impl Presence {
 
     /// What others currently see of `user`.
     pub fn visible_status(&self, user: &UserId) -> &'static str {
-        self.users.lock().ok().and_then(|users| users.get(user).map(|e| e.status.visible())).unwrap_or("offline")
+        self.users
+            .lock()
+            .ok()
+            .and_then(|users| users.get(user).map(|e| e.status.visible()))
+            .unwrap_or("offline")
     }
 
     /// A session of `user` connected with `status`.
@@ -83,7 +87,12 @@ impl Presence {
 
     /// A session of `user` disconnected.
     pub fn disconnect(&self, user: &UserId) {
-        self.update(user, |entry| entry.and_then(|entry| (entry.connections > 1).then_some(Entry { connections: entry.connections - 1, ..entry })));
+        self.update(user, |entry| {
+            entry.and_then(|entry| {
+                (entry.connections > 1)
+                    .then_some(Entry { connections: entry.connections - 1, ..entry })
+            })
+        });
     }
 
     fn update(&self, user: &UserId, change: impl FnOnce(Option<Entry>) -> Option<Entry>) {

@@ -24,7 +24,11 @@ struct Bucket {
 impl RateLimiter {
     /// A limiter allowing `per_second` sustained, `burst` at once.
     pub fn new(per_second: u32, burst: u32) -> Self {
-        Self { per_second: f64::from(per_second.max(1)), burst: f64::from(burst.max(1)), buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_second: f64::from(per_second.max(1)),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one token for `key`: `Ok` if allowed, `Err(retry_after_ms)` if not.
@@ -33,9 +37,11 @@ impl RateLimiter {
         let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
         if buckets.len() > 100_000 {
             let full_after = self.burst / self.per_second;
-            buckets.retain(|_, bucket| now.duration_since(bucket.updated).as_secs_f64() < full_after);
+            buckets
+                .retain(|_, bucket| now.duration_since(bucket.updated).as_secs_f64() < full_after);
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.burst, updated: now });
+        let bucket =
+            buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.burst, updated: now });
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.updated = now;

@@ -73,8 +73,12 @@ pub fn load_or_create(path: &Path, server_name: &ServerName) -> Result<ServerKey
     let text = std::fs::read_to_string(path).map_err(io)?;
     let file: KeyFile = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
     let key_id = KeyId::parse(&file.current.key_id).map_err(|e| corrupt(e.to_string()))?;
-    let seed = base64url::decode_array::<32>(&file.current.seed).ok_or_else(|| corrupt("seed is not 32 bytes".into()))?;
-    Ok(ServerKeys { current: ServerSigningKey::from_seed(server_name.clone(), key_id, &seed), retired: file.retired })
+    let seed = base64url::decode_array::<32>(&file.current.seed)
+        .ok_or_else(|| corrupt("seed is not 32 bytes".into()))?;
+    Ok(ServerKeys {
+        current: ServerSigningKey::from_seed(server_name.clone(), key_id, &seed),
+        retired: file.retired,
+    })
 }
 
 /// Retires the current key and makes a fresh one current. Returns the new key id.
@@ -87,15 +91,21 @@ pub fn rotate(path: &Path, server_name: &ServerName, now_ms: u64) -> Result<KeyI
         expired_ts: now_ms,
     });
     let current = fresh_key();
-    let key_id = KeyId::parse(&current.key_id).map_err(|e| KeyStoreError::Corrupt { path: path.to_owned(), reason: e.to_string() })?;
-    write(path, &KeyFile { current, retired }).map_err(|source| KeyStoreError::Io { path: path.to_owned(), source })?;
+    let key_id = KeyId::parse(&current.key_id)
+        .map_err(|e| KeyStoreError::Corrupt { path: path.to_owned(), reason: e.to_string() })?;
+    write(path, &KeyFile { current, retired })
+        .map_err(|source| KeyStoreError::Io { path: path.to_owned(), source })?;
     Ok(key_id)
 }
 
 fn fresh_key() -> StoredKey {
     let version: [u8; 6] = rand::random();
-    let version: String = base64url::encode(version).chars().filter(char::is_ascii_alphanumeric).collect();
-    StoredKey { key_id: format!("ed25519:a_{version}"), seed: base64url::encode(rand::random::<[u8; 32]>()) }
+    let version: String =
+        base64url::encode(version).chars().filter(char::is_ascii_alphanumeric).collect();
+    StoredKey {
+        key_id: format!("ed25519:a_{version}"),
+        seed: base64url::encode(rand::random::<[u8; 32]>()),
+    }
 }
 
 fn write(path: &Path, file: &KeyFile) -> std::io::Result<()> {

@@ -167,7 +167,17 @@ impl EventContent {
         }
     }
 
-    /// The channel the event belongs to, which decides who may see its content.
+    /// The channel whose viewers alone may receive this event's content (spec chapter 13).
+    /// `message.delete` is never withheld: every server holding the message must learn to
+    /// erase it.
+    pub fn visibility_channel(&self) -> Option<&ChannelId> {
+        match self {
+            Self::MessageDelete(_) => None,
+            _ => self.channel_id(),
+        }
+    }
+
+    /// The channel the event belongs to.
     pub fn channel_id(&self) -> Option<&ChannelId> {
         match self {
             Self::ChannelCreate(ChannelCreate { channel_id, .. })

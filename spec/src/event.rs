@@ -304,7 +304,17 @@ pub fn verify_proposal(
 
 /// The members an event may have; anything else is `malformed` (spec chapter 06).
 const KNOWN_MEMBERS: [&str; 12] = [
-    "guild_id", "seq", "prev", "type", "sender", "origin", "origin_ts", "txn_id", "content_hash", "content", "signatures",
+    "guild_id",
+    "seq",
+    "prev",
+    "type",
+    "sender",
+    "origin",
+    "origin_ts",
+    "txn_id",
+    "content_hash",
+    "content",
+    "signatures",
     "unsigned",
 ];
 
@@ -355,9 +365,14 @@ fn check_origin_and_content(
 fn check_signers(event: &JsonObject, envelope: &Envelope) -> Result<(), EventError> {
     let Some(Value::Object(signatures)) = event.get("signatures") else { return Ok(()) };
     let host = envelope.guild_id.host();
-    let allowed = |name: &str| name.eq_ignore_ascii_case(envelope.origin.as_str()) || name.eq_ignore_ascii_case(host.as_str());
+    let allowed = |name: &str| {
+        name.eq_ignore_ascii_case(envelope.origin.as_str())
+            || name.eq_ignore_ascii_case(host.as_str())
+    };
     match signatures.keys().find(|name| !allowed(name)) {
-        Some(stranger) => Err(EventError::Malformed(format!("signature by {stranger}, neither origin nor host"))),
+        Some(stranger) => {
+            Err(EventError::Malformed(format!("signature by {stranger}, neither origin nor host")))
+        }
         None => Ok(()),
     }
 }

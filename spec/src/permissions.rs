@@ -384,7 +384,10 @@ mod tests {
     #[test]
     fn defaults_are_the_documented_bits() {
         let guild = [0, 6, 9, 10, 11, 14, 15, 16, 18, 20, 21, 25, 26];
-        assert_eq!(Permissions::DEFAULT_GUILD.bits(), guild.iter().map(|bit| 1u64 << bit).sum::<u64>());
+        assert_eq!(
+            Permissions::DEFAULT_GUILD.bits(),
+            guild.iter().map(|bit| 1u64 << bit).sum::<u64>()
+        );
         let dm = [6, 9, 10, 11, 14, 15, 16, 20, 21, 25];
         assert_eq!(Permissions::DEFAULT_DM.bits(), dm.iter().map(|bit| 1u64 << bit).sum::<u64>());
     }

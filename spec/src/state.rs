@@ -408,20 +408,30 @@ impl GuildState {
         if !self.members.contains_key(sender) {
             return reject(Rejection::NotMember, "not a member of this guild");
         }
-        if self.kind == GuildKind::Dm
-            && !matches!(
+        let allowed_in_kind = match self.kind {
+            GuildKind::Dm => matches!(
                 content,
-                EventContent::MessageCreate(_)
+                EventContent::GuildUpdate(_)
+                    | EventContent::GuildDelete(_)
+                    | EventContent::DmInvite(_)
+                    | EventContent::ChannelCreate(_)
+                    | EventContent::MemberLeave(_)
+                    | EventContent::MemberKick(_)
+                    | EventContent::MessageCreate(_)
                     | EventContent::MessageEdit(_)
                     | EventContent::MessageDelete(_)
                     | EventContent::ReactionAdd(_)
                     | EventContent::ReactionRemove(_)
                     | EventContent::PinAdd(_)
                     | EventContent::PinRemove(_)
-                    | EventContent::MemberLeave(_)
-            )
-        {
-            return invalid(format!("{} is not allowed in a direct message", content.event_type()));
+            ),
+            GuildKind::Guild => !matches!(content, EventContent::DmInvite(_)),
+        };
+        if !allowed_in_kind {
+            return invalid(format!(
+                "{} is not allowed in this kind of guild",
+                content.event_type()
+            ));
         }
         match content {
             EventContent::GuildCreate(_) => invalid("guild.create is only valid at seq 1"),
@@ -463,7 +473,9 @@ impl GuildState {
                 if ban.server == self.guild_id.host() || ban.server == self.owner.server_name() {
                     return invalid("neither the host nor the owner's server can be banned");
                 }
-                for member in self.members.keys().filter(|member| member.server_name() == ban.server) {
+                for member in
+                    self.members.keys().filter(|member| member.server_name() == ban.server)
+                {
                     self.require_outranks_member(sender, member)?;
                 }
                 check_optional_text("reason", ban.reason.as_ref(), MAX_REASON_CHARS)
@@ -578,7 +590,11 @@ impl GuildState {
                 if invite.max_uses.is_some_and(|uses| uses == 0 || uses > MAX_INVITE_USES) {
                     return invalid(format!("max_uses must be 1 to {MAX_INVITE_USES}"));
                 }
-                if self.channels.get(&invite.channel_id).is_some_and(|c| c.kind == ChannelKind::Category) {
+                if self
+                    .channels
+                    .get(&invite.channel_id)
+                    .is_some_and(|c| c.kind == ChannelKind::Category)
+                {
                     return invalid("invites lead to text or voice channels");
                 }
                 if self.invites.contains_key(&invite.code) {
@@ -671,10 +687,17 @@ impl GuildState {
             return invalid("already a member");
         }
         if self.kind == GuildKind::Dm {
-            return reject(
-                Rejection::MissingPermission,
-                "direct messages are joined by invitation only",
-            );
+            if code.is_some() {
+                return invalid("direct messages have no invites");
+            }
+            return if self.dm_invites.contains_key(sender) {
+                Ok(())
+            } else {
+                reject(
+                    Rejection::MissingPermission,
+                    "direct messages are joined by invitation only",
+                )
+            };
         }
         let Some(code) = code else { return invalid("an invite code is required") };
         match self.invites.get(code) {
@@ -1256,6 +1279,56 @@ mod tests {
         });
         state.apply(&user("owner"), 0, &server_ban);
         assert_eq!(code(state.authorize(&remote, &rejoin, 0, None)), Some(Rejection::ServerBanned));
+    }
+
+    #[test]
+    fn direct_messages_admit_only_the_invited() {
+        let owner = user("owner");
+        let mut dm = GuildState::new(
+            GuildId::parse("!d:h.example").unwrap(),
+            "dm".into(),
+            GuildKind::Dm,
+            owner.clone(),
+            0,
+        );
+        let steps = [
+            EventContent::ChannelCreate(ChannelCreate {
+                channel_id: ChannelId::parse("c").unwrap(),
+                name: "dm".into(),
+                kind: ChannelKind::Text,
+                parent_id: None,
+                position: 0,
+                topic: None,
+            }),
+            EventContent::DmInvite(MemberRef { user_id: user("friend") }),
+        ];
+        for step in &steps {
+            dm.authorize(&owner, step, 0, None).unwrap();
+            dm.apply(&owner, 0, step);
+        }
+        let join = EventContent::MemberJoin(MemberJoin { invite_code: None });
+        assert_eq!(
+            code(dm.authorize(&user("stranger"), &join, 0, None)),
+            Some(Rejection::MissingPermission)
+        );
+        dm.authorize(&user("friend"), &join, 0, None).unwrap();
+        dm.apply(&user("friend"), 0, &join);
+        assert!(dm.members.contains_key(&user("friend")) && dm.dm_invites.is_empty());
+        let role = EventContent::RoleCreate(RoleCreate {
+            role_id: RoleId::parse("r").unwrap(),
+            name: "r".into(),
+            permissions: Permissions::NONE,
+            position: 1,
+            color: None,
+            hoist: None,
+            mentionable: None,
+        });
+        assert_eq!(code(dm.authorize(&owner, &role, 0, None)), Some(Rejection::InvalidEvent));
+        let invite = EventContent::DmInvite(MemberRef { user_id: user("x") });
+        assert_eq!(
+            code(guild().authorize(&owner, &invite, 0, None)),
+            Some(Rejection::InvalidEvent)
+        );
     }
 
     #[test]

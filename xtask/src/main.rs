@@ -2,6 +2,7 @@
 //!
 //! * `ci`: everything CI checks: formatting, clippy with `-D warnings`, the test-vector
 //!   cross-check by the independent Python implementation, the tests, and the examples.
+//! * `bench`: the benchmarks, in a release build; see `bench/`.
 
 use std::process::Command;
 
@@ -11,9 +12,10 @@ fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "ci" => ci(),
+        "bench" => run("cargo", &["run", "--release", "--locked", "-p", "guildhall-bench"]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci    fmt, clippy, vector cross-check, tests, examples"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci      fmt, clippy, vector cross-check, tests, examples\n  bench   benchmarks (release build), printed and written to target/bench/results.json"
             );
             bail!("unknown task {task:?}")
         }
@@ -26,7 +28,19 @@ fn ci() -> Result<()> {
     run("python3", &["spec/vectors/tools/generate.py", "--check"])?;
     run("cargo", &["test", "--workspace", "--locked"])?;
     run("cargo", &["run", "--locked", "-p", "guildhall-examples", "--example", "sign_event"])?;
-    run("cargo", &["run", "--locked", "-p", "guildhall-examples", "--example", "gateway_bot", "--", "--demo"])?;
+    run(
+        "cargo",
+        &[
+            "run",
+            "--locked",
+            "-p",
+            "guildhall-examples",
+            "--example",
+            "gateway_bot",
+            "--",
+            "--demo",
+        ],
+    )?;
     Ok(())
 }
 

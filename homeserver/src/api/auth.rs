@@ -30,11 +30,15 @@ pub(super) struct Credentials {
 
 /// Hashes a password with argon2id and a random salt.
 pub(super) fn hash_password(password: &str) -> ApiResult<String> {
-    Argon2::default().hash_password(password.as_bytes()).map(|hash| hash.to_string()).map_err(ApiError::internal)
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(ApiError::internal)
 }
 
 fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    PasswordHash::new(stored)
+        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
 fn check_password_rules(password: &str) -> ApiResult<()> {
@@ -42,17 +46,25 @@ fn check_password_rules(password: &str) -> ApiResult<()> {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "weak_password",
-            format!("passwords must be {MIN_PASSWORD_CHARS} characters to {MAX_PASSWORD_BYTES} bytes"),
+            format!(
+                "passwords must be {MIN_PASSWORD_CHARS} characters to {MAX_PASSWORD_BYTES} bytes"
+            ),
         ));
     }
     Ok(())
 }
 
 /// Creates an account (also used by `guildhall admin create-user`). `None` if the name is taken.
-pub async fn create_account(store: &Store, user_id: &UserId, password: &str) -> ApiResult<crate::store::UserRow> {
+pub async fn create_account(
+    store: &Store,
+    user_id: &UserId,
+    password: &str,
+) -> ApiResult<crate::store::UserRow> {
     check_password_rules(password)?;
     let hash = hash_password(password)?;
-    store.create_user(user_id, &hash).await?.ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "username_taken", "that username is taken"))
+    store.create_user(user_id, &hash).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, "username_taken", "that username is taken")
+    })
 }
 
 /// `POST /api/v1/auth/register`.
@@ -63,10 +75,19 @@ pub(super) async fn register(
     Json(body): Json<Credentials>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if !state.config.registration.enabled {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "registration_closed", "registration is closed on this server"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "registration_closed",
+            "registration is closed on this server",
+        ));
     }
-    let user_id = UserId::new(&body.username, &state.server_name)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_username", "usernames are 1-64 of a-z 0-9 . _ = -"))?;
+    let user_id = UserId::new(&body.username, &state.server_name).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_username",
+            "usernames are 1-64 of a-z 0-9 . _ = -",
+        )
+    })?;
     let user = create_account(&state.store, &user_id, &body.password).await?;
     let token = start_session(&state, &user_id, &headers, address).await?;
     Ok((StatusCode::CREATED, Json(json!({"token": token, "user": views::own_user(&user)}))))
@@ -79,21 +100,33 @@ pub(super) async fn login(
     headers: HeaderMap,
     Json(body): Json<Credentials>,
 ) -> ApiResult<Json<Value>> {
-    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password");
+    let invalid = || {
+        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password")
+    };
     let user_id = UserId::new(&body.username, &state.server_name).map_err(|_| invalid())?;
     let user = state.store.user(&user_id).await?.ok_or_else(invalid)?;
-    if body.password.len() > MAX_PASSWORD_BYTES || !verify_password(&body.password, &user.password_hash) {
+    if body.password.len() > MAX_PASSWORD_BYTES
+        || !verify_password(&body.password, &user.password_hash)
+    {
         return Err(invalid());
     }
     let token = start_session(&state, &user_id, &headers, address).await?;
     Ok(Json(json!({"token": token, "user": views::own_user(&user)})))
 }
 
-async fn start_session(state: &AppState, user_id: &UserId, headers: &HeaderMap, address: SocketAddr) -> ApiResult<String> {
+async fn start_session(
+    state: &AppState,
+    user_id: &UserId,
+    headers: &HeaderMap,
+    address: SocketAddr,
+) -> ApiResult<String> {
     let token = format!("gh_{}", random_id(43));
     let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
     let ip = address.ip().to_string();
-    state.store.create_session(user_id, &random_id(16), &token_hash(&token), user_agent, Some(&ip)).await?;
+    state
+        .store
+        .create_session(user_id, &random_id(16), &token_hash(&token), user_agent, Some(&ip))
+        .await?;
     Ok(token)
 }
 
@@ -104,7 +137,10 @@ pub(super) async fn logout(State(state): State<AppState>, auth: AuthUser) -> Api
 }
 
 /// `GET /api/v1/auth/sessions`.
-pub(super) async fn sessions(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+pub(super) async fn sessions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<Value>> {
     let sessions: Vec<Value> = state
         .store
         .sessions(&auth.user_id)

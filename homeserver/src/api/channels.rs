@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use guildhall_spec::content::{
-    ChannelCreate, ChannelKind, ChannelRef, ChannelUpdate, EventContent, InviteCreate, InviteRevoke, MemberJoin, OverwriteDelete,
-    OverwriteKind, OverwriteSet,
+    ChannelCreate, ChannelKind, ChannelRef, ChannelUpdate, EventContent, InviteCreate,
+    InviteRevoke, MemberJoin, OverwriteDelete, OverwriteKind, OverwriteSet,
 };
 use guildhall_spec::state::GuildState;
-use guildhall_spec::{ChannelId, GuildId, InviteCode, Permissions, RoleId, UserId};
+use guildhall_spec::{ChannelId, GuildId, InviteCode, Permissions, RoleId, ServerName, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -28,7 +28,11 @@ const MAX_INVITE_USES: u64 = 100;
 
 /// Resolves a channel the user can see: unknown, foreign and hidden channels all answer
 /// `unknown_channel`, so channel ids cannot be probed.
-pub(super) async fn visible_channel(state: &AppState, auth: &AuthUser, channel_id: &str) -> ApiResult<(GuildId, ChannelId, Arc<GuildState>)> {
+pub(super) async fn visible_channel(
+    state: &AppState,
+    auth: &AuthUser,
+    channel_id: &str,
+) -> ApiResult<(GuildId, ChannelId, Arc<GuildState>)> {
     let channel_id: ChannelId = parse_id("channel id", channel_id)?;
     let unknown = || ApiError::not_found("unknown_channel", "no such channel");
     let guild_id = state.store.channel_guild(&channel_id).await?.ok_or_else(unknown)?;
@@ -40,7 +44,11 @@ pub(super) async fn visible_channel(state: &AppState, auth: &AuthUser, channel_i
 }
 
 /// `GET /api/v1/guilds/{guild_id}/channels`: the channels the user can see.
-pub(super) async fn list(State(state): State<AppState>, auth: AuthUser, Path(guild_id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(guild_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let (_, guild_state) = member_guild(&state, &auth, &guild_id).await?;
     Ok(Json(json!({"channels": views::guild(&guild_state, &auth.user_id, false)["channels"]})))
 }
@@ -79,7 +87,11 @@ pub(super) async fn create(
         topic: body.topic,
     });
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
-    let channel = done.state.channels.get(&channel_id).ok_or_else(|| ApiError::internal("channel vanished"))?;
+    let channel = done
+        .state
+        .channels
+        .get(&channel_id)
+        .ok_or_else(|| ApiError::internal("channel vanished"))?;
     Ok((StatusCode::CREATED, Json(views::channel(&done.state, &channel_id, channel))))
 }
 
@@ -116,9 +128,16 @@ pub(super) async fn reorder(
 }
 
 /// `GET /api/v1/channels/{channel_id}`.
-pub(super) async fn get(State(state): State<AppState>, auth: AuthUser, Path(channel_id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(channel_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let (_, channel_id, guild_state) = visible_channel(&state, &auth, &channel_id).await?;
-    let channel = guild_state.channels.get(&channel_id).ok_or_else(|| ApiError::internal("channel vanished"))?;
+    let channel = guild_state
+        .channels
+        .get(&channel_id)
+        .ok_or_else(|| ApiError::internal("channel vanished"))?;
     Ok(Json(views::channel(&guild_state, &channel_id, channel)))
 }
 
@@ -147,14 +166,30 @@ pub(super) async fn update(
         parent_id: body.parent_id,
     });
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
-    let channel = done.state.channels.get(&channel_id).ok_or_else(|| ApiError::internal("channel vanished"))?;
+    let channel = done
+        .state
+        .channels
+        .get(&channel_id)
+        .ok_or_else(|| ApiError::internal("channel vanished"))?;
     Ok(Json(views::channel(&done.state, &channel_id, channel)))
 }
 
 /// `DELETE /api/v1/channels/{channel_id}`.
-pub(super) async fn delete(State(state): State<AppState>, auth: AuthUser, Path(channel_id): Path<String>) -> ApiResult<StatusCode> {
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(channel_id): Path<String>,
+) -> ApiResult<StatusCode> {
     let (guild_id, channel_id, _) = visible_channel(&state, &auth, &channel_id).await?;
-    state.guilds.submit(&guild_id, &auth.user_id, EventContent::ChannelDelete(ChannelRef { channel_id }), None).await?;
+    state
+        .guilds
+        .submit(
+            &guild_id,
+            &auth.user_id,
+            EventContent::ChannelDelete(ChannelRef { channel_id }),
+            None,
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -192,7 +227,11 @@ pub(super) async fn set_overwrite(
         deny: body.deny,
     });
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
-    let channel = done.state.channels.get(&channel_id).ok_or_else(|| ApiError::internal("channel vanished"))?;
+    let channel = done
+        .state
+        .channels
+        .get(&channel_id)
+        .ok_or_else(|| ApiError::internal("channel vanished"))?;
     Ok(Json(views::channel(&done.state, &channel_id, channel)))
 }
 
@@ -211,7 +250,11 @@ pub(super) async fn delete_overwrite(
 ) -> ApiResult<StatusCode> {
     let (guild_id, channel_id, _) = visible_channel(&state, &auth, &channel_id).await?;
     check_target(body.kind, &target_id)?;
-    let content = EventContent::OverwriteDelete(OverwriteDelete { channel_id, target_kind: body.kind, target_id });
+    let content = EventContent::OverwriteDelete(OverwriteDelete {
+        channel_id,
+        target_kind: body.kind,
+        target_id,
+    });
     state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -223,9 +266,14 @@ pub(super) struct NewInvite {
     max_uses: Option<u64>,
 }
 
-fn invite_view(code: &InviteCode, guild: &GuildState, invite: &guildhall_spec::state::Invite) -> Value {
+fn invite_view(
+    code: &InviteCode,
+    guild: &GuildState,
+    invite: &guildhall_spec::state::Invite,
+) -> Value {
     json!({
         "code": code,
+        "server": guild.guild_id.host(),
         "guild_id": guild.guild_id,
         "guild_name": guild.name,
         "channel_id": invite.channel_id,
@@ -250,7 +298,9 @@ pub(super) async fn create_invite(
     let body = body.unwrap_or_default();
     let max_age_secs = body.max_age_secs.unwrap_or(24 * 3600);
     if max_age_secs == 0 || max_age_secs > MAX_INVITE_AGE_SECS {
-        return Err(ApiError::bad_request(format!("max_age_secs must be 1 to {MAX_INVITE_AGE_SECS}")));
+        return Err(ApiError::bad_request(format!(
+            "max_age_secs must be 1 to {MAX_INVITE_AGE_SECS}"
+        )));
     }
     if body.max_uses.is_some_and(|uses| uses == 0 || uses > MAX_INVITE_USES) {
         return Err(ApiError::bad_request(format!("max_uses must be 1 to {MAX_INVITE_USES}")));
@@ -263,12 +313,17 @@ pub(super) async fn create_invite(
         max_uses: body.max_uses,
     });
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
-    let invite = done.state.invites.get(&code).ok_or_else(|| ApiError::internal("invite vanished"))?;
+    let invite =
+        done.state.invites.get(&code).ok_or_else(|| ApiError::internal("invite vanished"))?;
     Ok((StatusCode::CREATED, Json(invite_view(&code, &done.state, invite))))
 }
 
 /// `GET /api/v1/guilds/{guild_id}/invites` (needs MANAGE_GUILD; others see their own).
-pub(super) async fn guild_invites(State(state): State<AppState>, auth: AuthUser, Path(guild_id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn guild_invites(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(guild_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let (_, guild_state) = member_guild(&state, &auth, &guild_id).await?;
     let manager = guild_state.base_permissions(&auth.user_id).contains(Permissions::MANAGE_GUILD);
     let now = now_ms();
@@ -287,22 +342,50 @@ async fn find_invite(state: &AppState, code: &InviteCode) -> ApiResult<(GuildId,
     let guild_id = state.store.invite_guild(code).await?.ok_or_else(unknown)?;
     let guild_state = state.guilds.state(&guild_id).await?;
     match guild_state.invites.get(code) {
-        Some(invite) if invite.is_usable(now_ms()) && !guild_state.deleted => Ok((guild_id, guild_state)),
+        Some(invite) if invite.is_usable(now_ms()) && !guild_state.deleted => {
+            Ok((guild_id, guild_state))
+        }
         _ => Err(unknown()),
     }
 }
 
 /// `GET /api/v1/invites/{code}`: what the invite leads to.
-pub(super) async fn invite(State(state): State<AppState>, _auth: AuthUser, Path(code): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn invite(
+    State(state): State<AppState>,
+    _auth: AuthUser,
+    Path(code): Path<String>,
+) -> ApiResult<Json<Value>> {
     let code: InviteCode = parse_id("invite code", &code)?;
     let (_, guild_state) = find_invite(&state, &code).await?;
-    let invite = guild_state.invites.get(&code).ok_or_else(|| ApiError::internal("invite vanished"))?;
+    let invite =
+        guild_state.invites.get(&code).ok_or_else(|| ApiError::internal("invite vanished"))?;
     Ok(Json(invite_view(&code, &guild_state, invite)))
 }
 
-/// `POST /api/v1/invites/{code}`: join the guild.
-pub(super) async fn accept_invite(State(state): State<AppState>, auth: AuthUser, Path(code): Path<String>) -> ApiResult<Json<Value>> {
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InviteServer {
+    /// The server hosting the invite's guild, when it is not this one.
+    server: Option<String>,
+}
+
+/// `POST /api/v1/invites/{code}[?server=<host server>]`: join the guild, here or on the server
+/// that hosts it.
+pub(super) async fn accept_invite(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(code): Path<String>,
+    Query(query): Query<InviteServer>,
+) -> ApiResult<Json<Value>> {
     let code: InviteCode = parse_id("invite code", &code)?;
+    if let Some(server) = query.server.as_deref() {
+        let server: ServerName = parse_id("server name", server)?;
+        if server != state.server_name {
+            let guild_id = state.guilds.join_remote(&auth.user_id, &server, &code).await?;
+            let guild_state = state.guilds.state(&guild_id).await?;
+            return Ok(Json(views::guild(&guild_state, &auth.user_id, false)));
+        }
+    }
     let (guild_id, _) = find_invite(&state, &code).await?;
     let content = EventContent::MemberJoin(MemberJoin { invite_code: Some(code) });
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
@@ -310,23 +393,47 @@ pub(super) async fn accept_invite(State(state): State<AppState>, auth: AuthUser,
 }
 
 /// `DELETE /api/v1/invites/{code}`: revoke (the creator, or MANAGE_GUILD).
-pub(super) async fn revoke_invite(State(state): State<AppState>, auth: AuthUser, Path(code): Path<String>) -> ApiResult<StatusCode> {
+pub(super) async fn revoke_invite(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(code): Path<String>,
+) -> ApiResult<StatusCode> {
     let code: InviteCode = parse_id("invite code", &code)?;
-    let guild_id = state.store.invite_guild(&code).await?.ok_or_else(|| ApiError::not_found("unknown_invite", "no such invite"))?;
+    let guild_id = state
+        .store
+        .invite_guild(&code)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_invite", "no such invite"))?;
     let guild_state = state.guilds.state(&guild_id).await?;
     if !guild_state.members.contains_key(&auth.user_id) {
         return Err(ApiError::not_found("unknown_invite", "no such invite"));
     }
-    state.guilds.submit(&guild_id, &auth.user_id, EventContent::InviteRevoke(InviteRevoke { code }), None).await?;
+    state
+        .guilds
+        .submit(&guild_id, &auth.user_id, EventContent::InviteRevoke(InviteRevoke { code }), None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /api/v1/channels/{channel_id}/typing`: tells the channel's viewers for ~10 s.
-pub(super) async fn typing(State(state): State<AppState>, auth: AuthUser, Path(channel_id): Path<String>) -> ApiResult<StatusCode> {
+pub(super) async fn typing(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(channel_id): Path<String>,
+) -> ApiResult<StatusCode> {
     let (guild_id, channel_id, guild_state) = visible_channel(&state, &auth, &channel_id).await?;
-    if !guild_state.channel_permissions(&auth.user_id, &channel_id).contains(Permissions::SEND_MESSAGES) {
+    if !guild_state
+        .channel_permissions(&auth.user_id, &channel_id)
+        .contains(Permissions::SEND_MESSAGES)
+    {
         return Err(ApiError::forbidden("requires SEND_MESSAGES"));
     }
-    state.bus.publish(BusMessage::Typing { guild_id, channel_id, user_id: auth.user_id, ts: now_ms(), state: guild_state });
+    state.bus.publish(BusMessage::Typing {
+        guild_id,
+        channel_id,
+        user_id: auth.user_id,
+        ts: now_ms(),
+        state: guild_state,
+    });
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use guildhall_spec::content::{
-    Empty, EventContent, GuildKind, GuildUpdate, MemberModeration, MemberRef, MemberUpdate, RoleCreate, RoleRef, RoleUpdate,
+    Empty, EventContent, GuildKind, GuildUpdate, MemberModeration, MemberRef, MemberUpdate,
+    RoleCreate, RoleRef, RoleUpdate,
 };
 use guildhall_spec::state::GuildState;
 use guildhall_spec::{GuildId, Permissions, RoleId, UserId};
@@ -20,7 +21,11 @@ use crate::guilds::random_id;
 
 /// Loads a guild the user is a member of (non-members get `unknown_guild`, so that guild ids
 /// cannot be probed).
-pub(super) async fn member_guild(state: &AppState, auth: &AuthUser, guild_id: &str) -> ApiResult<(GuildId, Arc<GuildState>)> {
+pub(super) async fn member_guild(
+    state: &AppState,
+    auth: &AuthUser,
+    guild_id: &str,
+) -> ApiResult<(GuildId, Arc<GuildState>)> {
     let guild_id: GuildId = parse_id("guild id", guild_id)?;
     let unknown = || ApiError::not_found("unknown_guild", "no such guild");
     let guild_state = state.guilds.state(&guild_id).await.map_err(|_| unknown())?;
@@ -37,12 +42,21 @@ pub(super) struct CreateGuild {
 }
 
 /// `POST /api/v1/guilds`.
-pub(super) async fn create(State(state): State<AppState>, auth: AuthUser, Json(body): Json<CreateGuild>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub(super) async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<CreateGuild>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let owned = owned_guilds(&state, &auth.user_id).await?;
     if owned >= state.config.limits.max_guilds_per_user as usize {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "limit_reached", "you own the maximum number of guilds"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "limit_reached",
+            "you own the maximum number of guilds",
+        ));
     }
-    let (guild_id, _) = state.guilds.create_guild(&auth.user_id, &body.name, GuildKind::Guild).await?;
+    let (guild_id, _) =
+        state.guilds.create_guild(&auth.user_id, &body.name, GuildKind::Guild).await?;
     let guild_state = state.guilds.state(&guild_id).await?;
     Ok((StatusCode::CREATED, Json(views::guild(&guild_state, &auth.user_id, false))))
 }
@@ -59,7 +73,11 @@ async fn owned_guilds(state: &AppState, user: &UserId) -> ApiResult<usize> {
 }
 
 /// `GET /api/v1/guilds/{guild_id}`.
-pub(super) async fn get(State(state): State<AppState>, auth: AuthUser, Path(guild_id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(guild_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let (_, guild_state) = member_guild(&state, &auth, &guild_id).await?;
     Ok(Json(views::guild(&guild_state, &auth.user_id, false)))
 }
@@ -72,14 +90,24 @@ pub(super) async fn update(
     Json(body): Json<GuildUpdate>,
 ) -> ApiResult<Json<Value>> {
     let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
-    let done = state.guilds.submit(&guild_id, &auth.user_id, EventContent::GuildUpdate(body), None).await?;
+    let done = state
+        .guilds
+        .submit(&guild_id, &auth.user_id, EventContent::GuildUpdate(body), None)
+        .await?;
     Ok(Json(views::guild(&done.state, &auth.user_id, false)))
 }
 
 /// `DELETE /api/v1/guilds/{guild_id}`: the owner closes the guild's log.
-pub(super) async fn delete(State(state): State<AppState>, auth: AuthUser, Path(guild_id): Path<String>) -> ApiResult<StatusCode> {
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(guild_id): Path<String>,
+) -> ApiResult<StatusCode> {
     let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
-    state.guilds.submit(&guild_id, &auth.user_id, EventContent::GuildDelete(Empty {}), None).await?;
+    state
+        .guilds
+        .submit(&guild_id, &auth.user_id, EventContent::GuildDelete(Empty {}), None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -99,7 +127,8 @@ pub(super) async fn members(
 ) -> ApiResult<Json<Value>> {
     let (_, guild_state) = member_guild(&state, &auth, &guild_id).await?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000) as usize;
-    let after: Option<UserId> = page.after.as_deref().map(|after| parse_id("user id", after)).transpose()?;
+    let after: Option<UserId> =
+        page.after.as_deref().map(|after| parse_id("user id", after)).transpose()?;
     let members: Vec<Value> = guild_state
         .members
         .iter()
@@ -111,10 +140,17 @@ pub(super) async fn members(
 }
 
 /// `GET /api/v1/guilds/{guild_id}/members/{user_id}`.
-pub(super) async fn member(State(state): State<AppState>, auth: AuthUser, Path((guild_id, user_id)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+pub(super) async fn member(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((guild_id, user_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let (_, guild_state) = member_guild(&state, &auth, &guild_id).await?;
     let user_id: UserId = parse_id("user id", &user_id)?;
-    let member = guild_state.members.get(&user_id).ok_or_else(|| ApiError::not_found("unknown_member", "not a member"))?;
+    let member = guild_state
+        .members
+        .get(&user_id)
+        .ok_or_else(|| ApiError::not_found("unknown_member", "not a member"))?;
     Ok(Json(views::member(&guild_state, &user_id, member)))
 }
 
@@ -138,9 +174,14 @@ pub(super) async fn update_member(
     if body.nick.is_none() && body.roles.is_none() {
         return Err(ApiError::bad_request("nothing to change"));
     }
-    let content = EventContent::MemberUpdate(MemberUpdate { user_id: user_id.clone(), nick: body.nick, roles: body.roles });
+    let content = EventContent::MemberUpdate(MemberUpdate {
+        user_id: user_id.clone(),
+        nick: body.nick,
+        roles: body.roles,
+    });
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
-    let member = done.state.members.get(&user_id).ok_or_else(|| ApiError::internal("member vanished"))?;
+    let member =
+        done.state.members.get(&user_id).ok_or_else(|| ApiError::internal("member vanished"))?;
     Ok(Json(views::member(&done.state, &user_id, member)))
 }
 
@@ -174,14 +215,29 @@ pub(super) async fn kick(
     let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
     let user_id: UserId = parse_id("user id", &user_id)?;
     let reason = body.and_then(|body| body.reason);
-    state.guilds.submit(&guild_id, &auth.user_id, EventContent::MemberKick(MemberModeration { user_id, reason }), None).await?;
+    state
+        .guilds
+        .submit(
+            &guild_id,
+            &auth.user_id,
+            EventContent::MemberKick(MemberModeration { user_id, reason }),
+            None,
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /api/v1/guilds/{guild_id}/members/@me`: leave.
-pub(super) async fn leave(State(state): State<AppState>, auth: AuthUser, Path(guild_id): Path<String>) -> ApiResult<StatusCode> {
+pub(super) async fn leave(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(guild_id): Path<String>,
+) -> ApiResult<StatusCode> {
     let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
-    state.guilds.submit(&guild_id, &auth.user_id, EventContent::MemberLeave(Empty {}), None).await?;
+    state
+        .guilds
+        .submit(&guild_id, &auth.user_id, EventContent::MemberLeave(Empty {}), None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -203,11 +259,21 @@ pub(super) async fn remove_role(
     change_role(state, auth, guild_id, user_id, role_id, false).await
 }
 
-async fn change_role(state: AppState, auth: AuthUser, guild_id: String, user_id: String, role_id: String, add: bool) -> ApiResult<StatusCode> {
+async fn change_role(
+    state: AppState,
+    auth: AuthUser,
+    guild_id: String,
+    user_id: String,
+    role_id: String,
+    add: bool,
+) -> ApiResult<StatusCode> {
     let (guild_id, guild_state) = member_guild(&state, &auth, &guild_id).await?;
     let user_id = me_or(&auth, &user_id)?;
     let role_id: RoleId = parse_id("role id", &role_id)?;
-    let member = guild_state.members.get(&user_id).ok_or_else(|| ApiError::not_found("unknown_member", "not a member"))?;
+    let member = guild_state
+        .members
+        .get(&user_id)
+        .ok_or_else(|| ApiError::not_found("unknown_member", "not a member"))?;
     if !guild_state.roles.contains_key(&role_id) {
         return Err(ApiError::not_found("unknown_role", "no such role"));
     }
@@ -223,18 +289,27 @@ async fn change_role(state: AppState, auth: AuthUser, guild_id: String, user_id:
         }
         roles.retain(|role| role != &role_id);
     }
-    let content = EventContent::MemberUpdate(MemberUpdate { user_id, nick: None, roles: Some(roles) });
+    let content =
+        EventContent::MemberUpdate(MemberUpdate { user_id, nick: None, roles: Some(roles) });
     state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/v1/guilds/{guild_id}/bans` (needs BAN_MEMBERS).
-pub(super) async fn bans(State(state): State<AppState>, auth: AuthUser, Path(guild_id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn bans(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(guild_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let (_, guild_state) = member_guild(&state, &auth, &guild_id).await?;
     if !guild_state.base_permissions(&auth.user_id).contains(Permissions::BAN_MEMBERS) {
         return Err(ApiError::forbidden("requires BAN_MEMBERS"));
     }
-    let bans: Vec<Value> = guild_state.bans.iter().map(|(user, ban)| json!({"user_id": user, "reason": ban.reason, "by": ban.by})).collect();
+    let bans: Vec<Value> = guild_state
+        .bans
+        .iter()
+        .map(|(user, ban)| json!({"user_id": user, "reason": ban.reason, "by": ban.by}))
+        .collect();
     Ok(Json(json!({"bans": bans})))
 }
 
@@ -248,22 +323,42 @@ pub(super) async fn ban(
     let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
     let user_id: UserId = parse_id("user id", &user_id)?;
     let reason = body.and_then(|body| body.reason);
-    state.guilds.submit(&guild_id, &auth.user_id, EventContent::MemberBan(MemberModeration { user_id, reason }), None).await?;
+    state
+        .guilds
+        .submit(
+            &guild_id,
+            &auth.user_id,
+            EventContent::MemberBan(MemberModeration { user_id, reason }),
+            None,
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /api/v1/guilds/{guild_id}/bans/{user_id}`.
-pub(super) async fn unban(State(state): State<AppState>, auth: AuthUser, Path((guild_id, user_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub(super) async fn unban(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((guild_id, user_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
     let user_id: UserId = parse_id("user id", &user_id)?;
-    state.guilds.submit(&guild_id, &auth.user_id, EventContent::MemberUnban(MemberRef { user_id }), None).await?;
+    state
+        .guilds
+        .submit(&guild_id, &auth.user_id, EventContent::MemberUnban(MemberRef { user_id }), None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/v1/guilds/{guild_id}/roles`, lowest first.
-pub(super) async fn roles(State(state): State<AppState>, auth: AuthUser, Path(guild_id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn roles(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(guild_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let (_, guild_state) = member_guild(&state, &auth, &guild_id).await?;
-    let mut roles: Vec<Value> = guild_state.roles.iter().map(|(id, role)| views::role(id, role)).collect();
+    let mut roles: Vec<Value> =
+        guild_state.roles.iter().map(|(id, role)| views::role(id, role)).collect();
     roles.sort_by_key(|role| role["position"].as_i64());
     Ok(Json(json!({"roles": roles})))
 }
@@ -342,10 +437,17 @@ pub(super) async fn update_role(
 }
 
 /// `DELETE /api/v1/guilds/{guild_id}/roles/{role_id}`.
-pub(super) async fn delete_role(State(state): State<AppState>, auth: AuthUser, Path((guild_id, role_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub(super) async fn delete_role(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((guild_id, role_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
     let role_id: RoleId = parse_id("role id", &role_id)?;
-    state.guilds.submit(&guild_id, &auth.user_id, EventContent::RoleDelete(RoleRef { role_id }), None).await?;
+    state
+        .guilds
+        .submit(&guild_id, &auth.user_id, EventContent::RoleDelete(RoleRef { role_id }), None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,7 +2,9 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use guildhall_spec::content::{EventContent, MAX_MESSAGE_CHARS, MessageCreate, MessageEdit, MessageRef, Reaction};
+use guildhall_spec::content::{
+    EventContent, MAX_MESSAGE_CHARS, MessageCreate, MessageEdit, MessageRef, Reaction,
+};
 use guildhall_spec::{ChannelId, EventId, GuildId, Permissions, TxnId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -33,23 +35,34 @@ pub(super) async fn list(
     Query(history): Query<History>,
 ) -> ApiResult<Json<Value>> {
     let (guild_id, channel_id, guild_state) = visible_channel(&state, &auth, &channel_id).await?;
-    if !guild_state.channel_permissions(&auth.user_id, &channel_id).contains(Permissions::READ_MESSAGE_HISTORY) {
+    if !guild_state
+        .channel_permissions(&auth.user_id, &channel_id)
+        .contains(Permissions::READ_MESSAGE_HISTORY)
+    {
         return Ok(Json(json!({"messages": []})));
     }
     let before_seq = anchor_seq(&state, &guild_id, &channel_id, history.before.as_deref()).await?;
     let after_seq = anchor_seq(&state, &guild_id, &channel_id, history.after.as_deref()).await?;
-    let query = MessageQuery { before_seq, after_seq, limit: history.limit.unwrap_or(50).clamp(1, 100) };
+    let query =
+        MessageQuery { before_seq, after_seq, limit: history.limit.unwrap_or(50).clamp(1, 100) };
     let rows = state.store.messages(&guild_id, &channel_id, &query).await?;
     Ok(Json(json!({"messages": render(&state, &auth.user_id, &rows).await?})))
 }
 
 /// The seq of a message used as a page boundary.
-async fn anchor_seq(state: &AppState, guild_id: &GuildId, channel_id: &ChannelId, message_id: Option<&str>) -> ApiResult<Option<u64>> {
+async fn anchor_seq(
+    state: &AppState,
+    guild_id: &GuildId,
+    channel_id: &ChannelId,
+    message_id: Option<&str>,
+) -> ApiResult<Option<u64>> {
     let Some(message_id) = message_id else { return Ok(None) };
     let message_id: EventId = parse_id("message id", message_id)?;
     let message = state.store.message(&message_id).await?;
     match message {
-        Some(message) if &message.guild_id == guild_id && &message.channel_id == channel_id => Ok(Some(message.created_seq)),
+        Some(message) if &message.guild_id == guild_id && &message.channel_id == channel_id => {
+            Ok(Some(message.created_seq))
+        }
         _ => Err(ApiError::not_found("unknown_message", "no such message in this channel")),
     }
 }
@@ -83,23 +96,35 @@ pub(super) async fn send(
     state.message_limiter.check(auth.user_id.as_str()).map_err(ApiError::rate_limited)?;
     let (guild_id, channel_id, guild_state) = visible_channel(&state, &auth, &channel_id).await?;
     if body.content.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "message_too_long", format!("messages are at most {MAX_MESSAGE_CHARS} characters")));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "message_too_long",
+            format!("messages are at most {MAX_MESSAGE_CHARS} characters"),
+        ));
     }
     if let Some(reply_to) = &body.reply_to {
         let target = state.store.message(reply_to).await?;
         if !target.is_some_and(|m| m.guild_id == guild_id && m.channel_id == channel_id) {
-            return Err(ApiError::not_found("unknown_message", "reply_to is not a message of this channel"));
+            return Err(ApiError::not_found(
+                "unknown_message",
+                "reply_to is not a message of this channel",
+            ));
         }
     }
     if guild_state.kind == guildhall_spec::content::GuildKind::Dm {
         for other in guild_state.members.keys().filter(|member| **member != auth.user_id) {
             if state.store.is_blocked_between(&auth.user_id, other).await? {
-                return Err(ApiError::new(StatusCode::FORBIDDEN, "blocked", "you cannot message this user"));
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "blocked",
+                    "you cannot message this user",
+                ));
             }
         }
     }
     let txn_id = body.nonce.as_deref().map(|nonce| {
-        TxnId::parse(nonce).map_err(|_| ApiError::bad_request("nonce must be 1-64 of A-Z a-z 0-9 . _ ~ -"))
+        TxnId::parse(nonce)
+            .map_err(|_| ApiError::bad_request("nonce must be 1-64 of A-Z a-z 0-9 . _ ~ -"))
     });
     let txn_id = txn_id.transpose()?;
     let mentions = extract_mentions(&body.content, &guild_state);
@@ -111,7 +136,11 @@ pub(super) async fn send(
         attachments: None,
     });
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, txn_id).await?;
-    let row = state.store.message(&done.event_id).await?.ok_or_else(|| ApiError::internal("message vanished"))?;
+    let row = state
+        .store
+        .message(&done.event_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("message vanished"))?;
     Ok((StatusCode::CREATED, Json(views::message(&row, &[], false))))
 }
 
@@ -134,11 +163,20 @@ fn extract_mentions(body: &str, guild: &guildhall_spec::state::GuildState) -> Ve
     mentions
 }
 
-async fn channel_message(state: &AppState, auth: &AuthUser, channel_id: &str, message_id: &str) -> ApiResult<(GuildId, ChannelId, MessageRow)> {
+async fn channel_message(
+    state: &AppState,
+    auth: &AuthUser,
+    channel_id: &str,
+    message_id: &str,
+) -> ApiResult<(GuildId, ChannelId, MessageRow)> {
     let (guild_id, channel_id, _) = visible_channel(state, auth, channel_id).await?;
     let message_id: EventId = parse_id("message id", message_id)?;
     match state.store.message(&message_id).await? {
-        Some(message) if message.guild_id == guild_id && message.channel_id == channel_id && !message.deleted => {
+        Some(message)
+            if message.guild_id == guild_id
+                && message.channel_id == channel_id
+                && !message.deleted =>
+        {
             Ok((guild_id, channel_id, message))
         }
         _ => Err(ApiError::not_found("unknown_message", "no such message")),
@@ -146,7 +184,11 @@ async fn channel_message(state: &AppState, auth: &AuthUser, channel_id: &str, me
 }
 
 /// `GET /api/v1/channels/{channel_id}/messages/{message_id}`.
-pub(super) async fn get(State(state): State<AppState>, auth: AuthUser, Path((channel_id, message_id)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((channel_id, message_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let (_, _, row) = channel_message(&state, &auth, &channel_id, &message_id).await?;
     let rendered = render(&state, &auth.user_id, std::slice::from_ref(&row)).await?;
     Ok(Json(rendered.into_iter().next().unwrap_or_default()))
@@ -165,36 +207,63 @@ pub(super) async fn edit(
     Path((channel_id, message_id)): Path<(String, String)>,
     Json(body): Json<EditBody>,
 ) -> ApiResult<Json<Value>> {
-    let (guild_id, channel_id, row) = channel_message(&state, &auth, &channel_id, &message_id).await?;
-    let content = EventContent::MessageEdit(MessageEdit { channel_id, message_id: row.message_id.clone(), body: body.content });
+    let (guild_id, channel_id, row) =
+        channel_message(&state, &auth, &channel_id, &message_id).await?;
+    let content = EventContent::MessageEdit(MessageEdit {
+        channel_id,
+        message_id: row.message_id.clone(),
+        body: body.content,
+    });
     state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
-    let row = state.store.message(&row.message_id).await?.ok_or_else(|| ApiError::internal("message vanished"))?;
+    let row = state
+        .store
+        .message(&row.message_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("message vanished"))?;
     let rendered = render(&state, &auth.user_id, std::slice::from_ref(&row)).await?;
     Ok(Json(rendered.into_iter().next().unwrap_or_default()))
 }
 
 /// `DELETE /api/v1/channels/{channel_id}/messages/{message_id}`: the author or MANAGE_MESSAGES.
-pub(super) async fn delete(State(state): State<AppState>, auth: AuthUser, Path((channel_id, message_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
-    let (guild_id, channel_id, row) = channel_message(&state, &auth, &channel_id, &message_id).await?;
-    let content = EventContent::MessageDelete(MessageRef { channel_id, message_id: row.message_id });
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((channel_id, message_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (guild_id, channel_id, row) =
+        channel_message(&state, &auth, &channel_id, &message_id).await?;
+    let content =
+        EventContent::MessageDelete(MessageRef { channel_id, message_id: row.message_id });
     state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/v1/channels/{channel_id}/pins`.
-pub(super) async fn pins(State(state): State<AppState>, auth: AuthUser, Path(channel_id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn pins(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(channel_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let (guild_id, channel_id, _) = visible_channel(&state, &auth, &channel_id).await?;
     let rows = state.store.pins(&guild_id, &channel_id).await?;
     Ok(Json(json!({"messages": render(&state, &auth.user_id, &rows).await?})))
 }
 
 /// `PUT /api/v1/channels/{channel_id}/pins/{message_id}` (MANAGE_MESSAGES).
-pub(super) async fn pin(State(state): State<AppState>, auth: AuthUser, Path((channel_id, message_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
-    let (guild_id, channel_id, row) = channel_message(&state, &auth, &channel_id, &message_id).await?;
+pub(super) async fn pin(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((channel_id, message_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (guild_id, channel_id, row) =
+        channel_message(&state, &auth, &channel_id, &message_id).await?;
     if state.store.is_pinned(&row.message_id).await? {
         // Pinning again is a no-op, but only for those who may pin.
         let guild_state = state.guilds.state(&guild_id).await?;
-        if !guild_state.channel_permissions(&auth.user_id, &channel_id).contains(Permissions::MANAGE_MESSAGES) {
+        if !guild_state
+            .channel_permissions(&auth.user_id, &channel_id)
+            .contains(Permissions::MANAGE_MESSAGES)
+        {
             return Err(ApiError::forbidden("requires MANAGE_MESSAGES"));
         }
         return Ok(StatusCode::NO_CONTENT);
@@ -205,8 +274,13 @@ pub(super) async fn pin(State(state): State<AppState>, auth: AuthUser, Path((cha
 }
 
 /// `DELETE /api/v1/channels/{channel_id}/pins/{message_id}` (MANAGE_MESSAGES).
-pub(super) async fn unpin(State(state): State<AppState>, auth: AuthUser, Path((channel_id, message_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
-    let (guild_id, channel_id, row) = channel_message(&state, &auth, &channel_id, &message_id).await?;
+pub(super) async fn unpin(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((channel_id, message_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (guild_id, channel_id, row) =
+        channel_message(&state, &auth, &channel_id, &message_id).await?;
     if !state.store.is_pinned(&row.message_id).await? {
         return Err(ApiError::not_found("not_pinned", "the message is not pinned"));
     }
@@ -217,8 +291,14 @@ pub(super) async fn unpin(State(state): State<AppState>, auth: AuthUser, Path((c
 
 /// A reaction emoji: one Unicode emoji (sequence), no ASCII text.
 fn check_emoji(emoji: &str) -> ApiResult<()> {
-    let is_emoji = !emoji.is_empty() && emoji.chars().count() <= 32 && emoji.chars().all(|c| !c.is_ascii() && !c.is_control());
-    if is_emoji { Ok(()) } else { Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_emoji", "reactions are Unicode emoji")) }
+    let is_emoji = !emoji.is_empty()
+        && emoji.chars().count() <= 32
+        && emoji.chars().all(|c| !c.is_ascii() && !c.is_control());
+    if is_emoji {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_emoji", "reactions are Unicode emoji"))
+    }
 }
 
 /// `PUT /api/v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me`.
@@ -228,11 +308,13 @@ pub(super) async fn react(
     Path((channel_id, message_id, emoji)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     check_emoji(&emoji)?;
-    let (guild_id, channel_id, row) = channel_message(&state, &auth, &channel_id, &message_id).await?;
+    let (guild_id, channel_id, row) =
+        channel_message(&state, &auth, &channel_id, &message_id).await?;
     if state.store.has_reacted(&row.message_id, &auth.user_id, &emoji).await? {
         return Ok(StatusCode::NO_CONTENT);
     }
-    let content = EventContent::ReactionAdd(Reaction { channel_id, message_id: row.message_id, emoji });
+    let content =
+        EventContent::ReactionAdd(Reaction { channel_id, message_id: row.message_id, emoji });
     state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -244,11 +326,16 @@ pub(super) async fn unreact(
     Path((channel_id, message_id, emoji)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     check_emoji(&emoji)?;
-    let (guild_id, channel_id, row) = channel_message(&state, &auth, &channel_id, &message_id).await?;
+    let (guild_id, channel_id, row) =
+        channel_message(&state, &auth, &channel_id, &message_id).await?;
     if !state.store.has_reacted(&row.message_id, &auth.user_id, &emoji).await? {
-        return Err(ApiError::not_found("unknown_reaction", "you have not reacted with that emoji"));
+        return Err(ApiError::not_found(
+            "unknown_reaction",
+            "you have not reacted with that emoji",
+        ));
     }
-    let content = EventContent::ReactionRemove(Reaction { channel_id, message_id: row.message_id, emoji });
+    let content =
+        EventContent::ReactionRemove(Reaction { channel_id, message_id: row.message_id, emoji });
     state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -300,7 +387,8 @@ pub(super) async fn search(
         let only: ChannelId = parse_id("channel id", only)?;
         channels.retain(|channel| channel == &only);
     }
-    let author = search.author.as_deref().map(|author| parse_id::<UserId>("user id", author)).transpose()?;
+    let author =
+        search.author.as_deref().map(|author| parse_id::<UserId>("user id", author)).transpose()?;
     let query = SearchQuery {
         words,
         channels,

@@ -6,6 +6,7 @@
 mod auth;
 pub use auth::create_account;
 mod channels;
+mod federation;
 mod guilds;
 mod messages;
 mod social;
@@ -15,6 +16,7 @@ pub mod views;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::StatusCode;
@@ -22,7 +24,6 @@ use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
-use axum::Router;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -42,24 +43,51 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/sessions/{session_id}", delete(auth::revoke_session))
         .route("/users/@me", get(users::me).patch(users::update_me))
         .route("/users/@me/guilds", get(users::my_guilds))
-        .route("/users/@me/channels", get(social::direct_messages).post(social::open_direct_message))
+        .route(
+            "/users/@me/channels",
+            get(social::direct_messages).post(social::open_direct_message),
+        )
         .route("/users/@me/relationships", get(social::relationships))
-        .route("/users/@me/relationships/{user_id}", put(social::set_relationship).delete(social::remove_relationship))
+        .route(
+            "/users/@me/relationships/{user_id}",
+            put(social::set_relationship).delete(social::remove_relationship),
+        )
         .route("/users/{user_id}", get(users::profile))
         .route("/guilds", post(guilds::create))
         .route("/guilds/{guild_id}", get(guilds::get).patch(guilds::update).delete(guilds::delete))
         .route("/guilds/{guild_id}/members", get(guilds::members))
-        .route("/guilds/{guild_id}/members/@me", patch(guilds::update_own_member).delete(guilds::leave))
-        .route("/guilds/{guild_id}/members/{user_id}", get(guilds::member).patch(guilds::update_member).delete(guilds::kick))
-        .route("/guilds/{guild_id}/members/{user_id}/roles/{role_id}", put(guilds::add_role).delete(guilds::remove_role))
+        .route(
+            "/guilds/{guild_id}/members/@me",
+            patch(guilds::update_own_member).delete(guilds::leave),
+        )
+        .route(
+            "/guilds/{guild_id}/members/{user_id}",
+            get(guilds::member).patch(guilds::update_member).delete(guilds::kick),
+        )
+        .route(
+            "/guilds/{guild_id}/members/{user_id}/roles/{role_id}",
+            put(guilds::add_role).delete(guilds::remove_role),
+        )
         .route("/guilds/{guild_id}/bans", get(guilds::bans))
         .route("/guilds/{guild_id}/bans/{user_id}", put(guilds::ban).delete(guilds::unban))
-        .route("/guilds/{guild_id}/roles", get(guilds::roles).post(guilds::create_role).patch(guilds::reorder_roles))
-        .route("/guilds/{guild_id}/roles/{role_id}", patch(guilds::update_role).delete(guilds::delete_role))
-        .route("/guilds/{guild_id}/channels", get(channels::list).post(channels::create).patch(channels::reorder))
+        .route(
+            "/guilds/{guild_id}/roles",
+            get(guilds::roles).post(guilds::create_role).patch(guilds::reorder_roles),
+        )
+        .route(
+            "/guilds/{guild_id}/roles/{role_id}",
+            patch(guilds::update_role).delete(guilds::delete_role),
+        )
+        .route(
+            "/guilds/{guild_id}/channels",
+            get(channels::list).post(channels::create).patch(channels::reorder),
+        )
         .route("/guilds/{guild_id}/invites", get(channels::guild_invites))
         .route("/guilds/{guild_id}/messages/search", get(messages::search))
-        .route("/channels/{channel_id}", get(channels::get).patch(channels::update).delete(channels::delete))
+        .route(
+            "/channels/{channel_id}",
+            get(channels::get).patch(channels::update).delete(channels::delete),
+        )
         .route(
             "/channels/{channel_id}/permissions/{target_id}",
             put(channels::set_overwrite).delete(channels::delete_overwrite),
@@ -71,17 +99,38 @@ pub fn router(state: AppState) -> Router {
             "/channels/{channel_id}/messages/{message_id}",
             get(messages::get).patch(messages::edit).delete(messages::delete),
         )
-        .route("/channels/{channel_id}/messages/{message_id}/reactions/{emoji}", get(messages::reactors))
+        .route(
+            "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}",
+            get(messages::reactors),
+        )
         .route(
             "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
             put(messages::react).delete(messages::unreact),
         )
         .route("/channels/{channel_id}/pins", get(messages::pins))
-        .route("/channels/{channel_id}/pins/{message_id}", put(messages::pin).delete(messages::unpin))
-        .route("/invites/{code}", get(channels::invite).post(channels::accept_invite).delete(channels::revoke_invite))
+        .route(
+            "/channels/{channel_id}/pins/{message_id}",
+            put(messages::pin).delete(messages::unpin),
+        )
+        .route(
+            "/invites/{code}",
+            get(channels::invite).post(channels::accept_invite).delete(channels::revoke_invite),
+        )
+        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") });
+    let federation = Router::new()
+        .route("/keys/server", get(federation::server_keys))
+        .route("/keys/query", post(federation::query_keys))
+        .route("/send/{txn_id}", put(federation::send_transaction))
+        .route("/invites/{code}", get(federation::invite))
+        .route("/guilds/{guild_id}/submit", post(federation::submit))
+        .route("/guilds/{guild_id}/join", post(federation::join))
+        .route("/guilds/{guild_id}/events", get(federation::events))
+        .route("/guilds/{guild_id}/state", get(federation::snapshot))
+        .route("/guilds/{guild_id}/content", post(federation::content))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") });
     Router::new()
         .nest("/api/v1", api)
+        .nest("/_guildhall/v1", federation.layer(DefaultBodyLimit::disable()))
         .route("/gateway", get(crate::gateway::upgrade))
         .route("/health", get(|| async { "ok" }))
         .layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))
@@ -91,7 +140,8 @@ pub fn router(state: AppState) -> Router {
 
 /// Refuses clients that exceed the per-IP request rate.
 async fn limit_per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+    let ip =
+        request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
     if let Some(ip) = ip
         && let Err(retry_after_ms) = state.ip_limiter.check(&ip)
     {
@@ -119,7 +169,10 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
         let token = header
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
@@ -151,13 +204,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(JsonRejection::JsonDataError(error)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", error.body_text())),
-            Err(JsonRejection::JsonSyntaxError(error)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", error.body_text())),
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "expected Content-Type: application/json"))
+            Err(JsonRejection::JsonDataError(error)) => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", error.body_text()))
             }
-            Err(JsonRejection::BytesRejection(error)) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large"))
+            Err(JsonRejection::JsonSyntaxError(error)) => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", error.body_text()))
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            )),
+            Err(JsonRejection::BytesRejection(error))
+                if error.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body too large",
+                ))
             }
             Err(error) => Err(ApiError::new(error.status(), "bad_request", error.body_text())),
         }
@@ -175,7 +240,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
     async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
         let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|error| {
             if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body too large",
+                )
             } else {
                 ApiError::bad_request(error.body_text())
             }

@@ -1,8 +1,9 @@
-//! Friends, blocks and direct messages between local users.
+//! Friends, blocks and direct messages.
 //!
-//! A DM is a guild of kind `dm` hosted here (spec chapter 08): the opener creates it, invites
-//! the other user with `dm.invite`, and the other user's `member.join` is appended at once, so
-//! both are members from the start. Blocking either way forbids opening or writing to a DM.
+//! A DM is a guild of kind `dm` hosted by the opener's server (spec chapter 08): the opener
+//! creates it and invites the other user with `dm.invite`; the other user's server joins on
+//! their behalf (at once when it is this server, on receiving the invitation otherwise).
+//! Blocking either way forbids opening or writing to a DM with a local user.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,7 +18,10 @@ use crate::bus::BusMessage;
 use crate::error::{ApiError, ApiResult};
 
 /// `GET /api/v1/users/@me/relationships`: friends, requests and blocks.
-pub(super) async fn relationships(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+pub(super) async fn relationships(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<Value>> {
     let mut list: Vec<Value> = state
         .store
         .relationships(&auth.user_id)
@@ -76,7 +80,11 @@ pub(super) async fn set_relationship(
         }
         RelationshipKind::Friend => {
             if state.store.is_blocked_between(&auth.user_id, &other).await? {
-                return Err(ApiError::new(StatusCode::FORBIDDEN, "blocked", "you cannot befriend this user"));
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "blocked",
+                    "you cannot befriend this user",
+                ));
             }
             let current = state.store.relationship(&auth.user_id, &other).await?;
             let (mine, theirs) = match current.as_deref() {
@@ -93,7 +101,11 @@ pub(super) async fn set_relationship(
 
 /// `DELETE /api/v1/users/@me/relationships/{user_id}`: unfriend, cancel or decline a request,
 /// or unblock.
-pub(super) async fn remove_relationship(State(state): State<AppState>, auth: AuthUser, Path(other): Path<String>) -> ApiResult<StatusCode> {
+pub(super) async fn remove_relationship(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(other): Path<String>,
+) -> ApiResult<StatusCode> {
     let other: UserId = parse_id("user id", &other)?;
     let unblocked = state.store.unblock(&auth.user_id, &other).await?;
     let removed = state.store.delete_relationship(&auth.user_id, &other).await?;
@@ -114,26 +126,39 @@ pub(super) struct OpenDm {
 
 /// `POST /api/v1/users/@me/channels` with `{"recipient"}`: opens (or returns) the DM with a
 /// local user.
-pub(super) async fn open_direct_message(State(state): State<AppState>, auth: AuthUser, Json(body): Json<OpenDm>) -> ApiResult<Json<Value>> {
+pub(super) async fn open_direct_message(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<OpenDm>,
+) -> ApiResult<Json<Value>> {
     let other = body.recipient;
     if other == auth.user_id {
         return Err(ApiError::bad_request("you cannot message yourself"));
     }
-    if other.server_name() != state.server_name || state.store.user(&other).await?.is_none() {
-        return Err(ApiError::not_found("unknown_user", "no such local user"));
+    let is_local = other.server_name() == state.server_name;
+    if is_local && state.store.user(&other).await?.is_none() {
+        return Err(ApiError::not_found("unknown_user", "no such user"));
     }
     if state.store.is_blocked_between(&auth.user_id, &other).await? {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "blocked", "you cannot message this user"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "blocked",
+            "you cannot message this user",
+        ));
     }
     let guild_id = match state.store.direct_message(&auth.user_id, &other).await? {
         Some(guild_id) => guild_id,
         None => {
-            let (guild_id, _) = state.guilds.create_guild(&auth.user_id, "Direct message", GuildKind::Dm).await?;
+            let (guild_id, _) =
+                state.guilds.create_guild(&auth.user_id, "Direct message", GuildKind::Dm).await?;
             let invite = EventContent::DmInvite(MemberRef { user_id: other.clone() });
             state.guilds.submit(&guild_id, &auth.user_id, invite, None).await?;
-            // The recipient is local: their server (this one) accepts the invitation for them.
-            let join = EventContent::MemberJoin(MemberJoin { invite_code: None });
-            state.guilds.submit(&guild_id, &other, join, None).await?;
+            // A local recipient's server (this one) accepts the invitation for them at once; a
+            // remote recipient's server does when the invitation reaches it.
+            if is_local {
+                let join = EventContent::MemberJoin(MemberJoin { invite_code: None });
+                state.guilds.submit(&guild_id, &other, join, None).await?;
+            }
             state.store.record_direct_message(&auth.user_id, &other, &guild_id).await?;
             guild_id
         }
@@ -145,7 +170,10 @@ pub(super) async fn open_direct_message(State(state): State<AppState>, auth: Aut
 }
 
 /// `GET /api/v1/users/@me/channels`: the user's DMs.
-pub(super) async fn direct_messages(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+pub(super) async fn direct_messages(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<Value>> {
     let mut dms = Vec::new();
     for guild_id in state.store.guilds_of(&auth.user_id).await? {
         let guild_state = state.guilds.state(&guild_id).await?;

@@ -15,7 +15,11 @@ const MAX_DISPLAY_NAME_CHARS: usize = 64;
 
 /// `GET /api/v1/users/@me`.
 pub(super) async fn me(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
-    let user = state.store.user(&auth.user_id).await?.ok_or_else(|| ApiError::unauthorized("account is gone"))?;
+    let user = state
+        .store
+        .user(&auth.user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("account is gone"))?;
     Ok(Json(views::own_user(&user)))
 }
 
@@ -29,11 +33,17 @@ pub(super) struct ProfileUpdate {
 }
 
 /// `PATCH /api/v1/users/@me`: `null` clears a field, an absent field is unchanged.
-pub(super) async fn update_me(State(state): State<AppState>, auth: AuthUser, Json(body): Json<ProfileUpdate>) -> ApiResult<Json<Value>> {
+pub(super) async fn update_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<ProfileUpdate>,
+) -> ApiResult<Json<Value>> {
     if let Some(Some(name)) = &body.display_name
         && (name.trim().is_empty() || name.chars().count() > MAX_DISPLAY_NAME_CHARS)
     {
-        return Err(ApiError::bad_request(format!("display_name must be 1 to {MAX_DISPLAY_NAME_CHARS} characters")));
+        return Err(ApiError::bad_request(format!(
+            "display_name must be 1 to {MAX_DISPLAY_NAME_CHARS} characters"
+        )));
     }
     if let Some(Some(avatar)) = &body.avatar
         && (avatar.is_empty() || avatar.len() > 128)
@@ -42,22 +52,44 @@ pub(super) async fn update_me(State(state): State<AppState>, auth: AuthUser, Jso
     }
     state
         .store
-        .update_profile(&auth.user_id, body.display_name.as_ref().map(Option::as_deref), body.avatar.as_ref().map(Option::as_deref))
+        .update_profile(
+            &auth.user_id,
+            body.display_name.as_ref().map(Option::as_deref),
+            body.avatar.as_ref().map(Option::as_deref),
+        )
         .await?;
-    let user = state.store.user(&auth.user_id).await?.ok_or_else(|| ApiError::unauthorized("account is gone"))?;
-    state.bus.publish(BusMessage::UserUpdate { user_id: auth.user_id.clone(), profile: views::user(&user) });
+    let user = state
+        .store
+        .user(&auth.user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("account is gone"))?;
+    state.bus.publish(BusMessage::UserUpdate {
+        user_id: auth.user_id.clone(),
+        profile: views::user(&user),
+    });
     Ok(Json(views::own_user(&user)))
 }
 
 /// `GET /api/v1/users/{user_id}`: a local user's public profile.
-pub(super) async fn profile(State(state): State<AppState>, _auth: AuthUser, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn profile(
+    State(state): State<AppState>,
+    _auth: AuthUser,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let user_id: UserId = parse_id("user id", &user_id)?;
-    let user = state.store.user(&user_id).await?.ok_or_else(|| ApiError::not_found("unknown_user", "no such user"))?;
+    let user = state
+        .store
+        .user(&user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_user", "no such user"))?;
     Ok(Json(views::user(&user)))
 }
 
 /// `GET /api/v1/users/@me/guilds`.
-pub(super) async fn my_guilds(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+pub(super) async fn my_guilds(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<Value>> {
     let mut guilds = Vec::new();
     for guild_id in state.store.guilds_of(&auth.user_id).await? {
         let guild_state = state.guilds.state(&guild_id).await?;
@@ -70,7 +102,9 @@ pub(super) async fn my_guilds(State(state): State<AppState>, auth: AuthUser) -> 
 pub(super) mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(deserializer).map(Some)
     }
 }

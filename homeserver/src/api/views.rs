@@ -29,7 +29,9 @@ pub fn channel(state: &GuildState, channel_id: &ChannelId, channel: &Channel) ->
     let overwrites: Vec<Value> = channel
         .overwrites
         .values()
-        .map(|o| json!({"kind": o.target_kind, "id": o.target_id, "allow": o.allow, "deny": o.deny}))
+        .map(
+            |o| json!({"kind": o.target_kind, "id": o.target_id, "allow": o.allow, "deny": o.deny}),
+        )
         .collect();
     json!({
         "id": channel_id,

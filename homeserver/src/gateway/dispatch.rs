@@ -37,12 +37,17 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
         // Gaining or losing sight of a channel through an overwrite looks like its creation
         // or deletion to this user.
         match content {
-            EventContent::OverwriteSet(_) | EventContent::OverwriteDelete(_) | EventContent::ChannelUpdate(_) => {
+            EventContent::OverwriteSet(_)
+            | EventContent::OverwriteDelete(_)
+            | EventContent::ChannelUpdate(_) => {
                 if sees_after && !sees_before {
                     return channel_dispatch("CHANNEL_CREATE", after, channel_id);
                 }
                 if sees_before && !sees_after {
-                    return vec![("CHANNEL_DELETE", json!({"id": channel_id, "guild_id": guild_id}))];
+                    return vec![(
+                        "CHANNEL_DELETE",
+                        json!({"id": channel_id, "guild_id": guild_id}),
+                    )];
                 }
             }
             EventContent::ChannelDelete(_) if sees_before => {}
@@ -54,44 +59,78 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
     let sender = &message.sender;
     match content {
         EventContent::GuildCreate(_) => Vec::new(),
-        EventContent::GuildUpdate(_) | EventContent::ServerBan(_) | EventContent::ServerUnban(_) => {
+        EventContent::GuildUpdate(_)
+        | EventContent::ServerBan(_)
+        | EventContent::ServerUnban(_) => {
             vec![("GUILD_UPDATE", views::guild(after, user, false))]
         }
         EventContent::GuildDelete(_) => vec![("GUILD_DELETE", json!({"id": guild_id}))],
-        EventContent::ChannelCreate(create) => channel_dispatch("CHANNEL_CREATE", after, &create.channel_id),
-        EventContent::ChannelUpdate(update) => channel_dispatch("CHANNEL_UPDATE", after, &update.channel_id),
-        EventContent::OverwriteSet(set) => channel_dispatch("CHANNEL_UPDATE", after, &set.channel_id),
-        EventContent::OverwriteDelete(delete) => channel_dispatch("CHANNEL_UPDATE", after, &delete.channel_id),
-        EventContent::ChannelDelete(delete) => vec![("CHANNEL_DELETE", json!({"id": delete.channel_id, "guild_id": guild_id}))],
+        EventContent::ChannelCreate(create) => {
+            channel_dispatch("CHANNEL_CREATE", after, &create.channel_id)
+        }
+        EventContent::ChannelUpdate(update) => {
+            channel_dispatch("CHANNEL_UPDATE", after, &update.channel_id)
+        }
+        EventContent::OverwriteSet(set) => {
+            channel_dispatch("CHANNEL_UPDATE", after, &set.channel_id)
+        }
+        EventContent::OverwriteDelete(delete) => {
+            channel_dispatch("CHANNEL_UPDATE", after, &delete.channel_id)
+        }
+        EventContent::ChannelDelete(delete) => {
+            vec![("CHANNEL_DELETE", json!({"id": delete.channel_id, "guild_id": guild_id}))]
+        }
         EventContent::RoleCreate(role) => role_dispatch("GUILD_ROLE_CREATE", after, &role.role_id),
         EventContent::RoleUpdate(role) => role_dispatch("GUILD_ROLE_UPDATE", after, &role.role_id),
-        EventContent::RoleDelete(role) => vec![("GUILD_ROLE_DELETE", json!({"guild_id": guild_id, "role_id": role.role_id}))],
-        EventContent::MemberJoin(_) if sender == user => vec![("GUILD_CREATE", views::guild(after, user, true))],
+        EventContent::RoleDelete(role) => {
+            vec![("GUILD_ROLE_DELETE", json!({"guild_id": guild_id, "role_id": role.role_id}))]
+        }
+        EventContent::MemberJoin(_) if sender == user => {
+            vec![("GUILD_CREATE", views::guild(after, user, true))]
+        }
         EventContent::MemberJoin(_) => member_dispatch("GUILD_MEMBER_ADD", after, sender),
-        EventContent::MemberUpdate(update) => member_dispatch("GUILD_MEMBER_UPDATE", after, &update.user_id),
-        EventContent::MemberLeave(_) => vec![("GUILD_MEMBER_REMOVE", json!({"guild_id": guild_id, "user_id": sender}))],
-        EventContent::MemberKick(kick) => vec![("GUILD_MEMBER_REMOVE", json!({"guild_id": guild_id, "user_id": kick.user_id}))],
+        EventContent::MemberUpdate(update) => {
+            member_dispatch("GUILD_MEMBER_UPDATE", after, &update.user_id)
+        }
+        EventContent::MemberLeave(_) => {
+            vec![("GUILD_MEMBER_REMOVE", json!({"guild_id": guild_id, "user_id": sender}))]
+        }
+        EventContent::MemberKick(kick) => {
+            vec![("GUILD_MEMBER_REMOVE", json!({"guild_id": guild_id, "user_id": kick.user_id}))]
+        }
         EventContent::MemberBan(ban) => {
             let mut dispatches = Vec::new();
             if before.is_some_and(|state| state.members.contains_key(&ban.user_id)) {
-                dispatches.push(("GUILD_MEMBER_REMOVE", json!({"guild_id": guild_id, "user_id": ban.user_id})));
+                dispatches.push((
+                    "GUILD_MEMBER_REMOVE",
+                    json!({"guild_id": guild_id, "user_id": ban.user_id}),
+                ));
             }
             if after.base_permissions(user).contains(Permissions::BAN_MEMBERS) {
-                dispatches.push(("GUILD_BAN_ADD", json!({"guild_id": guild_id, "user_id": ban.user_id, "reason": ban.reason})));
+                dispatches.push((
+                    "GUILD_BAN_ADD",
+                    json!({"guild_id": guild_id, "user_id": ban.user_id, "reason": ban.reason}),
+                ));
             }
             dispatches
         }
-        EventContent::MemberUnban(unban) if after.base_permissions(user).contains(Permissions::BAN_MEMBERS) => {
+        EventContent::MemberUnban(unban)
+            if after.base_permissions(user).contains(Permissions::BAN_MEMBERS) =>
+        {
             vec![("GUILD_BAN_REMOVE", json!({"guild_id": guild_id, "user_id": unban.user_id}))]
         }
         EventContent::MemberUnban(_) => Vec::new(),
-        EventContent::DmInvite(invite) => vec![("DM_INVITE", json!({"guild_id": guild_id, "user_id": invite.user_id}))],
+        EventContent::DmInvite(invite) => {
+            vec![("DM_INVITE", json!({"guild_id": guild_id, "user_id": invite.user_id}))]
+        }
         EventContent::InviteCreate(invite) => vec![(
             "INVITE_CREATE",
             json!({"guild_id": guild_id, "code": invite.code, "channel_id": invite.channel_id, "creator": sender,
                    "max_age_secs": invite.max_age_secs, "max_uses": invite.max_uses}),
         )],
-        EventContent::InviteRevoke(revoke) => vec![("INVITE_DELETE", json!({"guild_id": guild_id, "code": revoke.code}))],
+        EventContent::InviteRevoke(revoke) => {
+            vec![("INVITE_DELETE", json!({"guild_id": guild_id, "code": revoke.code}))]
+        }
         EventContent::MessageCreate(create) => vec![(
             "MESSAGE_CREATE",
             json!({
@@ -105,10 +144,17 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
             json!({"id": edit.message_id, "guild_id": guild_id, "channel_id": edit.channel_id, "content": edit.body, "edited_ts": ts}),
         )],
         EventContent::MessageDelete(delete) => {
-            vec![("MESSAGE_DELETE", json!({"id": delete.message_id, "guild_id": guild_id, "channel_id": delete.channel_id}))]
+            vec![(
+                "MESSAGE_DELETE",
+                json!({"id": delete.message_id, "guild_id": guild_id, "channel_id": delete.channel_id}),
+            )]
         }
         EventContent::ReactionAdd(reaction) | EventContent::ReactionRemove(reaction) => {
-            let name = if matches!(content, EventContent::ReactionAdd(_)) { "MESSAGE_REACTION_ADD" } else { "MESSAGE_REACTION_REMOVE" };
+            let name = if matches!(content, EventContent::ReactionAdd(_)) {
+                "MESSAGE_REACTION_ADD"
+            } else {
+                "MESSAGE_REACTION_REMOVE"
+            };
             vec![(
                 name,
                 json!({"guild_id": guild_id, "channel_id": reaction.channel_id, "message_id": reaction.message_id,
@@ -123,11 +169,24 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
     }
 }
 
-fn channel_dispatch(name: &'static str, state: &GuildState, channel_id: &guildhall_spec::ChannelId) -> Vec<Dispatch> {
-    state.channels.get(channel_id).map(|channel| (name, views::channel(state, channel_id, channel))).into_iter().collect()
+fn channel_dispatch(
+    name: &'static str,
+    state: &GuildState,
+    channel_id: &guildhall_spec::ChannelId,
+) -> Vec<Dispatch> {
+    state
+        .channels
+        .get(channel_id)
+        .map(|channel| (name, views::channel(state, channel_id, channel)))
+        .into_iter()
+        .collect()
 }
 
-fn role_dispatch(name: &'static str, state: &GuildState, role_id: &guildhall_spec::RoleId) -> Vec<Dispatch> {
+fn role_dispatch(
+    name: &'static str,
+    state: &GuildState,
+    role_id: &guildhall_spec::RoleId,
+) -> Vec<Dispatch> {
     state
         .roles
         .get(role_id)
@@ -137,5 +196,10 @@ fn role_dispatch(name: &'static str, state: &GuildState, role_id: &guildhall_spe
 }
 
 fn member_dispatch(name: &'static str, state: &GuildState, user_id: &UserId) -> Vec<Dispatch> {
-    state.members.get(user_id).map(|member| (name, views::member(state, user_id, member))).into_iter().collect()
+    state
+        .members
+        .get(user_id)
+        .map(|member| (name, views::member(state, user_id, member)))
+        .into_iter()
+        .collect()
 }

@@ -59,9 +59,16 @@ pub struct GatewayParams {
 }
 
 /// `GET /gateway`: upgrades to a WebSocket.
-pub async fn upgrade(State(state): State<AppState>, params: Result<Query<GatewayParams>, axum::extract::rejection::QueryRejection>, socket: WebSocketUpgrade) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|_| ApiError::bad_request("encoding must be json or msgpack"))?;
-    Ok(socket.max_message_size(64 * 1024).on_upgrade(move |socket| session::run(state, socket, params.encoding)))
+pub async fn upgrade(
+    State(state): State<AppState>,
+    params: Result<Query<GatewayParams>, axum::extract::rejection::QueryRejection>,
+    socket: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let Query(params) =
+        params.map_err(|_| ApiError::bad_request("encoding must be json or msgpack"))?;
+    Ok(socket
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| session::run(state, socket, params.encoding)))
 }
 
 /// Sessions that can be resumed: their owner and, once disconnected, until when.
@@ -91,7 +98,9 @@ impl SessionRegistry {
     fn claim(&self, session_id: &str, user: &UserId) -> bool {
         let Ok(mut sessions) = self.sessions.lock() else { return false };
         match sessions.get_mut(session_id) {
-            Some((owner, expires @ Some(_))) if owner == user && expires.is_some_and(|at| at > Instant::now()) => {
+            Some((owner, expires @ Some(_)))
+                if owner == user && expires.is_some_and(|at| at > Instant::now()) =>
+            {
                 *expires = None;
                 true
             }

@@ -55,11 +55,15 @@ pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding) 
     let (queue, outgoing) = mpsc::channel::<Outgoing>(state.config.gateway.session_queue.max(16));
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<(u16, &'static str)>();
     let writer = tokio::spawn(write_frames(sink, outgoing, close_rx, encoding));
-    let mut connection = Connection { state: state.clone(), queue, close: Some(close_tx), encoding };
+    let mut connection =
+        Connection { state: state.clone(), queue, close: Some(close_tx), encoding };
     let outcome = connection.serve(&mut stream).await;
     if let Some((user, session_id)) = outcome {
         state.presence.disconnect(&user);
-        state.sessions.disconnected(&session_id, Duration::from_secs(state.config.gateway.resume_window_secs));
+        state.sessions.disconnected(
+            &session_id,
+            Duration::from_secs(state.config.gateway.resume_window_secs),
+        );
     }
     drop(connection);
     // The writer ends once its queue is closed and drained, or after sending a close frame.
@@ -87,7 +91,11 @@ async fn write_frames(
             }
             Outgoing::Close(code, reason) => {
                 let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-                let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(frame)))).await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    sink.send(Message::Close(Some(frame))),
+                )
+                .await;
                 return;
             }
         }
@@ -98,7 +106,9 @@ async fn write_frames(
 fn encode(frame: &Value, encoding: Encoding) -> Option<Message> {
     match encoding {
         Encoding::Json => Some(Message::Text(Utf8Bytes::from(frame.to_string()))),
-        Encoding::Msgpack => rmp_serde::to_vec_named(frame).ok().map(|bytes| Message::Binary(bytes.into())),
+        Encoding::Msgpack => {
+            rmp_serde::to_vec_named(frame).ok().map(|bytes| Message::Binary(bytes.into()))
+        }
     }
 }
 
@@ -125,7 +135,10 @@ enum Stop {
 
 impl Connection {
     /// Handshake and live loop. Returns the user and session id if a session was established.
-    async fn serve(&mut self, stream: &mut futures_util::stream::SplitStream<WebSocket>) -> Option<(UserId, String)> {
+    async fn serve(
+        &mut self,
+        stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    ) -> Option<(UserId, String)> {
         let interval = self.state.config.gateway.heartbeat_interval_ms;
         self.send(json!({"op": OP_HELLO, "d": {"heartbeat_interval": interval}}));
         let deadline = Instant::now() + Duration::from_millis(interval);
@@ -184,7 +197,8 @@ impl Connection {
 
     async fn resume(&mut self, data: &Value) -> Option<(UserId, String, HashSet<GuildId>, i64)> {
         let user = self.authenticate(data).await?;
-        let (Some(session_id), Some(seq)) = (data["session_id"].as_str(), data["seq"].as_i64()) else {
+        let (Some(session_id), Some(seq)) = (data["session_id"].as_str(), data["seq"].as_i64())
+        else {
             self.close_with(CLOSE_DECODE_ERROR, "resume needs session_id and seq");
             return None;
         };
@@ -232,7 +246,8 @@ impl Connection {
         bus: &mut broadcast::Receiver<BusMessage>,
         session: &mut Session,
     ) -> Result<(), Stop> {
-        let timeout = Duration::from_millis(self.state.config.gateway.heartbeat_interval_ms * 3 / 2);
+        let timeout =
+            Duration::from_millis(self.state.config.gateway.heartbeat_interval_ms * 3 / 2);
         let mut heartbeat_deadline = Instant::now() + timeout;
         loop {
             tokio::select! {
@@ -324,7 +339,11 @@ impl Connection {
             }
             BusMessage::Presence { user_id, status } => {
                 if self.shares_guild(session, user_id).await {
-                    self.try_dispatch("PRESENCE_UPDATE", json!({"user_id": user_id, "status": status}), None)?;
+                    self.try_dispatch(
+                        "PRESENCE_UPDATE",
+                        json!({"user_id": user_id, "status": status}),
+                        None,
+                    )?;
                 }
             }
             BusMessage::UserUpdate { user_id, profile } => {
@@ -390,9 +409,16 @@ struct Session {
 }
 
 /// Rebuilds a bus message from a stored event for replay, judged against the current state.
-fn replayed_message(event: crate::store::StoredEvent, state: std::sync::Arc<guildhall_spec::state::GuildState>) -> Option<crate::bus::GuildEventMessage> {
+fn replayed_message(
+    event: crate::store::StoredEvent,
+    state: std::sync::Arc<guildhall_spec::state::GuildState>,
+) -> Option<crate::bus::GuildEventMessage> {
     let event_type = event.event.get("type")?.as_str()?;
-    let content = guildhall_spec::content::EventContent::parse(event_type, event.event.get("content")?.as_object()?).ok()?;
+    let content = guildhall_spec::content::EventContent::parse(
+        event_type,
+        event.event.get("content")?.as_object()?,
+    )
+    .ok()?;
     let sender = guildhall_spec::UserId::parse(event.event.get("sender")?.as_str()?).ok()?;
     let origin_ts = event.event.get("origin_ts")?.as_u64()?;
     Some(crate::bus::GuildEventMessage {

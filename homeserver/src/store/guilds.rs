@@ -3,7 +3,7 @@
 use guildhall_spec::content::{EventContent, GuildKind};
 use guildhall_spec::event::JsonObject;
 use guildhall_spec::state::GuildState;
-use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, TxnId, UserId};
+use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, ServerName, TxnId, UserId};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{Store, to_i64, to_u64};
@@ -25,12 +25,20 @@ pub struct AppendedEvent<'a> {
     pub txn_id: &'a TxnId,
     /// Origin timestamp.
     pub origin_ts: u64,
-    /// The typed content.
-    pub content: &'a EventContent,
-    /// The state before the event (`None` for `guild.create`).
+    /// The event type.
+    pub event_type: &'a str,
+    /// The typed content; `None` when it was withheld from this server.
+    pub content: Option<&'a EventContent>,
+    /// A history event stored below the head (after a join snapshot): it is indexed for
+    /// reading but changes neither the head nor the state.
+    pub backfill: bool,
+    /// The state before the event (`None` for `guild.create` and for history stored after a
+    /// snapshot).
     pub before: Option<&'a GuildState>,
     /// The state after it.
     pub after: &'a GuildState,
+    /// Deliveries this event implies: each destination with the event as it may see it.
+    pub outbound: &'a [(guildhall_spec::ServerName, JsonObject)],
 }
 
 /// An event as stored.
@@ -50,11 +58,15 @@ pub struct StoredEvent {
 
 impl Store {
     /// The stored head and state of a guild.
-    pub async fn guild(&self, guild_id: &GuildId) -> Result<Option<(u64, EventId, GuildState)>, sqlx::Error> {
-        let row = sqlx::query("SELECT head_seq, head_event_id, state FROM guilds WHERE guild_id = ?")
-            .bind(guild_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn guild(
+        &self,
+        guild_id: &GuildId,
+    ) -> Result<Option<(u64, EventId, GuildState)>, sqlx::Error> {
+        let row =
+            sqlx::query("SELECT head_seq, head_event_id, state FROM guilds WHERE guild_id = ?")
+                .bind(guild_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let head_event_id: String = row.try_get("head_event_id")?;
         let state: String = row.try_get("state")?;
@@ -66,33 +78,117 @@ impl Store {
         )))
     }
 
+    /// Installs a replica's state from a host-signed snapshot at `seq` (a join), replacing any
+    /// earlier copy, and indexes its members, channels and invites.
+    pub async fn install_snapshot(
+        &self,
+        state: &GuildState,
+        seq: u64,
+        event_id: &EventId,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let guild = state.guild_id.as_str();
+        let kind = match state.kind {
+            GuildKind::Guild => "guild",
+            GuildKind::Dm => "dm",
+        };
+        sqlx::query("INSERT OR REPLACE INTO guilds (guild_id, kind, head_seq, head_event_id, state) VALUES (?, ?, ?, ?, ?)")
+            .bind(guild)
+            .bind(kind)
+            .bind(to_i64(seq))
+            .bind(event_id.as_str())
+            .bind(state_json(state)?)
+            .execute(&mut *tx)
+            .await?;
+        for table in ["guild_members", "channels", "invites"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE guild_id = ?")))
+                .bind(guild)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for user in state.members.keys() {
+            sqlx::query("INSERT OR IGNORE INTO guild_members (guild_id, user_id) VALUES (?, ?)")
+                .bind(guild)
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for channel in state.channels.keys() {
+            sqlx::query("INSERT OR IGNORE INTO channels (channel_id, guild_id) VALUES (?, ?)")
+                .bind(channel.as_str())
+                .bind(guild)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for code in state.invites.keys() {
+            sqlx::query("INSERT OR IGNORE INTO invites (code, guild_id) VALUES (?, ?)")
+                .bind(code.as_str())
+                .bind(guild)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// The guilds this server replicates (hosted elsewhere).
+    pub async fn replicated_guilds(&self, me: &ServerName) -> Result<Vec<GuildId>, sqlx::Error> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT guild_id FROM guilds").fetch_all(&self.pool).await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| GuildId::parse(id).ok())
+            .filter(|id| &id.host() != me)
+            .collect())
+    }
+
+    /// Whether an event is stored.
+    pub async fn has_event(&self, event_id: &EventId) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM events WHERE event_id = ?")
+            .bind(event_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// The guilds a user is a member of.
     pub async fn guilds_of(&self, user_id: &UserId) -> Result<Vec<GuildId>, sqlx::Error> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT guild_id FROM guild_members WHERE user_id = ? ORDER BY guild_id")
-            .bind(user_id.as_str())
-            .fetch_all(&self.pool)
-            .await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT guild_id FROM guild_members WHERE user_id = ? ORDER BY guild_id",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
         Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
     }
 
     /// The guild a channel belongs to.
-    pub async fn channel_guild(&self, channel_id: &ChannelId) -> Result<Option<GuildId>, sqlx::Error> {
-        let id: Option<String> = sqlx::query_scalar("SELECT guild_id FROM channels WHERE channel_id = ?")
-            .bind(channel_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn channel_guild(
+        &self,
+        channel_id: &ChannelId,
+    ) -> Result<Option<GuildId>, sqlx::Error> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT guild_id FROM channels WHERE channel_id = ?")
+                .bind(channel_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(id.and_then(|id| GuildId::parse(&id).ok()))
     }
 
     /// The guild an invite code belongs to.
     pub async fn invite_guild(&self, code: &InviteCode) -> Result<Option<GuildId>, sqlx::Error> {
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT guild_id FROM invites WHERE code = ?").bind(code.as_str()).fetch_optional(&self.pool).await?;
+        let id: Option<String> = sqlx::query_scalar("SELECT guild_id FROM invites WHERE code = ?")
+            .bind(code.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(id.and_then(|id| GuildId::parse(&id).ok()))
     }
 
     /// The event a (sender, txn_id) already produced, for idempotent retries.
-    pub async fn txn_event(&self, sender: &UserId, txn_id: &TxnId) -> Result<Option<StoredEvent>, sqlx::Error> {
+    pub async fn txn_event(
+        &self,
+        sender: &UserId,
+        txn_id: &TxnId,
+    ) -> Result<Option<StoredEvent>, sqlx::Error> {
         let row = sqlx::query(
             "SELECT e.* FROM txns t JOIN events e ON e.event_id = t.event_id WHERE t.sender = ? AND t.txn_id = ?",
         )
@@ -104,7 +200,12 @@ impl Store {
     }
 
     /// Events of the given guilds after a stream position, oldest first (gateway resume).
-    pub async fn events_since(&self, stream_id: i64, guilds: &[GuildId], limit: u32) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    pub async fn events_since(
+        &self,
+        stream_id: i64,
+        guilds: &[GuildId],
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
         if guilds.is_empty() {
             return Ok(Vec::new());
         }
@@ -121,7 +222,9 @@ impl Store {
 
     /// The highest stream position.
     pub async fn stream_head(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(stream_id), 0) FROM events").fetch_one(&self.pool).await
+        sqlx::query_scalar("SELECT COALESCE(MAX(stream_id), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// Stores a sequenced event and every projection it implies, atomically. Returns the
@@ -130,7 +233,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut envelope = appended.event.clone();
         let content = envelope.remove("content").map(|content| content.to_string());
-        let message_id = message_target(appended.content, appended.event_id);
+        let message_id =
+            appended.content.and_then(|content| message_target(content, appended.event_id));
         let stream_id = sqlx::query(
             "INSERT INTO events (guild_id, seq, event_id, event_type, sender, origin_ts, message_id, envelope, content)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -138,7 +242,7 @@ impl Store {
         .bind(appended.guild_id.as_str())
         .bind(to_i64(appended.seq))
         .bind(appended.event_id.as_str())
-        .bind(appended.content.event_type())
+        .bind(appended.event_type)
         .bind(appended.sender.as_str())
         .bind(to_i64(appended.origin_ts))
         .bind(message_id.as_ref().map(EventId::as_str))
@@ -147,27 +251,42 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .last_insert_rowid();
-        sqlx::query("INSERT INTO txns (sender, txn_id, event_id) VALUES (?, ?, ?)")
+        sqlx::query("INSERT OR IGNORE INTO txns (sender, txn_id, event_id) VALUES (?, ?, ?)")
             .bind(appended.sender.as_str())
             .bind(appended.txn_id.as_str())
             .bind(appended.event_id.as_str())
             .execute(&mut *tx)
             .await?;
-        self.write_guild_row(&mut tx, appended).await?;
-        write_membership(&mut tx, appended).await?;
-        messages_projection(&mut tx, appended).await?;
+        if !appended.backfill {
+            self.write_guild_row(&mut tx, appended).await?;
+            write_membership(&mut tx, appended).await?;
+        }
+        if let Some(content) = appended.content {
+            messages_projection(&mut tx, appended, content).await?;
+        }
+        for (destination, event) in appended.outbound {
+            sqlx::query("INSERT INTO outbound_events (destination, event) VALUES (?, ?)")
+                .bind(destination.as_str())
+                .bind(serde_json::Value::Object(event.clone()).to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(stream_id)
     }
 
-    async fn write_guild_row(&self, tx: &mut Transaction<'_, Sqlite>, appended: &AppendedEvent<'_>) -> Result<(), sqlx::Error> {
+    async fn write_guild_row(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        appended: &AppendedEvent<'_>,
+    ) -> Result<(), sqlx::Error> {
         let state_changed = appended.before != Some(appended.after);
         let kind = match appended.after.kind {
             GuildKind::Guild => "guild",
             GuildKind::Dm => "dm",
         };
         if appended.before.is_none() {
-            sqlx::query("INSERT INTO guilds (guild_id, kind, head_seq, head_event_id, state) VALUES (?, ?, ?, ?, ?)")
+            sqlx::query("INSERT OR REPLACE INTO guilds (guild_id, kind, head_seq, head_event_id, state) VALUES (?, ?, ?, ?, ?)")
                 .bind(appended.guild_id.as_str())
                 .bind(kind)
                 .bind(to_i64(appended.seq))
@@ -176,13 +295,15 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
         } else if state_changed {
-            sqlx::query("UPDATE guilds SET head_seq = ?, head_event_id = ?, state = ? WHERE guild_id = ?")
-                .bind(to_i64(appended.seq))
-                .bind(appended.event_id.as_str())
-                .bind(state_json(appended.after)?)
-                .bind(appended.guild_id.as_str())
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "UPDATE guilds SET head_seq = ?, head_event_id = ?, state = ? WHERE guild_id = ?",
+            )
+            .bind(to_i64(appended.seq))
+            .bind(appended.event_id.as_str())
+            .bind(state_json(appended.after)?)
+            .bind(appended.guild_id.as_str())
+            .execute(&mut **tx)
+            .await?;
         } else {
             sqlx::query("UPDATE guilds SET head_seq = ?, head_event_id = ? WHERE guild_id = ?")
                 .bind(to_i64(appended.seq))
@@ -201,7 +322,10 @@ fn state_json(state: &GuildState) -> Result<String, sqlx::Error> {
 
 /// Keeps `guild_members`, `channels` and `invites` equal to the state's members, channels and
 /// invites.
-async fn write_membership(tx: &mut Transaction<'_, Sqlite>, appended: &AppendedEvent<'_>) -> Result<(), sqlx::Error> {
+async fn write_membership(
+    tx: &mut Transaction<'_, Sqlite>,
+    appended: &AppendedEvent<'_>,
+) -> Result<(), sqlx::Error> {
     let guild = appended.guild_id.as_str();
     let (after, before) = (appended.after, appended.before);
     let was_member = |user: &UserId| before.is_some_and(|state| state.members.contains_key(user));
@@ -213,7 +337,8 @@ async fn write_membership(tx: &mut Transaction<'_, Sqlite>, appended: &AppendedE
             .await?;
     }
     let is_member = |user: &UserId| after.members.contains_key(user) && !after.deleted;
-    for user in before.iter().flat_map(|state| state.members.keys()).filter(|user| !is_member(user)) {
+    for user in before.iter().flat_map(|state| state.members.keys()).filter(|user| !is_member(user))
+    {
         sqlx::query("DELETE FROM guild_members WHERE guild_id = ? AND user_id = ?")
             .bind(guild)
             .bind(user.as_str())
@@ -221,9 +346,13 @@ async fn write_membership(tx: &mut Transaction<'_, Sqlite>, appended: &AppendedE
             .await?;
     }
     if after.deleted {
-        sqlx::query("DELETE FROM guild_members WHERE guild_id = ?").bind(guild).execute(&mut **tx).await?;
+        sqlx::query("DELETE FROM guild_members WHERE guild_id = ?")
+            .bind(guild)
+            .execute(&mut **tx)
+            .await?;
     }
-    let had_channel = |channel: &ChannelId| before.is_some_and(|state| state.channels.contains_key(channel));
+    let had_channel =
+        |channel: &ChannelId| before.is_some_and(|state| state.channels.contains_key(channel));
     for channel in after.channels.keys().filter(|channel| !had_channel(channel)) {
         // A remote host reusing another guild's channel id cannot take over its routes.
         sqlx::query("INSERT OR IGNORE INTO channels (channel_id, guild_id) VALUES (?, ?)")
@@ -232,14 +361,19 @@ async fn write_membership(tx: &mut Transaction<'_, Sqlite>, appended: &AppendedE
             .execute(&mut **tx)
             .await?;
     }
-    for channel in before.iter().flat_map(|state| state.channels.keys()).filter(|c| !after.channels.contains_key(*c)) {
+    for channel in before
+        .iter()
+        .flat_map(|state| state.channels.keys())
+        .filter(|c| !after.channels.contains_key(*c))
+    {
         sqlx::query("DELETE FROM channels WHERE channel_id = ? AND guild_id = ?")
             .bind(channel.as_str())
             .bind(guild)
             .execute(&mut **tx)
             .await?;
     }
-    let had_invite = |code: &InviteCode| before.is_some_and(|state| state.invites.contains_key(code));
+    let had_invite =
+        |code: &InviteCode| before.is_some_and(|state| state.invites.contains_key(code));
     for code in after.invites.keys().filter(|code| !had_invite(code)) {
         sqlx::query("INSERT OR IGNORE INTO invites (code, guild_id) VALUES (?, ?)")
             .bind(code.as_str())
@@ -247,8 +381,16 @@ async fn write_membership(tx: &mut Transaction<'_, Sqlite>, appended: &AppendedE
             .execute(&mut **tx)
             .await?;
     }
-    for code in before.iter().flat_map(|state| state.invites.keys()).filter(|c| !after.invites.contains_key(*c)) {
-        sqlx::query("DELETE FROM invites WHERE code = ? AND guild_id = ?").bind(code.as_str()).bind(guild).execute(&mut **tx).await?;
+    for code in before
+        .iter()
+        .flat_map(|state| state.invites.keys())
+        .filter(|c| !after.invites.contains_key(*c))
+    {
+        sqlx::query("DELETE FROM invites WHERE code = ? AND guild_id = ?")
+            .bind(code.as_str())
+            .bind(guild)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -259,18 +401,24 @@ fn message_target(content: &EventContent, event_id: &EventId) -> Option<EventId>
     match content {
         EventContent::MessageCreate(_) => Some(event_id.clone()),
         EventContent::MessageEdit(edit) => Some(edit.message_id.clone()),
-        EventContent::MessageDelete(target) | EventContent::PinAdd(target) | EventContent::PinRemove(target) => {
-            Some(target.message_id.clone())
+        EventContent::MessageDelete(target)
+        | EventContent::PinAdd(target)
+        | EventContent::PinRemove(target) => Some(target.message_id.clone()),
+        EventContent::ReactionAdd(reaction) | EventContent::ReactionRemove(reaction) => {
+            Some(reaction.message_id.clone())
         }
-        EventContent::ReactionAdd(reaction) | EventContent::ReactionRemove(reaction) => Some(reaction.message_id.clone()),
         _ => None,
     }
 }
 
-async fn messages_projection(tx: &mut Transaction<'_, Sqlite>, appended: &AppendedEvent<'_>) -> Result<(), sqlx::Error> {
+async fn messages_projection(
+    tx: &mut Transaction<'_, Sqlite>,
+    appended: &AppendedEvent<'_>,
+    content: &EventContent,
+) -> Result<(), sqlx::Error> {
     let guild = appended.guild_id.as_str();
     let ts = to_i64(appended.origin_ts);
-    match appended.content {
+    match content {
         EventContent::MessageCreate(create) => {
             let mentions = serde_json::to_string(&create.mentions.clone().unwrap_or_default())
                 .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
@@ -290,7 +438,11 @@ async fn messages_projection(tx: &mut Transaction<'_, Sqlite>, appended: &Append
             .execute(&mut **tx)
             .await?
             .last_insert_rowid();
-            sqlx::query("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)").bind(rowid).bind(&create.body).execute(&mut **tx).await?;
+            sqlx::query("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)")
+                .bind(rowid)
+                .bind(&create.body)
+                .execute(&mut **tx)
+                .await?;
         }
         EventContent::MessageEdit(edit) => {
             sqlx::query("UPDATE messages SET body = ?, edited_ts = ? WHERE message_id = ?")
@@ -315,8 +467,14 @@ async fn messages_projection(tx: &mut Transaction<'_, Sqlite>, appended: &Append
             .bind(delete.message_id.as_str())
             .execute(&mut **tx)
             .await?;
-            sqlx::query("DELETE FROM reactions WHERE message_id = ?").bind(delete.message_id.as_str()).execute(&mut **tx).await?;
-            sqlx::query("DELETE FROM pins WHERE message_id = ?").bind(delete.message_id.as_str()).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM reactions WHERE message_id = ?")
+                .bind(delete.message_id.as_str())
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("DELETE FROM pins WHERE message_id = ?")
+                .bind(delete.message_id.as_str())
+                .execute(&mut **tx)
+                .await?;
             reindex(tx, &delete.message_id, None).await?;
         }
         EventContent::ReactionAdd(reaction) => {
@@ -346,7 +504,10 @@ async fn messages_projection(tx: &mut Transaction<'_, Sqlite>, appended: &Append
                 .await?;
         }
         EventContent::PinRemove(pin) => {
-            sqlx::query("DELETE FROM pins WHERE message_id = ?").bind(pin.message_id.as_str()).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM pins WHERE message_id = ?")
+                .bind(pin.message_id.as_str())
+                .execute(&mut **tx)
+                .await?;
         }
         EventContent::ChannelDelete(channel) => {
             sqlx::query("DELETE FROM pins WHERE guild_id = ? AND channel_id = ?")
@@ -360,7 +521,11 @@ async fn messages_projection(tx: &mut Transaction<'_, Sqlite>, appended: &Append
     Ok(())
 }
 
-async fn reindex(tx: &mut Transaction<'_, Sqlite>, message_id: &EventId, body: Option<&str>) -> Result<(), sqlx::Error> {
+async fn reindex(
+    tx: &mut Transaction<'_, Sqlite>,
+    message_id: &EventId,
+    body: Option<&str>,
+) -> Result<(), sqlx::Error> {
     let rowid: Option<i64> = sqlx::query_scalar("SELECT rowid FROM messages WHERE message_id = ?")
         .bind(message_id.as_str())
         .fetch_optional(&mut **tx)
@@ -368,20 +533,26 @@ async fn reindex(tx: &mut Transaction<'_, Sqlite>, message_id: &EventId, body: O
     let Some(rowid) = rowid else { return Ok(()) };
     sqlx::query("DELETE FROM messages_fts WHERE rowid = ?").bind(rowid).execute(&mut **tx).await?;
     if let Some(body) = body {
-        sqlx::query("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)").bind(rowid).bind(body).execute(&mut **tx).await?;
+        sqlx::query("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)")
+            .bind(rowid)
+            .bind(body)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
 
-fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
+pub(super) fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
     let decode = |e: String| sqlx::Error::Decode(e.into());
     let guild_id: String = row.try_get("guild_id")?;
     let event_id: String = row.try_get("event_id")?;
     let envelope: String = row.try_get("envelope")?;
     let content: Option<String> = row.try_get("content")?;
-    let mut event: JsonObject = serde_json::from_str(&envelope).map_err(|e| decode(e.to_string()))?;
+    let mut event: JsonObject =
+        serde_json::from_str(&envelope).map_err(|e| decode(e.to_string()))?;
     if let Some(content) = content {
-        let content: serde_json::Value = serde_json::from_str(&content).map_err(|e| decode(e.to_string()))?;
+        let content: serde_json::Value =
+            serde_json::from_str(&content).map_err(|e| decode(e.to_string()))?;
         event.insert("content".into(), content);
     }
     Ok(StoredEvent {

@@ -98,22 +98,33 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, sqlx::E
 impl Store {
     /// One message.
     pub async fn message(&self, message_id: &EventId) -> Result<Option<MessageRow>, sqlx::Error> {
-        let row = sqlx::query("SELECT * FROM messages WHERE message_id = ?").bind(message_id.as_str()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM messages WHERE message_id = ?")
+            .bind(message_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(message_from_row).transpose()
     }
 
     /// What authorizing an action on a message needs to know about it.
-    pub async fn message_facts(&self, guild_id: &GuildId, message_id: &EventId) -> Result<Option<MessageFacts>, sqlx::Error> {
-        Ok(self.message(message_id).await?.filter(|m| &m.guild_id == guild_id).map(|m| MessageFacts {
-            author: m.author,
-            channel_id: m.channel_id,
-            deleted: m.deleted,
+    pub async fn message_facts(
+        &self,
+        guild_id: &GuildId,
+        message_id: &EventId,
+    ) -> Result<Option<MessageFacts>, sqlx::Error> {
+        Ok(self.message(message_id).await?.filter(|m| &m.guild_id == guild_id).map(|m| {
+            MessageFacts { author: m.author, channel_id: m.channel_id, deleted: m.deleted }
         }))
     }
 
     /// A page of a channel's live messages, newest first.
-    pub async fn messages(&self, guild_id: &GuildId, channel_id: &ChannelId, query: &MessageQuery) -> Result<Vec<MessageRow>, sqlx::Error> {
-        let mut sql = QueryBuilder::<Sqlite>::new("SELECT * FROM messages WHERE deleted = 0 AND guild_id = ");
+    pub async fn messages(
+        &self,
+        guild_id: &GuildId,
+        channel_id: &ChannelId,
+        query: &MessageQuery,
+    ) -> Result<Vec<MessageRow>, sqlx::Error> {
+        let mut sql =
+            QueryBuilder::<Sqlite>::new("SELECT * FROM messages WHERE deleted = 0 AND guild_id = ");
         sql.push_bind(guild_id.as_str()).push(" AND channel_id = ").push_bind(channel_id.as_str());
         if let Some(before) = query.before_seq {
             sql.push(" AND created_seq < ").push_bind(to_i64(before));
@@ -123,7 +134,11 @@ impl Store {
         }
         // With only `after`, the page starts just after it: take the oldest, return newest first.
         let oldest_first = query.after_seq.is_some() && query.before_seq.is_none();
-        sql.push(if oldest_first { " ORDER BY created_seq ASC" } else { " ORDER BY created_seq DESC" });
+        sql.push(if oldest_first {
+            " ORDER BY created_seq ASC"
+        } else {
+            " ORDER BY created_seq DESC"
+        });
         sql.push(" LIMIT ").push_bind(i64::from(query.limit));
         let rows = sql.build().fetch_all(&self.pool).await?;
         let mut messages = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
@@ -134,14 +149,19 @@ impl Store {
     }
 
     /// Reaction counts for a set of messages.
-    pub async fn reactions(&self, message_ids: &[EventId], viewer: &UserId) -> Result<Vec<ReactionCount>, sqlx::Error> {
+    pub async fn reactions(
+        &self,
+        message_ids: &[EventId],
+        viewer: &UserId,
+    ) -> Result<Vec<ReactionCount>, sqlx::Error> {
         if message_ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut sql = QueryBuilder::<Sqlite>::new(
             "SELECT message_id, emoji, COUNT(*) AS count, MAX(user_id = ",
         );
-        sql.push_bind(viewer.as_str()).push(") AS me, MIN(seq) AS first FROM reactions WHERE message_id IN (");
+        sql.push_bind(viewer.as_str())
+            .push(") AS me, MIN(seq) AS first FROM reactions WHERE message_id IN (");
         let mut ids = sql.separated(", ");
         for id in message_ids {
             ids.push_bind(id.as_str());
@@ -152,7 +172,8 @@ impl Store {
             .map(|row| {
                 let id: String = row.try_get("message_id")?;
                 Ok(ReactionCount {
-                    message_id: EventId::parse(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    message_id: EventId::parse(&id)
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
                     emoji: row.try_get("emoji")?,
                     count: to_u64(row.try_get("count")?),
                     me: row.try_get("me")?,
@@ -162,29 +183,47 @@ impl Store {
     }
 
     /// The users who reacted to a message with an emoji, in order.
-    pub async fn reactors(&self, message_id: &EventId, emoji: &str, limit: u32) -> Result<Vec<UserId>, sqlx::Error> {
-        let users: Vec<String> = sqlx::query_scalar("SELECT user_id FROM reactions WHERE message_id = ? AND emoji = ? ORDER BY seq LIMIT ?")
-            .bind(message_id.as_str())
-            .bind(emoji)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn reactors(
+        &self,
+        message_id: &EventId,
+        emoji: &str,
+        limit: u32,
+    ) -> Result<Vec<UserId>, sqlx::Error> {
+        let users: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM reactions WHERE message_id = ? AND emoji = ? ORDER BY seq LIMIT ?",
+        )
+        .bind(message_id.as_str())
+        .bind(emoji)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(users.iter().filter_map(|user| UserId::parse(user).ok()).collect())
     }
 
     /// Whether a user reacted to a message with an emoji.
-    pub async fn has_reacted(&self, message_id: &EventId, user: &UserId, emoji: &str) -> Result<bool, sqlx::Error> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM reactions WHERE message_id = ? AND user_id = ? AND emoji = ?")
-            .bind(message_id.as_str())
-            .bind(user.as_str())
-            .bind(emoji)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn has_reacted(
+        &self,
+        message_id: &EventId,
+        user: &UserId,
+        emoji: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM reactions WHERE message_id = ? AND user_id = ? AND emoji = ?",
+        )
+        .bind(message_id.as_str())
+        .bind(user.as_str())
+        .bind(emoji)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(found.is_some())
     }
 
     /// Pinned messages of a channel, most recently pinned first.
-    pub async fn pins(&self, guild_id: &GuildId, channel_id: &ChannelId) -> Result<Vec<MessageRow>, sqlx::Error> {
+    pub async fn pins(
+        &self,
+        guild_id: &GuildId,
+        channel_id: &ChannelId,
+    ) -> Result<Vec<MessageRow>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT m.* FROM pins p JOIN messages m ON m.message_id = p.message_id
              WHERE p.guild_id = ? AND p.channel_id = ? ORDER BY p.pinned_ts DESC",
@@ -198,22 +237,35 @@ impl Store {
 
     /// Whether a message is pinned.
     pub async fn is_pinned(&self, message_id: &EventId) -> Result<bool, sqlx::Error> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM pins WHERE message_id = ?").bind(message_id.as_str()).fetch_optional(&self.pool).await?;
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM pins WHERE message_id = ?")
+            .bind(message_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(found.is_some())
     }
 
     /// Full-text search of live messages in a guild, newest first.
-    pub async fn search(&self, guild_id: &GuildId, query: &SearchQuery) -> Result<Vec<MessageRow>, sqlx::Error> {
+    pub async fn search(
+        &self,
+        guild_id: &GuildId,
+        query: &SearchQuery,
+    ) -> Result<Vec<MessageRow>, sqlx::Error> {
         if query.channels.is_empty() || query.words.is_empty() {
             return Ok(Vec::new());
         }
         // Each word becomes a quoted FTS5 string, so user input can never be FTS syntax.
-        let matcher = query.words.iter().map(|word| format!("\"{}\"", word.replace('"', "\"\""))).collect::<Vec<_>>().join(" ");
+        let matcher = query
+            .words
+            .iter()
+            .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut sql = QueryBuilder::<Sqlite>::new(
             "SELECT m.* FROM messages_fts f JOIN messages m ON m.rowid = f.rowid WHERE messages_fts MATCH ",
         );
-        sql.push_bind(matcher).push(" AND m.deleted = 0 AND m.guild_id = ").push_bind(guild_id.as_str());
+        sql.push_bind(matcher)
+            .push(" AND m.deleted = 0 AND m.guild_id = ")
+            .push_bind(guild_id.as_str());
         sql.push(" AND m.channel_id IN (");
         let mut channels = sql.separated(", ");
         for channel in &query.channels {

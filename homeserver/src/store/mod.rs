@@ -4,6 +4,7 @@
 //! [`Store::append_event`] writes an event together with every projection it implies (guild
 //! state, membership index, messages, reactions, pins, full-text index) in one transaction.
 
+mod federation;
 mod guilds;
 mod messages;
 mod social;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use federation::{OutboundRow, ProposalRow};
 pub use guilds::{AppendedEvent, StoredEvent};
 pub use messages::{MessageQuery, MessageRow, ReactionCount, SearchQuery};
 pub use social::RelationshipRow;

@@ -27,13 +27,21 @@ impl Store {
             .iter()
             .filter_map(|row| {
                 let other: String = row.get("other_id");
-                Some(RelationshipRow { other: UserId::parse(&other).ok()?, state: row.get("state"), since_ts: to_u64(row.get("since_ts")) })
+                Some(RelationshipRow {
+                    other: UserId::parse(&other).ok()?,
+                    state: row.get("state"),
+                    since_ts: to_u64(row.get("since_ts")),
+                })
             })
             .collect())
     }
 
     /// The state of `user`'s relationship with `other`, if any.
-    pub async fn relationship(&self, user: &UserId, other: &UserId) -> Result<Option<String>, sqlx::Error> {
+    pub async fn relationship(
+        &self,
+        user: &UserId,
+        other: &UserId,
+    ) -> Result<Option<String>, sqlx::Error> {
         sqlx::query_scalar("SELECT state FROM relationships WHERE user_id = ? AND other_id = ?")
             .bind(user.as_str())
             .bind(other.as_str())
@@ -42,7 +50,13 @@ impl Store {
     }
 
     /// Sets both sides of a relationship at once.
-    pub async fn set_relationship(&self, user: &UserId, other: &UserId, mine: &str, theirs: &str) -> Result<(), sqlx::Error> {
+    pub async fn set_relationship(
+        &self,
+        user: &UserId,
+        other: &UserId,
+        mine: &str,
+        theirs: &str,
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let now = to_i64(now_ms());
         for (from, to, state) in [(user, other, mine), (other, user, theirs)] {
@@ -61,7 +75,11 @@ impl Store {
     }
 
     /// Removes both sides of a relationship; returns whether there was one.
-    pub async fn delete_relationship(&self, user: &UserId, other: &UserId) -> Result<bool, sqlx::Error> {
+    pub async fn delete_relationship(
+        &self,
+        user: &UserId,
+        other: &UserId,
+    ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query("DELETE FROM relationships WHERE (user_id = ? AND other_id = ?) OR (user_id = ? AND other_id = ?)")
             .bind(user.as_str())
             .bind(other.as_str())
@@ -75,12 +93,14 @@ impl Store {
     /// Blocks a user; a block also ends any relationship.
     pub async fn block(&self, user: &UserId, blocked: &UserId) -> Result<(), sqlx::Error> {
         self.delete_relationship(user, blocked).await?;
-        sqlx::query("INSERT OR IGNORE INTO blocks (user_id, blocked_id, since_ts) VALUES (?, ?, ?)")
-            .bind(user.as_str())
-            .bind(blocked.as_str())
-            .bind(to_i64(now_ms()))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO blocks (user_id, blocked_id, since_ts) VALUES (?, ?, ?)",
+        )
+        .bind(user.as_str())
+        .bind(blocked.as_str())
+        .bind(to_i64(now_ms()))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -96,10 +116,11 @@ impl Store {
 
     /// Users `user` blocked.
     pub async fn blocked_by(&self, user: &UserId) -> Result<Vec<UserId>, sqlx::Error> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT blocked_id FROM blocks WHERE user_id = ? ORDER BY since_ts")
-            .bind(user.as_str())
-            .fetch_all(&self.pool)
-            .await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT blocked_id FROM blocks WHERE user_id = ? ORDER BY since_ts")
+                .bind(user.as_str())
+                .fetch_all(&self.pool)
+                .await?;
         Ok(ids.iter().filter_map(|id| UserId::parse(id).ok()).collect())
     }
 
@@ -118,25 +139,38 @@ impl Store {
     }
 
     /// The DM guild between two users, if one exists.
-    pub async fn direct_message(&self, a: &UserId, b: &UserId) -> Result<Option<GuildId>, sqlx::Error> {
+    pub async fn direct_message(
+        &self,
+        a: &UserId,
+        b: &UserId,
+    ) -> Result<Option<GuildId>, sqlx::Error> {
         let (first, second) = if a <= b { (a, b) } else { (b, a) };
-        let id: Option<String> = sqlx::query_scalar("SELECT guild_id FROM direct_messages WHERE user_a = ? AND user_b = ?")
-            .bind(first.as_str())
-            .bind(second.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT guild_id FROM direct_messages WHERE user_a = ? AND user_b = ?",
+        )
+        .bind(first.as_str())
+        .bind(second.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(id.and_then(|id| GuildId::parse(&id).ok()))
     }
 
     /// Records the DM guild between two users.
-    pub async fn record_direct_message(&self, a: &UserId, b: &UserId, guild: &GuildId) -> Result<(), sqlx::Error> {
+    pub async fn record_direct_message(
+        &self,
+        a: &UserId,
+        b: &UserId,
+        guild: &GuildId,
+    ) -> Result<(), sqlx::Error> {
         let (first, second) = if a <= b { (a, b) } else { (b, a) };
-        sqlx::query("INSERT OR IGNORE INTO direct_messages (user_a, user_b, guild_id) VALUES (?, ?, ?)")
-            .bind(first.as_str())
-            .bind(second.as_str())
-            .bind(guild.as_str())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO direct_messages (user_a, user_b, guild_id) VALUES (?, ?, ?)",
+        )
+        .bind(first.as_str())
+        .bind(second.as_str())
+        .bind(guild.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

@@ -52,9 +52,14 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRow, sqlx::Error> 
 impl Store {
     /// Creates an account; the first account of the server becomes its admin. Returns `None`
     /// when the name is taken.
-    pub async fn create_user(&self, user_id: &UserId, password_hash: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    pub async fn create_user(
+        &self,
+        user_id: &UserId,
+        password_hash: &str,
+    ) -> Result<Option<UserRow>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?;
+        let existing: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?;
         let inserted = sqlx::query(
             "INSERT INTO users (user_id, localpart, password_hash, is_admin, created_ts)
              VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -75,7 +80,10 @@ impl Store {
 
     /// An account by id.
     pub async fn user(&self, user_id: &UserId) -> Result<Option<UserRow>, sqlx::Error> {
-        let row = sqlx::query("SELECT * FROM users WHERE user_id = ?").bind(user_id.as_str()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM users WHERE user_id = ?")
+            .bind(user_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -94,14 +102,21 @@ impl Store {
                 .await?;
         }
         if let Some(avatar) = avatar {
-            sqlx::query("UPDATE users SET avatar = ? WHERE user_id = ?").bind(avatar).bind(user_id.as_str()).execute(&self.pool).await?;
+            sqlx::query("UPDATE users SET avatar = ? WHERE user_id = ?")
+                .bind(avatar)
+                .bind(user_id.as_str())
+                .execute(&self.pool)
+                .await?;
         }
         Ok(())
     }
 
     /// Grants server admin; returns whether the user exists.
     pub async fn make_admin(&self, user_id: &UserId) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("UPDATE users SET is_admin = 1 WHERE user_id = ?").bind(user_id.as_str()).execute(&self.pool).await?;
+        let done = sqlx::query("UPDATE users SET is_admin = 1 WHERE user_id = ?")
+            .bind(user_id.as_str())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -132,7 +147,10 @@ impl Store {
     }
 
     /// The user and session a token hash belongs to.
-    pub async fn session_user(&self, token_hash: &[u8]) -> Result<Option<(UserId, String)>, sqlx::Error> {
+    pub async fn session_user(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<(UserId, String)>, sqlx::Error> {
         let row = sqlx::query("SELECT user_id, session_id FROM sessions WHERE token_hash = ?")
             .bind(token_hash)
             .fetch_optional(&self.pool)
@@ -145,12 +163,14 @@ impl Store {
     /// Marks a session as used now (best effort, at most once a minute per session).
     pub async fn touch_session(&self, session_id: &str) -> Result<(), sqlx::Error> {
         let now = to_i64(now_ms());
-        sqlx::query("UPDATE sessions SET last_seen_ts = ? WHERE session_id = ? AND last_seen_ts < ?")
-            .bind(now)
-            .bind(session_id)
-            .bind(now - 60_000)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE sessions SET last_seen_ts = ? WHERE session_id = ? AND last_seen_ts < ?",
+        )
+        .bind(now)
+        .bind(session_id)
+        .bind(now - 60_000)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -174,7 +194,11 @@ impl Store {
     }
 
     /// Revokes one of a user's sessions; returns whether it existed.
-    pub async fn delete_session(&self, user_id: &UserId, session_id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn delete_session(
+        &self,
+        user_id: &UserId,
+        session_id: &str,
+    ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND session_id = ?")
             .bind(user_id.as_str())
             .bind(session_id)

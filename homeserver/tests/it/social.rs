@@ -116,8 +116,6 @@ async fn a_block_prevents_friend_requests_and_direct_messages_both_ways() {
 }
 
 #[tokio::test]
-#[ignore = "bug: opening a DM answers 400 invalid_event: spec/src/state.rs refuses channel.create, \
-            dm.invite and member.join (with a pending dm.invite) in dm guilds; spec/docs/08 §8.2 allows them"]
 async fn a_direct_message_is_private_to_its_two_users() {
     let server = Server::start().await;
     let alice = server.register("alice").await;

@@ -22,8 +22,9 @@ impl Endpoint for JoinGuild {
 pub struct Request {
     /// The joining user, a user of the calling server.
     pub user_id: UserId,
-    /// The invite.
-    pub invite_code: InviteCode,
+    /// The invite; absent when joining a DM the user was invited to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_code: Option<InviteCode>,
     /// The origin-signed `member.join` proposal.
     pub proposal: JsonObject,
 }

@@ -6,6 +6,7 @@
 pub mod ephemeral;
 pub mod get_content;
 pub mod get_events;
+pub mod get_invite;
 pub mod get_server_keys;
 pub mod get_state;
 pub mod join_guild;

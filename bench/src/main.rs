@@ -1,0 +1,84 @@
+//! Guildhall benchmarks. Run with `cargo xtask bench` (a release build).
+//!
+//! Every figure is printed in a table next to a machine reference measured in the same run, and
+//! merged into `target/bench/results.json` (one flat JSON object that later benchmarks add to).
+//! Nothing here asserts a speed: benchmarks measure, tests check behaviour.
+
+mod client;
+mod homeserver;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+
+/// Named figures of one run.
+#[derive(Debug, Default)]
+pub(crate) struct Results {
+    figures: BTreeMap<String, (f64, &'static str)>,
+}
+
+impl Results {
+    pub(crate) fn record(&mut self, name: &str, value: f64, unit: &'static str) {
+        println!("  {name:<52} {value:>14.1} {unit}");
+        self.figures.insert(name.to_owned(), (value, unit));
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut results = Results::default();
+    println!("machine reference");
+    machine_reference(&mut results);
+    println!("homeserver (embedded SQLite, one process, loopback)");
+    homeserver::rest_throughput(&mut results).await?;
+    homeserver::gateway_latency(&mut results).await?;
+    write(&results)?;
+    Ok(())
+}
+
+/// Raw Ed25519 verification and SHA-256 rates on one core, for reading the other figures.
+fn machine_reference(results: &mut Results) {
+    use ed25519_dalek::{Signer, SigningKey};
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let public = key.verifying_key();
+    let message = [42u8; 256];
+    let signature = key.sign(&message);
+    let rounds = 20_000;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let _ =
+            std::hint::black_box(public.verify_strict(std::hint::black_box(&message), &signature));
+    }
+    results.record(
+        "reference.ed25519_verify_per_sec",
+        f64::from(rounds) / start.elapsed().as_secs_f64(),
+        "verifies/s",
+    );
+    let data = vec![1u8; 1 << 20];
+    let start = Instant::now();
+    for _ in 0..200 {
+        std::hint::black_box(Sha256::digest(std::hint::black_box(&data)));
+    }
+    results.record("reference.sha256_mb_per_sec", 200.0 / start.elapsed().as_secs_f64(), "MB/s");
+}
+
+fn write(results: &Results) -> Result<()> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("results.json");
+    let mut all: serde_json::Map<String, serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    for (name, (value, _)) in &results.figures {
+        all.insert(name.clone(), serde_json::Value::from((value * 10.0).round() / 10.0));
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&all)?)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

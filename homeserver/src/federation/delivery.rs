@@ -1,0 +1,211 @@
+//! Durable delivery of sequenced events, one queue per destination server (spec chapter 14).
+//!
+//! Rows are written in the event's transaction (`outbound_events`); a worker per destination
+//! sends them in transactions of up to 100, deletes them once the peer answers 2xx, and backs
+//! off exponentially (1 s doubling, capped at 1 hour) while it cannot, waking early as soon as
+//! that peer contacts us. A restart resumes from the rows, so nothing accepted is lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use guildhall_federation::FederationClient;
+use guildhall_spec::ServerName;
+use guildhall_spec::api::send_transaction::{self, SendTransaction};
+use guildhall_spec::api::{Endpoint, fill_path};
+use tokio::sync::Notify;
+
+use crate::guilds::GuildService;
+use crate::store::{Store, now_ms};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// The delivery queues.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    client: FederationClient,
+    /// Wakes a destination's worker: new rows, or the peer contacted us.
+    wakers: Mutex<HashMap<ServerName, Arc<Notify>>>,
+    proposal_wakers: Mutex<HashMap<ServerName, Arc<Notify>>>,
+    guilds: Mutex<Option<Weak<GuildService>>>,
+}
+
+impl Delivery {
+    /// Queues over `store`, sending with `client`.
+    pub fn new(store: Store, client: FederationClient) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                client,
+                wakers: Mutex::new(HashMap::new()),
+                proposal_wakers: Mutex::new(HashMap::new()),
+                guilds: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Lets proposal workers reach the guild service (set once at startup).
+    pub fn attach(&self, guilds: &Arc<GuildService>) {
+        if let Ok(mut slot) = self.inner.guilds.lock() {
+            *slot = Some(Arc::downgrade(guilds));
+        }
+    }
+
+    /// Starts workers for every destination and host with queued work (at startup).
+    pub async fn resume(&self) {
+        if let Ok(destinations) = self.inner.store.outbound_destinations().await {
+            self.wake(destinations.iter());
+        }
+        if let Ok(hosts) = self.inner.store.proposal_hosts().await {
+            for host in hosts {
+                self.wake_proposals(&host);
+            }
+        }
+    }
+
+    /// New rows for these destinations.
+    pub fn wake<'a>(&self, destinations: impl Iterator<Item = &'a ServerName>) {
+        for destination in destinations {
+            self.waker(destination, false).notify_one();
+        }
+    }
+
+    /// A proposal for `host` was queued.
+    pub fn wake_proposals(&self, host: &ServerName) {
+        self.waker(host, true).notify_one();
+    }
+
+    /// `server` just contacted us: whatever we owe it is worth trying now.
+    pub fn contacted(&self, server: &ServerName) {
+        let known = |map: &Mutex<HashMap<ServerName, Arc<Notify>>>| {
+            map.lock().ok().and_then(|m| m.get(server).cloned())
+        };
+        if let Some(waker) = known(&self.inner.wakers) {
+            waker.notify_one();
+        }
+        if let Some(waker) = known(&self.inner.proposal_wakers) {
+            waker.notify_one();
+        }
+    }
+
+    /// Sleeps for `backoff`, or less if `server` contacts us meanwhile.
+    pub async fn sleep_or_contact(&self, server: &ServerName, backoff: Duration) {
+        let waker = self.waker(server, true);
+        let _ = tokio::time::timeout(backoff, waker.notified()).await;
+    }
+
+    /// The waker of a destination (or host) worker, starting the worker on first use.
+    fn waker(&self, server: &ServerName, proposals: bool) -> Arc<Notify> {
+        let map = if proposals { &self.inner.proposal_wakers } else { &self.inner.wakers };
+        let Ok(mut wakers) = map.lock() else { return Arc::new(Notify::new()) };
+        if let Some(waker) = wakers.get(server) {
+            return Arc::clone(waker);
+        }
+        let waker = Arc::new(Notify::new());
+        wakers.insert(server.clone(), Arc::clone(&waker));
+        let delivery = self.clone();
+        let server = server.clone();
+        if proposals {
+            tokio::spawn(async move { delivery.proposal_worker(server).await });
+        } else {
+            tokio::spawn(async move { delivery.event_worker(server).await });
+        }
+        waker
+    }
+
+    async fn event_worker(self, destination: ServerName) {
+        let waker = self.waker(&destination, false);
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let batch = match self
+                .inner
+                .store
+                .outbound_batch(&destination, send_transaction::MAX_EVENTS as u32)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%destination, %error, "reading the outbound queue");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
+            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                waker.notified().await;
+                continue;
+            };
+            // The same batch always gets the same transaction id, so a retry is recognisable.
+            let txn_id = format!("e{}_{}", first.id, last.id);
+            let last_id = last.id;
+            let body = serde_json::json!({
+                "origin": self.inner.client.server_name(),
+                "origin_ts": now_ms(),
+                "events": batch.iter().map(|row| serde_json::Value::Object(row.event.clone())).collect::<Vec<_>>(),
+                "ephemeral": [],
+            });
+            let path = fill_path(SendTransaction::PATH, &[&txn_id]);
+            let sent = self
+                .inner
+                .client
+                .request("PUT", &destination, &path, None, Some(body.to_string().into_bytes()))
+                .await;
+            match sent {
+                Ok(response) if response.is_success() => {
+                    if let Err(error) =
+                        self.inner.store.delete_outbound(&destination, last_id).await
+                    {
+                        tracing::error!(%destination, %error, "could not dequeue delivered events");
+                    }
+                    backoff = Duration::from_secs(1);
+                }
+                outcome => {
+                    let reason = match outcome {
+                        Ok(response) => format!("status {}", response.status),
+                        Err(error) => error.to_string(),
+                    };
+                    tracing::info!(%destination, reason, ?backoff, "delivery failed; will retry");
+                    let _ = tokio::time::timeout(backoff, waker.notified()).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn proposal_worker(self, host: ServerName) {
+        let waker = self.waker(&host, true);
+        loop {
+            let service = self
+                .inner
+                .guilds
+                .lock()
+                .ok()
+                .and_then(|slot| slot.as_ref().and_then(Weak::upgrade));
+            if let Some(service) = service {
+                service.drain_proposals(&host).await;
+            }
+            waker.notified().await;
+        }
+    }
+
+    /// Sends ephemeral events to one destination, once, without queueing.
+    pub fn send_ephemeral(&self, destination: ServerName, ephemeral: Vec<serde_json::Value>) {
+        let client = self.inner.client.clone();
+        tokio::spawn(async move {
+            let txn_id = format!("x{}", crate::guilds::random_id(16));
+            let body = serde_json::json!({"origin": client.server_name(), "origin_ts": now_ms(), "events": [], "ephemeral": ephemeral});
+            let path = fill_path(SendTransaction::PATH, &[&txn_id]);
+            if let Err(error) = client
+                .request("PUT", &destination, &path, None, Some(body.to_string().into_bytes()))
+                .await
+            {
+                tracing::debug!(%destination, %error, "ephemeral delivery failed");
+            }
+        });
+    }
+}

@@ -1,0 +1,570 @@
+//! The guild write path.
+//!
+//! For a guild this server **hosts**, a change is authorized at the head of the log, sequenced,
+//! host-signed, and stored in one transaction with its projections and one outbound delivery
+//! row per member server (content withheld from servers none of whose users may see the
+//! channel); only then is it published. Proposals from other servers' users (`/submit`,
+//! `/join`) take the same path after their origin signature is checked.
+//!
+//! For a guild hosted **elsewhere**, a local user's change is signed as a proposal and sent to
+//! the host ([`remote`]); the host's answer, like everything the host pushes, is verified and
+//! applied in order by [`replica`].
+//!
+//! Writes are serialized by one lock: SQLite has a single writer anyway, and holding the lock
+//! from authorization to commit guarantees that every event is authorized against the exact
+//! head it is chained to.
+
+mod remote;
+mod replica;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use guildhall_federation::{FederationClient, KeyFetcher};
+use guildhall_spec::api::submit_event::Rejection;
+use guildhall_spec::content::{ChannelCreate, ChannelKind, EventContent, GuildCreate, GuildKind};
+use guildhall_spec::event::{self, JsonObject, Proposal};
+use guildhall_spec::state::{AuthError, GuildState, MessageFacts};
+use guildhall_spec::{
+    ChannelId, EventId, GuildId, ServerName, ServerSigningKey, TxnId, UserId, base64url,
+};
+
+use crate::bus::{Bus, BusMessage, GuildEventMessage};
+use crate::error::{ApiError, ApiResult};
+use crate::federation::Delivery;
+use crate::store::{AppendedEvent, Store, StoredEvent, now_ms};
+
+pub use replica::ReceiveError;
+
+/// A guild's head: the last event and the state after it.
+#[derive(Debug, Clone)]
+pub struct GuildHead {
+    /// Head seq.
+    pub seq: u64,
+    /// Head event id.
+    pub event_id: EventId,
+    /// State at the head.
+    pub state: Arc<GuildState>,
+}
+
+/// The result of a successful write.
+#[derive(Debug, Clone)]
+pub struct Sequenced {
+    /// The event id.
+    pub event_id: EventId,
+    /// The event's seq.
+    pub seq: u64,
+    /// The event (with content).
+    pub event: JsonObject,
+    /// The state after the event.
+    pub state: Arc<GuildState>,
+}
+
+/// Guild writes, replication and cached heads.
+#[derive(Debug)]
+pub struct GuildService {
+    store: Store,
+    key: ServerSigningKey,
+    bus: Bus,
+    client: FederationClient,
+    keys: KeyFetcher,
+    delivery: Delivery,
+    heads: Mutex<HashMap<GuildId, GuildHead>>,
+    write_lock: tokio::sync::Mutex<()>,
+    /// DM invitations for local users, accepted by a worker (set once by
+    /// [`GuildService::attach_self`]). A channel rather than a spawned join keeps the join
+    /// (which receives events) out of the future of receiving events.
+    dm_joins: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<DmInvitation>>,
+}
+
+/// A DM invitation for a local user: (invited, guild, inviter).
+type DmInvitation = (UserId, GuildId, UserId);
+
+/// A fresh random opaque id of `length` base64url characters (alphanumeric only).
+pub fn random_id(length: usize) -> String {
+    let mut id = String::with_capacity(length);
+    while id.len() < length {
+        id.extend(
+            base64url::encode(rand::random::<[u8; 24]>())
+                .chars()
+                .filter(char::is_ascii_alphanumeric),
+        );
+    }
+    id.truncate(length);
+    id
+}
+
+impl GuildService {
+    /// A service signing as `key`'s server.
+    pub fn new(
+        store: Store,
+        key: ServerSigningKey,
+        bus: Bus,
+        client: FederationClient,
+        keys: KeyFetcher,
+        delivery: Delivery,
+    ) -> Self {
+        Self {
+            store,
+            key,
+            bus,
+            client,
+            keys,
+            delivery,
+            heads: Mutex::new(HashMap::new()),
+            write_lock: tokio::sync::Mutex::new(()),
+            dm_joins: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Starts the worker that accepts DM invitations on behalf of local users.
+    pub fn attach_self(self: &Arc<Self>) {
+        let (sender, mut invitations) = tokio::sync::mpsc::unbounded_channel::<DmInvitation>();
+        if self.dm_joins.set(sender).is_err() {
+            return;
+        }
+        let service = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some((invited, guild_id, inviter)) = invitations.recv().await {
+                let Some(service) = service.upgrade() else { return };
+                match service.join_with(&invited, &guild_id, None).await {
+                    Ok(_) => {
+                        if let Err(error) =
+                            service.store.record_direct_message(&inviter, &invited, &guild_id).await
+                        {
+                            tracing::warn!(%error, "could not index the DM");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%guild_id, %invited, code = error.code(), "could not accept a DM invitation")
+                    }
+                }
+            }
+        });
+    }
+
+    /// This server's name.
+    pub fn server_name(&self) -> &ServerName {
+        self.key.server_name()
+    }
+
+    /// Whether this server hosts the guild.
+    pub fn hosts(&self, guild_id: &GuildId) -> bool {
+        &guild_id.host() == self.server_name()
+    }
+
+    /// The head of a guild this server holds.
+    pub async fn head(&self, guild_id: &GuildId) -> ApiResult<GuildHead> {
+        if let Some(head) = self.cached(guild_id) {
+            return Ok(head);
+        }
+        let (seq, event_id, state) =
+            self.store.guild(guild_id).await?.ok_or_else(|| {
+                ApiError::not_found("unknown_guild", format!("no guild {guild_id}"))
+            })?;
+        let head = GuildHead { seq, event_id, state: Arc::new(state) };
+        self.cache(guild_id, head.clone());
+        Ok(head)
+    }
+
+    /// The state at the head of a guild.
+    pub async fn state(&self, guild_id: &GuildId) -> ApiResult<Arc<GuildState>> {
+        Ok(self.head(guild_id).await?.state)
+    }
+
+    fn cached(&self, guild_id: &GuildId) -> Option<GuildHead> {
+        self.heads.lock().ok()?.get(guild_id).cloned()
+    }
+
+    fn cache(&self, guild_id: &GuildId, head: GuildHead) {
+        if let Ok(mut heads) = self.heads.lock() {
+            heads.insert(guild_id.clone(), head);
+        }
+    }
+
+    /// Creates a guild (or DM) hosted here: `guild.create`, then a first text channel.
+    pub async fn create_guild(
+        &self,
+        owner: &UserId,
+        name: &str,
+        kind: GuildKind,
+    ) -> ApiResult<(GuildId, ChannelId)> {
+        let guild_id =
+            GuildId::new(&random_id(18), self.server_name()).map_err(ApiError::internal)?;
+        if name.trim().is_empty() || name.chars().count() > guildhall_spec::content::MAX_NAME_CHARS
+        {
+            return Err(ApiError::bad_request("name must be 1 to 100 characters"));
+        }
+        {
+            let _guard = self.write_lock.lock().await;
+            let create = GuildCreate { name: name.to_owned(), kind, owner: owner.clone() };
+            let now = now_ms();
+            let state = Arc::new(GuildState::from_create(guild_id.clone(), &create, now));
+            let content = EventContent::GuildCreate(create);
+            let proposal = self.local_proposal(&guild_id, owner, &content, now, None)?;
+            self.commit(None, proposal, &content, state, now).await?;
+        }
+        let channel_id = ChannelId::parse(&random_id(16)).map_err(ApiError::internal)?;
+        let channel = EventContent::ChannelCreate(ChannelCreate {
+            channel_id: channel_id.clone(),
+            name: if kind == GuildKind::Dm { "dm".into() } else { "general".into() },
+            kind: ChannelKind::Text,
+            parent_id: None,
+            position: 0,
+            topic: None,
+        });
+        self.submit(&guild_id, owner, channel, None).await?;
+        Ok((guild_id, channel_id))
+    }
+
+    /// Appends an event by a local user: sequenced here if this server hosts the guild,
+    /// otherwise proposed to the host. A repeated `txn_id` returns the first attempt's event.
+    pub async fn submit(
+        &self,
+        guild_id: &GuildId,
+        sender: &UserId,
+        content: EventContent,
+        txn_id: Option<TxnId>,
+    ) -> ApiResult<Sequenced> {
+        if let Some(txn_id) = &txn_id
+            && let Some(existing) = self.store.txn_event(sender, txn_id).await?
+        {
+            return self.replay(existing).await;
+        }
+        if !self.hosts(guild_id) {
+            return self.submit_remote(guild_id, sender, content, txn_id).await;
+        }
+        let _guard = self.write_lock.lock().await;
+        if let Some(txn_id) = &txn_id
+            && let Some(existing) = self.store.txn_event(sender, txn_id).await?
+        {
+            return self.replay(existing).await;
+        }
+        let now = now_ms();
+        let proposal = self.local_proposal(guild_id, sender, &content, now, txn_id)?;
+        self.authorize_and_commit(guild_id, sender, proposal, &content, now, now)
+            .await
+            .map_err(ApiError::from)
+    }
+
+    /// Sequences a proposal from another server (`/submit`, `/join`). The proposal's origin
+    /// signature must verify and its origin must be the server that sent the request.
+    pub async fn submit_proposal(
+        &self,
+        origin: &ServerName,
+        proposal: JsonObject,
+    ) -> Result<Sequenced, SubmitError> {
+        let keys = self.keys.event_keys(std::slice::from_ref(origin)).await;
+        let (envelope, content) =
+            event::verify_proposal(&proposal, &keys).map_err(SubmitError::Invalid)?;
+        if &envelope.origin != origin {
+            return Err(SubmitError::Rejected(AuthError {
+                rejection: Rejection::SenderNotFromOrigin,
+                message: format!("{} is not a user of {origin}", envelope.sender),
+            }));
+        }
+        if !self.hosts(&envelope.guild_id) {
+            return Err(SubmitError::Rejected(AuthError {
+                rejection: Rejection::UnknownGuild,
+                message: "not hosted here".into(),
+            }));
+        }
+        let content = EventContent::parse(&envelope.event_type, &content).map_err(|e| {
+            SubmitError::Rejected(AuthError {
+                rejection: Rejection::InvalidEvent,
+                message: e.to_string(),
+            })
+        })?;
+        if matches!(content, EventContent::GuildCreate(_)) {
+            return Err(SubmitError::Rejected(AuthError {
+                rejection: Rejection::InvalidEvent,
+                message: "guild.create is local".into(),
+            }));
+        }
+        // Hosts refuse timestamps from the future (more than 5 minutes of skew).
+        if envelope.origin_ts > now_ms() + 300_000 {
+            return Err(SubmitError::Rejected(AuthError {
+                rejection: Rejection::InvalidEvent,
+                message: "origin_ts is in the future".into(),
+            }));
+        }
+        let _guard = self.write_lock.lock().await;
+        if let Some(existing) = self
+            .store
+            .txn_event(&envelope.sender, &envelope.txn_id)
+            .await
+            .map_err(SubmitError::internal)?
+        {
+            return self
+                .replay(existing)
+                .await
+                .map_err(|_| SubmitError::Internal("replay failed".into()));
+        }
+        self.authorize_and_commit(
+            &envelope.guild_id,
+            &envelope.sender,
+            proposal,
+            &content,
+            now_ms(),
+            envelope.origin_ts,
+        )
+        .await
+    }
+
+    async fn authorize_and_commit(
+        &self,
+        guild_id: &GuildId,
+        sender: &UserId,
+        proposal: JsonObject,
+        content: &EventContent,
+        now: u64,
+        origin_ts: u64,
+    ) -> Result<Sequenced, SubmitError> {
+        let head = self.head(guild_id).await.map_err(|_| {
+            SubmitError::Rejected(AuthError {
+                rejection: Rejection::UnknownGuild,
+                message: format!("no guild {guild_id}"),
+            })
+        })?;
+        let facts = self
+            .message_facts(guild_id, content)
+            .await
+            .map_err(|e| SubmitError::Internal(e.code().into()))?;
+        head.state
+            .authorize(sender, content, now, facts.as_ref())
+            .map_err(SubmitError::Rejected)?;
+        let after = if changes_state(content) {
+            let mut after = (*head.state).clone();
+            // Every replica folds with the event's origin_ts; so must the host.
+            after.apply(sender, origin_ts, content);
+            Arc::new(after)
+        } else {
+            Arc::clone(&head.state)
+        };
+        self.commit(Some(&head), proposal, content, after, now)
+            .await
+            .map_err(|e| SubmitError::Internal(e.code().into()))
+    }
+
+    fn local_proposal(
+        &self,
+        guild_id: &GuildId,
+        sender: &UserId,
+        content: &EventContent,
+        now: u64,
+        txn_id: Option<TxnId>,
+    ) -> ApiResult<JsonObject> {
+        let txn_id = match txn_id {
+            Some(txn_id) => txn_id,
+            None => TxnId::parse(&random_id(20)).map_err(ApiError::internal)?,
+        };
+        let proposal = Proposal {
+            guild_id: guild_id.clone(),
+            event_type: content.event_type().to_owned(),
+            sender: sender.clone(),
+            origin: self.server_name().clone(),
+            origin_ts: now,
+            txn_id,
+            content: content.to_object(),
+        };
+        proposal.sign(&self.key).map_err(ApiError::internal)
+    }
+
+    async fn replay(&self, existing: StoredEvent) -> ApiResult<Sequenced> {
+        let state = self.state(&existing.guild_id).await?;
+        Ok(Sequenced {
+            event_id: existing.event_id,
+            seq: existing.seq,
+            event: existing.event,
+            state,
+        })
+    }
+
+    async fn message_facts(
+        &self,
+        guild_id: &GuildId,
+        content: &EventContent,
+    ) -> ApiResult<Option<MessageFacts>> {
+        let target = match content {
+            EventContent::MessageEdit(edit) => &edit.message_id,
+            EventContent::MessageDelete(target)
+            | EventContent::PinAdd(target)
+            | EventContent::PinRemove(target) => &target.message_id,
+            EventContent::ReactionAdd(reaction) | EventContent::ReactionRemove(reaction) => {
+                &reaction.message_id
+            }
+            _ => return Ok(None),
+        };
+        Ok(self.store.message_facts(guild_id, target).await?)
+    }
+
+    /// Sequences, host-signs, stores with its deliveries and publishes. Called with the write
+    /// lock held, on a guild this server hosts.
+    async fn commit(
+        &self,
+        head: Option<&GuildHead>,
+        proposal: JsonObject,
+        content: &EventContent,
+        after: Arc<GuildState>,
+        now: u64,
+    ) -> ApiResult<Sequenced> {
+        let seq = head.map_or(1, |head| head.seq + 1);
+        let (event_id, event) =
+            event::sequence(proposal, seq, head.map(|head| &head.event_id), &self.key)
+                .map_err(ApiError::internal)?;
+        let envelope: event::Envelope =
+            serde_json::from_value(serde_json::Value::Object(event::envelope(&event)))
+                .map_err(ApiError::internal)?;
+        let before = head.map(|head| head.state.as_ref());
+        let outbound = self.deliveries(&event, content, before, &after);
+        let stream_id = self
+            .store
+            .append_event(&AppendedEvent {
+                guild_id: &envelope.guild_id,
+                seq,
+                event_id: &event_id,
+                event: &event,
+                sender: &envelope.sender,
+                txn_id: &envelope.txn_id,
+                origin_ts: envelope.origin_ts,
+                event_type: content.event_type(),
+                content: Some(content),
+                backfill: false,
+                before,
+                after: &after,
+                outbound: &outbound,
+            })
+            .await?;
+        self.delivery.wake(outbound.iter().map(|(destination, _)| destination));
+        self.cache(
+            &envelope.guild_id,
+            GuildHead { seq, event_id: event_id.clone(), state: Arc::clone(&after) },
+        );
+        self.publish(
+            stream_id,
+            &envelope,
+            &event_id,
+            &event,
+            content,
+            head.map(|head| Arc::clone(&head.state)),
+            &after,
+            now,
+        );
+        Ok(Sequenced { event_id, seq, event, state: after })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &self,
+        stream_id: i64,
+        envelope: &event::Envelope,
+        event_id: &EventId,
+        event: &JsonObject,
+        content: &EventContent,
+        before: Option<Arc<GuildState>>,
+        after: &Arc<GuildState>,
+        _now: u64,
+    ) {
+        self.bus.publish(BusMessage::GuildEvent(Arc::new(GuildEventMessage {
+            stream_id,
+            guild_id: envelope.guild_id.clone(),
+            event_id: event_id.clone(),
+            event: event.clone(),
+            content: content.clone(),
+            sender: envelope.sender.clone(),
+            origin_ts: envelope.origin_ts,
+            before,
+            after: Arc::clone(after),
+        })));
+    }
+
+    /// Every other server with members before or after the event (and a DM invitee's server)
+    /// gets the event; the content only where one of its users may view the channel.
+    fn deliveries(
+        &self,
+        event: &JsonObject,
+        content: &EventContent,
+        before: Option<&GuildState>,
+        after: &GuildState,
+    ) -> Vec<(ServerName, JsonObject)> {
+        let mut destinations = after.member_servers();
+        if let Some(before) = before {
+            destinations.extend(before.member_servers());
+        }
+        if let EventContent::DmInvite(invite) = content {
+            destinations.insert(invite.user_id.server_name());
+        }
+        destinations.remove(self.server_name());
+        destinations
+            .into_iter()
+            .map(|destination| {
+                let sees = match content.visibility_channel() {
+                    None => true,
+                    Some(channel) => {
+                        server_can_view(after, &destination, channel)
+                            || before.is_some_and(|b| server_can_view(b, &destination, channel))
+                    }
+                };
+                let mut copy = event.clone();
+                if !sees {
+                    copy.remove("content");
+                }
+                (destination, copy)
+            })
+            .collect()
+    }
+}
+
+/// Whether any user of `server` may view `channel` in `state`.
+pub fn server_can_view(state: &GuildState, server: &ServerName, channel: &ChannelId) -> bool {
+    state
+        .members
+        .keys()
+        .filter(|user| &user.server_name() == server)
+        .any(|user| state.can_view(user, channel))
+}
+
+/// Why a proposal from another server was not sequenced.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The proposal itself is malformed or badly signed.
+    Invalid(event::EventError),
+    /// The host's rules refuse it.
+    Rejected(AuthError),
+    /// Something broke here.
+    Internal(String),
+}
+
+impl SubmitError {
+    fn internal(error: impl std::fmt::Display) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::Invalid(error) => ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_event",
+                error.to_string(),
+            ),
+            SubmitError::Rejected(error) => error.into(),
+            SubmitError::Internal(message) => ApiError::internal(message),
+        }
+    }
+}
+
+/// Whether an event type changes the folded guild state (messages, reactions and pins do not).
+pub fn changes_state(content: &EventContent) -> bool {
+    !matches!(
+        content,
+        EventContent::MessageCreate(_)
+            | EventContent::MessageEdit(_)
+            | EventContent::MessageDelete(_)
+            | EventContent::ReactionAdd(_)
+            | EventContent::ReactionRemove(_)
+            | EventContent::PinAdd(_)
+            | EventContent::PinRemove(_)
+    )
+}

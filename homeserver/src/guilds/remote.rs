@@ -1,0 +1,317 @@
+//! Acting in guilds hosted elsewhere: proposing local users' events to the host, joining
+//! through an invite, and retrying proposals the host could not take yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use guildhall_spec::api::get_state::Snapshot;
+use guildhall_spec::api::{Endpoint, ErrorBody, fill_path, get_invite, join_guild, submit_event};
+use guildhall_spec::content::{EventContent, MemberJoin};
+use guildhall_spec::event::{self, ChainPosition, JsonObject};
+use guildhall_spec::state::GuildState;
+use guildhall_spec::{GuildId, InviteCode, ServerName, TxnId, UserId, signing};
+
+use super::{GuildHead, GuildService, Sequenced};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{AppendedEvent, now_ms};
+
+/// Backoff between attempts to deliver queued proposals: 1 s doubling to 1 hour.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+impl GuildService {
+    /// Proposes a local user's event to the guild's host and applies the host's answer.
+    /// When the host cannot be reached the proposal is queued durably and retried; the caller
+    /// is told `202 queued`.
+    pub(super) async fn submit_remote(
+        &self,
+        guild_id: &GuildId,
+        sender: &UserId,
+        content: EventContent,
+        txn_id: Option<TxnId>,
+    ) -> ApiResult<Sequenced> {
+        let state = self.state(guild_id).await?;
+        if !state.members.contains_key(sender) {
+            return Err(ApiError::not_found("unknown_guild", "no such guild"));
+        }
+        let proposal = self.local_proposal(guild_id, sender, &content, now_ms(), txn_id)?;
+        match self.send_proposal(guild_id, &proposal).await {
+            Ok(event) => self.accept_answer(guild_id, event).await,
+            Err(ProposalFailure::Refused(error)) => Err(error),
+            Err(ProposalFailure::Unreachable(reason)) => {
+                tracing::info!(%guild_id, reason, "host unreachable; queueing the proposal");
+                self.store.queue_proposal(guild_id, &proposal).await?;
+                self.delivery.wake_proposals(&guild_id.host());
+                let txn = proposal.get("txn_id").and_then(|t| t.as_str()).unwrap_or_default();
+                Err(ApiError::new(
+                    StatusCode::ACCEPTED,
+                    "queued",
+                    format!("the host is unreachable; queued as {txn}"),
+                ))
+            }
+        }
+    }
+
+    async fn accept_answer(&self, guild_id: &GuildId, event: JsonObject) -> ApiResult<Sequenced> {
+        let event_id = event::event_id(&event).map_err(ApiError::internal)?;
+        if let Err(error) = self.receive_event(&guild_id.host(), event.clone()).await {
+            tracing::warn!(%guild_id, %error, "could not apply the host's answer yet");
+        }
+        let seq = event.get("seq").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        Ok(Sequenced { event_id, seq, event, state: self.state(guild_id).await? })
+    }
+
+    async fn send_proposal(
+        &self,
+        guild_id: &GuildId,
+        proposal: &JsonObject,
+    ) -> Result<JsonObject, ProposalFailure> {
+        let path = fill_path(submit_event::SubmitEvent::PATH, &[guild_id.as_str()]);
+        let body = serde_json::json!({"proposal": proposal});
+        let answer = self
+            .client
+            .request_json::<submit_event::Response>(
+                "POST",
+                &guild_id.host(),
+                &path,
+                None,
+                Some(&body),
+            )
+            .await
+            .map_err(|e| ProposalFailure::Unreachable(e.to_string()))?;
+        match answer {
+            Ok(response) => Ok(response.event),
+            Err((status, body)) if status >= 500 || status == 429 || status == 401 => {
+                Err(ProposalFailure::Unreachable(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body)
+                )))
+            }
+            Err((status, body)) => Err(ProposalFailure::Refused(peer_error(status, &body))),
+        }
+    }
+
+    /// Delivers queued proposals to `host` until its queue is empty; backs off while it is down.
+    pub(crate) async fn drain_proposals(&self, host: &ServerName) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let next = match self.store.next_proposal(host).await {
+                Ok(Some(next)) => next,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::error!(%error, "reading queued proposals");
+                    return;
+                }
+            };
+            match self.send_proposal(&next.guild_id, &next.proposal).await {
+                Ok(event) => {
+                    let _ = self.accept_answer(&next.guild_id, event).await;
+                    let _ = self.store.delete_proposal(next.id).await;
+                    backoff = Duration::from_secs(1);
+                }
+                Err(ProposalFailure::Refused(error)) => {
+                    tracing::warn!(%host, code = error.code(), "host refused a queued proposal; dropping it");
+                    let _ = self.store.delete_proposal(next.id).await;
+                }
+                Err(ProposalFailure::Unreachable(reason)) => {
+                    tracing::debug!(%host, reason, ?backoff, "host still unreachable");
+                    self.delivery.sleep_or_contact(host, backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Joins a guild hosted on `host` through an invite code.
+    pub async fn join_remote(
+        &self,
+        user: &UserId,
+        host: &ServerName,
+        code: &InviteCode,
+    ) -> ApiResult<GuildId> {
+        let path = fill_path(get_invite::GetInvite::PATH, &[code.as_str()]);
+        let info = self
+            .client
+            .request_json::<get_invite::Response>("GET", host, &path, None, None)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?
+            .map_err(|(status, body): (u16, Vec<u8>)| peer_error(status, &body))?;
+        if &info.guild_id.host() != host {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "unavailable",
+                "the host answered for a guild it does not host",
+            ));
+        }
+        self.join_with(user, &info.guild_id, Some(code.clone())).await
+    }
+
+    /// Joins a remote guild (with an invite, or a pending DM invitation) and installs the
+    /// host-signed snapshot the host answers with.
+    pub async fn join_with(
+        &self,
+        user: &UserId,
+        guild_id: &GuildId,
+        code: Option<InviteCode>,
+    ) -> ApiResult<GuildId> {
+        let host = guild_id.host();
+        let content = EventContent::MemberJoin(MemberJoin { invite_code: code.clone() });
+        let proposal = self.local_proposal(guild_id, user, &content, now_ms(), None)?;
+        let request = join_guild::Request { user_id: user.clone(), invite_code: code, proposal };
+        let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
+        let path = fill_path(join_guild::JoinGuild::PATH, &[guild_id.as_str()]);
+        let answer = self
+            .client
+            .request_json::<join_guild::Response>("POST", &host, &path, None, Some(&body))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?
+            .map_err(|(status, body): (u16, Vec<u8>)| peer_error(status, &body))?;
+        self.install_join(guild_id, answer).await?;
+        Ok(guild_id.clone())
+    }
+
+    async fn install_join(
+        &self,
+        guild_id: &GuildId,
+        answer: join_guild::Response,
+    ) -> ApiResult<()> {
+        let host = guild_id.host();
+        let bad = |message: &str| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "invalid_answer",
+                format!("the host's join answer: {message}"),
+            )
+        };
+        let keys = self.keys.event_keys(&[host.clone(), self.server_name().clone()]).await;
+        signing::verify_json(&answer.snapshot, &host, &keys).map_err(|e| bad(&e.to_string()))?;
+        let snapshot: Snapshot = serde_json::from_value(serde_json::Value::Object(answer.snapshot))
+            .map_err(|e| bad(&e.to_string()))?;
+        let state: GuildState = serde_json::from_value(serde_json::Value::Object(snapshot.state))
+            .map_err(|e| bad(&e.to_string()))?;
+        let join = event::verify_event(&answer.event, &keys, ChainPosition::Unchecked)
+            .map_err(|e| bad(&e.to_string()))?;
+        if &snapshot.guild_id != guild_id
+            || &state.guild_id != guild_id
+            || snapshot.event_id != join.event_id
+        {
+            return Err(bad("the snapshot does not match the join event"));
+        }
+        let _guard = self.write_lock.lock().await;
+        if self.store.guild(guild_id).await?.is_some() {
+            // Another local user is already in the guild: the join is just the next event.
+            drop(_guard);
+            return self.receive_event(&host, answer.event).await.map_err(|e| bad(&e.to_string()));
+        }
+        self.store.install_snapshot(&state, snapshot.seq, &snapshot.event_id).await?;
+        let state = Arc::new(state);
+        // History before the join, then the join itself, indexed for reading.
+        let mut history: Vec<JsonObject> = answer.events;
+        history.push(answer.event.clone());
+        let mut last_stream = 0;
+        for object in &history {
+            let servers: Vec<ServerName> = object
+                .get("origin")
+                .and_then(|o| o.as_str())
+                .and_then(|o| ServerName::parse(o).ok())
+                .into_iter()
+                .chain([host.clone()])
+                .collect();
+            let keys = self.keys.event_keys(&servers).await;
+            let Ok(verified) = event::verify_event(object, &keys, ChainPosition::Unchecked) else {
+                continue;
+            };
+            if verified.envelope.guild_id != *guild_id
+                || self.store.has_event(&verified.event_id).await?
+            {
+                continue;
+            }
+            let content = verified
+                .content
+                .as_ref()
+                .and_then(|c| EventContent::parse(&verified.envelope.event_type, c).ok());
+            last_stream = self
+                .store
+                .append_event(&AppendedEvent {
+                    guild_id,
+                    seq: verified.envelope.seq.unwrap_or(0),
+                    event_id: &verified.event_id,
+                    event: &verified.object,
+                    sender: &verified.envelope.sender,
+                    txn_id: &verified.envelope.txn_id,
+                    origin_ts: verified.envelope.origin_ts,
+                    event_type: &verified.envelope.event_type,
+                    content: content.as_ref(),
+                    backfill: true,
+                    before: None,
+                    after: &state,
+                    outbound: &[],
+                })
+                .await?;
+        }
+        self.cache(
+            guild_id,
+            GuildHead {
+                seq: snapshot.seq,
+                event_id: snapshot.event_id.clone(),
+                state: Arc::clone(&state),
+            },
+        );
+        if let Some(content) = join
+            .content
+            .as_ref()
+            .and_then(|c| EventContent::parse(&join.envelope.event_type, c).ok())
+        {
+            self.publish(
+                last_stream,
+                &join.envelope,
+                &join.event_id,
+                &join.object,
+                &content,
+                None,
+                &state,
+                0,
+            );
+        }
+        Ok(())
+    }
+}
+
+enum ProposalFailure {
+    /// A final answer: the host's rules refuse the event.
+    Refused(ApiError),
+    /// Network trouble, 5xx, 429 or 401: try again later.
+    Unreachable(String),
+}
+
+/// Turns a peer's error answer into ours, keeping its stable code when it has one.
+fn peer_error(status: u16, body: &[u8]) -> ApiError {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(error) => ApiError::new(status, leak_code(&error.code), error.message),
+        Err(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "unavailable",
+            format!("the host answered {status}"),
+        ),
+    }
+}
+
+/// Our error codes are `&'static str`; a peer's code is mapped onto the known set.
+fn leak_code(code: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "unknown_guild",
+        "not_member",
+        "missing_permission",
+        "banned",
+        "server_banned",
+        "rate_limited",
+        "invalid_event",
+        "sender_not_from_origin",
+        "unknown_invite",
+        "server_denied",
+        "bad_request",
+        "conflict",
+    ];
+    KNOWN.iter().find(|known| **known == code).copied().unwrap_or("remote_error")
+}

@@ -1,0 +1,284 @@
+//! Federation bookkeeping: outbound queues, inbound transaction answers, equivocation evidence,
+//! and reading ranges of the log for peers.
+
+use guildhall_spec::event::JsonObject;
+use guildhall_spec::{EventId, GuildId, ServerName};
+use sqlx::Row;
+
+use super::guilds::stored_event;
+use super::{Store, StoredEvent, now_ms, to_i64};
+
+/// A queued outbound event.
+#[derive(Debug, Clone)]
+pub struct OutboundRow {
+    /// Queue position.
+    pub id: i64,
+    /// The event as the destination may see it.
+    pub event: JsonObject,
+}
+
+/// A queued proposal to a remote host.
+#[derive(Debug, Clone)]
+pub struct ProposalRow {
+    /// Queue position.
+    pub id: i64,
+    /// The guild.
+    pub guild_id: GuildId,
+    /// The signed proposal.
+    pub proposal: JsonObject,
+}
+
+impl Store {
+    /// Servers with undelivered events.
+    pub async fn outbound_destinations(&self) -> Result<Vec<ServerName>, sqlx::Error> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT destination FROM outbound_events")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(names.iter().filter_map(|name| ServerName::parse(name).ok()).collect())
+    }
+
+    /// The oldest undelivered events for a destination.
+    pub async fn outbound_batch(
+        &self,
+        destination: &ServerName,
+        limit: u32,
+    ) -> Result<Vec<OutboundRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, event FROM outbound_events WHERE destination = ? ORDER BY id LIMIT ?",
+        )
+        .bind(destination.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let event: String = row.get("event");
+                Some(OutboundRow { id: row.get("id"), event: serde_json::from_str(&event).ok()? })
+            })
+            .collect())
+    }
+
+    /// Forgets delivered events.
+    pub async fn delete_outbound(
+        &self,
+        destination: &ServerName,
+        up_to: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM outbound_events WHERE destination = ? AND id <= ?")
+            .bind(destination.as_str())
+            .bind(up_to)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Queues a proposal for a host that could not be reached.
+    pub async fn queue_proposal(
+        &self,
+        guild_id: &GuildId,
+        proposal: &JsonObject,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO outbound_proposals (host, guild_id, proposal, created_ts) VALUES (?, ?, ?, ?)")
+            .bind(guild_id.host().as_str())
+            .bind(guild_id.as_str())
+            .bind(serde_json::Value::Object(proposal.clone()).to_string())
+            .bind(to_i64(now_ms()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Hosts with queued proposals.
+    pub async fn proposal_hosts(&self) -> Result<Vec<ServerName>, sqlx::Error> {
+        let names: Vec<String> = sqlx::query_scalar("SELECT DISTINCT host FROM outbound_proposals")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(names.iter().filter_map(|name| ServerName::parse(name).ok()).collect())
+    }
+
+    /// The oldest queued proposal for a host.
+    pub async fn next_proposal(
+        &self,
+        host: &ServerName,
+    ) -> Result<Option<ProposalRow>, sqlx::Error> {
+        let row = sqlx::query("SELECT id, guild_id, proposal FROM outbound_proposals WHERE host = ? ORDER BY id LIMIT 1")
+            .bind(host.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|row| {
+            let guild_id: String = row.get("guild_id");
+            let proposal: String = row.get("proposal");
+            Some(ProposalRow {
+                id: row.get("id"),
+                guild_id: GuildId::parse(&guild_id).ok()?,
+                proposal: serde_json::from_str(&proposal).ok()?,
+            })
+        }))
+    }
+
+    /// Forgets a proposal that was answered.
+    pub async fn delete_proposal(&self, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM outbound_proposals WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The answer already given to a transaction, if any.
+    pub async fn inbound_txn(
+        &self,
+        origin: &ServerName,
+        txn_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT response FROM inbound_txns WHERE origin = ? AND txn_id = ?")
+            .bind(origin.as_str())
+            .bind(txn_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Records the answer to a transaction.
+    pub async fn record_inbound_txn(
+        &self,
+        origin: &ServerName,
+        txn_id: &str,
+        response: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT OR IGNORE INTO inbound_txns (origin, txn_id, response, received_ts) VALUES (?, ?, ?, ?)")
+            .bind(origin.as_str())
+            .bind(txn_id)
+            .bind(response)
+            .bind(to_i64(now_ms()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores equivocation evidence.
+    pub async fn record_equivocation(
+        &self,
+        guild_id: &GuildId,
+        seq: u64,
+        held: &JsonObject,
+        other: &JsonObject,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO equivocations (guild_id, seq, held_event, other_event, detected_ts) VALUES (?, ?, ?, ?, ?)")
+            .bind(guild_id.as_str())
+            .bind(to_i64(seq))
+            .bind(serde_json::Value::Object(held.clone()).to_string())
+            .bind(serde_json::Value::Object(other.clone()).to_string())
+            .bind(to_i64(now_ms()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Equivocation evidence, newest first.
+    pub async fn equivocations(&self) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        let rows = sqlx::query("SELECT * FROM equivocations ORDER BY id DESC LIMIT 100")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let held: String = row.get("held_event");
+                let other: String = row.get("other_event");
+                serde_json::json!({
+                    "guild_id": row.get::<String, _>("guild_id"),
+                    "seq": row.get::<i64, _>("seq"),
+                    "events": [serde_json::from_str::<serde_json::Value>(&held).unwrap_or_default(),
+                               serde_json::from_str::<serde_json::Value>(&other).unwrap_or_default()],
+                    "detected_ts": row.get::<i64, _>("detected_ts"),
+                })
+            })
+            .collect())
+    }
+
+    /// Events of a guild with `seq > after`, oldest first.
+    pub async fn guild_events(
+        &self,
+        guild_id: &GuildId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows =
+            sqlx::query("SELECT * FROM events WHERE guild_id = ? AND seq > ? ORDER BY seq LIMIT ?")
+                .bind(guild_id.as_str())
+                .bind(to_i64(after))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// The last `limit` events of a guild up to and including `seq`, oldest first.
+    pub async fn guild_events_before(
+        &self,
+        guild_id: &GuildId,
+        up_to: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM events WHERE guild_id = ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(guild_id.as_str())
+        .bind(to_i64(up_to))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = rows.iter().map(stored_event).collect::<Result<Vec<_>, _>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
+    /// One event of a guild by seq.
+    pub async fn guild_event(
+        &self,
+        guild_id: &GuildId,
+        seq: u64,
+    ) -> Result<Option<StoredEvent>, sqlx::Error> {
+        let row = sqlx::query("SELECT * FROM events WHERE guild_id = ? AND seq = ?")
+            .bind(guild_id.as_str())
+            .bind(to_i64(seq))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(stored_event).transpose()
+    }
+
+    /// Events by id (for withheld-content requests).
+    pub async fn events_by_id(
+        &self,
+        guild_id: &GuildId,
+        ids: &[EventId],
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let mut events = Vec::new();
+        for id in ids {
+            let row = sqlx::query("SELECT * FROM events WHERE guild_id = ? AND event_id = ?")
+                .bind(guild_id.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(row) = row {
+                events.push(stored_event(&row)?);
+            }
+        }
+        Ok(events)
+    }
+
+    /// Fills in content that was withheld when the event arrived (after checking its hash).
+    pub async fn fill_content(
+        &self,
+        event_id: &EventId,
+        content: &JsonObject,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE events SET content = ? WHERE event_id = ? AND content IS NULL")
+            .bind(serde_json::Value::Object(content.clone()).to_string())
+            .bind(event_id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
