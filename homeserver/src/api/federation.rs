@@ -61,6 +61,8 @@ impl FromRequest<AppState> for Federated {
             return Err(ApiError::not_found("not_found", "federation is disabled on this server"));
         }
         let (parts, body) = request.into_parts();
+        // Nesting strips `/_guildhall/v1` from the URI; the signature covers the path as sent.
+        let uri = parts.extensions.get::<axum::extract::OriginalUri>().map_or_else(|| parts.uri.clone(), |original| original.0.clone());
         let body = axum::body::to_bytes(body, MAX_FEDERATION_BODY).await.map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -72,7 +74,7 @@ impl FromRequest<AppState> for Federated {
             .headers
             .get(axum::http::header::HOST)
             .and_then(|host| host.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .or_else(|| uri.authority().map(|a| a.as_str()))
             .unwrap_or_default()
             .to_owned();
         let headers: Vec<(String, String)> = parts
@@ -87,8 +89,8 @@ impl FromRequest<AppState> for Federated {
         let http = HttpRequest {
             method: parts.method.as_str(),
             authority: &authority,
-            path: parts.uri.path(),
-            query: parts.uri.query(),
+            path: uri.path(),
+            query: uri.query(),
             headers: &headers,
             body: &body,
         };
@@ -98,7 +100,7 @@ impl FromRequest<AppState> for Federated {
                 Ok(Self { origin, body })
             }
             Err(error) => {
-                tracing::warn!(code = error.code(), %error, path = parts.uri.path(), "refused federation request");
+                tracing::warn!(code = error.code(), %error, path = uri.path(), "refused federation request");
                 let status =
                     StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
                 Err(ApiError::new(status, error.code(), error.to_string()))

@@ -8,6 +8,7 @@ mod harness;
 mod accounts;
 mod bad_input;
 mod channels;
+mod federation;
 mod gateway;
 mod guilds;
 mod invites;

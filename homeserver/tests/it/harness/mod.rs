@@ -7,7 +7,7 @@ mod server;
 
 pub use client::{Guild, User, assert_error, call, encode, ids, with_query};
 pub use gateway::{Encoding, Gateway, names};
-pub use server::Server;
+pub use server::{Builder as ServerBuilder, Server};
 
 pub use reqwest::StatusCode;
 pub use serde_json::{Value, json};
