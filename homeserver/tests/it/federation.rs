@@ -339,3 +339,69 @@ async fn forged_tampered_replayed_unauthorized_and_denied_requests_leave_no_trac
     let members = alice.member_ids(&guild.id).await;
     assert!(!members.contains(&dave.id), "the denied server's user is not a member");
 }
+
+#[tokio::test]
+async fn remote_members_edit_delete_react_pin_type_moderate_and_leave() {
+    let (a, b, c) = (federating().await, federating().await, federating().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let carol = c.register("carol").await;
+    let guild = alice.create_guild("Busy").await;
+    let code = alice.invite(&guild.general).await;
+    join_remote(&bob, &a, &code).await;
+    join_remote(&carol, &a, &code).await;
+    let general = guild.general.clone();
+    let (mut alice_gateway, _) = Gateway::identified(&a, &alice.token, Encoding::Json).await;
+
+    // Presence and typing of a remote member reach the host's users.
+    let (_bob_gateway, _) = Gateway::identified(&b, &bob.token, Encoding::Msgpack).await;
+    alice_gateway.expect_dispatch("PRESENCE_UPDATE", |d| d["user_id"] == bob.id.as_str() && d["status"] == "online").await;
+    let (status, _) = bob.post_empty(&format!("/channels/{general}/typing")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    alice_gateway.expect_dispatch("TYPING_START", |d| d["user_id"] == bob.id.as_str()).await;
+
+    // Edit and delete by the remote author.
+    let typo = bob.send(&general, "helo").await;
+    let (status, body) = bob.patch(&format!("/channels/{general}/messages/{}", crate::harness::encode(typo["id"].as_str().unwrap())), json!({"content": "hello"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let doomed = bob.send(&general, "delete me").await;
+    let (status, body) = bob.delete(&format!("/channels/{general}/messages/{}", crate::harness::encode(doomed["id"].as_str().unwrap()))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for user in [&alice, &carol] {
+        let seen = eventually(Duration::from_secs(10), || contents(user, &general), |h| h == &vec!["hello".to_owned()]).await;
+        assert_eq!(seen, vec!["hello"], "on {}'s server", user.name);
+    }
+
+    // A remote reaction shows on a third server.
+    let announcement = alice.send(&general, "announcement").await;
+    let message_id = crate::harness::encode(announcement["id"].as_str().unwrap());
+    let (status, body) = carol.put_empty(&format!("/channels/{general}/messages/{message_id}/reactions/{}/@me", crate::harness::encode("👍"))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let reacted = eventually(
+        Duration::from_secs(10),
+        || async { bob.history(&general).await },
+        |h| h.iter().any(|m| m["content"] == "announcement" && m["reactions"][0]["count"] == 1),
+    )
+    .await;
+    assert!(reacted.iter().any(|m| m["reactions"][0]["emoji"] == "👍"), "{reacted:?}");
+
+    // A remote moderator pins and kicks.
+    let moderator = alice.create_role(&guild.id, "mods", &((1u64 << 13) | (1 << 1)).to_string(), 1).await;
+    alice.give_role(&guild.id, &bob.id, &moderator).await;
+    eventually(Duration::from_secs(10), || async { bob.get(&format!("/guilds/{}/members/{}", crate::harness::encode(&guild.id), crate::harness::encode(&bob.id))).await }, |r| r.1["roles"].as_array().is_some_and(|r| !r.is_empty())).await;
+    let (status, body) = bob.put_empty(&format!("/channels/{general}/pins/{message_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let pins = eventually(Duration::from_secs(10), || async { carol.get(&format!("/channels/{general}/pins")).await }, |r| r.1["messages"].as_array().is_some_and(|m| m.len() == 1)).await;
+    assert_eq!(pins.1["messages"][0]["content"], "announcement");
+    let (status, body) = bob.delete(&format!("/guilds/{}/members/{}", crate::harness::encode(&guild.id), crate::harness::encode(&carol.id))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let gone = eventually(Duration::from_secs(10), || async { carol.get(&format!("/guilds/{}", crate::harness::encode(&guild.id))).await }, |r| r.0 == StatusCode::NOT_FOUND).await;
+    assert_eq!(gone.0, StatusCode::NOT_FOUND, "carol's server knows she was kicked");
+    assert!(!alice.member_ids(&guild.id).await.contains(&carol.id));
+
+    // A remote member leaves.
+    let (status, body) = bob.delete(&format!("/guilds/{}/members/@me", crate::harness::encode(&guild.id))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let members = eventually(Duration::from_secs(10), || alice.member_ids(&guild.id), |m| !m.contains(&bob.id)).await;
+    assert_eq!(members, vec![alice.id.clone()]);
+}
