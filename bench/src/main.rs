@@ -5,6 +5,7 @@
 //! Nothing here asserts a speed: benchmarks measure, tests check behaviour.
 
 mod client;
+mod federation;
 mod homeserver;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,9 @@ async fn main() -> Result<()> {
     println!("homeserver (embedded SQLite, one process, loopback)");
     homeserver::rest_throughput(&mut results).await?;
     homeserver::gateway_latency(&mut results).await?;
+    println!("federation (two servers in one process, loopback HTTP)");
+    federation::ingest(&mut results).await?;
+    federation::cross_server_latency(&mut results).await?;
     write(&results)?;
     Ok(())
 }

@@ -1,0 +1,156 @@
+//! Two-server benchmarks: how fast a replica ingests host-signed events, and how long a message
+//! takes from one server's REST API to another server's gateway.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use guildhall_homeserver::config::Config;
+use guildhall_homeserver::{AppState, DataDir, effective_server_name};
+use guildhall_spec::event::{self, Proposal};
+use guildhall_spec::{GuildId, KeyId, ServerName, ServerSigningKey, TxnId, UserId, base64url};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::Results;
+use crate::client::{Gateway, Rest};
+
+struct Node {
+    state: AppState,
+    rest: Rest,
+    base: String,
+    data: std::path::PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+async fn node(label: &str) -> Result<Node> {
+    let data = std::env::temp_dir().join(format!("guildhall-bench-fed-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mut config = Config::default();
+    config.server.listen = listener.local_addr()?;
+    config.federation.danger_allow_plain_http = true;
+    config.rate_limits.per_account_per_second = 1_000_000;
+    config.rate_limits.per_account_burst = 1_000_000;
+    config.rate_limits.per_ip_per_second = 1_000_000;
+    config.rate_limits.per_ip_burst = 1_000_000;
+    config.rate_limits.messages_per_second = 1_000_000;
+    config.rate_limits.messages_burst = 1_000_000;
+    config.gateway.session_queue = 65_536;
+    let state = AppState::open(config.clone(), &DataDir::new(&data), effective_server_name(&config)?).await?;
+    tokio::spawn(guildhall_homeserver::serve(state.clone(), listener, std::future::pending()));
+    let base = format!("http://{}", config.server.listen);
+    Ok(Node { state, rest: Rest::new(&base), base, data })
+}
+
+/// A guild on `host` with one member from `replica`; returns (guild, channel, host owner token, member token).
+async fn shared_guild(host: &Node, replica: &Node) -> Result<(GuildId, String, String, String)> {
+    let owner = host.rest.register("owner").await?;
+    let member = replica.rest.register("member").await?;
+    let guild = host.rest.call(Method::POST, "/guilds", Some(&owner), Some(json!({"name": "bench"}))).await?;
+    let channel = guild["channels"][0]["id"].as_str().context("channel")?.to_owned();
+    let invite = host.rest.call(Method::POST, &format!("/channels/{channel}/invites"), Some(&owner), Some(json!({}))).await?;
+    let code = invite["code"].as_str().context("code")?;
+    replica.rest.call(Method::POST, &format!("/invites/{code}?server={}", host.state.server_name), Some(&member), None).await?;
+    let guild_id = GuildId::parse(guild["id"].as_str().context("guild id")?)?;
+    Ok((guild_id, channel, owner, member))
+}
+
+/// Host-signed events applied per second by a replica: verify both signatures and the chain,
+/// fold, persist with projections, publish — the whole inbound path except HTTP.
+pub(crate) async fn ingest(results: &mut Results) -> Result<()> {
+    const EVENTS: u64 = 5_000;
+    let host = node("host").await?;
+    let replica = node("replica").await?;
+    let (guild_id, channel, _, _) = shared_guild(&host, &replica).await?;
+    // Sign as the host ourselves (with its key file), continuing the replica's chain. The real
+    // host stays quiet, so nothing else extends the log meanwhile.
+    let key_file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(host.data.join("signing-keys.json"))?)?;
+    let seed = base64url::decode_array::<32>(key_file["current"]["seed"].as_str().context("seed")?).context("seed length")?;
+    let host_name: ServerName = host.state.server_name.clone();
+    let key = ServerSigningKey::from_seed(host_name.clone(), KeyId::parse(key_file["current"]["key_id"].as_str().context("key id")?)?, &seed);
+    let head = replica.state.guilds.head(&guild_id).await.map_err(|e| anyhow::anyhow!(e.code()))?;
+    let sender = UserId::new("owner", &host_name)?;
+    let (mut seq, mut prev) = (head.seq, head.event_id);
+    let mut events = Vec::with_capacity(EVENTS as usize);
+    for index in 0..EVENTS {
+        let proposal = Proposal {
+            guild_id: guild_id.clone(),
+            event_type: "message.create".into(),
+            sender: sender.clone(),
+            origin: host_name.clone(),
+            origin_ts: guildhall_homeserver::store::now_ms(),
+            txn_id: TxnId::parse(&format!("bench{index}"))?,
+            content: json!({"channel_id": channel, "body": format!("event {index} with a typical amount of text in it")})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        seq += 1;
+        let (id, signed) = event::sequence(proposal.sign(&key)?, seq, Some(&prev), &key)?;
+        prev = id;
+        events.push(signed);
+    }
+    let start = Instant::now();
+    for signed in events {
+        replica.state.guilds.receive_event(&host_name, signed).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    results.record("federation.replica_ingest_events_per_sec", EVENTS as f64 / start.elapsed().as_secs_f64(), "events/s");
+    Ok(())
+}
+
+/// From `POST /messages` on the host to `MESSAGE_CREATE` on the replica's gateway.
+pub(crate) async fn cross_server_latency(results: &mut Results) -> Result<()> {
+    const MESSAGES: u64 = 1_000;
+    const RATE: u64 = 100;
+    const CLIENTS: usize = 10;
+    let host = node("lat-host").await?;
+    let replica = node("lat-replica").await?;
+    let (_, channel, owner, member) = shared_guild(&host, &replica).await?;
+    let epoch = Instant::now();
+    let mut receivers = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut gateway = Gateway::connect(&replica.base, &member).await?;
+        receivers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while (latencies.len() as u64) < MESSAGES {
+                let frame = gateway.next_frame().await?;
+                if frame["t"] == "MESSAGE_CREATE" {
+                    let sent: u64 = frame["d"]["content"].as_str().and_then(|c| c.parse().ok()).context("timestamp")?;
+                    #[allow(clippy::cast_possible_truncation)]
+                    latencies.push((epoch.elapsed().as_micros() as u64).saturating_sub(sent));
+                }
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let rest = Arc::new(host.rest.clone());
+    let start = Instant::now();
+    for index in 0..MESSAGES {
+        tokio::time::sleep_until((start + Duration::from_micros(index * 1_000_000 / RATE)).into()).await;
+        #[allow(clippy::cast_possible_truncation)]
+        let sent = epoch.elapsed().as_micros() as u64;
+        rest.call(Method::POST, &format!("/channels/{channel}/messages"), Some(&owner), Some(json!({"content": sent.to_string()}))).await?;
+    }
+    let mut all = Vec::new();
+    for receiver in receivers {
+        all.extend(tokio::time::timeout(Duration::from_secs(60), receiver).await???);
+    }
+    all.sort_unstable();
+    let percentile = |p: f64| {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let index = ((all.len() as f64 - 1.0) * p).round() as usize;
+        #[allow(clippy::cast_precision_loss)]
+        let micros = all.get(index).copied().unwrap_or(0) as f64;
+        micros / 1000.0
+    };
+    results.record("federation.cross_server_latency_p50_ms_100mps", percentile(0.50), "ms");
+    results.record("federation.cross_server_latency_p99_ms_100mps", percentile(0.99), "ms");
+    Ok(())
+}
