@@ -23,7 +23,8 @@ struct Homeserver {
 
 impl Homeserver {
     async fn start(label: &str) -> Result<Self> {
-        let data = std::env::temp_dir().join(format!("guildhall-two-servers-{label}-{}", std::process::id()));
+        let data = std::env::temp_dir()
+            .join(format!("guildhall-two-servers-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let mut config = Config::default();
@@ -33,10 +34,21 @@ impl Homeserver {
         let name = effective_server_name(&config)?;
         let state = AppState::open(config.clone(), &DataDir::new(&data), name.clone()).await?;
         tokio::spawn(guildhall_homeserver::serve(state, listener, std::future::pending()));
-        Ok(Self { url: format!("http://{}", config.server.listen), name: name.to_string(), http: reqwest::Client::new(), data })
+        Ok(Self {
+            url: format!("http://{}", config.server.listen),
+            name: name.to_string(),
+            http: reqwest::Client::new(),
+            data,
+        })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Value> {
         let mut request = self.http.request(method, format!("{}/api/v1{path}", self.url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -54,17 +66,32 @@ impl Homeserver {
     }
 
     async fn register(&self, name: &str) -> Result<String> {
-        let body = self.call(reqwest::Method::POST, "/auth/register", None, Some(json!({"username": name, "password": "correct horse battery"}))).await?;
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                "/auth/register",
+                None,
+                Some(json!({"username": name, "password": "correct horse battery"})),
+            )
+            .await?;
         Ok(body["token"].as_str().context("token")?.to_owned())
     }
 
     async fn history(&self, token: &str, channel: &str) -> Result<Vec<String>> {
-        let body = self.call(reqwest::Method::GET, &format!("/channels/{channel}/messages"), Some(token), None).await?;
+        let body = self
+            .call(reqwest::Method::GET, &format!("/channels/{channel}/messages"), Some(token), None)
+            .await?;
         let mut lines: Vec<String> = body["messages"]
             .as_array()
             .context("messages")?
             .iter()
-            .map(|m| format!("{}: {}", m["author_id"].as_str().unwrap_or("?"), m["content"].as_str().unwrap_or("")))
+            .map(|m| {
+                format!(
+                    "{}: {}",
+                    m["author_id"].as_str().unwrap_or("?"),
+                    m["content"].as_str().unwrap_or("")
+                )
+            })
             .collect();
         lines.reverse();
         Ok(lines)
@@ -85,13 +112,23 @@ async fn main() -> Result<()> {
 
     let alice = a.register("alice").await?;
     let bob = b.register("bob").await?;
-    let guild = a.call(reqwest::Method::POST, "/guilds", Some(&alice), Some(json!({"name": "Across the wire"}))).await?;
+    let guild = a
+        .call(
+            reqwest::Method::POST,
+            "/guilds",
+            Some(&alice),
+            Some(json!({"name": "Across the wire"})),
+        )
+        .await?;
     let channel = guild["channels"][0]["id"].as_str().context("channel")?.to_owned();
-    let invite = a.call(reqwest::Method::POST, &format!("/channels/{channel}/invites"), Some(&alice), None).await?;
+    let invite = a
+        .call(reqwest::Method::POST, &format!("/channels/{channel}/invites"), Some(&alice), None)
+        .await?;
     let code = invite["code"].as_str().context("code")?;
     println!("alice created {} on A; invite code {code}", guild["id"].as_str().unwrap_or("?"));
 
-    b.call(reqwest::Method::POST, &format!("/invites/{code}?server={}", a.name), Some(&bob), None).await?;
+    b.call(reqwest::Method::POST, &format!("/invites/{code}?server={}", a.name), Some(&bob), None)
+        .await?;
     println!("bob (on B) joined through A");
 
     let lines = [
@@ -100,7 +137,14 @@ async fn main() -> Result<()> {
         (&a, &alice, "and I read you on A"),
     ];
     for (server, token, text) in lines {
-        server.call(reqwest::Method::POST, &format!("/channels/{channel}/messages"), Some(token), Some(json!({"content": text}))).await?;
+        server
+            .call(
+                reqwest::Method::POST,
+                &format!("/channels/{channel}/messages"),
+                Some(token),
+                Some(json!({"content": text})),
+            )
+            .await?;
     }
     // Deliveries are asynchronous; give A's queue a moment to reach B.
     let mut on_b = Vec::new();

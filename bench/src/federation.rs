@@ -29,7 +29,8 @@ impl Drop for Node {
 }
 
 async fn node(label: &str) -> Result<Node> {
-    let data = std::env::temp_dir().join(format!("guildhall-bench-fed-{label}-{}", std::process::id()));
+    let data =
+        std::env::temp_dir().join(format!("guildhall-bench-fed-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mut config = Config::default();
@@ -42,7 +43,9 @@ async fn node(label: &str) -> Result<Node> {
     config.rate_limits.messages_per_second = 1_000_000;
     config.rate_limits.messages_burst = 1_000_000;
     config.gateway.session_queue = 65_536;
-    let state = AppState::open(config.clone(), &DataDir::new(&data), effective_server_name(&config)?).await?;
+    let state =
+        AppState::open(config.clone(), &DataDir::new(&data), effective_server_name(&config)?)
+            .await?;
     tokio::spawn(guildhall_homeserver::serve(state.clone(), listener, std::future::pending()));
     let base = format!("http://{}", config.server.listen);
     Ok(Node { state, rest: Rest::new(&base), base, data })
@@ -52,11 +55,25 @@ async fn node(label: &str) -> Result<Node> {
 async fn shared_guild(host: &Node, replica: &Node) -> Result<(GuildId, String, String, String)> {
     let owner = host.rest.register("owner").await?;
     let member = replica.rest.register("member").await?;
-    let guild = host.rest.call(Method::POST, "/guilds", Some(&owner), Some(json!({"name": "bench"}))).await?;
+    let guild = host
+        .rest
+        .call(Method::POST, "/guilds", Some(&owner), Some(json!({"name": "bench"})))
+        .await?;
     let channel = guild["channels"][0]["id"].as_str().context("channel")?.to_owned();
-    let invite = host.rest.call(Method::POST, &format!("/channels/{channel}/invites"), Some(&owner), Some(json!({}))).await?;
+    let invite = host
+        .rest
+        .call(Method::POST, &format!("/channels/{channel}/invites"), Some(&owner), Some(json!({})))
+        .await?;
     let code = invite["code"].as_str().context("code")?;
-    replica.rest.call(Method::POST, &format!("/invites/{code}?server={}", host.state.server_name), Some(&member), None).await?;
+    replica
+        .rest
+        .call(
+            Method::POST,
+            &format!("/invites/{code}?server={}", host.state.server_name),
+            Some(&member),
+            None,
+        )
+        .await?;
     let guild_id = GuildId::parse(guild["id"].as_str().context("guild id")?)?;
     Ok((guild_id, channel, owner, member))
 }
@@ -70,10 +87,16 @@ pub(crate) async fn ingest(results: &mut Results) -> Result<()> {
     let (guild_id, channel, _, _) = shared_guild(&host, &replica).await?;
     // Sign as the host ourselves (with its key file), continuing the replica's chain. The real
     // host stays quiet, so nothing else extends the log meanwhile.
-    let key_file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(host.data.join("signing-keys.json"))?)?;
-    let seed = base64url::decode_array::<32>(key_file["current"]["seed"].as_str().context("seed")?).context("seed length")?;
+    let key_file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(host.data.join("signing-keys.json"))?)?;
+    let seed = base64url::decode_array::<32>(key_file["current"]["seed"].as_str().context("seed")?)
+        .context("seed length")?;
     let host_name: ServerName = host.state.server_name.clone();
-    let key = ServerSigningKey::from_seed(host_name.clone(), KeyId::parse(key_file["current"]["key_id"].as_str().context("key id")?)?, &seed);
+    let key = ServerSigningKey::from_seed(
+        host_name.clone(),
+        KeyId::parse(key_file["current"]["key_id"].as_str().context("key id")?)?,
+        &seed,
+    );
     let head = replica.state.guilds.head(&guild_id).await.map_err(|e| anyhow::anyhow!(e.code()))?;
     let sender = UserId::new("owner", &host_name)?;
     let (mut seq, mut prev) = (head.seq, head.event_id);
@@ -98,10 +121,19 @@ pub(crate) async fn ingest(results: &mut Results) -> Result<()> {
     }
     let start = Instant::now();
     for signed in events {
-        replica.state.guilds.receive_event(&host_name, signed).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        replica
+            .state
+            .guilds
+            .receive_event(&host_name, signed)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     #[allow(clippy::cast_precision_loss)]
-    results.record("federation.replica_ingest_events_per_sec", EVENTS as f64 / start.elapsed().as_secs_f64(), "events/s");
+    results.record(
+        "federation.replica_ingest_events_per_sec",
+        EVENTS as f64 / start.elapsed().as_secs_f64(),
+        "events/s",
+    );
     Ok(())
 }
 
@@ -122,7 +154,10 @@ pub(crate) async fn cross_server_latency(results: &mut Results) -> Result<()> {
             while (latencies.len() as u64) < MESSAGES {
                 let frame = gateway.next_frame().await?;
                 if frame["t"] == "MESSAGE_CREATE" {
-                    let sent: u64 = frame["d"]["content"].as_str().and_then(|c| c.parse().ok()).context("timestamp")?;
+                    let sent: u64 = frame["d"]["content"]
+                        .as_str()
+                        .and_then(|c| c.parse().ok())
+                        .context("timestamp")?;
                     #[allow(clippy::cast_possible_truncation)]
                     latencies.push((epoch.elapsed().as_micros() as u64).saturating_sub(sent));
                 }
@@ -133,10 +168,17 @@ pub(crate) async fn cross_server_latency(results: &mut Results) -> Result<()> {
     let rest = Arc::new(host.rest.clone());
     let start = Instant::now();
     for index in 0..MESSAGES {
-        tokio::time::sleep_until((start + Duration::from_micros(index * 1_000_000 / RATE)).into()).await;
+        tokio::time::sleep_until((start + Duration::from_micros(index * 1_000_000 / RATE)).into())
+            .await;
         #[allow(clippy::cast_possible_truncation)]
         let sent = epoch.elapsed().as_micros() as u64;
-        rest.call(Method::POST, &format!("/channels/{channel}/messages"), Some(&owner), Some(json!({"content": sent.to_string()}))).await?;
+        rest.call(
+            Method::POST,
+            &format!("/channels/{channel}/messages"),
+            Some(&owner),
+            Some(json!({"content": sent.to_string()})),
+        )
+        .await?;
     }
     let mut all = Vec::new();
     for receiver in receivers {
@@ -144,7 +186,11 @@ pub(crate) async fn cross_server_latency(results: &mut Results) -> Result<()> {
     }
     all.sort_unstable();
     let percentile = |p: f64| {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
         let index = ((all.len() as f64 - 1.0) * p).round() as usize;
         #[allow(clippy::cast_precision_loss)]
         let micros = all.get(index).copied().unwrap_or(0) as f64;

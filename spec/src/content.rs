@@ -168,11 +168,17 @@ impl EventContent {
     }
 
     /// The channel whose viewers alone may receive this event's content (spec chapter 13).
-    /// `message.delete` is never withheld: every server holding the message must learn to
-    /// erase it.
+    ///
+    /// Events that only say *who may see* a channel or that it is gone (overwrites,
+    /// `channel.delete`) and `message.delete` are never withheld: every member server needs them
+    /// to compute its own users' access correctly and to erase what it holds. They carry ids
+    /// and permission bits, never names, topics or messages.
     pub fn visibility_channel(&self) -> Option<&ChannelId> {
         match self {
-            Self::MessageDelete(_) => None,
+            Self::MessageDelete(_)
+            | Self::OverwriteSet(_)
+            | Self::OverwriteDelete(_)
+            | Self::ChannelDelete(_) => None,
             _ => self.channel_id(),
         }
     }

@@ -62,7 +62,10 @@ impl FromRequest<AppState> for Federated {
         }
         let (parts, body) = request.into_parts();
         // Nesting strips `/_guildhall/v1` from the URI; the signature covers the path as sent.
-        let uri = parts.extensions.get::<axum::extract::OriginalUri>().map_or_else(|| parts.uri.clone(), |original| original.0.clone());
+        let uri = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.clone(), |original| original.0.clone());
         let body = axum::body::to_bytes(body, MAX_FEDERATION_BODY).await.map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

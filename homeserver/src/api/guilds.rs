@@ -7,10 +7,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use guildhall_spec::content::{
     Empty, EventContent, GuildKind, GuildUpdate, MemberModeration, MemberRef, MemberUpdate,
-    RoleCreate, RoleRef, RoleUpdate,
+    RoleCreate, RoleRef, RoleUpdate, ServerBan, ServerUnban,
 };
 use guildhall_spec::state::GuildState;
-use guildhall_spec::{GuildId, Permissions, RoleId, UserId};
+use guildhall_spec::{GuildId, Permissions, RoleId, ServerName, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -310,7 +310,12 @@ pub(super) async fn bans(
         .iter()
         .map(|(user, ban)| json!({"user_id": user, "reason": ban.reason, "by": ban.by}))
         .collect();
-    Ok(Json(json!({"bans": bans})))
+    let servers: Vec<Value> = guild_state
+        .server_bans
+        .iter()
+        .map(|(server, ban)| json!({"server": server, "reason": ban.reason, "by": ban.by}))
+        .collect();
+    Ok(Json(json!({"bans": bans, "server_bans": servers})))
 }
 
 /// `PUT /api/v1/guilds/{guild_id}/bans/{user_id}` with an optional `{"reason"}`.
@@ -346,6 +351,44 @@ pub(super) async fn unban(
     state
         .guilds
         .submit(&guild_id, &auth.user_id, EventContent::MemberUnban(MemberRef { user_id }), None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /api/v1/guilds/{guild_id}/server-bans/{server}` with an optional `{"reason"}`: no user
+/// of that server may take part in the guild (BAN_MEMBERS; the host enforces it).
+pub(super) async fn server_ban(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((guild_id, server)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<Reason>,
+) -> ApiResult<StatusCode> {
+    let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
+    let server: ServerName = parse_id("server name", &server)?;
+    let reason = body.and_then(|body| body.reason);
+    state
+        .guilds
+        .submit(
+            &guild_id,
+            &auth.user_id,
+            EventContent::ServerBan(ServerBan { server, reason }),
+            None,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/guilds/{guild_id}/server-bans/{server}`.
+pub(super) async fn server_unban(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((guild_id, server)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
+    let server: ServerName = parse_id("server name", &server)?;
+    state
+        .guilds
+        .submit(&guild_id, &auth.user_id, EventContent::ServerUnban(ServerUnban { server }), None)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,7 @@
 //! Handlers are thin: parse ids at the edge, turn the request into an event content or a store
 //! call, and map the outcome to a view. Every error is an [`ApiError`].
 
+mod admin;
 mod auth;
 pub use auth::create_account;
 mod channels;
@@ -112,6 +113,12 @@ pub fn router(state: AppState) -> Router {
             "/channels/{channel_id}/pins/{message_id}",
             put(messages::pin).delete(messages::unpin),
         )
+        .route(
+            "/guilds/{guild_id}/server-bans/{server}",
+            put(guilds::server_ban).delete(guilds::server_unban),
+        )
+        .route("/admin/federation/policy", get(admin::policy).put(admin::set_policy))
+        .route("/admin/equivocations", get(admin::equivocations))
         .route(
             "/invites/{code}",
             get(channels::invite).post(channels::accept_invite).delete(channels::revoke_invite),

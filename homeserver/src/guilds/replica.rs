@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
+use guildhall_spec::api::get_content::{self, GetContent};
 use guildhall_spec::api::get_events::{self, GetEvents};
+use guildhall_spec::api::get_state::{GetState, Snapshot};
 use guildhall_spec::api::{Endpoint, fill_path};
 use guildhall_spec::content::EventContent;
 use guildhall_spec::event::{self, ChainPosition, EventError, JsonObject, VerifiedEvent};
+use guildhall_spec::signing;
+use guildhall_spec::state::GuildState;
 use guildhall_spec::{GuildId, ServerName, UserId};
 
 use super::{GuildHead, GuildService, changes_state};
@@ -57,7 +61,10 @@ impl std::fmt::Display for ReceiveError {
 
 /// What one attempt to apply an event did.
 enum Outcome {
-    Applied,
+    /// Applied; `access_grew` when a local user may now view a channel none could before.
+    Applied {
+        access_grew: bool,
+    },
     Duplicate,
     /// The event is beyond head + 1: the range after `head` is missing.
     Gap {
@@ -81,27 +88,123 @@ impl GuildService {
         if self.store.guild(&guild_id).await.map_err(internal)?.is_none() {
             return self.unreplicated(&event, &envelope).await;
         }
-        match self.try_apply(&event).await? {
-            Outcome::Applied | Outcome::Duplicate => Ok(()),
+        let access_grew = match self.try_apply(&event).await? {
+            Outcome::Applied { access_grew } => access_grew,
+            Outcome::Duplicate => false,
             Outcome::Gap { head } => {
                 let seq = envelope.seq.unwrap_or(0);
-                self.catch_up(&guild_id, head, seq.saturating_sub(1)).await?;
+                let mut grew = self.catch_up(&guild_id, head, seq.saturating_sub(1)).await?;
                 match self.try_apply(&event).await? {
-                    Outcome::Applied | Outcome::Duplicate => Ok(()),
-                    Outcome::Gap { .. } => Err(ReceiveError::GapNotFilled),
+                    Outcome::Applied { access_grew } => grew |= access_grew,
+                    Outcome::Duplicate => {}
+                    Outcome::Gap { .. } => return Err(ReceiveError::GapNotFilled),
                 }
+                grew
             }
+        };
+        if access_grew {
+            self.fetch_withheld(&guild_id).await;
+        }
+        Ok(())
+    }
+
+    /// A local user may now see more of the guild: take the host's current view of the state
+    /// (channels that were hidden from us) and fetch the content withheld so far, which the host
+    /// releases only for channels we may now view (spec chapter 13).
+    pub async fn fetch_withheld(&self, guild_id: &GuildId) {
+        if let Err(error) = self.try_fetch_withheld(guild_id).await {
+            tracing::info!(%guild_id, %error, "could not fetch withheld content yet");
         }
     }
 
+    async fn try_fetch_withheld(&self, guild_id: &GuildId) -> Result<(), ReceiveError> {
+        let host = guild_id.host();
+        // The snapshot must describe exactly our head: catch up, take it, and retry if the host
+        // moved on in between.
+        for _ in 0..3 {
+            let head = self.head(guild_id).await.map_err(|e| internal(e.code()))?;
+            self.catch_up(guild_id, head.seq, head.seq).await?;
+            let path = fill_path(GetState::PATH, &[guild_id.as_str()]);
+            let snapshot = self
+                .client
+                .request_json::<JsonObject>("GET", &host, &path, None, None)
+                .await
+                .map_err(|e| internal(e.to_string()))?
+                .map_err(|(status, _)| internal(format!("state: status {status}")))?;
+            let keys = self.keys.event_keys(std::slice::from_ref(&host)).await;
+            signing::verify_json(&snapshot, &host, &keys).map_err(|e| internal(e.to_string()))?;
+            let snapshot: Snapshot =
+                serde_json::from_value(serde_json::Value::Object(snapshot)).map_err(internal)?;
+            let state: GuildState =
+                serde_json::from_value(serde_json::Value::Object(snapshot.state))
+                    .map_err(internal)?;
+            let _guard = self.write_lock.lock().await;
+            let head = self.head(guild_id).await.map_err(|e| internal(e.code()))?;
+            if head.seq == snapshot.seq
+                && head.event_id == snapshot.event_id
+                && &state.guild_id == guild_id
+            {
+                self.store
+                    .install_snapshot(&state, snapshot.seq, &snapshot.event_id)
+                    .await
+                    .map_err(internal)?;
+                self.cache(
+                    guild_id,
+                    GuildHead { seq: head.seq, event_id: head.event_id, state: Arc::new(state) },
+                );
+                break;
+            }
+        }
+        let withheld = self.store.withheld_events(guild_id).await.map_err(internal)?;
+        let content_path = fill_path(GetContent::PATH, &[guild_id.as_str()]);
+        for chunk in withheld.chunks(get_content::MAX_EVENTS) {
+            let body = serde_json::json!({"event_ids": chunk});
+            let answer = self
+                .client
+                .request_json::<get_content::Response>(
+                    "POST",
+                    &host,
+                    &content_path,
+                    None,
+                    Some(&body),
+                )
+                .await
+                .map_err(|e| internal(e.to_string()))?
+                .map_err(|(status, _)| internal(format!("content: status {status}")))?;
+            let mut released = self.store.events_by_id(guild_id, chunk).await.map_err(internal)?;
+            released.sort_by_key(|event| event.seq);
+            for mut event in released {
+                let Some(content) = answer.contents.get(&event.event_id) else { continue };
+                // The host's answer must match the hash the host signed.
+                let matches = event::content_hash(content).ok().as_deref()
+                    == event.event.get("content_hash").and_then(|h| h.as_str());
+                let Some(event_type) =
+                    event.event.get("type").and_then(|t| t.as_str()).map(str::to_owned)
+                else {
+                    continue;
+                };
+                let Ok(typed) = EventContent::parse(&event_type, content) else { continue };
+                if !matches {
+                    tracing::warn!(%guild_id, event = %event.event_id, "host released content that does not match its hash");
+                    continue;
+                }
+                event.event.insert("content".into(), serde_json::Value::Object(content.clone()));
+                self.store.fill_withheld(&event, &typed).await.map_err(internal)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Fetches and applies the host's events after `after` until at least `until` (or the
-    /// host's head, whichever is known), in pages.
+    /// host's head, whichever is known), in pages. Returns whether a local user gained sight of
+    /// a channel along the way.
     pub async fn catch_up(
         &self,
         guild_id: &GuildId,
         mut after: u64,
         until: u64,
-    ) -> Result<(), ReceiveError> {
+    ) -> Result<bool, ReceiveError> {
+        let mut access_grew = false;
         let host = guild_id.host();
         let path = fill_path(GetEvents::PATH, &[guild_id.as_str()]);
         loop {
@@ -119,17 +222,22 @@ impl GuildService {
                 ReceiveError::GapNotFilled
             })?;
             if page.events.is_empty() {
-                return if after >= until { Ok(()) } else { Err(ReceiveError::GapNotFilled) };
+                return if after >= until {
+                    Ok(access_grew)
+                } else {
+                    Err(ReceiveError::GapNotFilled)
+                };
             }
             for event in page.events {
                 match self.try_apply(&event).await? {
-                    Outcome::Applied | Outcome::Duplicate => {}
+                    Outcome::Applied { access_grew: grew } => access_grew |= grew,
+                    Outcome::Duplicate => {}
                     Outcome::Gap { .. } => return Err(ReceiveError::GapNotFilled),
                 }
             }
             after = self.head(guild_id).await.map_err(|e| internal(e.code()))?.seq;
             if after >= until && after >= page.head {
-                return Ok(());
+                return Ok(access_grew);
             }
         }
     }
@@ -139,8 +247,10 @@ impl GuildService {
         let Ok(guilds) = self.store.replicated_guilds(self.server_name()).await else { return };
         for guild_id in guilds {
             let Ok(head) = self.head(&guild_id).await else { continue };
-            if let Err(error) = self.catch_up(&guild_id, head.seq, head.seq).await {
-                tracing::info!(%guild_id, %error, "could not catch up yet");
+            match self.catch_up(&guild_id, head.seq, head.seq).await {
+                Ok(true) => self.fetch_withheld(&guild_id).await,
+                Ok(false) => {}
+                Err(error) => tracing::info!(%guild_id, %error, "could not catch up yet"),
             }
         }
     }
@@ -172,8 +282,8 @@ impl GuildService {
         if seq <= head.seq {
             return self.duplicate_or_equivocation(&verified, seq).await;
         }
-        self.apply_verified(&head, verified).await?;
-        Ok(Outcome::Applied)
+        let access_grew = self.apply_verified(&head, verified).await?;
+        Ok(Outcome::Applied { access_grew })
     }
 
     async fn duplicate_or_equivocation(
@@ -206,11 +316,12 @@ impl GuildService {
     }
 
     /// Stores and publishes the next event of a replicated guild. Called with the write lock.
+    /// Returns whether local users may now see more than before (see [`local_view_grew`]).
     async fn apply_verified(
         &self,
         head: &GuildHead,
         verified: VerifiedEvent,
-    ) -> Result<(), ReceiveError> {
+    ) -> Result<bool, ReceiveError> {
         let envelope = &verified.envelope;
         let seq = envelope.seq.unwrap_or(head.seq + 1);
         // Content of an unknown type (a newer protocol) is stored but not folded.
@@ -261,7 +372,20 @@ impl GuildService {
                 0,
             );
         }
-        Ok(())
+        // An overwrite on a channel we do not know was hidden from us and may now be open.
+        let unknown_channel = match &content {
+            Some(EventContent::OverwriteSet(set)) => {
+                !head.state.channels.contains_key(&set.channel_id)
+            }
+            Some(EventContent::OverwriteDelete(delete)) => {
+                !head.state.channels.contains_key(&delete.channel_id)
+            }
+            _ => false,
+        };
+        let grew = unknown_channel
+            || (content.as_ref().is_some_and(changes_state)
+                && local_view_grew(self.server_name(), &head.state, &after));
+        Ok(grew)
     }
 
     /// An event of a guild this server does not replicate: only a DM invitation for one of our
@@ -295,6 +419,33 @@ impl GuildService {
         }
         Ok(())
     }
+}
+
+/// Whether some local user may view a channel after that no local user could view before, or
+/// may be granted sight through a change the replica cannot see yet (a local user's roles or
+/// the channel overwrites changed).
+fn local_view_grew(me: &ServerName, before: &GuildState, after: &GuildState) -> bool {
+    let locals: Vec<&UserId> =
+        after.members.keys().filter(|user| &user.server_name() == me).collect();
+    let visible = |state: &GuildState| -> std::collections::BTreeSet<guildhall_spec::ChannelId> {
+        state
+            .channels
+            .keys()
+            .filter(|channel| locals.iter().any(|user| state.can_view(user, channel)))
+            .cloned()
+            .collect()
+    };
+    let roles_changed = locals.iter().any(|user| {
+        before.members.get(*user).map(|m| &m.roles) != after.members.get(*user).map(|m| &m.roles)
+    });
+    let overwrites_changed = before.channels.iter().any(|(id, channel)| {
+        after.channels.get(id).is_some_and(|c| c.overwrites != channel.overwrites)
+    });
+    let roles_edited = before.roles != after.roles;
+    !visible(after).is_subset(&visible(before))
+        || roles_changed
+        || overwrites_changed
+        || roles_edited
 }
 
 fn parse_envelope(event: &JsonObject) -> Result<event::Envelope, ReceiveError> {

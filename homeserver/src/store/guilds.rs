@@ -141,6 +141,69 @@ impl Store {
             .collect())
     }
 
+    /// Events of a guild stored without content (withheld from this server, or erased).
+    pub async fn withheld_events(&self, guild_id: &GuildId) -> Result<Vec<EventId>, sqlx::Error> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT event_id FROM events WHERE guild_id = ? AND content IS NULL ORDER BY seq",
+        )
+        .bind(guild_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.iter().filter_map(|id| EventId::parse(id).ok()).collect())
+    }
+
+    /// Stores content that arrives after its event (withheld until a local user could see it)
+    /// and indexes it as if it had come with the event. Returns false if the event already had
+    /// content.
+    pub async fn fill_withheld(
+        &self,
+        event: &StoredEvent,
+        content: &EventContent,
+    ) -> Result<bool, sqlx::Error> {
+        let Some(content_object) = event.event.get("content") else { return Ok(false) };
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE events SET content = ?, message_id = ? WHERE event_id = ? AND content IS NULL",
+        )
+        .bind(content_object.to_string())
+        .bind(message_target(content, &event.event_id).as_ref().map(EventId::as_str))
+        .bind(event.event_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let envelope: guildhall_spec::event::Envelope = serde_json::from_value(
+            serde_json::Value::Object(guildhall_spec::event::envelope(&event.event)),
+        )
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let state = GuildState::new(
+            event.guild_id.clone(),
+            String::new(),
+            GuildKind::Guild,
+            envelope.sender.clone(),
+            0,
+        );
+        let appended = AppendedEvent {
+            guild_id: &event.guild_id,
+            seq: event.seq,
+            event_id: &event.event_id,
+            event: &event.event,
+            sender: &envelope.sender,
+            txn_id: &envelope.txn_id,
+            origin_ts: envelope.origin_ts,
+            event_type: &envelope.event_type,
+            content: Some(content),
+            backfill: true,
+            before: None,
+            after: &state,
+            outbound: &[],
+        };
+        messages_projection(&mut tx, &appended, content).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Whether an event is stored.
     pub async fn has_event(&self, event_id: &EventId) -> Result<bool, sqlx::Error> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM events WHERE event_id = ?")
