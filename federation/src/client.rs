@@ -37,6 +37,9 @@ pub enum FederationError {
         /// What happened.
         message: String,
     },
+    /// Our trust policy does not allow talking to this server.
+    #[error("federation with {0} is not allowed by this server's policy")]
+    Denied(ServerName),
     /// The request could not be signed (an invariant broke).
     #[error("could not sign request: {0}")]
     Signing(String),
@@ -48,21 +51,26 @@ pub struct FederationClient {
     http: reqwest::Client,
     resolver: Resolver,
     key: ServerSigningKey,
+    policy: std::sync::Arc<crate::policy::TrustPolicy>,
 }
 
 /// The largest response body accepted from a peer.
 const MAX_RESPONSE_BYTES: usize = 32 << 20;
 
 impl FederationClient {
-    /// A client signing with `key`.
-    pub fn new(resolver: Resolver, key: ServerSigningKey) -> Self {
+    /// A client signing with `key`, talking only to servers `policy` permits.
+    pub fn new(
+        resolver: Resolver,
+        key: ServerSigningKey,
+        policy: std::sync::Arc<crate::policy::TrustPolicy>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { http, resolver, key }
+        Self { http, resolver, key, policy }
     }
 
     /// This server's name.
@@ -84,6 +92,9 @@ impl FederationClient {
         query: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<Response, FederationError> {
+        if !self.policy.permits(server) {
+            return Err(FederationError::Denied(server.clone()));
+        }
         let destination = self.resolver.resolve(server).await?;
         let body = body.unwrap_or_default();
         let nonce = base64url::encode(rand::random::<[u8; 18]>());

@@ -34,6 +34,9 @@ pub struct KeyFetcher {
     cache: moka::future::Cache<ServerName, Arc<CachedKeys>>,
 }
 
+/// The largest key document accepted.
+const MAX_DOCUMENT_BYTES: u64 = 64 * 1024;
+
 /// How often an unknown key id may trigger a refetch of the same server's keys.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -119,7 +122,14 @@ impl KeyFetcher {
             tracing::warn!(%server, status = %response.status(), "key fetch failed");
             return None;
         }
+        if response.content_length().is_some_and(|length| length > MAX_DOCUMENT_BYTES) {
+            tracing::warn!(%server, "key document too large");
+            return None;
+        }
         let bytes = response.bytes().await.ok()?;
+        if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+            return None;
+        }
         let cached = match check_document(server, &bytes) {
             Ok(cached) => cached,
             Err(reason) => {

@@ -112,9 +112,12 @@ impl FromRequest<AppState> for Federated {
     }
 }
 
-/// `GET /_guildhall/v1/keys/server`: our self-signed key document.
-pub(super) async fn server_keys(State(state): State<AppState>) -> Json<Value> {
-    Json(Value::Object((*state.federation.key_document).clone()))
+/// `GET /_guildhall/v1/keys/server`: our self-signed key document, signed afresh so that its
+/// validity always runs a day from now.
+pub(super) async fn server_keys(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let document = crate::federation::key_document(&state.server_name, &state.keys)
+        .map_err(ApiError::internal)?;
+    Ok(Json(Value::Object(document)))
 }
 
 /// `POST /_guildhall/v1/keys/query`: key documents of other servers, as we fetched and
@@ -178,7 +181,7 @@ pub(super) async fn send_transaction(
         };
         results.insert(key, serde_json::to_value(result).unwrap_or_default());
     }
-    for ephemeral in body.ephemeral {
+    for ephemeral in body.ephemeral.iter().filter_map(EphemeralEvent::parse) {
         receive_ephemeral(&state, &request.origin, ephemeral).await;
     }
     let response = json!({"results": results});
@@ -394,7 +397,6 @@ async fn guild_for_member_server(
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct EventsQuery {
     after: u64,
     limit: Option<u32>,

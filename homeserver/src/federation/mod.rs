@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use guildhall_federation::policy::TrustRules;
 use guildhall_federation::{
-    FederationClient, InboundAuth, KeyFetcher, Resolver, ResolverSettings, TrustPolicy,
+    FederationClient, InboundAuth, KeyFetcher, Resolver, ResolverSettings, TrustMode, TrustPolicy,
 };
 use guildhall_identity::server_keys::ServerKeys;
 use guildhall_spec::api::get_server_keys::{OldVerifyKey, ServerKeys as KeyDocument, VerifyKey};
@@ -54,8 +54,7 @@ impl Federation {
             danger_allow_plain_http: config.danger_allow_plain_http,
             dns_servers: config.dns_servers.clone(),
         });
-        let client = FederationClient::new(resolver.clone(), keys.current.clone());
-        let fetcher = KeyFetcher::new(resolver);
+        let fetcher = KeyFetcher::new(resolver.clone());
         let key_document = Arc::new(key_document(server_name, keys)?);
         let typed: KeyDocument =
             serde_json::from_value(serde_json::Value::Object((*key_document).clone()))?;
@@ -74,15 +73,20 @@ impl Federation {
         };
         let mut authorities = vec![server_name.to_string()];
         authorities.extend(config.public_addresses.iter().cloned());
-        let inbound =
-            InboundAuth::new(authorities, fetcher.clone(), Arc::new(TrustPolicy::new(rules)));
+        // With federation switched off, the policy is closed both ways.
+        let rules =
+            if config.enabled { rules } else { TrustRules { mode: TrustMode::Closed, ..rules } };
+        let policy = Arc::new(TrustPolicy::new(rules));
+        let client =
+            FederationClient::new(resolver.clone(), keys.current.clone(), Arc::clone(&policy));
+        let inbound = InboundAuth::new(authorities, fetcher.clone(), policy);
         let delivery = Delivery::new(store, client.clone());
         Ok(Self { client, keys: fetcher, inbound, delivery, key_document, enabled: config.enabled })
     }
 }
 
 /// Our self-signed key document: the current key, retired keys as `old_verify_keys`.
-fn key_document(server_name: &ServerName, keys: &ServerKeys) -> anyhow::Result<JsonObject> {
+pub fn key_document(server_name: &ServerName, keys: &ServerKeys) -> anyhow::Result<JsonObject> {
     let mut document = KeyDocument {
         server_name: server_name.clone(),
         verify_keys: [(

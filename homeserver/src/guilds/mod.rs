@@ -254,9 +254,15 @@ impl GuildService {
         origin: &ServerName,
         proposal: JsonObject,
     ) -> Result<Sequenced, SubmitError> {
-        let keys = self.keys.event_keys(std::slice::from_ref(origin)).await;
-        let (envelope, content) =
-            event::verify_proposal(&proposal, &keys).map_err(SubmitError::Invalid)?;
+        let mut keys = self.keys.event_keys(std::slice::from_ref(origin)).await;
+        let mut verdict = event::verify_proposal(&proposal, &keys);
+        if let Err(event::EventError::UnknownKey(server)) = &verdict {
+            // The origin may have rotated its key since we cached its document.
+            self.keys.refresh(server).await;
+            keys = self.keys.event_keys(std::slice::from_ref(origin)).await;
+            verdict = event::verify_proposal(&proposal, &keys);
+        }
+        let (envelope, content) = verdict.map_err(SubmitError::Invalid)?;
         if &envelope.origin != origin {
             return Err(SubmitError::Rejected(AuthError {
                 rejection: Rejection::SenderNotFromOrigin,

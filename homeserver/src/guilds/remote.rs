@@ -157,6 +157,8 @@ impl GuildService {
         let host = guild_id.host();
         let content = EventContent::MemberJoin(MemberJoin { invite_code: code.clone() });
         let proposal = self.local_proposal(guild_id, user, &content, now_ms(), None)?;
+        let txn_id =
+            proposal.get("txn_id").and_then(|t| t.as_str()).and_then(|t| TxnId::parse(t).ok());
         let request = join_guild::Request { user_id: user.clone(), invite_code: code, proposal };
         let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
         let path = fill_path(join_guild::JoinGuild::PATH, &[guild_id.as_str()]);
@@ -166,14 +168,17 @@ impl GuildService {
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?
             .map_err(|(status, body): (u16, Vec<u8>)| peer_error(status, &body))?;
-        self.install_join(guild_id, answer).await?;
+        self.install_join(guild_id, answer, txn_id).await?;
         Ok(guild_id.clone())
     }
 
+    /// Installs a join answer; `expected_txn` is the transaction id of our own join proposal,
+    /// which the sequenced join event must carry.
     async fn install_join(
         &self,
         guild_id: &GuildId,
         answer: join_guild::Response,
+        expected_txn: Option<TxnId>,
     ) -> ApiResult<()> {
         let host = guild_id.host();
         let bad = |message: &str| {
@@ -194,6 +199,8 @@ impl GuildService {
         if &snapshot.guild_id != guild_id
             || &state.guild_id != guild_id
             || snapshot.event_id != join.event_id
+            || join.envelope.seq != Some(snapshot.seq)
+            || Some(&join.envelope.txn_id) != expected_txn.as_ref()
         {
             return Err(bad("the snapshot does not match the join event"));
         }

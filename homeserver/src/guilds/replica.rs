@@ -295,10 +295,17 @@ impl GuildService {
         let held = self.store.guild_event(guild_id, seq).await.map_err(internal)?;
         match held {
             Some(held) if held.event_id == verified.event_id => {
+                // A copy with content fills in what was withheld, indexed like a fresh arrival
+                // (and never what a deletion erased: `fill_withheld` checks).
                 if let (Some(content), false) =
                     (&verified.content, held.event.contains_key("content"))
+                    && let Ok(typed) = EventContent::parse(&verified.envelope.event_type, content)
                 {
-                    self.store.fill_content(&held.event_id, content).await.map_err(internal)?;
+                    let mut filled = held.clone();
+                    filled
+                        .event
+                        .insert("content".into(), serde_json::Value::Object(content.clone()));
+                    self.store.fill_withheld(&filled, &typed).await.map_err(internal)?;
                 }
                 Ok(Outcome::Duplicate)
             }

@@ -267,18 +267,4 @@ impl Store {
         }
         Ok(events)
     }
-
-    /// Fills in content that was withheld when the event arrived (after checking its hash).
-    pub async fn fill_content(
-        &self,
-        event_id: &EventId,
-        content: &JsonObject,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE events SET content = ? WHERE event_id = ? AND content IS NULL")
-            .bind(serde_json::Value::Object(content.clone()).to_string())
-            .bind(event_id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
 }

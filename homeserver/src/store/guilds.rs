@@ -161,6 +161,11 @@ impl Store {
         content: &EventContent,
     ) -> Result<bool, sqlx::Error> {
         let Some(content_object) = event.event.get("content") else { return Ok(false) };
+        if let Some(target) = message_target(content, &event.event_id)
+            && self.is_erased(&target).await?
+        {
+            return Ok(false);
+        }
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE events SET content = ?, message_id = ? WHERE event_id = ? AND content IS NULL",
@@ -202,6 +207,16 @@ impl Store {
         messages_projection(&mut tx, &appended, content).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Whether a message was deleted (its content must never be stored again).
+    pub async fn is_erased(&self, message_id: &EventId) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM messages WHERE message_id = ? AND deleted = 1")
+                .bind(message_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
     }
 
     /// Whether an event is stored.
@@ -485,8 +500,9 @@ async fn messages_projection(
         EventContent::MessageCreate(create) => {
             let mentions = serde_json::to_string(&create.mentions.clone().unwrap_or_default())
                 .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            let rowid = sqlx::query(
-                "INSERT INTO messages (message_id, guild_id, channel_id, author, body, reply_to, mentions, created_seq, created_ts)
+            // A tombstone left by an earlier deletion wins: the message stays erased.
+            let inserted = sqlx::query(
+                "INSERT OR IGNORE INTO messages (message_id, guild_id, channel_id, author, body, reply_to, mentions, created_seq, created_ts)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(appended.event_id.as_str())
@@ -499,13 +515,14 @@ async fn messages_projection(
             .bind(to_i64(appended.seq))
             .bind(ts)
             .execute(&mut **tx)
-            .await?
-            .last_insert_rowid();
-            sqlx::query("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)")
-                .bind(rowid)
-                .bind(&create.body)
-                .execute(&mut **tx)
-                .await?;
+            .await?;
+            if inserted.rows_affected() == 1 {
+                sqlx::query("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)")
+                    .bind(inserted.last_insert_rowid())
+                    .bind(&create.body)
+                    .execute(&mut **tx)
+                    .await?;
+            }
         }
         EventContent::MessageEdit(edit) => {
             sqlx::query("UPDATE messages SET body = ?, edited_ts = ? WHERE message_id = ?")
@@ -523,6 +540,18 @@ async fn messages_projection(
                 .bind(delete.message_id.as_str())
                 .execute(&mut **tx)
                 .await?;
+            // A replica that never saw the message (its content was withheld) keeps a tombstone,
+            // so a late copy of the content can never bring it back.
+            sqlx::query(
+                "INSERT OR IGNORE INTO messages (message_id, guild_id, channel_id, author, body, created_seq, created_ts, deleted)
+                 VALUES (?, ?, ?, ?, NULL, 0, 0, 1)",
+            )
+            .bind(delete.message_id.as_str())
+            .bind(guild)
+            .bind(delete.channel_id.as_str())
+            .bind(appended.sender.as_str())
+            .execute(&mut **tx)
+            .await?;
             sqlx::query(
                 "UPDATE events SET content = NULL
                  WHERE message_id = ? AND event_type IN ('message.create', 'message.edit')",

@@ -22,6 +22,14 @@ pub enum EphemeralEvent {
     VoiceState(VoiceState),
 }
 
+impl EphemeralEvent {
+    /// Parses one ephemeral event; `None` for a kind this version does not know or a malformed
+    /// one (ephemeral events are best effort and never fail a transaction).
+    pub fn parse(value: &serde_json::Value) -> Option<Self> {
+        serde_json::from_value(value.clone()).ok()
+    }
+}
+
 /// Typing notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

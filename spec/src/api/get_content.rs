@@ -23,7 +23,6 @@ pub const MAX_EVENTS: usize = 500;
 
 /// The request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Request {
     /// Events whose content the caller wants.
     pub event_ids: Vec<EventId>,

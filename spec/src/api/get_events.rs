@@ -22,7 +22,6 @@ pub const MAX_LIMIT: u32 = 500;
 
 /// The query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Query {
     /// Return events with `seq > after`.
     pub after: u64,

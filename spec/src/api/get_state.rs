@@ -18,7 +18,6 @@ impl Endpoint for GetState {
 
 /// The query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Query {
     /// The seq the snapshot describes; absent = the head.
     #[serde(default, skip_serializing_if = "Option::is_none")]

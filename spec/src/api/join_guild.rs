@@ -18,7 +18,6 @@ impl Endpoint for JoinGuild {
 
 /// The request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Request {
     /// The joining user, a user of the calling server.
     pub user_id: UserId,

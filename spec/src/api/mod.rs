@@ -2,6 +2,10 @@
 //!
 //! Each endpoint type implements [`Endpoint`], which fixes its method, path template and
 //! authentication, so that no path string is written twice in the workspace.
+//!
+//! Request and response bodies ignore members they do not know, so that a newer peer can add
+//! some without breaking an older one (signed objects are verified as received, unknown
+//! members included).
 
 pub mod ephemeral;
 pub mod get_content;

@@ -20,7 +20,6 @@ impl Endpoint for QueryKeys {
 
 /// The request: which keys of which servers, valid at least until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Request {
     /// `{server: {key id: criteria}}`; an empty key map asks for all current keys.
     pub server_keys: BTreeMap<ServerName, BTreeMap<KeyId, KeyCriteria>>,
@@ -28,7 +27,6 @@ pub struct Request {
 
 /// What the caller needs of a key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct KeyCriteria {
     /// The document must be valid at least until this time (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ephemeral::EphemeralEvent;
 use super::{Auth, Endpoint, ErrorBody};
 use crate::event::JsonObject;
 use crate::ids::ServerName;
@@ -26,7 +25,6 @@ pub const MAX_EPHEMERAL: usize = 100;
 
 /// The request body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Request {
     /// The sending server; must equal the request signature's origin.
     pub origin: ServerName,
@@ -35,9 +33,10 @@ pub struct Request {
     /// Host-signed events, kept raw for verification.
     #[serde(default)]
     pub events: Vec<JsonObject>,
-    /// Ephemeral events.
+    /// Ephemeral events, kept raw: each is parsed on its own with
+    /// [`EphemeralEvent::parse`], and kinds this version does not know are skipped.
     #[serde(default)]
-    pub ephemeral: Vec<EphemeralEvent>,
+    pub ephemeral: Vec<serde_json::Value>,
 }
 
 /// The response: a result per sequenced event, by event id (`{}` = accepted or already held).

@@ -17,7 +17,6 @@ impl Endpoint for SubmitEvent {
 
 /// The request: one origin-signed proposal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Request {
     /// The proposal, kept raw so that the host verifies exactly what the origin signed.
     pub proposal: JsonObject,
