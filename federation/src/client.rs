@@ -64,7 +64,8 @@ impl FederationClient {
         key: ServerSigningKey,
         policy: std::sync::Arc<crate::policy::TrustPolicy>,
     ) -> Self {
-        let http = reqwest::Client::builder()
+        let http = resolver
+            .http_builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())

@@ -49,6 +49,7 @@ pub struct ResolverSettings {
 #[derive(Debug, Clone)]
 pub struct Resolver {
     http: reqwest::Client,
+    address_resolver: Option<HickoryAddresses>,
     dns: Option<TokioResolver>,
     scheme: &'static str,
     cache: moka::future::Cache<ServerName, Destination>,
@@ -62,20 +63,31 @@ struct WellKnown {
 impl Resolver {
     /// A resolver with the given settings.
     pub fn new(settings: &ResolverSettings) -> Self {
-        let http = reqwest::Client::builder()
+        let dns = build_dns(&settings.dns_servers);
+        // With configured DNS servers, host names are resolved by them too (not the system's).
+        let address_resolver =
+            (!settings.dns_servers.is_empty()).then(|| dns.clone()).flatten().map(HickoryAddresses);
+        let http = http_builder(address_resolver.as_ref())
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         Self {
             http,
-            dns: build_dns(&settings.dns_servers),
+            address_resolver,
+            dns,
             scheme: if settings.danger_allow_plain_http { "http" } else { "https" },
             cache: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
         }
+    }
+
+    /// An HTTP client builder that resolves host names the way this resolver does (through the
+    /// configured DNS servers, when there are any). Every federation HTTP client is built here.
+    pub fn http_builder(&self) -> reqwest::ClientBuilder {
+        http_builder(self.address_resolver.as_ref())
     }
 
     /// The destination for `name`.
@@ -165,6 +177,40 @@ impl Resolver {
         Ok(Destination {
             base_url: format!("{}://{}:443", self.scheme, name.host()),
             authority: name.to_string(),
+        })
+    }
+}
+
+fn http_builder(addresses: Option<&HickoryAddresses>) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder();
+    match addresses {
+        Some(addresses) => builder.dns_resolver(std::sync::Arc::new(addresses.clone())),
+        None => builder,
+    }
+}
+
+/// Resolves host names for HTTP connections through hickory (the configured DNS servers).
+#[derive(Clone)]
+struct HickoryAddresses(TokioResolver);
+
+impl std::fmt::Debug for HickoryAddresses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HickoryAddresses")
+    }
+}
+
+impl reqwest::dns::Resolve for HickoryAddresses {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let resolver = self.0.clone();
+        let host = format!("{}.", name.as_str().trim_end_matches('.'));
+        Box::pin(async move {
+            let lookup = resolver
+                .lookup_ip(host.as_str())
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+            let addresses: Vec<SocketAddr> =
+                lookup.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }

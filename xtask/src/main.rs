@@ -27,20 +27,14 @@ fn ci() -> Result<()> {
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     run("python3", &["spec/vectors/tools/generate.py", "--check"])?;
     run("cargo", &["test", "--workspace", "--locked"])?;
-    run("cargo", &["run", "--locked", "-p", "guildhall-examples", "--example", "sign_event"])?;
-    run(
-        "cargo",
-        &[
-            "run",
-            "--locked",
-            "-p",
-            "guildhall-examples",
-            "--example",
-            "gateway_bot",
-            "--",
-            "--demo",
-        ],
-    )?;
+    // Every example, as a user would run it; each exits non-zero if what it shows fails.
+    let examples: [&[&str]; 3] =
+        [&["sign_event"], &["gateway_bot", "--", "--demo"], &["two-servers"]];
+    for example in examples {
+        let mut args = vec!["run", "--locked", "-p", "guildhall-examples", "--example"];
+        args.extend_from_slice(example);
+        run("cargo", &args)?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,8 @@
+//! Integration tests of the federation plumbing against real network peers on loopback: a tiny
+//! authoritative DNS server (SRV and A records) and HTTP servers for `.well-known` delegation.
+
+// A broken fixture should fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod discovery;
+mod dns;
