@@ -49,6 +49,9 @@ pub struct FederationConfig {
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// Talk plain HTTP to other servers instead of HTTPS. Only for tests on loopback.
     pub danger_allow_plain_http: bool,
+    /// Accept proposals without checking the origin's signature. Exists only so the conformance
+    /// suite can prove it catches a broken server; never enable it.
+    pub danger_skip_origin_signature_check: bool,
 }
 
 impl Default for FederationConfig {
@@ -61,6 +64,7 @@ impl Default for FederationConfig {
             public_addresses: Vec::new(),
             dns_servers: Vec::new(),
             danger_allow_plain_http: false,
+            danger_skip_origin_signature_check: false,
         }
     }
 }
@@ -73,11 +77,17 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The server name; empty = the listen address.
     pub server_name: String,
+    /// Serve the unauthenticated test-control API (spec chapter 21). Conformance runs only.
+    pub danger_enable_test_control: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8008)), server_name: String::new() }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            server_name: String::new(),
+            danger_enable_test_control: false,
+        }
     }
 }
 

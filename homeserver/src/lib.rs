@@ -135,6 +135,12 @@ impl AppState {
             federation.delivery.clone(),
         ));
         guilds.attach_self();
+        if config.federation.danger_skip_origin_signature_check {
+            guilds.danger_skip_origin_signature_check();
+        }
+        if config.server.danger_enable_test_control {
+            tracing::warn!("DANGER: the unauthenticated test-control API is enabled");
+        }
         federation.delivery.attach(&guilds);
         let limits = &config.rate_limits;
         Ok(Self {

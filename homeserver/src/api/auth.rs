@@ -114,6 +114,13 @@ pub(super) async fn login(
     Ok(Json(json!({"token": token, "user": views::own_user(&user)})))
 }
 
+/// Issues a fresh session token for `user_id` (the test-control API's logins).
+pub(super) async fn issue_token(state: &AppState, user_id: &UserId) -> ApiResult<String> {
+    let token = format!("gh_{}", random_id(43));
+    state.store.create_session(user_id, &random_id(16), &token_hash(&token), Some("test-control"), None).await?;
+    Ok(token)
+}
+
 async fn start_session(
     state: &AppState,
     user_id: &UserId,

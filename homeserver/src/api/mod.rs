@@ -11,6 +11,7 @@ mod federation;
 mod guilds;
 mod messages;
 mod social;
+mod test_control;
 mod users;
 pub mod views;
 
@@ -135,11 +136,29 @@ pub fn router(state: AppState) -> Router {
         .route("/guilds/{guild_id}/state", get(federation::snapshot))
         .route("/guilds/{guild_id}/content", post(federation::content))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") });
-    Router::new()
+    let test_control = Router::new()
+        .route("/users", post(test_control::create_user))
+        .route("/users/{user_id}/guilds/{guild_id}/messages", get(test_control::user_messages))
+        .route("/guilds", post(test_control::create_guild))
+        .route("/guilds/{guild_id}/invites", post(test_control::create_invite))
+        .route("/guilds/{guild_id}/join", post(test_control::join))
+        .route("/guilds/{guild_id}/messages", post(test_control::send))
+        .route("/guilds/{guild_id}/messages/{message_id}/edit", post(test_control::edit))
+        .route("/guilds/{guild_id}/messages/{message_id}/delete", post(test_control::delete))
+        .route("/guilds/{guild_id}/messages/{message_id}/reactions", post(test_control::react))
+        .route("/guilds/{guild_id}/events", get(test_control::raw_log).post(test_control::any_event))
+        .route("/guilds/{guild_id}/state", get(test_control::state))
+        .route("/evidence", get(test_control::evidence));
+    let mut root = Router::new();
+    if state.config.server.danger_enable_test_control {
+        root = root.nest("/_guildhall/test/v1", test_control);
+    }
+    root
         .nest("/api/v1", api)
         .nest("/_guildhall/v1", federation.layer(DefaultBodyLimit::disable()))
         .route("/gateway", get(crate::gateway::upgrade))
         .route("/health", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -10,7 +10,7 @@ use guildhall_spec::api::{Endpoint, ErrorBody, fill_path, get_invite, join_guild
 use guildhall_spec::content::{EventContent, MemberJoin};
 use guildhall_spec::event::{self, ChainPosition, JsonObject};
 use guildhall_spec::state::GuildState;
-use guildhall_spec::{GuildId, InviteCode, ServerName, TxnId, UserId, signing};
+use guildhall_spec::{EventId, GuildId, InviteCode, ServerName, TxnId, UserId, signing};
 
 use super::{GuildHead, GuildService, Sequenced};
 use crate::error::{ApiError, ApiResult};
@@ -143,17 +143,18 @@ impl GuildService {
                 "the host answered for a guild it does not host",
             ));
         }
-        self.join_with(user, &info.guild_id, Some(code.clone())).await
+        self.join_with(user, &info.guild_id, Some(code.clone())).await?;
+        Ok(info.guild_id)
     }
 
     /// Joins a remote guild (with an invite, or a pending DM invitation) and installs the
-    /// host-signed snapshot the host answers with.
+    /// host-signed snapshot the host answers with. Returns the id of the `member.join` event.
     pub async fn join_with(
         &self,
         user: &UserId,
         guild_id: &GuildId,
         code: Option<InviteCode>,
-    ) -> ApiResult<GuildId> {
+    ) -> ApiResult<EventId> {
         let host = guild_id.host();
         let content = EventContent::MemberJoin(MemberJoin { invite_code: code.clone() });
         let proposal = self.local_proposal(guild_id, user, &content, now_ms(), None)?;
@@ -168,8 +169,9 @@ impl GuildService {
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?
             .map_err(|(status, body): (u16, Vec<u8>)| peer_error(status, &body))?;
+        let join_id = event::event_id(&answer.event).map_err(ApiError::internal)?;
         self.install_join(guild_id, answer, txn_id).await?;
-        Ok(guild_id.clone())
+        Ok(join_id)
     }
 
     /// Installs a join answer; `expected_txn` is the transaction id of our own join proposal,

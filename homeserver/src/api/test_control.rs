@@ -1,0 +1,318 @@
+//! The test-control API under `/_guildhall/test/v1` (spec chapter 21), mounted only when
+//! `server.danger_enable_test_control` is set. It acts as local users through the same guild
+//! service as the client API, so a conformance suite exercises the real code paths.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use guildhall_spec::content::{
+    EventContent, GuildKind, InviteCreate, MemberJoin, MessageCreate, MessageEdit, MessageRef,
+    Reaction,
+};
+use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, UserId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Json, parse_id};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::guilds::{Sequenced, random_id};
+use crate::store::MessageQuery;
+
+/// Answers an action: the event id, or `202 queued` when the host could not be reached.
+fn done(result: ApiResult<Sequenced>) -> ApiResult<(StatusCode, Json<Value>)> {
+    match result {
+        Ok(done) => Ok((StatusCode::OK, Json(json!({"event_id": done.event_id})))),
+        Err(error) if error.code() == "queued" => Ok((StatusCode::ACCEPTED, Json(json!({"queued": true})))),
+        Err(error) => Err(error),
+    }
+}
+
+async fn local_user(state: &AppState, user_id: &UserId) -> ApiResult<()> {
+    if user_id.server_name() != state.server_name || state.store.user(user_id).await?.is_none() {
+        return Err(ApiError::not_found("unknown_user", format!("{user_id} is not a local user")));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct NewUser {
+    username: String,
+}
+
+/// `POST /users`.
+pub(super) async fn create_user(State(state): State<AppState>, Json(body): Json<NewUser>) -> ApiResult<Json<Value>> {
+    let user_id = UserId::new(&body.username, &state.server_name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let password = random_id(32);
+    super::create_account(&state.store, &user_id, &password).await.map_err(|error| {
+        if error.code() == "username_taken" { ApiError::new(StatusCode::CONFLICT, "user_exists", "user exists") } else { error }
+    })?;
+    let token = super::auth::issue_token(&state, &user_id).await?;
+    Ok(Json(json!({"user_id": user_id, "token": token})))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct NewGuild {
+    user_id: UserId,
+    name: String,
+    #[serde(default)]
+    kind: Option<GuildKind>,
+}
+
+/// `POST /guilds`.
+pub(super) async fn create_guild(State(state): State<AppState>, Json(body): Json<NewGuild>) -> ApiResult<Json<Value>> {
+    local_user(&state, &body.user_id).await?;
+    let (guild_id, channel_id) =
+        state.guilds.create_guild(&body.user_id, &body.name, body.kind.unwrap_or(GuildKind::Guild)).await?;
+    Ok(Json(json!({"guild_id": guild_id, "channel_id": channel_id})))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct NewInvite {
+    user_id: UserId,
+    channel_id: Option<ChannelId>,
+}
+
+/// `POST /guilds/{guild_id}/invites`: an invite without age or use limits.
+pub(super) async fn create_invite(
+    State(state): State<AppState>,
+    Path(guild_id): Path<String>,
+    Json(body): Json<NewInvite>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    local_user(&state, &body.user_id).await?;
+    let guild_id: GuildId = parse_id("guild id", &guild_id)?;
+    let guild = state.guilds.state(&guild_id).await?;
+    let channel_id = match body.channel_id {
+        Some(channel) => channel,
+        None => guild
+            .channels
+            .iter()
+            .filter(|(_, c)| c.kind == guildhall_spec::content::ChannelKind::Text)
+            .min_by_key(|(id, c)| (c.position, (*id).clone()))
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| ApiError::bad_request("the guild has no text channel"))?,
+    };
+    let code = InviteCode::parse(&random_id(10)).map_err(ApiError::internal)?;
+    let content = EventContent::InviteCreate(InviteCreate { code: code.clone(), channel_id, max_age_secs: None, max_uses: None });
+    let sequenced = state.guilds.submit(&guild_id, &body.user_id, content, None).await?;
+    Ok((StatusCode::OK, Json(json!({"code": code, "event_id": sequenced.event_id}))))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct JoinBody {
+    user_id: UserId,
+    invite_code: Option<InviteCode>,
+}
+
+/// `POST /guilds/{guild_id}/join`: locally, or through the host's `/join`.
+pub(super) async fn join(
+    State(state): State<AppState>,
+    Path(guild_id): Path<String>,
+    Json(body): Json<JoinBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    local_user(&state, &body.user_id).await?;
+    let guild_id: GuildId = parse_id("guild id", &guild_id)?;
+    if state.guilds.hosts(&guild_id) {
+        let content = EventContent::MemberJoin(MemberJoin { invite_code: body.invite_code });
+        return done(state.guilds.submit(&guild_id, &body.user_id, content, None).await);
+    }
+    let event_id = state.guilds.join_with(&body.user_id, &guild_id, body.invite_code).await?;
+    Ok((StatusCode::OK, Json(json!({"event_id": event_id}))))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct SendBody {
+    user_id: UserId,
+    channel_id: ChannelId,
+    body: String,
+    reply_to: Option<EventId>,
+}
+
+/// `POST /guilds/{guild_id}/messages`.
+pub(super) async fn send(
+    State(state): State<AppState>,
+    Path(guild_id): Path<String>,
+    Json(body): Json<SendBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    local_user(&state, &body.user_id).await?;
+    let guild_id: GuildId = parse_id("guild id", &guild_id)?;
+    let content = EventContent::MessageCreate(MessageCreate {
+        channel_id: body.channel_id,
+        body: body.body,
+        reply_to: body.reply_to,
+        mentions: None,
+        attachments: None,
+    });
+    done(state.guilds.submit(&guild_id, &body.user_id, content, None).await)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ActBody {
+    user_id: UserId,
+    body: Option<String>,
+    emoji: Option<String>,
+    #[serde(default)]
+    remove: bool,
+}
+
+async fn message_channel(state: &AppState, guild_id: &GuildId, message_id: &EventId) -> ApiResult<ChannelId> {
+    match state.store.message(message_id).await? {
+        Some(message) if &message.guild_id == guild_id => Ok(message.channel_id),
+        _ => Err(ApiError::not_found("unknown_message", "no such message held here")),
+    }
+}
+
+/// `POST /guilds/{guild_id}/messages/{message_id}/edit`.
+pub(super) async fn edit(
+    State(state): State<AppState>,
+    Path((guild_id, message_id)): Path<(String, String)>,
+    Json(body): Json<ActBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    local_user(&state, &body.user_id).await?;
+    let (guild_id, message_id): (GuildId, EventId) = (parse_id("guild id", &guild_id)?, parse_id("message id", &message_id)?);
+    let channel_id = message_channel(&state, &guild_id, &message_id).await?;
+    let text = body.body.ok_or_else(|| ApiError::bad_request("body is required"))?;
+    let content = EventContent::MessageEdit(MessageEdit { channel_id, message_id, body: text });
+    done(state.guilds.submit(&guild_id, &body.user_id, content, None).await)
+}
+
+/// `POST /guilds/{guild_id}/messages/{message_id}/delete`.
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Path((guild_id, message_id)): Path<(String, String)>,
+    Json(body): Json<ActBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    local_user(&state, &body.user_id).await?;
+    let (guild_id, message_id): (GuildId, EventId) = (parse_id("guild id", &guild_id)?, parse_id("message id", &message_id)?);
+    let channel_id = message_channel(&state, &guild_id, &message_id).await?;
+    let content = EventContent::MessageDelete(MessageRef { channel_id, message_id });
+    done(state.guilds.submit(&guild_id, &body.user_id, content, None).await)
+}
+
+/// `POST /guilds/{guild_id}/messages/{message_id}/reactions`.
+pub(super) async fn react(
+    State(state): State<AppState>,
+    Path((guild_id, message_id)): Path<(String, String)>,
+    Json(body): Json<ActBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    local_user(&state, &body.user_id).await?;
+    let (guild_id, message_id): (GuildId, EventId) = (parse_id("guild id", &guild_id)?, parse_id("message id", &message_id)?);
+    let channel_id = message_channel(&state, &guild_id, &message_id).await?;
+    let emoji = body.emoji.ok_or_else(|| ApiError::bad_request("emoji is required"))?;
+    let reaction = Reaction { channel_id, message_id, emoji };
+    let content = if body.remove { EventContent::ReactionRemove(reaction) } else { EventContent::ReactionAdd(reaction) };
+    done(state.guilds.submit(&guild_id, &body.user_id, content, None).await)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct AnyEvent {
+    user_id: UserId,
+    #[serde(rename = "type")]
+    event_type: String,
+    content: guildhall_spec::event::JsonObject,
+}
+
+/// `POST /guilds/{guild_id}/events`: any event type but `guild.create` and `member.join`.
+pub(super) async fn any_event(
+    State(state): State<AppState>,
+    Path(guild_id): Path<String>,
+    Json(body): Json<AnyEvent>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    local_user(&state, &body.user_id).await?;
+    let guild_id: GuildId = parse_id("guild id", &guild_id)?;
+    if matches!(body.event_type.as_str(), "guild.create" | "member.join") {
+        return Err(ApiError::bad_request("use the dedicated endpoints for guild.create and member.join"));
+    }
+    let content = EventContent::parse(&body.event_type, &body.content)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string()))?;
+    done(state.guilds.submit(&guild_id, &body.user_id, content, None).await)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ChannelQuery {
+    channel_id: ChannelId,
+}
+
+/// `GET /users/{user_id}/guilds/{guild_id}/messages?channel_id=`: what the user is shown.
+pub(super) async fn user_messages(
+    State(state): State<AppState>,
+    Path((user_id, guild_id)): Path<(String, String)>,
+    Query(query): Query<ChannelQuery>,
+) -> ApiResult<Json<Value>> {
+    let (user_id, guild_id): (UserId, GuildId) = (parse_id("user id", &user_id)?, parse_id("guild id", &guild_id)?);
+    local_user(&state, &user_id).await?;
+    let guild = state.guilds.state(&guild_id).await?;
+    if !guild.members.contains_key(&user_id) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "not_member", "not a member"));
+    }
+    if !guild.can_view(&user_id, &query.channel_id) {
+        return Err(ApiError::forbidden("cannot view the channel"));
+    }
+    let mut rows = Vec::new();
+    let mut before = None;
+    loop {
+        let page = state.store.messages(&guild_id, &query.channel_id, &MessageQuery { before_seq: before, after_seq: None, limit: 100 }).await?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.created_seq);
+        rows.extend(page);
+    }
+    rows.reverse();
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut reactions = serde_json::Map::new();
+        let counts = state.store.reactions(std::slice::from_ref(&row.message_id), &user_id).await?;
+        for count in counts {
+            let users = state.store.reactors(&row.message_id, &count.emoji, 1000).await?;
+            let mut users: Vec<String> = users.iter().map(ToString::to_string).collect();
+            users.sort();
+            reactions.insert(count.emoji, json!(users));
+        }
+        messages.push(json!({
+            "message_id": row.message_id,
+            "channel_id": row.channel_id,
+            "sender": row.author,
+            "body": row.body,
+            "origin_ts": row.created_ts,
+            "seq": row.created_seq,
+            "edited": row.edited_ts.is_some(),
+            "reply_to": row.reply_to,
+            "reactions": reactions,
+            "pinned": state.store.is_pinned(&row.message_id).await?,
+        }));
+    }
+    Ok(Json(json!({"messages": messages})))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LogQuery {
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// `GET /guilds/{guild_id}/events?after=&limit=`: the log as this server holds it.
+pub(super) async fn raw_log(
+    State(state): State<AppState>,
+    Path(guild_id): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> ApiResult<Json<Value>> {
+    let guild_id: GuildId = parse_id("guild id", &guild_id)?;
+    let head = state.guilds.head(&guild_id).await?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let events = state.store.guild_events(&guild_id, query.after.unwrap_or(0), limit).await?;
+    let floor = state.store.guild_events(&guild_id, 0, 1).await?.first().map_or(head.seq, |event| event.seq);
+    let events: Vec<Value> = events.into_iter().map(|event| Value::Object(event.event)).collect();
+    Ok(Json(json!({"events": events, "head": head.seq, "floor": floor})))
+}
+
+/// `GET /guilds/{guild_id}/state`.
+pub(super) async fn state(State(state): State<AppState>, Path(guild_id): Path<String>) -> ApiResult<Json<Value>> {
+    let guild_id: GuildId = parse_id("guild id", &guild_id)?;
+    let head = state.guilds.head(&guild_id).await?;
+    Ok(Json(json!({"seq": head.seq, "state": *head.state})))
+}
+
+/// `GET /evidence`: equivocation evidence, oldest first.
+pub(super) async fn evidence(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let mut evidence = state.store.equivocations().await?;
+    evidence.reverse();
+    Ok(Json(json!({"evidence": evidence})))
+}
