@@ -1,7 +1,36 @@
 //! The black-box conformance suite: it talks to a server under test only through the federation
-//! API and the test-control API (spec chapter 21), acting as one or more peer servers of its
-//! own. It depends on `guildhall-spec` (and `guildhall-identity` for keys), never on the
-//! homeserver, so it judges our server exactly as it judges anyone else's.
-//!
-//! Built by the conformance work; this crate fixes its place and its dependency rule.
+//! API and the test-control API (spec chapter 21), acting as peer servers of its own on
+//! loopback. It depends on `guildhall-spec` (and `guildhall-identity`), never on the homeserver,
+//! so it judges our server exactly as it judges anyone else's.
 #![forbid(unsafe_code)]
+
+pub mod cases;
+pub mod context;
+pub mod peer;
+pub mod report;
+pub mod target;
+
+pub use context::Context;
+pub use report::{Outcome, Report};
+
+/// Which cases run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// The cases every v1 server must pass.
+    Core,
+    /// Everything, including behaviour the spec makes optional or later chapters add.
+    Full,
+}
+
+/// How a case failed: a sentence saying what was expected and what was seen.
+pub type CaseResult = Result<(), String>;
+
+/// Returns early from a case with a formatted failure unless `condition` holds.
+#[macro_export]
+macro_rules! ensure {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(format!($($message)+));
+        }
+    };
+}

@@ -3,16 +3,20 @@
 //! * `ci`: everything CI checks: formatting, clippy with `-D warnings`, the test-vector
 //!   cross-check by the independent Python implementation, the tests, and the examples.
 //! * `bench`: the benchmarks, in a release build; see `bench/`.
+//! * `conformance`: our server against the conformance suite, and the negative control.
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod conformance;
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "ci" => ci(),
         "bench" => run("cargo", &["run", "--release", "--locked", "-p", "guildhall-bench"]),
+        "conformance" => conformance::run(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\ntasks:\n  ci      fmt, clippy, vector cross-check, tests, examples\n  bench   benchmarks (release build), printed and written to target/bench/results.json"
@@ -35,11 +39,12 @@ fn ci() -> Result<()> {
         args.extend_from_slice(example);
         run("cargo", &args)?;
     }
+    conformance::run()?;
     Ok(())
 }
 
 /// Runs a command from the workspace root, echoing it, failing on a non-zero exit.
-fn run(program: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = Command::new(program)

@@ -117,7 +117,10 @@ pub(super) async fn login(
 /// Issues a fresh session token for `user_id` (the test-control API's logins).
 pub(super) async fn issue_token(state: &AppState, user_id: &UserId) -> ApiResult<String> {
     let token = format!("gh_{}", random_id(43));
-    state.store.create_session(user_id, &random_id(16), &token_hash(&token), Some("test-control"), None).await?;
+    state
+        .store
+        .create_session(user_id, &random_id(16), &token_hash(&token), Some("test-control"), None)
+        .await?;
     Ok(token)
 }
 

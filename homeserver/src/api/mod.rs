@@ -146,15 +146,17 @@ pub fn router(state: AppState) -> Router {
         .route("/guilds/{guild_id}/messages/{message_id}/edit", post(test_control::edit))
         .route("/guilds/{guild_id}/messages/{message_id}/delete", post(test_control::delete))
         .route("/guilds/{guild_id}/messages/{message_id}/reactions", post(test_control::react))
-        .route("/guilds/{guild_id}/events", get(test_control::raw_log).post(test_control::any_event))
+        .route(
+            "/guilds/{guild_id}/events",
+            get(test_control::raw_log).post(test_control::any_event),
+        )
         .route("/guilds/{guild_id}/state", get(test_control::state))
         .route("/evidence", get(test_control::evidence));
     let mut root = Router::new();
     if state.config.server.danger_enable_test_control {
         root = root.nest("/_guildhall/test/v1", test_control);
     }
-    root
-        .nest("/api/v1", api)
+    root.nest("/api/v1", api)
         .nest("/_guildhall/v1", federation.layer(DefaultBodyLimit::disable()))
         .route("/gateway", get(crate::gateway::upgrade))
         .route("/health", get(|| async { "ok" }))

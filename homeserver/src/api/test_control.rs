@@ -22,7 +22,9 @@ use crate::store::MessageQuery;
 fn done(result: ApiResult<Sequenced>) -> ApiResult<(StatusCode, Json<Value>)> {
     match result {
         Ok(done) => Ok((StatusCode::OK, Json(json!({"event_id": done.event_id})))),
-        Err(error) if error.code() == "queued" => Ok((StatusCode::ACCEPTED, Json(json!({"queued": true})))),
+        Err(error) if error.code() == "queued" => {
+            Ok((StatusCode::ACCEPTED, Json(json!({"queued": true}))))
+        }
         Err(error) => Err(error),
     }
 }
@@ -40,11 +42,19 @@ pub(super) struct NewUser {
 }
 
 /// `POST /users`.
-pub(super) async fn create_user(State(state): State<AppState>, Json(body): Json<NewUser>) -> ApiResult<Json<Value>> {
-    let user_id = UserId::new(&body.username, &state.server_name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+pub(super) async fn create_user(
+    State(state): State<AppState>,
+    Json(body): Json<NewUser>,
+) -> ApiResult<Json<Value>> {
+    let user_id = UserId::new(&body.username, &state.server_name)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let password = random_id(32);
     super::create_account(&state.store, &user_id, &password).await.map_err(|error| {
-        if error.code() == "username_taken" { ApiError::new(StatusCode::CONFLICT, "user_exists", "user exists") } else { error }
+        if error.code() == "username_taken" {
+            ApiError::new(StatusCode::CONFLICT, "user_exists", "user exists")
+        } else {
+            error
+        }
     })?;
     let token = super::auth::issue_token(&state, &user_id).await?;
     Ok(Json(json!({"user_id": user_id, "token": token})))
@@ -59,10 +69,15 @@ pub(super) struct NewGuild {
 }
 
 /// `POST /guilds`.
-pub(super) async fn create_guild(State(state): State<AppState>, Json(body): Json<NewGuild>) -> ApiResult<Json<Value>> {
+pub(super) async fn create_guild(
+    State(state): State<AppState>,
+    Json(body): Json<NewGuild>,
+) -> ApiResult<Json<Value>> {
     local_user(&state, &body.user_id).await?;
-    let (guild_id, channel_id) =
-        state.guilds.create_guild(&body.user_id, &body.name, body.kind.unwrap_or(GuildKind::Guild)).await?;
+    let (guild_id, channel_id) = state
+        .guilds
+        .create_guild(&body.user_id, &body.name, body.kind.unwrap_or(GuildKind::Guild))
+        .await?;
     Ok(Json(json!({"guild_id": guild_id, "channel_id": channel_id})))
 }
 
@@ -92,7 +107,12 @@ pub(super) async fn create_invite(
             .ok_or_else(|| ApiError::bad_request("the guild has no text channel"))?,
     };
     let code = InviteCode::parse(&random_id(10)).map_err(ApiError::internal)?;
-    let content = EventContent::InviteCreate(InviteCreate { code: code.clone(), channel_id, max_age_secs: None, max_uses: None });
+    let content = EventContent::InviteCreate(InviteCreate {
+        code: code.clone(),
+        channel_id,
+        max_age_secs: None,
+        max_uses: None,
+    });
     let sequenced = state.guilds.submit(&guild_id, &body.user_id, content, None).await?;
     Ok((StatusCode::OK, Json(json!({"code": code, "event_id": sequenced.event_id}))))
 }
@@ -154,7 +174,11 @@ pub(super) struct ActBody {
     remove: bool,
 }
 
-async fn message_channel(state: &AppState, guild_id: &GuildId, message_id: &EventId) -> ApiResult<ChannelId> {
+async fn message_channel(
+    state: &AppState,
+    guild_id: &GuildId,
+    message_id: &EventId,
+) -> ApiResult<ChannelId> {
     match state.store.message(message_id).await? {
         Some(message) if &message.guild_id == guild_id => Ok(message.channel_id),
         _ => Err(ApiError::not_found("unknown_message", "no such message held here")),
@@ -168,7 +192,8 @@ pub(super) async fn edit(
     Json(body): Json<ActBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     local_user(&state, &body.user_id).await?;
-    let (guild_id, message_id): (GuildId, EventId) = (parse_id("guild id", &guild_id)?, parse_id("message id", &message_id)?);
+    let (guild_id, message_id): (GuildId, EventId) =
+        (parse_id("guild id", &guild_id)?, parse_id("message id", &message_id)?);
     let channel_id = message_channel(&state, &guild_id, &message_id).await?;
     let text = body.body.ok_or_else(|| ApiError::bad_request("body is required"))?;
     let content = EventContent::MessageEdit(MessageEdit { channel_id, message_id, body: text });
@@ -182,7 +207,8 @@ pub(super) async fn delete(
     Json(body): Json<ActBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     local_user(&state, &body.user_id).await?;
-    let (guild_id, message_id): (GuildId, EventId) = (parse_id("guild id", &guild_id)?, parse_id("message id", &message_id)?);
+    let (guild_id, message_id): (GuildId, EventId) =
+        (parse_id("guild id", &guild_id)?, parse_id("message id", &message_id)?);
     let channel_id = message_channel(&state, &guild_id, &message_id).await?;
     let content = EventContent::MessageDelete(MessageRef { channel_id, message_id });
     done(state.guilds.submit(&guild_id, &body.user_id, content, None).await)
@@ -195,11 +221,16 @@ pub(super) async fn react(
     Json(body): Json<ActBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     local_user(&state, &body.user_id).await?;
-    let (guild_id, message_id): (GuildId, EventId) = (parse_id("guild id", &guild_id)?, parse_id("message id", &message_id)?);
+    let (guild_id, message_id): (GuildId, EventId) =
+        (parse_id("guild id", &guild_id)?, parse_id("message id", &message_id)?);
     let channel_id = message_channel(&state, &guild_id, &message_id).await?;
     let emoji = body.emoji.ok_or_else(|| ApiError::bad_request("emoji is required"))?;
     let reaction = Reaction { channel_id, message_id, emoji };
-    let content = if body.remove { EventContent::ReactionRemove(reaction) } else { EventContent::ReactionAdd(reaction) };
+    let content = if body.remove {
+        EventContent::ReactionRemove(reaction)
+    } else {
+        EventContent::ReactionAdd(reaction)
+    };
     done(state.guilds.submit(&guild_id, &body.user_id, content, None).await)
 }
 
@@ -220,7 +251,9 @@ pub(super) async fn any_event(
     local_user(&state, &body.user_id).await?;
     let guild_id: GuildId = parse_id("guild id", &guild_id)?;
     if matches!(body.event_type.as_str(), "guild.create" | "member.join") {
-        return Err(ApiError::bad_request("use the dedicated endpoints for guild.create and member.join"));
+        return Err(ApiError::bad_request(
+            "use the dedicated endpoints for guild.create and member.join",
+        ));
     }
     let content = EventContent::parse(&body.event_type, &body.content)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string()))?;
@@ -238,7 +271,8 @@ pub(super) async fn user_messages(
     Path((user_id, guild_id)): Path<(String, String)>,
     Query(query): Query<ChannelQuery>,
 ) -> ApiResult<Json<Value>> {
-    let (user_id, guild_id): (UserId, GuildId) = (parse_id("user id", &user_id)?, parse_id("guild id", &guild_id)?);
+    let (user_id, guild_id): (UserId, GuildId) =
+        (parse_id("user id", &user_id)?, parse_id("guild id", &guild_id)?);
     local_user(&state, &user_id).await?;
     let guild = state.guilds.state(&guild_id).await?;
     if !guild.members.contains_key(&user_id) {
@@ -250,7 +284,14 @@ pub(super) async fn user_messages(
     let mut rows = Vec::new();
     let mut before = None;
     loop {
-        let page = state.store.messages(&guild_id, &query.channel_id, &MessageQuery { before_seq: before, after_seq: None, limit: 100 }).await?;
+        let page = state
+            .store
+            .messages(
+                &guild_id,
+                &query.channel_id,
+                &MessageQuery { before_seq: before, after_seq: None, limit: 100 },
+            )
+            .await?;
         let Some(last) = page.last() else { break };
         before = Some(last.created_seq);
         rows.extend(page);
@@ -298,13 +339,21 @@ pub(super) async fn raw_log(
     let head = state.guilds.head(&guild_id).await?;
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let events = state.store.guild_events(&guild_id, query.after.unwrap_or(0), limit).await?;
-    let floor = state.store.guild_events(&guild_id, 0, 1).await?.first().map_or(head.seq, |event| event.seq);
+    let floor = state
+        .store
+        .guild_events(&guild_id, 0, 1)
+        .await?
+        .first()
+        .map_or(head.seq, |event| event.seq);
     let events: Vec<Value> = events.into_iter().map(|event| Value::Object(event.event)).collect();
     Ok(Json(json!({"events": events, "head": head.seq, "floor": floor})))
 }
 
 /// `GET /guilds/{guild_id}/state`.
-pub(super) async fn state(State(state): State<AppState>, Path(guild_id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn state(
+    State(state): State<AppState>,
+    Path(guild_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let guild_id: GuildId = parse_id("guild id", &guild_id)?;
     let head = state.guilds.head(&guild_id).await?;
     Ok(Json(json!({"seq": head.seq, "state": *head.state})))

@@ -542,7 +542,9 @@ impl GuildService {
 }
 
 /// A proposal's parts without any signature check (only for the broken negative-control mode).
-fn unchecked_proposal(proposal: &JsonObject) -> Result<(event::Envelope, JsonObject), event::EventError> {
+fn unchecked_proposal(
+    proposal: &JsonObject,
+) -> Result<(event::Envelope, JsonObject), event::EventError> {
     let envelope = serde_json::from_value(serde_json::Value::Object(event::envelope(proposal)))
         .map_err(|e| event::EventError::Malformed(e.to_string()))?;
     let content = proposal.get("content").and_then(|c| c.as_object()).cloned().unwrap_or_default();

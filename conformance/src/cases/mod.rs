@@ -1,0 +1,111 @@
+//! Every test case, grouped by area, with stable ids `area.name`.
+
+mod control;
+mod events;
+mod joins;
+mod keys;
+mod log;
+mod request_auth;
+mod submit;
+mod transactions;
+mod visibility;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::{CaseResult, Context, Profile};
+
+/// A case's body.
+pub type Run =
+    Box<dyn Fn(Arc<Context>) -> Pin<Box<dyn Future<Output = CaseResult> + Send>> + Send + Sync>;
+
+/// One test case.
+pub struct Case {
+    /// Stable id, `area.name`.
+    pub id: String,
+    /// The least profile that runs it.
+    pub profile: Profile,
+    /// The body.
+    pub run: Run,
+}
+
+/// Registers `area::name` as the case `area.name`.
+macro_rules! case {
+    ($profile:ident, $area:ident :: $name:ident) => {
+        Case {
+            id: concat!(stringify!($area), ".", stringify!($name)).to_owned(),
+            profile: Profile::$profile,
+            run: Box::new(|context| Box::pin($area::$name(context))),
+        }
+    };
+}
+
+/// All cases, in the order they run.
+pub fn all() -> Vec<Case> {
+    let mut cases = vec![
+        case!(Core, control::creates_users_and_refuses_duplicates),
+        case!(Core, control::refuses_unknown_users),
+        case!(Core, keys::document_is_served),
+        case!(Core, keys::document_names_the_server),
+        case!(Core, keys::document_is_self_signed),
+        case!(Core, keys::document_validity_is_bounded),
+        case!(Core, keys::keys_are_ed25519_points),
+        case!(Full, keys::notary_answers_with_countersigned_documents),
+        case!(Core, keys::unknown_paths_answer_json_errors),
+    ];
+    cases.extend(request_auth::cases());
+    cases.extend(events::cases());
+    cases.extend([
+        case!(Core, joins::join_answers_event_snapshot_and_history),
+        case!(Core, joins::join_event_carries_both_signatures),
+        case!(Core, joins::snapshot_is_host_signed_at_the_join),
+        case!(Core, joins::snapshot_lists_the_new_member),
+        case!(Core, joins::history_verifies_and_chains),
+        case!(Core, joins::unknown_invite_is_refused),
+        case!(Core, joins::user_of_another_server_is_refused),
+        case!(Core, joins::join_must_carry_a_member_join),
+        case!(Core, joins::joining_twice_is_refused),
+        case!(Core, joins::banned_user_cannot_join),
+        case!(Core, joins::invite_lookup_names_the_guild),
+        case!(Core, submit::message_is_sequenced_and_signed_by_both),
+        case!(Core, submit::sequenced_event_continues_the_chain),
+        case!(Core, submit::repeated_transaction_returns_the_same_event),
+        case!(Core, submit::local_users_see_remote_messages),
+        case!(Core, submit::sequenced_events_are_pushed_to_member_servers),
+        case!(Core, submit::non_member_is_refused),
+        case!(Core, submit::missing_send_permission_is_refused),
+        case!(Core, submit::banned_member_is_refused),
+        case!(Core, submit::banned_server_is_refused),
+        case!(Core, submit::editing_anothers_message_is_refused),
+        case!(Core, submit::deleting_anothers_message_needs_manage_messages),
+        case!(Core, submit::kicking_needs_kick_members),
+        case!(Core, submit::creating_roles_needs_manage_roles),
+        case!(Core, submit::pinning_needs_manage_messages),
+        case!(Core, submit::unknown_guild_is_refused),
+        case!(Core, submit::member_can_leave),
+        case!(Core, log::events_are_consecutive_from_one),
+        case!(Core, log::events_chain_by_prev),
+        case!(Core, log::every_event_verifies),
+        case!(Core, log::limit_is_respected),
+        case!(Core, log::head_is_reported),
+        case!(Core, log::after_the_head_is_empty),
+        case!(Core, log::non_member_servers_cannot_read),
+        case!(Core, log::unsigned_reads_are_refused),
+        case!(Core, log::state_snapshot_is_signed),
+        case!(Core, transactions::repeated_transaction_gets_the_same_answer),
+        case!(Core, transactions::only_the_host_may_push_its_events),
+        case!(Core, transactions::body_origin_must_be_the_signer),
+        case!(Core, transactions::too_many_events_are_refused),
+        case!(Core, transactions::unknown_ephemeral_kinds_are_ignored),
+        case!(Core, transactions::typing_from_a_member_is_accepted),
+        case!(Core, transactions::malformed_json_is_refused),
+        case!(Core, visibility::deleted_message_keeps_its_envelope),
+        case!(Core, visibility::erased_content_is_not_served),
+        case!(Core, visibility::private_messages_reach_peers_without_content),
+        case!(Core, visibility::private_messages_are_not_served_by_events),
+        case!(Core, visibility::withheld_content_is_released_after_access),
+        case!(Core, visibility::deletions_are_never_withheld),
+    ]);
+    cases
+}

@@ -1,0 +1,257 @@
+//! A peer server run by the suite on loopback: it has its own name and Ed25519 key, publishes
+//! its key document, records what the target pushes to it, and can sign (or deliberately
+//! mis-sign) requests and proposals.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, put};
+use guildhall_spec::event::{JsonObject, Proposal};
+use guildhall_spec::request_auth::{HttpRequest, SignatureHeaders, sign_request};
+use guildhall_spec::{
+    GuildId, KeyId, ServerName, ServerSigningKey, TxnId, UserId, base64url, signing,
+};
+use serde_json::{Value, json};
+
+use crate::target::{Answer, Target, answer};
+
+/// A peer server.
+#[derive(Clone)]
+pub struct Peer {
+    /// Its signing key (and name).
+    pub key: ServerSigningKey,
+    received: Arc<Mutex<Vec<JsonObject>>>,
+    http: reqwest::Client,
+}
+
+/// A request as built, before sending: tests may tamper with it or send it twice.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Method.
+    pub method: String,
+    /// Path (percent-encoded) without query.
+    pub path: String,
+    /// Query without `?`.
+    pub query: Option<String>,
+    /// Headers to send.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Peer {
+    /// Starts a peer on a free loopback port.
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let name = ServerName::parse(&listener.local_addr()?.to_string())?;
+        let key = ServerSigningKey::from_seed(
+            name,
+            KeyId::parse("ed25519:peer")?,
+            &rand::random::<[u8; 32]>(),
+        );
+        let peer = Self {
+            key,
+            received: Arc::new(Mutex::new(Vec::new())),
+            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?,
+        };
+        let app = Router::new()
+            .route("/_guildhall/v1/keys/server", get(key_document))
+            .route("/_guildhall/v1/send/{txn_id}", put(receive))
+            .with_state(peer.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(peer)
+    }
+
+    /// The peer's server name.
+    pub fn name(&self) -> &ServerName {
+        self.key.server_name()
+    }
+
+    /// A user id on the peer.
+    pub fn user(&self, localpart: &str) -> String {
+        format!("@{localpart}{}:{}", crate::context::unique(), self.name())
+    }
+
+    /// Events the target has pushed to this peer so far.
+    pub fn received(&self) -> Vec<JsonObject> {
+        self.received.lock().map(|events| events.clone()).unwrap_or_default()
+    }
+
+    /// A correctly signed request to `target`.
+    pub fn prepare(
+        &self,
+        target: &Target,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        body: Option<&Value>,
+    ) -> Prepared {
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.prepare_raw(target, &target.name, method, path, query, body, unix_now())
+    }
+
+    /// A signed request with full control over authority, body bytes and time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_raw(
+        &self,
+        _target: &Target,
+        authority: &str,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        body: Vec<u8>,
+        created: u64,
+    ) -> Prepared {
+        let nonce = base64url::encode(rand::random::<[u8; 18]>());
+        let request = HttpRequest { method, authority, path, query, headers: &[], body: &body };
+        let signed: SignatureHeaders = sign_request(&request, &self.key, created, &nonce)
+            .unwrap_or(SignatureHeaders {
+                signature_input: String::new(),
+                signature: String::new(),
+                content_digest: None,
+            });
+        let mut headers = vec![
+            ("signature-input".to_owned(), signed.signature_input),
+            ("signature".to_owned(), signed.signature),
+        ];
+        if let Some(digest) = signed.content_digest {
+            headers.push(("content-digest".to_owned(), digest));
+            headers.push(("content-type".to_owned(), "application/json".to_owned()));
+        }
+        Prepared {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: query.map(str::to_owned),
+            headers,
+            body,
+        }
+    }
+
+    /// Sends a prepared request to the target.
+    pub async fn send(&self, target: &Target, prepared: &Prepared) -> Answer {
+        let url = match &prepared.query {
+            Some(query) => format!("{}{}?{query}", target.base, prepared.path),
+            None => format!("{}{}", target.base, prepared.path),
+        };
+        let method =
+            reqwest::Method::from_bytes(prepared.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut request = self.http.request(method, url).header("host", &target.name);
+        for (name, value) in &prepared.headers {
+            request = request.header(name, value);
+        }
+        answer(request.body(prepared.body.clone()).send().await).await
+    }
+
+    /// Signs and sends a request.
+    pub async fn request(
+        &self,
+        target: &Target,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
+        let prepared = self.prepare(target, method, path, query, body);
+        self.send(target, &prepared).await
+    }
+
+    /// A proposal by `sender` (a user of this peer), signed by this peer.
+    pub fn proposal(
+        &self,
+        guild: &str,
+        sender: &str,
+        event_type: &str,
+        content: Value,
+    ) -> Result<JsonObject, String> {
+        let proposal = Proposal {
+            guild_id: GuildId::parse(guild).map_err(|e| e.to_string())?,
+            event_type: event_type.to_owned(),
+            sender: UserId::parse(sender).map_err(|e| e.to_string())?,
+            origin: self.name().clone(),
+            origin_ts: unix_now() * 1000,
+            txn_id: TxnId::parse(&format!("c{}", crate::context::unique()))
+                .map_err(|e| e.to_string())?,
+            content: content.as_object().cloned().unwrap_or_default(),
+        };
+        proposal.sign(&self.key).map_err(|e| e.to_string())
+    }
+
+    /// Re-signs an object that was modified after signing (to isolate one defect in a case).
+    pub fn resign_proposal(&self, proposal: &mut JsonObject) {
+        proposal.remove("signatures");
+        if let Ok(message) = guildhall_spec::event::proposal_signing_bytes(proposal) {
+            signing::add_signature(proposal, &self.key, &message);
+        }
+    }
+
+    /// Joins `user` (on this peer) to `guild` on the target with `code`.
+    pub async fn join(
+        &self,
+        target: &Target,
+        guild: &str,
+        user: &str,
+        code: Option<&str>,
+    ) -> Result<Value, String> {
+        let mut content = json!({});
+        if let Some(code) = code {
+            content["invite_code"] = json!(code);
+        }
+        let proposal = self.proposal(guild, user, "member.join", content)?;
+        let mut body = json!({"user_id": user, "proposal": proposal});
+        if let Some(code) = code {
+            body["invite_code"] = json!(code);
+        }
+        let path = format!("/_guildhall/v1/guilds/{}/join", crate::target::encode(guild));
+        let (status, answer) = self.request(target, "POST", &path, None, Some(&body)).await;
+        if status == 200 { Ok(answer) } else { Err(format!("join answered {status} {answer}")) }
+    }
+
+    /// Submits a proposal to the target's `/submit`.
+    pub async fn submit(&self, target: &Target, guild: &str, proposal: &JsonObject) -> Answer {
+        let path = format!("/_guildhall/v1/guilds/{}/submit", crate::target::encode(guild));
+        self.request(target, "POST", &path, None, Some(&json!({"proposal": proposal}))).await
+    }
+
+    /// The peer's public key document, self-signed.
+    pub fn key_document(&self) -> Value {
+        let mut document = json!({
+            "server_name": self.name(),
+            "verify_keys": {self.key.key_id().as_str(): {"key": base64url::encode(self.key.verifying_key().as_bytes())}},
+            "old_verify_keys": {},
+            "valid_until_ts": (unix_now() + 3600) * 1000,
+        });
+        if let Some(object) = document.as_object_mut() {
+            let _ = signing::sign_json(object, &self.key);
+        }
+        document
+    }
+}
+
+async fn key_document(State(peer): State<Peer>) -> axum::Json<Value> {
+    axum::Json(peer.key_document())
+}
+
+/// Records pushed events and accepts them all (the suite checks what arrives, not the peer).
+async fn receive(State(peer): State<Peer>, body: axum::body::Bytes) -> axum::Json<Value> {
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut results = serde_json::Map::new();
+    if let Some(events) = parsed["events"].as_array() {
+        for event in events.iter().filter_map(|e| e.as_object()) {
+            if let Ok(id) = guildhall_spec::event::event_id(event) {
+                results.insert(id.to_string(), json!({}));
+            }
+            if let Ok(mut received) = peer.received.lock() {
+                received.push(event.clone());
+            }
+        }
+    }
+    axum::Json(json!({"results": results}))
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
