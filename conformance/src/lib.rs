@@ -6,6 +6,7 @@
 
 pub mod cases;
 pub mod context;
+pub mod host;
 pub mod peer;
 pub mod report;
 pub mod target;

@@ -23,6 +23,10 @@ pub struct Peer {
     pub key: ServerSigningKey,
     received: Arc<Mutex<Vec<JsonObject>>>,
     http: reqwest::Client,
+    /// Guilds this peer hosts (see [`crate::host`]).
+    pub hosted: Arc<Mutex<crate::host::Hosted>>,
+    /// Keys of the servers whose proposals the peer accepts as host (the target's).
+    pub trusted: Arc<Mutex<guildhall_spec::PublicKeyMap>>,
 }
 
 /// A request as built, before sending: tests may tamper with it or send it twice.
@@ -54,10 +58,14 @@ impl Peer {
             key,
             received: Arc::new(Mutex::new(Vec::new())),
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?,
+            hosted: Arc::new(Mutex::new(crate::host::Hosted::new())),
+            trusted: Arc::new(Mutex::new(guildhall_spec::PublicKeyMap::new())),
         };
         let app = Router::new()
             .route("/_guildhall/v1/keys/server", get(key_document))
             .route("/_guildhall/v1/send/{txn_id}", put(receive))
+            .route("/_guildhall/v1/guilds/{guild_id}/join", axum::routing::post(host_join))
+            .route("/_guildhall/v1/guilds/{guild_id}/events", get(host_events))
             .with_state(peer.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -249,6 +257,57 @@ async fn receive(State(peer): State<Peer>, body: axum::body::Bytes) -> axum::Jso
         }
     }
     axum::Json(json!({"results": results}))
+}
+
+/// `/join` for a guild this peer hosts.
+async fn host_join(
+    State(peer): State<Peer>,
+    axum::extract::Path(guild_id): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let keys = peer.trusted.lock().map(|keys| keys.clone()).unwrap_or_default();
+    let Ok(mut hosted) = peer.hosted.lock() else {
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"code": "internal", "message": "lock"})),
+        );
+    };
+    let Some(guild) = hosted.get_mut(&guild_id) else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({"code": "unknown_guild", "message": "not hosted here"})),
+        );
+    };
+    match guild.join(&peer.key, &keys, &body) {
+        Ok(answer) => (axum::http::StatusCode::OK, axum::Json(answer)),
+        Err((status, message)) => (
+            axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_REQUEST),
+            axum::Json(json!({"code": "invalid_event", "message": message})),
+        ),
+    }
+}
+
+/// `/events?after=` for a guild this peer hosts.
+async fn host_events(
+    State(peer): State<Peer>,
+    axum::extract::Path(guild_id): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    let after = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let limit = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100).min(500);
+    match peer
+        .hosted
+        .lock()
+        .ok()
+        .and_then(|hosted| hosted.get(&guild_id).map(|guild| guild.events_after(after, limit)))
+    {
+        Some(page) => (axum::http::StatusCode::OK, axum::Json(page)),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({"code": "unknown_guild", "message": "not hosted here"})),
+        ),
+    }
 }
 
 /// Unix time in seconds.

@@ -5,6 +5,7 @@ mod events;
 mod joins;
 mod keys;
 mod log;
+mod replica;
 mod request_auth;
 mod submit;
 mod transactions;
@@ -106,6 +107,14 @@ pub fn all() -> Vec<Case> {
         case!(Core, visibility::private_messages_are_not_served_by_events),
         case!(Core, visibility::withheld_content_is_released_after_access),
         case!(Core, visibility::deletions_are_never_withheld),
+        case!(Core, replica::joins_a_dm_it_is_invited_to),
+        case!(Core, replica::applies_pushed_events),
+        case!(Core, replica::fills_gaps_from_the_host),
+        case!(Core, replica::ignores_duplicates),
+        case!(Core, replica::refuses_a_bad_host_signature),
+        case!(Core, replica::refuses_a_broken_chain),
+        case!(Core, replica::keeps_equivocation_evidence),
+        case!(Core, replica::refuses_pushes_from_other_servers),
     ]);
     cases
 }

@@ -1,0 +1,251 @@
+//! The target as a **replica** of a guild the suite's peer hosts (spec chapter 07 §7.3–7.6):
+//! it joins when its user is invited to a DM, applies pushed events strictly in order, fills
+//! gaps from the host, refuses bad events, and keeps evidence of equivocation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use guildhall_spec::UserId;
+use guildhall_spec::content::{EventContent, MessageCreate};
+use guildhall_spec::event::JsonObject;
+use serde_json::{Value, json};
+
+use crate::host::HostedGuild;
+use crate::peer::unix_now;
+use crate::target::Answer;
+use crate::{CaseResult, Context, ensure};
+
+/// A DM hosted by the peer, which the target's user has joined (through the target).
+struct Dm {
+    guild: String,
+    owner: UserId,
+    invitee: String,
+}
+
+async fn push(ctx: &Context, events: Vec<JsonObject>) -> Answer {
+    let body = json!({"origin": ctx.peer.name(), "origin_ts": unix_now() * 1000, "events": events, "ephemeral": []});
+    let path = format!("/_guildhall/v1/send/replica{}", crate::context::unique());
+    ctx.peer.request(&ctx.target, "PUT", &path, None, Some(&body)).await
+}
+
+async fn dm(ctx: &Context) -> Result<Dm, String> {
+    let invitee = ctx.target.user("invitee").await?;
+    let keys = ctx.keys().await?;
+    if let Ok(mut trusted) = ctx.peer.trusted.lock() {
+        *trusted = keys;
+    }
+    let owner = UserId::parse(&ctx.peer.user("host")).map_err(|e| e.to_string())?;
+    let guild = HostedGuild::dm(
+        &ctx.peer.key,
+        owner.clone(),
+        UserId::parse(&invitee).map_err(|e| e.to_string())?,
+    )?;
+    let id = guild.guild_id.to_string();
+    let invitation = guild.log.last().cloned().ok_or("no invitation")?;
+    {
+        let mut hosted = ctx.peer.hosted.lock().map_err(|_| "lock")?;
+        hosted.insert(id.clone(), guild);
+    }
+    let (status, answer) = push(ctx, vec![invitation]).await;
+    ensure!(status == 200, "pushing the DM invitation answered {status} {answer}");
+    for _ in 0..200 {
+        if let Ok(state) = ctx.target.state(&id).await
+            && state["members"].get(&invitee).is_some()
+        {
+            return Ok(Dm { guild: id, owner, invitee });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("the target did not join the DM its user was invited to within 10 s".into())
+}
+
+fn with_guild<T>(
+    ctx: &Context,
+    dm: &Dm,
+    f: impl FnOnce(&mut HostedGuild) -> T,
+) -> Result<T, String> {
+    let mut hosted = ctx.peer.hosted.lock().map_err(|_| "lock")?;
+    hosted.get_mut(&dm.guild).map(f).ok_or_else(|| "the peer lost its guild".to_owned())
+}
+
+fn message(guild: &HostedGuild, text: &str) -> EventContent {
+    EventContent::MessageCreate(MessageCreate {
+        channel_id: guild.channel_id.clone(),
+        body: text.into(),
+        reply_to: None,
+        mentions: None,
+        attachments: None,
+    })
+}
+
+async fn bodies(ctx: &Context, dm: &Dm) -> Vec<String> {
+    let path = format!(
+        "/users/{}/guilds/{}/messages?channel_id=dm",
+        crate::target::encode(&dm.invitee),
+        crate::target::encode(&dm.guild)
+    );
+    let (_, body) = ctx.target.control_get(&path).await;
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn first_result(answer: &Value) -> Value {
+    answer["results"].as_object().and_then(|r| r.values().next().cloned()).unwrap_or(Value::Null)
+}
+
+pub(super) async fn joins_a_dm_it_is_invited_to(ctx: Arc<Context>) -> CaseResult {
+    let dm = dm(&ctx).await?;
+    let head = ctx.target.head(&dm.guild).await?;
+    let host_head = with_guild(&ctx, &dm, |g| g.head())?;
+    ensure!(
+        head == host_head,
+        "the target's head {head} is not the host's {host_head} after joining"
+    );
+    Ok(())
+}
+
+pub(super) async fn applies_pushed_events(ctx: Arc<Context>) -> CaseResult {
+    let dm = dm(&ctx).await?;
+    let event = with_guild(&ctx, &dm, |g| {
+        let content = message(g, "from the peer's host");
+        g.append(&ctx.peer.key, &dm.owner, &content)
+    })??;
+    let (status, answer) = push(&ctx, vec![event]).await;
+    ensure!(
+        status == 200 && first_result(&answer)["error"].is_null(),
+        "push answered {status} {answer}"
+    );
+    ensure!(
+        bodies(&ctx, &dm).await == vec!["from the peer's host"],
+        "the target's user does not see the pushed message"
+    );
+    Ok(())
+}
+
+pub(super) async fn fills_gaps_from_the_host(ctx: Arc<Context>) -> CaseResult {
+    let dm = dm(&ctx).await?;
+    let (skipped, latest) = with_guild(&ctx, &dm, |g| -> Result<_, String> {
+        let one = message(g, "skipped");
+        let skipped = g.append(&ctx.peer.key, &dm.owner, &one)?;
+        let two = message(g, "latest");
+        let latest = g.append(&ctx.peer.key, &dm.owner, &two)?;
+        Ok((skipped, latest))
+    })??;
+    let _ = skipped;
+    let (status, answer) = push(&ctx, vec![latest]).await;
+    ensure!(
+        status == 200 && first_result(&answer)["error"].is_null(),
+        "push answered {status} {answer}"
+    );
+    ensure!(
+        bodies(&ctx, &dm).await == vec!["skipped", "latest"],
+        "the gap was not filled in order: {:?}",
+        bodies(&ctx, &dm).await
+    );
+    Ok(())
+}
+
+pub(super) async fn ignores_duplicates(ctx: Arc<Context>) -> CaseResult {
+    let dm = dm(&ctx).await?;
+    let event = with_guild(&ctx, &dm, |g| {
+        let content = message(g, "once");
+        g.append(&ctx.peer.key, &dm.owner, &content)
+    })??;
+    push(&ctx, vec![event.clone()]).await;
+    let (status, answer) = push(&ctx, vec![event]).await;
+    ensure!(
+        status == 200 && first_result(&answer)["error"].is_null(),
+        "a duplicate push answered {status} {answer}"
+    );
+    ensure!(bodies(&ctx, &dm).await == vec!["once"], "the duplicate was applied twice");
+    Ok(())
+}
+
+pub(super) async fn refuses_a_bad_host_signature(ctx: Arc<Context>) -> CaseResult {
+    let dm = dm(&ctx).await?;
+    let head = ctx.target.head(&dm.guild).await?;
+    let mut event =
+        with_guild(&ctx, &dm, |g| g.next(&ctx.peer.key, &dm.owner, &message(g, "forged")))??;
+    let name = ctx.peer.name().to_string();
+    let signature =
+        event["signatures"][&name]["ed25519:peer"].as_str().unwrap_or_default().to_owned();
+    let mut bytes = guildhall_spec::base64url::decode(&signature).unwrap_or_default();
+    if let Some(first) = bytes.first_mut() {
+        *first ^= 1;
+    }
+    event["signatures"][&name]["ed25519:peer"] = json!(guildhall_spec::base64url::encode(bytes));
+    let (status, answer) = push(&ctx, vec![event]).await;
+    ensure!(
+        status == 200 && first_result(&answer)["error"]["code"] == "bad_host_signature",
+        "expected bad_host_signature, got {status} {answer}"
+    );
+    ensure!(ctx.target.head(&dm.guild).await? == head, "the log moved");
+    Ok(())
+}
+
+pub(super) async fn refuses_a_broken_chain(ctx: Arc<Context>) -> CaseResult {
+    let dm = dm(&ctx).await?;
+    let head = ctx.target.head(&dm.guild).await?;
+    let wrong_prev = guildhall_spec::EventId::parse(&format!(
+        "${}",
+        guildhall_spec::base64url::encode([9u8; 32])
+    ))
+    .map_err(|e| e.to_string())?;
+    let event = with_guild(&ctx, &dm, |g| {
+        g.build(&ctx.peer.key, &dm.owner, &message(g, "orphan"), g.head() + 1, Some(wrong_prev))
+    })??;
+    let (status, answer) = push(&ctx, vec![event]).await;
+    ensure!(
+        status == 200 && first_result(&answer)["error"]["code"] == "broken_chain",
+        "expected broken_chain, got {status} {answer}"
+    );
+    ensure!(ctx.target.head(&dm.guild).await? == head, "the log moved");
+    Ok(())
+}
+
+pub(super) async fn keeps_equivocation_evidence(ctx: Arc<Context>) -> CaseResult {
+    let dm = dm(&ctx).await?;
+    let event = with_guild(&ctx, &dm, |g| {
+        let content = message(g, "the real one");
+        g.append(&ctx.peer.key, &dm.owner, &content)
+    })??;
+    push(&ctx, vec![event]).await;
+    let (seq, prev) = with_guild(&ctx, &dm, |g| {
+        (g.head(), g.log.get(g.log.len() - 2).and_then(|e| guildhall_spec::event::event_id(e).ok()))
+    })?;
+    let other = with_guild(&ctx, &dm, |g| {
+        g.build(&ctx.peer.key, &dm.owner, &message(g, "another past"), seq, prev)
+    })??;
+    let (status, answer) = push(&ctx, vec![other]).await;
+    ensure!(
+        status == 200 && first_result(&answer)["error"]["code"] == "equivocation",
+        "expected equivocation, got {status} {answer}"
+    );
+    let (_, evidence) = ctx.target.control_get("/evidence").await;
+    let found = evidence["evidence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["guild_id"] == dm.guild.as_str() && e["seq"].as_u64() == Some(seq));
+    ensure!(found, "no evidence for seq {seq}: {evidence}");
+    ensure!(bodies(&ctx, &dm).await == vec!["the real one"], "the held event was replaced");
+    Ok(())
+}
+
+pub(super) async fn refuses_pushes_from_other_servers(ctx: Arc<Context>) -> CaseResult {
+    let dm = dm(&ctx).await?;
+    let event =
+        with_guild(&ctx, &dm, |g| g.next(&ctx.peer.key, &dm.owner, &message(g, "relayed")))??;
+    let body = json!({"origin": ctx.stranger.name(), "origin_ts": unix_now() * 1000, "events": [event], "ephemeral": []});
+    let path = format!("/_guildhall/v1/send/relay{}", crate::context::unique());
+    let (status, answer) = ctx.stranger.request(&ctx.target, "PUT", &path, None, Some(&body)).await;
+    ensure!(
+        status == 200 && first_result(&answer)["error"]["code"] == "not_from_host",
+        "expected not_from_host, got {status} {answer}"
+    );
+    Ok(())
+}
