@@ -744,3 +744,66 @@ async fn a_host_signing_two_events_for_one_seq_is_caught() {
         "the held event stays"
     );
 }
+
+#[tokio::test]
+async fn a_direct_message_between_two_servers() {
+    let (a, b) = (federating().await, federating().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let (status, dm) = alice.post("/users/@me/channels", json!({"recipient": bob.id})).await;
+    assert_eq!(status, StatusCode::OK, "{dm}");
+    let channel = dm["channels"][0]["id"].as_str().expect("the DM's channel").to_owned();
+    // Bob's server accepts the invitation on his behalf when it arrives.
+    let bobs = eventually(
+        Duration::from_secs(15),
+        || async { bob.get("/users/@me/channels").await },
+        |r| r.1["channels"].as_array().is_some_and(|c| !c.is_empty()),
+    )
+    .await;
+    assert_eq!(bobs.1["channels"][0]["id"], dm["id"], "{bobs:?}");
+    alice.send(&channel, "hi bob, across servers").await;
+    bob.send(&channel, "hi alice").await;
+    for user in [&alice, &bob] {
+        let seen =
+            eventually(Duration::from_secs(10), || contents(user, &channel), |h| h.len() == 2)
+                .await;
+        assert_eq!(seen, vec!["hi bob, across servers", "hi alice"], "on {}'s server", user.name);
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_published_as_an_old_key() {
+    let mut a = federating().await;
+    let http = reqwest::Client::new();
+    let document = |base: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("{base}/_guildhall/v1/keys/server"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = document(a.base_url()).await;
+    let old_id = first["verify_keys"].as_object().unwrap().keys().next().unwrap().clone();
+    a.stop();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guildhall"))
+        .arg("--data-dir")
+        .arg(a.dir())
+        .env("GUILDHALL_SERVER__LISTEN", a.name())
+        .args(["keys", "rotate"])
+        .output()
+        .expect("run guildhall keys rotate");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    a.launch().await;
+    let second = document(a.base_url()).await;
+    assert!(second["verify_keys"].get(&old_id).is_none(), "the old key is still current: {second}");
+    assert_eq!(
+        second["old_verify_keys"][&old_id]["key"], first["verify_keys"][&old_id]["key"],
+        "{second}"
+    );
+    assert!(second["old_verify_keys"][&old_id]["expired_ts"].as_u64().is_some());
+}
