@@ -31,6 +31,7 @@ pub struct CachedKeys {
 pub struct KeyFetcher {
     resolver: Resolver,
     http: reqwest::Client,
+    policy: std::sync::Arc<crate::policy::TrustPolicy>,
     cache: moka::future::Cache<ServerName, Arc<CachedKeys>>,
 }
 
@@ -42,10 +43,24 @@ const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
 impl KeyFetcher {
     /// A fetcher resolving servers with `resolver`.
-    pub fn new(resolver: Resolver) -> Self {
-        let http =
-            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-        Self { resolver, http, cache: moka::future::Cache::builder().max_capacity(10_000).build() }
+    pub fn new(resolver: Resolver, policy: std::sync::Arc<crate::policy::TrustPolicy>) -> Self {
+        let http = resolver
+            .http_builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            resolver,
+            http,
+            policy,
+            cache: moka::future::Cache::builder().max_capacity(10_000).build(),
+        }
+    }
+
+    /// The cached document of `server`, without fetching.
+    pub async fn cached(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
+        self.cache.get(server).await.filter(|cached| cached.valid_until > crate::now_ms())
     }
 
     /// Records a server's own document without fetching (used for this server's own keys).
@@ -114,6 +129,10 @@ impl KeyFetcher {
     }
 
     async fn fetch(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
+        // Servers we do not federate with are never contacted, not even for keys.
+        if !self.policy.permits(server) {
+            return None;
+        }
         let destination = self.resolver.resolve(server).await.ok()?;
         let url = format!("{}{}", destination.base_url, GetServerKeys::PATH);
         let response =

@@ -52,7 +52,6 @@ pub fn all() -> Vec<Case> {
         case!(Core, keys::document_is_self_signed),
         case!(Core, keys::document_validity_is_bounded),
         case!(Core, keys::keys_are_ed25519_points),
-        case!(Full, keys::notary_answers_with_countersigned_documents),
         case!(Core, keys::unknown_paths_answer_json_errors),
     ];
     cases.extend(request_auth::cases());
@@ -115,6 +114,9 @@ pub fn all() -> Vec<Case> {
         case!(Core, replica::refuses_a_broken_chain),
         case!(Core, replica::keeps_equivocation_evidence),
         case!(Core, replica::refuses_pushes_from_other_servers),
+        case!(Core, replica::a_host_cannot_touch_messages_of_other_guilds),
+        // Last: by now the target has fetched the peer's keys, and a notary answers from cache.
+        case!(Full, keys::notary_answers_with_countersigned_documents),
     ]);
     cases
 }

@@ -249,3 +249,34 @@ pub(super) async fn refuses_pushes_from_other_servers(ctx: Arc<Context>) -> Case
     );
     Ok(())
 }
+
+pub(super) async fn a_host_cannot_touch_messages_of_other_guilds(ctx: Arc<Context>) -> CaseResult {
+    // A message in a guild the target hosts...
+    let owner = ctx.target.user("owner").await?;
+    let (guild, channel) = ctx.target.guild(&owner).await?;
+    let id = ctx.target.send(&owner, &guild, &channel, "not yours to delete").await?;
+    // ...named by a host-signed deletion in the peer's own guild.
+    let dm = dm(&ctx).await?;
+    let message_id = guildhall_spec::EventId::parse(&id).map_err(|e| e.to_string())?;
+    let hostile = with_guild(&ctx, &dm, |g| {
+        let content = EventContent::MessageDelete(guildhall_spec::content::MessageRef {
+            channel_id: g.channel_id.clone(),
+            message_id,
+        });
+        let event = g.next(&ctx.peer.key, &dm.owner, &content)?;
+        g.log.push(event.clone());
+        Ok::<_, String>(event)
+    })??;
+    push(&ctx, vec![hostile]).await;
+    let path = format!(
+        "/users/{}/guilds/{}/messages?channel_id={channel}",
+        crate::target::encode(&owner),
+        crate::target::encode(&guild)
+    );
+    let (_, body) = ctx.target.control_get(&path).await;
+    let intact = body["messages"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|m| m["body"] == "not yours to delete"));
+    ensure!(intact, "another host's event erased a message of a guild it does not host: {body}");
+    Ok(())
+}

@@ -126,6 +126,9 @@ pub(super) async fn query_keys(
     State(state): State<AppState>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    if !state.federation.enabled {
+        return Err(ApiError::not_found("not_found", "federation is disabled on this server"));
+    }
     let value = canonical::parse_strict_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
     let request: query_keys::Request = serde_json::from_value(value)
@@ -135,7 +138,8 @@ pub(super) async fn query_keys(
     }
     let mut documents = Vec::new();
     for server in request.server_keys.keys() {
-        let Some(cached) = state.federation.keys.keys(server).await else { continue };
+        // Only documents we already hold: an unauthenticated query must not make us fetch.
+        let Some(cached) = state.federation.keys.cached(server).await else { continue };
         let mut raw = cached.raw.clone();
         signing::sign_json(&mut raw, &state.keys.current).map_err(ApiError::internal)?;
         documents.push(Value::Object(raw));

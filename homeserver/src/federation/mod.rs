@@ -54,7 +54,8 @@ impl Federation {
             danger_allow_plain_http: config.danger_allow_plain_http,
             dns_servers: config.dns_servers.clone(),
         });
-        let fetcher = KeyFetcher::new(resolver.clone());
+        let fetcher_policy = Arc::new(TrustPolicy::new(TrustRules::default()));
+        let fetcher = KeyFetcher::new(resolver.clone(), Arc::clone(&fetcher_policy));
         let key_document = Arc::new(key_document(server_name, keys)?);
         let typed: KeyDocument =
             serde_json::from_value(serde_json::Value::Object((*key_document).clone()))?;
@@ -76,7 +77,8 @@ impl Federation {
         // With federation switched off, the policy is closed both ways.
         let rules =
             if config.enabled { rules } else { TrustRules { mode: TrustMode::Closed, ..rules } };
-        let policy = Arc::new(TrustPolicy::new(rules));
+        fetcher_policy.replace(rules.clone());
+        let policy = fetcher_policy;
         let client =
             FederationClient::new(resolver.clone(), keys.current.clone(), Arc::clone(&policy));
         let inbound = InboundAuth::new(authorities, fetcher.clone(), policy);

@@ -74,7 +74,7 @@ pub struct GuildService {
     /// DM invitations for local users, accepted by a worker (set once by
     /// [`GuildService::attach_self`]). A channel rather than a spawned join keeps the join
     /// (which receives events) out of the future of receiving events.
-    dm_joins: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<DmInvitation>>,
+    dm_joins: std::sync::OnceLock<tokio::sync::mpsc::Sender<DmInvitation>>,
     /// `federation.danger_skip_origin_signature_check`: a deliberately broken mode for the
     /// conformance suite's negative control.
     skip_origin_signature: std::sync::atomic::AtomicBool,
@@ -130,7 +130,7 @@ impl GuildService {
 
     /// Starts the worker that accepts DM invitations on behalf of local users.
     pub fn attach_self(self: &Arc<Self>) {
-        let (sender, mut invitations) = tokio::sync::mpsc::unbounded_channel::<DmInvitation>();
+        let (sender, mut invitations) = tokio::sync::mpsc::channel::<DmInvitation>(256);
         if self.dm_joins.set(sender).is_err() {
             return;
         }
@@ -240,6 +240,13 @@ impl GuildService {
         if let Some(txn_id) = &txn_id
             && let Some(existing) = self.store.txn_event(sender, txn_id).await?
         {
+            if &existing.guild_id != guild_id {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "txn_conflict",
+                    "that nonce was used in another guild",
+                ));
+            }
             return self.replay(existing).await;
         }
         if !self.hosts(guild_id) {
@@ -249,6 +256,13 @@ impl GuildService {
         if let Some(txn_id) = &txn_id
             && let Some(existing) = self.store.txn_event(sender, txn_id).await?
         {
+            if &existing.guild_id != guild_id {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "txn_conflict",
+                    "that nonce was used in another guild",
+                ));
+            }
             return self.replay(existing).await;
         }
         let now = now_ms();
@@ -321,6 +335,14 @@ impl GuildService {
             .await
             .map_err(SubmitError::internal)?
         {
+            // A retry must be the same proposal: a reused txn_id elsewhere is a conflict, never
+            // a way to read another guild's event.
+            let same = existing.guild_id == envelope.guild_id
+                && existing.event.get("type").and_then(|t| t.as_str())
+                    == Some(envelope.event_type.as_str());
+            if !same {
+                return Err(SubmitError::Conflict);
+            }
             return self
                 .replay(existing)
                 .await
@@ -567,6 +589,8 @@ pub enum SubmitError {
     Invalid(event::EventError),
     /// The host's rules refuse it.
     Rejected(AuthError),
+    /// The (sender, txn_id) already produced a different event.
+    Conflict,
     /// Something broke here.
     Internal(String),
 }
@@ -586,6 +610,11 @@ impl From<SubmitError> for ApiError {
                 error.to_string(),
             ),
             SubmitError::Rejected(error) => error.into(),
+            SubmitError::Conflict => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "txn_conflict",
+                "this transaction id already names a different event",
+            ),
             SubmitError::Internal(message) => ApiError::internal(message),
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use guildhall_spec::api::get_state::Snapshot;
 use guildhall_spec::api::{Endpoint, ErrorBody, fill_path, get_invite, join_guild, submit_event};
-use guildhall_spec::content::{EventContent, MemberJoin};
+use guildhall_spec::content::{EventContent, GuildKind, MemberJoin};
 use guildhall_spec::event::{self, ChainPosition, JsonObject};
 use guildhall_spec::state::GuildState;
 use guildhall_spec::{EventId, GuildId, InviteCode, ServerName, TxnId, UserId, signing};
@@ -206,6 +206,21 @@ impl GuildService {
         {
             return Err(bad("the snapshot does not match the join event"));
         }
+        if state.kind != GuildKind::Dm && join_content_has_no_invite(&join) {
+            return Err(bad("joined without an invite, but the guild is not a DM"));
+        }
+        // Keys for every origin in the history, fetched before taking the write lock.
+        let origins: Vec<ServerName> = answer
+            .events
+            .iter()
+            .filter_map(|e| {
+                e.get("origin").and_then(|o| o.as_str()).and_then(|o| ServerName::parse(o).ok())
+            })
+            .chain([host.clone(), self.server_name().clone()])
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let history_keys = self.keys.event_keys(&origins).await;
         let _guard = self.write_lock.lock().await;
         if self.store.guild(guild_id).await?.is_some() {
             // Another local user is already in the guild: the join is just the next event.
@@ -219,15 +234,8 @@ impl GuildService {
         history.push(answer.event.clone());
         let mut last_stream = 0;
         for object in &history {
-            let servers: Vec<ServerName> = object
-                .get("origin")
-                .and_then(|o| o.as_str())
-                .and_then(|o| ServerName::parse(o).ok())
-                .into_iter()
-                .chain([host.clone()])
-                .collect();
-            let keys = self.keys.event_keys(&servers).await;
-            let Ok(verified) = event::verify_event(object, &keys, ChainPosition::Unchecked) else {
+            let Ok(verified) = event::verify_event(object, &history_keys, ChainPosition::Unchecked)
+            else {
                 continue;
             };
             if verified.envelope.guild_id != *guild_id
@@ -323,4 +331,9 @@ fn leak_code(code: &str) -> &'static str {
         "conflict",
     ];
     KNOWN.iter().find(|known| **known == code).copied().unwrap_or("remote_error")
+}
+
+/// Whether a join event carries no invite code (a DM invitation join).
+fn join_content_has_no_invite(join: &guildhall_spec::event::VerifiedEvent) -> bool {
+    join.content.as_ref().is_none_or(|content| !content.contains_key("invite_code"))
 }

@@ -235,7 +235,17 @@ impl GuildService {
                     Outcome::Gap { .. } => return Err(ReceiveError::GapNotFilled),
                 }
             }
-            after = self.head(guild_id).await.map_err(|e| internal(e.code()))?.seq;
+            let head = self.head(guild_id).await.map_err(|e| internal(e.code()))?.seq;
+            // A page that did not move our head (only duplicates) would be asked for again
+            // forever: stop.
+            if head == after {
+                return if after >= until {
+                    Ok(access_grew)
+                } else {
+                    Err(ReceiveError::GapNotFilled)
+                };
+            }
+            after = head;
             if after >= until && after >= page.head {
                 return Ok(access_grew);
             }
@@ -262,6 +272,14 @@ impl GuildService {
             .ok_or(ReceiveError::Invalid(EventError::Malformed("missing seq".into())))?;
         let servers = [envelope.origin.clone(), envelope.guild_id.host()];
         let mut keys = self.keys.event_keys(&servers).await;
+        // Fetch whatever keys the event needs before taking the write lock: no network I/O is
+        // ever done while holding it.
+        if let Err(EventError::UnknownKey(server)) =
+            event::verify_event(event, &keys, ChainPosition::Unchecked)
+        {
+            self.keys.refresh(&server).await;
+            keys = self.keys.event_keys(&servers).await;
+        }
         let _guard = self.write_lock.lock().await;
         let head = self.head(&envelope.guild_id).await.map_err(|_| ReceiveError::UnknownGuild)?;
         if seq > head.seq + 1 {
@@ -272,13 +290,8 @@ impl GuildService {
         } else {
             ChainPosition::Unchecked
         };
-        let mut verdict = event::verify_event(event, &keys, position);
-        if let Err(EventError::UnknownKey(server)) = &verdict {
-            self.keys.refresh(server).await;
-            keys = self.keys.event_keys(&servers).await;
-            verdict = event::verify_event(event, &keys, position);
-        }
-        let verified = verdict.map_err(ReceiveError::Invalid)?;
+        let verified =
+            event::verify_event(event, &keys, position).map_err(ReceiveError::Invalid)?;
         if seq <= head.seq {
             return self.duplicate_or_equivocation(&verified, seq).await;
         }
@@ -420,9 +433,14 @@ impl GuildService {
         if self.store.user(&invited).await.map_err(internal)?.is_none() {
             return Err(ReceiveError::UnknownGuild);
         }
-        // Join after answering: the host is waiting for this transaction's result.
+        // Nobody is pulled into a conversation with someone they blocked (or who blocked them).
+        if self.store.is_blocked_between(&invited, &envelope.sender).await.map_err(internal)? {
+            return Err(ReceiveError::UnknownGuild);
+        }
+        // Join after answering: the host is waiting for this transaction's result. A full queue
+        // drops the invitation rather than letting one server flood it.
         if let Some(joins) = self.dm_joins.get() {
-            let _ = joins.send((invited, envelope.guild_id.clone(), envelope.sender.clone()));
+            let _ = joins.try_send((invited, envelope.guild_id.clone(), envelope.sender.clone()));
         }
         Ok(())
     }

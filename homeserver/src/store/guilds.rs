@@ -168,11 +168,14 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE events SET content = ?, message_id = ? WHERE event_id = ? AND content IS NULL",
+            "UPDATE events SET content = ?, message_id = ?
+             WHERE event_id = ? AND content IS NULL
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_id = ? AND m.deleted = 1)",
         )
         .bind(content_object.to_string())
         .bind(message_target(content, &event.event_id).as_ref().map(EventId::as_str))
         .bind(event.event_id.as_str())
+        .bind(message_target(content, &event.event_id).as_ref().map(EventId::as_str))
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -496,6 +499,15 @@ async fn messages_projection(
 ) -> Result<(), sqlx::Error> {
     let guild = appended.guild_id.as_str();
     let ts = to_i64(appended.origin_ts);
+    // An event may only touch messages of its own guild: a host (hostile or buggy) naming a
+    // message of another guild changes nothing here.
+    if let Some(target) = message_target(content, appended.event_id)
+        && !matches!(content, EventContent::MessageCreate(_))
+        && message_in_other_guild(tx, &target, appended.guild_id).await?
+    {
+        tracing::warn!(guild, message = %target, "event names a message of another guild; ignored");
+        return Ok(());
+    }
     match content {
         EventContent::MessageCreate(create) => {
             let mentions = serde_json::to_string(&create.mentions.clone().unwrap_or_default())
@@ -554,9 +566,10 @@ async fn messages_projection(
             .await?;
             sqlx::query(
                 "UPDATE events SET content = NULL
-                 WHERE message_id = ? AND event_type IN ('message.create', 'message.edit')",
+                 WHERE message_id = ? AND guild_id = ? AND event_type IN ('message.create', 'message.edit')",
             )
             .bind(delete.message_id.as_str())
+            .bind(guild)
             .execute(&mut **tx)
             .await?;
             sqlx::query("DELETE FROM reactions WHERE message_id = ?")
@@ -611,6 +624,19 @@ async fn messages_projection(
         _ => {}
     }
     Ok(())
+}
+
+async fn message_in_other_guild(
+    tx: &mut Transaction<'_, Sqlite>,
+    message_id: &EventId,
+    guild_id: &GuildId,
+) -> Result<bool, sqlx::Error> {
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT guild_id FROM messages WHERE message_id = ?")
+            .bind(message_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(owner.is_some_and(|owner| owner != guild_id.as_str()))
 }
 
 async fn reindex(
