@@ -133,14 +133,10 @@ impl FederationClient {
         };
         let response = request.send().await.map_err(network)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(network)?;
-        if body.len() > MAX_RESPONSE_BYTES {
-            return Err(FederationError::Network {
-                server: server.clone(),
-                message: "response too large".into(),
-            });
-        }
-        Ok(Response { status, body: body.to_vec() })
+        let body = crate::read_capped(response, MAX_RESPONSE_BYTES).await.map_err(|e| {
+            FederationError::Network { server: server.clone(), message: e.to_string() }
+        })?;
+        Ok(Response { status, body })
     }
 
     /// Sends a signed JSON request and parses a successful JSON answer.

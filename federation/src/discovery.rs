@@ -133,10 +133,7 @@ impl Resolver {
         if !response.status().is_success() {
             return None;
         }
-        let bytes = response.bytes().await.ok()?;
-        if bytes.len() > 4096 {
-            return None;
-        }
+        let bytes = crate::read_capped(response, 4096).await.ok()?;
         let document: WellKnown = serde_json::from_slice(&bytes).ok()?;
         ServerName::parse(&document.server).ok()
     }

@@ -36,7 +36,7 @@ pub struct KeyFetcher {
 }
 
 /// The largest key document accepted.
-const MAX_DOCUMENT_BYTES: u64 = 64 * 1024;
+const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
 /// How often an unknown key id may trigger a refetch of the same server's keys.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
@@ -99,16 +99,19 @@ impl KeyFetcher {
         signing::decode_public_key(&key.key)
     }
 
-    /// A key map for verifying events from `servers`: current keys, and old keys (which sign
-    /// only events from before they expired; callers check `origin_ts` when it matters).
-    pub async fn event_keys(&self, servers: &[ServerName]) -> PublicKeyMap {
+    /// A key map for verifying what `servers` signed at `signed_at` (ms): their current keys,
+    /// and the retired keys that were still in use then. `u64::MAX` means current keys only.
+    pub async fn event_keys(&self, servers: &[ServerName], signed_at: u64) -> PublicKeyMap {
         let mut map = PublicKeyMap::new();
         for server in servers {
             let Some(cached) = self.keys(server).await else { continue };
             for (key_id, key) in &cached.document.verify_keys {
                 let _ = map.insert_base64(server.clone(), key_id.clone(), &key.key);
             }
-            for (key_id, key) in &cached.document.old_verify_keys {
+            // A retired key vouches only for what was signed before it was retired.
+            for (key_id, key) in
+                cached.document.old_verify_keys.iter().filter(|(_, key)| signed_at < key.expired_ts)
+            {
                 let _ = map.insert_base64(server.clone(), key_id.clone(), &key.key);
             }
         }
@@ -141,14 +144,13 @@ impl KeyFetcher {
             tracing::warn!(%server, status = %response.status(), "key fetch failed");
             return None;
         }
-        if response.content_length().is_some_and(|length| length > MAX_DOCUMENT_BYTES) {
-            tracing::warn!(%server, "key document too large");
-            return None;
-        }
-        let bytes = response.bytes().await.ok()?;
-        if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
-            return None;
-        }
+        let bytes = match crate::read_capped(response, MAX_DOCUMENT_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(%server, %error, "key document not read");
+                return None;
+            }
+        };
         let cached = match check_document(server, &bytes) {
             Ok(cached) => cached,
             Err(reason) => {

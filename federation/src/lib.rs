@@ -32,3 +32,33 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// Reads a response body, giving up as soon as it exceeds `cap` bytes: a peer cannot make us
+/// buffer more than we accept.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|length| length > cap as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| BodyError::Network(e.to_string()))? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Why a response body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// It was larger than allowed.
+    #[error("response body too large")]
+    TooLarge,
+    /// Reading failed.
+    #[error("reading the response: {0}")]
+    Network(String),
+}

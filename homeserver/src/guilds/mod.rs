@@ -279,12 +279,13 @@ impl GuildService {
         origin: &ServerName,
         proposal: JsonObject,
     ) -> Result<Sequenced, SubmitError> {
-        let mut keys = self.keys.event_keys(std::slice::from_ref(origin)).await;
+        // A proposal is signed now: only current keys may vouch for it.
+        let mut keys = self.keys.event_keys(std::slice::from_ref(origin), u64::MAX).await;
         let mut verdict = event::verify_proposal(&proposal, &keys);
         if let Err(event::EventError::UnknownKey(server)) = &verdict {
             // The origin may have rotated its key since we cached its document.
             self.keys.refresh(server).await;
-            keys = self.keys.event_keys(std::slice::from_ref(origin)).await;
+            keys = self.keys.event_keys(std::slice::from_ref(origin), u64::MAX).await;
             verdict = event::verify_proposal(&proposal, &keys);
         }
         if self.skip_origin_signature.load(std::sync::atomic::Ordering::Relaxed)

@@ -190,7 +190,9 @@ impl GuildService {
                 format!("the host's join answer: {message}"),
             )
         };
-        let keys = self.keys.event_keys(&[host.clone(), self.server_name().clone()]).await;
+        // The snapshot and the join are signed now: current keys only.
+        let keys =
+            self.keys.event_keys(&[host.clone(), self.server_name().clone()], u64::MAX).await;
         signing::verify_json(&answer.snapshot, &host, &keys).map_err(|e| bad(&e.to_string()))?;
         let snapshot: Snapshot = serde_json::from_value(serde_json::Value::Object(answer.snapshot))
             .map_err(|e| bad(&e.to_string()))?;
@@ -220,7 +222,14 @@ impl GuildService {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let history_keys = self.keys.event_keys(&origins).await;
+        // History may predate a key rotation: retired keys count for what they signed before.
+        let oldest = answer
+            .events
+            .iter()
+            .filter_map(|e| e.get("origin_ts").and_then(|t| t.as_u64()))
+            .min()
+            .unwrap_or(u64::MAX);
+        let history_keys = self.keys.event_keys(&origins, oldest).await;
         let _guard = self.write_lock.lock().await;
         if self.store.guild(guild_id).await?.is_some() {
             // Another local user is already in the guild: the join is just the next event.

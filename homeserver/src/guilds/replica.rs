@@ -131,7 +131,7 @@ impl GuildService {
                 .await
                 .map_err(|e| internal(e.to_string()))?
                 .map_err(|(status, _)| internal(format!("state: status {status}")))?;
-            let keys = self.keys.event_keys(std::slice::from_ref(&host)).await;
+            let keys = self.keys.event_keys(std::slice::from_ref(&host), u64::MAX).await;
             signing::verify_json(&snapshot, &host, &keys).map_err(|e| internal(e.to_string()))?;
             let snapshot: Snapshot =
                 serde_json::from_value(serde_json::Value::Object(snapshot)).map_err(internal)?;
@@ -271,14 +271,14 @@ impl GuildService {
             .seq
             .ok_or(ReceiveError::Invalid(EventError::Malformed("missing seq".into())))?;
         let servers = [envelope.origin.clone(), envelope.guild_id.host()];
-        let mut keys = self.keys.event_keys(&servers).await;
+        let mut keys = self.keys.event_keys(&servers, envelope.origin_ts).await;
         // Fetch whatever keys the event needs before taking the write lock: no network I/O is
         // ever done while holding it.
         if let Err(EventError::UnknownKey(server)) =
             event::verify_event(event, &keys, ChainPosition::Unchecked)
         {
             self.keys.refresh(&server).await;
-            keys = self.keys.event_keys(&servers).await;
+            keys = self.keys.event_keys(&servers, envelope.origin_ts).await;
         }
         let _guard = self.write_lock.lock().await;
         let head = self.head(&envelope.guild_id).await.map_err(|_| ReceiveError::UnknownGuild)?;
@@ -418,7 +418,10 @@ impl GuildService {
         if envelope.event_type != "dm.invite" {
             return Err(ReceiveError::UnknownGuild);
         }
-        let keys = self.keys.event_keys(&[envelope.origin.clone(), envelope.guild_id.host()]).await;
+        let keys = self
+            .keys
+            .event_keys(&[envelope.origin.clone(), envelope.guild_id.host()], envelope.origin_ts)
+            .await;
         let verified = event::verify_event(event, &keys, ChainPosition::Unchecked)
             .map_err(ReceiveError::Invalid)?;
         let invited = verified

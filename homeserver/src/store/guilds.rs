@@ -346,11 +346,14 @@ impl Store {
             messages_projection(&mut tx, appended, content).await?;
         }
         for (destination, event) in appended.outbound {
-            sqlx::query("INSERT INTO outbound_events (destination, event) VALUES (?, ?)")
-                .bind(destination.as_str())
-                .bind(serde_json::Value::Object(event.clone()).to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO outbound_events (destination, event, event_id) VALUES (?, ?, ?)",
+            )
+            .bind(destination.as_str())
+            .bind(serde_json::Value::Object(event.clone()).to_string())
+            .bind(appended.event_id.as_str())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(stream_id)
@@ -567,6 +570,16 @@ async fn messages_projection(
             sqlx::query(
                 "UPDATE events SET content = NULL
                  WHERE message_id = ? AND guild_id = ? AND event_type IN ('message.create', 'message.edit')",
+            )
+            .bind(delete.message_id.as_str())
+            .bind(guild)
+            .execute(&mut **tx)
+            .await?;
+            // Copies still queued for a server that is down lose the content too.
+            sqlx::query(
+                "UPDATE outbound_events SET event = json_remove(event, '$.content')
+                 WHERE event_id IN (SELECT event_id FROM events
+                                    WHERE message_id = ? AND guild_id = ? AND event_type IN ('message.create', 'message.edit'))",
             )
             .bind(delete.message_id.as_str())
             .bind(guild)

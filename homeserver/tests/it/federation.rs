@@ -807,3 +807,43 @@ async fn a_rotated_key_is_published_as_an_old_key() {
     );
     assert!(second["old_verify_keys"][&old_id]["expired_ts"].as_u64().is_some());
 }
+
+#[tokio::test]
+async fn a_message_deleted_while_a_member_server_is_down_never_reaches_it() {
+    let (a, mut b) = (federating().await, federating().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let guild = alice.create_guild("Regrets").await;
+    let code = alice.invite(&guild.general).await;
+    join_remote(&bob, &a, &code).await;
+    b.stop();
+    let message = alice.send(&guild.general, "a regrettable sentence").await;
+    let (status, _) = alice
+        .delete(&format!(
+            "/channels/{}/messages/{}",
+            guild.general,
+            crate::harness::encode(message["id"].as_str().unwrap())
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    alice.send(&guild.general, "after").await;
+    b.launch().await;
+    let bob = b.login("bob").await;
+    let seen = eventually(
+        Duration::from_secs(20),
+        || contents(&bob, &guild.general),
+        |h| h == &vec!["after".to_owned()],
+    )
+    .await;
+    assert_eq!(seen, vec!["after"]);
+    // Give the queued delivery a moment to arrive, then look for the words anywhere on B.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let needle = b"regrettable";
+    for file in ["guildhall.sqlite3", "guildhall.sqlite3-wal"] {
+        let bytes = std::fs::read(b.dir().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{file} on B holds the deleted message"
+        );
+    }
+}
