@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use guildhall_homeserver::config::Config;
 use guildhall_homeserver::{AppState, DataDir, effective_server_name};
 use guildhall_spec::event::{self, Proposal};
 use guildhall_spec::{GuildId, KeyId, ServerName, ServerSigningKey, TxnId, UserId, base64url};
@@ -33,16 +32,8 @@ async fn node(label: &str) -> Result<Node> {
         std::env::temp_dir().join(format!("guildhall-bench-fed-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let mut config = Config::default();
-    config.server.listen = listener.local_addr()?;
+    let mut config = crate::unlimited_config(listener.local_addr()?);
     config.federation.danger_allow_plain_http = true;
-    config.rate_limits.per_account_per_second = 1_000_000;
-    config.rate_limits.per_account_burst = 1_000_000;
-    config.rate_limits.per_ip_per_second = 1_000_000;
-    config.rate_limits.per_ip_burst = 1_000_000;
-    config.rate_limits.messages_per_second = 1_000_000;
-    config.rate_limits.messages_burst = 1_000_000;
-    config.gateway.session_queue = 65_536;
     let state =
         AppState::open(config.clone(), &DataDir::new(&data), effective_server_name(&config)?)
             .await?;
@@ -185,17 +176,7 @@ pub(crate) async fn cross_server_latency(results: &mut Results) -> Result<()> {
         all.extend(tokio::time::timeout(Duration::from_secs(60), receiver).await???);
     }
     all.sort_unstable();
-    let percentile = |p: f64| {
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let index = ((all.len() as f64 - 1.0) * p).round() as usize;
-        #[allow(clippy::cast_precision_loss)]
-        let micros = all.get(index).copied().unwrap_or(0) as f64;
-        micros / 1000.0
-    };
+    let percentile = |p: f64| crate::percentile_ms(&all, p);
     results.record("federation.cross_server_latency_p50_ms_100mps", percentile(0.50), "ms");
     results.record("federation.cross_server_latency_p99_ms_100mps", percentile(0.99), "ms");
     Ok(())

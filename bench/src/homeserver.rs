@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use guildhall_homeserver::config::Config;
 use guildhall_homeserver::{AppState, DataDir, effective_server_name};
 use reqwest::Method;
 use serde_json::json;
@@ -35,16 +34,7 @@ async fn start(label: &str) -> Result<(Fixture, String)> {
     );
     let _ = std::fs::remove_dir_all(&data.0);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let mut config = Config::default();
-    config.server.listen = listener.local_addr()?;
-    // Benchmarks measure the server, not its abuse protection.
-    config.rate_limits.per_account_per_second = 1_000_000;
-    config.rate_limits.per_account_burst = 1_000_000;
-    config.rate_limits.per_ip_per_second = 1_000_000;
-    config.rate_limits.per_ip_burst = 1_000_000;
-    config.rate_limits.messages_per_second = 1_000_000;
-    config.rate_limits.messages_burst = 1_000_000;
-    config.gateway.session_queue = 65_536;
+    let config = crate::unlimited_config(listener.local_addr()?);
     let state =
         AppState::open(config.clone(), &DataDir::new(&data.0), effective_server_name(&config)?)
             .await?;
@@ -179,17 +169,7 @@ pub(crate) async fn gateway_latency(results: &mut Results) -> Result<()> {
         all.extend(receiver.await??);
     }
     all.sort_unstable();
-    let percentile = |p: f64| {
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let index = ((all.len() as f64 - 1.0) * p).round() as usize;
-        #[allow(clippy::cast_precision_loss)]
-        let micros = all.get(index).copied().unwrap_or(0) as f64;
-        micros / 1000.0
-    };
+    let percentile = |p: f64| crate::percentile_ms(&all, p);
     #[allow(clippy::cast_precision_loss)]
     results.record(
         "homeserver.gateway_achieved_send_rate",

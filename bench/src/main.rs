@@ -69,6 +69,33 @@ fn machine_reference(results: &mut Results) {
     results.record("reference.sha256_mb_per_sec", 200.0 / start.elapsed().as_secs_f64(), "MB/s");
 }
 
+/// A server configuration for benchmarks: listening on `listen`, with abuse protection out of
+/// the way (benchmarks measure the server, not its rate limits).
+pub(crate) fn unlimited_config(
+    listen: std::net::SocketAddr,
+) -> guildhall_homeserver::config::Config {
+    let mut config = guildhall_homeserver::config::Config::default();
+    config.server.listen = listen;
+    let limits = &mut config.rate_limits;
+    limits.per_account_per_second = 1_000_000;
+    limits.per_account_burst = 1_000_000;
+    limits.per_ip_per_second = 1_000_000;
+    limits.per_ip_burst = 1_000_000;
+    limits.messages_per_second = 1_000_000;
+    limits.messages_burst = 1_000_000;
+    config.gateway.session_queue = 65_536;
+    config
+}
+
+/// The `p`-th percentile (0..=1) of sorted microsecond samples, in milliseconds.
+pub(crate) fn percentile_ms(sorted_micros: &[u64], p: f64) -> f64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let index = ((sorted_micros.len() as f64 - 1.0) * p).round() as usize;
+    #[allow(clippy::cast_precision_loss)]
+    let micros = sorted_micros.get(index).copied().unwrap_or(0) as f64;
+    micros / 1000.0
+}
+
 fn write(results: &Results) -> Result<()> {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| PathBuf::from("target"), PathBuf::from)

@@ -94,6 +94,22 @@ impl Target {
             .ok_or_else(|| format!("test control: send answered {status} {answer}"))
     }
 
+    /// Deletes a message as a local user.
+    pub async fn delete_message(
+        &self,
+        user: &str,
+        guild: &str,
+        message: &str,
+    ) -> Result<(), String> {
+        let path = format!("/guilds/{}/messages/{}/delete", encode(guild), encode(message));
+        let (status, body) = self.control(&path, json!({"user_id": user})).await;
+        if status == 200 {
+            Ok(())
+        } else {
+            Err(format!("test control: delete answered {status} {body}"))
+        }
+    }
+
     /// Proposes any event as a local user.
     pub async fn act(&self, user: &str, guild: &str, event_type: &str, content: Value) -> Answer {
         self.control(

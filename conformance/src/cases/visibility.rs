@@ -42,18 +42,7 @@ async fn content_of(
 pub(super) async fn deleted_message_keeps_its_envelope(ctx: Arc<Context>) -> CaseResult {
     let fixture = ctx.fixture().await?;
     let id = ctx.target.send(&fixture.owner, &fixture.guild, &fixture.channel, "regret").await?;
-    let (status, body) = ctx
-        .target
-        .control(
-            &format!(
-                "/guilds/{}/messages/{}/delete",
-                crate::target::encode(&fixture.guild),
-                crate::target::encode(&id)
-            ),
-            json!({"user_id": fixture.owner}),
-        )
-        .await;
-    ensure_ok(status, &body)?;
+    ctx.target.delete_message(&fixture.owner, &fixture.guild, &id).await?;
     let path = format!("/_guildhall/v1/guilds/{}/events", crate::target::encode(&fixture.guild));
     let (status, answer) =
         ctx.peer.request(&ctx.target, "GET", &path, Some("after=0&limit=500"), None).await;
@@ -74,18 +63,7 @@ pub(super) async fn deleted_message_keeps_its_envelope(ctx: Arc<Context>) -> Cas
 pub(super) async fn erased_content_is_not_served(ctx: Arc<Context>) -> CaseResult {
     let fixture = ctx.fixture().await?;
     let id = ctx.target.send(&fixture.owner, &fixture.guild, &fixture.channel, "gone").await?;
-    let (status, body) = ctx
-        .target
-        .control(
-            &format!(
-                "/guilds/{}/messages/{}/delete",
-                crate::target::encode(&fixture.guild),
-                crate::target::encode(&id)
-            ),
-            json!({"user_id": fixture.owner}),
-        )
-        .await;
-    ensure_ok(status, &body)?;
+    ctx.target.delete_message(&fixture.owner, &fixture.guild, &id).await?;
     ensure!(content_of(&ctx, &fixture, &id).await?.is_none(), "erased content is still served");
     Ok(())
 }
@@ -141,18 +119,7 @@ pub(super) async fn deletions_are_never_withheld(ctx: Arc<Context>) -> CaseResul
     let fixture = ctx.fixture().await?;
     let channel = private_channel(&ctx, &fixture).await?;
     let id = ctx.target.send(&fixture.owner, &fixture.guild, &channel, "shh").await?;
-    let (status, body) = ctx
-        .target
-        .control(
-            &format!(
-                "/guilds/{}/messages/{}/delete",
-                crate::target::encode(&fixture.guild),
-                crate::target::encode(&id)
-            ),
-            json!({"user_id": fixture.owner}),
-        )
-        .await;
-    ensure_ok(status, &body)?;
+    ctx.target.delete_message(&fixture.owner, &fixture.guild, &id).await?;
     let deletion = ctx
         .pushed(|e| {
             e.get("type").is_some_and(|t| t == "message.delete")
