@@ -191,7 +191,7 @@ impl Connection {
         let ready = json!({
             "v": 1, "session_id": session_id, "user": views::own_user(&profile), "guilds": guilds, "seq": stream_head,
         });
-        self.dispatch("READY", ready, Some(stream_head));
+        self.dispatch("READY", ready, Some(stream_head)).await;
         Some((user, session_id, guild_ids, stream_head))
     }
 
@@ -217,12 +217,12 @@ impl Connection {
             let Ok(guild_state) = self.state.guilds.state(&event.guild_id).await else { continue };
             let Some(message) = replayed_message(event, guild_state) else { continue };
             for (name, data) in guild_event(&message, &user) {
-                self.dispatch(name, data, Some(message.stream_id));
+                self.dispatch(name, data, Some(message.stream_id)).await;
             }
             last = message.stream_id;
         }
         self.state.presence.connect(&user, Status::Online);
-        self.dispatch("RESUMED", json!({"session_id": session_id, "seq": last}), None);
+        self.dispatch("RESUMED", json!({"session_id": session_id, "seq": last}), None).await;
         Some((user, session_id.to_owned(), guild_ids.into_iter().collect(), last))
     }
 
@@ -383,9 +383,14 @@ impl Connection {
         }
     }
 
-    /// Queues a dispatch during the handshake, where the queue cannot be full yet.
-    fn dispatch(&mut self, name: &str, data: Value, seq: Option<i64>) {
-        self.send(json!({"op": OP_DISPATCH, "t": name, "s": seq, "d": data}));
+    /// Queues a dispatch during the handshake (READY, a resume's replay).
+    async fn dispatch(&mut self, name: &str, data: Value, seq: Option<i64>) {
+        // The handshake (READY, a resume's replay) may be larger than the live queue: it waits
+        // for the writer instead of overflowing. Only live bus traffic must never wait.
+        let frame = json!({"op": OP_DISPATCH, "t": name, "s": seq, "d": data});
+        if self.queue.send(Outgoing::Frame(frame)).await.is_err() {
+            self.close_with(CLOSE_TOO_SLOW, "connection gone");
+        }
     }
 
     fn send(&mut self, frame: Value) {
