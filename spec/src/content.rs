@@ -167,6 +167,21 @@ impl EventContent {
         }
     }
 
+    /// Whether the event changes the folded guild state ([`crate::state::GuildState::apply`]);
+    /// messages, reactions and pins live beside the state, not in it.
+    pub fn changes_state(&self) -> bool {
+        !matches!(
+            self,
+            Self::MessageCreate(_)
+                | Self::MessageEdit(_)
+                | Self::MessageDelete(_)
+                | Self::ReactionAdd(_)
+                | Self::ReactionRemove(_)
+                | Self::PinAdd(_)
+                | Self::PinRemove(_)
+        )
+    }
+
     /// The channel whose viewers alone may receive this event's content (spec chapter 13).
     ///
     /// Events that only say *who may see* a channel or that it is gone (overwrites,

@@ -213,7 +213,7 @@ impl GuildService {
             let state = Arc::new(GuildState::from_create(guild_id.clone(), &create, now));
             let content = EventContent::GuildCreate(create);
             let proposal = self.local_proposal(&guild_id, owner, &content, now, None)?;
-            self.commit(None, proposal, &content, state, now).await?;
+            self.commit(None, proposal, &content, state).await?;
         }
         let channel_id = ChannelId::parse(&random_id(16)).map_err(ApiError::internal)?;
         let channel = EventContent::ChannelCreate(ChannelCreate {
@@ -382,7 +382,7 @@ impl GuildService {
         head.state
             .authorize(sender, content, now, facts.as_ref())
             .map_err(SubmitError::Rejected)?;
-        let after = if changes_state(content) {
+        let after = if content.changes_state() {
             let mut after = (*head.state).clone();
             // Every replica folds with the event's origin_ts; so must the host.
             after.apply(sender, origin_ts, content);
@@ -390,7 +390,7 @@ impl GuildService {
         } else {
             Arc::clone(&head.state)
         };
-        self.commit(Some(&head), proposal, content, after, now)
+        self.commit(Some(&head), proposal, content, after)
             .await
             .map_err(|e| SubmitError::Internal(e.code().into()))
     }
@@ -455,7 +455,6 @@ impl GuildService {
         proposal: JsonObject,
         content: &EventContent,
         after: Arc<GuildState>,
-        now: u64,
     ) -> ApiResult<Sequenced> {
         let seq = head.map_or(1, |head| head.seq + 1);
         let (event_id, event) =
@@ -497,7 +496,6 @@ impl GuildService {
             content,
             head.map(|head| Arc::clone(&head.state)),
             &after,
-            now,
         );
         Ok(Sequenced { event_id, seq, event, state: after })
     }
@@ -512,7 +510,6 @@ impl GuildService {
         content: &EventContent,
         before: Option<Arc<GuildState>>,
         after: &Arc<GuildState>,
-        _now: u64,
     ) {
         self.bus.publish(BusMessage::GuildEvent(Arc::new(GuildEventMessage {
             stream_id,
@@ -619,18 +616,4 @@ impl From<SubmitError> for ApiError {
             SubmitError::Internal(message) => ApiError::internal(message),
         }
     }
-}
-
-/// Whether an event type changes the folded guild state (messages, reactions and pins do not).
-pub fn changes_state(content: &EventContent) -> bool {
-    !matches!(
-        content,
-        EventContent::MessageCreate(_)
-            | EventContent::MessageEdit(_)
-            | EventContent::MessageDelete(_)
-            | EventContent::ReactionAdd(_)
-            | EventContent::ReactionRemove(_)
-            | EventContent::PinAdd(_)
-            | EventContent::PinRemove(_)
-    )
 }

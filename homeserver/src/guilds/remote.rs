@@ -296,7 +296,6 @@ impl GuildService {
                 &content,
                 None,
                 &state,
-                0,
             );
         }
         Ok(())

@@ -14,7 +14,7 @@ use guildhall_spec::signing;
 use guildhall_spec::state::GuildState;
 use guildhall_spec::{GuildId, ServerName, UserId};
 
-use super::{GuildHead, GuildService, changes_state};
+use super::{GuildHead, GuildService};
 use crate::store::AppendedEvent;
 
 /// Why a received event was not applied. [`ReceiveError::code`] is the per-event result code
@@ -350,7 +350,7 @@ impl GuildService {
             .as_ref()
             .and_then(|content| EventContent::parse(&envelope.event_type, content).ok());
         let after = match &content {
-            Some(content) if changes_state(content) => {
+            Some(content) if content.changes_state() => {
                 let mut after = (*head.state).clone();
                 after.apply(&envelope.sender, envelope.origin_ts, content);
                 Arc::new(after)
@@ -389,7 +389,6 @@ impl GuildService {
                 content,
                 Some(Arc::clone(&head.state)),
                 &after,
-                0,
             );
         }
         // An overwrite on a channel we do not know was hidden from us and may now be open.
@@ -403,7 +402,7 @@ impl GuildService {
             _ => false,
         };
         let grew = unknown_channel
-            || (content.as_ref().is_some_and(changes_state)
+            || (content.as_ref().is_some_and(EventContent::changes_state)
                 && local_view_grew(self.server_name(), &head.state, &after));
         Ok(grew)
     }
