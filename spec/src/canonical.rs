@@ -19,6 +19,12 @@ use serde_json::{Map, Value};
 /// The largest magnitude an integer in signed JSON may have: 2^53 − 1.
 pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
+/// Whether an integer is within ±(2^53−1). `unsigned_abs` cannot overflow, unlike `abs`, whose
+/// result for `i64::MIN` wraps to a negative number in release builds.
+fn is_safe_integer(integer: i64) -> bool {
+    integer.unsigned_abs() <= MAX_SAFE_INTEGER.unsigned_abs()
+}
+
 /// Why a JSON text or value has no canonical form under the profile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanonicalJsonError {
@@ -88,7 +94,7 @@ fn write_value(value: &Value, out: &mut String) -> Result<(), CanonicalJsonError
         Value::Number(number) => {
             let integer = number
                 .as_i64()
-                .filter(|n| n.abs() <= MAX_SAFE_INTEGER)
+                .filter(|&n| is_safe_integer(n))
                 .ok_or_else(|| CanonicalJsonError::InvalidNumber(number.to_string()))?;
             out.push_str(&integer.to_string());
         }
@@ -200,7 +206,7 @@ impl<'de> Visitor<'de> for StrictValue {
     }
 
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
-        if value.abs() > MAX_SAFE_INTEGER {
+        if !is_safe_integer(value) {
             return Err(E::custom(format_args!("{NUMBER_PREFIX}{value}")));
         }
         Ok(Value::from(value))
@@ -281,6 +287,24 @@ mod tests {
     }
 
     #[test]
+    fn serializer_refuses_integers_outside_the_profile() {
+        for integer in
+            [i64::MIN, i64::MIN + 1, -MAX_SAFE_INTEGER - 1, MAX_SAFE_INTEGER + 1, i64::MAX]
+        {
+            let error = to_canonical_string(&Value::from(integer)).expect_err("out of range");
+            assert_eq!(error.code(), "invalid_number", "{integer}");
+        }
+        assert_eq!(
+            to_canonical_string(&Value::from(u64::MAX)).map_err(|e| e.code()),
+            Err("invalid_number")
+        );
+        assert_eq!(
+            to_canonical_string(&Value::from(-MAX_SAFE_INTEGER)).as_deref(),
+            Ok("-9007199254740991")
+        );
+    }
+
+    #[test]
     fn keeps_safe_integers() {
         check("[9007199254740991,-9007199254740991,0]", "[9007199254740991,-9007199254740991,0]");
     }
@@ -292,6 +316,10 @@ mod tests {
         check_error("-0", "invalid_number");
         check_error("9007199254740992", "invalid_number");
         check_error("-9007199254740992", "invalid_number");
+        check_error("9223372036854775807", "invalid_number");
+        check_error("-9223372036854775808", "invalid_number");
+        check_error("[1,{\"n\":-9223372036854775808}]", "invalid_number");
+        check_error("18446744073709551615", "invalid_number");
         check_error(r#"{"a":1,"a":2}"#, "duplicate_key");
         check_error(r#"{"a":{"b":1,"b":1}}"#, "duplicate_key");
         check_error("NaN", "invalid_json");

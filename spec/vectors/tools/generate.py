@@ -253,6 +253,11 @@ CANONICAL_CASES: list[tuple[str, str, str | None, str | None]] = [
     ("reject_two_pow_53", '{"n":9007199254740992}', None, "invalid_number"),
     ("reject_minus_two_pow_53", '{"n":-9007199254740992}', None, "invalid_number"),
     ("reject_huge_integer", "[100000000000000000000000000000]", None, "invalid_number"),
+    # The 64-bit boundaries: i64::MIN has no positive counterpart (|i64::MIN| overflows an i64).
+    ("reject_i64_min", '{"n":-9223372036854775808}', None, "invalid_number"),
+    ("reject_i64_min_nested_in_content", '{"content":{"x":[1,-9223372036854775808]}}', None, "invalid_number"),
+    ("reject_i64_max", '{"n":9223372036854775807}', None, "invalid_number"),
+    ("reject_u64_max", '{"n":18446744073709551615}', None, "invalid_number"),
     ("reject_number_in_nested_array", '{"a":[1,[2,3.5]]}', None, "invalid_number"),
     ("reject_duplicate_key", '{"a":1,"a":1}', None, "duplicate_key"),
     ("reject_duplicate_key_nested", '{"a":{"b":1,"c":2,"b":3}}', None, "duplicate_key"),
