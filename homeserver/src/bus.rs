@@ -47,6 +47,12 @@ pub enum BusMessage {
         /// The new public profile.
         profile: serde_json::Value,
     },
+    /// A login session was revoked (logout, or revoked from another device): gateway
+    /// connections opened with it close.
+    LoginRevoked {
+        /// The revoked login session's id.
+        login: String,
+    },
     /// A relationship of `user_id` changed (friend request, accept, removal).
     Relationship {
         /// The user to notify.

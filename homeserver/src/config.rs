@@ -162,11 +162,21 @@ pub struct GatewayConfig {
     pub session_queue: usize,
     /// How long a session stays resumable.
     pub resume_window_secs: u64,
+    /// Frames one connection may send per minute (heartbeats included).
+    pub frames_per_minute: u32,
+    /// Presence updates one connection may send per minute.
+    pub presence_updates_per_minute: u32,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { heartbeat_interval_ms: 41_250, session_queue: 1024, resume_window_secs: 300 }
+        Self {
+            heartbeat_interval_ms: 41_250,
+            session_queue: 1024,
+            resume_window_secs: 300,
+            frames_per_minute: 120,
+            presence_updates_per_minute: 5,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! `cargo xtask <task>`: the project's automation, in Rust rather than shell.
 //!
-//! * `ci`: everything CI checks: formatting, clippy with `-D warnings`, the test-vector
-//!   cross-check by the independent Python implementation, the tests, and the examples.
+//! * `ci`: everything CI checks, after installing what the checks need on a fresh machine
+//!   (`setup`): formatting, clippy with `-D warnings`, the test-vector cross-check by the
+//!   independent Python implementation, the tests, and the examples.
 //! * `bench`: the benchmarks, in a release build; see `bench/`.
 //! * `conformance`: our server against the conformance suite, and the negative control.
 
@@ -27,6 +28,7 @@ fn main() -> Result<()> {
 }
 
 fn ci() -> Result<()> {
+    setup()?;
     run("cargo", &["fmt", "--all", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     run("python3", &["spec/vectors/tools/generate.py", "--check"])?;
@@ -41,6 +43,24 @@ fn ci() -> Result<()> {
     }
     conformance::run()?;
     Ok(())
+}
+
+/// Installs what the checks need beyond the Rust toolchain, so that `cargo xtask ci` alone works
+/// on a fresh machine: the Python packages of the independent vector implementation and of the
+/// stock-library interoperability checks.
+fn setup() -> Result<()> {
+    run(
+        "python3",
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            "spec/vectors/tools/requirements.txt",
+        ],
+    )
 }
 
 /// Runs a command from the workspace root, echoing it, failing on a non-zero exit.

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 
 use super::{AuthUser, Json, token_hash, views};
 use crate::AppState;
+use crate::bus::BusMessage;
 use crate::error::{ApiError, ApiResult};
 use crate::guilds::random_id;
 use crate::store::Store;
@@ -143,6 +144,7 @@ async fn start_session(
 /// `POST /api/v1/auth/logout`: revokes the token used.
 pub(super) async fn logout(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
     state.store.delete_session(&auth.user_id, &auth.session_id).await?;
+    login_revoked(&state, &auth.session_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -177,8 +179,16 @@ pub(super) async fn revoke_session(
     Path(session_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     if state.store.delete_session(&auth.user_id, &session_id).await? {
+        login_revoked(&state, &session_id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("unknown_session", "no such session"))
     }
+}
+
+/// A revoked login ends its gateway connections too: connected ones are closed through the bus
+/// and disconnected ones can no longer be resumed.
+fn login_revoked(state: &AppState, login: &str) {
+    state.sessions.revoke_login(login);
+    state.bus.publish(BusMessage::LoginRevoked { login: login.to_owned() });
 }

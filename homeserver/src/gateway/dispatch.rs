@@ -49,6 +49,9 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
                         json!({"id": channel_id, "guild_id": guild_id}),
                     )];
                 }
+                if !sees_after {
+                    return Vec::new();
+                }
             }
             EventContent::ChannelDelete(_) if sees_before => {}
             _ if !sees_after => return Vec::new(),
@@ -123,6 +126,12 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
         EventContent::DmInvite(invite) => {
             vec![("DM_INVITE", json!({"guild_id": guild_id, "user_id": invite.user_id}))]
         }
+        // Invites are shown to those REST shows them to: their creator and MANAGE_GUILD.
+        EventContent::InviteCreate(_) | EventContent::InviteRevoke(_)
+            if !sees_invites(after, before, content, sender, user) =>
+        {
+            Vec::new()
+        }
         EventContent::InviteCreate(invite) => vec![(
             "INVITE_CREATE",
             json!({"guild_id": guild_id, "code": invite.code, "channel_id": invite.channel_id, "creator": sender,
@@ -169,7 +178,24 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
     }
 }
 
-fn channel_dispatch(
+/// Whether `user` is shown an invite event: its creator and members with MANAGE_GUILD are.
+fn sees_invites(
+    after: &GuildState,
+    before: Option<&GuildState>,
+    content: &EventContent,
+    sender: &UserId,
+    user: &UserId,
+) -> bool {
+    let creator = match content {
+        EventContent::InviteRevoke(revoke) => {
+            before.and_then(|state| state.invites.get(&revoke.code)).map(|invite| &invite.creator)
+        }
+        _ => Some(sender),
+    };
+    creator == Some(user) || after.base_permissions(user).contains(Permissions::MANAGE_GUILD)
+}
+
+pub(super) fn channel_dispatch(
     name: &'static str,
     state: &GuildState,
     channel_id: &guildhall_spec::ChannelId,

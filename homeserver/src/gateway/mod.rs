@@ -15,27 +15,34 @@
 //!
 //! Durable dispatches (everything derived from a guild event) carry `s`, the server-wide stream
 //! position; a client that reconnects within the resume window sends the last `s` it saw and
-//! the server replays what it missed from the durable log, then continues live. Ephemeral
+//! the server replays what it missed from the durable log (message history only where the user
+//! may read history), tells it of guilds and channels it lost or gained meanwhile
+//! (`GUILD_DELETE`, `CHANNEL_DELETE`, `CHANNEL_CREATE`), then continues live. Ephemeral
 //! dispatches (typing, presence) carry `s: null` and are not replayed.
 //!
+//! A connection may send `gateway.frames_per_minute` frames (120) and
+//! `gateway.presence_updates_per_minute` presence updates (5) a minute.
+//!
 //! Close codes: 4001 unknown opcode, 4002 decode error, 4003 not authenticated, 4004
-//! authentication failed, 4005 already authenticated, 4008 too slow (resumable), 4009 session
-//! timed out (resumable).
+//! authentication failed (also: the login was revoked), 4005 already authenticated, 4008 too
+//! slow or rate limited (resumable), 4009 session timed out (resumable).
 
 mod dispatch;
+mod replay;
 mod session;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::response::Response;
-use guildhall_spec::UserId;
+use guildhall_spec::{ChannelId, GuildId, UserId};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::presence::Status;
 
 pub use dispatch::guild_event;
 
@@ -74,37 +81,79 @@ pub async fn upgrade(
 /// Sessions that can be resumed: their owner and, once disconnected, until when.
 #[derive(Debug, Default)]
 pub struct SessionRegistry {
-    sessions: Mutex<HashMap<String, (UserId, Option<Instant>)>>,
+    sessions: Mutex<HashMap<String, Registered>>,
 }
 
+#[derive(Debug)]
+struct Registered {
+    user: UserId,
+    /// The login session (bearer token) the gateway session was opened with.
+    login: String,
+    /// `None` while connected; when the resume window closes once disconnected.
+    expires: Option<Instant>,
+    /// What a resume needs to continue where the connection left off.
+    resumable: Resumable,
+}
+
+/// What a disconnected session leaves behind for its resume.
+#[derive(Debug, Clone)]
+pub(crate) struct Resumable {
+    /// The status the user had chosen.
+    pub status: Status,
+    /// Every guild and channel the client was ever told of in this session; a resume tells it
+    /// of those it may no longer see.
+    pub known: Known,
+}
+
+/// Guilds and, per guild, the channels a client has been shown.
+pub(crate) type Known = BTreeMap<GuildId, BTreeSet<ChannelId>>;
+
 impl SessionRegistry {
-    fn register(&self, session_id: &str, user: &UserId) {
+    fn register(&self, session_id: &str, user: &UserId, login: &str, resumable: Resumable) {
         if let Ok(mut sessions) = self.sessions.lock() {
             let now = Instant::now();
-            sessions.retain(|_, (_, expires)| expires.is_none_or(|expires| expires > now));
-            sessions.insert(session_id.to_owned(), (user.clone(), None));
+            sessions.retain(|_, entry| entry.expires.is_none_or(|expires| expires > now));
+            sessions.insert(
+                session_id.to_owned(),
+                Registered {
+                    user: user.clone(),
+                    login: login.to_owned(),
+                    expires: None,
+                    resumable,
+                },
+            );
         }
     }
 
-    fn disconnected(&self, session_id: &str, window: Duration) {
+    fn disconnected(&self, session_id: &str, window: Duration, resumable: Resumable) {
         if let Ok(mut sessions) = self.sessions.lock()
             && let Some(entry) = sessions.get_mut(session_id)
         {
-            entry.1 = Some(Instant::now() + window);
+            entry.expires = Some(Instant::now() + window);
+            entry.resumable = resumable;
         }
     }
 
-    /// Claims a disconnected, unexpired session of `user` for resuming.
-    fn claim(&self, session_id: &str, user: &UserId) -> bool {
-        let Ok(mut sessions) = self.sessions.lock() else { return false };
-        match sessions.get_mut(session_id) {
-            Some((owner, expires @ Some(_)))
-                if owner == user && expires.is_some_and(|at| at > Instant::now()) =>
-            {
-                *expires = None;
-                true
-            }
-            _ => false,
+    /// Claims a disconnected, unexpired session of `user`, opened with the same login, for
+    /// resuming.
+    fn claim(&self, session_id: &str, user: &UserId, login: &str) -> Option<Resumable> {
+        let mut sessions = self.sessions.lock().ok()?;
+        let entry = sessions.get_mut(session_id)?;
+        let resumable = entry.user == *user
+            && entry.login == login
+            && entry.expires.is_some_and(|at| at > Instant::now());
+        if !resumable {
+            return None;
+        }
+        entry.expires = None;
+        Some(entry.resumable.clone())
+    }
+
+    /// Forgets every gateway session opened with a login that was revoked; connected ones are
+    /// closed by the bus message the revocation publishes.
+    pub fn revoke_login(&self, login: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.retain(|_, entry| entry.login != login);
         }
     }
 }

@@ -1,11 +1,14 @@
 //! One gateway connection: handshake, then a loop that forwards bus messages the user may see
 //! and answers heartbeats.
 //!
-//! The socket is written by its own task fed through a bounded queue. The session never waits
-//! for a slow client: when the queue is full (or the session lags the bus), it closes the
-//! connection with the resumable code 4008, and the client resumes from the durable log.
+//! The socket is written by its own task fed through a bounded queue. Live traffic never waits
+//! for a slow client: when the queue is full (or the session lags the bus), the connection is
+//! closed with the resumable code 4008, and the client resumes from the durable log. The
+//! handshake is different: READY and a resume's replay wait for the writer (up to the heartbeat
+//! timeout), and a resumed session goes live only once its client has taken the whole replay,
+//! so a client that is catching up never competes with the live queue's limit.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -15,8 +18,9 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-use super::Encoding;
 use super::dispatch::guild_event;
+use super::replay::{self, visible_channels};
+use super::{Encoding, Known, Resumable};
 use crate::AppState;
 use crate::api::{authenticate, views};
 use crate::bus::BusMessage;
@@ -41,7 +45,9 @@ const CLOSE_TOO_SLOW: u16 = 4008;
 const CLOSE_TIMED_OUT: u16 = 4009;
 
 /// The most events replayed on resume; beyond that the client must identify afresh.
-const MAX_REPLAY: u32 = 10_000;
+const MAX_REPLAY: usize = 10_000;
+/// Events read from the log at a time while replaying.
+const REPLAY_PAGE: u32 = 500;
 
 /// What the writer task sends.
 enum Outgoing {
@@ -55,14 +61,21 @@ pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding) 
     let (queue, outgoing) = mpsc::channel::<Outgoing>(state.config.gateway.session_queue.max(16));
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<(u16, &'static str)>();
     let writer = tokio::spawn(write_frames(sink, outgoing, close_rx, encoding));
-    let mut connection =
-        Connection { state: state.clone(), queue, close: Some(close_tx), encoding };
-    let outcome = connection.serve(&mut stream).await;
-    if let Some((user, session_id)) = outcome {
-        state.presence.disconnect(&user);
+    let gateway = &state.config.gateway;
+    let mut connection = Connection {
+        state: state.clone(),
+        queue,
+        close: Some(close_tx),
+        encoding,
+        frames: Budget::per_minute(gateway.frames_per_minute),
+        presence_updates: Budget::per_minute(gateway.presence_updates_per_minute),
+    };
+    if let Some(session) = connection.serve(&mut stream).await {
+        state.presence.disconnect(&session.user);
         state.sessions.disconnected(
-            &session_id,
+            &session.id,
             Duration::from_secs(state.config.gateway.resume_window_secs),
+            Resumable { status: session.status, known: session.known },
         );
     }
     drop(connection);
@@ -125,20 +138,38 @@ struct Connection {
     queue: mpsc::Sender<Outgoing>,
     close: Option<tokio::sync::oneshot::Sender<(u16, &'static str)>>,
     encoding: Encoding,
+    /// Frames the client may still send (every op, heartbeats included).
+    frames: Budget,
+    /// Presence updates the client may still send.
+    presence_updates: Budget,
 }
 
-/// Why the live loop stopped.
-enum Stop {
-    /// The client went away or broke the protocol.
-    Closed,
+/// The connection was closed (by the client, or by the server with a close frame already
+/// queued); the session, if any, ends.
+struct Closed;
+
+/// An established session.
+struct Session {
+    id: String,
+    user: UserId,
+    /// The login (bearer token's session) it was opened with; revoking it closes the session.
+    login: String,
+    /// The status the user chose; kept across a resume.
+    status: Status,
+    /// Guilds the user is a member of now.
+    guilds: HashSet<GuildId>,
+    /// Every guild and channel the client was shown (see `replay`).
+    known: Known,
+    /// Guild events up to this stream position were already delivered (READY or replay).
+    replayed_to: i64,
 }
 
 impl Connection {
-    /// Handshake and live loop. Returns the user and session id if a session was established.
+    /// Handshake and live loop. Returns the session if one was established.
     async fn serve(
         &mut self,
         stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    ) -> Option<(UserId, String)> {
+    ) -> Option<Session> {
         let interval = self.state.config.gateway.heartbeat_interval_ms;
         self.send(json!({"op": OP_HELLO, "d": {"heartbeat_interval": interval}}));
         let deadline = Instant::now() + Duration::from_millis(interval);
@@ -156,9 +187,23 @@ impl Connection {
         };
         // Subscribe before reading state, so that nothing published in between is missed.
         let mut bus = self.state.bus.subscribe();
-        let (user, session_id, guilds, replayed_to) = match frame["op"].as_u64() {
-            Some(OP_IDENTIFY) => self.identify(&frame["d"]).await?,
-            Some(OP_RESUME) => self.resume(&frame["d"]).await?,
+        // The handshake (READY, or a replay however long) must be taken by the client within
+        // the time it has to send its first heartbeat.
+        let handshake_deadline = Instant::now() + self.heartbeat_timeout();
+        let mut session = match frame["op"].as_u64() {
+            Some(op @ (OP_IDENTIFY | OP_RESUME)) => {
+                let established = if op == OP_IDENTIFY {
+                    self.identify(&frame["d"], handshake_deadline).await
+                } else {
+                    self.resume(&frame["d"], handshake_deadline).await
+                };
+                match established {
+                    Ok(session) => session,
+                    // A handshake that failed once the session existed leaves it resumable.
+                    Err(Failed::After(session)) => return Some(*session),
+                    Err(Failed::Before) => return None,
+                }
+            }
             Some(_) => {
                 self.close_with(CLOSE_NOT_AUTHENTICATED, "identify first");
                 return None;
@@ -168,76 +213,206 @@ impl Connection {
                 return None;
             }
         };
-        let mut session = Session { user: user.clone(), guilds, replayed_to };
         let _ = self.live(stream, &mut bus, &mut session).await;
-        Some((user, session_id))
+        Some(session)
     }
 
-    async fn identify(&mut self, data: &Value) -> Option<(UserId, String, HashSet<GuildId>, i64)> {
-        let user = self.authenticate(data).await?;
+    async fn identify(&mut self, data: &Value, deadline: Instant) -> Result<Session, Failed> {
+        let (user, login) = self.authenticate(data).await.map_err(|Closed| Failed::Before)?;
         let status = data["status"].as_str().and_then(Status::parse).unwrap_or(Status::Online);
-        let session_id = random_id(24);
-        let stream_head = self.state.store.stream_head().await.ok()?;
+        let id = random_id(24);
+        let stream_head = self.state.store.stream_head().await.map_err(|_| Failed::Before)?;
         let mut guilds = Vec::new();
-        let mut guild_ids = HashSet::new();
-        for guild_id in self.state.store.guilds_of(&user).await.ok()? {
-            let guild_state = self.state.guilds.state(&guild_id).await.ok()?;
+        let mut known = Known::new();
+        for guild_id in self.state.store.guilds_of(&user).await.map_err(|_| Failed::Before)? {
+            let guild_state =
+                self.state.guilds.state(&guild_id).await.map_err(|_| Failed::Before)?;
             guilds.push(views::guild(&guild_state, &user, true));
-            guild_ids.insert(guild_id);
+            known.insert(guild_id, visible_channels(&guild_state, &user));
         }
-        let profile = self.state.store.user(&user).await.ok()??;
-        self.state.sessions.register(&session_id, &user);
+        let profile = self.state.store.user(&user).await.ok().flatten().ok_or(Failed::Before)?;
+        self.state.sessions.register(
+            &id,
+            &user,
+            &login,
+            Resumable { status, known: known.clone() },
+        );
         self.state.presence.connect(&user, status);
         let ready = json!({
-            "v": 1, "session_id": session_id, "user": views::own_user(&profile), "guilds": guilds, "seq": stream_head,
+            "v": 1, "session_id": id, "user": views::own_user(&profile), "guilds": guilds, "seq": stream_head,
         });
-        self.dispatch("READY", ready, Some(stream_head)).await;
-        Some((user, session_id, guild_ids, stream_head))
+        let guilds = known.keys().cloned().collect();
+        let session = Session { id, user, login, status, guilds, known, replayed_to: stream_head };
+        match self.deliver("READY", ready, Some(stream_head), deadline).await {
+            Ok(()) => Ok(session),
+            Err(Closed) => Err(Failed::After(Box::new(session))),
+        }
     }
 
-    async fn resume(&mut self, data: &Value) -> Option<(UserId, String, HashSet<GuildId>, i64)> {
-        let user = self.authenticate(data).await?;
-        let (Some(session_id), Some(seq)) = (data["session_id"].as_str(), data["seq"].as_i64())
-        else {
+    async fn resume(&mut self, data: &Value, deadline: Instant) -> Result<Session, Failed> {
+        let (user, login) = self.authenticate(data).await.map_err(|Closed| Failed::Before)?;
+        let (Some(id), Some(seq)) = (data["session_id"].as_str(), data["seq"].as_i64()) else {
             self.close_with(CLOSE_DECODE_ERROR, "resume needs session_id and seq");
-            return None;
+            return Err(Failed::Before);
         };
-        if !self.state.sessions.claim(session_id, &user) {
+        let Some(resumable) = self.state.sessions.claim(id, &user, &login) else {
             self.send(json!({"op": OP_INVALID_SESSION, "d": false}));
-            return None;
-        }
-        let guild_ids: Vec<GuildId> = self.state.store.guilds_of(&user).await.ok()?;
-        let events = self.state.store.events_since(seq, &guild_ids, MAX_REPLAY + 1).await.ok()?;
-        if events.len() > MAX_REPLAY as usize {
-            self.send(json!({"op": OP_INVALID_SESSION, "d": false}));
-            return None;
-        }
-        let mut last = seq;
-        for event in events {
-            let Ok(guild_state) = self.state.guilds.state(&event.guild_id).await else { continue };
-            let Some(message) = replayed_message(event, guild_state) else { continue };
-            for (name, data) in guild_event(&message, &user) {
-                self.dispatch(name, data, Some(message.stream_id)).await;
+            return Err(Failed::Before);
+        };
+        let shown = resumable.known.clone();
+        let mut session = Session {
+            id: id.to_owned(),
+            user,
+            login,
+            status: resumable.status,
+            guilds: HashSet::new(),
+            known: resumable.known,
+            replayed_to: seq,
+        };
+        // From here on the session counts as connected; `run` disconnects it however this ends.
+        self.state.presence.connect(&session.user, session.status);
+        let outcome = match self.replay_and_reconcile(&mut session, deadline).await {
+            Ok(true) => {
+                let resumed = json!({"session_id": session.id, "seq": session.replayed_to});
+                match self.deliver("RESUMED", resumed, None, deadline).await {
+                    // Events sequenced while the replay was being written come from the log
+                    // too, so that the live queue starts empty.
+                    Ok(()) => self.catch_up(&mut session, deadline).await,
+                    Err(Closed) => Err(Closed),
+                }
             }
-            last = message.stream_id;
+            Ok(false) => {
+                // Too much to replay: the client starts afresh, and the session is gone.
+                self.state.presence.disconnect(&session.user);
+                self.send(json!({"op": OP_INVALID_SESSION, "d": false}));
+                return Err(Failed::Before);
+            }
+            Err(Closed) => Err(Closed),
+        };
+        match outcome {
+            Ok(()) => Ok(session),
+            Err(Closed) => {
+                // What was queued may not have reached the client: a later resume must still
+                // tell it of everything it had been shown before.
+                for (guild_id, channels) in shown {
+                    session.known.entry(guild_id).or_default().extend(channels);
+                }
+                Err(Failed::After(Box::new(session)))
+            }
         }
-        self.state.presence.connect(&user, Status::Online);
-        self.dispatch("RESUMED", json!({"session_id": session_id, "seq": last}), None).await;
-        Some((user, session_id.to_owned(), guild_ids.into_iter().collect(), last))
     }
 
-    async fn authenticate(&mut self, data: &Value) -> Option<UserId> {
+    /// Replays the log after `session.replayed_to`, then tells the client what it can no longer
+    /// (or can newly) see. `Ok(false)` if there is more than a resume may replay.
+    async fn replay_and_reconcile(
+        &mut self,
+        session: &mut Session,
+        deadline: Instant,
+    ) -> Result<bool, Closed> {
+        let guild_ids = self.state.store.guilds_of(&session.user).await.map_err(|_| Closed)?;
+        let mut current = BTreeMap::new();
+        for guild_id in &guild_ids {
+            let guild_state = self.state.guilds.state(guild_id).await.map_err(|_| Closed)?;
+            current.insert(guild_id.clone(), guild_state);
+        }
+        session.guilds = guild_ids.iter().cloned().collect();
+        let mut replayed = 0;
+        loop {
+            let page = self.replay_page(session, &guild_ids, deadline).await?;
+            replayed += page;
+            if replayed > MAX_REPLAY {
+                return Ok(false);
+            }
+            if page < REPLAY_PAGE as usize {
+                break;
+            }
+        }
+        for (name, data) in replay::reconcile(&mut session.known, &current, &session.user) {
+            self.deliver(name, data, None, deadline).await?;
+        }
+        Ok(true)
+    }
+
+    /// Replays one page of the log after `session.replayed_to`; returns how many events it read.
+    async fn replay_page(
+        &mut self,
+        session: &mut Session,
+        guild_ids: &[GuildId],
+        deadline: Instant,
+    ) -> Result<usize, Closed> {
+        let events = self
+            .state
+            .store
+            .events_since(session.replayed_to, guild_ids, REPLAY_PAGE)
+            .await
+            .map_err(|_| Closed)?;
+        let count = events.len();
+        for event in events {
+            let stream_id = event.stream_id;
+            let guild_id = event.guild_id.clone();
+            if let Ok(guild_state) = self.state.guilds.state(&guild_id).await {
+                let dispatches = replay::replayed(event, guild_state.clone(), &session.user);
+                replay::remember(
+                    &mut session.known,
+                    &guild_id,
+                    &guild_state,
+                    &session.user,
+                    &dispatches,
+                );
+                for (name, data) in dispatches {
+                    self.deliver(name, data, Some(stream_id), deadline).await?;
+                }
+            }
+            session.replayed_to = stream_id;
+        }
+        Ok(count)
+    }
+
+    /// Waits until the client has taken everything queued, then replays what the log gained
+    /// meanwhile; repeats until nothing new is left.
+    async fn catch_up(&mut self, session: &mut Session, deadline: Instant) -> Result<(), Closed> {
+        let guild_ids: Vec<GuildId> = session.guilds.iter().cloned().collect();
+        loop {
+            self.drained(deadline).await?;
+            if self.replay_page(session, &guild_ids, deadline).await? == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits until the writer has taken every queued frame.
+    async fn drained(&mut self, deadline: Instant) -> Result<(), Closed> {
+        let all = self.queue.max_capacity();
+        let drained = tokio::time::timeout_at(deadline, self.queue.reserve_many(all))
+            .await
+            .map(|reserved| reserved.is_ok());
+        match drained {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Closed),
+            Err(_) => {
+                self.close_with(CLOSE_TOO_SLOW, "too slow to resume; resume again");
+                Err(Closed)
+            }
+        }
+    }
+
+    /// The user and login a token belongs to; closes the connection if it is invalid.
+    async fn authenticate(&mut self, data: &Value) -> Result<(UserId, String), Closed> {
         let Some(token) = data["token"].as_str() else {
             self.close_with(CLOSE_DECODE_ERROR, "missing token");
-            return None;
+            return Err(Closed);
         };
         match authenticate(&self.state, token).await {
-            Ok(auth) => Some(auth.user_id),
+            Ok(auth) => Ok((auth.user_id, auth.session_id)),
             Err(_) => {
                 self.close_with(CLOSE_AUTHENTICATION_FAILED, "invalid token");
-                None
+                Err(Closed)
             }
         }
+    }
+
+    fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.state.config.gateway.heartbeat_interval_ms * 3 / 2)
     }
 
     async fn live(
@@ -245,16 +420,15 @@ impl Connection {
         stream: &mut futures_util::stream::SplitStream<WebSocket>,
         bus: &mut broadcast::Receiver<BusMessage>,
         session: &mut Session,
-    ) -> Result<(), Stop> {
-        let timeout =
-            Duration::from_millis(self.state.config.gateway.heartbeat_interval_ms * 3 / 2);
+    ) -> Result<(), Closed> {
+        let timeout = self.heartbeat_timeout();
         let mut heartbeat_deadline = Instant::now() + timeout;
         loop {
             tokio::select! {
                 incoming = stream.next() => {
-                    let Some(Ok(message)) = incoming else { return Err(Stop::Closed) };
+                    let Some(Ok(message)) = incoming else { return Err(Closed) };
                     if matches!(message, Message::Close(_)) {
-                        return Err(Stop::Closed);
+                        return Err(Closed);
                     }
                     if matches!(message, Message::Ping(_) | Message::Pong(_)) {
                         continue;
@@ -265,13 +439,13 @@ impl Connection {
                     Ok(message) => self.forward(&message, session).await?,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.close_with(CLOSE_TOO_SLOW, "fell behind; resume");
-                        return Err(Stop::Closed);
+                        return Err(Closed);
                     }
-                    Err(broadcast::error::RecvError::Closed) => return Err(Stop::Closed),
+                    Err(broadcast::error::RecvError::Closed) => return Err(Closed),
                 },
                 () = tokio::time::sleep_until(heartbeat_deadline) => {
                     self.close_with(CLOSE_TIMED_OUT, "no heartbeat; resume");
-                    return Err(Stop::Closed);
+                    return Err(Closed);
                 }
             }
         }
@@ -280,13 +454,17 @@ impl Connection {
     fn handle_client_frame(
         &mut self,
         message: &Message,
-        session: &Session,
+        session: &mut Session,
         heartbeat_deadline: &mut Instant,
         timeout: Duration,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), Closed> {
+        if !self.frames.take() {
+            self.close_with(CLOSE_TOO_SLOW, "rate limited; resume later");
+            return Err(Closed);
+        }
         let Some(frame) = decode(message, self.encoding) else {
             self.close_with(CLOSE_DECODE_ERROR, "could not decode frame");
-            return Err(Stop::Closed);
+            return Err(Closed);
         };
         match frame["op"].as_u64() {
             Some(OP_HEARTBEAT) => {
@@ -295,30 +473,35 @@ impl Connection {
                 Ok(())
             }
             Some(OP_PRESENCE) => match frame["d"]["status"].as_str().and_then(Status::parse) {
+                Some(_) if !self.presence_updates.take() => {
+                    self.close_with(CLOSE_TOO_SLOW, "presence rate limited; resume later");
+                    Err(Closed)
+                }
                 Some(status) => {
+                    session.status = status;
                     self.state.presence.set_status(&session.user, status);
                     Ok(())
                 }
                 None => {
                     self.close_with(CLOSE_DECODE_ERROR, "unknown status");
-                    Err(Stop::Closed)
+                    Err(Closed)
                 }
             },
             Some(OP_IDENTIFY | OP_RESUME) => {
                 self.close_with(CLOSE_ALREADY_AUTHENTICATED, "already authenticated");
-                Err(Stop::Closed)
+                Err(Closed)
             }
             _ => {
                 self.close_with(CLOSE_UNKNOWN_OPCODE, "unknown opcode");
-                Err(Stop::Closed)
+                Err(Closed)
             }
         }
     }
 
-    async fn forward(&mut self, message: &BusMessage, session: &mut Session) -> Result<(), Stop> {
+    async fn forward(&mut self, message: &BusMessage, session: &mut Session) -> Result<(), Closed> {
         match message {
             BusMessage::GuildEvent(event) => {
-                // Already delivered by the resume replay.
+                // Already delivered by READY or the resume's replay.
                 if event.stream_id <= session.replayed_to {
                     return Ok(());
                 }
@@ -327,7 +510,15 @@ impl Connection {
                 } else {
                     session.guilds.remove(&event.guild_id);
                 }
-                for (name, data) in guild_event(event, &session.user) {
+                let dispatches = guild_event(event, &session.user);
+                replay::remember(
+                    &mut session.known,
+                    &event.guild_id,
+                    &event.after,
+                    &session.user,
+                    &dispatches,
+                );
+                for (name, data) in dispatches {
                     self.try_dispatch(name, data, Some(event.stream_id))?;
                 }
             }
@@ -356,6 +547,12 @@ impl Connection {
                     self.try_dispatch("RELATIONSHIP_UPDATE", relationship.clone(), None)?;
                 }
             }
+            BusMessage::LoginRevoked { login } => {
+                if login == &session.login {
+                    self.close_with(CLOSE_AUTHENTICATION_FAILED, "session revoked");
+                    return Err(Closed);
+                }
+            }
         }
         Ok(())
     }
@@ -371,25 +568,36 @@ impl Connection {
         false
     }
 
-    /// Queues a dispatch; a full queue means the client is too slow, and it is disconnected.
-    fn try_dispatch(&mut self, name: &str, data: Value, seq: Option<i64>) -> Result<(), Stop> {
+    /// Queues a live dispatch; a full queue means the client is too slow, and it is
+    /// disconnected.
+    fn try_dispatch(&mut self, name: &str, data: Value, seq: Option<i64>) -> Result<(), Closed> {
         let frame = json!({"op": OP_DISPATCH, "t": name, "s": seq, "d": data});
         match self.queue.try_send(Outgoing::Frame(frame)) {
             Ok(()) => Ok(()),
             Err(_) => {
                 self.close_with(CLOSE_TOO_SLOW, "too slow; resume");
-                Err(Stop::Closed)
+                Err(Closed)
             }
         }
     }
 
-    /// Queues a dispatch during the handshake (READY, a resume's replay).
-    async fn dispatch(&mut self, name: &str, data: Value, seq: Option<i64>) {
-        // The handshake (READY, a resume's replay) may be larger than the live queue: it waits
-        // for the writer instead of overflowing. Only live bus traffic must never wait.
-        let frame = json!({"op": OP_DISPATCH, "t": name, "s": seq, "d": data});
-        if self.queue.send(Outgoing::Frame(frame)).await.is_err() {
-            self.close_with(CLOSE_TOO_SLOW, "connection gone");
+    /// Queues a handshake dispatch (READY, a replayed event), waiting for the writer until
+    /// `deadline` instead of overflowing.
+    async fn deliver(
+        &mut self,
+        name: &str,
+        data: Value,
+        seq: Option<i64>,
+        deadline: Instant,
+    ) -> Result<(), Closed> {
+        let frame = Outgoing::Frame(json!({"op": OP_DISPATCH, "t": name, "s": seq, "d": data}));
+        match tokio::time::timeout_at(deadline, self.queue.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Closed),
+            Err(_) => {
+                self.close_with(CLOSE_TOO_SLOW, "too slow to resume; resume again");
+                Err(Closed)
+            }
         }
     }
 
@@ -406,35 +614,38 @@ impl Connection {
     }
 }
 
-struct Session {
-    user: UserId,
-    guilds: HashSet<GuildId>,
-    /// Bus events up to this stream position were already delivered (identify or resume).
-    replayed_to: i64,
+/// How a handshake failed.
+enum Failed {
+    /// Before a session existed, or with the session invalidated: nothing to keep.
+    Before,
+    /// Once the session existed (and counted as connected): it stays resumable.
+    After(Box<Session>),
 }
 
-/// Rebuilds a bus message from a stored event for replay, judged against the current state.
-fn replayed_message(
-    event: crate::store::StoredEvent,
-    state: std::sync::Arc<guildhall_spec::state::GuildState>,
-) -> Option<crate::bus::GuildEventMessage> {
-    let event_type = event.event.get("type")?.as_str()?;
-    let content = guildhall_spec::content::EventContent::parse(
-        event_type,
-        event.event.get("content")?.as_object()?,
-    )
-    .ok()?;
-    let sender = guildhall_spec::UserId::parse(event.event.get("sender")?.as_str()?).ok()?;
-    let origin_ts = event.event.get("origin_ts")?.as_u64()?;
-    Some(crate::bus::GuildEventMessage {
-        stream_id: event.stream_id,
-        guild_id: event.guild_id,
-        event_id: event.event_id,
-        event: event.event,
-        content,
-        sender,
-        origin_ts,
-        before: Some(std::sync::Arc::clone(&state)),
-        after: state,
-    })
+/// A token bucket of frames per minute for one connection.
+struct Budget {
+    per_minute: f64,
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Budget {
+    fn per_minute(per_minute: u32) -> Self {
+        let per_minute = f64::from(per_minute.max(1));
+        Self { per_minute, tokens: per_minute, updated: Instant::now() }
+    }
+
+    /// Takes one frame's worth; `false` once the budget is spent.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.updated).as_secs_f64() * self.per_minute / 60.0;
+        self.tokens = (self.tokens + refill).min(self.per_minute);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }

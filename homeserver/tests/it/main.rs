@@ -10,6 +10,7 @@ mod bad_input;
 mod channels;
 mod federation;
 mod gateway;
+mod gateway_sessions;
 mod guilds;
 mod invites;
 mod messages;

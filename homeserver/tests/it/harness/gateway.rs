@@ -133,7 +133,7 @@ impl Gateway {
     pub async fn next_frame(&mut self) -> Value {
         match self.receive(FRAME_TIMEOUT).await {
             Some(Received::Frame(frame)) => frame,
-            other => panic!("expected a frame, got {other:?}"),
+            other => panic!("expected a frame, got {}", short(other.as_ref())),
         }
     }
 
@@ -162,7 +162,12 @@ impl Gateway {
         loop {
             let frame = match self.receive(FRAME_TIMEOUT).await {
                 Some(Received::Frame(frame)) => frame,
-                other => panic!("waiting for {name}, got {other:?} after {frames:?}"),
+                other => panic!(
+                    "waiting for {name}, got {} after {} frames ({:?}…)",
+                    short(other.as_ref()),
+                    frames.len(),
+                    names(&frames[frames.len().saturating_sub(5)..])
+                ),
             };
             let found = frame["op"] == 0 && frame["t"] == name && matches(&frame["d"]);
             frames.push(frame);
@@ -179,7 +184,12 @@ impl Gateway {
             match self.receive(FRAME_TIMEOUT).await {
                 Some(Received::Frame(frame)) => frames.push(frame),
                 Some(Received::Closed(Some(code))) => return code,
-                other => panic!("expected a close frame, got {other:?} after {frames:?}"),
+                other => panic!(
+                    "expected a close frame, got {} after {} frames ({:?}…)",
+                    short(other.as_ref()),
+                    frames.len(),
+                    names(&frames[frames.len().saturating_sub(5)..])
+                ),
             }
         }
     }
@@ -194,4 +204,16 @@ impl Gateway {
 /// The dispatch names among `frames`, in order.
 pub fn names(frames: &[Value]) -> Vec<&str> {
     frames.iter().filter(|f| f["op"] == 0).filter_map(|f| f["t"].as_str()).collect()
+}
+
+/// A short description of what arrived, for assertion messages.
+pub fn short(received: Option<&Received>) -> String {
+    match received {
+        None => "nothing".to_owned(),
+        Some(Received::Closed(code)) => format!("Closed({code:?})"),
+        Some(Received::Frame(frame)) => {
+            let text = frame.to_string();
+            text.chars().take(200).collect()
+        }
+    }
 }
