@@ -117,3 +117,88 @@ fn our_signer_produces_what_the_vectors_accept() {
     checked.verify(&key.verifying_key()).unwrap();
     assert_eq!(checked.nonce(), "bm9uY2UtMDAwMDAwMDE");
 }
+
+/// `check_request` over generated headers: a verdict for every input, never a panic.
+mod properties {
+    use guildhall_spec::request_auth::{self, HttpRequest};
+    use proptest::prelude::*;
+
+    /// Fragments of RFC 8941 syntax and of the profile, to build near-misses from.
+    const FRAGMENTS: &[&str] = &[
+        "gh=",
+        "sig1=",
+        "(",
+        ")",
+        " ",
+        ",",
+        ";",
+        "=",
+        "\"@method\"",
+        "\"@authority\"",
+        "\"@path\"",
+        "\"@query\"",
+        "\"content-digest\"",
+        "\"@bogus\"",
+        "created=",
+        "expires=",
+        "nonce=",
+        "alg=",
+        "keyid=",
+        "tag=",
+        "1700000000",
+        "1700000060",
+        "-1",
+        "0",
+        "999999999999999",
+        "1.5",
+        "?1",
+        "\"ed25519\"",
+        "\"guildhall-fed-v1\"",
+        "\"origin.example#ed25519:k1\"",
+        "\"AAAAAAAAAAAAAAAAAAAAAA\"",
+        "\"\\\"\"",
+        "token",
+        ":AAAA:",
+        ":",
+        "\u{e9}",
+    ];
+
+    fn header_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::vec(prop::sample::select(FRAGMENTS), 0..16)
+                .prop_map(|fragments| fragments.concat()),
+            "\\PC{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::config(256))]
+
+        #[test]
+        fn any_signature_headers_get_a_verdict_not_a_panic(
+            signature_input in header_text(),
+            signature in prop_oneof![header_text(), Just("gh=:AAAA:".to_owned())],
+            body in prop::sample::select(vec![&b""[..], &b"{}"[..]]),
+        ) {
+            let headers = [
+                ("Signature-Input", signature_input.as_str()),
+                ("Signature", signature.as_str()),
+                ("Content-Digest", "sha-256=:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=:"),
+            ];
+            let request = HttpRequest {
+                method: "PUT",
+                authority: "host.example",
+                path: "/_guildhall/v1/send/t1",
+                query: None,
+                headers: &headers,
+                body,
+            };
+            if let Ok(checked) = request_auth::check_request(&request, 1_700_000_030, &["host.example"]) {
+                let _ = checked.verify_with(&guildhall_spec::PublicKeyMap::new());
+            }
+            let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+            let _ = request_auth::verify_rfc9421(&request, "gh", &key);
+            let _ = request_auth::verify_rfc9421(&request, "sig1", &key);
+        }
+    }
+}
