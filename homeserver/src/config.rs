@@ -113,11 +113,20 @@ pub struct LimitsConfig {
     pub max_body_bytes: usize,
     /// Most guilds a user may own.
     pub max_guilds_per_user: u32,
+    /// Federation request bodies read at once before their sender is authenticated.
+    pub max_unauthenticated_body_reads: usize,
+    /// Longest time a request body may take to arrive, in seconds.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1 << 20, max_guilds_per_user: 100 }
+        Self {
+            max_body_bytes: 1 << 20,
+            max_guilds_per_user: 100,
+            max_unauthenticated_body_reads: 8,
+            body_read_timeout_secs: 30,
+        }
     }
 }
 

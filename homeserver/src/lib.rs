@@ -57,6 +57,8 @@ pub struct AppState {
     pub message_limiter: Arc<RateLimiter>,
     /// Federation services.
     pub federation: federation::Federation,
+    /// Permits to read a request body whose sender is not yet authenticated.
+    pub unauthenticated_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The paths inside a data directory.
@@ -155,6 +157,9 @@ impl AppState {
             )),
             presence: Arc::new(Presence::new(bus.clone())),
             sessions: Arc::new(gateway::SessionRegistry::default()),
+            unauthenticated_reads: Arc::new(tokio::sync::Semaphore::new(
+                config.limits.max_unauthenticated_body_reads.max(1),
+            )),
             config: Arc::new(config),
             server_name,
             store,

@@ -30,18 +30,21 @@ use crate::error::{ApiError, ApiResult};
 use crate::guilds::{SubmitError, server_can_view};
 use crate::store::{StoredEvent, now_ms};
 
-/// Largest federation request body: a full transaction.
-const MAX_FEDERATION_BODY: usize = 16 << 20;
+/// Largest federation request body but a transaction's (spec README: 1 MiB).
+const MAX_REQUEST_BODY: usize = 1 << 20;
+/// Largest transaction body (spec README: 16 MiB).
+const MAX_TRANSACTION_BODY: usize = 16 << 20;
 /// Events before a join sent to the joiner.
 const JOIN_HISTORY: u32 = 50;
 
-/// An authenticated federation request: the origin server and the body, parsed strictly.
-pub(super) struct Federated {
+/// An authenticated federation request: the origin server and the body (at most `MAX_BODY`
+/// bytes), parsed strictly.
+pub(super) struct Federated<const MAX_BODY: usize = MAX_REQUEST_BODY> {
     origin: ServerName,
     body: Bytes,
 }
 
-impl Federated {
+impl<const MAX_BODY: usize> Federated<MAX_BODY> {
     /// The body as JSON under the canonical profile (duplicate keys, floats, big numbers are
     /// refused), then typed.
     fn json<T: serde::de::DeserializeOwned>(&self) -> ApiResult<T> {
@@ -53,7 +56,7 @@ impl Federated {
     }
 }
 
-impl FromRequest<AppState> for Federated {
+impl<const MAX_BODY: usize> FromRequest<AppState> for Federated<MAX_BODY> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> ApiResult<Self> {
@@ -66,13 +69,9 @@ impl FromRequest<AppState> for Federated {
             .extensions
             .get::<axum::extract::OriginalUri>()
             .map_or_else(|| parts.uri.clone(), |original| original.0.clone());
-        let body = axum::body::to_bytes(body, MAX_FEDERATION_BODY).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body too large",
-            )
-        })?;
+        // The signature covers the body, so it must be read before the sender is known:
+        // bounded in size, time and how many such reads run at once.
+        let body = read_unauthenticated(state, &parts.headers, body, MAX_BODY).await?;
         let authority = parts
             .headers
             .get(axum::http::header::HOST)
@@ -112,6 +111,43 @@ impl FromRequest<AppState> for Federated {
     }
 }
 
+/// Reads the body of a request whose sender is not authenticated yet: refused at once if it
+/// declares more than `limit` bytes, cut off past `limit`, given at most the configured read
+/// timeout, and only while fewer than the configured number of such reads are under way.
+async fn read_unauthenticated(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> ApiResult<Bytes> {
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large")
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let Ok(_permit) = state.unauthenticated_reads.try_acquire() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many unauthenticated requests under way; retry shortly",
+        ));
+    };
+    let timeout = std::time::Duration::from_secs(state.config.limits.body_read_timeout_secs);
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body did not arrive in time",
+        )),
+    }
+}
+
 /// `GET /_guildhall/v1/keys/server`: our self-signed key document, signed afresh so that its
 /// validity always runs a day from now.
 pub(super) async fn server_keys(State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -124,11 +160,13 @@ pub(super) async fn server_keys(State(state): State<AppState>) -> ApiResult<Json
 /// checked them, countersigned by us (a notary answer).
 pub(super) async fn query_keys(
     State(state): State<AppState>,
-    body: Bytes,
+    request: Request,
 ) -> ApiResult<Json<Value>> {
     if !state.federation.enabled {
         return Err(ApiError::not_found("not_found", "federation is disabled on this server"));
     }
+    let (parts, body) = request.into_parts();
+    let body = read_unauthenticated(&state, &parts.headers, body, MAX_REQUEST_BODY).await?;
     let value = canonical::parse_strict_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
     let request: query_keys::Request = serde_json::from_value(value)
@@ -151,7 +189,7 @@ pub(super) async fn query_keys(
 pub(super) async fn send_transaction(
     State(state): State<AppState>,
     Path(txn_id): Path<String>,
-    request: Federated,
+    request: Federated<MAX_TRANSACTION_BODY>,
 ) -> ApiResult<Json<Value>> {
     if txn_id.is_empty() || txn_id.len() > 64 {
         return Err(ApiError::bad_request("bad transaction id"));

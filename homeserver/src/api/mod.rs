@@ -157,7 +157,7 @@ pub fn router(state: AppState) -> Router {
         root = root.nest("/_guildhall/test/v1", test_control);
     }
     root.nest("/api/v1", api)
-        .nest("/_guildhall/v1", federation.layer(DefaultBodyLimit::disable()))
+        .nest("/_guildhall/v1", federation)
         .route("/gateway", get(crate::gateway::upgrade))
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })

@@ -13,6 +13,7 @@ mod gateway;
 mod gateway_sessions;
 mod guilds;
 mod invites;
+mod limits;
 mod messages;
 mod profile;
 mod roles;
