@@ -146,6 +146,10 @@ pub struct RateLimitConfig {
     pub messages_per_second: u32,
     /// Message burst per account.
     pub messages_burst: u32,
+    /// Sustained failed logins per minute per account.
+    pub failed_logins_per_minute: u32,
+    /// Failed logins per account before the limit applies.
+    pub failed_logins_burst: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -157,6 +161,8 @@ impl Default for RateLimitConfig {
             per_ip_burst: 200,
             messages_per_second: 5,
             messages_burst: 10,
+            failed_logins_per_minute: 5,
+            failed_logins_burst: 10,
         }
     }
 }

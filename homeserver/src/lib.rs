@@ -12,6 +12,7 @@ pub mod error;
 pub mod federation;
 pub mod gateway;
 pub mod guilds;
+pub mod passwords;
 pub mod presence;
 pub mod ratelimit;
 pub mod store;
@@ -55,6 +56,10 @@ pub struct AppState {
     pub ip_limiter: Arc<RateLimiter>,
     /// Message limits per account.
     pub message_limiter: Arc<RateLimiter>,
+    /// Failed logins per account.
+    pub failed_logins: Arc<RateLimiter>,
+    /// Password hashing, off the async workers.
+    pub passwords: Arc<passwords::Passwords>,
     /// Federation services.
     pub federation: federation::Federation,
     /// Permits to read a request body whose sender is not yet authenticated.
@@ -155,6 +160,11 @@ impl AppState {
                 limits.messages_per_second,
                 limits.messages_burst,
             )),
+            failed_logins: Arc::new(RateLimiter::per_minute(
+                limits.failed_logins_per_minute,
+                limits.failed_logins_burst,
+            )),
+            passwords: Arc::new(passwords::Passwords::per_core()),
             presence: Arc::new(Presence::new(bus.clone())),
             sessions: Arc::new(gateway::SessionRegistry::default()),
             unauthenticated_reads: Arc::new(tokio::sync::Semaphore::new(

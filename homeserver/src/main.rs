@@ -137,8 +137,13 @@ async fn admin(config: Config, data_dir: &DataDir, command: AdminCommand) -> any
         AdminCommand::CreateUser { username, password, admin } => {
             let user_id = UserId::new(&username, &server_name)
                 .with_context(|| format!("invalid username {username:?}"))?;
-            let created =
-                guildhall_homeserver::api::create_account(&state.store, &user_id, &password).await;
+            let created = guildhall_homeserver::api::create_account(
+                &state.store,
+                &state.passwords,
+                &user_id,
+                &password,
+            )
+            .await;
             let user = match created {
                 Ok(user) => user,
                 Err(error) => bail!("cannot create {user_id}: {}", error.code()),

@@ -31,8 +31,26 @@ impl RateLimiter {
         }
     }
 
+    /// A limiter allowing `per_minute` sustained, `burst` at once.
+    pub fn per_minute(per_minute: u32, burst: u32) -> Self {
+        Self {
+            per_second: f64::from(per_minute.max(1)) / 60.0,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key` has a token left, without taking it: `Err(retry_after_ms)` if not.
+    pub fn peek(&self, key: &str) -> Result<(), u64> {
+        self.take(key, 0.0)
+    }
+
     /// Takes one token for `key`: `Ok` if allowed, `Err(retry_after_ms)` if not.
     pub fn check(&self, key: &str) -> Result<(), u64> {
+        self.take(key, 1.0)
+    }
+
+    fn take(&self, key: &str, cost: f64) -> Result<(), u64> {
         let now = Instant::now();
         let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
         if buckets.len() > 100_000 {
@@ -46,7 +64,7 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            bucket.tokens -= cost;
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / self.per_second;

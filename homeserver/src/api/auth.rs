@@ -1,8 +1,5 @@
 //! Registration, login, logout and session management.
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use guildhall_spec::UserId;
@@ -15,6 +12,7 @@ use crate::AppState;
 use crate::bus::BusMessage;
 use crate::error::{ApiError, ApiResult};
 use crate::guilds::random_id;
+use crate::passwords::Passwords;
 use crate::store::Store;
 
 /// The shortest accepted password.
@@ -27,19 +25,6 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 pub(super) struct Credentials {
     username: String,
     password: String,
-}
-
-/// Hashes a password with argon2id and a random salt.
-pub(super) fn hash_password(password: &str) -> ApiResult<String> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|hash| hash.to_string())
-        .map_err(ApiError::internal)
-}
-
-fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
 fn check_password_rules(password: &str) -> ApiResult<()> {
@@ -58,11 +43,12 @@ fn check_password_rules(password: &str) -> ApiResult<()> {
 /// Creates an account (also used by `guildhall admin create-user`). `None` if the name is taken.
 pub async fn create_account(
     store: &Store,
+    passwords: &Passwords,
     user_id: &UserId,
     password: &str,
 ) -> ApiResult<crate::store::UserRow> {
     check_password_rules(password)?;
-    let hash = hash_password(password)?;
+    let hash = passwords.hash(password).await?;
     store.create_user(user_id, &hash).await?.ok_or_else(|| {
         ApiError::new(StatusCode::CONFLICT, "username_taken", "that username is taken")
     })
@@ -89,7 +75,7 @@ pub(super) async fn register(
             "usernames are 1-64 of a-z 0-9 . _ = -",
         )
     })?;
-    let user = create_account(&state.store, &user_id, &body.password).await?;
+    let user = create_account(&state.store, &state.passwords, &user_id, &body.password).await?;
     let token = start_session(&state, &user_id, &headers, address).await?;
     Ok((StatusCode::CREATED, Json(json!({"token": token, "user": views::own_user(&user)}))))
 }
@@ -105,12 +91,21 @@ pub(super) async fn login(
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password")
     };
     let user_id = UserId::new(&body.username, &state.server_name).map_err(|_| invalid())?;
-    let user = state.store.user(&user_id).await?.ok_or_else(invalid)?;
-    if body.password.len() > MAX_PASSWORD_BYTES
-        || !verify_password(&body.password, &user.password_hash)
-    {
+    if body.password.len() > MAX_PASSWORD_BYTES {
         return Err(invalid());
     }
+    // Failed attempts are limited per account, whoever makes them and from wherever; the
+    // budget is checked before hashing, so guessing costs the server nothing past it.
+    let attempts_key = user_id.as_str();
+    state.failed_logins.peek(attempts_key).map_err(ApiError::rate_limited)?;
+    let user = state.store.user(&user_id).await?;
+    let stored = user.as_ref().map(|user| user.password_hash.as_str());
+    let verified = state.passwords.verify(&body.password, stored).await?;
+    let Some(user) = user.filter(|_| verified) else {
+        // Spends one of the account's failed attempts.
+        let _ = state.failed_logins.check(attempts_key);
+        return Err(invalid());
+    };
     let token = start_session(&state, &user_id, &headers, address).await?;
     Ok(Json(json!({"token": token, "user": views::own_user(&user)})))
 }

@@ -49,13 +49,15 @@ pub(super) async fn create_user(
     let user_id = UserId::new(&body.username, &state.server_name)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let password = random_id(32);
-    super::create_account(&state.store, &user_id, &password).await.map_err(|error| {
-        if error.code() == "username_taken" {
-            ApiError::new(StatusCode::CONFLICT, "user_exists", "user exists")
-        } else {
-            error
-        }
-    })?;
+    super::create_account(&state.store, &state.passwords, &user_id, &password).await.map_err(
+        |error| {
+            if error.code() == "username_taken" {
+                ApiError::new(StatusCode::CONFLICT, "user_exists", "user exists")
+            } else {
+                error
+            }
+        },
+    )?;
     let token = super::auth::issue_token(&state, &user_id).await?;
     Ok(Json(json!({"user_id": user_id, "token": token})))
 }

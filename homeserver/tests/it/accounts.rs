@@ -197,3 +197,34 @@ async fn the_data_directory_can_come_from_the_environment() {
     assert!(migrated.status.success(), "{migrated:?}");
     assert!(String::from_utf8_lossy(&migrated.stdout).contains("up to date"), "{migrated:?}");
 }
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_account_before_any_hashing() {
+    let server = Server::builder()
+        .env("GUILDHALL_RATE_LIMITS__FAILED_LOGINS_PER_MINUTE", "1")
+        .env("GUILDHALL_RATE_LIMITS__FAILED_LOGINS_BURST", "3")
+        .start()
+        .await;
+    server.register("alice").await;
+    server.register("bob").await;
+    let login = async |name: &str, password: &str| {
+        server.client().post("/auth/login", json!({"username": name, "password": password})).await
+    };
+    for _ in 0..3 {
+        assert_error(
+            &login("alice", "wrong password").await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        );
+    }
+    // The account's budget is spent: even the right password waits.
+    assert_error(&login("alice", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Other accounts are not affected, and neither are names that do not exist but still
+    // take as long to refuse.
+    assert_eq!(login("bob", PASSWORD).await.0, StatusCode::OK);
+    assert_error(
+        &login("nobody", "wrong password").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+}
