@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use guildhall_spec::event::JsonObject;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use super::Case;
 use crate::context::Fixture;
@@ -179,7 +180,7 @@ fn refresh_hash(proposal: &mut JsonObject) {
     }
 }
 
-/// One case per defect, plus a raw-JSON one (duplicate keys).
+/// One case per defect, plus raw-JSON ones (duplicate keys, an integer outside the profile).
 pub(super) fn cases() -> Vec<Case> {
     let mut cases: Vec<Case> = DEFECTS
         .iter()
@@ -195,6 +196,11 @@ pub(super) fn cases() -> Vec<Case> {
         id: "events.duplicate_keys_in_json".into(),
         profile: Profile::Core,
         run: Box::new(|ctx: Arc<Context>| Box::pin(duplicate_keys(ctx))),
+    });
+    cases.push(Case {
+        id: "events.integer_below_the_safe_range".into(),
+        profile: Profile::Core,
+        run: Box::new(|ctx: Arc<Context>| Box::pin(integer_below_the_safe_range(ctx))),
     });
     cases
 }
@@ -249,4 +255,78 @@ async fn duplicate_keys(ctx: Arc<Context>) -> CaseResult {
     ensure!(status == 400, "expected 400, got {status} {body}");
     ensure!(ctx.target.head(&fixture.guild).await? == head, "the log moved");
     Ok(())
+}
+
+/// A proposal whose content carries −2^63 (`i64::MIN`), hashed and signed the way a JCS
+/// implementation without the profile's range check would. The number is outside ±(2^53−1), so
+/// the host must refuse the body (`400 bad_json`) and sign nothing; a parser that takes the
+/// magnitude of the number in 64-bit arithmetic overflows on exactly this value. The same
+/// proposal with an ordinary number is then accepted, so the number is the only defect.
+async fn integer_below_the_safe_range(ctx: Arc<Context>) -> CaseResult {
+    let fixture = ctx.fixture().await?;
+    // The peer's member may manage channels, so a `channel.update` is otherwise acceptable.
+    let role = json!({"role_id": "movers", "name": "movers", "permissions": "16", "position": 1});
+    let (status, body) = ctx.target.act(&fixture.owner, &fixture.guild, "role.create", role).await;
+    ensure!(status == 200, "setup: role.create answered {status} {body}");
+    let grant = json!({"user_id": fixture.member, "roles": ["movers"]});
+    let (status, body) =
+        ctx.target.act(&fixture.owner, &fixture.guild, "member.update", grant).await;
+    ensure!(status == 200, "setup: member.update answered {status} {body}");
+
+    let head = ctx.target.head(&fixture.guild).await?;
+    let body = channel_position_proposal(&ctx, &fixture, &i64::MIN.to_string())?;
+    let (status, answer) = submit_raw(&ctx, &fixture.guild, body).await;
+    ensure!(
+        status == 400 && answer["code"] == "bad_json",
+        "expected 400 bad_json for position {}, got {status} {answer}",
+        i64::MIN
+    );
+    let after = ctx.target.head(&fixture.guild).await?;
+    ensure!(after == head, "the log moved from {head} to {after}: the host signed {}", i64::MIN);
+
+    let body = channel_position_proposal(&ctx, &fixture, "-3")?;
+    let (status, answer) = submit_raw(&ctx, &fixture.guild, body).await;
+    ensure!(
+        status == 200,
+        "control: the same proposal with position -3 answered {status} {answer}"
+    );
+    Ok(())
+}
+
+/// The body of a `/submit` whose `channel.update` sets the general channel's position to the
+/// number spelled `position`, with a content hash over that spelling and a valid signature.
+fn channel_position_proposal(
+    ctx: &Context,
+    fixture: &Fixture,
+    position: &str,
+) -> Result<Vec<u8>, String> {
+    const PLACEHOLDER: i64 = 7_654_321;
+    let content = json!({"channel_id": fixture.channel, "position": PLACEHOLDER});
+    let mut proposal =
+        ctx.peer.proposal(&fixture.guild, &fixture.member, "channel.update", content)?;
+    let content_text =
+        format!("{{\"channel_id\":{},\"position\":{position}}}", json!(fixture.channel));
+    let hash = guildhall_spec::base64url::encode(sha2::Sha256::digest(content_text.as_bytes()));
+    proposal.insert("content_hash".into(), json!(hash));
+    ctx.peer.resign_proposal(&mut proposal);
+    let text = json!({"proposal": proposal}).to_string();
+    let placeholder = format!("\"position\":{PLACEHOLDER}");
+    if text.matches(&placeholder).count() != 1 {
+        return Err(format!("the placeholder is not unique in {text}"));
+    }
+    Ok(text.replacen(&placeholder, &format!("\"position\":{position}"), 1).into_bytes())
+}
+
+async fn submit_raw(ctx: &Context, guild: &str, body: Vec<u8>) -> crate::target::Answer {
+    let path = format!("/_guildhall/v1/guilds/{}/submit", crate::target::encode(guild));
+    let prepared = ctx.peer.prepare_raw(
+        &ctx.target,
+        &ctx.target.name,
+        "POST",
+        &path,
+        None,
+        body,
+        crate::peer::unix_now(),
+    );
+    ctx.peer.send(&ctx.target, &prepared).await
 }
