@@ -2,8 +2,9 @@
 //!
 //! The `httpsig` crate does the RFC 9421 mechanics (structured-field parsing, component values,
 //! the signature base); this module pins the profile on top: one signature labelled `gh`, a
-//! fixed component list, a fixed parameter order, bounded validity, destination binding and
-//! RFC 9530 Content-Digest. Everything is pure: the caller supplies the time, the names it
+//! fixed component list, the six parameters each exactly once (in any order: RFC 9421 leaves
+//! the order to the signer, and the signature base carries them as sent), bounded validity,
+//! destination binding and RFC 9530 Content-Digest. Everything is pure: the caller supplies the time, the names it
 //! answers to and the keys, and keeps the nonce cache.
 //!
 //! Verification is split so that I/O can happen in between:
@@ -17,7 +18,8 @@ use ed25519_dalek::Verifier as _;
 use httpsig::prelude::message_component::{
     DerivedComponentName, HttpMessageComponent, HttpMessageComponentId, HttpMessageComponentName,
 };
-use httpsig::prelude::{HttpSignatureBase, HttpSignatureHeaders, HttpSignatureParams};
+use httpsig::prelude::{HttpSignatureHeaders, HttpSignatureParams};
+use sfv::{BareItem, FieldType as _, ListEntry};
 use sha2::{Digest, Sha256};
 
 use crate::ids::{KeyId, ServerName};
@@ -35,6 +37,10 @@ pub const MAX_VALIDITY_SECS: u64 = 300;
 pub const MAX_CLOCK_SKEW_SECS: u64 = 60;
 /// The validity our own signer uses.
 pub const DEFAULT_VALIDITY_SECS: u64 = 60;
+
+/// The parameters a signature carries, each exactly once. Signers send them in this order;
+/// receivers accept any order.
+pub const PARAMETERS: [&str; 6] = ["created", "expires", "nonce", "alg", "keyid", "tag"];
 
 const BASE_COMPONENTS: [&str; 4] = ["@method", "@authority", "@path", "@query"];
 const DIGEST_COMPONENT: &str = "content-digest";
@@ -192,10 +198,17 @@ pub fn sign_request(
         .set_keyid(&format!("{}#{}", key.server_name(), key.key_id()))
         .set_tag(TAG);
     params.alg = Some(ALGORITHM.to_owned());
-    let base = signature_base(request, content_digest.as_deref(), &params)?;
-    let signature = key.sign_bytes(&base.as_bytes());
+    // httpsig prints the parameters in the documented order of PARAMETERS.
+    let signature_params = params.to_string();
+    let base = signature_base(
+        request,
+        content_digest.as_deref(),
+        &params.covered_components,
+        &signature_params,
+    )?;
+    let signature = key.sign_bytes(&base);
     Ok(SignatureHeaders {
-        signature_input: format!("{LABEL}={params}"),
+        signature_input: format!("{LABEL}={signature_params}"),
         signature: format!("{LABEL}=:{}:", STANDARD.encode(signature)),
         content_digest,
     })
@@ -273,14 +286,7 @@ pub fn check_request(
         ));
     }
     let params = headers.signature_params();
-    // httpsig drops parameters it does not know and re-serializes in its own order; requiring
-    // the received text to equal that serialization pins the profile's exact form.
-    if signature_input.trim() != format!("{LABEL}={params}") {
-        return Err(RequestAuthError::MalformedSignature(
-            "parameters must be exactly created, expires, nonce, alg, keyid, tag in that order"
-                .into(),
-        ));
-    }
+    let signature_params = received_signature_params(&signature_input)?;
     if params.tag.as_deref() != Some(TAG) {
         return Err(RequestAuthError::WrongTag);
     }
@@ -336,13 +342,18 @@ pub fn check_request(
         .parse::<SignatureText>()
         .map_err(|()| RequestAuthError::MalformedSignature("signature must be 64 bytes".into()))?
         .0;
-    let base = signature_base(request, content_digest.as_deref(), params)?;
+    let base = signature_base(
+        request,
+        content_digest.as_deref(),
+        &params.covered_components,
+        signature_params,
+    )?;
     Ok(CheckedRequest {
         origin,
         key_id,
         nonce,
         expires,
-        signature_base: base.as_bytes(),
+        signature_base: base,
         signature: ed25519_dalek::Signature::from_bytes(&signature),
     })
 }
@@ -362,19 +373,25 @@ pub fn verify_rfc9421(
     let parsed =
         HttpSignatureHeaders::try_parse(&signature, &signature_input).map_err(malformed)?;
     let headers = parsed.get(label).ok_or(RequestAuthError::MissingSignature)?;
-    let params = headers.signature_params();
-    let lines = params
-        .covered_components
-        .iter()
-        .map(|id| component(request, None, id))
-        .collect::<Result<Vec<_>, _>>()?;
-    let base = HttpSignatureBase::try_new(&lines, params).map_err(malformed)?;
+    // RFC 9421 §2.3: the value of `@signature-params` is the RFC 8941 serialization of the
+    // member, with its parameters in the order the signer chose.
+    let dictionary: sfv::Dictionary = sfv::Parser::new(&signature_input)
+        .parse()
+        .map_err(|e| RequestAuthError::MalformedSignature(e.to_string()))?;
+    let member = dictionary.get(label).ok_or(RequestAuthError::MissingSignature)?;
+    let signature_params = serialize_member(label, member)?;
+    let base = signature_base(
+        request,
+        None,
+        &headers.signature_params().covered_components,
+        &signature_params[label.len() + 1..],
+    )?;
     let signature = headers
         .signature()
         .to_string()
         .parse::<SignatureText>()
         .map_err(|()| RequestAuthError::BadSignature)?;
-    key.verify(&base.as_bytes(), &ed25519_dalek::Signature::from_bytes(&signature.0))
+    key.verify(&base, &ed25519_dalek::Signature::from_bytes(&signature.0))
         .map_err(|_| RequestAuthError::BadSignature)
 }
 
@@ -398,17 +415,70 @@ fn component_ids(has_body: bool) -> Result<Vec<HttpMessageComponentId>, RequestA
         .collect()
 }
 
+/// Checks the form of `Signature-Input` (§5.4 check 5) and returns the `gh` member's value as
+/// received, which is the `@signature-params` line of the signature base.
+///
+/// The header must be exactly the RFC 8941 serialization of one `gh` member: no optional
+/// whitespace, strings where strings belong, no parameter other than [`PARAMETERS`] and none
+/// twice, in any order. RFC 8941 parsers keep only the last of a repeated parameter, so a
+/// repetition (or a repeated label) never survives the comparison with the serialization.
+/// An absent parameter is not a matter of form: the check of its value reports it.
+fn received_signature_params(signature_input: &str) -> Result<&str, RequestAuthError> {
+    let signature_input = signature_input.trim();
+    let form = |detail: &str| RequestAuthError::MalformedSignature(detail.to_owned());
+    let dictionary: sfv::Dictionary = sfv::Parser::new(signature_input)
+        .parse()
+        .map_err(|e| RequestAuthError::MalformedSignature(e.to_string()))?;
+    let member = dictionary.get(LABEL).ok_or(RequestAuthError::MissingSignature)?;
+    let ListEntry::InnerList(inner) = member else {
+        return Err(form("the gh member must be an inner list"));
+    };
+    for (name, value) in &inner.params {
+        let well_typed = match name.as_str() {
+            "created" | "expires" => matches!(value, BareItem::Integer(_)),
+            "nonce" | "alg" | "keyid" | "tag" => matches!(value, BareItem::String(_)),
+            unknown => return Err(form(&format!("unknown signature parameter {unknown:?}"))),
+        };
+        if !well_typed {
+            return Err(form(&format!("signature parameter {name} has the wrong type")));
+        }
+    }
+    if dictionary.len() != 1 || serialize_member(LABEL, member)? != signature_input {
+        return Err(form(
+            "Signature-Input must be the RFC 8941 serialization of one gh member, \
+             each parameter once, without optional whitespace",
+        ));
+    }
+    Ok(&signature_input[LABEL.len() + 1..])
+}
+
+/// `label=` followed by the RFC 8941 serialization of one dictionary member.
+fn serialize_member(label: &str, member: &ListEntry) -> Result<String, RequestAuthError> {
+    let mut dictionary = sfv::Dictionary::new();
+    let key = sfv::Key::from_string(label.to_owned())
+        .map_err(|(e, _)| RequestAuthError::MalformedSignature(e.to_string()))?;
+    dictionary.insert(key, member.clone());
+    dictionary
+        .serialize()
+        .ok_or_else(|| RequestAuthError::MalformedSignature("empty signature member".into()))
+}
+
+/// The RFC 9421 §2.5 signature base: one line per covered component, then the
+/// `@signature-params` line with `signature_params` exactly as sent, with no trailing newline.
 fn signature_base(
     request: &HttpRequest<'_>,
     content_digest: Option<&str>,
-    params: &HttpSignatureParams,
-) -> Result<HttpSignatureBase, RequestAuthError> {
-    let lines = params
-        .covered_components
-        .iter()
-        .map(|id| component(request, content_digest, id))
-        .collect::<Result<Vec<_>, _>>()?;
-    HttpSignatureBase::try_new(&lines, params).map_err(malformed)
+    covered: &[HttpMessageComponentId],
+    signature_params: &str,
+) -> Result<Vec<u8>, RequestAuthError> {
+    let mut base = String::new();
+    for id in covered {
+        base.push_str(&component(request, content_digest, id)?.to_string());
+        base.push('\n');
+    }
+    base.push_str("\"@signature-params\": ");
+    base.push_str(signature_params);
+    Ok(base.into_bytes())
 }
 
 /// The value of one covered component. `content_digest` overrides the header when signing.

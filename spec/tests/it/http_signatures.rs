@@ -171,8 +171,156 @@ mod properties {
         ]
     }
 
+    /// The six parameters in the documented order, each as (name, well-typed value, ill-typed
+    /// value): integers for `created`/`expires`, strings for the rest.
+    const PARAMETERS: [(&str, &str, &str); 6] = [
+        ("created", "1700000000", "\"1700000000\""),
+        ("expires", "1700000060", "\"1700000060\""),
+        ("nonce", "\"bm9uY2UtMDAwMDAwMDE\"", "bm9uY2UtMDAwMDAwMDE"),
+        ("alg", "\"ed25519\"", "ed25519"),
+        ("keyid", "\"origin.example#ed25519:k1\"", "origin.example#ed25519:k1"),
+        ("tag", "\"guildhall-fed-v1\"", "guildhall-fed-v1"),
+    ];
+
+    /// One change to the parameter list a signer sends, after any reordering.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Drop(prop::sample::Index),
+        Repeat(prop::sample::Index),
+        RepeatWithOtherValue(prop::sample::Index),
+        IllTyped(prop::sample::Index),
+        Unknown(&'static str),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            any::<prop::sample::Index>().prop_map(Edit::Drop),
+            any::<prop::sample::Index>().prop_map(Edit::Repeat),
+            any::<prop::sample::Index>().prop_map(Edit::RepeatWithOtherValue),
+            any::<prop::sample::Index>().prop_map(Edit::IllTyped),
+            prop::sample::select(vec!["purpose=\"x\"", "created2=1", "flag", "sig=:AAAA:"])
+                .prop_map(Edit::Unknown),
+        ]
+    }
+
+    /// Applies the edits; returns the `;name=value` list as sent and the code a receiver
+    /// must answer (`None`: accepted).
+    fn apply(order: &[usize], edits: &[Edit]) -> (Vec<String>, Option<&'static str>) {
+        let mut sent: Vec<(String, String, bool)> = order
+            .iter()
+            .map(|&index| {
+                let (name, value, _) = PARAMETERS[index];
+                (name.to_owned(), value.to_owned(), true)
+            })
+            .collect();
+        for edit in edits {
+            if sent.is_empty() {
+                break;
+            }
+            match edit {
+                Edit::Drop(index) => {
+                    sent.remove(index.index(sent.len()));
+                }
+                Edit::Repeat(index) => {
+                    let repeated = sent[index.index(sent.len())].clone();
+                    sent.push(repeated);
+                }
+                Edit::RepeatWithOtherValue(index) => {
+                    let (name, _, _) = sent[index.index(sent.len())].clone();
+                    let other = if matches!(name.as_str(), "created" | "expires") {
+                        "1700000001".to_owned()
+                    } else {
+                        "\"other-value-0000\"".to_owned()
+                    };
+                    sent.insert(0, (name, other, true));
+                }
+                Edit::IllTyped(index) => {
+                    let position = index.index(sent.len());
+                    let name = sent[position].0.clone();
+                    let ill = PARAMETERS.iter().find(|(n, _, _)| *n == name).map(|p| p.2);
+                    sent[position] = (name, ill.unwrap_or_default().to_owned(), false);
+                }
+                Edit::Unknown(text) => sent.push(((*text).to_owned(), String::new(), true)),
+            }
+        }
+        let names: Vec<&str> = sent.iter().map(|(name, _, _)| name.as_str()).collect();
+        let known = |name: &str| PARAMETERS.iter().any(|(n, _, _)| *n == name);
+        let repeated = (1..names.len()).any(|i| names[..i].contains(&names[i]));
+        let expected = if repeated
+            || names.iter().any(|name| !known(name))
+            || sent.iter().any(|(_, _, well_typed)| !well_typed)
+        {
+            Some("malformed_signature")
+        } else if !names.contains(&"tag") {
+            Some("wrong_tag")
+        } else if names.len() < PARAMETERS.len() {
+            Some("malformed_signature")
+        } else {
+            None
+        };
+        let text = sent
+            .into_iter()
+            .map(
+                |(name, value, _)| {
+                    if value.is_empty() { format!(";{name}") } else { format!(";{name}={value}") }
+                },
+            )
+            .collect();
+        (text, expected)
+    }
+
     proptest! {
         #![proptest_config(crate::config(256))]
+
+        #[test]
+        fn parameters_are_accepted_in_any_order_each_exactly_once(
+            order in Just((0..PARAMETERS.len()).collect::<Vec<_>>()).prop_shuffle(),
+            edits in prop::collection::vec(edit(), 0..3),
+            with_body in any::<bool>(),
+        ) {
+            let (parameters, expected) = apply(&order, &edits);
+            let key = guildhall_spec::ServerSigningKey::from_seed(
+                guildhall_spec::ServerName::parse("origin.example").unwrap(),
+                guildhall_spec::KeyId::parse("ed25519:k1").unwrap(),
+                &[3; 32],
+            );
+            let body: &[u8] = if with_body { b"{}" } else { b"" };
+            let digest = request_auth::content_digest(body);
+            let mut components = String::from("(\"@method\" \"@authority\" \"@path\" \"@query\"");
+            let mut base = String::from(
+                "\"@method\": PUT\n\"@authority\": host.example\n\"@path\": /_guildhall/v1/send/t1\n\"@query\": ?\n",
+            );
+            if with_body {
+                components.push_str(" \"content-digest\"");
+                base.push_str(&format!("\"content-digest\": {digest}\n"));
+            }
+            components.push(')');
+            let signature_params = format!("{components}{}", parameters.concat());
+            base.push_str(&format!("\"@signature-params\": {signature_params}"));
+            let signature = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                key.sign_bytes(base.as_bytes()),
+            );
+            let signature_input = format!("gh={signature_params}");
+            let signature = format!("gh=:{signature}:");
+            let headers = [
+                ("Signature-Input", signature_input.as_str()),
+                ("Signature", signature.as_str()),
+                ("Content-Digest", digest.as_str()),
+            ];
+            let request = HttpRequest {
+                method: "PUT",
+                authority: "host.example",
+                path: "/_guildhall/v1/send/t1",
+                query: None,
+                headers: &headers,
+                body,
+            };
+            let verdict = request_auth::check_request(&request, 1_700_000_030, &["host.example"])
+                .and_then(|checked| checked.verify(&key.verifying_key()))
+                .map_err(|error| error.code());
+            prop_assert_eq!(verdict, expected.map_or(Ok(()), Err), "{}", signature_input);
+        }
 
         #[test]
         fn any_signature_headers_get_a_verdict_not_a_panic(

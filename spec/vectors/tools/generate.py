@@ -1068,25 +1068,34 @@ def verify_profile_request(case: dict, keys: dict) -> tuple[bool, str | None]:
         if isinstance(value, Token) or not isinstance(value, str) or item_params:
             return False, "malformed_signature"
         components.append(value)
+    # The value is exactly the RFC 8941 serialisation of the gh member: no optional whitespace,
+    # and each parameter once (the parser keeps only the last of a repeated parameter, so a
+    # repetition never survives this comparison). The parameters may come in any order.
+    if sig_input != f"{LABEL}=" + sf_serialize_inner_list(members, params):
+        return False, "malformed_signature"
     pmap = dict(params)
-    if [k for k, _ in params] != PARAM_ORDER:
+    if any(k not in PARAM_ORDER for k in pmap):
         return False, "malformed_signature"
-    if not _is_int(pmap["created"]) or not _is_int(pmap["expires"]):
-        return False, "malformed_signature"
-    for k in ("nonce", "keyid", "alg", "tag"):
-        if isinstance(pmap[k], Token) or not isinstance(pmap[k], str):
+    for k in ("created", "expires"):
+        if k in pmap and not _is_int(pmap[k]):
             return False, "malformed_signature"
-    if not _NONCE_RE.match(pmap["nonce"]):
+    for k in ("nonce", "keyid", "alg", "tag"):
+        if k in pmap and (isinstance(pmap[k], Token) or not isinstance(pmap[k], str)):
+            return False, "malformed_signature"
+    # An absent parameter fails the check of its value: tag -> wrong_tag, any other -> malformed.
+    if "nonce" not in pmap or not _NONCE_RE.match(pmap["nonce"]):
         return False, "malformed_signature"
-    keyid = pmap["keyid"]
+    keyid = pmap.get("keyid", "")
     if "#" not in keyid:
         return False, "malformed_signature"
     key_server, key_id = keyid.rsplit("#", 1)
     if not valid_server_name(key_server) or not _KEY_ID_RE.match(key_id):
         return False, "malformed_signature"
-    if pmap["tag"] != TAG:
+    if pmap.get("tag") != TAG:
         return False, "wrong_tag"
-    if pmap["alg"] != "ed25519":
+    if pmap.get("alg") != "ed25519":
+        return False, "malformed_signature"
+    if "created" not in pmap or "expires" not in pmap:
         return False, "malformed_signature"
     body = req["body"]
     has_body = body is not None and body != ""
@@ -1208,8 +1217,13 @@ def sign_request(
     signer: tuple[str, str] = (ORIGIN, "ed25519:k1"),
     extra_headers: list | None = None,
     lowercase_names: bool = False,
+    edit_params=None,
 ) -> dict:
-    """Build a request signed the way a guildhall-fed-v1 sender does."""
+    """Build a request signed the way a guildhall-fed-v1 sender does.
+
+    `edit_params` maps the parameter list [(name, value)] in the documented order to the list
+    actually sent (reordered, repeated, dropped, extended); the signature covers it as sent.
+    """
     parts = urlsplit(uri)
     headers: list = [["Host", parts.netloc]]
     has_body = body is not None and body != ""
@@ -1220,6 +1234,8 @@ def sign_request(
     if components is None:
         components = BASE_COMPONENTS + (["content-digest"] if has_body else [])
     params = [("created", created), ("expires", expires), ("nonce", nonce), ("alg", alg), ("keyid", keyid), ("tag", tag)]
+    if edit_params is not None:
+        params = edit_params(params)
     params_serialized = sf_serialize_params(params)
     request = {"method": method, "uri": uri, "headers": headers, "body": body}
     base = signature_base(components, request, params_serialized, uppercase_method=True)
@@ -1475,14 +1491,58 @@ def build_http_signatures() -> dict:
         "malformed_signature",
     )
 
-    # params in a different order (signed over that order, so only the order is wrong)
-    r = {"method": "GET", "uri": state_uri, "headers": [["Host", HOST]], "body": None}
-    params = [("keyid", KEYID), ("created", CREATED), ("expires", EXPIRES), ("nonce", "bm9uY2UtMDAwMDAwNDc"), ("alg", "ed25519"), ("tag", TAG)]
-    base = signature_base(BASE_COMPONENTS, r, sf_serialize_params(params), uppercase_method=True)
-    sig = signing_key(ORIGIN, "ed25519:k1").sign(base)
-    r["headers"].append(["Signature-Input", f"{LABEL}=" + sf_serialize_inner_list([(c, []) for c in BASE_COMPONENTS], params)])
-    r["headers"].append(["Signature", f"{LABEL}=:{b64std(sig)}:"])
-    case("malformed_signature_params_out_of_order", r, False, "malformed_signature")
+    # ---- parameter order and form ------------------------------------------
+    # RFC 9421 leaves the order of the parameters to the signer; the signature base carries them
+    # as sent. Stock libraries (e.g. Python's http-message-signatures) emit this order.
+    def reorder(*names):
+        return lambda params: [next(p for p in params if p[0] == n) for n in names]
+
+    case(
+        "params_in_stock_library_order",
+        sign_request("GET", state_uri, None, nonce="bm9uY2UtMDAwMDAwNDc", edit_params=reorder("created", "keyid", "alg", "expires", "nonce", "tag")),
+        True,
+        None,
+    )
+    case(
+        "params_reversed_with_body",
+        sign_request("PUT", send_uri, send_body, nonce="bm9uY2UtMDAwMDAwNTA", edit_params=lambda params: params[::-1]),
+        True,
+        None,
+    )
+    case(
+        "malformed_signature_param_repeated",
+        sign_request("GET", state_uri, None, nonce="bm9uY2UtMDAwMDAwNTE", edit_params=lambda params: params + [("nonce", "bm9uY2UtMDAwMDAwNTE")]),
+        False,
+        "malformed_signature",
+    )
+    case(
+        "malformed_signature_param_repeated_with_other_value",
+        sign_request("GET", state_uri, None, nonce="bm9uY2UtMDAwMDAwNTI", edit_params=lambda params: [("expires", EXPIRES + 100)] + params),
+        False,
+        "malformed_signature",
+    )
+    case(
+        "malformed_signature_unknown_param",
+        sign_request("GET", state_uri, None, nonce="bm9uY2UtMDAwMDAwNTM", edit_params=lambda params: params + [("purpose", "federation")]),
+        False,
+        "malformed_signature",
+    )
+    case(
+        "malformed_signature_created_as_string",
+        sign_request("GET", state_uri, None, nonce="bm9uY2UtMDAwMDAwNTQ", edit_params=lambda params: [("created", str(CREATED)) if n == "created" else (n, v) for n, v in params]),
+        False,
+        "malformed_signature",
+    )
+    case(
+        "malformed_signature_tag_as_token",
+        sign_request("GET", state_uri, None, nonce="bm9uY2UtMDAwMDAwNTU", edit_params=lambda params: [("tag", Token(TAG)) if n == "tag" else (n, v) for n, v in params]),
+        False,
+        "malformed_signature",
+    )
+    r = sign_request("GET", state_uri, None, nonce="bm9uY2UtMDAwMDAwNTY")
+    value = header_value(r["headers"], "signature-input")
+    set_header(r, "Signature-Input", value.replace(";expires", "; expires", 1))
+    case("malformed_signature_whitespace_before_param", r, False, "malformed_signature")
 
     case(
         "unknown_key_id",
