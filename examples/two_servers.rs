@@ -31,6 +31,7 @@ impl Homeserver {
         config.server.listen = listener.local_addr()?;
         // Loopback has no TLS: allow plain HTTP between the two servers (never do this for real).
         config.federation.danger_allow_plain_http = true;
+        config.federation.danger_allow_private_addresses = true;
         let name = effective_server_name(&config)?;
         let state = AppState::open(config.clone(), &DataDir::new(&data), name.clone()).await?;
         tokio::spawn(guildhall_homeserver::serve(state, listener, std::future::pending()));

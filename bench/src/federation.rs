@@ -34,6 +34,7 @@ async fn node(label: &str) -> Result<Node> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mut config = crate::unlimited_config(listener.local_addr()?);
     config.federation.danger_allow_plain_http = true;
+    config.federation.danger_allow_private_addresses = true;
     let state =
         AppState::open(config.clone(), &DataDir::new(&data), effective_server_name(&config)?)
             .await?;

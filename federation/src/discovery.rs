@@ -4,6 +4,12 @@
 //! `GET https://<name>/.well-known/guildhall/server` may delegate to another `host[:port]`
 //! (which is then resolved by the other steps, never delegated again); otherwise a DNS SRV
 //! record `_guildhall._tcp.<name>`; otherwise `<name>:443`. Results are cached for an hour.
+//!
+//! Server names come from the network (a `keyid`, an invite's `?server=`), so where they lead
+//! is guarded: unless `danger_allow_private_addresses` is set, no federation request connects
+//! to a loopback, private, link-local, shared, multicast or unspecified address, whether the
+//! name is an IP literal, an SRV target or a host name that resolves there. Every federation
+//! HTTP client is built by [`Resolver::http_builder`], whose address resolver enforces it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -34,6 +40,9 @@ pub enum DiscoveryError {
     /// The SRV record says the service is not offered.
     #[error("{0} does not offer guildhall federation (SRV target \".\")")]
     NotOffered(String),
+    /// The name leads to an address federation never connects to.
+    #[error("{0} is a loopback, private or otherwise internal address")]
+    InternalAddress(String),
 }
 
 /// Resolver settings from the operator's configuration.
@@ -43,15 +52,18 @@ pub struct ResolverSettings {
     pub danger_allow_plain_http: bool,
     /// DNS servers to ask; empty = those in `/etc/resolv.conf`.
     pub dns_servers: Vec<SocketAddr>,
+    /// Connect to loopback and private addresses too (tests on loopback only).
+    pub danger_allow_private_addresses: bool,
 }
 
 /// Resolves server names to destinations.
 #[derive(Debug, Clone)]
 pub struct Resolver {
     http: reqwest::Client,
-    address_resolver: Option<HickoryAddresses>,
+    address_resolver: GuardedAddresses,
     dns: Option<TokioResolver>,
     scheme: &'static str,
+    allow_private: bool,
     cache: moka::future::Cache<ServerName, Destination>,
 }
 
@@ -65,9 +77,12 @@ impl Resolver {
     pub fn new(settings: &ResolverSettings) -> Self {
         let dns = build_dns(&settings.dns_servers);
         // With configured DNS servers, host names are resolved by them too (not the system's).
-        let address_resolver =
-            (!settings.dns_servers.is_empty()).then(|| dns.clone()).flatten().map(HickoryAddresses);
-        let http = http_builder(address_resolver.as_ref())
+        let address_resolver = GuardedAddresses {
+            dns: (!settings.dns_servers.is_empty()).then(|| dns.clone()).flatten(),
+            allow_private: settings.danger_allow_private_addresses,
+        };
+        let http = address_resolver
+            .http_builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -77,6 +92,7 @@ impl Resolver {
             address_resolver,
             dns,
             scheme: if settings.danger_allow_plain_http { "http" } else { "https" },
+            allow_private: settings.danger_allow_private_addresses,
             cache: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3600))
@@ -85,9 +101,10 @@ impl Resolver {
     }
 
     /// An HTTP client builder that resolves host names the way this resolver does (through the
-    /// configured DNS servers, when there are any). Every federation HTTP client is built here.
+    /// configured DNS servers, when there are any) and never to an internal address unless
+    /// allowed. Every federation HTTP client is built here.
     pub fn http_builder(&self) -> reqwest::ClientBuilder {
-        http_builder(self.address_resolver.as_ref())
+        self.address_resolver.http_builder()
     }
 
     /// The destination for `name`.
@@ -107,27 +124,45 @@ impl Resolver {
 
     async fn resolve_uncached(&self, name: &ServerName) -> Result<Destination, DiscoveryError> {
         if name.is_ip_literal() || name.port().is_some() {
-            return Ok(self.direct(name));
+            return self.direct(name, name);
         }
         if let Some(delegated) = self.well_known(name).await {
             tracing::debug!(%name, %delegated, "delegated by .well-known");
             if delegated.is_ip_literal() || delegated.port().is_some() {
-                return Ok(self.direct(&delegated));
+                return self.direct(&delegated, &delegated);
             }
             return self.srv_or_default(&delegated).await;
         }
         self.srv_or_default(name).await
     }
 
-    fn direct(&self, name: &ServerName) -> Destination {
-        let port = name.port().unwrap_or(443);
-        Destination {
-            base_url: format!("{}://{}:{port}", self.scheme, name.host()),
-            authority: name.to_string(),
+    /// Requests for `authority` go to `target`'s host and port (443 if none). An IP literal is
+    /// checked here, as the HTTP client resolves only names.
+    fn direct(
+        &self,
+        target: &ServerName,
+        authority: &ServerName,
+    ) -> Result<Destination, DiscoveryError> {
+        self.check_literal(target.host())?;
+        let port = target.port().unwrap_or(443);
+        Ok(Destination {
+            base_url: format!("{}://{}:{port}", self.scheme, target.host()),
+            authority: authority.to_string(),
+        })
+    }
+
+    fn check_literal(&self, host: &str) -> Result<(), DiscoveryError> {
+        let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>();
+        match literal {
+            Ok(ip) if !self.allow_private && is_internal(ip) => {
+                Err(DiscoveryError::InternalAddress(host.to_owned()))
+            }
+            _ => Ok(()),
         }
     }
 
     async fn well_known(&self, name: &ServerName) -> Option<ServerName> {
+        self.check_literal(name.host()).ok()?;
         let url = format!("{}://{}/.well-known/guildhall/server", self.scheme, name.host());
         let response = self.http.get(url).send().await.ok()?;
         if !response.status().is_success() {
@@ -162,6 +197,7 @@ impl Resolver {
                         if target.is_empty() {
                             return Err(DiscoveryError::NotOffered(name.to_string()));
                         }
+                        self.check_literal(&target)?;
                         return Ok(Destination {
                             base_url: format!("{}://{target}:{port}", self.scheme),
                             authority: name.to_string(),
@@ -171,6 +207,7 @@ impl Resolver {
                 Err(error) => tracing::debug!(%name, %error, "no SRV record"),
             }
         }
+        self.check_literal(name.host())?;
         Ok(Destination {
             base_url: format!("{}://{}:443", self.scheme, name.host()),
             authority: name.to_string(),
@@ -178,36 +215,90 @@ impl Resolver {
     }
 }
 
-fn http_builder(addresses: Option<&HickoryAddresses>) -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder();
-    match addresses {
-        Some(addresses) => builder.dns_resolver(std::sync::Arc::new(addresses.clone())),
-        None => builder,
+/// Whether federation must never connect to `ip` on a peer's say-so: loopback, unspecified,
+/// private (RFC 1918, unique local), link-local, shared (RFC 6598), multicast, broadcast and
+/// documentation ranges, and IPv4 addresses inside IPv6 mapped or compatible forms.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || first == 0x0064 && v6.segments()[1] == 0xff9b
+        }
     }
 }
 
-/// Resolves host names for HTTP connections through hickory (the configured DNS servers).
+/// Resolves host names for federation HTTP connections (through hickory when DNS servers are
+/// configured, else the system's resolver) and drops internal addresses unless allowed.
 #[derive(Clone)]
-struct HickoryAddresses(TokioResolver);
+struct GuardedAddresses {
+    dns: Option<TokioResolver>,
+    allow_private: bool,
+}
 
-impl std::fmt::Debug for HickoryAddresses {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HickoryAddresses")
+impl GuardedAddresses {
+    fn http_builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder().dns_resolver(std::sync::Arc::new(self.clone()))
     }
 }
 
-impl reqwest::dns::Resolve for HickoryAddresses {
+impl std::fmt::Debug for GuardedAddresses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedAddresses").field("allow_private", &self.allow_private).finish()
+    }
+}
+
+impl reqwest::dns::Resolve for GuardedAddresses {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let resolver = self.0.clone();
-        let host = format!("{}.", name.as_str().trim_end_matches('.'));
+        let (resolver, allow_private) = (self.dns.clone(), self.allow_private);
+        let host = name.as_str().trim_end_matches('.').to_owned();
         Box::pin(async move {
-            let lookup = resolver
-                .lookup_ip(host.as_str())
-                .await
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
-            let addresses: Vec<SocketAddr> =
-                lookup.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
-            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+            let failed = |e: String| Box::<dyn std::error::Error + Send + Sync>::from(e);
+            let found: Vec<IpAddr> = match resolver {
+                Some(resolver) => resolver
+                    .lookup_ip(format!("{host}.").as_str())
+                    .await
+                    .map_err(|e| failed(e.to_string()))?
+                    .iter()
+                    .collect(),
+                None => tokio::net::lookup_host((host.as_str(), 0))
+                    .await
+                    .map_err(|e| failed(e.to_string()))?
+                    .map(|address| address.ip())
+                    .collect(),
+            };
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|ip| allow_private || !is_internal(*ip))
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
+            if allowed.is_empty() {
+                return Err(failed(format!("{host} resolves only to internal addresses")));
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
@@ -251,12 +342,17 @@ fn system_name_servers() -> Vec<SocketAddr> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn ip_literals_and_explicit_ports_are_used_directly() {
-        let resolver = Resolver::new(&ResolverSettings {
+    fn resolver(allow_private: bool) -> Resolver {
+        Resolver::new(&ResolverSettings {
             danger_allow_plain_http: true,
             dns_servers: Vec::new(),
-        });
+            danger_allow_private_addresses: allow_private,
+        })
+    }
+
+    #[tokio::test]
+    async fn ip_literals_and_explicit_ports_are_used_directly() {
+        let resolver = resolver(true);
         let name = ServerName::parse("127.0.0.1:8448").unwrap();
         let destination = resolver.resolve(&name).await.unwrap();
         assert_eq!(
@@ -268,5 +364,58 @@ mod tests {
         );
         let name = ServerName::parse("[::1]").unwrap();
         assert_eq!(resolver.resolve(&name).await.unwrap().base_url, "http://[::1]:443");
+    }
+
+    #[tokio::test]
+    async fn internal_addresses_are_refused_unless_allowed() {
+        let resolver = resolver(false);
+        for name in
+            ["127.0.0.1:8448", "10.1.2.3", "[::1]:80", "192.168.0.1:22", "[::ffff:127.0.0.1]"]
+        {
+            let name = ServerName::parse(name).unwrap();
+            let refused = resolver.resolve(&name).await;
+            assert!(
+                matches!(refused, Err(DiscoveryError::InternalAddress(_))),
+                "{name}: {refused:?}"
+            );
+        }
+        assert!(resolver.resolve(&ServerName::parse("93.184.215.14:8448").unwrap()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn host_names_that_resolve_to_internal_addresses_are_not_connected_to() {
+        use reqwest::dns::Resolve;
+        let guarded = GuardedAddresses { dns: None, allow_private: false };
+        let name = || "localhost".parse::<reqwest::dns::Name>().unwrap();
+        assert!(guarded.resolve(name()).await.is_err(), "localhost must not resolve");
+        let allowed = GuardedAddresses { dns: None, allow_private: true };
+        assert!(allowed.resolve(name()).await.is_ok());
+    }
+
+    #[test]
+    fn internal_ranges() {
+        let internal = [
+            "127.0.0.1",
+            "0.0.0.0",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+        ];
+        for ip in internal {
+            assert!(is_internal(ip.parse().unwrap()), "{ip} is internal");
+        }
+        for ip in ["93.184.215.14", "1.1.1.1", "2606:4700::1111", "172.32.0.1", "100.128.0.1"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip} is public");
+        }
     }
 }

@@ -4,6 +4,11 @@
 //! accepted when it names the server it was fetched from and is signed by one of its own
 //! current keys. It is cached until `min(valid_until_ts, now + 7 days)`; an unknown key id
 //! triggers a refetch, at most once a minute per server.
+//!
+//! Fetches are triggered by what arrives from the network (any signed request names a server
+//! in its `keyid`), so they are bounded: a server whose fetch failed is not tried again for
+//! [`FAILURE_BACKOFF`], and servers not yet in the cache are fetched at most
+//! [`NEW_SERVERS_PER_SECOND`] a second (with a small burst).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +38,38 @@ pub struct KeyFetcher {
     http: reqwest::Client,
     policy: std::sync::Arc<crate::policy::TrustPolicy>,
     cache: moka::future::Cache<ServerName, Arc<CachedKeys>>,
+    /// Servers whose last fetch failed, until the backoff passes.
+    failures: moka::future::Cache<ServerName, ()>,
+    /// Fetches of servers not in the cache still allowed now.
+    new_servers: Arc<std::sync::Mutex<Bucket>>,
+}
+
+/// How long a server whose key fetch failed is not tried again.
+pub const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
+/// How many servers not yet in the cache may be fetched a second, sustained.
+pub const NEW_SERVERS_PER_SECOND: f64 = 5.0;
+/// How many such fetches may happen at once after a quiet period.
+const NEW_SERVERS_BURST: f64 = 20.0;
+
+/// A token bucket.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.updated).as_secs_f64() * NEW_SERVERS_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(NEW_SERVERS_BURST);
+        self.updated = now;
+        let allowed = self.tokens >= 1.0;
+        if allowed {
+            self.tokens -= 1.0;
+        }
+        allowed
+    }
 }
 
 /// The largest key document accepted.
@@ -55,6 +92,14 @@ impl KeyFetcher {
             http,
             policy,
             cache: moka::future::Cache::builder().max_capacity(10_000).build(),
+            failures: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(FAILURE_BACKOFF)
+                .build(),
+            new_servers: Arc::new(std::sync::Mutex::new(Bucket {
+                tokens: NEW_SERVERS_BURST,
+                updated: Instant::now(),
+            })),
         }
     }
 
@@ -133,9 +178,22 @@ impl KeyFetcher {
 
     async fn fetch(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
         // Servers we do not federate with are never contacted, not even for keys.
-        if !self.policy.permits(server) {
+        if !self.policy.permits(server) || self.failures.contains_key(server) {
             return None;
         }
+        let known = self.cache.contains_key(server);
+        if !known && !self.new_servers.lock().is_ok_and(|mut bucket| bucket.take()) {
+            tracing::debug!(%server, "key fetch of a new server deferred: too many at once");
+            return None;
+        }
+        let fetched = self.fetch_uncounted(server).await;
+        if fetched.is_none() {
+            self.failures.insert(server.clone(), ()).await;
+        }
+        fetched
+    }
+
+    async fn fetch_uncounted(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
         let destination = self.resolver.resolve(server).await.ok()?;
         let url = format!("{}{}", destination.base_url, GetServerKeys::PATH);
         let response =

@@ -49,6 +49,8 @@ pub struct FederationConfig {
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// Talk plain HTTP to other servers instead of HTTPS. Only for tests on loopback.
     pub danger_allow_plain_http: bool,
+    /// Connect to loopback and private addresses for federation. Only for tests on loopback.
+    pub danger_allow_private_addresses: bool,
     /// Accept proposals without checking the origin's signature. Exists only so the conformance
     /// suite can prove it catches a broken server; never enable it.
     pub danger_skip_origin_signature_check: bool,
@@ -64,6 +66,7 @@ impl Default for FederationConfig {
             public_addresses: Vec::new(),
             dns_servers: Vec::new(),
             danger_allow_plain_http: false,
+            danger_allow_private_addresses: false,
             danger_skip_origin_signature_check: false,
         }
     }

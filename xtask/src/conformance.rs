@@ -88,6 +88,7 @@ impl Server {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("GUILDHALL_SERVER__DANGER_ENABLE_TEST_CONTROL", "true")
             .env("GUILDHALL_FEDERATION__DANGER_ALLOW_PLAIN_HTTP", "true")
+            .env("GUILDHALL_FEDERATION__DANGER_ALLOW_PRIVATE_ADDRESSES", "true")
             .env("GUILDHALL_RATE_LIMITS__PER_IP_PER_SECOND", "100000")
             .env("GUILDHALL_RATE_LIMITS__PER_IP_BURST", "100000")
             .stdout(Stdio::null())

@@ -52,6 +52,7 @@ impl Federation {
     ) -> anyhow::Result<Self> {
         let resolver = Resolver::new(&ResolverSettings {
             danger_allow_plain_http: config.danger_allow_plain_http,
+            danger_allow_private_addresses: config.danger_allow_private_addresses,
             dns_servers: config.dns_servers.clone(),
         });
         let fetcher_policy = Arc::new(TrustPolicy::new(TrustRules::default()));

@@ -15,7 +15,9 @@ pub(super) async fn federating() -> Server {
 }
 
 pub(super) fn federating_builder() -> crate::harness::ServerBuilder {
-    Server::builder().env("GUILDHALL_FEDERATION__DANGER_ALLOW_PLAIN_HTTP", "true")
+    Server::builder()
+        .env("GUILDHALL_FEDERATION__DANGER_ALLOW_PLAIN_HTTP", "true")
+        .env("GUILDHALL_FEDERATION__DANGER_ALLOW_PRIVATE_ADDRESSES", "true")
 }
 
 /// Joins `user` (on another server) to a guild hosted on `host` through an invite code.
