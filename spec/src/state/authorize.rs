@@ -315,6 +315,17 @@ impl GuildState {
                 {
                     return invalid("messages can only be sent in text channels");
                 }
+                if let Some(attachments) = &create.attachments {
+                    self.require_in(sender, &create.channel_id, Permissions::ATTACH_FILES)?;
+                    if attachments.len() > MAX_ATTACHMENTS {
+                        return invalid(format!(
+                            "a message has at most {MAX_ATTACHMENTS} attachments"
+                        ));
+                    }
+                }
+                if create.mentions.as_ref().is_some_and(|m| m.len() > MAX_MENTIONS) {
+                    return invalid(format!("a message mentions at most {MAX_MENTIONS} users"));
+                }
                 check_text("body", &create.body, MAX_MESSAGE_CHARS)
             }
             EventContent::MessageEdit(edit) => {

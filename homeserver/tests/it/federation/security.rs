@@ -364,3 +364,85 @@ async fn a_rotated_key_is_published_as_an_old_key() {
     );
     assert!(second["old_verify_keys"][&old_id]["expired_ts"].as_u64().is_some());
 }
+
+#[tokio::test]
+async fn peers_cannot_make_a_server_connect_to_internal_addresses() {
+    // A server as operators run it: plain HTTP for the loopback test, but no private addresses.
+    let server = Server::builder()
+        .env("GUILDHALL_FEDERATION__DANGER_ALLOW_PLAIN_HTTP", "true")
+        .start()
+        .await;
+    let alice = server.register("alice").await;
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a probe");
+    let internal = probe.local_addr().unwrap().to_string();
+    let connected =
+        async || tokio::time::timeout(Duration::from_millis(200), probe.accept()).await.is_ok();
+
+    // A user naming an internal address as an invite's server.
+    let (status, body) = alice.post_empty(&format!("/invites/abcdef?server={internal}")).await;
+    assert!(status.is_client_error() || status.is_server_error(), "{status}: {body}");
+    assert!(!connected().await, "the invite's server was contacted");
+
+    // An unauthenticated request whose keyid names an internal address.
+    let hostile = Peer {
+        key: guildhall_spec::ServerSigningKey::from_seed(
+            guildhall_spec::ServerName::parse(&internal).unwrap(),
+            guildhall_spec::KeyId::parse("ed25519:probe").unwrap(),
+            &[7; 32],
+        ),
+        http: reqwest::Client::new(),
+    };
+    let body = json!({"origin": internal, "origin_ts": 1, "events": [], "ephemeral": []});
+    let request = hostile.signed(&server, "PUT", "/_guildhall/v1/send/probe1", Some(&body));
+    let (status, _) = hostile.send("PUT", &request).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!connected().await, "the keyid's server was contacted");
+}
+
+#[tokio::test]
+async fn the_host_enforces_every_message_limit_on_proposals() {
+    let (a, b) = (federating().await, federating().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let guild = alice.create_guild("Limits").await;
+    join_remote(&bob, &a, &alice.invite(&guild.general).await).await;
+    let submit = format!("/_guildhall/v1/guilds/{}/submit", crate::harness::encode(&guild.id));
+    let peer = Peer::of(&b);
+    let propose = async |extra: Value| {
+        let mut proposal = proposal(&guild.id, &bob.id, &b.name(), "x", &peer.key, &guild.general);
+        let mut content = proposal["content"].as_object().unwrap().clone();
+        content.extend(extra.as_object().unwrap().clone());
+        let unsigned = guildhall_spec::Proposal {
+            guild_id: guildhall_spec::GuildId::parse(&guild.id).unwrap(),
+            event_type: "message.create".into(),
+            sender: guildhall_spec::UserId::parse(&bob.id).unwrap(),
+            origin: guildhall_spec::ServerName::parse(&b.name()).unwrap(),
+            origin_ts: proposal["origin_ts"].as_u64().unwrap(),
+            txn_id: guildhall_spec::TxnId::parse(proposal["txn_id"].as_str().unwrap()).unwrap(),
+            content,
+        };
+        proposal = Value::Object(unsigned.sign(&peer.key).unwrap());
+        let request = peer.signed(&a, "POST", &submit, Some(&json!({"proposal": proposal})));
+        peer.send("POST", &request).await
+    };
+    let mentions: Vec<String> = (0..101).map(|i| format!("@u{i}:{}", b.name())).collect();
+    let attachments: Vec<String> = (0..11).map(|i| format!("media{i}")).collect();
+    let (status, body) = propose(json!({"mentions": mentions})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_event")));
+    let (status, body) = propose(json!({"attachments": attachments})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_event")));
+
+    // Within the limits, attachments still need ATTACH_FILES (1 << 15).
+    let deny = json!({"kind": "role", "allow": "0", "deny": (1u64 << 15).to_string()});
+    let (status, _) =
+        alice.put(&format!("/channels/{}/permissions/everyone", guild.general), deny).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = propose(json!({"attachments": ["media0"]})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("missing_permission")),
+        "{body}"
+    );
+    let (status, body) = propose(json!({"mentions": [alice.id]})).await;
+    assert_eq!(status, StatusCode::OK, "a message within every limit: {body}");
+}
