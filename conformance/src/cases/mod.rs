@@ -69,6 +69,7 @@ pub fn all() -> Vec<Case> {
         case!(Core, joins::banned_user_cannot_join),
         case!(Core, joins::invite_lookup_names_the_guild),
         case!(Core, submit::message_is_sequenced_and_signed_by_both),
+        case!(Core, submit::a_channel_id_of_another_guild_is_refused),
         case!(Core, submit::sequenced_event_continues_the_chain),
         case!(Core, submit::repeated_transaction_returns_the_same_event),
         case!(Core, submit::local_users_see_remote_messages),
@@ -115,6 +116,7 @@ pub fn all() -> Vec<Case> {
         case!(Core, replica::keeps_equivocation_evidence),
         case!(Core, replica::refuses_pushes_from_other_servers),
         case!(Core, replica::a_host_cannot_touch_messages_of_other_guilds),
+        case!(Core, replica::a_host_cannot_touch_messages_of_other_guilds_not_yet_known),
         // Last: by now the target has fetched the peer's keys, and a notary answers from cache.
         case!(Full, keys::notary_answers_with_countersigned_documents),
     ]);

@@ -280,3 +280,64 @@ pub(super) async fn a_host_cannot_touch_messages_of_other_guilds(ctx: Arc<Contex
     ensure!(intact, "another host's event erased a message of a guild it does not host: {body}");
     Ok(())
 }
+
+pub(super) async fn a_host_cannot_touch_messages_of_other_guilds_not_yet_known(
+    ctx: Arc<Context>,
+) -> CaseResult {
+    // Two guilds the peer hosts; the target replicates both.
+    let (first, second) = (dm(&ctx).await?, dm(&ctx).await?);
+    // A message of the first guild, not yet pushed: its id is known to the (hostile) host only.
+    let create = with_guild(&ctx, &first, |g| {
+        let content = message(g, "arrives after the attack");
+        g.next(&ctx.peer.key, &first.owner, &content)
+    })??;
+    let message_id = guildhall_spec::event::event_id(&create).map_err(|e| e.to_string())?;
+    // The second guild's host names it: a deletion, a reaction and a pin, in its own channel.
+    let hostile = with_guild(&ctx, &second, |g| {
+        let target = guildhall_spec::content::MessageRef {
+            channel_id: g.channel_id.clone(),
+            message_id: message_id.clone(),
+        };
+        let reaction = guildhall_spec::content::Reaction {
+            channel_id: g.channel_id.clone(),
+            message_id: message_id.clone(),
+            emoji: "x".into(),
+        };
+        let mut events = Vec::new();
+        for content in [
+            EventContent::ReactionAdd(reaction),
+            EventContent::PinAdd(target.clone()),
+            EventContent::MessageDelete(target),
+        ] {
+            let event = g.next(&ctx.peer.key, &second.owner, &content)?;
+            g.log.push(event.clone());
+            events.push(event);
+        }
+        Ok::<_, String>(events)
+    })??;
+    push(&ctx, hostile).await;
+    // Then the first guild's message arrives, and must be stored whole and untouched.
+    with_guild(&ctx, &first, |g| g.log.push(create.clone()))?;
+    let (status, answer) = push(&ctx, vec![create]).await;
+    ensure!(status == 200, "pushing the message answered {status} {answer}");
+    let path = format!(
+        "/users/{}/guilds/{}/messages?channel_id=dm",
+        crate::target::encode(&first.invitee),
+        crate::target::encode(&first.guild)
+    );
+    let (_, body) = ctx.target.control_get(&path).await;
+    let stored = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["message_id"] == message_id.as_str())
+        .cloned()
+        .unwrap_or(Value::Null);
+    ensure!(
+        stored["body"] == "arrives after the attack"
+            && stored["pinned"] == false
+            && stored["reactions"].as_object().is_none_or(serde_json::Map::is_empty),
+        "another guild's host erased, pinned or reacted to a message not yet known: {stored}"
+    );
+    Ok(())
+}

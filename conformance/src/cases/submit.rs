@@ -283,3 +283,24 @@ pub(super) async fn member_can_leave(ctx: Arc<Context>) -> CaseResult {
     ensure!(state["members"].get(&fixture.member).is_none(), "still a member after leaving");
     Ok(())
 }
+
+pub(super) async fn a_channel_id_of_another_guild_is_refused(ctx: Arc<Context>) -> CaseResult {
+    let fixture = ctx.fixture().await?;
+    // Another guild on the target, and the member allowed to create channels in the first.
+    let (_, other_channel) = ctx.target.guild(&fixture.owner).await?;
+    let everyone =
+        json!({"role_id": "everyone", "permissions": (1024 + 2048 + 65536 + 16).to_string()});
+    let (status, body) =
+        ctx.target.act(&fixture.owner, &fixture.guild, "role.update", everyone).await;
+    ensure!(status == 200, "granting MANAGE_CHANNELS answered {status} {body}");
+    // A channel id the target already uses in another guild would make `/channels/{id}`
+    // ambiguous (spec 02): the host refuses it.
+    let copy = json!({"channel_id": other_channel, "name": "copy", "kind": "text", "position": 1});
+    refused(&ctx, &fixture, &fixture.member, "channel.create", copy, "invalid_event").await?;
+    // A fresh id is fine.
+    let fresh = json!({"channel_id": format!("c{}x{}", crate::peer::unix_now(), crate::context::unique()), "name": "fresh", "kind": "text", "position": 1});
+    let proposal = ctx.peer.proposal(&fixture.guild, &fixture.member, "channel.create", fresh)?;
+    let (status, body) = ctx.peer.submit(&ctx.target, &fixture.guild, &proposal).await;
+    ensure!(status == 200, "a fresh channel id answered {status} {body}");
+    Ok(())
+}

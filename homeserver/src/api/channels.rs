@@ -35,12 +35,28 @@ pub(super) async fn visible_channel(
 ) -> ApiResult<(GuildId, ChannelId, Arc<GuildState>)> {
     let channel_id: ChannelId = parse_id("channel id", channel_id)?;
     let unknown = || ApiError::not_found("unknown_channel", "no such channel");
-    let guild_id = state.store.channel_guild(&channel_id).await?.ok_or_else(unknown)?;
-    let guild_state = state.guilds.state(&guild_id).await?;
-    if guild_state.deleted || !guild_state.can_view(&auth.user_id, &channel_id) {
-        return Err(unknown());
+    // Channel ids are scoped to their guild, so the same id may name channels of several
+    // guilds on this server (only a hostile host would choose so). The route resolves only to a
+    // channel the user can see, and never guesses between two of them.
+    let mut visible = Vec::new();
+    for guild_id in state.store.channel_guilds(&channel_id).await? {
+        let guild_state = state.guilds.state(&guild_id).await?;
+        if !guild_state.deleted && guild_state.can_view(&auth.user_id, &channel_id) {
+            visible.push((guild_id, guild_state));
+        }
     }
-    Ok((guild_id, channel_id, guild_state))
+    match visible.len() {
+        0 => Err(unknown()),
+        1 => {
+            let (guild_id, guild_state) = visible.remove(0);
+            Ok((guild_id, channel_id, guild_state))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ambiguous_channel",
+            "this id names a channel in more than one of your guilds",
+        )),
+    }
 }
 
 /// `GET /api/v1/guilds/{guild_id}/channels`: the channels the user can see.
@@ -76,7 +92,8 @@ pub(super) async fn create(
     Json(body): Json<NewChannel>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (guild_id, guild_state) = member_guild(&state, &auth, &guild_id).await?;
-    let channel_id = ChannelId::parse(&random_id(16)).map_err(ApiError::internal)?;
+    let channel_id =
+        ChannelId::parse(&random_id(crate::guilds::RANDOM_ID_CHARS)).map_err(ApiError::internal)?;
     let next_position = guild_state.channels.values().map(|c| c.position + 1).max().unwrap_or(0);
     let content = EventContent::ChannelCreate(ChannelCreate {
         channel_id: channel_id.clone(),
@@ -339,7 +356,10 @@ pub(super) async fn guild_invites(
 /// Finds a usable invite by code among the guilds hosted here.
 async fn find_invite(state: &AppState, code: &InviteCode) -> ApiResult<(GuildId, Arc<GuildState>)> {
     let unknown = || ApiError::not_found("unknown_invite", "this invite is invalid or has expired");
-    let guild_id = state.store.invite_guild(code).await?.ok_or_else(unknown)?;
+    // Invites of guilds hosted elsewhere are accepted through their host (`?server=`); this
+    // server guarantees invite codes unique among the guilds it hosts.
+    let hosted = state.store.invite_guilds(code).await?.into_iter().find(|g| state.guilds.hosts(g));
+    let guild_id = hosted.ok_or_else(unknown)?;
     let guild_state = state.guilds.state(&guild_id).await?;
     match guild_state.invites.get(code) {
         Some(invite) if invite.is_usable(now_ms()) && !guild_state.deleted => {
@@ -399,15 +419,25 @@ pub(super) async fn revoke_invite(
     Path(code): Path<String>,
 ) -> ApiResult<StatusCode> {
     let code: InviteCode = parse_id("invite code", &code)?;
-    let guild_id = state
-        .store
-        .invite_guild(&code)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_invite", "no such invite"))?;
-    let guild_state = state.guilds.state(&guild_id).await?;
-    if !guild_state.members.contains_key(&auth.user_id) {
-        return Err(ApiError::not_found("unknown_invite", "no such invite"));
+    let unknown = || ApiError::not_found("unknown_invite", "no such invite");
+    let mut found = Vec::new();
+    for guild_id in state.store.invite_guilds(&code).await? {
+        let guild_state = state.guilds.state(&guild_id).await?;
+        if guild_state.members.contains_key(&auth.user_id) {
+            found.push(guild_id);
+        }
     }
+    let guild_id = match found.len() {
+        0 => return Err(unknown()),
+        1 => found.remove(0),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "ambiguous_invite",
+                "this code names an invite in more than one of your guilds",
+            ));
+        }
+    };
     state
         .guilds
         .submit(&guild_id, &auth.user_id, EventContent::InviteRevoke(InviteRevoke { code }), None)

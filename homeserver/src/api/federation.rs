@@ -305,10 +305,9 @@ pub(super) async fn invite(
 ) -> ApiResult<Json<Value>> {
     let code: InviteCode = super::parse_id("invite code", &code)?;
     let unknown = || ApiError::not_found("unknown_invite", "this invite is invalid or has expired");
-    let guild_id = state.store.invite_guild(&code).await?.ok_or_else(unknown)?;
-    if !state.guilds.hosts(&guild_id) {
-        return Err(unknown());
-    }
+    let hosted =
+        state.store.invite_guilds(&code).await?.into_iter().find(|g| state.guilds.hosts(g));
+    let guild_id = hosted.ok_or_else(unknown)?;
     let guild = state.guilds.state(&guild_id).await?;
     let invite = guild
         .invites

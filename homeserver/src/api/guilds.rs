@@ -428,7 +428,8 @@ pub(super) async fn create_role(
     Json(body): Json<NewRole>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (guild_id, guild_state) = member_guild(&state, &auth, &guild_id).await?;
-    let role_id = RoleId::parse(&random_id(16)).map_err(ApiError::internal)?;
+    let role_id =
+        RoleId::parse(&random_id(crate::guilds::RANDOM_ID_CHARS)).map_err(ApiError::internal)?;
     let position = body.position.unwrap_or(1);
     let content = EventContent::RoleCreate(RoleCreate {
         role_id: role_id.clone(),

@@ -58,21 +58,26 @@ async fn anchor_seq(
 ) -> ApiResult<Option<u64>> {
     let Some(message_id) = message_id else { return Ok(None) };
     let message_id: EventId = parse_id("message id", message_id)?;
-    let message = state.store.message(&message_id).await?;
+    let message = state.store.message(guild_id, &message_id).await?;
     match message {
-        Some(message) if &message.guild_id == guild_id && &message.channel_id == channel_id => {
-            Ok(Some(message.created_seq))
-        }
+        Some(message) if &message.channel_id == channel_id => Ok(Some(message.created_seq)),
         _ => Err(ApiError::not_found("unknown_message", "no such message in this channel")),
     }
 }
 
 async fn render(state: &AppState, viewer: &UserId, rows: &[MessageRow]) -> ApiResult<Vec<Value>> {
-    let ids: Vec<EventId> = rows.iter().map(|row| row.message_id.clone()).collect();
-    let reactions = state.store.reactions(&ids, viewer).await?;
+    let mut by_guild: std::collections::BTreeMap<&GuildId, Vec<EventId>> = Default::default();
+    for row in rows {
+        by_guild.entry(&row.guild_id).or_default().push(row.message_id.clone());
+    }
+    let mut reactions = Vec::new();
+    for (guild_id, ids) in by_guild {
+        reactions.extend(state.store.reactions(guild_id, &ids, viewer).await?);
+    }
     let mut views = Vec::with_capacity(rows.len());
     for row in rows {
-        views.push(views::message(row, &reactions, state.store.is_pinned(&row.message_id).await?));
+        let pinned = state.store.is_pinned(&row.guild_id, &row.message_id).await?;
+        views.push(views::message(row, &reactions, pinned));
     }
     Ok(views)
 }
@@ -103,8 +108,8 @@ pub(super) async fn send(
         ));
     }
     if let Some(reply_to) = &body.reply_to {
-        let target = state.store.message(reply_to).await?;
-        if !target.is_some_and(|m| m.guild_id == guild_id && m.channel_id == channel_id) {
+        let target = state.store.message(&guild_id, reply_to).await?;
+        if !target.is_some_and(|m| m.channel_id == channel_id) {
             return Err(ApiError::not_found(
                 "unknown_message",
                 "reply_to is not a message of this channel",
@@ -138,7 +143,7 @@ pub(super) async fn send(
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, txn_id).await?;
     let row = state
         .store
-        .message(&done.event_id)
+        .message(&guild_id, &done.event_id)
         .await?
         .ok_or_else(|| ApiError::internal("message vanished"))?;
     Ok((StatusCode::CREATED, Json(views::message(&row, &[], false))))
@@ -171,12 +176,8 @@ async fn channel_message(
 ) -> ApiResult<(GuildId, ChannelId, MessageRow)> {
     let (guild_id, channel_id, _) = visible_channel(state, auth, channel_id).await?;
     let message_id: EventId = parse_id("message id", message_id)?;
-    match state.store.message(&message_id).await? {
-        Some(message)
-            if message.guild_id == guild_id
-                && message.channel_id == channel_id
-                && !message.deleted =>
-        {
+    match state.store.message(&guild_id, &message_id).await? {
+        Some(message) if message.channel_id == channel_id && !message.deleted => {
             Ok((guild_id, channel_id, message))
         }
         _ => Err(ApiError::not_found("unknown_message", "no such message")),
@@ -217,7 +218,7 @@ pub(super) async fn edit(
     state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
     let row = state
         .store
-        .message(&row.message_id)
+        .message(&guild_id, &row.message_id)
         .await?
         .ok_or_else(|| ApiError::internal("message vanished"))?;
     let rendered = render(&state, &auth.user_id, std::slice::from_ref(&row)).await?;
@@ -257,7 +258,7 @@ pub(super) async fn pin(
 ) -> ApiResult<StatusCode> {
     let (guild_id, channel_id, row) =
         channel_message(&state, &auth, &channel_id, &message_id).await?;
-    if state.store.is_pinned(&row.message_id).await? {
+    if state.store.is_pinned(&row.guild_id, &row.message_id).await? {
         // Pinning again is a no-op, but only for those who may pin.
         let guild_state = state.guilds.state(&guild_id).await?;
         if !guild_state
@@ -281,7 +282,7 @@ pub(super) async fn unpin(
 ) -> ApiResult<StatusCode> {
     let (guild_id, channel_id, row) =
         channel_message(&state, &auth, &channel_id, &message_id).await?;
-    if !state.store.is_pinned(&row.message_id).await? {
+    if !state.store.is_pinned(&row.guild_id, &row.message_id).await? {
         return Err(ApiError::not_found("not_pinned", "the message is not pinned"));
     }
     let content = EventContent::PinRemove(MessageRef { channel_id, message_id: row.message_id });
@@ -310,7 +311,7 @@ pub(super) async fn react(
     check_emoji(&emoji)?;
     let (guild_id, channel_id, row) =
         channel_message(&state, &auth, &channel_id, &message_id).await?;
-    if state.store.has_reacted(&row.message_id, &auth.user_id, &emoji).await? {
+    if state.store.has_reacted(&row.guild_id, &row.message_id, &auth.user_id, &emoji).await? {
         return Ok(StatusCode::NO_CONTENT);
     }
     let content =
@@ -328,7 +329,7 @@ pub(super) async fn unreact(
     check_emoji(&emoji)?;
     let (guild_id, channel_id, row) =
         channel_message(&state, &auth, &channel_id, &message_id).await?;
-    if !state.store.has_reacted(&row.message_id, &auth.user_id, &emoji).await? {
+    if !state.store.has_reacted(&row.guild_id, &row.message_id, &auth.user_id, &emoji).await? {
         return Err(ApiError::not_found(
             "unknown_reaction",
             "you have not reacted with that emoji",
@@ -348,7 +349,7 @@ pub(super) async fn reactors(
 ) -> ApiResult<Json<Value>> {
     check_emoji(&emoji)?;
     let (_, _, row) = channel_message(&state, &auth, &channel_id, &message_id).await?;
-    let users = state.store.reactors(&row.message_id, &emoji, 100).await?;
+    let users = state.store.reactors(&row.guild_id, &row.message_id, &emoji, 100).await?;
     Ok(Json(json!({"users": users})))
 }
 

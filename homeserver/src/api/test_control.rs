@@ -181,8 +181,8 @@ async fn message_channel(
     guild_id: &GuildId,
     message_id: &EventId,
 ) -> ApiResult<ChannelId> {
-    match state.store.message(message_id).await? {
-        Some(message) if &message.guild_id == guild_id => Ok(message.channel_id),
+    match state.store.message(guild_id, message_id).await? {
+        Some(message) => Ok(message.channel_id),
         _ => Err(ApiError::not_found("unknown_message", "no such message held here")),
     }
 }
@@ -302,9 +302,13 @@ pub(super) async fn user_messages(
     let mut messages = Vec::with_capacity(rows.len());
     for row in rows {
         let mut reactions = serde_json::Map::new();
-        let counts = state.store.reactions(std::slice::from_ref(&row.message_id), &user_id).await?;
+        let counts = state
+            .store
+            .reactions(&row.guild_id, std::slice::from_ref(&row.message_id), &user_id)
+            .await?;
         for count in counts {
-            let users = state.store.reactors(&row.message_id, &count.emoji, 1000).await?;
+            let users =
+                state.store.reactors(&row.guild_id, &row.message_id, &count.emoji, 1000).await?;
             let mut users: Vec<String> = users.iter().map(ToString::to_string).collect();
             users.sort();
             reactions.insert(count.emoji, json!(users));
@@ -319,7 +323,7 @@ pub(super) async fn user_messages(
             "edited": row.edited_ts.is_some(),
             "reply_to": row.reply_to,
             "reactions": reactions,
-            "pinned": state.store.is_pinned(&row.message_id).await?,
+            "pinned": state.store.is_pinned(&row.guild_id, &row.message_id).await?,
         }));
     }
     Ok(Json(json!({"messages": messages})))

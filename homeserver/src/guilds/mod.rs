@@ -83,6 +83,10 @@ pub struct GuildService {
 /// A DM invitation for a local user: (invited, guild, inviter).
 type DmInvitation = (UserId, GuildId, UserId);
 
+/// Alphanumeric characters in an id that must carry at least 128 random bits (spec 02):
+/// 62^22 ≈ 2^131.
+pub const RANDOM_ID_CHARS: usize = 22;
+
 /// A fresh random opaque id of `length` base64url characters (alphanumeric only).
 pub fn random_id(length: usize) -> String {
     let mut id = String::with_capacity(length);
@@ -200,8 +204,8 @@ impl GuildService {
         name: &str,
         kind: GuildKind,
     ) -> ApiResult<(GuildId, ChannelId)> {
-        let guild_id =
-            GuildId::new(&random_id(18), self.server_name()).map_err(ApiError::internal)?;
+        let guild_id = GuildId::new(&random_id(RANDOM_ID_CHARS), self.server_name())
+            .map_err(ApiError::internal)?;
         if name.trim().is_empty() || name.chars().count() > guildhall_spec::content::MAX_NAME_CHARS
         {
             return Err(ApiError::bad_request("name must be 1 to 100 characters"));
@@ -215,7 +219,8 @@ impl GuildService {
             let proposal = self.local_proposal(&guild_id, owner, &content, now, None)?;
             self.commit(None, proposal, &content, state).await?;
         }
-        let channel_id = ChannelId::parse(&random_id(16)).map_err(ApiError::internal)?;
+        let channel_id =
+            ChannelId::parse(&random_id(RANDOM_ID_CHARS)).map_err(ApiError::internal)?;
         let channel = EventContent::ChannelCreate(ChannelCreate {
             channel_id: channel_id.clone(),
             name: if kind == GuildKind::Dm { "dm".into() } else { "general".into() },
@@ -382,6 +387,7 @@ impl GuildService {
         head.state
             .authorize(sender, content, now, facts.as_ref())
             .map_err(SubmitError::Rejected)?;
+        self.check_ids_unused_elsewhere(guild_id, content).await?;
         let after = if content.changes_state() {
             let mut after = (*head.state).clone();
             // Every replica folds with the event's origin_ts; so must the host.
@@ -393,6 +399,32 @@ impl GuildService {
         self.commit(Some(&head), proposal, content, after)
             .await
             .map_err(|e| SubmitError::Internal(e.code().into()))
+    }
+
+    /// Channel ids and invite codes are scoped to their guild, but clients address channels
+    /// and invites by id alone: as a host, this server never hands out an id that already
+    /// names a channel or invite of another guild it knows (hosted or replicated), so that on
+    /// this server an id it assigned is unambiguous.
+    async fn check_ids_unused_elsewhere(
+        &self,
+        guild_id: &GuildId,
+        content: &EventContent,
+    ) -> Result<(), SubmitError> {
+        let others = match content {
+            EventContent::ChannelCreate(create) => {
+                self.store.channel_guilds(&create.channel_id).await
+            }
+            EventContent::InviteCreate(invite) => self.store.invite_guilds(&invite.code).await,
+            _ => return Ok(()),
+        }
+        .map_err(SubmitError::internal)?;
+        if others.iter().any(|other| other != guild_id) {
+            return Err(SubmitError::Rejected(AuthError {
+                rejection: Rejection::InvalidEvent,
+                message: "that id is in use by another guild on this server".into(),
+            }));
+        }
+        Ok(())
     }
 
     fn local_proposal(

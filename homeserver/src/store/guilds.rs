@@ -162,7 +162,7 @@ impl Store {
     ) -> Result<bool, sqlx::Error> {
         let Some(content_object) = event.event.get("content") else { return Ok(false) };
         if let Some(target) = message_target(content, &event.event_id)
-            && self.is_erased(&target).await?
+            && self.is_erased(&event.guild_id, &target).await?
         {
             return Ok(false);
         }
@@ -170,11 +170,13 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE events SET content = ?, message_id = ?
              WHERE event_id = ? AND content IS NULL
-               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_id = ? AND m.deleted = 1)",
+               AND NOT EXISTS (SELECT 1 FROM messages m
+                               WHERE m.guild_id = ? AND m.message_id = ? AND m.deleted = 1)",
         )
         .bind(content_object.to_string())
         .bind(message_target(content, &event.event_id).as_ref().map(EventId::as_str))
         .bind(event.event_id.as_str())
+        .bind(event.guild_id.as_str())
         .bind(message_target(content, &event.event_id).as_ref().map(EventId::as_str))
         .execute(&mut *tx)
         .await?;
@@ -212,13 +214,19 @@ impl Store {
         Ok(true)
     }
 
-    /// Whether a message was deleted (its content must never be stored again).
-    pub async fn is_erased(&self, message_id: &EventId) -> Result<bool, sqlx::Error> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM messages WHERE message_id = ? AND deleted = 1")
-                .bind(message_id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
+    /// Whether a message of a guild was deleted (its content must never be stored again).
+    pub async fn is_erased(
+        &self,
+        guild_id: &GuildId,
+        message_id: &EventId,
+    ) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM messages WHERE guild_id = ? AND message_id = ? AND deleted = 1",
+        )
+        .bind(guild_id.as_str())
+        .bind(message_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(found.is_some())
     }
 
@@ -242,26 +250,30 @@ impl Store {
         Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
     }
 
-    /// The guild a channel belongs to.
-    pub async fn channel_guild(
+    /// The guilds holding a channel with this id. Channel ids are scoped to their guild: two
+    /// guilds (hosted anywhere) may use the same one, so callers choose among these.
+    pub async fn channel_guilds(
         &self,
         channel_id: &ChannelId,
-    ) -> Result<Option<GuildId>, sqlx::Error> {
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT guild_id FROM channels WHERE channel_id = ?")
-                .bind(channel_id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(id.and_then(|id| GuildId::parse(&id).ok()))
+    ) -> Result<Vec<GuildId>, sqlx::Error> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT guild_id FROM channels WHERE channel_id = ? ORDER BY guild_id LIMIT 16",
+        )
+        .bind(channel_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
     }
 
-    /// The guild an invite code belongs to.
-    pub async fn invite_guild(&self, code: &InviteCode) -> Result<Option<GuildId>, sqlx::Error> {
-        let id: Option<String> = sqlx::query_scalar("SELECT guild_id FROM invites WHERE code = ?")
-            .bind(code.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(id.and_then(|id| GuildId::parse(&id).ok()))
+    /// The guilds holding an invite with this code (scoped to their guild like channel ids).
+    pub async fn invite_guilds(&self, code: &InviteCode) -> Result<Vec<GuildId>, sqlx::Error> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT guild_id FROM invites WHERE code = ? ORDER BY guild_id LIMIT 16",
+        )
+        .bind(code.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
     }
 
     /// The event a (sender, txn_id) already produced, for idempotent retries.
@@ -438,7 +450,6 @@ async fn write_membership(
     let had_channel =
         |channel: &ChannelId| before.is_some_and(|state| state.channels.contains_key(channel));
     for channel in after.channels.keys().filter(|channel| !had_channel(channel)) {
-        // A remote host reusing another guild's channel id cannot take over its routes.
         sqlx::query("INSERT OR IGNORE INTO channels (channel_id, guild_id) VALUES (?, ?)")
             .bind(channel.as_str())
             .bind(guild)
@@ -500,17 +511,10 @@ async fn messages_projection(
     appended: &AppendedEvent<'_>,
     content: &EventContent,
 ) -> Result<(), sqlx::Error> {
+    // Every row is keyed by (guild, message): an event (from any host, hostile or not) can
+    // only ever touch messages of its own guild, whether or not they are stored yet.
     let guild = appended.guild_id.as_str();
     let ts = to_i64(appended.origin_ts);
-    // An event may only touch messages of its own guild: a host (hostile or buggy) naming a
-    // message of another guild changes nothing here.
-    if let Some(target) = message_target(content, appended.event_id)
-        && !matches!(content, EventContent::MessageCreate(_))
-        && message_in_other_guild(tx, &target, appended.guild_id).await?
-    {
-        tracing::warn!(guild, message = %target, "event names a message of another guild; ignored");
-        return Ok(());
-    }
     match content {
         EventContent::MessageCreate(create) => {
             let mentions = serde_json::to_string(&create.mentions.clone().unwrap_or_default())
@@ -540,21 +544,27 @@ async fn messages_projection(
             }
         }
         EventContent::MessageEdit(edit) => {
-            sqlx::query("UPDATE messages SET body = ?, edited_ts = ? WHERE message_id = ?")
-                .bind(&edit.body)
-                .bind(ts)
-                .bind(edit.message_id.as_str())
-                .execute(&mut **tx)
-                .await?;
-            reindex(tx, &edit.message_id, Some(&edit.body)).await?;
+            sqlx::query(
+                "UPDATE messages SET body = ?, edited_ts = ? WHERE guild_id = ? AND message_id = ?",
+            )
+            .bind(&edit.body)
+            .bind(ts)
+            .bind(guild)
+            .bind(edit.message_id.as_str())
+            .execute(&mut **tx)
+            .await?;
+            reindex(tx, appended.guild_id, &edit.message_id, Some(&edit.body)).await?;
         }
         EventContent::MessageDelete(delete) => {
             // Erasure: the body goes, and so does the content of the create and every edit;
             // their envelopes stay, so the chain still verifies.
-            sqlx::query("UPDATE messages SET body = NULL, deleted = 1 WHERE message_id = ?")
-                .bind(delete.message_id.as_str())
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "UPDATE messages SET body = NULL, deleted = 1 WHERE guild_id = ? AND message_id = ?",
+            )
+            .bind(guild)
+            .bind(delete.message_id.as_str())
+            .execute(&mut **tx)
+            .await?;
             // A replica that never saw the message (its content was withheld) keeps a tombstone,
             // so a late copy of the content can never bring it back.
             sqlx::query(
@@ -585,18 +595,20 @@ async fn messages_projection(
             .bind(guild)
             .execute(&mut **tx)
             .await?;
-            sqlx::query("DELETE FROM reactions WHERE message_id = ?")
+            for table in ["reactions", "pins"] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE guild_id = ? AND message_id = ?"
+                )))
+                .bind(guild)
                 .bind(delete.message_id.as_str())
                 .execute(&mut **tx)
                 .await?;
-            sqlx::query("DELETE FROM pins WHERE message_id = ?")
-                .bind(delete.message_id.as_str())
-                .execute(&mut **tx)
-                .await?;
-            reindex(tx, &delete.message_id, None).await?;
+            }
+            reindex(tx, appended.guild_id, &delete.message_id, None).await?;
         }
         EventContent::ReactionAdd(reaction) => {
-            sqlx::query("INSERT OR IGNORE INTO reactions (message_id, user_id, emoji, seq) VALUES (?, ?, ?, ?)")
+            sqlx::query("INSERT OR IGNORE INTO reactions (guild_id, message_id, user_id, emoji, seq) VALUES (?, ?, ?, ?, ?)")
+                .bind(guild)
                 .bind(reaction.message_id.as_str())
                 .bind(appended.sender.as_str())
                 .bind(&reaction.emoji)
@@ -605,7 +617,8 @@ async fn messages_projection(
                 .await?;
         }
         EventContent::ReactionRemove(reaction) => {
-            sqlx::query("DELETE FROM reactions WHERE message_id = ? AND user_id = ? AND emoji = ?")
+            sqlx::query("DELETE FROM reactions WHERE guild_id = ? AND message_id = ? AND user_id = ? AND emoji = ?")
+                .bind(guild)
                 .bind(reaction.message_id.as_str())
                 .bind(appended.sender.as_str())
                 .bind(&reaction.emoji)
@@ -622,7 +635,8 @@ async fn messages_projection(
                 .await?;
         }
         EventContent::PinRemove(pin) => {
-            sqlx::query("DELETE FROM pins WHERE message_id = ?")
+            sqlx::query("DELETE FROM pins WHERE guild_id = ? AND message_id = ?")
+                .bind(guild)
                 .bind(pin.message_id.as_str())
                 .execute(&mut **tx)
                 .await?;
@@ -639,28 +653,18 @@ async fn messages_projection(
     Ok(())
 }
 
-async fn message_in_other_guild(
-    tx: &mut Transaction<'_, Sqlite>,
-    message_id: &EventId,
-    guild_id: &GuildId,
-) -> Result<bool, sqlx::Error> {
-    let owner: Option<String> =
-        sqlx::query_scalar("SELECT guild_id FROM messages WHERE message_id = ?")
-            .bind(message_id.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
-    Ok(owner.is_some_and(|owner| owner != guild_id.as_str()))
-}
-
 async fn reindex(
     tx: &mut Transaction<'_, Sqlite>,
+    guild_id: &GuildId,
     message_id: &EventId,
     body: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    let rowid: Option<i64> = sqlx::query_scalar("SELECT rowid FROM messages WHERE message_id = ?")
-        .bind(message_id.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
+    let rowid: Option<i64> =
+        sqlx::query_scalar("SELECT rowid FROM messages WHERE guild_id = ? AND message_id = ?")
+            .bind(guild_id.as_str())
+            .bind(message_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
     let Some(rowid) = rowid else { return Ok(()) };
     sqlx::query("DELETE FROM messages_fts WHERE rowid = ?").bind(rowid).execute(&mut **tx).await?;
     if let Some(body) = body {

@@ -96,9 +96,14 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, sqlx::E
 }
 
 impl Store {
-    /// One message.
-    pub async fn message(&self, message_id: &EventId) -> Result<Option<MessageRow>, sqlx::Error> {
-        let row = sqlx::query("SELECT * FROM messages WHERE message_id = ?")
+    /// One message of a guild.
+    pub async fn message(
+        &self,
+        guild_id: &GuildId,
+        message_id: &EventId,
+    ) -> Result<Option<MessageRow>, sqlx::Error> {
+        let row = sqlx::query("SELECT * FROM messages WHERE guild_id = ? AND message_id = ?")
+            .bind(guild_id.as_str())
             .bind(message_id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -111,8 +116,10 @@ impl Store {
         guild_id: &GuildId,
         message_id: &EventId,
     ) -> Result<Option<MessageFacts>, sqlx::Error> {
-        Ok(self.message(message_id).await?.filter(|m| &m.guild_id == guild_id).map(|m| {
-            MessageFacts { author: m.author, channel_id: m.channel_id, deleted: m.deleted }
+        Ok(self.message(guild_id, message_id).await?.map(|m| MessageFacts {
+            author: m.author,
+            channel_id: m.channel_id,
+            deleted: m.deleted,
         }))
     }
 
@@ -148,9 +155,10 @@ impl Store {
         Ok(messages)
     }
 
-    /// Reaction counts for a set of messages.
+    /// Reaction counts for a set of messages of a guild.
     pub async fn reactions(
         &self,
+        guild_id: &GuildId,
         message_ids: &[EventId],
         viewer: &UserId,
     ) -> Result<Vec<ReactionCount>, sqlx::Error> {
@@ -161,7 +169,9 @@ impl Store {
             "SELECT message_id, emoji, COUNT(*) AS count, MAX(user_id = ",
         );
         sql.push_bind(viewer.as_str())
-            .push(") AS me, MIN(seq) AS first FROM reactions WHERE message_id IN (");
+            .push(") AS me, MIN(seq) AS first FROM reactions WHERE guild_id = ")
+            .push_bind(guild_id.as_str())
+            .push(" AND message_id IN (");
         let mut ids = sql.separated(", ");
         for id in message_ids {
             ids.push_bind(id.as_str());
@@ -185,13 +195,16 @@ impl Store {
     /// The users who reacted to a message with an emoji, in order.
     pub async fn reactors(
         &self,
+        guild_id: &GuildId,
         message_id: &EventId,
         emoji: &str,
         limit: u32,
     ) -> Result<Vec<UserId>, sqlx::Error> {
         let users: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM reactions WHERE message_id = ? AND emoji = ? ORDER BY seq LIMIT ?",
+            "SELECT user_id FROM reactions WHERE guild_id = ? AND message_id = ? AND emoji = ?
+             ORDER BY seq LIMIT ?",
         )
+        .bind(guild_id.as_str())
         .bind(message_id.as_str())
         .bind(emoji)
         .bind(i64::from(limit))
@@ -203,13 +216,15 @@ impl Store {
     /// Whether a user reacted to a message with an emoji.
     pub async fn has_reacted(
         &self,
+        guild_id: &GuildId,
         message_id: &EventId,
         user: &UserId,
         emoji: &str,
     ) -> Result<bool, sqlx::Error> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM reactions WHERE message_id = ? AND user_id = ? AND emoji = ?",
+            "SELECT 1 FROM reactions WHERE guild_id = ? AND message_id = ? AND user_id = ? AND emoji = ?",
         )
+        .bind(guild_id.as_str())
         .bind(message_id.as_str())
         .bind(user.as_str())
         .bind(emoji)
@@ -225,7 +240,8 @@ impl Store {
         channel_id: &ChannelId,
     ) -> Result<Vec<MessageRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT m.* FROM pins p JOIN messages m ON m.message_id = p.message_id
+            "SELECT m.* FROM pins p
+             JOIN messages m ON m.guild_id = p.guild_id AND m.message_id = p.message_id
              WHERE p.guild_id = ? AND p.channel_id = ? ORDER BY p.pinned_ts DESC",
         )
         .bind(guild_id.as_str())
@@ -236,11 +252,17 @@ impl Store {
     }
 
     /// Whether a message is pinned.
-    pub async fn is_pinned(&self, message_id: &EventId) -> Result<bool, sqlx::Error> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM pins WHERE message_id = ?")
-            .bind(message_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn is_pinned(
+        &self,
+        guild_id: &GuildId,
+        message_id: &EventId,
+    ) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM pins WHERE guild_id = ? AND message_id = ?")
+                .bind(guild_id.as_str())
+                .bind(message_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(found.is_some())
     }
 

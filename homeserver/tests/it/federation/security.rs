@@ -446,3 +446,49 @@ async fn the_host_enforces_every_message_limit_on_proposals() {
     let (status, body) = propose(json!({"mentions": [alice.id]})).await;
     assert_eq!(status, StatusCode::OK, "a message within every limit: {body}");
 }
+
+#[tokio::test]
+async fn a_channel_id_reused_by_another_guilds_host_never_misroutes() {
+    // S hosts guild A; H, a host that lies about ids, hosts guild B; Bob on S is in both.
+    let s = federating().await;
+    let h = federating_builder()
+        .env("GUILDHALL_SERVER__DANGER_ENABLE_TEST_CONTROL", "true")
+        .start()
+        .await;
+    let (alice, bob) = (s.register("alice").await, s.register("bob").await);
+    let mallory = h.register("mallory").await;
+    let a = alice.create_guild("A").await;
+    bob.join(&alice.invite(&a.general).await).await;
+    let b = mallory.create_guild("B").await;
+    join_remote(&bob, &h, &mallory.invite(&b.general).await).await;
+
+    // H sequences a channel in B whose id is A's #general, and pushes it to S.
+    let copy = json!({"user_id": mallory.id, "type": "channel.create",
+        "content": {"channel_id": a.general, "name": "general", "kind": "text", "position": 1}});
+    let url = format!(
+        "{}/_guildhall/test/v1/guilds/{}/events",
+        h.base_url(),
+        crate::harness::encode(&b.id)
+    );
+    let response = reqwest::Client::new().post(url).json(&copy).send().await.unwrap();
+    assert!(response.status().is_success(), "H sequences the copy: {}", response.status());
+    let has_copy = |guild: &Value| {
+        guild["channels"].as_array().is_some_and(|c| c.iter().any(|c| c["id"] == a.general))
+    };
+    let guild = eventually(
+        Duration::from_secs(20),
+        async || bob.get(&format!("/guilds/{}", b.id)).await.1,
+        has_copy,
+    )
+    .await;
+    assert!(has_copy(&guild), "B's copied channel did not reach S");
+
+    // For Bob the id is ambiguous: nothing is read from or sent to either guild by it.
+    let path = format!("/channels/{}/messages", a.general);
+    let (status, body) = bob.post(&path, json!({"content": "meant for B"})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("ambiguous_channel")));
+    assert!(!contents(&alice, &a.general).await.contains(&"meant for B".to_owned()));
+    // For Alice, in A only, it is A's channel.
+    alice.send(&a.general, "still A's").await;
+    assert!(contents(&alice, &a.general).await.contains(&"still A's".to_owned()));
+}
