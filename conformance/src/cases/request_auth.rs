@@ -82,6 +82,18 @@ fn set_param(recipe: &mut Recipe, name: &str, value: String) {
     }
 }
 
+/// Puts the parameters in the order of `names`.
+fn reorder(recipe: &mut Recipe, names: &[&str]) {
+    let mut reordered = Vec::new();
+    for name in names {
+        if let Some(index) = recipe.params.iter().position(|(n, _)| n == name) {
+            reordered.push(recipe.params.remove(index));
+        }
+    }
+    reordered.append(&mut recipe.params);
+    recipe.params = reordered;
+}
+
 /// Builds the request: GET an unknown invite (no body) or PUT an empty transaction (body).
 fn build(ctx: &Context, recipe: &Recipe) -> Prepared {
     let authority = recipe.authority.clone().unwrap_or_else(|| ctx.target.name.clone());
@@ -285,12 +297,29 @@ const RULES: &[(&str, bool, Mutation, u16, Option<&str>)] = &[
         Some("malformed_signature"),
     ),
     (
-        "parameters_out_of_order",
+        // RFC 9421 leaves the order to the signer; this is the order of Python's stock
+        // `http-message-signatures`. The signature base carries the parameters as sent.
+        "parameters_in_a_stock_library_order_are_accepted",
+        false,
+        |_, r| reorder(r, &["created", "keyid", "alg", "expires", "nonce", "tag"]),
+        404,
+        Some("unknown_invite"),
+    ),
+    ("parameters_reversed_are_accepted", true, |_, r| r.params.reverse(), 200, None),
+    (
+        "parameter_repeated",
         false,
         |_, r| {
-            let keyid = r.params.remove(4);
-            r.params.insert(0, keyid);
+            let nonce = r.params[2].clone();
+            r.params.push(nonce);
         },
+        401,
+        Some("malformed_signature"),
+    ),
+    (
+        "unknown_parameter",
+        false,
+        |_, r| r.params.push(("purpose".into(), "\"federation\"".into())),
         401,
         Some("malformed_signature"),
     ),
