@@ -86,6 +86,40 @@ fn agrees_with_http_signature_vectors() {
 }
 
 #[test]
+fn accepts_requests_signed_by_a_stock_rfc9421_library() {
+    // Signed by Python's `http-message-signatures` (spec/vectors/tools/stock_rfc9421.py),
+    // which puts the parameters in an order of its own.
+    let document = super::vectors("stock_rfc9421.json");
+    let cases = document["cases"].as_array().expect("cases");
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap_or("?");
+        let signature_input = case["request"]["headers"]
+            .as_array()
+            .expect("headers")
+            .iter()
+            .find(|pair| {
+                pair[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case("signature-input"))
+            })
+            .and_then(|pair| pair[1].as_str())
+            .expect("a Signature-Input header");
+        let documented_order = request_auth::PARAMETERS.map(|name| format!(";{name}="));
+        let positions: Vec<usize> = documented_order
+            .iter()
+            .map(|name| signature_input.find(name.as_str()).expect("every parameter"))
+            .collect();
+        assert!(
+            !positions.is_sorted(),
+            "{name}: the stock library used the documented order, so this proves nothing"
+        );
+        if let Err(code) = verdict(case, &document) {
+            failures.push(format!("{name}: refused with {code}"));
+        }
+    }
+    super::assert_no_failures("stock RFC 9421", cases.len(), &failures);
+}
+
+#[test]
 fn our_signer_produces_what_the_vectors_accept() {
     // Sign with our own implementation, then check the request the way the vectors' verifier
     // does: the two sides must agree on the signature base.

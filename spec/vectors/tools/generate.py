@@ -7,6 +7,8 @@ Writes, next to this tools/ folder (i.e. into spec/vectors/):
   events.json           event ids, content hashes, origin/host signatures, chain checks
   http_signatures.json  RFC 9421 request signatures, profile guildhall-fed-v1 (+ RFC B.2.6)
   permissions.json      Discord-compatible permission computation and role hierarchy
+  stock_rfc9421.json    requests signed by a stock RFC 9421 library (stock_rfc9421.py),
+                        checked here by this file's own verifier
 
 Everything is deterministic: keys are derived from fixed seeds, Ed25519 signatures are
 deterministic, timestamps and nonces are fixed.  After generating, every case is re-checked
@@ -31,6 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import rfc8785
+import stock_rfc9421
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -1618,6 +1621,18 @@ def check_http_signatures(doc: dict) -> None:
         assert verdict == (c["valid"], c["reason"]), (c["name"], verdict)
 
 
+def check_stock_rfc9421(doc: dict) -> None:
+    """The stock library's requests pass this file's independent profile verifier."""
+    keys = doc["public_keys"]
+    for c in doc["cases"]:
+        verdict = verify_http_case(c, keys)
+        assert verdict == (c["valid"], c["reason"]), (c["name"], verdict)
+        signature_input = header_value(c["request"]["headers"], "signature-input")
+        _members, params = sf_parse_dictionary(signature_input)[LABEL]
+        # The point of these cases: the library does not use the order guildhall signers use.
+        assert [k for k, _ in params] != PARAM_ORDER, c["name"]
+
+
 # ---------------------------------------------------------------------------
 # 4. Permissions
 # ---------------------------------------------------------------------------
@@ -1860,6 +1875,8 @@ def generate() -> dict[str, bytes]:
         "events.json": events,
         "http_signatures.json": http,
         "permissions.json": perms,
+        # Written by a stock RFC 9421 library, not by this file; checked by this file's verifier.
+        stock_rfc9421.FILE.name: stock_rfc9421.build(),
     }
     rendered = {name: render(doc) for name, doc in docs.items()}
     # Self-check on what a consumer will actually read back (round trip through the file text).
@@ -1868,6 +1885,7 @@ def generate() -> dict[str, bytes]:
     check_events(back["events.json"])
     check_http_signatures(back["http_signatures.json"])
     check_permissions(back["permissions.json"])
+    check_stock_rfc9421(back[stock_rfc9421.FILE.name])
     return rendered
 
 
