@@ -352,6 +352,16 @@ pub(super) async fn join(
     }
     let done =
         state.guilds.submit_proposal(&request.origin, body.proposal).await.map_err(submit_error)?;
+    if done.replayed {
+        // A retry (its answer was lost): exactly the first answer, whose snapshot is the state
+        // at the join. The current state under the join's seq would be a lie the host signs.
+        let answer =
+            state.store.join_answer(&guild_id, &done.event_id).await?.ok_or_else(|| {
+                ApiError::new(StatusCode::CONFLICT, "invalid_event", "already a member")
+            })?;
+        let answer: Value = serde_json::from_str(&answer).map_err(ApiError::internal)?;
+        return Ok(Json(answer));
+    }
     let snapshot = signed_snapshot(&state, &done.state, done.seq, &done.event_id, &request.origin)?;
     let history = state
         .store
@@ -361,7 +371,9 @@ pub(super) async fn join(
         .iter()
         .map(|event| Value::Object(as_seen_by(event, &done.state, &request.origin)))
         .collect();
-    Ok(Json(json!({"event": done.event, "snapshot": snapshot, "events": events})))
+    let answer = json!({"event": done.event, "snapshot": snapshot, "events": events});
+    state.store.record_join_answer(&guild_id, &done.event_id, &answer.to_string()).await?;
+    Ok(Json(answer))
 }
 
 /// The host-signed snapshot of `guild` for `server`: channels it cannot view are left out.
@@ -467,9 +479,10 @@ pub(super) async fn snapshot(
     Path(guild_id): Path<String>,
     request: Federated,
 ) -> ApiResult<Json<Value>> {
-    let (guild_id, guild) = guild_for_member_server(&state, &guild_id, &request.origin).await?;
+    let (guild_id, _) = guild_for_member_server(&state, &guild_id, &request.origin).await?;
+    // The state, seq and event id of one head: a snapshot's seq always matches its state.
     let head = state.guilds.head(&guild_id).await?;
-    Ok(Json(signed_snapshot(&state, &guild, head.seq, &head.event_id, &request.origin)?))
+    Ok(Json(signed_snapshot(&state, &head.state, head.seq, &head.event_id, &request.origin)?))
 }
 
 /// `POST /_guildhall/v1/guilds/{guild_id}/content`: withheld content the caller may now see.

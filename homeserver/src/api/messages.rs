@@ -109,7 +109,7 @@ pub(super) async fn send(
     }
     if let Some(reply_to) = &body.reply_to {
         let target = state.store.message(&guild_id, reply_to).await?;
-        if !target.is_some_and(|m| m.channel_id == channel_id) {
+        if target.is_none_or(|m| m.channel_id != channel_id) {
             return Err(ApiError::not_found(
                 "unknown_message",
                 "reply_to is not a message of this channel",

@@ -56,8 +56,10 @@ pub struct Sequenced {
     pub seq: u64,
     /// The event (with content).
     pub event: JsonObject,
-    /// The state after the event.
+    /// The state after the event; for a replay, the current state.
     pub state: Arc<GuildState>,
+    /// Whether this is the answer to a retry of an earlier write (the event already existed).
+    pub replayed: bool,
 }
 
 /// Guild writes, replication and cached heads.
@@ -349,6 +351,13 @@ impl GuildService {
             if !same {
                 return Err(SubmitError::Conflict);
             }
+            // A retry passes the same gate as a first attempt: a server or user banned since
+            // (or a guild deleted since) gets no answer, not even the old one.
+            let head = self
+                .head(&envelope.guild_id)
+                .await
+                .map_err(|e| SubmitError::Internal(e.code().into()))?;
+            head.state.admits(&envelope.sender).map_err(SubmitError::Rejected)?;
             return self
                 .replay(existing)
                 .await
@@ -458,6 +467,7 @@ impl GuildService {
             seq: existing.seq,
             event: existing.event,
             state,
+            replayed: true,
         })
     }
 
@@ -529,7 +539,7 @@ impl GuildService {
             head.map(|head| Arc::clone(&head.state)),
             &after,
         );
-        Ok(Sequenced { event_id, seq, event, state: after })
+        Ok(Sequenced { event_id, seq, event, state: after, replayed: false })
     }
 
     #[allow(clippy::too_many_arguments)]

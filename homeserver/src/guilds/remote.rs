@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use guildhall_spec::api::get_state::Snapshot;
-use guildhall_spec::api::{Endpoint, ErrorBody, fill_path, get_invite, join_guild, submit_event};
+use guildhall_spec::api::{
+    Endpoint, ErrorBody, fill_path, get_invite, get_state, join_guild, submit_event,
+};
 use guildhall_spec::content::{EventContent, GuildKind, MemberJoin};
 use guildhall_spec::event::{self, ChainPosition, JsonObject};
 use guildhall_spec::state::GuildState;
@@ -58,7 +60,7 @@ impl GuildService {
             tracing::warn!(%guild_id, %error, "could not apply the host's answer yet");
         }
         let seq = event.get("seq").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        Ok(Sequenced { event_id, seq, event, state: self.state(guild_id).await? })
+        Ok(Sequenced { event_id, seq, event, state: self.state(guild_id).await?, replayed: false })
     }
 
     async fn send_proposal(
@@ -148,13 +150,15 @@ impl GuildService {
     }
 
     /// Joins a remote guild (with an invite, or a pending DM invitation) and installs the
-    /// host-signed snapshot the host answers with. Returns the id of the `member.join` event.
+    /// host-signed snapshot the host answers with. Returns the id of the `member.join` event,
+    /// or `None` when an earlier join's answer was lost and the membership was recovered from
+    /// the host's current snapshot instead.
     pub async fn join_with(
         &self,
         user: &UserId,
         guild_id: &GuildId,
         code: Option<InviteCode>,
-    ) -> ApiResult<EventId> {
+    ) -> ApiResult<Option<EventId>> {
         let host = guild_id.host();
         let content = EventContent::MemberJoin(MemberJoin { invite_code: code.clone() });
         let proposal = self.local_proposal(guild_id, user, &content, now_ms(), None)?;
@@ -167,11 +171,64 @@ impl GuildService {
             .client
             .request_json::<join_guild::Response>("POST", &host, &path, None, Some(&body))
             .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?
-            .map_err(|(status, body): (u16, Vec<u8>)| peer_error(status, &body))?;
+            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err((status, body)) => {
+                let refused = peer_error(status, &body);
+                // "Already a member" while we hold no replica: an earlier join of this user
+                // was sequenced but its answer never arrived. Recover from the host's state.
+                if refused.code() == "invalid_event"
+                    && self.store.guild(guild_id).await?.is_none()
+                    && self.recover_membership(user, guild_id).await?
+                {
+                    return Ok(None);
+                }
+                return Err(refused);
+            }
+        };
         let join_id = event::event_id(&answer.event).map_err(ApiError::internal)?;
         self.install_join(guild_id, answer, txn_id).await?;
-        Ok(join_id)
+        Ok(Some(join_id))
+    }
+
+    /// Installs the host-signed snapshot of a guild at its head if it names `user` as a
+    /// member; `false` if it does not (the refusal had another cause). Later events arrive as
+    /// pushes; history before the snapshot is not fetched.
+    async fn recover_membership(&self, user: &UserId, guild_id: &GuildId) -> ApiResult<bool> {
+        let host = guild_id.host();
+        let path = fill_path(get_state::GetState::PATH, &[guild_id.as_str()]);
+        let unavailable = |e: String| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e);
+        let raw = self
+            .client
+            .request_json::<JsonObject>("GET", &host, &path, None, None)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .map_err(|(status, body): (u16, Vec<u8>)| peer_error(status, &body))?;
+        let keys = self.keys.event_keys(std::slice::from_ref(&host), u64::MAX).await;
+        signing::verify_json(&raw, &host, &keys).map_err(|e| unavailable(e.to_string()))?;
+        let snapshot: Snapshot = serde_json::from_value(serde_json::Value::Object(raw))
+            .map_err(|e| unavailable(e.to_string()))?;
+        let state: GuildState = serde_json::from_value(serde_json::Value::Object(snapshot.state))
+            .map_err(|e| unavailable(e.to_string()))?;
+        if &snapshot.guild_id != guild_id
+            || &state.guild_id != guild_id
+            || !state.members.contains_key(user)
+        {
+            return Ok(false);
+        }
+        let _guard = self.write_lock.lock().await;
+        if self.store.guild(guild_id).await?.is_none() {
+            self.store.install_snapshot(&state, snapshot.seq, &snapshot.event_id).await?;
+            let head = GuildHead {
+                seq: snapshot.seq,
+                event_id: snapshot.event_id,
+                state: Arc::new(state),
+            };
+            self.cache(guild_id, head);
+        }
+        tracing::info!(%guild_id, %user, "recovered a membership whose join answer was lost");
+        Ok(true)
     }
 
     /// Installs a join answer; `expected_txn` is the transaction id of our own join proposal,

@@ -140,6 +140,37 @@ impl Store {
             .await
     }
 
+    /// The answer given to the remote join that produced `event_id`.
+    pub async fn join_answer(
+        &self,
+        guild_id: &GuildId,
+        event_id: &EventId,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT answer FROM join_answers WHERE guild_id = ? AND event_id = ?")
+            .bind(guild_id.as_str())
+            .bind(event_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Records the answer to a remote join.
+    pub async fn record_join_answer(
+        &self,
+        guild_id: &GuildId,
+        event_id: &EventId,
+        answer: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO join_answers (guild_id, event_id, answer) VALUES (?, ?, ?)",
+        )
+        .bind(guild_id.as_str())
+        .bind(event_id.as_str())
+        .bind(answer)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records the answer to a transaction.
     pub async fn record_inbound_txn(
         &self,

@@ -70,15 +70,10 @@ impl GuildState {
         }
     }
 
-    /// Decides whether `sender` may append `content` at the head of the log, at time `now_ms`.
-    /// `message` describes the message the event acts on, for edits, deletes, reactions and pins.
-    pub fn authorize(
-        &self,
-        sender: &UserId,
-        content: &EventContent,
-        now_ms: u64,
-        message: Option<&MessageFacts>,
-    ) -> Result<(), AuthError> {
+    /// The gate every proposal passes first, and a retried proposal passes again before the
+    /// host repeats its answer (spec 11.3): the guild exists, and neither the sender's server
+    /// nor the sender is banned.
+    pub fn admits(&self, sender: &UserId) -> Result<(), AuthError> {
         if self.deleted {
             return reject(Rejection::UnknownGuild, "the guild was deleted");
         }
@@ -91,6 +86,19 @@ impl GuildState {
         if self.bans.contains_key(sender) {
             return reject(Rejection::Banned, "you are banned from this guild");
         }
+        Ok(())
+    }
+
+    /// Decides whether `sender` may append `content` at the head of the log, at time `now_ms`.
+    /// `message` describes the message the event acts on, for edits, deletes, reactions and pins.
+    pub fn authorize(
+        &self,
+        sender: &UserId,
+        content: &EventContent,
+        now_ms: u64,
+        message: Option<&MessageFacts>,
+    ) -> Result<(), AuthError> {
+        self.admits(sender)?;
         if let EventContent::MemberJoin(join) = content {
             return self.authorize_join(sender, join.invite_code.as_ref(), now_ms);
         }

@@ -492,3 +492,86 @@ async fn a_channel_id_reused_by_another_guilds_host_never_misroutes() {
     alice.send(&a.general, "still A's").await;
     assert!(contents(&alice, &a.general).await.contains(&"still A's".to_owned()));
 }
+
+/// The `member.join` proposal of `user` (of `server`) for `guild` with `code`, as the body of a
+/// `/join` request signed by `peer` (the user's server).
+fn join_request(peer: &Peer, guild: &str, user: &str, server: &str, code: &str) -> Value {
+    let proposal = guildhall_spec::Proposal {
+        guild_id: guildhall_spec::GuildId::parse(guild).unwrap(),
+        event_type: "member.join".into(),
+        sender: guildhall_spec::UserId::parse(user).unwrap(),
+        origin: guildhall_spec::ServerName::parse(server).unwrap(),
+        origin_ts: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+        txn_id: guildhall_spec::TxnId::parse(&format!("join{}", rand_bytes()[0])).unwrap(),
+        content: json!({"invite_code": code}).as_object().unwrap().clone(),
+    };
+    let proposal = Value::Object(proposal.sign(&peer.key).unwrap());
+    json!({"user_id": user, "invite_code": code, "proposal": proposal})
+}
+
+#[tokio::test]
+async fn a_join_whose_answer_was_lost_is_recovered() {
+    let (a, b) = (federating().await, federating().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let guild = alice.create_guild("Lossy").await;
+    let code = alice.invite(&guild.general).await;
+
+    // B's join reaches A and is sequenced, but its answer never reaches B.
+    let peer = Peer::of(&b);
+    let path = format!("/_guildhall/v1/guilds/{}/join", crate::harness::encode(&guild.id));
+    let body = join_request(&peer, &guild.id, &bob.id, &b.name(), &code);
+    let (status, _) = peer.send("POST", &peer.signed(&a, "POST", &path, Some(&body))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(alice.member_ids(&guild.id).await.contains(&bob.id));
+
+    // Bob tries again: B recovers the membership instead of being told he is a member of a
+    // guild it knows nothing of.
+    let (status, joined) = bob.post_empty(&format!("/invites/{code}?server={}", a.name())).await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    alice.send(&guild.general, "welcome back").await;
+    let seen = eventually(
+        Duration::from_secs(20),
+        async || contents(&bob, &guild.general).await,
+        |seen| seen.contains(&"welcome back".to_owned()),
+    )
+    .await;
+    assert!(seen.contains(&"welcome back".to_owned()), "bob's server receives the guild again");
+    let (status, body) = bob.delete(&format!("/guilds/{}/members/@me", guild.id)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "and bob can leave: {body}");
+}
+
+#[tokio::test]
+async fn a_replayed_join_repeats_its_answer_and_is_refused_after_a_ban() {
+    let (a, b) = (federating().await, federating().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let guild = alice.create_guild("Replays").await;
+    let code = alice.invite(&guild.general).await;
+    let peer = Peer::of(&b);
+    let path = format!("/_guildhall/v1/guilds/{}/join", crate::harness::encode(&guild.id));
+    let body = join_request(&peer, &guild.id, &bob.id, &b.name(), &code);
+    let (status, first) = peer.send("POST", &peer.signed(&a, "POST", &path, Some(&body))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The guild moves on; a retry of the same join gets exactly the first answer.
+    let (status, _) =
+        alice.patch(&format!("/guilds/{}", guild.id), json!({"name": "Renamed"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, again) = peer.send("POST", &peer.signed(&a, "POST", &path, Some(&body))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        again["snapshot"], first["snapshot"],
+        "a replay signs no newer state under the old seq"
+    );
+
+    // Once B is banned, a retry learns nothing at all.
+    let (status, _) =
+        alice.put(&format!("/guilds/{}/server-bans/{}", guild.id, b.name()), json!({})).await;
+    assert!(status.is_success(), "{status}");
+    let (status, refused) = peer.send("POST", &peer.signed(&a, "POST", &path, Some(&body))).await;
+    assert_eq!((status, refused["code"].as_str()), (StatusCode::FORBIDDEN, Some("server_banned")));
+}
