@@ -20,6 +20,11 @@ use crate::canonical::{self, CanonicalJsonError};
 use crate::ids::{EventId, GuildId, ServerName, TxnId, UserId};
 use crate::signing::{self, PublicKeyMap, ServerSigningKey, SignatureError};
 
+/// The most bytes `JCS(event)` may have, `unsigned` excluded (spec chapter 01, §1.6).
+pub const MAX_EVENT_BYTES: usize = 65_536;
+/// The most bytes `JCS(content)` may have (spec chapter 01, §1.6).
+pub const MAX_CONTENT_BYTES: usize = 60_000;
+
 /// Members that are never part of the envelope.
 const NON_ENVELOPE: [&str; 3] = ["content", "signatures", "unsigned"];
 /// Members the host adds when sequencing; the origin's signature does not cover them.
@@ -338,8 +343,31 @@ fn parse_parts(event: &JsonObject) -> Result<(Envelope, Option<JsonObject>), Eve
         Some(Value::Object(content)) => Some(content.clone()),
         Some(_) => return Err(EventError::Malformed("content must be an object".into())),
     };
-    // Canonicalizing also enforces the number profile on every covered member.
-    canonical::to_canonical_string(&Value::Object(event.clone())).map_err(malformed)?;
+    // Canonicalizing also enforces the number profile on every member. `unsigned` is per copy
+    // and covered by no signature, so it does not count towards the size limit: a server's
+    // annotation cannot push a valid event over it.
+    let mut counted = event.clone();
+    let unsigned = counted.remove("unsigned");
+    let event_bytes = canonical::to_canonical_string(&Value::Object(counted)).map_err(malformed)?;
+    if event_bytes.len() > MAX_EVENT_BYTES {
+        return Err(EventError::Malformed(format!(
+            "the event is {} bytes in canonical form, more than {MAX_EVENT_BYTES}",
+            event_bytes.len()
+        )));
+    }
+    if let Some(unsigned) = unsigned {
+        canonical::to_canonical_string(&unsigned).map_err(malformed)?;
+    }
+    if let Some(content) = &content {
+        let content_bytes = canonical::to_canonical_string(&Value::Object(content.clone()))
+            .map_err(malformed)?
+            .len();
+        if content_bytes > MAX_CONTENT_BYTES {
+            return Err(EventError::Malformed(format!(
+                "the content is {content_bytes} bytes in canonical form, more than {MAX_CONTENT_BYTES}"
+            )));
+        }
+    }
     Ok((envelope, content))
 }
 
@@ -513,6 +541,81 @@ mod tests {
         let error = verify_event(&event, &trusted(&[&host, &origin]), ChainPosition::Unchecked)
             .unwrap_err();
         assert_eq!(error.code(), "missing_origin_signature");
+    }
+
+    /// A remote `message.create` proposal whose content is exactly `content_bytes` long in
+    /// canonical form.
+    fn sized_proposal(content_bytes: usize) -> Proposal {
+        let overhead = r#"{"body":"","channel_id":"general"}"#.len();
+        let body = "x".repeat(content_bytes - overhead);
+        let content = serde_json::json!({"channel_id": "general", "body": body});
+        let proposal =
+            proposal("!g:host.example", "@bob:origin.example", "message.create", content);
+        assert_eq!(content_hash_input_len(&proposal.content), content_bytes);
+        proposal
+    }
+
+    fn content_hash_input_len(content: &JsonObject) -> usize {
+        canonical::to_canonical_string(&Value::Object(content.clone())).unwrap().len()
+    }
+
+    fn signed_len(event: &JsonObject) -> usize {
+        let mut signed = event.clone();
+        signed.remove("unsigned");
+        canonical::to_canonical_string(&Value::Object(signed)).unwrap().len()
+    }
+
+    #[test]
+    fn content_over_60000_bytes_is_malformed() {
+        let host = key("host.example", 1);
+        let origin = key("origin.example", 2);
+        let keys = trusted(&[&host, &origin]);
+        let at_limit = sized_proposal(MAX_CONTENT_BYTES).sign(&origin).unwrap();
+        verify_proposal(&at_limit, &keys).unwrap();
+        let (_, event) = sequence(at_limit, 2, None, &host).unwrap();
+        verify_event(&event, &keys, ChainPosition::Unchecked).unwrap();
+
+        let over = sized_proposal(MAX_CONTENT_BYTES + 1).sign(&origin).unwrap();
+        let verdict = verify_proposal(&over, &keys).map(|_| ()).map_err(|e| e.code());
+        assert_eq!(verdict, Err("malformed"));
+        let (_, event) = sequence(over, 2, None, &host).unwrap();
+        assert_eq!(code(verify_event(&event, &keys, ChainPosition::Unchecked)), Err("malformed"));
+    }
+
+    /// The verdict without the (large) event, so that a failure prints briefly.
+    fn code(verdict: Result<VerifiedEvent, EventError>) -> Result<(), &'static str> {
+        verdict.map(|_| ()).map_err(|e| e.code())
+    }
+
+    #[test]
+    fn the_event_limit_counts_signatures_but_not_unsigned() {
+        let host = key("host.example", 1);
+        let origin = key("origin.example", 2);
+        let keys = trusted(&[&host, &origin]);
+        let (_, mut event) =
+            sequence(sized_proposal(MAX_CONTENT_BYTES).sign(&origin).unwrap(), 2, None, &host)
+                .unwrap();
+        // Signatures under key ids the verifier does not know are ignored, but they count.
+        let filler = base64url::encode([0; 64]);
+        let mut index = 0;
+        let mut add_signature = |event: &mut JsonObject| {
+            event["signatures"]["origin.example"][format!("ed25519:x{index:04}")] =
+                Value::String(filler.clone());
+            index += 1;
+        };
+        while signed_len(&event) <= MAX_EVENT_BYTES - 200 {
+            add_signature(&mut event);
+        }
+        assert_eq!(code(verify_event(&event, &keys, ChainPosition::Unchecked)), Ok(()));
+
+        // `unsigned` does not count: a server's annotation cannot push an event over the limit.
+        event.insert("unsigned".into(), serde_json::json!({"note": "u".repeat(10_000)}));
+        assert_eq!(code(verify_event(&event, &keys, ChainPosition::Unchecked)), Ok(()));
+
+        while signed_len(&event) <= MAX_EVENT_BYTES {
+            add_signature(&mut event);
+        }
+        assert_eq!(code(verify_event(&event, &keys, ChainPosition::Unchecked)), Err("malformed"));
     }
 
     #[test]

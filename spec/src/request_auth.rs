@@ -14,7 +14,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::Verifier as _;
 use httpsig::prelude::message_component::{
     DerivedComponentName, HttpMessageComponent, HttpMessageComponentId, HttpMessageComponentName,
 };
@@ -23,7 +22,7 @@ use sfv::{BareItem, FieldType as _, ListEntry};
 use sha2::{Digest, Sha256};
 
 use crate::ids::{KeyId, ServerName};
-use crate::signing::{PublicKeyMap, ServerSigningKey};
+use crate::signing::{self, PublicKeyMap, ServerSigningKey};
 
 /// The profile's `tag` parameter.
 pub const TAG: &str = "guildhall-fed-v1";
@@ -248,8 +247,11 @@ impl CheckedRequest {
 
     /// Verifies the signature with the origin's public key.
     pub fn verify(&self, key: &ed25519_dalek::VerifyingKey) -> Result<(), RequestAuthError> {
-        key.verify(&self.signature_base, &self.signature)
-            .map_err(|_| RequestAuthError::BadSignature)
+        if signing::verify_ed25519(key, &self.signature_base, &self.signature) {
+            Ok(())
+        } else {
+            Err(RequestAuthError::BadSignature)
+        }
     }
 
     /// Verifies with a key map; [`RequestAuthError::UnknownKey`] tells the caller to fetch keys.
@@ -391,8 +393,11 @@ pub fn verify_rfc9421(
         .to_string()
         .parse::<SignatureText>()
         .map_err(|()| RequestAuthError::BadSignature)?;
-    key.verify(&base, &ed25519_dalek::Signature::from_bytes(&signature.0))
-        .map_err(|_| RequestAuthError::BadSignature)
+    if signing::verify_ed25519(key, &base, &ed25519_dalek::Signature::from_bytes(&signature.0)) {
+        Ok(())
+    } else {
+        Err(RequestAuthError::BadSignature)
+    }
 }
 
 /// A standard-base64 Ed25519 signature as httpsig prints it.

@@ -106,6 +106,29 @@ pub fn decode_public_key(text: &str) -> Option<ed25519_dalek::VerifyingKey> {
     ed25519_dalek::VerifyingKey::from_bytes(&base64url::decode_array::<32>(text)?).ok()
 }
 
+/// Ed25519 verification as the specification defines it (06-events.md §6.5), the only one the
+/// protocol uses. With A the public key's 32 bytes, R and s the signature's halves and
+/// k = SHA-512(R ‖ A ‖ M) mod L, it accepts exactly when:
+///
+/// * s, little-endian, is below L (no `s + L`);
+/// * A and R are canonical encodings (y < p; no sign bit on x = 0) of curve points;
+/// * neither A nor R has small order;
+/// * R is the encoding of [s]B − [k]A (the cofactorless equation).
+///
+/// `verify_strict` checks all of this but the canonical encoding of A: ed25519-dalek decodes A
+/// leniently (ZIP 215), so that is checked here by re-encoding the point. R needs no such check,
+/// as `verify_strict` compares it by its encoding with the canonical recomputed R. Together these
+/// rules leave every message with at most one valid signature per key and refuse keys that would
+/// accept a signature on anything.
+pub fn verify_ed25519(
+    key: &ed25519_dalek::VerifyingKey,
+    message: &[u8],
+    signature: &ed25519_dalek::Signature,
+) -> bool {
+    key.to_edwards().compress().as_bytes() == key.as_bytes()
+        && key.verify_strict(message, signature).is_ok()
+}
+
 /// Why a signature check failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -228,9 +251,9 @@ pub fn verify_signatures(
             .map(|bytes| ed25519_dalek::Signature::from_bytes(&bytes));
         let invalid = || SignatureError::Invalid { server: server.clone(), key_id: key_id.clone() };
         let signature = signature.ok_or_else(invalid)?;
-        // Strict verification rejects small-order keys and non-canonical signatures, so a
-        // signature can never be malleated into a second valid one.
-        public_key.verify_strict(message, &signature).map_err(|_| invalid())?;
+        if !verify_ed25519(public_key, message, &signature) {
+            return Err(invalid());
+        }
         verified_any = true;
     }
     if verified_any { Ok(()) } else { Err(SignatureError::UnknownKey(server.clone())) }

@@ -333,12 +333,170 @@ def public_raw(key: Ed25519PrivateKey) -> bytes:
 
 
 def ed25519_verify(public_b64url: str, signature: bytes, message: bytes) -> bool:
+    """Ed25519 verification as the spec defines it (06-events.md section 6.5).
+
+    The encoding rules (s < L; A and R canonical, on the curve, not of small order) are checked
+    here with the group arithmetic below; the equation itself by `cryptography` (OpenSSL).
+    """
     try:
-        pub = Ed25519PublicKey.from_public_bytes(b64url_decode(public_b64url))
-        pub.verify(signature, message)
+        public = b64url_decode(public_b64url)
+    except ValueError:
+        return False
+    if len(public) != 32 or len(signature) != 64:
+        return False
+    if int.from_bytes(signature[32:], "little") >= ED_L:
+        return False
+    for encoding in (public, signature[:32]):
+        point = ed_decode(encoding, canonical=True)
+        if point is None or ed_is_small_order(point):
+            return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+# ---------------------------------------------------------------------------
+# Ed25519 group arithmetic (RFC 8032 section 5.1), written out to construct and check the
+# signatures a strict verifier must refuse: `cryptography` will not produce them.
+# Points are extended homogeneous coordinates (X, Y, Z, T) with x = X/Z, y = Y/Z, xy = T/Z.
+# ---------------------------------------------------------------------------
+
+ED_P = 2**255 - 19
+ED_L = 2**252 + 27742317777372353535851937790883648493
+ED_D = -121665 * pow(121666, ED_P - 2, ED_P) % ED_P
+ED_SQRT_M1 = pow(2, (ED_P - 1) // 4, ED_P)
+ED_IDENTITY = (0, 1, 1, 0)
+
+
+def _ed_recover_x(y: int, sign: int, *, canonical: bool) -> int | None:
+    if y >= ED_P:
+        return None
+    x2 = (y * y - 1) * pow(ED_D * y * y + 1, ED_P - 2, ED_P) % ED_P
+    if x2 == 0:
+        # x = 0 has no negative: a set sign bit is a non-canonical encoding.
+        return None if sign and canonical else 0
+    x = pow(x2, (ED_P + 3) // 8, ED_P)
+    if (x * x - x2) % ED_P != 0:
+        x = x * ED_SQRT_M1 % ED_P
+    if (x * x - x2) % ED_P != 0:
+        return None
+    if x & 1 != sign:
+        x = ED_P - x
+    return x
+
+
+def ed_decode(encoding: bytes, *, canonical: bool):
+    """RFC 8032 decoding. canonical=False reduces y mod p first, as lenient decoders do."""
+    value = int.from_bytes(encoding, "little")
+    sign, y = value >> 255, value & ((1 << 255) - 1)
+    if not canonical:
+        y %= ED_P
+    x = _ed_recover_x(y, sign, canonical=canonical)
+    if x is None:
+        return None
+    return (x, y, 1, x * y % ED_P)
+
+
+def ed_encode(point) -> bytes:
+    z_inv = pow(point[2], ED_P - 2, ED_P)
+    x, y = point[0] * z_inv % ED_P, point[1] * z_inv % ED_P
+    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+
+
+def ed_add(p1, p2):
+    a = (p1[1] - p1[0]) * (p2[1] - p2[0]) % ED_P
+    b = (p1[1] + p1[0]) * (p2[1] + p2[0]) % ED_P
+    c = 2 * p1[3] * p2[3] * ED_D % ED_P
+    d = 2 * p1[2] * p2[2] % ED_P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return (e * f % ED_P, g * h % ED_P, f * g % ED_P, e * h % ED_P)
+
+
+def ed_mul(scalar: int, point):
+    result = ED_IDENTITY
+    while scalar > 0:
+        if scalar & 1:
+            result = ed_add(result, point)
+        point = ed_add(point, point)
+        scalar >>= 1
+    return result
+
+
+def ed_equal(p1, p2) -> bool:
+    return (p1[0] * p2[2] - p2[0] * p1[2]) % ED_P == 0 and (p1[1] * p2[2] - p2[1] * p1[2]) % ED_P == 0
+
+
+def ed_is_small_order(point) -> bool:
+    return ed_equal(ed_mul(8, point), ED_IDENTITY)
+
+
+ED_BASE = ed_decode((4 * pow(5, ED_P - 2, ED_P) % ED_P).to_bytes(32, "little"), canonical=True)
+
+# Encodings the strictness vectors use as public keys and as R.
+IDENTITY_ENCODING = ED_IDENTITY[1].to_bytes(32, "little")  # 0100..00
+IDENTITY_NON_CANONICAL = (ED_P + 1).to_bytes(32, "little")  # y = p + 1, i.e. y = 1 unreduced
+ORDER_8_ENCODING = bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+
+
+def ed_k(r_encoding: bytes, a_encoding: bytes, message: bytes) -> int:
+    return int.from_bytes(hashlib.sha512(r_encoding + a_encoding + message).digest(), "little") % ED_L
+
+
+def lax_ed25519_accepts(public: bytes, signature: bytes, message: bytes) -> bool:
+    """What a lenient verifier accepts: y reduced mod p, no small-order or s < L checks,
+    the cofactorless equation [s]B = R + [k]A compared as points."""
+    a, r = ed_decode(public, canonical=False), ed_decode(signature[:32], canonical=False)
+    if a is None or r is None:
+        return False
+    s = int.from_bytes(signature[32:], "little")
+    return ed_equal(ed_mul(s, ED_BASE), ed_add(r, ed_mul(ed_k(signature[:32], public, message), a)))
+
+
+def secret_scalar(server: str, key_id: str) -> int:
+    """The clamped secret scalar a of a vector key (RFC 8032 section 5.1.5), with A = [a]B."""
+    h = hashlib.sha512(sha256(f"guildhall-vector-key:{server}#{key_id}".encode("utf-8"))).digest()
+    a = int.from_bytes(h[:32], "little")
+    return (a & ((1 << 254) - 8)) | (1 << 254)
+
+
+_FORGERY_NONCE = int.from_bytes(hashlib.sha512(b"guildhall-vector-forgery").digest(), "little") % ED_L
+
+
+def forge_for_small_order_key(public: bytes, message: bytes) -> bytes:
+    """R = [r]B, s = r: valid under the lax equation whenever [k]A is the identity, which for a
+    key of order dividing 8 holds when 8 divides k (always, for the identity)."""
+    a = ed_decode(public, canonical=False)
+    for r in range(_FORGERY_NONCE, _FORGERY_NONCE + 1000):
+        r_encoding = ed_encode(ed_mul(r, ED_BASE))
+        if ed_equal(ed_mul(ed_k(r_encoding, public, message), a), ED_IDENTITY):
+            return r_encoding + r.to_bytes(32, "little")
+    raise AssertionError("no forgery found")
+
+
+def forge_small_order_r(server: str, key_id: str, r_encoding: bytes, message: bytes) -> bytes:
+    """A key holder's signature with a small-order R: s = k·a, so [s]B = [k]A = R + [k]A."""
+    public = public_raw(signing_key(server, key_id))
+    return r_encoding + (ed_k(r_encoding, public, message) * secret_scalar(server, key_id) % ED_L).to_bytes(32, "little")
+
+
+def add_l_to_s(signature: bytes) -> bytes:
+    """The same signature with s replaced by s + L: equal modulo L, but not canonical."""
+    return signature[:32] + (int.from_bytes(signature[32:], "little") + ED_L).to_bytes(32, "little")
+
+
+def check_ed25519_constants() -> None:
+    assert ed_encode(ED_BASE).hex() == "5866666666666666666666666666666666666666666666666666666666666666"
+    assert ed_equal(ed_mul(ED_L, ED_BASE), ED_IDENTITY)
+    key = signing_key(ORIGIN, "ed25519:k1")
+    assert ed_encode(ed_mul(secret_scalar(ORIGIN, "ed25519:k1"), ED_BASE)) == public_raw(key)
+    order_8 = ed_decode(ORDER_8_ENCODING, canonical=True)
+    assert ed_is_small_order(order_8) and not ed_equal(ed_mul(4, order_8), ED_IDENTITY)
+    assert ed_decode(IDENTITY_NON_CANONICAL, canonical=True) is None
+    assert ed_equal(ed_decode(IDENTITY_NON_CANONICAL, canonical=False), ED_IDENTITY)
+    # The lax model agrees with OpenSSL on an ordinary signature.
+    assert lax_ed25519_accepts(public_raw(key), key.sign(b"m"), b"m")
 
 
 # ---------------------------------------------------------------------------
@@ -413,12 +571,17 @@ def guild_host(guild_id: str) -> str | None:
 HOST = "host.example"
 ORIGIN = "origin.example"
 PORTED = "127.0.0.1:8448"
-SERVER_KEYS = {HOST: "ed25519:h1", ORIGIN: "ed25519:k1", PORTED: "ed25519:a1"}
+WEAK = "weak.example"
+SERVER_KEYS = {HOST: "ed25519:h1", ORIGIN: "ed25519:k1", PORTED: "ed25519:a1", WEAK: "ed25519:w0"}
+# Keys of WEAK that no signer can hold and that a strict verifier refuses (section 6.5):
+# the identity, a point of order 8, and the identity encoded with y = p + 1.
+WEAK_KEYS = {"ed25519:w1": IDENTITY_ENCODING, "ed25519:w2": ORDER_8_ENCODING, "ed25519:w3": IDENTITY_NON_CANONICAL}
 GUILD1 = "!gh1:" + HOST
 GUILD2 = "!gh2:" + PORTED
 OWNER = "@owner:" + HOST
 ALICE = "@alice:" + ORIGIN
 CAROL = "@carol:" + PORTED
+MALLORY = "@mallory:" + WEAK
 ROOT2 = "@root:" + PORTED
 TS0 = 1700000000000
 
@@ -553,6 +716,15 @@ def check_event_structure(event) -> None:
     for server, by_key in sigs.items():
         if not isinstance(by_key, dict) or not all(isinstance(s, str) for s in by_key.values()):
             raise Malformed("signatures entry")
+    # Size limits (01-encoding.md section 1.6); `unsigned` is per copy and does not count.
+    if len(jcs({k: v for k, v in event.items() if k != "unsigned"})) > MAX_EVENT_BYTES:
+        raise Malformed("event too large")
+    if "content" in event and len(jcs(event["content"])) > MAX_CONTENT_BYTES:
+        raise Malformed("content too large")
+
+
+MAX_EVENT_BYTES = 65536
+MAX_CONTENT_BYTES = 60000
 
 
 def _check_server_signatures(event: dict, server: str, message: bytes, keys: dict) -> str | None:
@@ -612,6 +784,7 @@ def verify_event(event: dict, prev_event_id: str | None, keys: dict) -> tuple[bo
 
 def build_events() -> dict:
     public_keys = {server: {kid: b64url(public_raw(signing_key(server, kid)))} for server, kid in SERVER_KEYS.items()}
+    public_keys[WEAK].update({kid: b64url(encoding) for kid, encoding in WEAK_KEYS.items()})
     cases: list[dict] = []
 
     def case(name, event, prev_event_id, valid, reason):
@@ -749,6 +922,73 @@ def build_events() -> dict:
     ev["signatures"][HOST]["ed25519:h1"] = corrupt(ev["signatures"][HOST]["ed25519:h1"])
     case("guild_create_bad_host_signature", ev, None, False, "bad_host_signature")
 
+    # ---- Ed25519 strictness (section 6.5): each signature satisfies the cofactorless equation
+    # that a lenient verifier checks, and breaks exactly one of the encoding rules.
+    def origin_forged(txn: str, forge, *, sender=ALICE, origin=ORIGIN, key_id="ed25519:k1") -> dict:
+        ev = remote_msg(txn, "strictness: " + txn, sender=sender, origin=origin)
+        message = jcs(proposal_envelope(ev))
+        ev["signatures"][origin] = {key_id: b64url(forge(message))}
+        add_sig(ev, HOST, SERVER_KEYS[HOST], "host")
+        return ev
+
+    for name, key_id in [
+        ("bad_origin_signature_small_order_key_identity", "ed25519:w1"),
+        ("bad_origin_signature_small_order_key_order_8", "ed25519:w2"),
+        ("bad_origin_signature_non_canonical_key_encoding", "ed25519:w3"),
+    ]:
+        forge = lambda message, key_id=key_id: forge_for_small_order_key(WEAK_KEYS[key_id], message)
+        case(name, origin_forged(name, forge, sender=MALLORY, origin=WEAK, key_id=key_id), head, False, "bad_origin_signature")
+    case(
+        "bad_origin_signature_small_order_r",
+        origin_forged("strict.r", lambda message: forge_small_order_r(ORIGIN, "ed25519:k1", IDENTITY_ENCODING, message)),
+        head,
+        False,
+        "bad_origin_signature",
+    )
+    case(
+        "bad_origin_signature_non_canonical_r_encoding",
+        origin_forged("strict.r2", lambda message: forge_small_order_r(ORIGIN, "ed25519:k1", IDENTITY_NON_CANONICAL, message)),
+        head,
+        False,
+        "bad_origin_signature",
+    )
+    case(
+        "bad_origin_signature_s_plus_l",
+        origin_forged("strict.s", lambda message: add_l_to_s(signing_key(ORIGIN, "ed25519:k1").sign(message))),
+        head,
+        False,
+        "bad_origin_signature",
+    )
+    ev = seal(remote_msg("strict.s2", "host signature with s + L"))
+    ev["signatures"][HOST]["ed25519:h1"] = b64url(add_l_to_s(b64url_decode(ev["signatures"][HOST]["ed25519:h1"])))
+    case("bad_host_signature_s_plus_l", ev, head, False, "bad_host_signature")
+
+    # ---- size limits (01-encoding.md section 1.6) ---------------------------
+    def sized_msg(txn: str, content_bytes: int) -> dict:
+        overhead = len(jcs({"body": "", "channel_id": "c1"}))
+        ev = remote_msg(txn, "x" * (content_bytes - overhead))
+        assert len(jcs(ev["content"])) == content_bytes
+        return seal(ev)
+
+    ev = sized_msg("size.1", MAX_CONTENT_BYTES + 1)
+    case("malformed_content_over_60000_bytes", ev, head, False, "malformed")
+    ev = sized_msg("size.2", MAX_CONTENT_BYTES)
+    # Signatures under key ids the verifier does not know are ignored but count towards the
+    # limit; fill up to just below it, then add an `unsigned` member that does not count.
+    filler = 0
+    while len(jcs(ev)) + 120 <= MAX_EVENT_BYTES:
+        ev["signatures"][ORIGIN][f"ed25519:x{filler:04d}"] = b64url(bytes(64))
+        filler += 1
+    ev["unsigned"] = {"note": "u" * 10000}
+    assert len(jcs({k: v for k, v in ev.items() if k != "unsigned"})) <= MAX_EVENT_BYTES < len(jcs(ev))
+    case("unsigned_does_not_count_towards_the_size_limit", ev, head, True, None)
+    ev = json.loads(json.dumps(ev))
+    del ev["unsigned"]
+    while len(jcs(ev)) <= MAX_EVENT_BYTES:
+        ev["signatures"][ORIGIN][f"ed25519:x{filler:04d}"] = b64url(bytes(64))
+        filler += 1
+    case("malformed_event_over_65536_bytes", ev, head, False, "malformed")
+
     ev = seal(remote_msg("bad.14", "no content_hash"))
     del ev["content_hash"]
     ev["signatures"] = {}
@@ -768,11 +1008,29 @@ def build_events() -> dict:
 def check_events(doc: dict) -> None:
     keys = doc["public_keys"]
     for c in doc["cases"]:
+        if any(marker in c["name"] for marker in STRICTNESS_MARKERS):
+            _assert_lax_verifier_accepts(c, keys)
         assert c["event_id"] == event_id(c["event"]), c["name"]
         ok, reason = verify_event(c["event"], c["prev_event_id"], keys)
         assert (ok, reason) == (c["valid"], c["reason"]), (c["name"], ok, reason)
         if not c["valid"] and c["reason"] != "malformed":
             _assert_single_failure(c, keys)
+
+
+# Cases whose names contain one of these test the Ed25519 encoding rules of section 6.5.
+STRICTNESS_MARKERS = ("small_order", "non_canonical", "s_plus_l")
+
+
+def _assert_lax_verifier_accepts(c: dict, keys: dict) -> None:
+    """A strictness vector is only worth having if a lenient verifier would accept it."""
+    ev = c["event"]
+    role = "origin" if c["reason"] == "bad_origin_signature" else "host"
+    server = ev["origin"] if role == "origin" else guild_host(ev["guild_id"])
+    message = jcs(proposal_envelope(ev) if role == "origin" else envelope(ev))
+    ((key_id, signature),) = ev["signatures"][server].items()
+    public = b64url_decode(keys[server][key_id])
+    assert lax_ed25519_accepts(public, b64url_decode(signature), message), c["name"]
+    assert not ed25519_verify(keys[server][key_id], b64url_decode(signature), message), c["name"]
 
 
 def _assert_single_failure(c: dict, keys: dict) -> None:
@@ -1560,6 +1818,44 @@ def build_http_signatures() -> dict:
         "unknown_key",
     )
 
+    # ---- Ed25519 strictness (06-events.md section 6.5) ---------------------
+    # Each signature satisfies the cofactorless equation a lenient verifier checks and breaks
+    # exactly one encoding rule; a conforming receiver answers bad_signature.
+    def forged(name, nonce, forge, *, keyid=KEYID):
+        r = sign_request("GET", state_uri, None, nonce=nonce, keyid=keyid, signer=(ORIGIN, "ed25519:k1"))
+        signature_input = header_value(r["headers"], "signature-input")
+        members, params = sf_parse_dictionary(signature_input)[LABEL]
+        base = signature_base([v for v, _ in members], r, sf_serialize_params(params), uppercase_method=True)
+        set_header(r, "Signature", f"{LABEL}=:{b64std(forge(base))}:")
+        case(name, r, False, "bad_signature")
+
+    for name, nonce, key_id in [
+        ("bad_signature_small_order_key_identity", "bm9uY2UtMDAwMDAwNjA", "ed25519:w1"),
+        ("bad_signature_small_order_key_order_8", "bm9uY2UtMDAwMDAwNjE", "ed25519:w2"),
+        ("bad_signature_non_canonical_key_encoding", "bm9uY2UtMDAwMDAwNjI", "ed25519:w3"),
+    ]:
+        forged(
+            name,
+            nonce,
+            lambda base, key_id=key_id: forge_for_small_order_key(WEAK_KEYS[key_id], base),
+            keyid=f"{WEAK}#{key_id}",
+        )
+    forged(
+        "bad_signature_small_order_r",
+        "bm9uY2UtMDAwMDAwNjM",
+        lambda base: forge_small_order_r(ORIGIN, "ed25519:k1", IDENTITY_ENCODING, base),
+    )
+    forged(
+        "bad_signature_non_canonical_r_encoding",
+        "bm9uY2UtMDAwMDAwNjQ",
+        lambda base: forge_small_order_r(ORIGIN, "ed25519:k1", IDENTITY_NON_CANONICAL, base),
+    )
+    forged(
+        "bad_signature_s_plus_l",
+        "bm9uY2UtMDAwMDAwNjU",
+        lambda base: add_l_to_s(signing_key(ORIGIN, "ed25519:k1").sign(base)),
+    )
+
     # ---- RFC 9421 Appendix B.2.6 ------------------------------------------
     rfc_headers = [
         ["Host", "example.com"],
@@ -1578,6 +1874,7 @@ def build_http_signatures() -> dict:
 
     public_keys = {
         ORIGIN: {"ed25519:k1": b64url(public_raw(signing_key(ORIGIN, "ed25519:k1")))},
+        WEAK: {kid: b64url(encoding) for kid, encoding in WEAK_KEYS.items()},
         "test-key-ed25519": {"test-key-ed25519": RFC_ED25519_PUBLIC_X},
     }
     names = [c["name"] for c in cases]
@@ -1619,6 +1916,14 @@ def check_http_signatures(doc: dict) -> None:
     for c in doc["cases"]:
         verdict = verify_http_case(c, keys)
         assert verdict == (c["valid"], c["reason"]), (c["name"], verdict)
+        if any(marker in c["name"] for marker in STRICTNESS_MARKERS):
+            # Worth having only if a lenient verifier would accept it.
+            headers = c["request"]["headers"]
+            members, params = sf_parse_dictionary(header_value(headers, "signature-input"))[LABEL]
+            base = signature_base([v for v, _ in members], c["request"], sf_serialize_params(params), uppercase_method=True)
+            server, key_id = dict(params)["keyid"].rsplit("#", 1)
+            signature = sf_parse_dictionary(header_value(headers, "signature"))[LABEL][0]
+            assert lax_ed25519_accepts(b64url_decode(keys[server][key_id]), signature, base), c["name"]
 
 
 def check_stock_rfc9421(doc: dict) -> None:
@@ -1866,6 +2171,7 @@ def render(doc) -> bytes:
 
 
 def generate() -> dict[str, bytes]:
+    check_ed25519_constants()
     canonical = build_canonical_json()
     events = build_events()
     http = build_http_signatures()
