@@ -1318,6 +1318,14 @@ def verify_profile_request(case: dict, keys: dict) -> tuple[bool, str | None]:
         sigs = sf_parse_dictionary(sig)
     except SFError:
         return False, "malformed_signature"
+    # Check 2 covers every member of both headers, whatever its label, and both headers must
+    # name the same labels; only then does check 3 look for gh.
+    if set(inputs) != set(sigs):
+        return False, "malformed_signature"
+    if any(not isinstance(value, bytes) for value, _ in sigs.values()):
+        return False, "malformed_signature"
+    if any(not isinstance(value, list) for value, _ in inputs.values()):
+        return False, "malformed_signature"
     if LABEL not in inputs or LABEL not in sigs:
         return False, "missing_signature"
     members, params = inputs[LABEL]
@@ -1804,6 +1812,31 @@ def build_http_signatures() -> dict:
     value = header_value(r["headers"], "signature-input")
     set_header(r, "Signature-Input", value.replace(";expires", "; expires", 1))
     case("malformed_signature_whitespace_before_param", r, False, "malformed_signature")
+
+    # ---- an absent parameter fails the check of its value (section 5.4) -----
+    # tag -> check 6 (wrong_tag); alg, created, expires, nonce, keyid -> malformed_signature.
+    def without(name):
+        return lambda params: [(n, v) for n, v in params if n != name]
+
+    for index, (name, reason) in enumerate(
+        [("tag", "wrong_tag"), ("alg", "malformed_signature"), ("created", "malformed_signature"),
+         ("expires", "malformed_signature"), ("nonce", "malformed_signature"), ("keyid", "malformed_signature")]
+    ):
+        nonce = f"bm9uY2UtMDAwMDAwNz{index}"
+        label = "wrong_tag_absent" if name == "tag" else f"{reason}_{name}_absent"
+        case(label, sign_request("GET", state_uri, None, nonce=nonce, edit_params=without(name)), False, reason)
+
+    # ---- check 2 covers every member of both headers -------------------------
+    # Without gh at all, a member of the wrong shape is malformed_signature, not missing_signature.
+    r = sign_request("GET", state_uri, None, nonce="bm9uY2UtMDAwMDAwODA")
+    set_header(r, "Signature-Input", "sig1=1")
+    set_header(r, "Signature", "sig1=:AAAA:")
+    case("malformed_signature_other_label_not_an_inner_list", r, False, "malformed_signature")
+    # The two headers must name the same labels: gh in one and another label in the other.
+    r = sign_request("GET", state_uri, None, nonce="bm9uY2UtMDAwMDAwODE")
+    value = header_value(r["headers"], "signature")
+    set_header(r, "Signature", "sig1=" + value[len(LABEL) + 1 :])
+    case("malformed_signature_labels_differ", r, False, "malformed_signature")
 
     case(
         "unknown_key_id",
