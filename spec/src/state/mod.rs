@@ -465,13 +465,24 @@ mod tests {
             code(state.authorize(&user("peer"), &kick("moderator"), 0, None)),
             Some(Rejection::MissingPermission)
         );
-        // A moderator may hand out the lower role but not their own.
-        let helper = EventContent::MemberUpdate(MemberUpdate {
-            user_id: user("owner"),
-            nick: None,
-            roles: None,
-        });
-        assert_eq!(code(state.authorize(&user("moderator"), &helper, 0, None)), None);
+        // A moderator may hand out the lower role but not their own. (The invite is used up, so
+        // the newcomer's join is applied without authorization.)
+        let arrival = EventContent::MemberJoin(MemberJoin { invite_code: None });
+        state.apply(&user("newcomer"), 1000, &arrival);
+        let grant = |role: &str| {
+            EventContent::MemberUpdate(MemberUpdate {
+                user_id: user("newcomer"),
+                nick: None,
+                roles: Some(vec![RoleId::parse(role).unwrap()]),
+            })
+        };
+        assert_eq!(
+            code(state.authorize(&user("moderator"), &grant("mod"), 0, None)),
+            Some(Rejection::MissingPermission)
+        );
+        assert_eq!(code(state.authorize(&user("moderator"), &grant("helper"), 0, None)), None);
+        state.apply(&user("moderator"), 0, &grant("helper"));
+        assert_eq!(state.members[&user("newcomer")].roles, [RoleId::parse("helper").unwrap()]);
     }
 
     #[test]
