@@ -164,3 +164,40 @@ pub(super) async fn invite_lookup_names_the_guild(ctx: Arc<Context>) -> CaseResu
     ensure!(status == 200 && body["guild_id"] == guild.as_str(), "invite lookup: {status} {body}");
     Ok(())
 }
+
+pub(super) async fn a_replayed_join_repeats_its_answer_and_is_refused_after_a_ban(
+    ctx: Arc<Context>,
+) -> CaseResult {
+    let owner = ctx.target.user("owner").await?;
+    let (guild, _) = ctx.target.guild(&owner).await?;
+    let code = ctx.target.invite(&owner, &guild).await?;
+    let member = ctx.peer.user("member");
+    let proposal =
+        ctx.peer.proposal(&guild, &member, "member.join", json!({"invite_code": code}))?;
+    let body = json!({"user_id": member, "invite_code": code, "proposal": proposal});
+    let path = format!("/_guildhall/v1/guilds/{}/join", crate::target::encode(&guild));
+    let (status, first) = ctx.peer.request(&ctx.target, "POST", &path, None, Some(&body)).await;
+    ensure!(status == 200, "join answered {status} {first}");
+
+    // The guild moves on; the same join again (its answer was lost) gets the first answer.
+    let rename = json!({"name": "renamed after the join"});
+    let (status, answer) = ctx.target.act(&owner, &guild, "guild.update", rename).await;
+    ensure!(status == 200, "guild.update answered {status} {answer}");
+    let (status, again) = ctx.peer.request(&ctx.target, "POST", &path, None, Some(&body)).await;
+    ensure!(status == 200, "the retried join answered {status} {again}");
+    ensure!(
+        again["snapshot"] == first["snapshot"] && again["event"] == first["event"],
+        "a retried join must repeat its answer, not sign today's state under the join's seq"
+    );
+
+    // After a server ban, a retry learns nothing.
+    let ban = json!({"server": ctx.peer.name()});
+    let (status, answer) = ctx.target.act(&owner, &guild, "guild.server_ban", ban).await;
+    ensure!(status == 200, "guild.server_ban answered {status} {answer}");
+    let (status, refused) = ctx.peer.request(&ctx.target, "POST", &path, None, Some(&body)).await;
+    ensure!(
+        status == 403 && refused["code"] == "server_banned",
+        "a retried join after a server ban answered {status} {refused}"
+    );
+    Ok(())
+}

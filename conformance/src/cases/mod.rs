@@ -58,6 +58,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(events::cases());
     cases.extend([
         case!(Core, joins::join_answers_event_snapshot_and_history),
+        case!(Core, joins::a_replayed_join_repeats_its_answer_and_is_refused_after_a_ban),
         case!(Core, joins::join_event_carries_both_signatures),
         case!(Core, joins::snapshot_is_host_signed_at_the_join),
         case!(Core, joins::snapshot_lists_the_new_member),
@@ -70,6 +71,7 @@ pub fn all() -> Vec<Case> {
         case!(Core, joins::invite_lookup_names_the_guild),
         case!(Core, submit::message_is_sequenced_and_signed_by_both),
         case!(Core, submit::a_channel_id_of_another_guild_is_refused),
+        case!(Core, submit::message_limits_are_enforced),
         case!(Core, submit::sequenced_event_continues_the_chain),
         case!(Core, submit::repeated_transaction_returns_the_same_event),
         case!(Core, submit::local_users_see_remote_messages),

@@ -304,3 +304,30 @@ pub(super) async fn a_channel_id_of_another_guild_is_refused(ctx: Arc<Context>) 
     ensure!(status == 200, "a fresh channel id answered {status} {body}");
     Ok(())
 }
+
+pub(super) async fn message_limits_are_enforced(ctx: Arc<Context>) -> CaseResult {
+    let fixture = ctx.fixture().await?;
+    let message = |extra: Value| {
+        let mut content = json!({"channel_id": fixture.channel, "body": "limits"});
+        if let (Some(content), Some(extra)) = (content.as_object_mut(), extra.as_object()) {
+            content.extend(extra.clone());
+        }
+        content
+    };
+    let server = ctx.peer.name().to_string();
+    let mentions: Vec<String> = (0..101).map(|i| format!("@u{i}:{server}")).collect();
+    let attachments: Vec<String> = (0..11).map(|i| format!("media{i}")).collect();
+    let member = &fixture.member;
+    let too_many_mentions = message(json!({"mentions": mentions}));
+    refused(&ctx, &fixture, member, "message.create", too_many_mentions, "invalid_event").await?;
+    let too_many_attachments = message(json!({"attachments": attachments}));
+    refused(&ctx, &fixture, member, "message.create", too_many_attachments, "invalid_event")
+        .await?;
+    // Attachments need ATTACH_FILES (1 << 15), which @everyone loses here.
+    let everyone = json!({"role_id": "everyone", "permissions": (1024 + 2048 + 65536).to_string()});
+    let (status, body) =
+        ctx.target.act(&fixture.owner, &fixture.guild, "role.update", everyone).await;
+    ensure!(status == 200, "role.update answered {status} {body}");
+    let one_attachment = message(json!({"attachments": ["media0"]}));
+    refused(&ctx, &fixture, member, "message.create", one_attachment, "missing_permission").await
+}
