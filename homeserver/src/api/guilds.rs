@@ -267,31 +267,32 @@ async fn change_role(
     role_id: String,
     add: bool,
 ) -> ApiResult<StatusCode> {
-    let (guild_id, guild_state) = member_guild(&state, &auth, &guild_id).await?;
+    let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
     let user_id = me_or(&auth, &user_id)?;
     let role_id: RoleId = parse_id("role id", &role_id)?;
-    let member = guild_state
-        .members
-        .get(&user_id)
-        .ok_or_else(|| ApiError::not_found("unknown_member", "not a member"))?;
-    if !guild_state.roles.contains_key(&role_id) {
-        return Err(ApiError::not_found("unknown_role", "no such role"));
-    }
-    let mut roles = member.roles.clone();
-    if add {
-        if roles.contains(&role_id) {
-            return Ok(StatusCode::NO_CONTENT);
+    // The member's role list is read and rewritten at the head under the guild's write lock:
+    // concurrent grants never undo each other.
+    let change = |guild_state: &GuildState| {
+        let member = guild_state
+            .members
+            .get(&user_id)
+            .ok_or_else(|| ApiError::not_found("unknown_member", "not a member"))?;
+        if !guild_state.roles.contains_key(&role_id) {
+            return Err(ApiError::not_found("unknown_role", "no such role"));
         }
-        roles.push(role_id);
-    } else {
-        if !roles.contains(&role_id) {
-            return Ok(StatusCode::NO_CONTENT);
+        let mut roles = member.roles.clone();
+        if roles.contains(&role_id) == add {
+            return Ok(None);
         }
-        roles.retain(|role| role != &role_id);
-    }
-    let content =
-        EventContent::MemberUpdate(MemberUpdate { user_id, nick: None, roles: Some(roles) });
-    state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
+        if add {
+            roles.push(role_id.clone());
+        } else {
+            roles.retain(|role| role != &role_id);
+        }
+        let update = MemberUpdate { user_id: user_id.clone(), nick: None, roles: Some(roles) };
+        Ok(Some(EventContent::MemberUpdate(update)))
+    };
+    state.guilds.submit_computed(&guild_id, &auth.user_id, change).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

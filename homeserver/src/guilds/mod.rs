@@ -279,6 +279,33 @@ impl GuildService {
             .map_err(ApiError::from)
     }
 
+    /// Submits content computed from the state at the head, so that read-modify-write changes
+    /// (adding one role to a member's list) are atomic on a guild hosted here: the write lock
+    /// is held from reading the state to sequencing. `build` answers `None` when there is
+    /// nothing to change. For a guild hosted elsewhere the state is this server's copy, and the
+    /// host orders competing changes.
+    pub async fn submit_computed(
+        &self,
+        guild_id: &GuildId,
+        sender: &UserId,
+        build: impl FnOnce(&GuildState) -> ApiResult<Option<EventContent>>,
+    ) -> ApiResult<Option<Sequenced>> {
+        if !self.hosts(guild_id) {
+            let state = self.state(guild_id).await?;
+            let Some(content) = build(&state)? else { return Ok(None) };
+            return self.submit(guild_id, sender, content, None).await.map(Some);
+        }
+        let _guard = self.write_lock.lock().await;
+        let head = self.head(guild_id).await?;
+        let Some(content) = build(&head.state)? else { return Ok(None) };
+        let now = now_ms();
+        let proposal = self.local_proposal(guild_id, sender, &content, now, None)?;
+        self.authorize_and_commit(guild_id, sender, proposal, &content, now, now)
+            .await
+            .map(Some)
+            .map_err(ApiError::from)
+    }
+
     /// Sequences a proposal from another server (`/submit`, `/join`). The proposal's origin
     /// signature must verify and its origin must be the server that sent the request.
     pub async fn submit_proposal(

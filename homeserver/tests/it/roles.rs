@@ -202,3 +202,28 @@ async fn banned_users_stay_out_until_unbanned() {
     pat.join(&code).await;
     assert!(alice.member_ids(&guild.id).await.contains(&pat.id));
 }
+
+#[tokio::test]
+async fn concurrent_role_grants_all_land() {
+    let server = Server::start().await;
+    let (guild, users) = community(&server, &["alice", "bob"]).await;
+    let [alice, bob] = &users[..] else { unreachable!() };
+    let mut roles = Vec::new();
+    for index in 0..10 {
+        roles.push(alice.create_role(&guild.id, &format!("r{index}"), "0", index + 1).await);
+    }
+    let grants: Vec<_> = roles
+        .iter()
+        .map(|role| {
+            let (alice, path) =
+                (alice.clone(), format!("/guilds/{}/members/{}/roles/{role}", guild.id, bob.id));
+            tokio::spawn(async move { alice.put_empty(&path).await.0 })
+        })
+        .collect();
+    for grant in grants {
+        assert_eq!(grant.await.unwrap(), StatusCode::NO_CONTENT);
+    }
+    let (_, member) = alice.get(&format!("/guilds/{}/members/{}", guild.id, bob.id)).await;
+    let held = member["roles"].as_array().map_or(0, Vec::len);
+    assert_eq!(held, roles.len(), "every grant landed: {member}");
+}
