@@ -33,6 +33,7 @@ async fn main() -> Result<()> {
     let mut results = Results::default();
     println!("machine reference");
     machine_reference(&mut results);
+    durability_cost(&mut results).await?;
     println!("homeserver (embedded SQLite, one process, loopback)");
     homeserver::rest_throughput(&mut results).await?;
     homeserver::gateway_latency(&mut results).await?;
@@ -67,6 +68,43 @@ fn machine_reference(results: &mut Results) {
         std::hint::black_box(Sha256::digest(std::hint::black_box(&data)));
     }
     results.record("reference.sha256_mb_per_sec", 200.0 / start.elapsed().as_secs_f64(), "MB/s");
+}
+
+/// What durable commits cost on this disk: single-row SQLite transactions per second with
+/// `synchronous=FULL` (what the server uses: the WAL is fsynced before a commit returns) beside
+/// `NORMAL` (what it used before, which a power loss can roll back).
+async fn durability_cost(results: &mut Results) -> Result<()> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    let dir = std::env::temp_dir().join(format!("guildhall-bench-fsync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    for (label, level) in [("full", SqliteSynchronous::Full), ("normal", SqliteSynchronous::Normal)]
+    {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join(format!("{label}.sqlite3")))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(level);
+        let pool = sqlx::SqlitePool::connect_with(options).await?;
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)").execute(&pool).await?;
+        let rounds = 300;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO t (body) VALUES (?)")
+                .bind("x".repeat(200))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        results.record(
+            &format!("reference.sqlite_commits_per_sec_{label}"),
+            f64::from(rounds) / start.elapsed().as_secs_f64(),
+            "commits/s",
+        );
+        pool.close().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// A server configuration for benchmarks: listening on `listen`, with abuse protection out of

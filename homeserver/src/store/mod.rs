@@ -36,8 +36,11 @@ impl Store {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL survives process crashes; a power loss can lose the last commits.
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a commit is on disk (the WAL fsynced) before it returns, and events are
+            // published and delivered only after their commit. With NORMAL a power loss could
+            // lose events other servers already hold, and the host would then sequence
+            // different events at the same seq: equivocation every replica gets stuck on.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
@@ -60,4 +63,20 @@ fn to_i64(value: u64) -> i64 {
 
 fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_are_durable_before_they_return() {
+        let dir = std::env::temp_dir().join(format!("guildhall-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("db.sqlite3")).await.unwrap();
+        let level: i64 =
+            sqlx::query_scalar("PRAGMA synchronous").fetch_one(&store.pool).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(level, 2, "synchronous=FULL");
+    }
 }
