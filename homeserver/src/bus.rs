@@ -53,6 +53,13 @@ pub enum BusMessage {
         /// The revoked login session's id.
         login: String,
     },
+    /// The host refused, for good, a proposal of `user_id` that had been queued (`202`).
+    ProposalRefused {
+        /// The sender.
+        user_id: UserId,
+        /// `{guild_id, txn_id, type, channel_id, code, message}`.
+        data: serde_json::Value,
+    },
     /// A relationship of `user_id` changed (friend request, accept, removal).
     Relationship {
         /// The user to notify.

@@ -79,6 +79,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The human-readable explanation the client is shown.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<sqlx::Error> for ApiError {

@@ -20,6 +20,9 @@
 //! (`GUILD_DELETE`, `CHANNEL_DELETE`, `CHANNEL_CREATE`), then continues live. Ephemeral
 //! dispatches (typing, presence) carry `s: null` and are not replayed.
 //!
+//! `PROPOSAL_REFUSED` (`s: null`) tells a user's clients that a write answered `202 queued`
+//! was refused by the guild's host when it was finally delivered.
+//!
 //! A connection may send `gateway.frames_per_minute` frames (120) and
 //! `gateway.presence_updates_per_minute` presence updates (5) a minute.
 //!

@@ -547,6 +547,11 @@ impl Connection {
                     self.try_dispatch("RELATIONSHIP_UPDATE", relationship.clone(), None)?;
                 }
             }
+            BusMessage::ProposalRefused { user_id, data } => {
+                if user_id == &session.user {
+                    self.try_dispatch("PROPOSAL_REFUSED", data.clone(), None)?;
+                }
+            }
             BusMessage::LoginRevoked { login } => {
                 if login == &session.login {
                     self.close_with(CLOSE_AUTHENTICATION_FAILED, "session revoked");

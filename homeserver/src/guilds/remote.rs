@@ -105,14 +105,25 @@ impl GuildService {
                     return;
                 }
             };
-            match self.send_proposal(&next.guild_id, &next.proposal).await {
+            // Signed now, with the current key: the host verifies a proposal with the origin's
+            // current keys only, and the key it was queued under may have been retired since.
+            let proposal = match self.signed_afresh(&next.proposal) {
+                Ok(proposal) => proposal,
+                Err(error) => {
+                    tracing::error!(%host, code = error.code(), "could not sign a queued proposal");
+                    return;
+                }
+            };
+            match self.send_proposal(&next.guild_id, &proposal).await {
                 Ok(event) => {
                     let _ = self.accept_answer(&next.guild_id, event).await;
                     let _ = self.store.delete_proposal(next.id).await;
                     backoff = Duration::from_secs(1);
                 }
                 Err(ProposalFailure::Refused(error)) => {
-                    tracing::warn!(%host, code = error.code(), "host refused a queued proposal; dropping it");
+                    // Final: the sender hears of it, it is never dropped silently.
+                    tracing::warn!(%host, code = error.code(), "host refused a queued proposal");
+                    self.publish_refusal(&next.guild_id, &proposal, &error);
                     let _ = self.store.delete_proposal(next.id).await;
                 }
                 Err(ProposalFailure::Unreachable(reason)) => {
@@ -190,6 +201,29 @@ impl GuildService {
         let join_id = event::event_id(&answer.event).map_err(ApiError::internal)?;
         self.install_join(guild_id, answer, txn_id).await?;
         Ok(Some(join_id))
+    }
+
+    /// A proposal with its origin signature replaced by one from the current key.
+    fn signed_afresh(&self, proposal: &JsonObject) -> ApiResult<JsonObject> {
+        let mut fresh = proposal.clone();
+        fresh.remove("signatures");
+        let message = event::proposal_signing_bytes(&fresh).map_err(ApiError::internal)?;
+        signing::add_signature(&mut fresh, &self.key, &message);
+        Ok(fresh)
+    }
+
+    /// Tells the sender's clients that the host refused a proposal they were told was queued.
+    fn publish_refusal(&self, guild_id: &GuildId, proposal: &JsonObject, error: &ApiError) {
+        let text = |key: &str| proposal.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+        let Ok(sender) = UserId::parse(text("sender")) else { return };
+        self.bus.publish(crate::bus::BusMessage::ProposalRefused {
+            user_id: sender,
+            data: serde_json::json!({
+                "guild_id": guild_id, "txn_id": text("txn_id"), "type": text("type"),
+                "channel_id": proposal.get("content").and_then(|c| c.get("channel_id")),
+                "code": error.code(), "message": error.message(),
+            }),
+        });
     }
 
     /// Installs the host-signed snapshot of a guild at its head if it names `user` as a

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::harness::{Encoding, Gateway, StatusCode, json};
+use crate::harness::{Encoding, Gateway, Received, StatusCode, json, short};
 
 #[tokio::test]
 async fn a_remote_member_joins_reads_and_writes() {
@@ -313,4 +313,67 @@ async fn a_direct_message_between_two_servers() {
                 .await;
         assert_eq!(seen, vec!["hi bob, across servers", "hi alice"], "on {}'s server", user.name);
     }
+}
+
+#[tokio::test]
+async fn a_queued_message_survives_a_key_rotation_and_a_refusal_is_announced() {
+    let (mut a, mut b) = (federating().await, federating().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let guild = alice.create_guild("Rotating").await;
+    join_remote(&bob, &a, &alice.invite(&guild.general).await).await;
+
+    // Queued while the host is down, then B rotates its key before delivering it.
+    a.stop();
+    let (status, body) = bob
+        .post(&format!("/channels/{}/messages", guild.general), json!({"content": "kept"}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    b.stop();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guildhall"))
+        .arg("--data-dir")
+        .arg(b.dir())
+        .env("GUILDHALL_SERVER__LISTEN", b.name())
+        .args(["keys", "rotate"])
+        .output()
+        .expect("run guildhall keys rotate");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    b.launch().await;
+    a.launch().await;
+    let alice = a.login("alice").await;
+    let on_a = eventually(
+        Duration::from_secs(40),
+        || contents(&alice, &guild.general),
+        |h| h.contains(&"kept".to_owned()),
+    )
+    .await;
+    assert!(on_a.contains(&"kept".to_owned()), "the queued message was lost: {on_a:?}");
+
+    // A queued message the host refuses for good is announced to its sender. The host bans
+    // B's server while B is down, then goes down itself before B learns of the ban.
+    b.stop();
+    let server_ban = format!("/guilds/{}/server-bans/{}", guild.id, b.name());
+    let (status, _) = alice.put(&server_ban, json!({})).await;
+    assert!(status.is_success(), "{status}");
+    a.stop();
+    b.launch().await;
+    let bob = b.login("bob").await;
+    let (mut bobs, _) = Gateway::identified(&b, &bob.token, Encoding::Json).await;
+    let (status, body) = bob
+        .post(&format!("/channels/{}/messages", guild.general), json!({"content": "refused"}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    a.launch().await;
+    // The retry waits for B's backoff or A's first contact: longer than one frame's timeout.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match bobs.receive(within).await {
+            Some(Received::Frame(frame)) if frame["t"] == "PROPOSAL_REFUSED" => break frame,
+            Some(Received::Frame(_)) => {}
+            other => panic!("no PROPOSAL_REFUSED: {}", short(other.as_ref())),
+        }
+    };
+    assert_eq!(refused["d"]["guild_id"], guild.id);
+    assert_eq!(refused["d"]["code"], "server_banned");
 }

@@ -6,7 +6,7 @@ mod gateway;
 mod server;
 
 pub use client::{Guild, User, assert_error, call, encode, ids, with_query};
-pub use gateway::{Encoding, Gateway, Received, names};
+pub use gateway::{Encoding, Gateway, Received, names, short};
 pub use server::{Builder as ServerBuilder, Server};
 
 pub use reqwest::StatusCode;
