@@ -59,6 +59,7 @@ impl HostedGuild {
             parent_id: None,
             position: 0,
             topic: None,
+            overwrites: None,
         };
         guild.append(key, &owner, &EventContent::ChannelCreate(channel))?;
         guild.append(key, &owner, &EventContent::DmInvite(MemberRef { user_id: invitee }))?;

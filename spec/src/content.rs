@@ -310,6 +310,24 @@ pub struct ChannelCreate {
     /// Topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// Permission overwrites the channel starts with, so that a private channel is private
+    /// from its first event (its name never reaches those who may not see it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overwrites: Option<Vec<InitialOverwrite>>,
+}
+
+/// One overwrite of a new channel (`channel.create`'s `overwrites`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitialOverwrite {
+    /// Role or member.
+    pub target_kind: OverwriteKind,
+    /// The role id or user id.
+    pub target_id: String,
+    /// Bits granted.
+    pub allow: Permissions,
+    /// Bits taken away.
+    pub deny: Permissions,
 }
 
 /// `channel.update`: absent members are unchanged.

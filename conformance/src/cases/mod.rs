@@ -72,6 +72,7 @@ pub fn all() -> Vec<Case> {
         case!(Core, submit::message_is_sequenced_and_signed_by_both),
         case!(Core, submit::a_channel_id_of_another_guild_is_refused),
         case!(Core, submit::message_limits_are_enforced),
+        case!(Core, submit::a_channel_is_created_with_its_overwrites),
         case!(Core, submit::sequenced_event_continues_the_chain),
         case!(Core, submit::repeated_transaction_returns_the_same_event),
         case!(Core, submit::local_users_see_remote_messages),

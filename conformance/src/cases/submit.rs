@@ -331,3 +331,36 @@ pub(super) async fn message_limits_are_enforced(ctx: Arc<Context>) -> CaseResult
     let one_attachment = message(json!({"attachments": ["media0"]}));
     refused(&ctx, &fixture, member, "message.create", one_attachment, "missing_permission").await
 }
+
+pub(super) async fn a_channel_is_created_with_its_overwrites(ctx: Arc<Context>) -> CaseResult {
+    let fixture = ctx.fixture().await?;
+    let channel = |id: &str, target: &str| {
+        json!({"channel_id": id, "name": "staff", "kind": "text", "position": 1,
+               "overwrites": [{"target_kind": "role", "target_id": target, "allow": "0", "deny": "1024"}]})
+    };
+    let fresh = || format!("c{}x{}", crate::peer::unix_now(), crate::context::unique());
+    let member = &fixture.member;
+    // MANAGE_CHANNELS (16) alone does not allow overwrites (they need MANAGE_ROLES).
+    let manage_channels = (1024 + 2048 + 65536 + 16).to_string();
+    let grant = json!({"role_id": "everyone", "permissions": manage_channels});
+    let (status, body) = ctx.target.act(&fixture.owner, &fixture.guild, "role.update", grant).await;
+    ensure!(status == 200, "role.update answered {status} {body}");
+    let without_roles = channel(&fresh(), "everyone");
+    refused(&ctx, &fixture, member, "channel.create", without_roles, "missing_permission").await?;
+    let manage_roles = (1024 + 2048 + 65536 + 16 + (1u64 << 28)).to_string();
+    let grant = json!({"role_id": "everyone", "permissions": manage_roles});
+    let (status, body) = ctx.target.act(&fixture.owner, &fixture.guild, "role.update", grant).await;
+    ensure!(status == 200, "role.update answered {status} {body}");
+    let unknown_target = channel(&fresh(), "no-such-role");
+    refused(&ctx, &fixture, member, "channel.create", unknown_target, "invalid_event").await?;
+    // With both, the channel starts private: the overwrite is in the state from its creation.
+    let id = fresh();
+    let proposal =
+        ctx.peer.proposal(&fixture.guild, member, "channel.create", channel(&id, "everyone"))?;
+    let (status, body) = ctx.peer.submit(&ctx.target, &fixture.guild, &proposal).await;
+    ensure!(status == 200, "a channel with overwrites answered {status} {body}");
+    let state = ctx.target.state(&fixture.guild).await?;
+    let deny = &state["channels"][&id]["overwrites"]["role:everyone"]["deny"];
+    ensure!(deny == "1024", "the new channel's overwrite is missing from the state: {deny}");
+    Ok(())
+}

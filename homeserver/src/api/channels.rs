@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use guildhall_spec::content::{
-    ChannelCreate, ChannelKind, ChannelRef, ChannelUpdate, EventContent, InviteCreate,
-    InviteRevoke, MemberJoin, OverwriteDelete, OverwriteKind, OverwriteSet,
+    ChannelCreate, ChannelKind, ChannelRef, ChannelUpdate, EventContent, InitialOverwrite,
+    InviteCreate, InviteRevoke, MemberJoin, OverwriteDelete, OverwriteKind, OverwriteSet,
 };
 use guildhall_spec::state::GuildState;
 use guildhall_spec::{ChannelId, GuildId, InviteCode, Permissions, RoleId, ServerName, UserId};
@@ -78,6 +78,21 @@ pub(super) struct NewChannel {
     parent_id: Option<ChannelId>,
     position: Option<i64>,
     topic: Option<String>,
+    /// Overwrites the channel starts with (`[{"kind", "id", "allow", "deny"}]`), so that a
+    /// private channel is never public, not even for one event.
+    #[serde(default)]
+    overwrites: Vec<NewOverwrite>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewOverwrite {
+    kind: OverwriteKind,
+    id: String,
+    #[serde(default)]
+    allow: Permissions,
+    #[serde(default)]
+    deny: Permissions,
 }
 
 fn text_kind() -> ChannelKind {
@@ -102,6 +117,17 @@ pub(super) async fn create(
         parent_id: body.parent_id,
         position: body.position.unwrap_or(next_position),
         topic: body.topic,
+        overwrites: (!body.overwrites.is_empty()).then(|| {
+            body.overwrites
+                .into_iter()
+                .map(|o| InitialOverwrite {
+                    target_kind: o.kind,
+                    target_id: o.id,
+                    allow: o.allow,
+                    deny: o.deny,
+                })
+                .collect()
+        }),
     });
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
     let channel = done

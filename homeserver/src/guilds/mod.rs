@@ -230,6 +230,7 @@ impl GuildService {
             parent_id: None,
             position: 0,
             topic: None,
+            overwrites: None,
         });
         self.submit(&guild_id, owner, channel, None).await?;
         Ok((guild_id, channel_id))

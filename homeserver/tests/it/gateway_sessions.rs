@@ -178,3 +178,18 @@ async fn invite_and_hidden_channel_events_reach_only_those_allowed() {
     let invite = bobs.expect_dispatch("INVITE_CREATE", |_| true).await;
     assert_eq!(invite["d"]["creator"], bob.id);
 }
+
+#[tokio::test]
+async fn a_channel_created_private_never_shows_its_name_to_others() {
+    let server = Server::start().await;
+    let (guild, users) = community(&server, &["alice", "bob"]).await;
+    let [alice, bob] = &users[..] else { unreachable!() };
+    let (mut bobs, _) = Gateway::identified(&server, &bob.token, Encoding::Json).await;
+    let staff = private_channel(alice, &guild.id, "secret-plans").await;
+    alice.send(&guild.general, "marker").await;
+    let seen = bobs.collect_until("MESSAGE_CREATE", |d| d["content"] == "marker").await;
+    let leaked = seen.iter().any(|frame| frame.to_string().contains("secret-plans"));
+    assert!(!leaked, "bob saw the private channel: {:?}", names(&seen));
+    let (status, _) = bob.get(&format!("/channels/{staff}/messages")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -40,7 +40,20 @@ impl GuildState {
                     parent_id: create.parent_id.clone(),
                     position: create.position,
                     topic: create.topic.clone(),
-                    overwrites: BTreeMap::new(),
+                    overwrites: create
+                        .overwrites
+                        .iter()
+                        .flatten()
+                        .map(|o| {
+                            let overwrite = ChannelOverwrite {
+                                target_kind: o.target_kind,
+                                target_id: o.target_id.clone(),
+                                allow: o.allow,
+                                deny: o.deny,
+                            };
+                            (overwrite_key(o.target_kind, &o.target_id), overwrite)
+                        })
+                        .collect(),
                 };
                 self.channels.insert(create.channel_id.clone(), channel);
             }

@@ -187,7 +187,8 @@ impl GuildState {
             }
             EventContent::ChannelCreate(create) => {
                 self.require(sender, Permissions::MANAGE_CHANNELS)?;
-                self.check_channel_create(create)
+                self.check_channel_create(create)?;
+                self.check_initial_overwrites(sender, create.overwrites.as_deref().unwrap_or(&[]))
             }
             EventContent::ChannelUpdate(update) => {
                 self.require(sender, Permissions::MANAGE_CHANNELS)?;
@@ -508,6 +509,36 @@ impl GuildState {
             Some(_) => invalid("parent is not a category"),
             None => invalid("unknown parent channel"),
         }
+    }
+
+    /// A new channel's overwrites pass the checks of `channel.overwrite.set`, each target once.
+    fn check_initial_overwrites(
+        &self,
+        sender: &UserId,
+        overwrites: &[InitialOverwrite],
+    ) -> Result<(), AuthError> {
+        if overwrites.is_empty() {
+            return Ok(());
+        }
+        self.require(sender, Permissions::MANAGE_ROLES)?;
+        if overwrites.len() > MAX_OVERWRITES {
+            return invalid(format!("a channel has at most {MAX_OVERWRITES} overwrites"));
+        }
+        let own = self.base_permissions(sender);
+        let mut targets = BTreeSet::new();
+        for overwrite in overwrites {
+            self.check_overwrite_target(overwrite.target_kind, &overwrite.target_id)?;
+            if !targets.insert(overwrite_key(overwrite.target_kind, &overwrite.target_id)) {
+                return invalid("an overwrite target appears twice");
+            }
+            if !own.contains(overwrite.allow) || !own.contains(overwrite.deny) {
+                return reject(
+                    Rejection::MissingPermission,
+                    "an overwrite may only use permissions you have",
+                );
+            }
+        }
+        Ok(())
     }
 
     fn check_overwrite_target(&self, kind: OverwriteKind, target: &str) -> Result<(), AuthError> {

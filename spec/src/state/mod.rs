@@ -14,15 +14,15 @@ mod authorize;
 
 pub use authorize::AuthError;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::submit_event::Rejection;
 use crate::content::{
-    ChannelCreate, ChannelKind, ChannelUpdate, EventContent, GuildKind, MAX_EMOJI_CHARS,
-    MAX_MESSAGE_CHARS, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_TOPIC_CHARS, OverwriteKind,
-    RoleCreate, RoleUpdate,
+    ChannelCreate, ChannelKind, ChannelUpdate, EventContent, GuildKind, InitialOverwrite,
+    MAX_EMOJI_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_TOPIC_CHARS,
+    OverwriteKind, RoleCreate, RoleUpdate,
 };
 use crate::ids::{ChannelId, GuildId, InviteCode, RoleId, ServerName, UserId};
 use crate::permissions::{
@@ -185,6 +185,8 @@ pub const MAX_INVITE_AGE_SECS: u64 = 7 * 24 * 3600;
 pub const MAX_INVITE_USES: u64 = 100;
 /// The most users one message may mention.
 pub const MAX_MENTIONS: usize = 100;
+/// The most overwrites a new channel may start with.
+pub const MAX_OVERWRITES: usize = 100;
 /// The most attachments one message may carry.
 pub const MAX_ATTACHMENTS: usize = 10;
 
@@ -366,6 +368,7 @@ mod tests {
                 parent_id: None,
                 position: 0,
                 topic: None,
+                overwrites: None,
             }),
             EventContent::RoleCreate(RoleCreate {
                 role_id: RoleId::parse("mod").unwrap(),
@@ -560,6 +563,7 @@ mod tests {
                 parent_id: None,
                 position: 0,
                 topic: None,
+                overwrites: None,
             }),
             EventContent::DmInvite(MemberRef { user_id: user("friend") }),
         ];

@@ -835,6 +835,12 @@ def build_events() -> dict:
     g2 = seal(make_event(guild_id=GUILD2, seq=1, prev=None, type_="guild.create", sender=ROOT2, origin=PORTED,
                          ts=TS0, txn_id="create", content={"name": "Port Guild", "kind": "guild", "owner": ROOT2}))
     case("guild_create_host_with_port", g2, None, True, None)
+    # a channel private from its first event: created with its overwrites (spec 08 channel.create)
+    private = {"channel_id": "staff", "name": "staff", "kind": "text", "position": 1,
+               "overwrites": [{"target_kind": "role", "target_id": "everyone", "allow": "0", "deny": "1024"}]}
+    g2c = seal(make_event(guild_id=GUILD2, seq=2, prev=event_id(g2), type_="channel.create", sender=ROOT2,
+                          origin=PORTED, ts=TS0 + 1000, txn_id="private", content=private))
+    case("channel_create_with_overwrites", g2c, event_id(g2), True, None)
 
     # ---- invalid cases: each breaks exactly one rule ----------------------
     head = event_id(e7)

@@ -55,15 +55,13 @@ pub async fn community(server: &Server, names: &[&str]) -> (Guild, Vec<User>) {
     (guild, users)
 }
 
-/// A text channel in `guild` that @everyone cannot view, created by `owner`.
+/// A text channel in `guild` that @everyone cannot view, created private by `owner` in one
+/// step.
 pub async fn private_channel(owner: &User, guild: &str, name: &str) -> String {
-    let (status, channel) =
-        owner.post(&format!("/guilds/{guild}/channels"), json!({"name": name})).await;
+    let hidden =
+        json!([{"kind": "role", "id": "everyone", "deny": bits::text(bits::VIEW_CHANNEL)}]);
+    let body = json!({"name": name, "overwrites": hidden});
+    let (status, channel) = owner.post(&format!("/guilds/{guild}/channels"), body).await;
     assert_eq!(status, StatusCode::CREATED, "create {name}: {channel}");
-    let channel = channel["id"].as_str().expect("a channel id").to_owned();
-    let deny = json!({"kind": "role", "deny": bits::text(bits::VIEW_CHANNEL)});
-    let (status, body) =
-        owner.put(&format!("/channels/{channel}/permissions/everyone"), deny).await;
-    assert_eq!(status, StatusCode::OK, "hide {name}: {body}");
-    channel
+    channel["id"].as_str().expect("a channel id").to_owned()
 }
