@@ -22,6 +22,7 @@ pub struct Peer {
     /// Its signing key (and name).
     pub key: ServerSigningKey,
     received: Arc<Mutex<Vec<JsonObject>>>,
+    received_ephemeral: Arc<Mutex<Vec<Value>>>,
     http: reqwest::Client,
     /// Guilds this peer hosts (see [`crate::host`]).
     pub hosted: Arc<Mutex<crate::host::Hosted>>,
@@ -57,6 +58,7 @@ impl Peer {
         let peer = Self {
             key,
             received: Arc::new(Mutex::new(Vec::new())),
+            received_ephemeral: Arc::new(Mutex::new(Vec::new())),
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?,
             hosted: Arc::new(Mutex::new(crate::host::Hosted::new())),
             trusted: Arc::new(Mutex::new(guildhall_spec::PublicKeyMap::new())),
@@ -86,6 +88,11 @@ impl Peer {
     /// Events the target has pushed to this peer so far.
     pub fn received(&self) -> Vec<JsonObject> {
         self.received.lock().map(|events| events.clone()).unwrap_or_default()
+    }
+
+    /// Ephemeral items the target has sent to this peer so far.
+    pub fn received_ephemeral(&self) -> Vec<Value> {
+        self.received_ephemeral.lock().map(|items| items.clone()).unwrap_or_default()
     }
 
     /// A correctly signed request to `target`.
@@ -255,6 +262,11 @@ async fn receive(State(peer): State<Peer>, body: axum::body::Bytes) -> axum::Jso
                 received.push(event.clone());
             }
         }
+    }
+    if let (Some(items), Ok(mut received)) =
+        (parsed["ephemeral"].as_array(), peer.received_ephemeral.lock())
+    {
+        received.extend(items.iter().cloned());
     }
     axum::Json(json!({"results": results}))
 }

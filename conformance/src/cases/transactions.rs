@@ -28,12 +28,28 @@ pub(super) async fn only_the_host_may_push_its_events(ctx: Arc<Context>) -> Case
     let body = json!({"origin": ctx.peer.name(), "origin_ts": unix_now() * 1000, "events": log, "ephemeral": []});
     let (status, answer) = ctx.peer.request(&ctx.target, "PUT", &path(), None, Some(&body)).await;
     let results = answer["results"].as_object().cloned().unwrap_or_default();
-    let refused = results.values().all(|r| r["error"]["code"].is_string());
+    let refused = results.values().all(|r| r["error"]["code"] == "not_from_host");
     ensure!(
         status == 200 && !results.is_empty() && refused,
-        "a non-host's push was not refused per event: {status} {answer}"
+        "a non-host's push of the target's own guild was not refused with not_from_host: {status} {answer}"
     );
     ensure!(ctx.target.head(&fixture.guild).await? == head, "the log moved");
+
+    // The other branch of check 2: the pusher is not the host of a guild hosted elsewhere. The
+    // stranger pushes an event of a guild the peer hosts (its host part names the peer).
+    let guild = format!("!g{}:{}", crate::context::unique(), ctx.peer.name());
+    let mut foreign = log.first().cloned().ok_or("an empty log")?;
+    foreign.insert("guild_id".into(), json!(guild));
+    let body = json!({"origin": ctx.stranger.name(), "origin_ts": unix_now() * 1000, "events": [foreign], "ephemeral": []});
+    let (status, answer) =
+        ctx.stranger.request(&ctx.target, "PUT", &path(), None, Some(&body)).await;
+    let results = answer["results"].as_object().cloned().unwrap_or_default();
+    let refused =
+        !results.is_empty() && results.values().all(|r| r["error"]["code"] == "not_from_host");
+    ensure!(
+        status == 200 && refused,
+        "a push from a server that is not the guild's host was not refused with not_from_host: {status} {answer}"
+    );
     Ok(())
 }
 
@@ -61,11 +77,24 @@ pub(super) async fn unknown_ephemeral_kinds_are_ignored(ctx: Arc<Context>) -> Ca
 
 pub(super) async fn typing_from_a_member_is_accepted(ctx: Arc<Context>) -> CaseResult {
     let fixture = ctx.fixture().await?;
+    // A second member server, which the host must relay the typing to (spec 12.5.2 step 3).
+    let code = ctx.target.invite(&fixture.owner, &fixture.guild).await?;
+    let watcher = ctx.stranger.user("watcher");
+    ctx.stranger.join(&ctx.target, &fixture.guild, &watcher, Some(&code)).await?;
     let typing = json!({"type": "typing", "content": {"guild_id": fixture.guild, "channel_id": fixture.channel, "user_id": fixture.member, "active": true}});
     let body = json!({"origin": ctx.peer.name(), "origin_ts": unix_now() * 1000, "events": [], "ephemeral": [typing]});
     let (status, answer) = ctx.peer.request(&ctx.target, "PUT", &path(), None, Some(&body)).await;
     ensure!(status == 200, "typing answered {status} {answer}");
-    Ok(())
+    for _ in 0..200 {
+        let relayed = ctx.stranger.received_ephemeral().into_iter().any(|item| {
+            item["type"] == "typing" && item["content"]["user_id"] == fixture.member.as_str()
+        });
+        if relayed {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err("the host did not relay the member's typing to the other member server in 10 s".into())
 }
 
 pub(super) async fn malformed_json_is_refused(ctx: Arc<Context>) -> CaseResult {
