@@ -192,8 +192,22 @@ pub async fn serve(
     tokio::spawn(federation::relay_ephemeral(state.clone()));
     let guilds = Arc::clone(&state.guilds);
     tokio::spawn(async move { guilds.catch_up_all().await });
+    tokio::spawn(prune_records(state.store.clone()));
     let app = api::router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Forgets, at start and then hourly, what the server only needs to remember for a while.
+async fn prune_records(store: Store) {
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        match store.prune_inbound_txns(store::now_ms()).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "forgot old received transactions"),
+            Err(error) => tracing::warn!(%error, "pruning received transactions"),
+        }
+    }
 }

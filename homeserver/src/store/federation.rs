@@ -28,6 +28,11 @@ pub struct ProposalRow {
     pub proposal: JsonObject,
 }
 
+/// How long a received transaction's answer is kept (spec 12.3: at least 24 hours).
+pub const INBOUND_TXN_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Most pieces of equivocation evidence kept per guild.
+pub const MAX_EQUIVOCATIONS_PER_GUILD: i64 = 100;
+
 impl Store {
     /// Servers with undelivered events.
     pub async fn outbound_destinations(&self) -> Result<Vec<ServerName>, sqlx::Error> {
@@ -196,15 +201,34 @@ impl Store {
         held: &JsonObject,
         other: &JsonObject,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO equivocations (guild_id, seq, held_event, other_event, detected_ts) VALUES (?, ?, ?, ?, ?)")
-            .bind(guild_id.as_str())
-            .bind(to_i64(seq))
-            .bind(serde_json::Value::Object(held.clone()).to_string())
-            .bind(serde_json::Value::Object(other.clone()).to_string())
-            .bind(to_i64(now_ms()))
+        // The first proof per (guild, seq) is kept, and at most MAX_EQUIVOCATIONS_PER_GUILD.
+        sqlx::query(
+            "INSERT OR IGNORE INTO equivocations (guild_id, seq, held_event, other_event, detected_ts)
+             SELECT ?, ?, ?, ?, ?
+             WHERE (SELECT COUNT(*) FROM equivocations WHERE guild_id = ?) < ?",
+        )
+        .bind(guild_id.as_str())
+        .bind(to_i64(seq))
+        .bind(serde_json::Value::Object(held.clone()).to_string())
+        .bind(serde_json::Value::Object(other.clone()).to_string())
+        .bind(to_i64(now_ms()))
+        .bind(guild_id.as_str())
+        .bind(MAX_EQUIVOCATIONS_PER_GUILD)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets received transactions older than [`INBOUND_TXN_RETENTION_MS`] (a sender retries
+    /// a transaction within hours; a late retry is harmless, as events are deduplicated by
+    /// `(guild_id, seq)`). Returns how many were forgotten.
+    pub async fn prune_inbound_txns(&self, now: u64) -> Result<u64, sqlx::Error> {
+        let cutoff = to_i64(now.saturating_sub(INBOUND_TXN_RETENTION_MS));
+        let done = sqlx::query("DELETE FROM inbound_txns WHERE received_ts < ?")
+            .bind(cutoff)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected())
     }
 
     /// Equivocation evidence, newest first.
@@ -297,5 +321,65 @@ impl Store {
             }
         }
         Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "guildhall-records-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir.join("db.sqlite3")).await.unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn old_transactions_are_pruned_and_recent_ones_kept() {
+        let (store, dir) = store().await;
+        let origin = ServerName::parse("peer.example").unwrap();
+        store.record_inbound_txn(&origin, "recent", "{}").await.unwrap();
+        sqlx::query("INSERT INTO inbound_txns (origin, txn_id, response, received_ts) VALUES (?, 'old', '{}', 0)")
+            .bind(origin.as_str())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(store.prune_inbound_txns(now_ms()).await.unwrap(), 1);
+        assert!(store.inbound_txn(&origin, "recent").await.unwrap().is_some());
+        assert!(store.inbound_txn(&origin, "old").await.unwrap().is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn equivocation_evidence_is_deduplicated_and_bounded() {
+        let (store, dir) = store().await;
+        let guild = GuildId::parse("!g:host.example").unwrap();
+        let event = |n: u64| {
+            let mut object = JsonObject::new();
+            object.insert("n".into(), n.into());
+            object
+        };
+        for variant in 0..5 {
+            store.record_equivocation(&guild, 1, &event(0), &event(variant)).await.unwrap();
+        }
+        for seq in 2..300 {
+            store.record_equivocation(&guild, seq, &event(0), &event(seq)).await.unwrap();
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM equivocations")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, MAX_EQUIVOCATIONS_PER_GUILD);
+        let first: String =
+            sqlx::query_scalar("SELECT other_event FROM equivocations WHERE seq = 1")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(first, r#"{"n":0}"#, "the first proof is kept");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
