@@ -29,9 +29,9 @@ pub struct ProposalRow {
 }
 
 /// How long a received transaction's answer is kept (spec 12.3: at least 24 hours).
-pub const INBOUND_TXN_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+pub(super) const INBOUND_TXN_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 /// Most pieces of equivocation evidence kept per guild.
-pub const MAX_EQUIVOCATIONS_PER_GUILD: i64 = 100;
+pub(super) const MAX_EQUIVOCATIONS_PER_GUILD: i64 = 100;
 
 impl Store {
     /// Servers with undelivered events.
