@@ -68,3 +68,21 @@ pub(super) async fn equivocations(
     require_admin(&state, &auth).await?;
     Ok(Json(json!({"equivocations": state.store.equivocations().await?})))
 }
+
+/// `GET /api/v1/admin/federation/queues`: what waits to be delivered, per server.
+pub(super) async fn queues(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<Value>> {
+    require_admin(&state, &auth).await?;
+    let queues: Vec<Value> = state
+        .store
+        .outbound_queue_sizes()
+        .await?
+        .into_iter()
+        .map(|(server, events, proposals)| {
+            json!({"server": server, "queued_events": events, "queued_proposals": proposals})
+        })
+        .collect();
+    Ok(Json(json!({"queues": queues})))
+}

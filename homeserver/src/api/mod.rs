@@ -120,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/federation/policy", get(admin::policy).put(admin::set_policy))
         .route("/admin/equivocations", get(admin::equivocations))
+        .route("/admin/federation/queues", get(admin::queues))
         .route(
             "/invites/{code}",
             get(channels::invite).post(channels::accept_invite).delete(channels::revoke_invite),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use guildhall_federation::FederationClient;
+use guildhall_federation::{DiscoveryError, FederationClient, FederationError};
 use guildhall_spec::ServerName;
 use guildhall_spec::api::send_transaction::{self, SendTransaction};
 use guildhall_spec::api::{Endpoint, fill_path};
@@ -163,6 +163,21 @@ impl Delivery {
                         tracing::error!(%destination, %error, "could not dequeue delivered events");
                     }
                     backoff = Duration::from_secs(1);
+                }
+                // Our own policy forbids talking to it (denied, or an internal address): the
+                // queue is dropped rather than retried forever. Should the policy change, the
+                // server catches up by itself when it next hears from the guild (gap filling).
+                Err(
+                    error @ (FederationError::Denied(_)
+                    | FederationError::Discovery(DiscoveryError::InternalAddress(_))),
+                ) => {
+                    tracing::warn!(%destination, %error, "not delivering: dropping its queue");
+                    if let Err(error) =
+                        self.inner.store.delete_outbound(&destination, i64::MAX).await
+                    {
+                        tracing::error!(%destination, %error, "could not drop the queue");
+                    }
+                    waker.notified().await;
                 }
                 outcome => {
                     let reason = match outcome {

@@ -79,6 +79,26 @@ impl Store {
         Ok(())
     }
 
+    /// Per server with anything queued: queued events and queued proposals.
+    pub async fn outbound_queue_sizes(&self) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT server, SUM(events) AS events, SUM(proposals) AS proposals FROM (
+                 SELECT destination AS server, COUNT(*) AS events, 0 AS proposals
+                 FROM outbound_events GROUP BY destination
+                 UNION ALL
+                 SELECT host AS server, 0 AS events, COUNT(*) AS proposals
+                 FROM outbound_proposals GROUP BY host)
+             GROUP BY server ORDER BY server LIMIT 1000",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((row.try_get("server")?, row.try_get("events")?, row.try_get("proposals")?))
+            })
+            .collect()
+    }
+
     /// Queues a proposal for a host that could not be reached.
     pub async fn queue_proposal(
         &self,

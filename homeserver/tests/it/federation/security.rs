@@ -575,3 +575,27 @@ async fn a_replayed_join_repeats_its_answer_and_is_refused_after_a_ban() {
     let (status, refused) = peer.send("POST", &peer.signed(&a, "POST", &path, Some(&body))).await;
     assert_eq!((status, refused["code"].as_str()), (StatusCode::FORBIDDEN, Some("server_banned")));
 }
+
+#[tokio::test]
+async fn events_for_a_denied_member_server_are_dropped_not_retried_forever() {
+    let (a, b) = (federating().await, federating().await);
+    let admin = a.register("admin").await;
+    let bob = b.register("bob").await;
+    let guild = admin.create_guild("Denied later").await;
+    join_remote(&bob, &a, &admin.invite(&guild.general).await).await;
+    let (status, _) =
+        admin.put("/admin/federation/policy", json!({"mode": "open", "deny": [b.name()]})).await;
+    assert_eq!(status, StatusCode::OK);
+    for text in ["one", "two", "three"] {
+        admin.send(&guild.general, text).await;
+    }
+    let queued_for_b = async || {
+        let (_, body) = admin.get("/admin/federation/queues").await;
+        body["queues"]
+            .as_array()
+            .and_then(|queues| queues.iter().find(|q| q["server"] == b.name()))
+            .map_or(0, |queue| queue["queued_events"].as_i64().unwrap_or(0))
+    };
+    let left = eventually(Duration::from_secs(20), queued_for_b, |left| *left == 0).await;
+    assert_eq!(left, 0, "events for a denied server are still queued");
+}
