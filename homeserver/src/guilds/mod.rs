@@ -80,6 +80,8 @@ pub struct GuildService {
     /// `federation.danger_skip_origin_signature_check`: a deliberately broken mode for the
     /// conformance suite's negative control.
     skip_origin_signature: std::sync::atomic::AtomicBool,
+    /// Guilds whose withheld content is being refetched, and whether to go once more.
+    withheld_fetches: std::sync::Mutex<std::collections::HashMap<GuildId, bool>>,
 }
 
 /// A DM invitation for a local user: (invited, guild, inviter).
@@ -124,6 +126,7 @@ impl GuildService {
             write_lock: tokio::sync::Mutex::new(()),
             dm_joins: std::sync::OnceLock::new(),
             skip_origin_signature: std::sync::atomic::AtomicBool::new(false),
+            withheld_fetches: std::sync::Mutex::default(),
         }
     }
 

@@ -59,6 +59,11 @@ impl std::fmt::Display for ReceiveError {
     }
 }
 
+/// The most withheld events one refetch asks the host for (the newest): a change of access
+/// may release older content too, but a replica never turns every role change into a scan of
+/// its whole history.
+const MAX_WITHHELD_REFETCH: u32 = 2000;
+
 /// What one attempt to apply an event did.
 enum Outcome {
     /// Applied; `access_grew` when a local user may now view a channel none could before.
@@ -112,8 +117,27 @@ impl GuildService {
     /// (channels that were hidden from us) and fetch the content withheld so far, which the host
     /// releases only for channels we may now view (spec chapter 13).
     pub async fn fetch_withheld(&self, guild_id: &GuildId) {
-        if let Err(error) = self.try_fetch_withheld(guild_id).await {
-            tracing::info!(%guild_id, %error, "could not fetch withheld content yet");
+        // One refetch per guild at a time: changes of access while it runs ask it to go once
+        // more, so a burst of role changes costs two refetches, not one each.
+        {
+            let Ok(mut running) = self.withheld_fetches.lock() else { return };
+            if let Some(again) = running.get_mut(guild_id) {
+                *again = true;
+                return;
+            }
+            running.insert(guild_id.clone(), false);
+        }
+        loop {
+            if let Err(error) = self.try_fetch_withheld(guild_id).await {
+                tracing::info!(%guild_id, %error, "could not fetch withheld content yet");
+            }
+            let Ok(mut running) = self.withheld_fetches.lock() else { return };
+            if running.get(guild_id) == Some(&true) {
+                running.insert(guild_id.clone(), false);
+            } else {
+                running.remove(guild_id);
+                return;
+            }
         }
     }
 
@@ -155,7 +179,8 @@ impl GuildService {
                 break;
             }
         }
-        let withheld = self.store.withheld_events(guild_id).await.map_err(internal)?;
+        let withheld =
+            self.store.withheld_events(guild_id, MAX_WITHHELD_REFETCH).await.map_err(internal)?;
         let content_path = fill_path(GetContent::PATH, &[guild_id.as_str()]);
         for chunk in withheld.chunks(get_content::MAX_EVENTS) {
             let body = serde_json::json!({"event_ids": chunk});

@@ -141,12 +141,26 @@ impl Store {
             .collect())
     }
 
-    /// Events of a guild stored without content (withheld from this server, or erased).
-    pub async fn withheld_events(&self, guild_id: &GuildId) -> Result<Vec<EventId>, sqlx::Error> {
+    /// The newest (at most `limit`) events of a guild stored without content because it was
+    /// withheld from this server, oldest first. Erased messages are left out: their content is
+    /// gone for good, and asking for it again would cost every refetch for nothing.
+    pub async fn withheld_events(
+        &self,
+        guild_id: &GuildId,
+        limit: u32,
+    ) -> Result<Vec<EventId>, sqlx::Error> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT event_id FROM events WHERE guild_id = ? AND content IS NULL ORDER BY seq",
+            "SELECT event_id FROM (
+                 SELECT e.event_id, e.seq FROM events e
+                 WHERE e.guild_id = ? AND e.content IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM messages m
+                                   WHERE m.guild_id = e.guild_id AND m.message_id = e.message_id
+                                     AND m.deleted = 1)
+                 ORDER BY e.seq DESC LIMIT ?)
+             ORDER BY seq",
         )
         .bind(guild_id.as_str())
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.iter().filter_map(|id| EventId::parse(id).ok()).collect())
@@ -697,4 +711,45 @@ pub(super) fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent,
         event_id: EventId::parse(&event_id).map_err(|e| decode(e.to_string()))?,
         event,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn withheld_events_leave_out_erased_messages_and_are_capped() {
+        let dir = std::env::temp_dir().join(format!("guildhall-withheld-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("db.sqlite3")).await.unwrap();
+        let guild = GuildId::parse("!g:host.example").unwrap();
+        let id = |seq: i64| format!("${seq:0>42}A");
+        for seq in 1..=10_i64 {
+            sqlx::query(
+                "INSERT INTO events (guild_id, seq, event_id, event_type, sender, origin_ts, message_id, envelope, content)
+                 VALUES (?, ?, ?, 'message.create', '@a:host.example', 0, ?, '{}', NULL)",
+            )
+            .bind(guild.as_str())
+            .bind(seq)
+            .bind(id(seq))
+            .bind(id(seq))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        // The message of seq 10 was erased: its content is never asked for again.
+        sqlx::query(
+            "INSERT INTO messages (guild_id, message_id, channel_id, author, created_seq, created_ts, deleted)
+             VALUES (?, ?, 'c', '@a:host.example', 10, 0, 1)",
+        )
+        .bind(guild.as_str())
+        .bind(id(10))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let ids = |list: Vec<EventId>| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(ids(store.withheld_events(&guild, 3).await.unwrap()), [id(7), id(8), id(9)]);
+        assert_eq!(store.withheld_events(&guild, 100).await.unwrap().len(), 9);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
