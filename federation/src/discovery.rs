@@ -152,9 +152,8 @@ impl Resolver {
     }
 
     fn check_literal(&self, host: &str) -> Result<(), DiscoveryError> {
-        let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>();
-        match literal {
-            Ok(ip) if !self.allow_private && is_internal(ip) => {
+        match literal_address(host) {
+            Some(ip) if !self.allow_private && is_internal(ip) => {
                 Err(DiscoveryError::InternalAddress(host.to_owned()))
             }
             _ => Ok(()),
@@ -212,6 +211,18 @@ impl Resolver {
             base_url: format!("{}://{}:443", self.scheme, name.host()),
             authority: name.to_string(),
         })
+    }
+}
+
+/// The address a host connects to without any name lookup, as the HTTP client reads it: not
+/// only `127.0.0.1` and `[::1]` but every form URL parsing turns into an address (`127.1`,
+/// `2130706433`, `0x7f.1`, `0177.0.0.1`), which a name grammar may let through.
+fn literal_address(host: &str) -> Option<IpAddr> {
+    let url = reqwest::Url::parse(&format!("http://{host}/")).ok()?;
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
     }
 }
 
@@ -369,10 +380,21 @@ mod tests {
     #[tokio::test]
     async fn internal_addresses_are_refused_unless_allowed() {
         let resolver = resolver(false);
-        for name in
-            ["127.0.0.1:8448", "10.1.2.3", "[::1]:80", "192.168.0.1:22", "[::ffff:127.0.0.1]"]
-        {
-            let name = ServerName::parse(name).unwrap();
+        let names = [
+            "127.0.0.1:8448",
+            "10.1.2.3",
+            "[::1]:80",
+            "192.168.0.1:22",
+            "[::ffff:127.0.0.1]",
+            // IPv4 in the other spellings URL parsing accepts.
+            "127.1:8448",
+            "2130706433",
+            "0x7f.1",
+            "0177.0.0.1:80",
+        ];
+        for name in names {
+            // A spelling the name grammar refuses can never be named; every other is refused.
+            let Ok(name) = ServerName::parse(name) else { continue };
             let refused = resolver.resolve(&name).await;
             assert!(
                 matches!(refused, Err(DiscoveryError::InternalAddress(_))),

@@ -89,8 +89,15 @@ impl Passwords {
                 "too many logins under way; retry shortly",
             )
         };
-        let _admitted = Arc::clone(&self.admitted).try_acquire_owned().map_err(|_| busy())?;
-        let _running = Arc::clone(&self.running).acquire_owned().await.map_err(|_| busy())?;
-        tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)
+        let admitted = Arc::clone(&self.admitted).try_acquire_owned().map_err(|_| busy())?;
+        let running = Arc::clone(&self.running).acquire_owned().await.map_err(|_| busy())?;
+        // The permits travel with the work: if the request is cancelled (the client went away),
+        // the hash still running keeps its place until it is done.
+        tokio::task::spawn_blocking(move || {
+            let _permits = (admitted, running);
+            work()
+        })
+        .await
+        .map_err(ApiError::internal)
     }
 }

@@ -39,7 +39,7 @@ pub(super) async fn visible_channel(
     // guilds on this server (only a hostile host would choose so). The route resolves only to a
     // channel the user can see, and never guesses between two of them.
     let mut visible = Vec::new();
-    for guild_id in state.store.channel_guilds(&channel_id).await? {
+    for guild_id in state.store.member_channel_guilds(&channel_id, &auth.user_id).await? {
         let guild_state = state.guilds.state(&guild_id).await?;
         if !guild_state.deleted && guild_state.can_view(&auth.user_id, &channel_id) {
             visible.push((guild_id, guild_state));
@@ -384,7 +384,7 @@ async fn find_invite(state: &AppState, code: &InviteCode) -> ApiResult<(GuildId,
     let unknown = || ApiError::not_found("unknown_invite", "this invite is invalid or has expired");
     // Invites of guilds hosted elsewhere are accepted through their host (`?server=`); this
     // server guarantees invite codes unique among the guilds it hosts.
-    let hosted = state.store.invite_guilds(code).await?.into_iter().find(|g| state.guilds.hosts(g));
+    let hosted = state.store.hosted_invite_guild(code, &state.server_name).await?;
     let guild_id = hosted.ok_or_else(unknown)?;
     let guild_state = state.guilds.state(&guild_id).await?;
     match guild_state.invites.get(code) {
@@ -447,7 +447,7 @@ pub(super) async fn revoke_invite(
     let code: InviteCode = parse_id("invite code", &code)?;
     let unknown = || ApiError::not_found("unknown_invite", "no such invite");
     let mut found = Vec::new();
-    for guild_id in state.store.invite_guilds(&code).await? {
+    for guild_id in state.store.member_invite_guilds(&code, &auth.user_id).await? {
         let guild_state = state.guilds.state(&guild_id).await?;
         if guild_state.members.contains_key(&auth.user_id) {
             found.push(guild_id);

@@ -305,8 +305,7 @@ pub(super) async fn invite(
 ) -> ApiResult<Json<Value>> {
     let code: InviteCode = super::parse_id("invite code", &code)?;
     let unknown = || ApiError::not_found("unknown_invite", "this invite is invalid or has expired");
-    let hosted =
-        state.store.invite_guilds(&code).await?.into_iter().find(|g| state.guilds.hosts(g));
+    let hosted = state.store.hosted_invite_guild(&code, &state.server_name).await?;
     let guild_id = hosted.ok_or_else(unknown)?;
     let guild = state.guilds.state(&guild_id).await?;
     let invite = guild

@@ -152,6 +152,13 @@ impl SessionRegistry {
         Some(entry.resumable.clone())
     }
 
+    /// Forgets a session that can no longer be resumed.
+    fn forget(&self, session_id: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(session_id);
+        }
+    }
+
     /// Forgets every gateway session opened with a login that was revoked; connected ones are
     /// closed by the bus message the revocation publishes.
     pub fn revoke_login(&self, login: &str) {

@@ -271,18 +271,11 @@ impl Connection {
         };
         // From here on the session counts as connected; `run` disconnects it however this ends.
         self.state.presence.connect(&session.user, session.status);
-        let outcome = match self.replay_and_reconcile(&mut session, deadline).await {
-            Ok(true) => {
-                let resumed = json!({"session_id": session.id, "seq": session.replayed_to});
-                match self.deliver("RESUMED", resumed, None, deadline).await {
-                    // Events sequenced while the replay was being written come from the log
-                    // too, so that the live queue starts empty.
-                    Ok(()) => self.catch_up(&mut session, deadline).await,
-                    Err(Closed) => Err(Closed),
-                }
-            }
+        let outcome = match self.replay(&mut session, deadline).await {
+            Ok(true) => self.finish_resume(&mut session, deadline).await,
             Ok(false) => {
                 // Too much to replay: the client starts afresh, and the session is gone.
+                self.state.sessions.forget(&session.id);
                 self.state.presence.disconnect(&session.user);
                 self.send(json!({"op": OP_INVALID_SESSION, "d": false}));
                 return Err(Failed::Before);
@@ -302,19 +295,25 @@ impl Connection {
         }
     }
 
-    /// Replays the log after `session.replayed_to`, then tells the client what it can no longer
-    /// (or can newly) see. `Ok(false)` if there is more than a resume may replay.
-    async fn replay_and_reconcile(
+    /// After the replay: the events sequenced while it was written (from the log too), then
+    /// what the client lost or gained meanwhile, judged by the state after all of them, then
+    /// RESUMED; live traffic starts once the client has taken all of it.
+    async fn finish_resume(
         &mut self,
         session: &mut Session,
         deadline: Instant,
-    ) -> Result<bool, Closed> {
+    ) -> Result<(), Closed> {
+        self.catch_up(session, deadline).await?;
+        self.reconcile(session, deadline).await?;
+        let resumed = json!({"session_id": session.id, "seq": session.replayed_to});
+        self.deliver("RESUMED", resumed, None, deadline).await?;
+        self.drained(deadline).await
+    }
+
+    /// Replays the log after `session.replayed_to` for the user's guilds. `Ok(false)` if there
+    /// is more than a resume may replay.
+    async fn replay(&mut self, session: &mut Session, deadline: Instant) -> Result<bool, Closed> {
         let guild_ids = self.state.store.guilds_of(&session.user).await.map_err(|_| Closed)?;
-        let mut current = BTreeMap::new();
-        for guild_id in &guild_ids {
-            let guild_state = self.state.guilds.state(guild_id).await.map_err(|_| Closed)?;
-            current.insert(guild_id.clone(), guild_state);
-        }
         session.guilds = guild_ids.iter().cloned().collect();
         let mut replayed = 0;
         loop {
@@ -324,13 +323,22 @@ impl Connection {
                 return Ok(false);
             }
             if page < REPLAY_PAGE as usize {
-                break;
+                return Ok(true);
             }
+        }
+    }
+
+    /// Tells the client what it can no longer (or can newly) see, judged by the state now.
+    async fn reconcile(&mut self, session: &mut Session, deadline: Instant) -> Result<(), Closed> {
+        let mut current = BTreeMap::new();
+        for guild_id in &session.guilds {
+            let guild_state = self.state.guilds.state(guild_id).await.map_err(|_| Closed)?;
+            current.insert(guild_id.clone(), guild_state);
         }
         for (name, data) in replay::reconcile(&mut session.known, &current, &session.user) {
             self.deliver(name, data, None, deadline).await?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Replays one page of the log after `session.replayed_to`; returns how many events it read.
@@ -371,9 +379,11 @@ impl Connection {
     /// Waits until the client has taken everything queued, then replays what the log gained
     /// meanwhile; repeats until nothing new is left.
     async fn catch_up(&mut self, session: &mut Session, deadline: Instant) -> Result<(), Closed> {
-        let guild_ids: Vec<GuildId> = session.guilds.iter().cloned().collect();
         loop {
             self.drained(deadline).await?;
+            // The user's guilds as they are now: joined or left while the replay was written.
+            let guild_ids = self.state.store.guilds_of(&session.user).await.map_err(|_| Closed)?;
+            session.guilds = guild_ids.iter().cloned().collect();
             if self.replay_page(session, &guild_ids, deadline).await? == 0 {
                 return Ok(());
             }

@@ -450,15 +450,17 @@ impl GuildService {
         guild_id: &GuildId,
         content: &EventContent,
     ) -> Result<(), SubmitError> {
-        let others = match content {
+        let used = match content {
             EventContent::ChannelCreate(create) => {
-                self.store.channel_guilds(&create.channel_id).await
+                self.store.channel_id_used_elsewhere(&create.channel_id, guild_id).await
             }
-            EventContent::InviteCreate(invite) => self.store.invite_guilds(&invite.code).await,
+            EventContent::InviteCreate(invite) => {
+                self.store.invite_code_used_elsewhere(&invite.code, guild_id).await
+            }
             _ => return Ok(()),
         }
         .map_err(SubmitError::internal)?;
-        if others.iter().any(|other| other != guild_id) {
+        if used {
             return Err(SubmitError::Rejected(AuthError {
                 rejection: Rejection::InvalidEvent,
                 message: "that id is in use by another guild on this server".into(),

@@ -64,6 +64,20 @@ impl std::fmt::Display for ReceiveError {
 /// its whole history.
 const MAX_WITHHELD_REFETCH: u32 = 2000;
 
+/// Marks a guild's withheld refetch as finished when dropped.
+struct RunningFetch<'a> {
+    service: &'a GuildService,
+    guild_id: &'a GuildId,
+}
+
+impl Drop for RunningFetch<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.service.withheld_fetches.lock() {
+            running.remove(self.guild_id);
+        }
+    }
+}
+
 /// What one attempt to apply an event did.
 enum Outcome {
     /// Applied; `access_grew` when a local user may now view a channel none could before.
@@ -127,6 +141,8 @@ impl GuildService {
             }
             running.insert(guild_id.clone(), false);
         }
+        // Cleared however this ends, a cancelled request included.
+        let _running = RunningFetch { service: self, guild_id };
         loop {
             if let Err(error) = self.try_fetch_withheld(guild_id).await {
                 tracing::info!(%guild_id, %error, "could not fetch withheld content yet");
@@ -135,7 +151,6 @@ impl GuildService {
             if running.get(guild_id) == Some(&true) {
                 running.insert(guild_id.clone(), false);
             } else {
-                running.remove(guild_id);
                 return;
             }
         }

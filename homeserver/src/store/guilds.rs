@@ -154,8 +154,8 @@ impl Store {
                  SELECT e.event_id, e.seq FROM events e
                  WHERE e.guild_id = ? AND e.content IS NULL
                    AND NOT EXISTS (SELECT 1 FROM messages m
-                                   WHERE m.guild_id = e.guild_id AND m.message_id = e.message_id
-                                     AND m.deleted = 1)
+                                   WHERE m.guild_id = e.guild_id AND m.deleted = 1
+                                     AND m.message_id = COALESCE(e.message_id, e.event_id))
                  ORDER BY e.seq DESC LIMIT ?)
              ORDER BY seq",
         )
@@ -264,30 +264,92 @@ impl Store {
         Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
     }
 
-    /// The guilds holding a channel with this id. Channel ids are scoped to their guild: two
-    /// guilds (hosted anywhere) may use the same one, so callers choose among these.
-    pub async fn channel_guilds(
+    /// The guilds of `member` holding a channel with this id. Channel ids are scoped to their
+    /// guild: two guilds (hosted anywhere) may use the same one, so callers choose among these;
+    /// guilds the user is not in never crowd them out.
+    pub async fn member_channel_guilds(
         &self,
         channel_id: &ChannelId,
+        member: &UserId,
     ) -> Result<Vec<GuildId>, sqlx::Error> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT guild_id FROM channels WHERE channel_id = ? ORDER BY guild_id LIMIT 16",
+            "SELECT c.guild_id FROM channels c
+             JOIN guild_members m ON m.guild_id = c.guild_id AND m.user_id = ?
+             WHERE c.channel_id = ? ORDER BY c.guild_id LIMIT 16",
         )
+        .bind(member.as_str())
         .bind(channel_id.as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
     }
 
-    /// The guilds holding an invite with this code (scoped to their guild like channel ids).
-    pub async fn invite_guilds(&self, code: &InviteCode) -> Result<Vec<GuildId>, sqlx::Error> {
+    /// The guilds of `member` holding an invite with this code.
+    pub async fn member_invite_guilds(
+        &self,
+        code: &InviteCode,
+        member: &UserId,
+    ) -> Result<Vec<GuildId>, sqlx::Error> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT guild_id FROM invites WHERE code = ? ORDER BY guild_id LIMIT 16",
+            "SELECT i.guild_id FROM invites i
+             JOIN guild_members m ON m.guild_id = i.guild_id AND m.user_id = ?
+             WHERE i.code = ? ORDER BY i.guild_id LIMIT 16",
         )
+        .bind(member.as_str())
         .bind(code.as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
+    }
+
+    /// The guild hosted by `host` (this server) holding an invite with this code; a host keeps
+    /// its codes unique among the guilds it hosts.
+    pub async fn hosted_invite_guild(
+        &self,
+        code: &InviteCode,
+        host: &ServerName,
+    ) -> Result<Option<GuildId>, sqlx::Error> {
+        // A guild id is `!opaque:host`, and the opaque part holds no colon.
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT guild_id FROM invites
+             WHERE code = ? AND substr(guild_id, instr(guild_id, ':') + 1) = ? LIMIT 1",
+        )
+        .bind(code.as_str())
+        .bind(host.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.and_then(|id| GuildId::parse(&id).ok()))
+    }
+
+    /// Whether a guild other than `guild_id` holds a channel with this id.
+    pub async fn channel_id_used_elsewhere(
+        &self,
+        channel_id: &ChannelId,
+        guild_id: &GuildId,
+    ) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM channels WHERE channel_id = ? AND guild_id != ? LIMIT 1",
+        )
+        .bind(channel_id.as_str())
+        .bind(guild_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// Whether a guild other than `guild_id` holds an invite with this code.
+    pub async fn invite_code_used_elsewhere(
+        &self,
+        code: &InviteCode,
+        guild_id: &GuildId,
+    ) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM invites WHERE code = ? AND guild_id != ? LIMIT 1")
+                .bind(code.as_str())
+                .bind(guild_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
     }
 
     /// The event a (sender, txn_id) already produced, for idempotent retries.
@@ -727,17 +789,17 @@ mod tests {
         for seq in 1..=10_i64 {
             sqlx::query(
                 "INSERT INTO events (guild_id, seq, event_id, event_type, sender, origin_ts, message_id, envelope, content)
-                 VALUES (?, ?, ?, 'message.create', '@a:host.example', 0, ?, '{}', NULL)",
+                 VALUES (?, ?, ?, 'message.create', '@a:host.example', 0, NULL, '{}', NULL)",
             )
             .bind(guild.as_str())
             .bind(seq)
-            .bind(id(seq))
             .bind(id(seq))
             .execute(&store.pool)
             .await
             .unwrap();
         }
-        // The message of seq 10 was erased: its content is never asked for again.
+        // The message of seq 10 was erased (its withheld create names no message: the content
+        // is unknown, but a create's event id is the message id): never asked for again.
         sqlx::query(
             "INSERT INTO messages (guild_id, message_id, channel_id, author, created_seq, created_ts, deleted)
              VALUES (?, ?, 'c', '@a:host.example', 10, 0, 1)",
