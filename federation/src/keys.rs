@@ -7,8 +7,9 @@
 //!
 //! Fetches are triggered by what arrives from the network (any signed request names a server
 //! in its `keyid`), so they are bounded: a server whose fetch failed is not tried again for
-//! [`FAILURE_BACKOFF`], and servers not yet in the cache are fetched at most
-//! [`NEW_SERVERS_PER_SECOND`] a second (with a small burst).
+//! [`FAILURE_BACKOFF`], and servers not yet in the cache that incoming requests name are
+//! fetched at most [`NEW_SERVERS_PER_SECOND`] a second (with a small burst); fetches this
+//! server's own work needs are not held back by that budget.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +51,14 @@ pub const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
 pub const NEW_SERVERS_PER_SECOND: f64 = 5.0;
 /// How many such fetches may happen at once after a quiet period.
 const NEW_SERVERS_BURST: f64 = 20.0;
+
+/// Who asked for a fetch: an incoming request naming a server (anyone can send one), or this
+/// server's own work (a join, a pushed event of a guild it replicates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Request,
+    Ours,
+}
 
 /// A token bucket.
 #[derive(Debug)]
@@ -120,25 +129,31 @@ impl KeyFetcher {
 
     /// The document of `server`, fetching it if absent or expired.
     pub async fn keys(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
+        self.keys_for(server, Trigger::Ours).await
+    }
+
+    async fn keys_for(&self, server: &ServerName, trigger: Trigger) -> Option<Arc<CachedKeys>> {
         if let Some(cached) = self.cache.get(server).await
             && cached.valid_until > crate::now_ms()
         {
             return Some(cached);
         }
-        self.fetch(server).await
+        self.fetch(server, trigger).await
     }
 
-    /// The current key `key_id` of `server` (for request signatures: never an old key).
+    /// The current key `key_id` of `server` (for request signatures: never an old key). Any
+    /// unauthenticated request can name any server here, so fetching a server not yet cached
+    /// counts against the budget for new servers.
     pub async fn current_key(
         &self,
         server: &ServerName,
         key_id: &KeyId,
     ) -> Option<ed25519_key::VerifyingKey> {
-        let mut cached = self.keys(server).await?;
+        let mut cached = self.keys_for(server, Trigger::Request).await?;
         if !cached.document.verify_keys.contains_key(key_id)
             && cached.fetched.elapsed() > REFETCH_INTERVAL
         {
-            cached = self.fetch(server).await?;
+            cached = self.fetch(server, Trigger::Request).await?;
         }
         let key = cached.document.verify_keys.get(key_id)?;
         signing::decode_public_key(&key.key)
@@ -172,17 +187,20 @@ impl KeyFetcher {
             .await
             .is_none_or(|cached| cached.fetched.elapsed() > REFETCH_INTERVAL);
         if stale {
-            self.fetch(server).await;
+            self.fetch(server, Trigger::Ours).await;
         }
     }
 
-    async fn fetch(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
+    async fn fetch(&self, server: &ServerName, trigger: Trigger) -> Option<Arc<CachedKeys>> {
         // Servers we do not federate with are never contacted, not even for keys.
         if !self.policy.permits(server) || self.failures.contains_key(server) {
             return None;
         }
         let known = self.cache.contains_key(server);
-        if !known && !self.new_servers.lock().is_ok_and(|mut bucket| bucket.take()) {
+        if trigger == Trigger::Request
+            && !known
+            && !self.new_servers.lock().is_ok_and(|mut bucket| bucket.take())
+        {
             tracing::debug!(%server, "key fetch of a new server deferred: too many at once");
             return None;
         }

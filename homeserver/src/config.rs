@@ -118,6 +118,8 @@ pub struct LimitsConfig {
     pub max_guilds_per_user: u32,
     /// Federation request bodies read at once before their sender is authenticated.
     pub max_unauthenticated_body_reads: usize,
+    /// Of those, how many may come from one client address.
+    pub max_unauthenticated_body_reads_per_address: usize,
     /// Longest time a request body may take to arrive, in seconds.
     pub body_read_timeout_secs: u64,
 }
@@ -127,7 +129,8 @@ impl Default for LimitsConfig {
         Self {
             max_body_bytes: 1 << 20,
             max_guilds_per_user: 100,
-            max_unauthenticated_body_reads: 8,
+            max_unauthenticated_body_reads: 32,
+            max_unauthenticated_body_reads_per_address: 2,
             body_read_timeout_secs: 30,
         }
     }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod federation;
 pub mod gateway;
 pub mod guilds;
+pub mod limits;
 pub mod passwords;
 pub mod presence;
 pub mod ratelimit;
@@ -63,7 +64,7 @@ pub struct AppState {
     /// Federation services.
     pub federation: federation::Federation,
     /// Permits to read a request body whose sender is not yet authenticated.
-    pub unauthenticated_reads: Arc<tokio::sync::Semaphore>,
+    pub unauthenticated_reads: Arc<limits::UnauthenticatedReads>,
 }
 
 /// The paths inside a data directory.
@@ -167,8 +168,9 @@ impl AppState {
             passwords: Arc::new(passwords::Passwords::per_core()),
             presence: Arc::new(Presence::new(bus.clone())),
             sessions: Arc::new(gateway::SessionRegistry::default()),
-            unauthenticated_reads: Arc::new(tokio::sync::Semaphore::new(
-                config.limits.max_unauthenticated_body_reads.max(1),
+            unauthenticated_reads: Arc::new(limits::UnauthenticatedReads::new(
+                config.limits.max_unauthenticated_body_reads,
+                config.limits.max_unauthenticated_body_reads_per_address,
             )),
             config: Arc::new(config),
             server_name,

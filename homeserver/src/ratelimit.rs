@@ -40,17 +40,17 @@ impl RateLimiter {
         }
     }
 
-    /// Whether `key` has a token left, without taking it: `Err(retry_after_ms)` if not.
-    pub fn peek(&self, key: &str) -> Result<(), u64> {
-        self.take(key, 0.0)
+    /// Gives back a token taken for `key` (an attempt that turned out not to count).
+    pub fn refund(&self, key: &str) {
+        if let Ok(mut buckets) = self.buckets.lock()
+            && let Some(bucket) = buckets.get_mut(key)
+        {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
     }
 
     /// Takes one token for `key`: `Ok` if allowed, `Err(retry_after_ms)` if not.
     pub fn check(&self, key: &str) -> Result<(), u64> {
-        self.take(key, 1.0)
-    }
-
-    fn take(&self, key: &str, cost: f64) -> Result<(), u64> {
         let now = Instant::now();
         let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
         if buckets.len() > 100_000 {
@@ -64,7 +64,7 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= cost;
+            bucket.tokens -= 1.0;
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / self.per_second;

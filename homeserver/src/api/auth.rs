@@ -94,18 +94,18 @@ pub(super) async fn login(
     if body.password.len() > MAX_PASSWORD_BYTES {
         return Err(invalid());
     }
-    // Failed attempts are limited per account, whoever makes them and from wherever; the
-    // budget is checked before hashing, so guessing costs the server nothing past it.
+    // Failed attempts are limited per account, whoever makes them and from wherever. Every
+    // attempt takes a token before any hashing (so concurrent guesses cannot all slip through
+    // on one token), and a successful login gives it back.
     let attempts_key = user_id.as_str();
-    state.failed_logins.peek(attempts_key).map_err(ApiError::rate_limited)?;
+    state.failed_logins.check(attempts_key).map_err(ApiError::rate_limited)?;
     let user = state.store.user(&user_id).await?;
     let stored = user.as_ref().map(|user| user.password_hash.as_str());
     let verified = state.passwords.verify(&body.password, stored).await?;
     let Some(user) = user.filter(|_| verified) else {
-        // Spends one of the account's failed attempts.
-        let _ = state.failed_logins.check(attempts_key);
         return Err(invalid());
     };
+    state.failed_logins.refund(attempts_key);
     let token = start_session(&state, &user_id, &headers, address).await?;
     Ok(Json(json!({"token": token, "user": views::own_user(&user)})))
 }

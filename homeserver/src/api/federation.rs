@@ -71,7 +71,7 @@ impl<const MAX_BODY: usize> FromRequest<AppState> for Federated<MAX_BODY> {
             .map_or_else(|| parts.uri.clone(), |original| original.0.clone());
         // The signature covers the body, so it must be read before the sender is known:
         // bounded in size, time and how many such reads run at once.
-        let body = read_unauthenticated(state, &parts.headers, body, MAX_BODY).await?;
+        let body = read_unauthenticated(state, &parts, body, MAX_BODY).await?;
         let authority = parts
             .headers
             .get(axum::http::header::HOST)
@@ -116,10 +116,11 @@ impl<const MAX_BODY: usize> FromRequest<AppState> for Federated<MAX_BODY> {
 /// timeout, and only while fewer than the configured number of such reads are under way.
 async fn read_unauthenticated(
     state: &AppState,
-    headers: &axum::http::HeaderMap,
+    parts: &axum::http::request::Parts,
     body: axum::body::Body,
     limit: usize,
 ) -> ApiResult<Bytes> {
+    let headers = &parts.headers;
     let too_large = || {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large")
     };
@@ -129,7 +130,14 @@ async fn read_unauthenticated(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let Ok(_permit) = state.unauthenticated_reads.try_acquire() else {
+    if declared == Some(0) {
+        return Ok(Bytes::new());
+    }
+    let address = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+    let Some(_slot) = state.unauthenticated_reads.try_take(address) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
@@ -166,7 +174,7 @@ pub(super) async fn query_keys(
         return Err(ApiError::not_found("not_found", "federation is disabled on this server"));
     }
     let (parts, body) = request.into_parts();
-    let body = read_unauthenticated(&state, &parts.headers, body, MAX_REQUEST_BODY).await?;
+    let body = read_unauthenticated(&state, &parts, body, MAX_REQUEST_BODY).await?;
     let value = canonical::parse_strict_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
     let request: query_keys::Request = serde_json::from_value(value)

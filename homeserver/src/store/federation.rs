@@ -186,11 +186,13 @@ impl Store {
         answer: &str,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT OR IGNORE INTO join_answers (guild_id, event_id, answer) VALUES (?, ?, ?)",
+            "INSERT OR IGNORE INTO join_answers (guild_id, event_id, answer, created_ts)
+             VALUES (?, ?, ?, ?)",
         )
         .bind(guild_id.as_str())
         .bind(event_id.as_str())
         .bind(answer)
+        .bind(to_i64(now_ms()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -248,7 +250,13 @@ impl Store {
             .bind(cutoff)
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+        // Join answers likewise: a joiner retries a lost answer within minutes, and one that
+        // comes later recovers from the guild's current state instead.
+        let answers = sqlx::query("DELETE FROM join_answers WHERE created_ts < ?")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() + answers.rows_affected())
     }
 
     /// Equivocation evidence, newest first.
@@ -349,11 +357,12 @@ mod tests {
     use super::*;
 
     async fn store() -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "guildhall-records-{}-{}",
-            std::process::id(),
-            now_ms()
-        ));
+        // One directory per test, even for tests started in the same millisecond.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("guildhall-records-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         (Store::open(&dir.join("db.sqlite3")).await.unwrap(), dir)
     }

@@ -680,6 +680,12 @@ async fn messages_projection(
                 .execute(&mut **tx)
                 .await?;
             }
+            // Stored join answers carry history that may hold the message: they go (a retried
+            // join then recovers from the current state).
+            sqlx::query("DELETE FROM join_answers WHERE guild_id = ?")
+                .bind(guild)
+                .execute(&mut **tx)
+                .await?;
             reindex(tx, appended.guild_id, &delete.message_id, None).await?;
         }
         EventContent::ReactionAdd(reaction) => {

@@ -74,6 +74,7 @@ async fn an_oversized_key_query_is_refused_without_being_read() {
 async fn unauthenticated_body_reads_are_bounded_in_number_and_time() {
     let server = Server::builder()
         .env("GUILDHALL_LIMITS__MAX_UNAUTHENTICATED_BODY_READS", "3")
+        .env("GUILDHALL_LIMITS__MAX_UNAUTHENTICATED_BODY_READS_PER_ADDRESS", "3")
         .env("GUILDHALL_LIMITS__BODY_READ_TIMEOUT_SECS", "6")
         .start()
         .await;
