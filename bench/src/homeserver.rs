@@ -182,3 +182,44 @@ pub(crate) async fn gateway_latency(results: &mut Results) -> Result<()> {
     results.record("homeserver.gateway_deliveries", all.len() as f64, "deliveries");
     Ok(())
 }
+
+/// Median latency of an authenticated read (`GET /users/@me`), idle and while six clients
+/// keep failing logins: password hashing runs off the async workers, so the second figure
+/// should stay near the first (it used to be 20 times higher).
+pub(crate) async fn latency_during_logins(results: &mut Results) -> Result<()> {
+    const SAMPLES: usize = 300;
+    let (fixture, owner) = start("logins").await?;
+    let fixture = Arc::new(fixture);
+    let sample = async |fixture: &Fixture| -> Result<f64> {
+        let mut micros = Vec::with_capacity(SAMPLES);
+        for _ in 0..SAMPLES {
+            let start = Instant::now();
+            fixture.rest.call(Method::GET, "/users/@me", Some(&owner), None).await?;
+            #[allow(clippy::cast_possible_truncation)]
+            micros.push(start.elapsed().as_micros() as u64);
+        }
+        micros.sort_unstable();
+        Ok(crate::percentile_ms(&micros, 0.50))
+    };
+    results.record("homeserver.read_latency_p50_ms_idle", sample(&fixture).await?, "ms");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut guessers = Vec::new();
+    for _ in 0..6 {
+        let (fixture, stop) = (Arc::clone(&fixture), Arc::clone(&stop));
+        guessers.push(tokio::spawn(async move {
+            let body = json!({"username": "owner", "password": "not the password at all"});
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A refusal is the expected answer.
+                let _ =
+                    fixture.rest.call(Method::POST, "/auth/login", None, Some(body.clone())).await;
+            }
+        }));
+    }
+    let during = sample(&fixture).await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for guesser in guessers {
+        let _ = guesser.await;
+    }
+    results.record("homeserver.read_latency_p50_ms_6_failing_logins", during, "ms");
+    Ok(())
+}

@@ -37,6 +37,7 @@ async fn main() -> Result<()> {
     println!("homeserver (embedded SQLite, one process, loopback)");
     homeserver::rest_throughput(&mut results).await?;
     homeserver::gateway_latency(&mut results).await?;
+    homeserver::latency_during_logins(&mut results).await?;
     println!("federation (two servers in one process, loopback HTTP)");
     federation::ingest(&mut results).await?;
     federation::cross_server_latency(&mut results).await?;
@@ -121,6 +122,8 @@ pub(crate) fn unlimited_config(
     limits.per_ip_burst = 1_000_000;
     limits.messages_per_second = 1_000_000;
     limits.messages_burst = 1_000_000;
+    limits.failed_logins_per_minute = 1_000_000;
+    limits.failed_logins_burst = 1_000_000;
     config.gateway.session_queue = 65_536;
     config
 }
