@@ -190,9 +190,26 @@ pub(super) async fn get(
     auth: AuthUser,
     Path((channel_id, message_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let (_, _, row) = channel_message(&state, &auth, &channel_id, &message_id).await?;
+    let (guild_id, channel_id, row) =
+        channel_message(&state, &auth, &channel_id, &message_id).await?;
+    if !may_read_history(&state, &auth, &guild_id, &channel_id).await? {
+        return Err(ApiError::forbidden("reading history here needs READ_MESSAGE_HISTORY"));
+    }
     let rendered = render(&state, &auth.user_id, std::slice::from_ref(&row)).await?;
     Ok(Json(rendered.into_iter().next().unwrap_or_default()))
+}
+
+/// Whether the user may read a channel's history (what was said before they looked).
+async fn may_read_history(
+    state: &AppState,
+    auth: &AuthUser,
+    guild_id: &GuildId,
+    channel_id: &ChannelId,
+) -> ApiResult<bool> {
+    let guild_state = state.guilds.state(guild_id).await?;
+    Ok(guild_state
+        .channel_permissions(&auth.user_id, channel_id)
+        .contains(Permissions::READ_MESSAGE_HISTORY))
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,6 +263,9 @@ pub(super) async fn pins(
     Path(channel_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (guild_id, channel_id, _) = visible_channel(&state, &auth, &channel_id).await?;
+    if !may_read_history(&state, &auth, &guild_id, &channel_id).await? {
+        return Ok(Json(json!({"messages": []})));
+    }
     let rows = state.store.pins(&guild_id, &channel_id).await?;
     Ok(Json(json!({"messages": render(&state, &auth.user_id, &rows).await?})))
 }

@@ -400,3 +400,28 @@ async fn search_never_returns_messages_the_searcher_cannot_view() {
     );
     assert_eq!(search(bob, &[("q", "launch")]).await, ["launch party", "launch codes"]);
 }
+
+#[tokio::test]
+async fn history_needs_read_message_history_for_single_messages_and_pins_too() {
+    let server = Server::start().await;
+    let (guild, users) = community(&server, &["alice", "bob"]).await;
+    let [alice, bob] = &users[..] else { unreachable!() };
+    let sent = alice.send(&guild.general, "said before bob looked").await;
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let (status, _) = alice.put_empty(&format!("/channels/{}/pins/{id}", guild.general)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // READ_MESSAGE_HISTORY (1 << 16) taken from @everyone.
+    let deny = json!({"kind": "role", "deny": (1u64 << 16).to_string()});
+    let (status, _) =
+        alice.put(&format!("/channels/{}/permissions/everyone", guild.general), deny).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let single = bob.get(&format!("/channels/{}/messages/{id}", guild.general)).await;
+    assert_error(&single, StatusCode::FORBIDDEN, "missing_permission");
+    let (status, pins) = bob.get(&format!("/channels/{}/pins", guild.general)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pins["messages"], json!([]), "pins are history too");
+    // The owner may still read it all.
+    let (status, _) = alice.get(&format!("/channels/{}/messages/{id}", guild.general)).await;
+    assert_eq!(status, StatusCode::OK);
+}
