@@ -34,7 +34,15 @@ struct Inner {
     wakers: Mutex<HashMap<ServerName, Arc<Notify>>>,
     proposal_wakers: Mutex<HashMap<ServerName, Arc<Notify>>>,
     guilds: Mutex<Option<Weak<GuildService>>>,
+    /// Ephemeral items waiting for their destination's next transaction.
+    ephemeral: Mutex<HashMap<ServerName, Vec<serde_json::Value>>>,
 }
+
+/// How long ephemeral items wait so that those for one destination travel together.
+const EPHEMERAL_COALESCE: Duration = Duration::from_millis(100);
+/// The most ephemeral items waiting for one destination; older ones give way (they are best
+/// effort, and a newer presence or typing state supersedes them).
+const MAX_PENDING_EPHEMERAL: usize = 500;
 
 impl Delivery {
     /// Queues over `store`, sending with `client`.
@@ -46,6 +54,7 @@ impl Delivery {
                 wakers: Mutex::new(HashMap::new()),
                 proposal_wakers: Mutex::new(HashMap::new()),
                 guilds: Mutex::new(None),
+                ephemeral: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -208,19 +217,77 @@ impl Delivery {
         }
     }
 
-    /// Sends ephemeral events to one destination, once, without queueing.
+    /// Sends ephemeral items to one destination, best effort: items for a destination are
+    /// gathered for a moment and sent together, and a user's presence replaces any earlier
+    /// presence of theirs still waiting, so a burst of changes costs one transaction.
     pub fn send_ephemeral(&self, destination: ServerName, ephemeral: Vec<serde_json::Value>) {
-        let client = self.inner.client.clone();
-        tokio::spawn(async move {
+        let Ok(mut pending) = self.inner.ephemeral.lock() else { return };
+        let first = !pending.contains_key(&destination);
+        let waiting = pending.entry(destination.clone()).or_default();
+        for item in ephemeral {
+            coalesce(waiting, item);
+        }
+        drop(pending);
+        if first {
+            let delivery = self.clone();
+            tokio::spawn(async move { delivery.flush_ephemeral(destination).await });
+        }
+    }
+
+    async fn flush_ephemeral(self, destination: ServerName) {
+        tokio::time::sleep(EPHEMERAL_COALESCE).await;
+        let items = match self.inner.ephemeral.lock() {
+            Ok(mut pending) => pending.remove(&destination).unwrap_or_default(),
+            Err(_) => return,
+        };
+        let client = &self.inner.client;
+        for chunk in items.chunks(send_transaction::MAX_EPHEMERAL) {
             let txn_id = format!("x{}", crate::guilds::random_id(16));
-            let body = serde_json::json!({"origin": client.server_name(), "origin_ts": now_ms(), "events": [], "ephemeral": ephemeral});
+            let body = serde_json::json!({"origin": client.server_name(), "origin_ts": now_ms(), "events": [], "ephemeral": chunk});
             let path = fill_path(SendTransaction::PATH, &[&txn_id]);
             if let Err(error) = client
                 .request("PUT", &destination, &path, None, Some(body.to_string().into_bytes()))
                 .await
             {
                 tracing::debug!(%destination, %error, "ephemeral delivery failed");
+                return;
             }
-        });
+        }
+    }
+}
+
+/// Adds an ephemeral item to those waiting for a destination: a presence replaces the same
+/// user's earlier one, and past [`MAX_PENDING_EPHEMERAL`] the oldest items give way.
+fn coalesce(waiting: &mut Vec<serde_json::Value>, item: serde_json::Value) {
+    if item["type"] == "presence" {
+        let user = &item["content"]["user_id"];
+        waiting.retain(|old| old["type"] != "presence" || &old["content"]["user_id"] != user);
+    }
+    waiting.push(item);
+    let excess = waiting.len().saturating_sub(MAX_PENDING_EPHEMERAL);
+    waiting.drain(..excess);
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_burst_of_presence_changes_leaves_the_latest_per_user() {
+        let presence = |user: &str, status: &str| json!({"type": "presence", "content": {"user_id": user, "status": status}});
+        let mut waiting = Vec::new();
+        for status in ["idle", "dnd", "online", "idle", "dnd"] {
+            coalesce(&mut waiting, presence("@a:x", status));
+        }
+        coalesce(&mut waiting, presence("@b:x", "online"));
+        coalesce(&mut waiting, json!({"type": "typing", "content": {"user_id": "@a:x"}}));
+        assert_eq!(waiting.len(), 3);
+        assert_eq!(waiting[0]["content"]["status"], "dnd");
+        for index in 0..MAX_PENDING_EPHEMERAL + 10 {
+            coalesce(&mut waiting, json!({"type": "typing", "content": {"n": index}}));
+        }
+        assert_eq!(waiting.len(), MAX_PENDING_EPHEMERAL);
     }
 }
