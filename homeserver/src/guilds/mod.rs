@@ -211,9 +211,12 @@ impl GuildService {
     ) -> ApiResult<(GuildId, ChannelId)> {
         let guild_id = GuildId::new(&random_id(RANDOM_ID_CHARS), self.server_name())
             .map_err(ApiError::internal)?;
-        if name.trim().is_empty() || name.chars().count() > guildhall_spec::content::MAX_NAME_CHARS
+        // *line*(1..100) (spec 08): one line, no control characters, not blank.
+        if name.trim().is_empty()
+            || name.chars().any(char::is_control)
+            || name.chars().count() > guildhall_spec::content::MAX_NAME_CHARS
         {
-            return Err(ApiError::bad_request("name must be 1 to 100 characters"));
+            return Err(ApiError::bad_request("name must be one line of 1 to 100 characters"));
         }
         {
             let _guard = self.write_lock.lock().await;

@@ -186,3 +186,22 @@ async fn a_view_channel_overwrite_hides_a_channel_and_a_member_overwrite_restore
         .await;
     assert_error(&sneak, StatusCode::FORBIDDEN, "missing_permission");
 }
+
+#[tokio::test]
+async fn names_are_single_lines_and_topics_hold_no_control_characters() {
+    let server = Server::start().await;
+    let alice = server.register("alice").await;
+    let (status, _) = alice.post("/guilds", json!({"name": "two\nlines"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let guild = alice.create_guild("Tidy").await;
+    let channels = format!("/guilds/{}/channels", guild.id);
+    for body in
+        [json!({"name": "tab\there"}), json!({"name": "fine", "topic": "clear \u{1b}[2J screen"})]
+    {
+        let (status, answer) = alice.post(&channels, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+    let (status, _) =
+        alice.post(&channels, json!({"name": "fine", "topic": "two\nlines ok"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+}

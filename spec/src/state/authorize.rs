@@ -21,11 +21,27 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, AuthError> {
     reject(Rejection::InvalidEvent, message)
 }
 
-/// Checks a human-facing string: not blank, at most `max` characters.
+/// Checks *text*(1..max) (spec 08): not blank, no control characters but tab and newline, at
+/// most `max` characters.
 fn check_text(field: &str, text: &str, max: usize) -> Result<(), AuthError> {
     if text.trim().is_empty() {
         return invalid(format!("{field} must not be empty"));
     }
+    check_optional_text(field, Some(text), max)
+}
+
+/// Checks *line*(1..max) (spec 08): like *text*, but on one line: no control characters at all.
+fn check_line(field: &str, text: &str, max: usize) -> Result<(), AuthError> {
+    if text.chars().any(char::is_control) {
+        return invalid(format!("{field} must be one line without control characters"));
+    }
+    check_text(field, text, max)
+}
+
+/// Checks *text*(0..max) when present: no control characters but tab and newline, at most
+/// `max` characters.
+fn check_optional_text(field: &str, text: Option<&str>, max: usize) -> Result<(), AuthError> {
+    let Some(text) = text else { return Ok(()) };
     if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return invalid(format!("{field} must not contain control characters"));
     }
@@ -33,16 +49,6 @@ fn check_text(field: &str, text: &str, max: usize) -> Result<(), AuthError> {
         return invalid(format!("{field} is longer than {max} characters"));
     }
     Ok(())
-}
-
-fn check_optional_text(field: &str, text: Option<&String>, max: usize) -> Result<(), AuthError> {
-    text.map_or(Ok(()), |text| {
-        if text.chars().count() > max {
-            invalid(format!("{field} is longer than {max} characters"))
-        } else {
-            Ok(())
-        }
-    })
 }
 
 impl GuildState {
@@ -135,9 +141,9 @@ impl GuildState {
             EventContent::GuildUpdate(update) => {
                 self.require(sender, Permissions::MANAGE_GUILD)?;
                 if let Some(name) = &update.name {
-                    check_text("name", name, MAX_NAME_CHARS)?;
+                    check_line("name", name, MAX_NAME_CHARS)?;
                 }
-                check_optional_text("description", update.description.as_ref(), MAX_TOPIC_CHARS)
+                check_optional_text("description", update.description.as_deref(), MAX_TOPIC_CHARS)
             }
             EventContent::GuildDelete(_) => {
                 if sender == &self.owner {
@@ -175,7 +181,7 @@ impl GuildState {
                 {
                     self.require_outranks_member(sender, member)?;
                 }
-                check_optional_text("reason", ban.reason.as_ref(), MAX_REASON_CHARS)
+                check_optional_text("reason", ban.reason.as_deref(), MAX_REASON_CHARS)
             }
             EventContent::ServerUnban(unban) => {
                 self.require(sender, Permissions::BAN_MEMBERS)?;
@@ -256,7 +262,7 @@ impl GuildState {
             EventContent::MemberUpdate(update) => self.authorize_member_update(sender, update),
             EventContent::MemberKick(kick) => {
                 self.require(sender, Permissions::KICK_MEMBERS)?;
-                check_optional_text("reason", kick.reason.as_ref(), MAX_REASON_CHARS)?;
+                check_optional_text("reason", kick.reason.as_deref(), MAX_REASON_CHARS)?;
                 if !self.members.contains_key(&kick.user_id) {
                     return invalid("not a member");
                 }
@@ -264,7 +270,7 @@ impl GuildState {
             }
             EventContent::MemberBan(ban) => {
                 self.require(sender, Permissions::BAN_MEMBERS)?;
-                check_optional_text("reason", ban.reason.as_ref(), MAX_REASON_CHARS)?;
+                check_optional_text("reason", ban.reason.as_deref(), MAX_REASON_CHARS)?;
                 if self.bans.contains_key(&ban.user_id) {
                     return invalid("already banned");
                 }
@@ -362,7 +368,7 @@ impl GuildState {
             }
             EventContent::ReactionAdd(reaction) => {
                 live_message(message, &reaction.channel_id)?;
-                check_text("emoji", &reaction.emoji, MAX_EMOJI_CHARS)?;
+                check_line("emoji", &reaction.emoji, MAX_EMOJI_CHARS)?;
                 self.require_in(
                     sender,
                     &reaction.channel_id,
@@ -426,7 +432,7 @@ impl GuildState {
         };
         if let Some(nick) = &update.nick {
             if let Some(nick) = nick {
-                check_text("nick", nick, MAX_NICK_CHARS)?;
+                check_line("nick", nick, MAX_NICK_CHARS)?;
             }
             if sender == &update.user_id {
                 self.require(sender, Permissions::CHANGE_NICKNAME)?;
@@ -474,11 +480,11 @@ impl GuildState {
     }
 
     fn check_channel_create(&self, create: &ChannelCreate) -> Result<(), AuthError> {
-        check_text("name", &create.name, MAX_NAME_CHARS)?;
+        check_line("name", &create.name, MAX_NAME_CHARS)?;
         if self.channels.len() >= MAX_CHANNELS {
             return invalid(format!("a guild has at most {MAX_CHANNELS} channels"));
         }
-        check_optional_text("topic", create.topic.as_ref(), MAX_TOPIC_CHARS)?;
+        check_optional_text("topic", create.topic.as_deref(), MAX_TOPIC_CHARS)?;
         if self.channels.contains_key(&create.channel_id) {
             return invalid("channel id already in use");
         }
@@ -490,9 +496,9 @@ impl GuildState {
             return invalid("unknown channel");
         };
         if let Some(name) = &update.name {
-            check_text("name", name, MAX_NAME_CHARS)?;
+            check_line("name", name, MAX_NAME_CHARS)?;
         }
-        check_optional_text("topic", update.topic.as_ref(), MAX_TOPIC_CHARS)?;
+        check_optional_text("topic", update.topic.as_deref(), MAX_TOPIC_CHARS)?;
         if update.parent_id.as_ref() == Some(&update.channel_id) {
             return invalid("a channel cannot be its own parent");
         }
@@ -554,7 +560,7 @@ impl GuildState {
     }
 
     fn check_role_create(&self, sender: &UserId, create: &RoleCreate) -> Result<(), AuthError> {
-        check_text("name", &create.name, MAX_NAME_CHARS)?;
+        check_line("name", &create.name, MAX_NAME_CHARS)?;
         if self.roles.len() >= MAX_ROLES {
             return invalid(format!("a guild has at most {MAX_ROLES} roles"));
         }
@@ -571,7 +577,7 @@ impl GuildState {
     fn check_role_update(&self, sender: &UserId, update: &RoleUpdate) -> Result<(), AuthError> {
         let Some(role) = self.roles.get(&update.role_id) else { return invalid("unknown role") };
         if let Some(name) = &update.name {
-            check_text("name", name, MAX_NAME_CHARS)?;
+            check_line("name", name, MAX_NAME_CHARS)?;
         }
         if !update.role_id.is_everyone() {
             self.require_outranks_role(sender, role.position)?;
@@ -608,5 +614,31 @@ fn live_message<'a>(
         Some(message) if message.deleted => invalid("the message was deleted"),
         Some(message) if &message.channel_id == channel_id => Ok(message),
         _ => invalid("unknown message"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(checker: fn(&str, &str, usize) -> Result<(), AuthError>, input: &str, ok: bool) {
+        assert_eq!(checker("field", input, 5).is_ok(), ok, "{input:?}");
+    }
+
+    #[test]
+    fn lines_and_texts_follow_the_spec_grammar() {
+        check(check_line, "name", true);
+        check(check_line, "two\nlines", false);
+        check(check_line, "tab\there", false);
+        check(check_line, " \u{3000} ", false);
+        check(check_line, "sixsix", false);
+        check(check_line, "bell\u{7}", false);
+        check(check_line, "c1\u{85}", false);
+        check(check_text, "a\nb\tc", true);
+        check(check_text, "\u{1b}[2J", false);
+        check(check_text, "   ", false);
+        let optional = |input: &str| check_optional_text("topic", Some(input), 5).is_ok();
+        assert!(optional(""), "an empty topic is fine");
+        assert!(!optional("\u{0}"), "but not a control character");
     }
 }
