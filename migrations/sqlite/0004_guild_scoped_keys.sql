@@ -54,9 +54,14 @@ CREATE TABLE reactions_scoped (
     seq        INTEGER NOT NULL,
     PRIMARY KEY (guild_id, message_id, emoji, user_id)
 );
+-- A reaction's guild is its message's, or failing that (the message predates the history this
+-- server holds) its message.create event's; one neither names is unattributable and dropped.
 INSERT INTO reactions_scoped (guild_id, message_id, user_id, emoji, seq)
-    SELECT m.guild_id, r.message_id, r.user_id, r.emoji, r.seq
-    FROM reactions r JOIN messages m ON m.message_id = r.message_id;
+    SELECT COALESCE(m.guild_id, e.guild_id), r.message_id, r.user_id, r.emoji, r.seq
+    FROM reactions r
+    LEFT JOIN messages m ON m.message_id = r.message_id
+    LEFT JOIN events e ON e.event_id = r.message_id
+    WHERE COALESCE(m.guild_id, e.guild_id) IS NOT NULL;
 DROP TABLE reactions;
 ALTER TABLE reactions_scoped RENAME TO reactions;
 
