@@ -27,7 +27,8 @@ use crate::store::StoredEvent;
 /// where the user may read history: what was said while they were away is history.
 pub(super) fn replayed(event: StoredEvent, state: Arc<GuildState>, user: &UserId) -> Vec<Dispatch> {
     let Some(message) = rebuild(event, state) else { return Vec::new() };
-    if is_history(&message.content)
+    // Messages, edits, deletions, reactions and pins: everything beside the guild state.
+    if !message.content.changes_state()
         && let Some(channel_id) = message.content.channel_id()
         && !message
             .after
@@ -100,19 +101,6 @@ pub(super) fn remember(
 /// The channels of a guild `user` may see.
 pub(super) fn visible_channels(state: &GuildState, user: &UserId) -> BTreeSet<ChannelId> {
     state.channels.keys().filter(|channel| state.can_view(user, channel)).cloned().collect()
-}
-
-fn is_history(content: &EventContent) -> bool {
-    matches!(
-        content,
-        EventContent::MessageCreate(_)
-            | EventContent::MessageEdit(_)
-            | EventContent::MessageDelete(_)
-            | EventContent::ReactionAdd(_)
-            | EventContent::ReactionRemove(_)
-            | EventContent::PinAdd(_)
-            | EventContent::PinRemove(_)
-    )
 }
 
 /// Rebuilds a bus message from a stored event, with the current state as both before and after.
