@@ -7,6 +7,7 @@
 mod federation;
 mod guilds;
 mod messages;
+mod projections;
 mod social;
 mod users;
 
