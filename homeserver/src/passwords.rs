@@ -26,22 +26,19 @@ pub struct Passwords {
     /// Hashes running or waiting.
     admitted: Arc<Semaphore>,
     /// A hash of a random password, verified against when the account does not exist, so that
-    /// a login takes as long for an unknown name as for a wrong password.
-    decoy: String,
+    /// a login takes as long for an unknown name as for a wrong password. Made on first use, on
+    /// the blocking pool like every other hash.
+    decoy: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Passwords {
     /// Hashing on `threads` blocking threads at most (at least one).
     pub fn new(threads: usize) -> Self {
         let threads = threads.max(1);
-        let decoy = Argon2::default()
-            .hash_password(crate::guilds::random_id(32).as_bytes())
-            .map(|hash| hash.to_string())
-            .unwrap_or_default();
         Self {
             running: Arc::new(Semaphore::new(threads)),
             admitted: Arc::new(Semaphore::new(threads * (1 + WAITING_PER_THREAD))),
-            decoy,
+            decoy: Arc::default(),
         }
     }
 
@@ -66,11 +63,20 @@ impl Passwords {
     /// same effort and answers `false`.
     pub async fn verify(&self, password: &str, stored: Option<&str>) -> ApiResult<bool> {
         let exists = stored.is_some();
-        let stored = stored.unwrap_or(&self.decoy).to_owned();
+        let stored = stored.map(str::to_owned);
+        let decoy = Arc::clone(&self.decoy);
         let password = password.to_owned();
         let matches = self
             .run(move || {
-                PasswordHash::new(&stored).is_ok_and(|hash| {
+                let stored = stored.as_deref().unwrap_or_else(|| {
+                    decoy.get_or_init(|| {
+                        Argon2::default()
+                            .hash_password(crate::guilds::random_id(32).as_bytes())
+                            .map(|hash| hash.to_string())
+                            .unwrap_or_default()
+                    })
+                });
+                PasswordHash::new(stored).is_ok_and(|hash| {
                     Argon2::default().verify_password(password.as_bytes(), &hash).is_ok()
                 })
             })
