@@ -1,8 +1,10 @@
 //! User identities and server key management: Ed25519 identity keys, BIP39 recovery phrases,
 //! device certificates, login challenges and the server's own key store with rotation.
 //!
-//! No SQL and no HTTP live here. Today the crate holds the server key store; user identities
-//! (spec chapter 16) are built by the identity work.
+//! No SQL and no HTTP live here. Today the crate holds the server key store and the recovery
+//! phrase with the identity keys derived from it (spec 16.1); attestations, device
+//! certificates and login proofs come with the rest of the identity work.
 #![forbid(unsafe_code)]
 
+pub mod phrase;
 pub mod server_keys;

@@ -9,6 +9,8 @@ Writes, next to this tools/ folder (i.e. into spec/vectors/):
   permissions.json      Discord-compatible permission computation and role hierarchy
   stock_rfc9421.json    requests signed by a stock RFC 9421 library (stock_rfc9421.py),
                         checked here by this file's own verifier
+  identity.json         recovery phrases and the identity keys derived from them (spec 16.1):
+                        BIP39 by trezor's reference implementation, SLIP-0010 here
 
 Everything is deterministic: keys are derived from fixed seeds, Ed25519 signatures are
 deterministic, timestamps and nonces are fixed.  After generating, every case is re-checked
@@ -32,8 +34,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import hmac
 import rfc8785
 import stock_rfc9421
+from mnemonic import Mnemonic
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -2205,6 +2209,62 @@ def check_permissions(doc: dict) -> None:
 # ---------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------
+# identity.json: recovery phrase -> BIP39 seed -> SLIP-0010 Ed25519 keys (spec 16.1)
+# ---------------------------------------------------------------------------
+
+IDENTITY_PATH = [7337, 0]  # m / 7337' / 0' / index'
+
+
+def slip10_ed25519(seed: bytes, path: list[int]) -> bytes:
+    digest = hmac.new(b"ed25519 seed", seed, hashlib.sha512).digest()
+    key, chain = digest[:32], digest[32:]
+    for index in path:
+        data = b"\x00" + key + (index | 0x80000000).to_bytes(4, "big")
+        digest = hmac.new(chain, data, hashlib.sha512).digest()
+        key, chain = digest[:32], digest[32:]
+    return key
+
+
+def identity_public(secret: bytes) -> str:
+    return b64url(Ed25519PrivateKey.from_private_bytes(secret).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+
+def build_identity() -> dict:
+    words = Mnemonic("english")
+    cases = []
+    for name, entropy in [("all_zero_entropy", bytes(32)), ("all_7f_entropy", bytes([0x7F] * 32)),
+                          ("counting_entropy", bytes(range(32)))]:
+        phrase = words.to_mnemonic(entropy)
+        seed = Mnemonic.to_seed(phrase, passphrase="")
+        keys = []
+        for index in range(3):
+            secret = slip10_ed25519(seed, IDENTITY_PATH + [index])
+            keys.append({"index": index, "secret": secret.hex(), "identity_key": identity_public(secret)})
+        cases.append({"name": name, "entropy": entropy.hex(), "phrase": phrase, "seed": seed.hex(), "keys": keys})
+    invalid = [
+        {"name": "bad_checksum", "phrase": " ".join(["abandon"] * 24)},
+        {"name": "word_not_in_list", "phrase": " ".join(["abandon"] * 23 + ["guildhall"])},
+        {"name": "twelve_words", "phrase": words.to_mnemonic(bytes(16))},
+    ]
+    return {"path": "m/7337'/0'/index'", "cases": cases, "invalid": invalid}
+
+
+def check_identity(doc: dict) -> None:
+    words = Mnemonic("english")
+    for case in doc["cases"]:
+        assert words.check(case["phrase"]) and len(case["phrase"].split()) == 24, case["name"]
+        for key in case["keys"]:
+            assert identity_public(bytes.fromhex(key["secret"])) == key["identity_key"], case["name"]
+    for case in doc["invalid"]:
+        phrase = case["phrase"]
+        assert not (words.check(phrase) and len(phrase.split()) == 24), case["name"]
+    # SLIP-0010 "Test vector 1 for ed25519", the chain's leaf m/0'/1'.
+    leaf = slip10_ed25519(bytes(range(16)), [0, 1]).hex()
+    assert leaf == "b1d0bad404bf35da785a64ca1ac54b2617211d2777696fbffaf208f746ae84f2", leaf
+
+
 def render(doc) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -2215,7 +2275,9 @@ def generate() -> dict[str, bytes]:
     events = build_events()
     http = build_http_signatures()
     perms = build_permissions()
+    identity = build_identity()
     docs = {
+        "identity.json": identity,
         "canonical_json.json": canonical,
         "events.json": events,
         "http_signatures.json": http,
@@ -2231,6 +2293,7 @@ def generate() -> dict[str, bytes]:
     check_http_signatures(back["http_signatures.json"])
     check_permissions(back["permissions.json"])
     check_stock_rfc9421(back[stock_rfc9421.FILE.name])
+    check_identity(back["identity.json"])
     return rendered
 
 
