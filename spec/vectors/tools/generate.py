@@ -2248,7 +2248,52 @@ def build_identity() -> dict:
         {"name": "word_not_in_list", "phrase": " ".join(["abandon"] * 23 + ["guildhall"])},
         {"name": "twelve_words", "phrase": words.to_mnemonic(bytes(16))},
     ]
-    return {"path": "m/7337'/0'/index'", "cases": cases, "invalid": invalid}
+    return {"path": "m/7337'/0'/index'", "cases": cases, "invalid": invalid,
+            "attestations": build_attestations(cases[0]["keys"][0]["identity_key"])}
+
+
+def build_attestations(identity_key: str) -> dict:
+    """Spec 16.2: the home server signs JCS(attestation without signatures)."""
+    now = TS0 + 100_000
+
+    def attest(user: str, signer: str, key_id: str, ts: int, key: str = identity_key) -> dict:
+        body = {"user_id": user, "identity_key": key, "issued_ts": ts}
+        signature = b64url(signing_key(signer, key_id).sign(jcs(body)))
+        return {**body, "signatures": {signer: {key_id: signature}}}
+
+    bob = f"@bob:{ORIGIN}"
+    good = attest(bob, ORIGIN, "ed25519:k1", TS0)
+    tampered = {**good, "issued_ts": TS0 + 1}
+    cases = [
+        {"name": "valid", "attestation": good, "valid": True},
+        {"name": "skew_within_a_minute", "attestation": attest(bob, ORIGIN, "ed25519:k1", now + 60_000), "valid": True},
+        {"name": "tampered_after_signing", "attestation": tampered, "valid": False},
+        {"name": "signed_by_another_server", "attestation": attest(bob, HOST, "ed25519:h1", TS0), "valid": False},
+        {"name": "from_the_future", "attestation": attest(bob, ORIGIN, "ed25519:k1", now + 60_001), "valid": False},
+        {"name": "identity_key_not_a_key", "attestation": attest(bob, ORIGIN, "ed25519:k1", TS0, "AAAA"), "valid": False},
+        {"name": "unknown_member", "attestation": {**good, "device": "x"}, "valid": False},
+    ]
+    keys = {server: {SERVER_KEYS[server]: b64url(public_raw(signing_key(server, SERVER_KEYS[server])))}
+            for server in (ORIGIN, HOST)}
+    return {"now_ms": now, "keys": keys, "cases": cases}
+
+
+def verify_attestation(attestation: dict, keys: dict, now: int) -> bool:
+    if set(attestation) != {"user_id", "identity_key", "issued_ts", "signatures"}:
+        return False
+    try:
+        if len(b64url_decode(attestation["identity_key"])) != 32:
+            return False
+    except Exception:
+        return False
+    if attestation["issued_ts"] > now + 60_000:
+        return False
+    home = attestation["user_id"].split(":", 1)[1]
+    body = {k: v for k, v in attestation.items() if k != "signatures"}
+    signed = attestation["signatures"].get(home, {})
+    known = [(kid, sig) for kid, sig in signed.items() if kid in keys.get(home, {})]
+    return bool(known) and all(
+        ed25519_verify(keys[home][kid], b64url_decode(sig), jcs(body)) for kid, sig in known)
 
 
 def check_identity(doc: dict) -> None:
@@ -2260,6 +2305,10 @@ def check_identity(doc: dict) -> None:
     for case in doc["invalid"]:
         phrase = case["phrase"]
         assert not (words.check(phrase) and len(phrase.split()) == 24), case["name"]
+    attestations = doc["attestations"]
+    for case in attestations["cases"]:
+        verdict = verify_attestation(case["attestation"], attestations["keys"], attestations["now_ms"])
+        assert verdict == case["valid"], case["name"]
     # SLIP-0010 "Test vector 1 for ed25519", the chain's leaf m/0'/1'.
     leaf = slip10_ed25519(bytes(range(16)), [0, 1]).hex()
     assert leaf == "b1d0bad404bf35da785a64ca1ac54b2617211d2777696fbffaf208f746ae84f2", leaf

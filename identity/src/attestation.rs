@@ -1,0 +1,149 @@
+//! Attestations (spec 16.2): a homeserver's signed statement that one of its users is bound to
+//! an identity key. Sans-I/O: verifying takes the home server's keys usable at `issued_ts`,
+//! which the caller fetches.
+
+use guildhall_spec::event::JsonObject;
+use guildhall_spec::signing::{self, SignatureError};
+use guildhall_spec::{PublicKeyMap, ServerSigningKey, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How far in the future an attestation's `issued_ts` may lie (clock skew), in milliseconds.
+pub const MAX_SKEW_MS: u64 = 60_000;
+
+/// What an attestation says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attestation {
+    /// The user, a user of the signing server.
+    pub user_id: UserId,
+    /// The identity key, base64url.
+    pub identity_key: String,
+    /// When it was issued (ms); among valid attestations of a user, the latest is current.
+    pub issued_ts: u64,
+}
+
+/// Why an attestation is not valid.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AttestationError {
+    /// Not the shape of spec 16.2 (unknown or missing members, wrong types).
+    #[error("malformed attestation: {0}")]
+    Malformed(String),
+    /// `identity_key` is not a valid Ed25519 public key.
+    #[error("the identity key is not a valid Ed25519 key")]
+    BadIdentityKey,
+    /// `issued_ts` lies further in the future than clocks may disagree.
+    #[error("issued in the future")]
+    FromTheFuture,
+    /// The home server's signature is missing or does not verify.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The signer is not the user's home server.
+    #[error("signed by {0}, not by the user's home server")]
+    WrongSigner(String),
+}
+
+impl Attestation {
+    /// The attestation signed by the user's home server with `home_key`.
+    pub fn sign(&self, home_key: &ServerSigningKey) -> Result<JsonObject, AttestationError> {
+        if home_key.server_name() != &self.user_id.server_name() {
+            return Err(AttestationError::WrongSigner(home_key.server_name().to_string()));
+        }
+        let Ok(Value::Object(mut object)) = serde_json::to_value(self) else {
+            return Err(AttestationError::Malformed("not an object".into()));
+        };
+        signing::sign_json(&mut object, home_key)
+            .map_err(|e| AttestationError::Malformed(e.to_string()))?;
+        Ok(object)
+    }
+
+    /// Checks an attestation as received: its shape, its identity key, its time against
+    /// `now_ms`, and the home server's signature with `home_keys` (the keys of the user's home
+    /// server usable at `issued_ts`, spec 04 §4.3).
+    pub fn verify(
+        object: &JsonObject,
+        home_keys: &PublicKeyMap,
+        now_ms: u64,
+    ) -> Result<Self, AttestationError> {
+        let mut fields = object.clone();
+        fields.remove("signatures");
+        let attestation: Self = serde_json::from_value(Value::Object(fields))
+            .map_err(|e| AttestationError::Malformed(e.to_string()))?;
+        if signing::decode_public_key(&attestation.identity_key).is_none() {
+            return Err(AttestationError::BadIdentityKey);
+        }
+        if attestation.issued_ts > now_ms.saturating_add(MAX_SKEW_MS) {
+            return Err(AttestationError::FromTheFuture);
+        }
+        let home = attestation.user_id.server_name();
+        signing::verify_json(object, &home, home_keys)?;
+        Ok(attestation)
+    }
+
+    /// The current one among valid attestations of one user: the latest issued.
+    pub fn current<'a>(valid: impl IntoIterator<Item = &'a Self>) -> Option<&'a Self> {
+        valid.into_iter().max_by_key(|attestation| attestation.issued_ts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use guildhall_spec::{KeyId, ServerName};
+
+    use super::*;
+
+    fn key(server: &str, seed: u8) -> ServerSigningKey {
+        let name = ServerName::parse(server).unwrap();
+        ServerSigningKey::from_seed(name, KeyId::parse("ed25519:k1").unwrap(), &[seed; 32])
+    }
+
+    fn keys_of(key: &ServerSigningKey) -> PublicKeyMap {
+        let mut keys = PublicKeyMap::new();
+        keys.insert(key.server_name().clone(), key.key_id().clone(), key.verifying_key());
+        keys
+    }
+
+    /// `spec/vectors/identity.json`, `attestations`: signed by the independent generator.
+    #[test]
+    fn attestation_vectors() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../../spec/vectors/identity.json")).unwrap();
+        let doc = &vectors["attestations"];
+        let mut keys = PublicKeyMap::new();
+        for (server, by_id) in doc["keys"].as_object().unwrap() {
+            for (key_id, key) in by_id.as_object().unwrap() {
+                let (server, key_id) =
+                    (ServerName::parse(server).unwrap(), KeyId::parse(key_id).unwrap());
+                keys.insert_base64(server, key_id, key.as_str().unwrap()).unwrap();
+            }
+        }
+        let now = doc["now_ms"].as_u64().unwrap();
+        for case in doc["cases"].as_array().unwrap() {
+            let object = case["attestation"].as_object().unwrap();
+            let valid = Attestation::verify(object, &keys, now).is_ok();
+            assert_eq!(valid, case["valid"].as_bool().unwrap(), "{}", case["name"]);
+        }
+    }
+
+    #[test]
+    fn only_the_home_server_attests_and_the_latest_is_current() {
+        let home = key("origin.example", 1);
+        let user = UserId::parse("@bob:origin.example").unwrap();
+        let identity = guildhall_spec::base64url::encode(key("x", 9).verifying_key().as_bytes());
+        let first = Attestation { user_id: user.clone(), identity_key: identity, issued_ts: 1 };
+        let signed = first.sign(&home).unwrap();
+        assert_eq!(Attestation::verify(&signed, &keys_of(&home), 2).unwrap(), first);
+        // Another server cannot attest for bob, nor sign under origin's name with its own key.
+        assert!(first.sign(&key("other.example", 2)).is_err());
+        let mut tampered = signed.clone();
+        tampered.insert("issued_ts".into(), 5.into());
+        assert!(Attestation::verify(&tampered, &keys_of(&home), 10).is_err());
+        assert_eq!(
+            Attestation::verify(&signed, &keys_of(&home), 0).map(|a| a.issued_ts),
+            Ok(1),
+            "a second ahead is within the allowed skew"
+        );
+        let later = Attestation { issued_ts: 7, ..first.clone() };
+        assert_eq!(Attestation::current([&first, &later]), Some(&later));
+    }
+}
