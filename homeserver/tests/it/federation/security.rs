@@ -107,9 +107,22 @@ fn proposal(
     key: &guildhall_spec::ServerSigningKey,
     channel: &str,
 ) -> Value {
+    let content = json!({"channel_id": channel, "body": body});
+    signed_proposal(guild, sender, origin, "message.create", content, key)
+}
+
+/// A proposal of any type with a fresh transaction id, signed as `key`'s server.
+fn signed_proposal(
+    guild: &str,
+    sender: &str,
+    origin: &str,
+    event_type: &str,
+    content: Value,
+    key: &guildhall_spec::ServerSigningKey,
+) -> Value {
     let proposal = guildhall_spec::Proposal {
         guild_id: guildhall_spec::GuildId::parse(guild).unwrap(),
-        event_type: "message.create".into(),
+        event_type: event_type.into(),
         sender: guildhall_spec::UserId::parse(sender).unwrap(),
         origin: guildhall_spec::ServerName::parse(origin).unwrap(),
         origin_ts: std::time::SystemTime::now()
@@ -121,7 +134,7 @@ fn proposal(
             u128::from_le_bytes(rand_bytes()[..16].try_into().unwrap()) % 1_000_000_007
         ))
         .unwrap(),
-        content: json!({"channel_id": channel, "body": body}).as_object().unwrap().clone(),
+        content: content.as_object().unwrap().clone(),
     };
     Value::Object(proposal.sign(key).unwrap())
 }
@@ -409,19 +422,10 @@ async fn the_host_enforces_every_message_limit_on_proposals() {
     let submit = format!("/_guildhall/v1/guilds/{}/submit", crate::harness::encode(&guild.id));
     let peer = Peer::of(&b);
     let propose = async |extra: Value| {
-        let mut proposal = proposal(&guild.id, &bob.id, &b.name(), "x", &peer.key, &guild.general);
-        let mut content = proposal["content"].as_object().unwrap().clone();
-        content.extend(extra.as_object().unwrap().clone());
-        let unsigned = guildhall_spec::Proposal {
-            guild_id: guildhall_spec::GuildId::parse(&guild.id).unwrap(),
-            event_type: "message.create".into(),
-            sender: guildhall_spec::UserId::parse(&bob.id).unwrap(),
-            origin: guildhall_spec::ServerName::parse(&b.name()).unwrap(),
-            origin_ts: proposal["origin_ts"].as_u64().unwrap(),
-            txn_id: guildhall_spec::TxnId::parse(proposal["txn_id"].as_str().unwrap()).unwrap(),
-            content,
-        };
-        proposal = Value::Object(unsigned.sign(&peer.key).unwrap());
+        let mut content = json!({"channel_id": guild.general, "body": "x"});
+        content.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let proposal =
+            signed_proposal(&guild.id, &bob.id, &b.name(), "message.create", content, &peer.key);
         let request = peer.signed(&a, "POST", &submit, Some(&json!({"proposal": proposal})));
         peer.send("POST", &request).await
     };
@@ -496,19 +500,8 @@ async fn a_channel_id_reused_by_another_guilds_host_never_misroutes() {
 /// The `member.join` proposal of `user` (of `server`) for `guild` with `code`, as the body of a
 /// `/join` request signed by `peer` (the user's server).
 fn join_request(peer: &Peer, guild: &str, user: &str, server: &str, code: &str) -> Value {
-    let proposal = guildhall_spec::Proposal {
-        guild_id: guildhall_spec::GuildId::parse(guild).unwrap(),
-        event_type: "member.join".into(),
-        sender: guildhall_spec::UserId::parse(user).unwrap(),
-        origin: guildhall_spec::ServerName::parse(server).unwrap(),
-        origin_ts: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-        txn_id: guildhall_spec::TxnId::parse(&format!("join{}", rand_bytes()[0])).unwrap(),
-        content: json!({"invite_code": code}).as_object().unwrap().clone(),
-    };
-    let proposal = Value::Object(proposal.sign(&peer.key).unwrap());
+    let content = json!({"invite_code": code});
+    let proposal = signed_proposal(guild, user, server, "member.join", content, &peer.key);
     json!({"user_id": user, "invite_code": code, "proposal": proposal})
 }
 
