@@ -1,6 +1,6 @@
 //! Attestations (spec 16.2): a homeserver's signed statement that one of its users is bound to
-//! an identity key. Sans-I/O: verifying takes the home server's keys usable at `issued_ts`,
-//! which the caller fetches.
+//! an identity key, or, with `"revoked": true`, that the binding has ended. Sans-I/O: verifying
+//! takes the home server's keys usable at `issued_ts`, which the caller fetches.
 
 use guildhall_spec::event::JsonObject;
 use guildhall_spec::signing::{self, SignatureError};
@@ -21,6 +21,10 @@ pub struct Attestation {
     pub identity_key: String,
     /// When it was issued (ms); among valid attestations of a user, the latest is current.
     pub issued_ts: u64,
+    /// Whether this attestation ends the binding of `user_id` to `identity_key`. On the wire
+    /// only when true; absent means false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub revoked: bool,
 }
 
 /// Why an attestation is not valid.
@@ -41,6 +45,10 @@ pub enum AttestationError {
     /// The signer is not the user's home server.
     #[error("signed by {0}, not by the user's home server")]
     WrongSigner(String),
+    /// The attestation revokes the identity key, so the user has none that is usable. Only
+    /// [`Attestation::usable_key`] says this: a revoking attestation is itself valid.
+    #[error("the identity key is revoked")]
+    Revoked,
 }
 
 impl Attestation {
@@ -80,10 +88,21 @@ impl Attestation {
         Ok(attestation)
     }
 
-    /// The current one among valid attestations of one user: the latest issued.
+    /// The current one among valid attestations of one user: the latest issued, whether it
+    /// revokes or not.
     pub fn current<'a>(valid: impl IntoIterator<Item = &'a Self>) -> Option<&'a Self> {
         valid.into_iter().max_by_key(|attestation| attestation.issued_ts)
     }
+
+    /// The identity key this attestation makes usable (base64url), or [`AttestationError::Revoked`]
+    /// if it revokes it. Called on the current attestation, this is the user's identity key.
+    pub fn usable_key(&self) -> Result<&str, AttestationError> {
+        if self.revoked { Err(AttestationError::Revoked) } else { Ok(&self.identity_key) }
+    }
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 #[cfg(test)]
@@ -106,22 +125,16 @@ mod tests {
     /// `spec/vectors/identity.json`, `attestations`: signed by the independent generator.
     #[test]
     fn attestation_vectors() {
-        let vectors: serde_json::Value =
-            serde_json::from_str(include_str!("../../spec/vectors/identity.json")).unwrap();
-        let doc = &vectors["attestations"];
-        let mut keys = PublicKeyMap::new();
-        for (server, by_id) in doc["keys"].as_object().unwrap() {
-            for (key_id, key) in by_id.as_object().unwrap() {
-                let (server, key_id) =
-                    (ServerName::parse(server).unwrap(), KeyId::parse(key_id).unwrap());
-                keys.insert_base64(server, key_id, key.as_str().unwrap()).unwrap();
-            }
-        }
+        let doc = &crate::vectors::identity()["attestations"];
+        let keys = crate::vectors::server_keys(&doc["keys"]);
         let now = doc["now_ms"].as_u64().unwrap();
         for case in doc["cases"].as_array().unwrap() {
             let object = case["attestation"].as_object().unwrap();
-            let valid = Attestation::verify(object, &keys, now).is_ok();
-            assert_eq!(valid, case["valid"].as_bool().unwrap(), "{}", case["name"]);
+            let verified = Attestation::verify(object, &keys, now);
+            assert_eq!(verified.is_ok(), case["valid"].as_bool().unwrap(), "{}", case["name"]);
+            let usable =
+                verified.as_ref().is_ok_and(|attestation| attestation.usable_key().is_ok());
+            assert_eq!(usable, case["usable"].as_bool().unwrap(), "{}", case["name"]);
         }
     }
 
@@ -130,7 +143,12 @@ mod tests {
         let home = key("origin.example", 1);
         let user = UserId::parse("@bob:origin.example").unwrap();
         let identity = guildhall_spec::base64url::encode(key("x", 9).verifying_key().as_bytes());
-        let first = Attestation { user_id: user.clone(), identity_key: identity, issued_ts: 1 };
+        let first = Attestation {
+            user_id: user.clone(),
+            identity_key: identity,
+            issued_ts: 1,
+            revoked: false,
+        };
         let signed = first.sign(&home).unwrap();
         assert_eq!(Attestation::verify(&signed, &keys_of(&home), 2).unwrap(), first);
         // Another server cannot attest for bob, nor sign under origin's name with its own key.
@@ -145,5 +163,26 @@ mod tests {
         );
         let later = Attestation { issued_ts: 7, ..first.clone() };
         assert_eq!(Attestation::current([&first, &later]), Some(&later));
+    }
+
+    #[test]
+    fn a_later_revoking_attestation_leaves_no_usable_key() {
+        let home = key("origin.example", 1);
+        let identity = guildhall_spec::base64url::encode(key("x", 9).verifying_key().as_bytes());
+        let bound = Attestation {
+            user_id: UserId::parse("@bob:origin.example").unwrap(),
+            identity_key: identity.clone(),
+            issued_ts: 1,
+            revoked: false,
+        };
+        let revoking = Attestation { issued_ts: 2, revoked: true, ..bound.clone() };
+        assert!(!bound.sign(&home).unwrap().contains_key("revoked"), "false is left out");
+        let signed = revoking.sign(&home).unwrap();
+        assert_eq!(signed["revoked"], true);
+        let verified = Attestation::verify(&signed, &keys_of(&home), 2).unwrap();
+        assert_eq!(verified, revoking);
+        assert_eq!(bound.usable_key(), Ok(identity.as_str()));
+        let current = Attestation::current([&bound, &verified]).unwrap();
+        assert_eq!(current.usable_key(), Err(AttestationError::Revoked));
     }
 }

@@ -8,6 +8,7 @@
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha512;
+use zeroize::Zeroize as _;
 
 /// The hardened path components before the key index (spec 16.1).
 pub const IDENTITY_PATH: [u32; 2] = [7337, 0];
@@ -52,6 +53,15 @@ impl RecoveryPhrase {
             .map_err(|e| PhraseError::Invalid(e.to_string()))
     }
 
+    /// The 32 bytes of entropy the phrase encodes (what [`Self::from_entropy`] takes).
+    pub fn entropy(&self) -> [u8; 32] {
+        let (mut bytes, _) = self.0.to_entropy_array();
+        let mut entropy = [0; 32];
+        entropy.copy_from_slice(&bytes[..32]);
+        bytes.zeroize();
+        entropy
+    }
+
     /// The 24 words, joined by single spaces.
     pub fn words(&self) -> String {
         self.0.words().collect::<Vec<_>>().join(" ")
@@ -66,7 +76,8 @@ impl RecoveryPhrase {
         self.0.to_seed_normalized(passphrase)
     }
 
-    /// The secret (RFC 8032 private key) of identity key number `index`.
+    /// The secret (RFC 8032 private key) of identity key number `index`, which spec 16.1 keeps
+    /// below 2^31 (a hardened index; a larger one derives the same key as `index - 2^31`).
     pub fn identity_secret(&self, index: u32) -> [u8; 32] {
         let path = [IDENTITY_PATH[0], IDENTITY_PATH[1], index];
         slip10_ed25519(&self.seed(), &path).0
@@ -182,6 +193,7 @@ mod tests {
         for case in vectors["cases"].as_array().unwrap() {
             let phrase = RecoveryPhrase::parse(case["phrase"].as_str().unwrap()).unwrap();
             assert_eq!(hex(&phrase.seed()), case["seed"].as_str().unwrap(), "{}", case["name"]);
+            assert_eq!(hex(&phrase.entropy()), case["entropy"].as_str().unwrap());
             for key in case["keys"].as_array().unwrap() {
                 let index = u32::try_from(key["index"].as_u64().unwrap()).unwrap();
                 assert_eq!(hex(&phrase.identity_secret(index)), key["secret"].as_str().unwrap());
@@ -200,6 +212,7 @@ mod tests {
         assert_eq!(RecoveryPhrase::parse("abandon ability"), Err(PhraseError::WordCount(2)));
         let wrong_checksum = ["abandon"; 24].join(" ");
         assert!(matches!(RecoveryPhrase::parse(&wrong_checksum), Err(PhraseError::Invalid(_))));
+        assert_eq!(RecoveryPhrase::from_entropy(phrase.entropy()), phrase);
         assert_ne!(phrase.identity_secret(0), phrase.identity_secret(1), "a rotation is a new key");
         assert_eq!(format!("{phrase:?}"), "RecoveryPhrase(..)");
     }

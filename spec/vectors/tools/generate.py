@@ -10,7 +10,9 @@ Writes, next to this tools/ folder (i.e. into spec/vectors/):
   stock_rfc9421.json    requests signed by a stock RFC 9421 library (stock_rfc9421.py),
                         checked here by this file's own verifier
   identity.json         recovery phrases and the identity keys derived from them (spec 16.1):
-                        BIP39 by trezor's reference implementation, SLIP-0010 here
+                        BIP39 by trezor's reference implementation, SLIP-0010 here; signed
+                        identity objects (16.2-16.6): attestations, device certificates, login
+                        proofs, account moves, key rotations
 
 Everything is deterministic: keys are derived from fixed seeds, Ed25519 signatures are
 deterministic, timestamps and nonces are fixed.  After generating, every case is re-checked
@@ -2248,43 +2250,227 @@ def build_identity() -> dict:
         {"name": "word_not_in_list", "phrase": " ".join(["abandon"] * 23 + ["guildhall"])},
         {"name": "twelve_words", "phrase": words.to_mnemonic(bytes(16))},
     ]
+    # The identity keys of the signed objects below: keys 0, 1 and 2 of the all-zero phrase.
+    identities = [Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key["secret"]))
+                  for key in cases[0]["keys"]]
     return {"path": "m/7337'/0'/index'", "cases": cases, "invalid": invalid,
-            "attestations": build_attestations(cases[0]["keys"][0]["identity_key"])}
+            "attestations": build_attestations(cases[0]["keys"][0]["identity_key"]),
+            "device_certificates": build_device_certificates(identities),
+            "login_proofs": build_login_proofs(identities),
+            "moves": build_moves(identities),
+            "rotations": build_rotations(identities)}
+
+
+# Identity objects are judged at this time; attestations of the signed objects are issued at TS0.
+IDENTITY_NOW = TS0 + 100_000
+BOB = f"@bob:{ORIGIN}"
+OLD_HOME, NEW_HOME = "old.example", "new.example"
+IDENTITY_SERVER_KEYS = {ORIGIN: "ed25519:k1", HOST: "ed25519:h1", OLD_HOME: "ed25519:o1", NEW_HOME: "ed25519:n1"}
+
+
+def identity_b64(key: Ed25519PrivateKey) -> str:
+    return b64url(public_raw(key))
+
+
+def server_key_map(*servers: str) -> dict:
+    return {server: {IDENTITY_SERVER_KEYS[server]: b64url(public_raw(signing_key(server, IDENTITY_SERVER_KEYS[server])))}
+            for server in servers}
+
+
+def attest(user: str, identity_key: str, ts: int = TS0, *, signer: str | None = None,
+           revoked=None) -> dict:
+    """Spec 16.2: the home server (or `signer`) signs JCS(attestation without signatures)."""
+    signer = signer or user.split(":", 1)[1]
+    key_id = IDENTITY_SERVER_KEYS[signer]
+    body = {"user_id": user, "identity_key": identity_key, "issued_ts": ts}
+    if revoked is not None:
+        body["revoked"] = revoked
+    return {**body, "signatures": {signer: {key_id: b64url(signing_key(signer, key_id).sign(jcs(body)))}}}
+
+
+def user_signed(body: dict, user: str, signers: list) -> dict:
+    """`body` with `signatures: {user: {key id: sig}}`, every signer over JCS(body)."""
+    message = jcs(body)
+    return {**body, "signatures": {user: {key_id: b64url(key.sign(message)) for key_id, key in signers}}}
 
 
 def build_attestations(identity_key: str) -> dict:
-    """Spec 16.2: the home server signs JCS(attestation without signatures)."""
-    now = TS0 + 100_000
-
-    def attest(user: str, signer: str, key_id: str, ts: int, key: str = identity_key) -> dict:
-        body = {"user_id": user, "identity_key": key, "issued_ts": ts}
-        signature = b64url(signing_key(signer, key_id).sign(jcs(body)))
-        return {**body, "signatures": {signer: {key_id: signature}}}
-
-    bob = f"@bob:{ORIGIN}"
-    good = attest(bob, ORIGIN, "ed25519:k1", TS0)
+    now = IDENTITY_NOW
+    good = attest(BOB, identity_key)
     tampered = {**good, "issued_ts": TS0 + 1}
     cases = [
-        {"name": "valid", "attestation": good, "valid": True},
-        {"name": "skew_within_a_minute", "attestation": attest(bob, ORIGIN, "ed25519:k1", now + 60_000), "valid": True},
-        {"name": "tampered_after_signing", "attestation": tampered, "valid": False},
-        {"name": "signed_by_another_server", "attestation": attest(bob, HOST, "ed25519:h1", TS0), "valid": False},
-        {"name": "from_the_future", "attestation": attest(bob, ORIGIN, "ed25519:k1", now + 60_001), "valid": False},
-        {"name": "identity_key_not_a_key", "attestation": attest(bob, ORIGIN, "ed25519:k1", TS0, "AAAA"), "valid": False},
-        {"name": "unknown_member", "attestation": {**good, "device": "x"}, "valid": False},
+        {"name": "valid", "attestation": good, "valid": True, "usable": True},
+        {"name": "skew_within_a_minute", "attestation": attest(BOB, identity_key, now + 60_000), "valid": True, "usable": True},
+        {"name": "revoked", "attestation": attest(BOB, identity_key, TS0 + 1, revoked=True), "valid": True, "usable": False},
+        {"name": "revoked_false_written_out", "attestation": attest(BOB, identity_key, revoked=False), "valid": True, "usable": True},
+        {"name": "revoked_not_a_boolean", "attestation": attest(BOB, identity_key, revoked="yes"), "valid": False, "usable": False},
+        {"name": "tampered_after_signing", "attestation": tampered, "valid": False, "usable": False},
+        {"name": "signed_by_another_server", "attestation": attest(BOB, identity_key, signer=HOST), "valid": False, "usable": False},
+        {"name": "from_the_future", "attestation": attest(BOB, identity_key, now + 60_001), "valid": False, "usable": False},
+        {"name": "identity_key_not_a_key", "attestation": attest(BOB, "AAAA"), "valid": False, "usable": False},
+        {"name": "unknown_member", "attestation": {**good, "device": "x"}, "valid": False, "usable": False},
     ]
-    keys = {server: {SERVER_KEYS[server]: b64url(public_raw(signing_key(server, SERVER_KEYS[server])))}
-            for server in (ORIGIN, HOST)}
-    return {"now_ms": now, "keys": keys, "cases": cases}
+    return {"now_ms": now, "keys": server_key_map(ORIGIN, HOST), "cases": cases}
+
+
+def build_device_certificates(identities: list) -> dict:
+    """Spec 16.3: identity and device both sign JCS(certificate without signatures)."""
+    now = IDENTITY_NOW
+    device = Ed25519PrivateKey.from_private_bytes(sha256(b"guildhall-vector-device:PHONE1"))
+    stranger = Ed25519PrivateKey.from_private_bytes(sha256(b"guildhall-vector-device:OTHER"))
+    curve25519 = b64url(sha256(b"guildhall-vector-curve25519:PHONE1"))
+    key0 = identity_b64(identities[0])
+
+    def certificate(*, user=BOB, device_id="PHONE1", identity=identities[0], identity_signer=None,
+                    device_signer=device, until: int | None = now + 86_400_000, keys=None) -> dict:
+        body = {"user_id": user, "device_id": device_id,
+                "device_keys": keys or {"curve25519": curve25519, "ed25519": identity_b64(device)},
+                "identity_key": identity_b64(identity)}
+        if until is not None:
+            body["valid_until_ts"] = until
+        signers = [("ed25519:identity", identity_signer or identity)]
+        if device_signer is not None:
+            signers.append((f"ed25519:{device_id}", device_signer))
+        return user_signed(body, user, signers)
+
+    current = attest(BOB, key0)
+    cases = [
+        ("valid", certificate(), current, None),
+        ("valid_without_expiry", certificate(until=None), current, None),
+        ("bad_identity_signature", certificate(identity_signer=identities[1]), current, "bad_identity_signature"),
+        ("bad_device_signature", certificate(device_signer=stranger), current, "bad_device_signature"),
+        ("missing_device_signature", certificate(device_signer=None), current, "bad_device_signature"),
+        ("wrong_identity_key", certificate(identity=identities[1]), current, "wrong_identity_key"),
+        ("expired", certificate(until=now), current, "expired"),
+        ("identity_revoked", certificate(), attest(BOB, key0, revoked=True), "revoked"),
+        ("another_users_attestation", certificate(), attest(f"@eve:{ORIGIN}", key0), "wrong_user"),
+        ("reserved_device_id", certificate(device_id="identity"), current, "reserved_device_id"),
+        ("short_curve25519_key", certificate(keys={"curve25519": "AAAA", "ed25519": identity_b64(device)}),
+         current, "bad_device_keys"),
+        ("extra_device_key", certificate(keys={"curve25519": curve25519, "ed25519": identity_b64(device),
+                                               "x25519": curve25519}), current, "malformed"),
+    ]
+    return {"now_ms": now, "keys": server_key_map(ORIGIN),
+            "cases": [labelled(name, reason, certificate=cert, attestation=att) for name, cert, att, reason in cases]}
+
+
+def labelled(name: str, reason: str | None, **fields) -> dict:
+    case = {"name": name, **fields, "valid": reason is None}
+    if reason is not None:
+        case["reason"] = reason
+    return case
+
+
+LOGIN_CHALLENGE = "hN3k9QwZr2Tb7yLx0cVp5mA8sD1fG4jK6uE-oI_tR3w"  # spec 16.4's worked example
+
+
+def login_object(server: str, user: str, challenge: str) -> dict:
+    return {"type": "guildhall.login.v1", "server": server, "user_id": user, "challenge": challenge}
+
+
+def build_login_proofs(identities: list) -> dict:
+    """Spec 16.4: the identity key signs JCS(login object); the verifier puts in its own name."""
+    other = "other.example"
+    key0 = identity_b64(identities[0])
+
+    def proof(server=other, user=BOB, challenge=LOGIN_CHALLENGE, key=identities[0]) -> str:
+        return b64url(key.sign(jcs(login_object(server, user, challenge))))
+
+    def case(name, reason, signature, *, identity_key=key0):
+        return labelled(name, reason, server=other, user_id=BOB, challenge=LOGIN_CHALLENGE,
+                        signature=signature, identity_key=identity_key)
+
+    another_challenge = b64url(sha256(b"guildhall-vector-challenge:2"))
+    return {"cases": [
+        case("valid", None, proof()),
+        case("made_for_another_server", "bad_proof", proof(server="evil.example")),
+        case("made_for_another_challenge", "bad_proof", proof(challenge=another_challenge)),
+        case("made_for_another_user", "bad_proof", proof(user=f"@eve:{ORIGIN}")),
+        case("made_by_another_key", "bad_proof", proof(key=identities[1])),
+        case("signature_not_64_bytes", "bad_proof", "AAAA"),
+        case("identity_key_not_a_key", "bad_identity_key", proof(), identity_key="AAAA"),
+    ]}
+
+
+def build_moves(identities: list) -> dict:
+    """Spec 16.5: the identity key signs JCS(move without signatures) under `from`."""
+    alice_old, alice_new = f"@alice:{OLD_HOME}", f"@alice:{NEW_HOME}"
+    key0, key1 = identity_b64(identities[0]), identity_b64(identities[1])
+    ts = TS0 + 10_000
+
+    def move(*, source=alice_old, target=alice_new, key=key0, signer=identities[0], when=ts) -> dict:
+        body = {"type": "guildhall.account_move.v1", "from": source, "to": target, "identity_key": key, "ts": when}
+        return user_signed(body, source, [("ed25519:identity", signer)])
+
+    old_attestation = attest(alice_old, key0, TS0)
+    new_attestation = attest(alice_new, key0, TS0 + 20_000)
+    tampered = {**move(), "ts": ts + 1}
+    cases = [
+        ("valid", move(), old_attestation, new_attestation, None),
+        ("same_account", move(target=alice_old), old_attestation, old_attestation, "same_account"),
+        ("signed_by_another_key", move(signer=identities[1]), old_attestation, new_attestation, "bad_signature"),
+        ("tampered_after_signing", tampered, old_attestation, new_attestation, "bad_signature"),
+        ("old_attestation_issued_at_ts", move(), attest(alice_old, key0, ts), new_attestation, "attested_after_move"),
+        ("old_attestation_issued_after_ts", move(), attest(alice_old, key0, ts + 1), new_attestation,
+         "attested_after_move"),
+        ("new_attestation_names_another_key", move(), old_attestation, attest(alice_new, key1, TS0), "key_mismatch"),
+        ("new_attestation_revoked", move(), old_attestation, attest(alice_new, key0, TS0, revoked=True), "revoked"),
+        ("attestation_of_another_user", move(), attest(BOB, key0), new_attestation, "wrong_attestation"),
+    ]
+    return {"now_ms": IDENTITY_NOW, "keys": server_key_map(ORIGIN, OLD_HOME, NEW_HOME),
+            "cases": [labelled(name, reason, move=m, from_attestation=f, to_attestation=t)
+                      for name, m, f, t, reason in cases]}
+
+
+def build_rotations(identities: list) -> dict:
+    """Spec 16.6: old and new identity keys both sign JCS(rotation without signatures)."""
+    key0, key1 = identity_b64(identities[0]), identity_b64(identities[1])
+
+    def rotation(*, user=BOB, old=0, new=1, index: int | None = 1, signers=None) -> dict:
+        body = {"type": "guildhall.identity_rotation.v1", "user_id": user,
+                "old_key": identity_b64(identities[old]), "new_key": identity_b64(identities[new]),
+                "ts": TS0 + 10_000}
+        if index is not None:
+            body["new_index"] = index
+        if signers is None:
+            signers = [("ed25519:identity", identities[old]), ("ed25519:identity_next", identities[new])]
+        return user_signed(body, user, signers)
+
+    current = attest(BOB, key0)
+    cases = [
+        ("valid", rotation(), current, None),
+        ("valid_without_index", rotation(index=None), current, None),
+        ("missing_new_key_signature", rotation(signers=[("ed25519:identity", identities[0])]), current,
+         "bad_new_key_signature"),
+        ("old_signature_by_another_key", rotation(signers=[("ed25519:identity", identities[2]),
+                                                           ("ed25519:identity_next", identities[1])]),
+         current, "bad_old_key_signature"),
+        ("signatures_swapped", rotation(signers=[("ed25519:identity", identities[1]),
+                                                 ("ed25519:identity_next", identities[0])]),
+         current, "bad_old_key_signature"),
+        ("old_key_not_current", rotation(), attest(BOB, key1, TS0 + 20_000), "old_key_not_current"),
+        ("identity_revoked", rotation(), attest(BOB, key0, revoked=True), "revoked"),
+        ("same_key", rotation(new=0, index=0), current, "same_key"),
+        ("new_index_not_hardened", rotation(index=2**31), current, "malformed"),
+        ("statement_of_another_user", rotation(user=f"@eve:{ORIGIN}"), current, "wrong_user"),
+    ]
+    return {"now_ms": IDENTITY_NOW, "keys": server_key_map(ORIGIN),
+            "cases": [labelled(name, reason, rotation=r, attestation=a) for name, r, a, reason in cases]}
+
+
+# --- the generator's own verifiers for the identity objects --------------------------------
+
+_DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")  # 02-names.md
+_USER_ID_RE = re.compile(r"^@[a-z0-9._=-]{1,64}:[^:]+(:[0-9]+)?$")
 
 
 def verify_attestation(attestation: dict, keys: dict, now: int) -> bool:
-    if set(attestation) != {"user_id", "identity_key", "issued_ts", "signatures"}:
+    required = {"user_id", "identity_key", "issued_ts", "signatures"}
+    if not required <= set(attestation) <= required | {"revoked"}:
         return False
-    try:
-        if len(b64url_decode(attestation["identity_key"])) != 32:
-            return False
-    except Exception:
+    if not isinstance(attestation.get("revoked", False), bool):
+        return False
+    if not public_key_ok(attestation["identity_key"]):
         return False
     if attestation["issued_ts"] > now + 60_000:
         return False
@@ -2294,6 +2480,131 @@ def verify_attestation(attestation: dict, keys: dict, now: int) -> bool:
     known = [(kid, sig) for kid, sig in signed.items() if kid in keys.get(home, {})]
     return bool(known) and all(
         ed25519_verify(keys[home][kid], b64url_decode(sig), jcs(body)) for kid, sig in known)
+
+
+def public_key_ok(text) -> bool:
+    try:
+        raw = b64url_decode(text)
+    except ValueError:
+        return False
+    return len(raw) == 32 and ed_decode(raw, canonical=True) is not None
+
+
+def user_signature_ok(obj: dict, user: str, key_id: str, public: str) -> bool:
+    """Whether obj["signatures"][user][key_id] verifies with `public` over JCS(obj without signatures)."""
+    signature = obj.get("signatures", {}).get(user, {}).get(key_id)
+    try:
+        raw = b64url_decode(signature)
+    except ValueError:
+        return False
+    return ed25519_verify(public, raw, jcs({k: v for k, v in obj.items() if k != "signatures"}))
+
+
+def usable_key(attestation: dict) -> str | None:
+    return None if attestation.get("revoked", False) else attestation["identity_key"]
+
+
+def verify_device_certificate(cert: dict, current: dict, now: int) -> str | None:
+    """The reason `cert` is invalid against the current attestation `current`, or None."""
+    required = {"user_id", "device_id", "device_keys", "identity_key", "signatures"}
+    if not required <= set(cert) <= required | {"valid_until_ts"}:
+        return "malformed"
+    keys = cert["device_keys"]
+    if not isinstance(keys, dict) or set(keys) != {"curve25519", "ed25519"}:
+        return "malformed"
+    if not _DEVICE_ID_RE.match(cert["device_id"]) or not _USER_ID_RE.match(cert["user_id"]):
+        return "malformed"
+    if cert["device_id"] in ("identity", "identity_next"):
+        return "reserved_device_id"
+    if not public_key_ok(cert["identity_key"]):
+        return "bad_identity_key"
+    try:
+        curve_ok = len(b64url_decode(keys["curve25519"])) == 32
+    except ValueError:
+        curve_ok = False
+    if not curve_ok or not public_key_ok(keys["ed25519"]):
+        return "bad_device_keys"
+    if cert["user_id"] != current["user_id"]:
+        return "wrong_user"
+    if usable_key(current) is None:
+        return "revoked"
+    if cert["identity_key"] != usable_key(current):
+        return "wrong_identity_key"
+    user = cert["user_id"]
+    if not user_signature_ok(cert, user, "ed25519:identity", cert["identity_key"]):
+        return "bad_identity_signature"
+    if not user_signature_ok(cert, user, f"ed25519:{cert['device_id']}", keys["ed25519"]):
+        return "bad_device_signature"
+    if "valid_until_ts" in cert and cert["valid_until_ts"] <= now:
+        return "expired"
+    return None
+
+
+def verify_login(server: str, user: str, challenge: str, signature: str, identity_key: str) -> str | None:
+    try:
+        challenge_ok = len(b64url_decode(challenge)) == 32
+    except ValueError:
+        challenge_ok = False
+    if not challenge_ok:
+        return "invalid_challenge"
+    if not public_key_ok(identity_key):
+        return "bad_identity_key"
+    try:
+        raw = b64url_decode(signature)
+    except ValueError:
+        return "bad_proof"
+    return None if ed25519_verify(identity_key, raw, jcs(login_object(server, user, challenge))) else "bad_proof"
+
+
+def verify_move(move: dict, from_attestation: dict, to_attestation: dict) -> str | None:
+    if set(move) != {"type", "from", "to", "identity_key", "ts", "signatures"} \
+            or move["type"] != "guildhall.account_move.v1":
+        return "malformed"
+    if move["from"] == move["to"]:
+        return "same_account"
+    if not public_key_ok(move["identity_key"]):
+        return "bad_identity_key"
+    if not user_signature_ok(move, move["from"], "ed25519:identity", move["identity_key"]):
+        return "bad_signature"
+    for user, attestation in ((move["from"], from_attestation), (move["to"], to_attestation)):
+        if attestation["user_id"] != user:
+            return "wrong_attestation"
+        if usable_key(attestation) is None:
+            return "revoked"
+        if usable_key(attestation) != move["identity_key"]:
+            return "key_mismatch"
+    if from_attestation["issued_ts"] >= move["ts"]:
+        return "attested_after_move"
+    return None
+
+
+def verify_rotation(rotation: dict, current: dict) -> str | None:
+    required = {"type", "user_id", "old_key", "new_key", "ts", "signatures"}
+    if not required <= set(rotation) <= required | {"new_index"} \
+            or rotation["type"] != "guildhall.identity_rotation.v1":
+        return "malformed"
+    if "new_index" in rotation and not 0 <= rotation["new_index"] < 2**31:
+        return "malformed"
+    if not public_key_ok(rotation["old_key"]) or not public_key_ok(rotation["new_key"]):
+        return "bad_key"
+    if rotation["old_key"] == rotation["new_key"]:
+        return "same_key"
+    if rotation["user_id"] != current["user_id"]:
+        return "wrong_user"
+    if usable_key(current) is None:
+        return "revoked"
+    if rotation["old_key"] != usable_key(current):
+        return "old_key_not_current"
+    user = rotation["user_id"]
+    if not user_signature_ok(rotation, user, "ed25519:identity", rotation["old_key"]):
+        return "bad_old_key_signature"
+    if not user_signature_ok(rotation, user, "ed25519:identity_next", rotation["new_key"]):
+        return "bad_new_key_signature"
+    return None
+
+
+def check_labelled(case: dict, reason: str | None) -> None:
+    assert reason == case.get("reason") and case["valid"] == (reason is None), (case["name"], reason)
 
 
 def check_identity(doc: dict) -> None:
@@ -2309,6 +2620,30 @@ def check_identity(doc: dict) -> None:
     for case in attestations["cases"]:
         verdict = verify_attestation(case["attestation"], attestations["keys"], attestations["now_ms"])
         assert verdict == case["valid"], case["name"]
+        assert case["usable"] == (verdict and usable_key(case["attestation"]) is not None), case["name"]
+
+    def attested(section: dict, attestation: dict) -> dict:
+        assert verify_attestation(attestation, section["keys"], section["now_ms"]), attestation
+        return attestation
+
+    devices = doc["device_certificates"]
+    for case in devices["cases"]:
+        current = attested(devices, case["attestation"])
+        check_labelled(case, verify_device_certificate(case["certificate"], current, devices["now_ms"]))
+    for case in doc["login_proofs"]["cases"]:
+        check_labelled(case, verify_login(case["server"], case["user_id"], case["challenge"],
+                                          case["signature"], case["identity_key"]))
+    # Spec 16.4's worked example is the valid login case.
+    valid_login = doc["login_proofs"]["cases"][0]
+    assert (valid_login["server"], valid_login["challenge"]) == ("other.example", LOGIN_CHALLENGE)
+    moves = doc["moves"]
+    for case in moves["cases"]:
+        verdict = verify_move(case["move"], attested(moves, case["from_attestation"]),
+                              attested(moves, case["to_attestation"]))
+        check_labelled(case, verdict)
+    rotations = doc["rotations"]
+    for case in rotations["cases"]:
+        check_labelled(case, verify_rotation(case["rotation"], attested(rotations, case["attestation"])))
     # SLIP-0010 "Test vector 1 for ed25519", the chain's leaf m/0'/1'.
     leaf = slip10_ed25519(bytes(range(16)), [0, 1]).hex()
     assert leaf == "b1d0bad404bf35da785a64ca1ac54b2617211d2777696fbffaf208f746ae84f2", leaf
@@ -2352,6 +2687,10 @@ def summary(rendered: dict[str, bytes]) -> str:
         doc = json.loads(data)
         if isinstance(doc, list):
             lines.append(f"{name}: {len(doc)} cases")
+        elif name == "identity.json":
+            sections = ("attestations", "device_certificates", "login_proofs", "moves", "rotations")
+            counts = ", ".join(f"{len(doc[section]['cases'])} {section}" for section in sections)
+            lines.append(f"{name}: {len(doc['cases'])} phrases, {counts}")
         elif name == "permissions.json":
             lines.append(f"{name}: {len(doc['cases'])} cases, {len(doc['hierarchy'])} hierarchy cases")
         else:
