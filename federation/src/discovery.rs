@@ -107,6 +107,28 @@ impl Resolver {
         self.address_resolver.http_builder()
     }
 
+    /// Fetches an address an operator configured (a subscribed trust list): `https` only
+    /// (unless plain HTTP is allowed), never an internal address unless allowed, no redirects,
+    /// at most `cap` bytes within 30 seconds. Returns the status and the body.
+    pub async fn get_url(&self, url: &str, cap: usize) -> Result<(u16, Vec<u8>), String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
+        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && self.scheme == "http") {
+            return Err(format!("{} URLs are not fetched", parsed.scheme()));
+        }
+        let host = parsed.host_str().ok_or("the URL has no host")?;
+        self.check_literal(host).map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .get(parsed)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = crate::read_capped(response, cap).await.map_err(|e| e.to_string())?;
+        Ok((status, body))
+    }
+
     /// The destination for `name`.
     pub async fn resolve(&self, name: &ServerName) -> Result<Destination, DiscoveryError> {
         if let Some(cached) = self.cache.get(name).await {

@@ -47,6 +47,20 @@ impl InboundAuth {
         let authorities: Vec<&str> = self.authorities.iter().map(String::as_str).collect();
         let checked = request_auth::check_request(request, crate::now_secs(), &authorities)?;
         let origin = checked.origin().clone();
+        let outcome = self.authenticate_checked(&checked, &origin).await;
+        match &outcome {
+            Ok(()) => self.policy.count_accepted(&origin),
+            Err(error) => self.policy.count_refused(&origin, error.code()),
+        }
+        outcome.map(|()| origin)
+    }
+
+    async fn authenticate_checked(
+        &self,
+        checked: &request_auth::CheckedRequest,
+        origin: &ServerName,
+    ) -> Result<(), RequestAuthError> {
+        let origin = origin.clone();
         if !self.policy.permits(&origin) {
             return Err(RequestAuthError::ServerDenied(origin));
         }
@@ -62,6 +76,6 @@ impl InboundAuth {
         if !entry.is_fresh() {
             return Err(RequestAuthError::ReplayedNonce);
         }
-        Ok(origin)
+        Ok(())
     }
 }

@@ -149,6 +149,10 @@ impl KeyFetcher {
         server: &ServerName,
         key_id: &KeyId,
     ) -> Option<ed25519_key::VerifyingKey> {
+        // A pinned key stands for the server whatever its documents say, and no other key does.
+        if let Some(pinned) = self.policy.pinned(server) {
+            return (&pinned.key_id == key_id).then_some(pinned.key);
+        }
         let mut cached = self.keys_for(server, Trigger::Request).await?;
         if !cached.document.verify_keys.contains_key(key_id)
             && cached.fetched.elapsed() > REFETCH_INTERVAL
@@ -164,6 +168,10 @@ impl KeyFetcher {
     pub async fn event_keys(&self, servers: &[ServerName], signed_at: u64) -> PublicKeyMap {
         let mut map = PublicKeyMap::new();
         for server in servers {
+            if let Some(pinned) = self.policy.pinned(server) {
+                map.insert(server.clone(), pinned.key_id, pinned.key);
+                continue;
+            }
             let Some(cached) = self.keys(server).await else { continue };
             for (key_id, key) in &cached.document.verify_keys {
                 let _ = map.insert_base64(server.clone(), key_id.clone(), &key.key);
@@ -227,7 +235,10 @@ impl KeyFetcher {
                 return None;
             }
         };
-        let cached = match check_document(server, &bytes) {
+        let cached = match check_document(server, &bytes).and_then(|cached| {
+            self.check_pin(server, &cached)?;
+            Ok(cached)
+        }) {
             Ok(cached) => cached,
             Err(reason) => {
                 tracing::warn!(%server, reason, "rejected key document");
@@ -237,6 +248,23 @@ impl KeyFetcher {
         let cached = Arc::new(cached);
         self.cache.insert(server.clone(), Arc::clone(&cached)).await;
         Some(cached)
+    }
+}
+
+impl KeyFetcher {
+    /// A document of a server with a pinned key must list that key (spec 15.2).
+    fn check_pin(&self, server: &ServerName, cached: &CachedKeys) -> Result<(), String> {
+        let Some(pinned) = self.policy.pinned(server) else { return Ok(()) };
+        let listed = cached
+            .document
+            .verify_keys
+            .get(&pinned.key_id)
+            .and_then(|key| signing::decode_public_key(&key.key));
+        if listed == Some(pinned.key) {
+            Ok(())
+        } else {
+            Err(format!("the document lacks the pinned key {}", pinned.key_id))
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod inbound;
 pub mod keys;
 pub mod policy;
+pub mod trust_list;
 
 pub use client::{FederationClient, FederationError, Response};
 pub use discovery::{Destination, DiscoveryError, Resolver, ResolverSettings};

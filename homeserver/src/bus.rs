@@ -47,6 +47,13 @@ pub enum BusMessage {
         /// The new public profile.
         profile: serde_json::Value,
     },
+    /// The identity key of a user changed, was revoked, or became known to this server.
+    IdentityUpdate {
+        /// Whose.
+        user_id: UserId,
+        /// The usable identity key; `None` when revoked.
+        identity_key: Option<String>,
+    },
     /// A login session was revoked (logout, or revoked from another device): gateway
     /// connections opened with it close.
     LoginRevoked {

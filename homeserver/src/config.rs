@@ -43,6 +43,9 @@ pub struct FederationConfig {
     pub allow: Vec<String>,
     /// Servers never allowed.
     pub deny: Vec<String>,
+    /// Publish this server's local trust entries as a signed list at `/_guildhall/v1/trust/list`
+    /// for other operators to subscribe to.
+    pub publish_trust_list: bool,
     /// Further `host[:port]` authorities this server is reached at (besides `server_name`).
     pub public_addresses: Vec<String>,
     /// DNS servers for SRV lookups (`ip:port`); empty = the system's.
@@ -63,6 +66,7 @@ impl Default for FederationConfig {
             mode: guildhall_federation::TrustMode::Open,
             allow: Vec::new(),
             deny: Vec::new(),
+            publish_trust_list: false,
             public_addresses: Vec::new(),
             dns_servers: Vec::new(),
             danger_allow_plain_http: false,

@@ -12,11 +12,13 @@ pub mod error;
 pub mod federation;
 pub mod gateway;
 pub mod guilds;
+pub mod identity;
 pub mod limits;
 pub mod passwords;
 pub mod presence;
 pub mod ratelimit;
 pub mod store;
+pub mod trust;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,8 @@ pub struct AppState {
     pub passwords: Arc<passwords::Passwords>,
     /// Federation services.
     pub federation: federation::Federation,
+    /// The identities of remote users, learned in the background.
+    pub identities: identity::Directory,
     /// Permits to read a request body whose sender is not yet authenticated.
     pub unauthenticated_reads: Arc<limits::UnauthenticatedReads>,
 }
@@ -172,6 +176,7 @@ impl AppState {
                 config.limits.max_unauthenticated_body_reads,
                 config.limits.max_unauthenticated_body_reads_per_address,
             )),
+            identities: identity::Directory::default(),
             config: Arc::new(config),
             server_name,
             store,
@@ -195,6 +200,8 @@ pub async fn serve(
     let guilds = Arc::clone(&state.guilds);
     tokio::spawn(async move { guilds.catch_up_all().await });
     tokio::spawn(prune_records(state.store.clone()));
+    tokio::spawn(identity::Directory::run(state.clone()));
+    tokio::spawn(Arc::clone(&state.federation.trust).run());
     let app = api::router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)

@@ -63,6 +63,87 @@ enum AdminCommand {
         /// The username (localpart).
         username: String,
     },
+    /// Decide whom this server federates with. Changes apply to a running server within
+    /// seconds, survive restarts and are written to the audit log.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Show the audit log of administrative actions, newest first.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// Show the mode, every entry with its source, and the subscribed lists.
+    List,
+    /// Allow a server (needed in allowlist mode; overrides subscribed lists).
+    Allow {
+        /// The server name.
+        server: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Deny a server: nothing is accepted from it or sent to it.
+    Deny {
+        /// The server name.
+        server: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Allow a server only with this key: anything signed by another key is refused.
+    Pin {
+        /// The server name.
+        server: String,
+        /// The key id, e.g. `ed25519:k1`.
+        key_id: String,
+        /// The public key, base64url.
+        key: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Remove this server's operator entry (the configuration file's, if any, applies again).
+    Remove {
+        /// The server name.
+        server: String,
+    },
+    /// Set the mode: open, allowlist or closed.
+    Mode {
+        /// The mode.
+        mode: String,
+    },
+    /// Subscribe to a trust list another operator publishes.
+    Subscribe {
+        /// Where the list is served, e.g. `https://curator.example/_guildhall/v1/trust/list`.
+        url: String,
+        /// The publisher's server name, as the list names it.
+        #[arg(long)]
+        publisher: String,
+        /// The publisher key's id.
+        #[arg(long)]
+        key_id: String,
+        /// The publisher's public key, base64url; lists signed otherwise are refused.
+        #[arg(long)]
+        key: String,
+        /// Refetch period in seconds (at least 60).
+        #[arg(long)]
+        refresh_secs: Option<u64>,
+    },
+    /// Unsubscribe: the list's entries stop applying.
+    Unsubscribe {
+        /// The subscription id (see `trust list`).
+        id: String,
+    },
+    /// Whether a server may federate with this one, and which rule or list decided.
+    Why {
+        /// The server name.
+        server: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +246,80 @@ async fn admin(config: Config, data_dir: &DataDir, command: AdminCommand) -> any
             }
             println!("{user_id} is now an admin");
         }
+        AdminCommand::Trust(command) => trust(&state, command).await?,
+        AdminCommand::Audit { limit } => {
+            for entry in state.store.audit_log(None, limit.clamp(1, 10_000)).await? {
+                let detail = entry.detail.map(|detail| detail.to_string()).unwrap_or_default();
+                println!(
+                    "#{} {} {} {} {} {detail}",
+                    entry.id,
+                    entry.ts,
+                    entry.actor,
+                    entry.action,
+                    entry.target.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The actor the audit log records for the command line.
+const CLI_ACTOR: &str = "cli";
+
+async fn trust(state: &AppState, command: TrustCommand) -> anyhow::Result<()> {
+    use guildhall_federation::policy::Action;
+    let trust = &state.federation.trust;
+    let why = |server: &str| -> anyhow::Result<()> {
+        let name = guildhall_spec::ServerName::parse(server)?;
+        let decision = trust.policy().decide(&name).context("no policy")?;
+        let verdict = if decision.allowed { "allowed" } else { "refused" };
+        println!("{name}: {verdict} ({})", serde_json::to_string(&decision.rule)?);
+        if let Some(pin) = trust.policy().pinned(&name) {
+            println!("  pinned key {}", pin.key_id);
+        }
+        Ok(())
+    };
+    match command {
+        TrustCommand::List => {
+            println!("{}", serde_json::to_string_pretty(&trust.view().await?)?);
+        }
+        TrustCommand::Allow { server, reason } => {
+            trust.set_entry(CLI_ACTOR, &server, Action::Allow, reason, None).await?;
+            why(&server)?;
+        }
+        TrustCommand::Deny { server, reason } => {
+            trust.set_entry(CLI_ACTOR, &server, Action::Deny, reason, None).await?;
+            why(&server)?;
+        }
+        TrustCommand::Pin { server, key_id, key, reason } => {
+            trust.set_entry(CLI_ACTOR, &server, Action::Allow, reason, Some((key_id, key))).await?;
+            why(&server)?;
+        }
+        TrustCommand::Remove { server } => {
+            trust.remove_entry(CLI_ACTOR, &server).await?;
+            why(&server)?;
+        }
+        TrustCommand::Mode { mode } => {
+            let mode = guildhall_homeserver::trust::parse_mode(&mode)
+                .context("the mode is open, allowlist or closed")?;
+            trust.set_mode(CLI_ACTOR, mode).await?;
+            println!("mode is now {}", guildhall_homeserver::trust::mode_name(mode));
+        }
+        TrustCommand::Subscribe { url, publisher, key_id, key, refresh_secs } => {
+            let (subscription, fetched) =
+                trust.subscribe(CLI_ACTOR, &url, &publisher, &key_id, &key, refresh_secs).await?;
+            println!("subscribed: {} ({})", subscription.id, subscription.url);
+            match fetched {
+                Ok(_) => println!("fetched: the list is in effect"),
+                Err(error) => println!("first fetch failed ({error}); retrying in the background"),
+            }
+        }
+        TrustCommand::Unsubscribe { id } => {
+            trust.unsubscribe(CLI_ACTOR, &id).await?;
+            println!("unsubscribed {id}");
+        }
+        TrustCommand::Why { server } => why(&server)?,
     }
     Ok(())
 }

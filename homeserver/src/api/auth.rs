@@ -120,7 +120,7 @@ pub(super) async fn issue_token(state: &AppState, user_id: &UserId) -> ApiResult
     Ok(token)
 }
 
-async fn start_session(
+pub(super) async fn start_session(
     state: &AppState,
     user_id: &UserId,
     headers: &HeaderMap,

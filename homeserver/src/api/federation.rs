@@ -164,6 +164,41 @@ pub(super) async fn server_keys(State(state): State<AppState>) -> ApiResult<Json
     Ok(Json(Value::Object(document)))
 }
 
+/// `GET /_guildhall/v1/trust/list`: our local trust entries as a signed list, when the
+/// operator publishes one (spec 15.3). Unauthenticated.
+pub(super) async fn trust_list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    if !state.federation.publish_trust_list {
+        return Err(ApiError::not_found("not_found", "this server publishes no trust list"));
+    }
+    let list = state
+        .federation
+        .trust
+        .published(&state.keys.current)
+        .await?
+        .ok_or_else(|| ApiError::internal("could not sign the trust list"))?;
+    Ok(Json(Value::Object(list)))
+}
+
+/// `GET /_guildhall/v1/identity/{user_id}`: the current attestation of one of our users, with
+/// the rotation statements that led to it (spec 16.2).
+pub(super) async fn identity(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    request: Federated,
+) -> ApiResult<Json<Value>> {
+    let _ = request.origin;
+    let user_id: guildhall_spec::UserId = super::parse_id("user id", &user_id)?;
+    if user_id.server_name() != state.server_name {
+        return Err(ApiError::not_found("not_found", "not a user of this server"));
+    }
+    let row =
+        state.store.attestation(&user_id).await?.ok_or_else(|| {
+            ApiError::not_found("unknown_user", "no such user, or no identity key")
+        })?;
+    let rotations = state.store.rotations(&user_id).await?;
+    Ok(Json(json!({"attestation": row.attestation, "rotations": rotations})))
+}
+
 /// `POST /_guildhall/v1/keys/query`: key documents of other servers, as we fetched and
 /// checked them, countersigned by us (a notary answer).
 pub(super) async fn query_keys(

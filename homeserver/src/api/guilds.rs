@@ -129,12 +129,21 @@ pub(super) async fn members(
     let limit = page.limit.unwrap_or(100).clamp(1, 1000) as usize;
     let after: Option<UserId> =
         page.after.as_deref().map(|after| parse_id("user id", after)).transpose()?;
-    let members: Vec<Value> = guild_state
+    let page: Vec<_> = guild_state
         .members
         .iter()
         .filter(|(id, _)| after.as_ref().is_none_or(|after| *id > after))
         .take(limit)
-        .map(|(id, member)| views::member(&guild_state, id, member))
+        .collect();
+    let ids: Vec<&UserId> = page.iter().map(|(id, _)| *id).collect();
+    let keys = identity_keys(&state, &ids).await?;
+    let members: Vec<Value> = page
+        .into_iter()
+        .map(|(id, member)| {
+            let mut view = views::member(&guild_state, id, member);
+            view["identity_key"] = json!(keys.get(id));
+            view
+        })
         .collect();
     Ok(Json(json!({"members": members})))
 }
@@ -151,7 +160,25 @@ pub(super) async fn member(
         .members
         .get(&user_id)
         .ok_or_else(|| ApiError::not_found("unknown_member", "not a member"))?;
-    Ok(Json(views::member(&guild_state, &user_id, member)))
+    let keys = identity_keys(&state, &[&user_id]).await?;
+    let mut view = views::member(&guild_state, &user_id, member);
+    view["identity_key"] = json!(keys.get(&user_id));
+    Ok(Json(view))
+}
+
+/// The known identity keys of `users`; remote users whose key is not known yet are looked up
+/// in the background, so a later read shows them.
+pub(super) async fn identity_keys(
+    state: &AppState,
+    users: &[&UserId],
+) -> ApiResult<std::collections::HashMap<UserId, String>> {
+    let keys = state.store.identity_keys(users).await?;
+    for user in users.iter().filter(|user| !keys.contains_key(**user)) {
+        if user.server_name() != state.server_name {
+            state.identities.meet(user);
+        }
+    }
+    Ok(keys)
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@ pub use auth::create_account;
 mod channels;
 mod federation;
 mod guilds;
+mod identity;
 mod messages;
 mod social;
 mod test_control;
@@ -45,6 +46,12 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/sessions/{session_id}", delete(auth::revoke_session))
         .route("/users/@me", get(users::me).patch(users::update_me))
         .route("/users/@me/guilds", get(users::my_guilds))
+        .route(
+            "/users/@me/identity",
+            get(identity::mine).put(identity::set).delete(identity::revoke),
+        )
+        .route("/users/@me/identity/generate", post(identity::generate))
+        .route("/users/@me/identity/rotate", post(identity::rotate))
         .route(
             "/users/@me/channels",
             get(social::direct_messages).post(social::open_direct_message),
@@ -120,6 +127,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/federation/policy", get(admin::policy).put(admin::set_policy))
         .route("/admin/equivocations", get(admin::equivocations))
+        .route("/admin/trust", get(admin::trust))
+        .route("/admin/trust/mode", put(admin::set_mode))
+        .route("/admin/trust/entries/{server}", put(admin::set_entry).delete(admin::remove_entry))
+        .route("/admin/trust/why/{server}", get(admin::why))
+        .route("/admin/trust/stats", get(admin::stats))
+        .route("/admin/trust/subscriptions", post(admin::subscribe))
+        .route("/admin/trust/subscriptions/{id}", delete(admin::unsubscribe))
+        .route("/admin/trust/subscriptions/{id}/refresh", post(admin::refresh))
+        .route("/admin/audit", get(admin::audit))
         .route("/admin/federation/queues", get(admin::queues))
         .route(
             "/invites/{code}",
@@ -136,6 +152,10 @@ pub fn router(state: AppState) -> Router {
         .route("/guilds/{guild_id}/events", get(federation::events))
         .route("/guilds/{guild_id}/state", get(federation::snapshot))
         .route("/guilds/{guild_id}/content", post(federation::content))
+        .route("/trust/list", get(federation::trust_list))
+        .route("/identity/challenge", post(identity::challenge))
+        .route("/identity/prove", post(identity::prove))
+        .route("/identity/{user_id}", get(federation::identity))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") });
     let test_control = Router::new()
         .route("/users", post(test_control::create_user))

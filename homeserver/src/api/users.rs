@@ -20,7 +20,13 @@ pub(super) async fn me(State(state): State<AppState>, auth: AuthUser) -> ApiResu
         .user(&auth.user_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("account is gone"))?;
-    Ok(Json(views::own_user(&user)))
+    let mut view = views::own_user(&user);
+    view["identity_key"] = json!(identity_key(&state, &auth.user_id).await?);
+    Ok(Json(view))
+}
+
+async fn identity_key(state: &AppState, user_id: &UserId) -> ApiResult<Option<String>> {
+    Ok(state.store.attestation(user_id).await?.and_then(|row| row.identity_key))
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,7 +88,9 @@ pub(super) async fn profile(
         .user(&user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_user", "no such user"))?;
-    Ok(Json(views::user(&user)))
+    let mut view = views::user(&user);
+    view["identity_key"] = json!(identity_key(&state, &user_id).await?);
+    Ok(Json(view))
 }
 
 /// `GET /api/v1/users/@me/guilds`.

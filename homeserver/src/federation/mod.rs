@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use guildhall_federation::policy::TrustRules;
 use guildhall_federation::{
-    FederationClient, InboundAuth, KeyFetcher, Resolver, ResolverSettings, TrustMode, TrustPolicy,
+    FederationClient, InboundAuth, KeyFetcher, Resolver, ResolverSettings, TrustPolicy,
 };
 use guildhall_identity::server_keys::ServerKeys;
 use guildhall_spec::api::get_server_keys::{OldVerifyKey, ServerKeys as KeyDocument, VerifyKey};
@@ -21,6 +21,7 @@ pub use ephemeral::relay_ephemeral;
 
 use crate::config::FederationConfig;
 use crate::store::Store;
+use crate::trust::Trust;
 
 /// How long peers may cache our key document.
 const KEY_DOCUMENT_VALIDITY_MS: u64 = 24 * 3600 * 1000;
@@ -40,6 +41,10 @@ pub struct Federation {
     pub key_document: Arc<JsonObject>,
     /// Whether federation is on at all.
     pub enabled: bool,
+    /// The live trust policy and subscribed lists.
+    pub trust: Arc<Trust>,
+    /// Whether `/trust/list` publishes our local entries.
+    pub publish_trust_list: bool,
 }
 
 impl Federation {
@@ -68,23 +73,40 @@ impl Federation {
                     .map(|name| ServerName::parse(name).map_err(|e| anyhow::anyhow!("{name}: {e}")))
                     .collect()
             };
-        let rules = TrustRules {
-            mode: config.mode,
-            allow: parse_all(&config.allow)?,
-            deny: parse_all(&config.deny)?,
-        };
+        let configured = TrustRules::from_lists(
+            config.mode,
+            parse_all(&config.allow)?,
+            parse_all(&config.deny)?,
+        );
         let mut authorities = vec![server_name.to_string()];
         authorities.extend(config.public_addresses.iter().cloned());
-        // With federation switched off, the policy is closed both ways.
-        let rules =
-            if config.enabled { rules } else { TrustRules { mode: TrustMode::Closed, ..rules } };
-        fetcher_policy.replace(rules.clone());
+        // The stored changes apply at once; with federation switched off, the policy is closed
+        // both ways.
         let policy = fetcher_policy;
+        let trust = Arc::new(
+            Trust::new(
+                store.clone(),
+                Arc::clone(&policy),
+                configured,
+                config.enabled,
+                resolver.clone(),
+            )
+            .await?,
+        );
         let client =
             FederationClient::new(resolver.clone(), keys.current.clone(), Arc::clone(&policy));
         let inbound = InboundAuth::new(authorities, fetcher.clone(), policy);
         let delivery = Delivery::new(store, client.clone());
-        Ok(Self { client, keys: fetcher, inbound, delivery, key_document, enabled: config.enabled })
+        Ok(Self {
+            client,
+            keys: fetcher,
+            inbound,
+            delivery,
+            key_document,
+            enabled: config.enabled,
+            trust,
+            publish_trust_list: config.publish_trust_list,
+        })
     }
 }
 

@@ -552,6 +552,12 @@ impl Connection {
                     self.try_dispatch("USER_UPDATE", profile.clone(), None)?;
                 }
             }
+            BusMessage::IdentityUpdate { user_id, identity_key } => {
+                if user_id == &session.user || self.shares_guild(session, user_id).await {
+                    let data = json!({"user_id": user_id, "identity_key": identity_key});
+                    self.try_dispatch("IDENTITY_UPDATE", data, None)?;
+                }
+            }
             BusMessage::Relationship { user_id, relationship } => {
                 if user_id == &session.user {
                     self.try_dispatch("RELATIONSHIP_UPDATE", relationship.clone(), None)?;

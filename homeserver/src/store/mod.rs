@@ -6,9 +6,11 @@
 
 mod federation;
 mod guilds;
+mod identity;
 mod messages;
 mod projections;
 mod social;
+mod trust;
 mod users;
 
 use std::path::Path;
@@ -20,8 +22,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use federation::{OutboundRow, ProposalRow};
 pub use guilds::{AppendedEvent, StoredEvent};
+pub use identity::AttestationRow;
 pub use messages::{MessageQuery, MessageRow, ReactionCount, SearchQuery};
 pub use social::RelationshipRow;
+pub use trust::{Audit, AuditRow, SubscriptionRow, TrustEntryRow};
 pub use users::{SessionRow, UserRow};
 
 /// The database.

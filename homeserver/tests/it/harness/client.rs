@@ -35,6 +35,11 @@ impl Client {
         }
     }
 
+    /// `POST` to a path outside `/api/v1` (e.g. `/_guildhall/v1/identity/challenge`).
+    pub async fn post_at(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        call(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+    }
+
     /// `GET`.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         call(self.request(Method::GET, path)).await

@@ -1,0 +1,272 @@
+//! Identity endpoints for clients (spec chapter 16): setting, generating, rotating and revoking
+//! one's identity key, and logging in with it on any server.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use guildhall_identity::attestation::Attestation;
+use guildhall_identity::login::{self, Challenge};
+use guildhall_identity::phrase::RecoveryPhrase;
+use guildhall_identity::rotation::IdentityRotation;
+use guildhall_spec::UserId;
+use guildhall_spec::event::JsonObject;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AuthUser, Json, auth, views};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::identity::{self, IdentityError};
+use crate::store::now_ms;
+
+/// How long a login challenge stays usable (spec 16.4: at most 5 minutes).
+const CHALLENGE_TTL_MS: u64 = 5 * 60 * 1000;
+/// Outstanding challenges per server; beyond this, new ones wait for old ones to expire.
+const MAX_OUTSTANDING_CHALLENGES: i64 = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChallengeRequest {
+    user_id: UserId,
+}
+
+/// `POST /_guildhall/v1/identity/challenge`: a single-use challenge for a key login (or for
+/// proving possession of a key one sets on one's own account).
+pub(super) async fn challenge(
+    State(state): State<AppState>,
+    Json(body): Json<ChallengeRequest>,
+) -> ApiResult<Json<Value>> {
+    if state.store.challenge_count().await? >= MAX_OUTSTANDING_CHALLENGES {
+        return Err(ApiError::rate_limited(CHALLENGE_TTL_MS));
+    }
+    let challenge = Challenge::generate();
+    let expires_ts = now_ms() + CHALLENGE_TTL_MS;
+    state.store.put_challenge(challenge.as_str(), &body.user_id, expires_ts).await?;
+    Ok(Json(json!({"challenge": challenge.as_str(), "expires_ts": expires_ts})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProveRequest {
+    user_id: UserId,
+    challenge: Challenge,
+    signature: String,
+    #[serde(default)]
+    attestation: Option<JsonObject>,
+    /// The local name wanted for a new account here (default: the user's own localpart).
+    #[serde(default)]
+    localpart: Option<String>,
+}
+
+/// `POST /_guildhall/v1/identity/prove`: logs in with an identity key. The account is this
+/// server's account bound to the same identity key, created on first login (with the user's
+/// localpart, or `localpart`) when registration is open.
+pub(super) async fn prove(
+    State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<ProveRequest>,
+) -> ApiResult<Json<Value>> {
+    let user_id = body.user_id;
+    if !state.store.take_challenge(body.challenge.as_str(), &user_id).await? {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_challenge",
+            "the challenge is unknown, expired, used or issued for another user",
+        ));
+    }
+    let (_, identity_key) = identity::current(&state, &user_id, body.attestation.as_ref()).await?;
+    login::verify(&state.server_name, &user_id, &body.challenge, &body.signature, &identity_key)
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_proof", e.to_string()))?;
+    let account = match state.store.local_account_with_key(&identity_key).await? {
+        Some(account) => account,
+        None if user_id.server_name() == state.server_name => {
+            return Err(IdentityError::NoIdentity(user_id).into());
+        }
+        None => {
+            link_new_account(&state, &user_id, body.localpart.as_deref(), &identity_key).await?
+        }
+    };
+    let user = state
+        .store
+        .user(&account)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("account is gone"))?;
+    let token = auth::start_session(&state, &account, &headers, address).await?;
+    let mut view = views::own_user(&user);
+    view["identity_key"] = json!(identity_key);
+    Ok(Json(json!({"user_id": account, "token": token, "user": view, "linked_from": user_id})))
+}
+
+/// Creates this server's account for a remote identity and attests the same key for it.
+async fn link_new_account(
+    state: &AppState,
+    remote: &UserId,
+    localpart: Option<&str>,
+    identity_key: &str,
+) -> ApiResult<UserId> {
+    if !state.config.registration.enabled {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "registration_closed",
+            "this server creates no new accounts",
+        ));
+    }
+    let localpart = localpart.unwrap_or(remote.localpart());
+    let account = UserId::new(localpart, &state.server_name).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_username",
+            "usernames are 1-64 of a-z 0-9 . _ = -",
+        )
+    })?;
+    state.store.create_key_account(&account).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "username_taken",
+            "that username is taken here; choose another with `localpart`",
+        )
+    })?;
+    identity::attest(state, &account, Some(identity_key)).await?;
+    tracing::info!(%account, linked_from = %remote, "account created by key login");
+    Ok(account)
+}
+
+/// `GET /api/v1/users/@me/identity`: the current attestation, if any.
+pub(super) async fn mine(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+    let row = state
+        .store
+        .attestation(&auth.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no_identity", "no identity key is set"))?;
+    Ok(Json(json!({
+        "identity_key": row.identity_key,
+        "attestation": row.attestation,
+        "rotations": state.store.rotations(&auth.user_id).await?,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SetIdentity {
+    identity_key: String,
+    challenge: Challenge,
+    signature: String,
+}
+
+/// `PUT /api/v1/users/@me/identity`: binds a key the client generated (recommended), proven
+/// with a login proof for this server over a challenge from this server. Only when no key is
+/// bound: a bound key is replaced by a rotation, which the old key signs.
+pub(super) async fn set(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<SetIdentity>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ensure_unbound(&state, &auth.user_id).await?;
+    if !state.store.take_challenge(body.challenge.as_str(), &auth.user_id).await? {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_challenge",
+            "the challenge is unknown, expired or used",
+        ));
+    }
+    login::verify(
+        &state.server_name,
+        &auth.user_id,
+        &body.challenge,
+        &body.signature,
+        &body.identity_key,
+    )
+    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_proof", e.to_string()))?;
+    let attestation = identity::attest(&state, &auth.user_id, Some(&body.identity_key)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"identity_key": body.identity_key, "attestation": attestation})),
+    ))
+}
+
+/// `POST /api/v1/users/@me/identity/generate`: for simple clients, the server makes a
+/// recovery phrase, binds its first key and returns the phrase once. It keeps no secret.
+pub(super) async fn generate(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ensure_unbound(&state, &auth.user_id).await?;
+    let phrase = RecoveryPhrase::generate();
+    let identity_key = phrase.identity_key(0);
+    let attestation = identity::attest(&state, &auth.user_id, Some(&identity_key)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"phrase": phrase.words(), "identity_key": identity_key, "attestation": attestation}),
+        ),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RotateRequest {
+    rotation: JsonObject,
+}
+
+/// `POST /api/v1/users/@me/identity/rotate`: replaces the identity key with a rotation signed
+/// by the current key and the new one.
+pub(super) async fn rotate(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<RotateRequest>,
+) -> ApiResult<Json<Value>> {
+    let row = state.store.attestation(&auth.user_id).await?;
+    let (issued_ts, identity_key) = row
+        .and_then(|row| Some((row.issued_ts, row.identity_key?)))
+        .ok_or_else(|| ApiError::not_found("no_identity", "no identity key to rotate"))?;
+    let current =
+        Attestation { user_id: auth.user_id.clone(), identity_key, issued_ts, revoked: false };
+    let rotation = IdentityRotation::verify(&body.rotation, &current)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_rotation", e.to_string()))?;
+    if rotation.user_id != auth.user_id {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_rotation",
+            "the rotation is of another user",
+        ));
+    }
+    // A key once replaced never comes back (spec 16.6): replaying an old rotation, or rotating
+    // back to an old key, is refused.
+    let used = state.store.rotations(&auth.user_id).await?.iter().any(|earlier| {
+        [&earlier["old_key"], &earlier["new_key"]]
+            .iter()
+            .any(|key| key.as_str() == Some(&rotation.new_key))
+    });
+    if used {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_rotation",
+            "the new key was this user's identity key before",
+        ));
+    }
+    state.store.put_rotation(&auth.user_id, rotation.ts, &body.rotation).await?;
+    let attestation = identity::attest(&state, &auth.user_id, Some(&rotation.new_key)).await?;
+    Ok(Json(json!({"identity_key": rotation.new_key, "attestation": attestation})))
+}
+
+/// `DELETE /api/v1/users/@me/identity`: revokes the binding (a lost or stolen key); a new key
+/// may then be set.
+pub(super) async fn revoke(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<Value>> {
+    let attestation = identity::attest(&state, &auth.user_id, None).await?;
+    Ok(Json(json!({"attestation": attestation})))
+}
+
+async fn ensure_unbound(state: &AppState, user_id: &UserId) -> ApiResult<()> {
+    let bound = state.store.attestation(user_id).await?.and_then(|row| row.identity_key);
+    if bound.is_some() {
+        return Err(ApiError::conflict(
+            "an identity key is already bound; rotate it, or revoke it first",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! Identities: attestations (this server's and other servers' users'), rotation statements,
+//! login challenges and account moves (spec chapter 16).
+
+use guildhall_spec::UserId;
+use sqlx::Row;
+
+use super::{Store, now_ms, to_i64, to_u64};
+
+/// The current attestation of one user, as stored.
+#[derive(Debug, Clone)]
+pub struct AttestationRow {
+    /// Whose.
+    pub user_id: UserId,
+    /// The attested identity key; `None` when the attestation revokes the binding.
+    pub identity_key: Option<String>,
+    /// When it was issued.
+    pub issued_ts: u64,
+    /// The signed attestation as issued.
+    pub attestation: serde_json::Map<String, serde_json::Value>,
+    /// When it was last issued here or fetched from its home server.
+    pub checked_ts: u64,
+}
+
+fn attestation_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AttestationRow, sqlx::Error> {
+    let decode = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
+    let user_id: String = row.try_get("user_id")?;
+    let attestation: String = row.try_get("attestation")?;
+    Ok(AttestationRow {
+        user_id: UserId::parse(&user_id).map_err(|e| decode(Box::new(e)))?,
+        identity_key: row.try_get("identity_key")?,
+        issued_ts: to_u64(row.try_get("issued_ts")?),
+        attestation: serde_json::from_str(&attestation).map_err(|e| decode(Box::new(e)))?,
+        checked_ts: to_u64(row.try_get("checked_ts")?),
+    })
+}
+
+impl Store {
+    /// Stores `attestation` as the current one of its user unless a newer one is stored (then
+    /// it only marks the stored one as checked now). Returns whether it became current.
+    pub async fn put_attestation(
+        &self,
+        user_id: &UserId,
+        identity_key: Option<&str>,
+        issued_ts: u64,
+        attestation: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, sqlx::Error> {
+        let now = to_i64(now_ms());
+        let text = serde_json::Value::Object(attestation.clone()).to_string();
+        let done = sqlx::query(
+            "INSERT INTO identity_attestations (user_id, identity_key, issued_ts, attestation, checked_ts)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (user_id) DO UPDATE SET identity_key = excluded.identity_key,
+                 issued_ts = excluded.issued_ts, attestation = excluded.attestation,
+                 checked_ts = excluded.checked_ts
+             WHERE excluded.issued_ts > identity_attestations.issued_ts",
+        )
+        .bind(user_id.as_str())
+        .bind(identity_key)
+        .bind(to_i64(issued_ts))
+        .bind(text)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            sqlx::query("UPDATE identity_attestations SET checked_ts = ? WHERE user_id = ?")
+                .bind(now)
+                .bind(user_id.as_str())
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The current attestation of `user_id`, if any is known.
+    pub async fn attestation(
+        &self,
+        user_id: &UserId,
+    ) -> Result<Option<AttestationRow>, sqlx::Error> {
+        let row = sqlx::query("SELECT * FROM identity_attestations WHERE user_id = ?")
+            .bind(user_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(attestation_from_row).transpose()
+    }
+
+    /// The identity keys of `users` that are known and not revoked.
+    pub async fn identity_keys(
+        &self,
+        users: &[&UserId],
+    ) -> Result<std::collections::HashMap<UserId, String>, sqlx::Error> {
+        let mut keys = std::collections::HashMap::new();
+        // One query per chunk: SQLite binds at most 32k parameters.
+        for chunk in users.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT user_id, identity_key FROM identity_attestations
+                 WHERE identity_key IS NOT NULL AND user_id IN ({placeholders})"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for user in chunk {
+                query = query.bind(user.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let user_id: String = row.try_get("user_id")?;
+                if let Ok(user_id) = UserId::parse(&user_id) {
+                    keys.insert(user_id, row.try_get("identity_key")?);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// This server's account bound to `identity_key`, if one is.
+    pub async fn local_account_with_key(
+        &self,
+        identity_key: &str,
+    ) -> Result<Option<UserId>, sqlx::Error> {
+        let row: Option<String> = sqlx::query_scalar(
+            "SELECT a.user_id FROM identity_attestations a JOIN users u ON u.user_id = a.user_id
+             WHERE a.identity_key = ? ORDER BY u.created_ts LIMIT 1",
+        )
+        .bind(identity_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|user_id| UserId::parse(&user_id).ok()))
+    }
+
+    /// Creates an account that logs in only by identity key (no password). `None` when the
+    /// name is taken.
+    pub async fn create_key_account(
+        &self,
+        user_id: &UserId,
+    ) -> Result<Option<super::UserRow>, sqlx::Error> {
+        // An empty hash is no PHC string: no password ever verifies against it.
+        self.create_user(user_id, "").await
+    }
+
+    /// Records a rotation statement of a local user.
+    pub async fn put_rotation(
+        &self,
+        user_id: &UserId,
+        ts: u64,
+        statement: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO identity_rotations (user_id, ts, statement) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id.as_str())
+        .bind(to_i64(ts))
+        .bind(serde_json::Value::Object(statement.clone()).to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The rotation statements of a local user, oldest first.
+    pub async fn rotations(&self, user_id: &UserId) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT statement FROM identity_rotations WHERE user_id = ? ORDER BY ts",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().filter_map(|text| serde_json::from_str(text).ok()).collect())
+    }
+
+    /// Records a login challenge, first dropping expired ones.
+    pub async fn put_challenge(
+        &self,
+        challenge: &str,
+        user_id: &UserId,
+        expires_ts: u64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM identity_challenges WHERE expires_ts < ?")
+            .bind(to_i64(now_ms()))
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO identity_challenges (challenge, user_id, expires_ts) VALUES (?, ?, ?)",
+        )
+        .bind(challenge)
+        .bind(user_id.as_str())
+        .bind(to_i64(expires_ts))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many login challenges are outstanding (expired ones included until next pruned).
+    pub async fn challenge_count(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM identity_challenges").fetch_one(&self.pool).await
+    }
+
+    /// Consumes a challenge: whether it was issued for `user_id` and is unexpired. It is gone
+    /// afterwards whatever the answer.
+    pub async fn take_challenge(
+        &self,
+        challenge: &str,
+        user_id: &UserId,
+    ) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(
+            "DELETE FROM identity_challenges WHERE challenge = ? RETURNING user_id, expires_ts",
+        )
+        .bind(challenge)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        let owner: String = row.try_get("user_id")?;
+        let expires_ts = to_u64(row.try_get("expires_ts")?);
+        Ok(owner == user_id.as_str() && expires_ts >= now_ms())
+    }
+
+    /// Records an accepted account move unless a later one of the same old address is known.
+    /// Returns whether it was recorded.
+    pub async fn put_move(
+        &self,
+        from: &UserId,
+        to: &UserId,
+        ts: u64,
+        statement: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "INSERT INTO identity_moves (from_user, to_user, ts, statement) VALUES (?, ?, ?, ?)
+             ON CONFLICT (from_user) DO UPDATE SET to_user = excluded.to_user, ts = excluded.ts,
+                 statement = excluded.statement
+             WHERE excluded.ts > identity_moves.ts",
+        )
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(to_i64(ts))
+        .bind(serde_json::Value::Object(statement.clone()).to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Where `user_id` moved to, if a move of it was accepted.
+    pub async fn moved_to(&self, user_id: &UserId) -> Result<Option<UserId>, sqlx::Error> {
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT to_user FROM identity_moves WHERE from_user = ?")
+                .bind(user_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|user_id| UserId::parse(&user_id).ok()))
+    }
+}

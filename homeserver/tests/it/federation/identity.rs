@@ -1,0 +1,275 @@
+//! One identity across servers (spec chapter 16): a user with one recovery phrase logs in to
+//! several servers with it, and everyone sees one identity; replayed, misdirected, forged and
+//! revoked proofs are refused.
+
+use std::time::Duration;
+
+use guildhall_identity::key::IdentityKeyPair;
+use guildhall_identity::login::{self, Challenge};
+use guildhall_identity::phrase::RecoveryPhrase;
+use guildhall_spec::{ServerName, UserId};
+
+use super::*;
+use crate::harness::{StatusCode, Value, assert_error, json};
+
+/// A challenge from `server` for `user_id`.
+async fn challenge(server: &Server, user_id: &str) -> Challenge {
+    let (status, body) = server
+        .client()
+        .post_at("/_guildhall/v1/identity/challenge", json!({"user_id": user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "challenge: {body}");
+    Challenge::parse(body["challenge"].as_str().expect("a challenge")).expect("a valid challenge")
+}
+
+/// The proof that `key` answers `challenge` for `user_id` logging in to `server_name`.
+fn proof(key: &IdentityKeyPair, server_name: &str, user_id: &str, challenge: &Challenge) -> String {
+    let server = ServerName::parse(server_name).expect("server name");
+    let user = UserId::parse(user_id).expect("user id");
+    login::sign(key, &server, &user, challenge)
+}
+
+/// Posts a key login to `server` and returns the raw answer.
+async fn prove(
+    server: &Server,
+    user_id: &str,
+    challenge: &Challenge,
+    signature: &str,
+    extra: Value,
+) -> (StatusCode, Value) {
+    let mut body =
+        json!({"user_id": user_id, "challenge": challenge.as_str(), "signature": signature});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    server.client().post_at("/_guildhall/v1/identity/prove", body).await
+}
+
+/// Binds `key` to `user` on its home server `home`, proving possession.
+async fn bind_identity(home: &Server, user: &User, key: &IdentityKeyPair) -> Value {
+    let challenge = challenge(home, &user.id).await;
+    let signature = proof(key, &home.name(), &user.id, &challenge);
+    let (status, body) = user
+        .put(
+            "/users/@me/identity",
+            json!({"identity_key": key.public_base64url(), "challenge": challenge.as_str(), "signature": signature}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "bind identity: {body}");
+    body
+}
+
+/// Logs in to `server` with `key` as `user_id`; returns the local account's user.
+async fn key_login(server: &Server, user_id: &str, key: &IdentityKeyPair) -> User {
+    let challenge = challenge(server, user_id).await;
+    let signature = proof(key, &server.name(), user_id, &challenge);
+    let (status, body) = prove(server, user_id, &challenge, &signature, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "key login to {}: {body}", server.name());
+    User::from_auth(server.client(), &body)
+}
+
+/// The identity keys a guild's member list shows, by user id, as `viewer` sees them.
+async fn member_keys(viewer: &User, guild: &str) -> Vec<(String, Option<String>)> {
+    let (status, body) = viewer.get(&format!("/guilds/{guild}/members")).await;
+    assert_eq!(status, StatusCode::OK, "members: {body}");
+    body["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            let id = m["user_id"].as_str().unwrap_or_default().to_owned();
+            (id, m["identity_key"].as_str().map(str::to_owned))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn one_phrase_logs_in_to_two_servers_and_is_one_identity_in_a_guild_on_a_third() {
+    let (a, b, c) = (federating().await, federating().await, federating().await);
+    let phrase = RecoveryPhrase::generate();
+    let key = IdentityKeyPair::from_phrase(&phrase, 0);
+
+    let bob_a = a.register("bob").await;
+    bind_identity(&a, &bob_a, &key).await;
+    let (status, me) = bob_a.get("/users/@me").await;
+    assert_eq!(
+        (status, me["identity_key"].as_str()),
+        (StatusCode::OK, Some(&*key.public_base64url()))
+    );
+
+    // On B, nobody registered bob: the key login creates @bob:B, bound to the same key.
+    let bob_b = key_login(&b, &bob_a.id, &key).await;
+    assert_eq!(bob_b.id, b.user_id("bob"));
+    // A second login to B with the same key is the same account.
+    assert_eq!(key_login(&b, &bob_a.id, &key).await.id, bob_b.id);
+    // And the phrase alone recovers it: a new device derives the same key.
+    let recovered = RecoveryPhrase::parse(&phrase.words()).expect("the phrase parses");
+    assert_eq!(
+        key_login(&b, &bob_a.id, &IdentityKeyPair::from_phrase(&recovered, 0)).await.id,
+        bob_b.id
+    );
+
+    let carol = c.register("carol").await;
+    let guild = carol.create_guild("meeting place").await;
+    let code = carol.invite(&guild.general).await;
+    join_remote(&bob_a, &c, &code).await;
+    join_remote(&bob_b, &c, &code).await;
+
+    let expected = Some(key.public_base64url());
+    let keys = eventually(
+        Duration::from_secs(20),
+        || member_keys(&carol, &guild.id),
+        |keys| {
+            [&bob_a.id, &bob_b.id]
+                .iter()
+                .all(|bob| keys.iter().any(|(id, key)| id == *bob && *key == expected))
+        },
+    )
+    .await;
+    for bob in [&bob_a.id, &bob_b.id] {
+        let shown = keys.iter().find(|(id, _)| id == bob).map(|(_, key)| key.clone());
+        assert_eq!(shown, Some(expected.clone()), "C shows {bob} with the identity key");
+    }
+    let carol_key = keys.iter().find(|(id, _)| *id == carol.id).and_then(|(_, key)| key.clone());
+    assert_eq!(carol_key, None, "carol set no identity key");
+}
+
+#[tokio::test]
+async fn replayed_misdirected_forged_and_revoked_proofs_are_refused() {
+    let (mut a, b, c) = (federating().await, federating().await, federating().await);
+    let key = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    let bob = a.register("bob").await;
+    bind_identity(&a, &bob, &key).await;
+
+    // A proof is good once: replaying it (same challenge) is refused.
+    let first = challenge(&b, &bob.id).await;
+    let signature = proof(&key, &b.name(), &bob.id, &first);
+    assert_eq!(prove(&b, &bob.id, &first, &signature, json!({})).await.0, StatusCode::OK);
+    let replayed = prove(&b, &bob.id, &first, &signature, json!({})).await;
+    assert_error(&replayed, StatusCode::UNAUTHORIZED, "invalid_challenge");
+
+    // A proof made for B does not open C, neither with B's challenge nor with one of C's.
+    let for_b = challenge(&b, &bob.id).await;
+    let signature = proof(&key, &b.name(), &bob.id, &for_b);
+    let elsewhere = prove(&c, &bob.id, &for_b, &signature, json!({})).await;
+    assert_error(&elsewhere, StatusCode::UNAUTHORIZED, "invalid_challenge");
+    let for_c = challenge(&c, &bob.id).await;
+    let misdirected = proof(&key, &b.name(), &bob.id, &for_c);
+    let refused = prove(&c, &bob.id, &for_c, &misdirected, json!({})).await;
+    assert_error(&refused, StatusCode::UNAUTHORIZED, "bad_proof");
+    // A challenge is bound to the user it was issued for.
+    let for_other = challenge(&c, &a.user_id("someone")).await;
+    let signature = proof(&key, &c.name(), &bob.id, &for_other);
+    let refused = prove(&c, &bob.id, &for_other, &signature, json!({})).await;
+    assert_error(&refused, StatusCode::UNAUTHORIZED, "invalid_challenge");
+
+    // Mallory on A has no identity key; an attestation she forges for herself is worthless,
+    // whether A can be asked (it says she has none) or not (the signature is not A's).
+    let mallory = a.register("mallory").await;
+    let mallory_key = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    let forger = guildhall_spec::ServerSigningKey::from_seed(
+        ServerName::parse(&a.name()).expect("name"),
+        guildhall_spec::KeyId::parse("ed25519:k1").expect("key id"),
+        &[7; 32],
+    );
+    let forged = guildhall_identity::attestation::Attestation {
+        user_id: UserId::parse(&mallory.id).expect("user id"),
+        identity_key: mallory_key.public_base64url(),
+        issued_ts: now_ms(),
+        revoked: false,
+    }
+    .sign(&forger)
+    .expect("sign");
+    let mallory_id = mallory.id.clone();
+    assert_error(
+        &forged_login(&c, &mallory_id, &mallory_key, &forged).await,
+        StatusCode::UNAUTHORIZED,
+        "no_identity",
+    );
+
+    // Bob revokes his key on A: B, which knew it, learns so on the next login and refuses.
+    let (status, body) = bob.delete("/users/@me/identity").await;
+    assert_eq!(status, StatusCode::OK, "revoke: {body}");
+    let after = challenge(&b, &bob.id).await;
+    let signature = proof(&key, &b.name(), &bob.id, &after);
+    let refused = prove(&b, &bob.id, &after, &signature, json!({})).await;
+    assert_error(&refused, StatusCode::UNAUTHORIZED, "identity_revoked");
+
+    // With A down, the forged attestation is all C has to go on, and it does not verify.
+    a.stop();
+    assert_error(
+        &forged_login(&c, &mallory_id, &mallory_key, &forged).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_attestation",
+    );
+}
+
+/// A key login presenting a (forged) attestation.
+async fn forged_login(
+    server: &Server,
+    user_id: &str,
+    key: &IdentityKeyPair,
+    attestation: &guildhall_spec::event::JsonObject,
+) -> (StatusCode, Value) {
+    let challenge = challenge(server, user_id).await;
+    let signature = proof(key, &server.name(), user_id, &challenge);
+    prove(server, user_id, &challenge, &signature, json!({"attestation": attestation})).await
+}
+
+#[tokio::test]
+async fn a_bound_key_is_replaced_only_by_rotation_and_the_server_can_make_one() {
+    let a = federating().await;
+    let phrase = RecoveryPhrase::generate();
+    let (old, new) =
+        (IdentityKeyPair::from_phrase(&phrase, 0), IdentityKeyPair::from_phrase(&phrase, 1));
+    let bob = a.register("bob").await;
+    bind_identity(&a, &bob, &old).await;
+    // Binding another key over it is refused: that would let a stolen password swap identities.
+    let challenge_ = challenge(&a, &bob.id).await;
+    let signature = proof(&new, &a.name(), &bob.id, &challenge_);
+    let (status, _) = bob
+        .put(
+            "/users/@me/identity",
+            json!({"identity_key": new.public_base64url(), "challenge": challenge_.as_str(), "signature": signature}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let rotation = guildhall_identity::rotation::IdentityRotation {
+        user_id: UserId::parse(&bob.id).expect("user id"),
+        old_key: old.public_base64url(),
+        new_key: new.public_base64url(),
+        new_index: Some(1),
+        ts: now_ms(),
+    }
+    .sign(&old, &new)
+    .expect("sign the rotation");
+    let (status, body) =
+        bob.post("/users/@me/identity/rotate", json!({"rotation": rotation})).await;
+    assert_eq!(status, StatusCode::OK, "rotate: {body}");
+    let (_, mine) = bob.get("/users/@me/identity").await;
+    assert_eq!(mine["identity_key"].as_str(), Some(&*new.public_base64url()));
+    assert_eq!(mine["rotations"].as_array().map(Vec::len), Some(1));
+    // The same statement again is refused: the old key is no longer current.
+    let (status, _) = bob.post("/users/@me/identity/rotate", json!({"rotation": rotation})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A simple client lets the server generate the phrase; it gets the words once.
+    let alice = a.register("alice").await;
+    let (status, body) = alice.post_empty("/users/@me/identity/generate").await;
+    assert_eq!(status, StatusCode::CREATED, "generate: {body}");
+    let words =
+        RecoveryPhrase::parse(body["phrase"].as_str().expect("a phrase")).expect("24 words");
+    assert_eq!(
+        body["identity_key"].as_str(),
+        Some(&*IdentityKeyPair::from_phrase(&words, 0).public_base64url())
+    );
+    let (status, _) = alice.post_empty("/users/@me/identity/generate").await;
+    assert_eq!(status, StatusCode::CONFLICT, "a bound key is not replaced by a new phrase");
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
