@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use guildhall_federation::FederationError;
 use guildhall_spec::api::get_state::Snapshot;
 use guildhall_spec::api::{
     Endpoint, ErrorBody, fill_path, get_invite, get_state, join_guild, submit_event,
@@ -147,7 +148,7 @@ impl GuildService {
             .client
             .request_json::<get_invite::Response>("GET", host, &path, None, None)
             .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?
+            .map_err(unreachable)?
             .map_err(|(status, body): (u16, Vec<u8>)| peer_error(status, &body))?;
         if &info.guild_id.host() != host {
             return Err(ApiError::new(
@@ -182,7 +183,7 @@ impl GuildService {
             .client
             .request_json::<join_guild::Response>("POST", &host, &path, None, Some(&body))
             .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?;
+            .map_err(unreachable)?;
         let answer = match answer {
             Ok(answer) => answer,
             Err((status, body)) => {
@@ -435,4 +436,17 @@ fn leak_code(code: &str) -> &'static str {
 /// Whether a join event carries no invite code (a DM invitation join).
 fn join_content_has_no_invite(join: &guildhall_spec::event::VerifiedEvent) -> bool {
     join.content.as_ref().is_none_or(|content| !content.contains_key("invite_code"))
+}
+
+/// A peer that could not be asked: our own policy forbids it (`403 server_denied`), or it is
+/// unreachable (`502 unavailable`).
+fn unreachable(error: FederationError) -> ApiError {
+    match error {
+        FederationError::Denied(server) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "server_denied",
+            format!("this server does not federate with {server}"),
+        ),
+        error => ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", error.to_string()),
+    }
 }

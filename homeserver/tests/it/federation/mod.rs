@@ -4,6 +4,7 @@
 mod identity;
 mod replication;
 mod security;
+mod trust;
 mod visibility;
 
 use std::time::{Duration, Instant};
