@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use guildhall_identity::attestation::Attestation;
+use guildhall_identity::moves::AccountMove;
 use guildhall_spec::UserId;
-use guildhall_spec::content::EventContent;
+use guildhall_spec::content::{EventContent, MoveProof};
 use guildhall_spec::event::JsonObject;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
@@ -309,4 +310,28 @@ impl Directory {
             });
         }
     }
+}
+
+/// Checks an account move and the two attestations it rests on (spec 16.5): each attestation
+/// signed by its user's home server with a key usable when it was issued, the move signed by
+/// the identity key both name.
+pub async fn verify_move(
+    keys: &guildhall_federation::KeyFetcher,
+    proof: &MoveProof,
+) -> Result<AccountMove, String> {
+    let now = now_ms();
+    let mut attestations = Vec::with_capacity(2);
+    for object in [&proof.from_attestation, &proof.to_attestation] {
+        let user =
+            object.get("user_id").and_then(Value::as_str).and_then(|u| u.parse::<UserId>().ok());
+        let user = user.ok_or("an attestation names no user")?;
+        let issued_ts = object.get("issued_ts").and_then(Value::as_u64).unwrap_or(0);
+        let home = user.server_name();
+        let home_keys = keys.event_keys(std::slice::from_ref(&home), issued_ts).await;
+        let attestation = Attestation::verify(object, &home_keys, now)
+            .map_err(|e| format!("attestation of {user}: {e}"))?;
+        attestations.push(attestation);
+    }
+    AccountMove::verify(&proof.statement, &attestations[0], &attestations[1])
+        .map_err(|e| format!("account move: {e}"))
 }

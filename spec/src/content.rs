@@ -457,9 +457,39 @@ pub struct RoleRef {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberJoin {
-    /// The invite used; absent for DM guilds, where the creator's invitation admits.
+    /// The invite used; absent for DM guilds, where the creator's invitation admits, and for
+    /// account moves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite_code: Option<InviteCode>,
+    /// Present when the sender takes over the membership of their previous account (spec
+    /// 16.5): the move and the two attestations it rests on.
+    #[serde(default, rename = "move", skip_serializing_if = "Option::is_none")]
+    pub account_move: Option<MoveProof>,
+}
+
+/// The proof of an account move carried by a `member.join` (spec 08, 16.5). The host checks
+/// its signatures before sequencing; the state transition needs only `from` and `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveProof {
+    /// The signed move statement (`guildhall.account_move.v1`).
+    pub statement: JsonObject,
+    /// The attestation of the account moved from.
+    pub from_attestation: JsonObject,
+    /// The attestation of the account moved to.
+    pub to_attestation: JsonObject,
+}
+
+impl MoveProof {
+    /// The account moved from, as the statement names it.
+    pub fn from(&self) -> Option<UserId> {
+        self.statement.get("from")?.as_str()?.parse().ok()
+    }
+
+    /// The account moved to, as the statement names it.
+    pub fn to(&self) -> Option<UserId> {
+        self.statement.get("to")?.as_str()?.parse().ok()
+    }
 }
 
 /// `member.update`: absent members are unchanged; `nick: null` clears the nickname.

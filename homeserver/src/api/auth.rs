@@ -106,8 +106,21 @@ pub(super) async fn login(
         return Err(invalid());
     };
     state.failed_logins.refund(attempts_key);
+    refuse_moved(&state, &user_id).await?;
     let token = start_session(&state, &user_id, &headers, address).await?;
     Ok(Json(json!({"token": token, "user": views::own_user(&user)})))
+}
+
+/// An account that moved to another (spec 16.5) logs in no more: its user lives on there.
+pub(super) async fn refuse_moved(state: &AppState, user_id: &UserId) -> ApiResult<()> {
+    match state.store.moved_to(user_id).await? {
+        Some(to) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "account_moved",
+            format!("this account moved to {to}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Issues a fresh session token for `user_id` (the test-control API's logins).

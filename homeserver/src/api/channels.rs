@@ -433,7 +433,8 @@ pub(super) async fn accept_invite(
         }
     }
     let (guild_id, _) = find_invite(&state, &code).await?;
-    let content = EventContent::MemberJoin(MemberJoin { invite_code: Some(code) });
+    let content =
+        EventContent::MemberJoin(MemberJoin { invite_code: Some(code), ..Default::default() });
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, None).await?;
     Ok(Json(views::guild(&done.state, &auth.user_id, false)))
 }

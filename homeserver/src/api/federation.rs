@@ -179,6 +179,41 @@ pub(super) async fn trust_list(State(state): State<AppState>) -> ApiResult<Json<
     Ok(Json(Value::Object(list)))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    #[serde(rename = "move")]
+    statement: JsonObject,
+    from_attestation: JsonObject,
+    to_attestation: JsonObject,
+}
+
+/// `POST /_guildhall/v1/identity/move`: a server tells us of an account move (spec 16.5). We
+/// record it (profiles show where the account went); when the account moved away is one of
+/// ours, we answer the guilds it is in so that its new server can move the memberships, and
+/// it can no longer log in here.
+pub(super) async fn identity_move(
+    State(state): State<AppState>,
+    request: Federated,
+) -> ApiResult<Json<Value>> {
+    let body: MoveBody = request.json()?;
+    let proof = guildhall_spec::content::MoveProof {
+        statement: body.statement,
+        from_attestation: body.from_attestation,
+        to_attestation: body.to_attestation,
+    };
+    let moved = crate::identity::verify_move(&state.federation.keys, &proof)
+        .await
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, "invalid_move", message))?;
+    state.store.put_move(&moved.from, &moved.to, moved.ts, &proof.statement).await?;
+    tracing::info!(from = %moved.from, to = %moved.to, told_by = %request.origin, "account move recorded");
+    if moved.from.server_name() != state.server_name {
+        return Ok(Json(json!({})));
+    }
+    let guilds = state.store.guilds_of(&moved.from).await?;
+    Ok(Json(json!({"guilds": guilds})))
+}
+
 /// `GET /_guildhall/v1/identity/{user_id}`: the current attestation of one of our users, with
 /// the rotation statements that led to it (spec 16.2).
 pub(super) async fn identity(

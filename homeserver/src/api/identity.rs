@@ -9,8 +9,11 @@ use guildhall_identity::attestation::Attestation;
 use guildhall_identity::login::{self, Challenge};
 use guildhall_identity::phrase::RecoveryPhrase;
 use guildhall_identity::rotation::IdentityRotation;
-use guildhall_spec::UserId;
+use std::collections::BTreeSet;
+
+use guildhall_spec::content::{EventContent, MemberJoin, MoveProof};
 use guildhall_spec::event::JsonObject;
+use guildhall_spec::{GuildId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -88,6 +91,7 @@ pub(super) async fn prove(
             link_new_account(&state, &user_id, body.localpart.as_deref(), &identity_key).await?
         }
     };
+    auth::refuse_moved(&state, &account).await?;
     let user = state
         .store
         .user(&account)
@@ -269,4 +273,106 @@ async fn ensure_unbound(state: &AppState, user_id: &UserId) -> ApiResult<()> {
         ));
     }
     Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MoveRequest {
+    /// The move statement, signed by the identity key (spec 16.5).
+    #[serde(rename = "move")]
+    statement: JsonObject,
+    /// Guilds the old account is in, when its server cannot say (it may be gone).
+    #[serde(default)]
+    guilds: Vec<GuildId>,
+}
+
+/// At most this many guilds are moved in one request.
+const MAX_MOVED_GUILDS: usize = 200;
+
+/// `POST /api/v1/users/@me/identity/move`: moves the signed-in user's previous account (on
+/// this or another server) here. Both accounts must be attested with the same identity key and
+/// the move signed by it. The old server is told (it answers with the guilds the old account
+/// is in), and in every such guild this account takes over the old one's membership — roles,
+/// nickname, join time — with one `member.join` carrying the move.
+pub(super) async fn move_account(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<MoveRequest>,
+) -> ApiResult<Json<Value>> {
+    let invalid = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_move", message);
+    let from: UserId = body
+        .statement
+        .get("from")
+        .and_then(Value::as_str)
+        .and_then(|from| from.parse().ok())
+        .ok_or_else(|| invalid("the move names no account to move from".into()))?;
+    let (to_attestation, _) = identity::current(&state, &auth.user_id, None).await?;
+    let (from_attestation, _) = identity::current(&state, &from, None).await?;
+    let proof = MoveProof { statement: body.statement, from_attestation, to_attestation };
+    let moved = identity::verify_move(&state.federation.keys, &proof).await.map_err(invalid)?;
+    if moved.to != auth.user_id {
+        return Err(invalid("the move is not to the signed-in account".into()));
+    }
+    state.store.put_move(&moved.from, &moved.to, moved.ts, &proof.statement).await?;
+    let mut guilds: BTreeSet<GuildId> = body.guilds.into_iter().collect();
+    guilds.extend(state.store.guilds_of(&moved.from).await?);
+    if moved.from.server_name() != state.server_name {
+        match tell_old_server(&state, &proof).await {
+            Ok(known) => guilds.extend(known),
+            Err(error) => {
+                tracing::info!(from = %moved.from, %error, "old server not told of the move")
+            }
+        }
+    }
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for guild_id in guilds.into_iter().take(MAX_MOVED_GUILDS) {
+        let outcome = if state.guilds.hosts(&guild_id) {
+            let join = MemberJoin { invite_code: None, account_move: Some(proof.clone()) };
+            state
+                .guilds
+                .submit(&guild_id, &auth.user_id, EventContent::MemberJoin(join), None)
+                .await
+                .map(|_| ())
+        } else {
+            state.guilds.join_by_move(&auth.user_id, &guild_id, proof.clone()).await.map(|_| ())
+        };
+        match outcome {
+            Ok(()) => done.push(json!(guild_id)),
+            Err(error) => failed.push(
+                json!({"guild_id": guild_id, "code": error.code(), "message": error.message()}),
+            ),
+        }
+    }
+    tracing::info!(from = %moved.from, to = %moved.to, moved = done.len(), failed = failed.len(), "account moved");
+    Ok(Json(json!({"from": moved.from, "to": moved.to, "guilds": done, "failed": failed})))
+}
+
+/// Sends the move to the old account's server; its answer lists the guilds the account is in.
+async fn tell_old_server(state: &AppState, proof: &MoveProof) -> Result<Vec<GuildId>, String> {
+    let from = proof.from().ok_or("no account moved from")?;
+    let body = json!({
+        "move": proof.statement,
+        "from_attestation": proof.from_attestation,
+        "to_attestation": proof.to_attestation,
+    });
+    let answer = state
+        .federation
+        .client
+        .request_json::<Value>(
+            "POST",
+            &from.server_name(),
+            "/_guildhall/v1/identity/move",
+            None,
+            Some(&body),
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|(status, _)| format!("answered {status}"))?;
+    Ok(answer["guilds"]
+        .as_array()
+        .map(|guilds| {
+            guilds.iter().filter_map(|g| g.as_str()?.parse().ok()).take(MAX_MOVED_GUILDS).collect()
+        })
+        .unwrap_or_default())
 }

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/users/@me/identity/generate", post(identity::generate))
         .route("/users/@me/identity/rotate", post(identity::rotate))
+        .route("/users/@me/identity/move", post(identity::move_account))
         .route(
             "/users/@me/channels",
             get(social::direct_messages).post(social::open_direct_message),
@@ -155,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route("/trust/list", get(federation::trust_list))
         .route("/identity/challenge", post(identity::challenge))
         .route("/identity/prove", post(identity::prove))
+        .route("/identity/move", post(federation::identity_move))
         .route("/identity/{user_id}", get(federation::identity))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") });
     let test_control = Router::new()

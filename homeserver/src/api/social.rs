@@ -156,7 +156,10 @@ pub(super) async fn open_direct_message(
             // A local recipient's server (this one) accepts the invitation for them at once; a
             // remote recipient's server does when the invitation reaches it.
             if is_local {
-                let join = EventContent::MemberJoin(MemberJoin { invite_code: None });
+                let join = EventContent::MemberJoin(MemberJoin {
+                    invite_code: None,
+                    ..Default::default()
+                });
                 state.guilds.submit(&guild_id, &other, join, None).await?;
             }
             state.store.record_direct_message(&auth.user_id, &other, &guild_id).await?;

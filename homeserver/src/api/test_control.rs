@@ -134,7 +134,10 @@ pub(super) async fn join(
     local_user(&state, &body.user_id).await?;
     let guild_id: GuildId = parse_id("guild id", &guild_id)?;
     if state.guilds.hosts(&guild_id) {
-        let content = EventContent::MemberJoin(MemberJoin { invite_code: body.invite_code });
+        let content = EventContent::MemberJoin(MemberJoin {
+            invite_code: body.invite_code,
+            ..Default::default()
+        });
         return done(state.guilds.submit(&guild_id, &body.user_id, content, None).await);
     }
     let event_id = state.guilds.join_with(&body.user_id, &guild_id, body.invite_code).await?;

@@ -90,6 +90,7 @@ pub(super) async fn profile(
         .ok_or_else(|| ApiError::not_found("unknown_user", "no such user"))?;
     let mut view = views::user(&user);
     view["identity_key"] = json!(identity_key(&state, &user_id).await?);
+    view["moved_to"] = json!(state.store.moved_to(&user_id).await?);
     Ok(Json(view))
 }
 

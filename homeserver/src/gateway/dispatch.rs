@@ -91,7 +91,23 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
         EventContent::MemberJoin(_) if sender == user => {
             vec![("GUILD_CREATE", views::guild(after, user, true))]
         }
-        EventContent::MemberJoin(_) => member_dispatch("GUILD_MEMBER_ADD", after, sender),
+        EventContent::MemberJoin(join) => {
+            // An account move: the old account leaves as the new one arrives with its roles.
+            let moved_from = join.account_move.as_ref().and_then(|proof| proof.from());
+            let mut dispatches: Vec<Dispatch> = moved_from
+                .iter()
+                .map(|from| ("GUILD_MEMBER_REMOVE", json!({"guild_id": guild_id, "user_id": from})))
+                .collect();
+            dispatches.extend(member_dispatch("GUILD_MEMBER_ADD", after, sender).into_iter().map(
+                |(name, mut data)| {
+                    if let Some(from) = &moved_from {
+                        data["moved_from"] = json!(from);
+                    }
+                    (name, data)
+                },
+            ));
+            dispatches
+        }
         EventContent::MemberUpdate(update) => {
             member_dispatch("GUILD_MEMBER_UPDATE", after, &update.user_id)
         }

@@ -266,6 +266,7 @@ impl GuildService {
         if !self.hosts(guild_id) {
             return self.submit_remote(guild_id, sender, content, txn_id).await;
         }
+        self.check_move(sender, &content).await.map_err(ApiError::from)?;
         let _guard = self.write_lock.lock().await;
         if let Some(txn_id) = &txn_id
             && let Some(existing) = self.store.txn_event(sender, txn_id).await?
@@ -370,6 +371,8 @@ impl GuildService {
                 message: "origin_ts is in the future".into(),
             }));
         }
+        // Checked before the write lock: it may fetch the attesting servers' keys.
+        self.check_move(&envelope.sender, &content).await?;
         let _guard = self.write_lock.lock().await;
         if let Some(existing) = self
             .store
@@ -406,6 +409,22 @@ impl GuildService {
             envelope.origin_ts,
         )
         .await
+    }
+
+    /// The signatures of an account move a `member.join` carries (spec 16.5): the move by the
+    /// identity key, each attestation by its home server with a key usable when it was issued.
+    /// The state rules then check only who moves where.
+    async fn check_move(&self, sender: &UserId, content: &EventContent) -> Result<(), SubmitError> {
+        let EventContent::MemberJoin(join) = content else { return Ok(()) };
+        let Some(proof) = &join.account_move else { return Ok(()) };
+        let refuse = |message: String| {
+            SubmitError::Rejected(AuthError { rejection: Rejection::InvalidEvent, message })
+        };
+        let moved = crate::identity::verify_move(&self.keys, proof).await.map_err(refuse)?;
+        if &moved.to != sender {
+            return Err(refuse("the move is not to the sender".into()));
+        }
+        Ok(())
     }
 
     async fn authorize_and_commit(

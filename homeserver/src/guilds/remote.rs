@@ -10,7 +10,7 @@ use guildhall_spec::api::get_state::Snapshot;
 use guildhall_spec::api::{
     Endpoint, ErrorBody, fill_path, get_invite, get_state, join_guild, submit_event,
 };
-use guildhall_spec::content::{EventContent, GuildKind, MemberJoin};
+use guildhall_spec::content::{EventContent, GuildKind, MemberJoin, MoveProof};
 use guildhall_spec::event::{self, ChainPosition, JsonObject};
 use guildhall_spec::state::GuildState;
 use guildhall_spec::{EventId, GuildId, InviteCode, ServerName, TxnId, UserId, signing};
@@ -171,8 +171,31 @@ impl GuildService {
         guild_id: &GuildId,
         code: Option<InviteCode>,
     ) -> ApiResult<Option<EventId>> {
+        self.join_as(user, guild_id, MemberJoin { invite_code: code, ..MemberJoin::default() })
+            .await
+    }
+
+    /// Takes over, for `user`, the membership of their previous account in a remote guild (an
+    /// account move, spec 16.5), installing the guild like a join.
+    pub async fn join_by_move(
+        &self,
+        user: &UserId,
+        guild_id: &GuildId,
+        proof: MoveProof,
+    ) -> ApiResult<Option<EventId>> {
+        let join = MemberJoin { invite_code: None, account_move: Some(proof) };
+        self.join_as(user, guild_id, join).await
+    }
+
+    async fn join_as(
+        &self,
+        user: &UserId,
+        guild_id: &GuildId,
+        join: MemberJoin,
+    ) -> ApiResult<Option<EventId>> {
         let host = guild_id.host();
-        let content = EventContent::MemberJoin(MemberJoin { invite_code: code.clone() });
+        let code = join.invite_code.clone();
+        let content = EventContent::MemberJoin(join);
         let proposal = self.local_proposal(guild_id, user, &content, now_ms(), None)?;
         let txn_id =
             proposal.get("txn_id").and_then(|t| t.as_str()).and_then(|t| TxnId::parse(t).ok());
@@ -300,8 +323,8 @@ impl GuildService {
         {
             return Err(bad("the snapshot does not match the join event"));
         }
-        if state.kind != GuildKind::Dm && join_content_has_no_invite(&join) {
-            return Err(bad("joined without an invite, but the guild is not a DM"));
+        if state.kind != GuildKind::Dm && join_content_has_no_admission(&join) {
+            return Err(bad("joined without an invite or a move, but the guild is not a DM"));
         }
         // Keys for every origin in the history, fetched before taking the write lock.
         let origins: Vec<ServerName> = answer
@@ -434,8 +457,12 @@ fn leak_code(code: &str) -> &'static str {
 }
 
 /// Whether a join event carries no invite code (a DM invitation join).
-fn join_content_has_no_invite(join: &guildhall_spec::event::VerifiedEvent) -> bool {
-    join.content.as_ref().is_none_or(|content| !content.contains_key("invite_code"))
+/// Whether a join into a non-DM guild names neither the invite nor the account move that
+/// admitted it.
+fn join_content_has_no_admission(join: &guildhall_spec::event::VerifiedEvent) -> bool {
+    join.content
+        .as_ref()
+        .is_none_or(|content| !content.contains_key("invite_code") && !content.contains_key("move"))
 }
 
 /// A peer that could not be asked: our own policy forbids it (`403 server_denied`), or it is

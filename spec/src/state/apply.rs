@@ -152,10 +152,33 @@ impl GuildState {
                 {
                     invite.uses += 1;
                 }
-                self.members.insert(
-                    sender.clone(),
-                    Member { nick: None, roles: Vec::new(), joined_ts: origin_ts },
-                );
+                let moved = join.account_move.as_ref().and_then(|proof| proof.from());
+                let previous = moved.as_ref().and_then(|from| self.members.get(from).cloned());
+                match (moved, previous) {
+                    // A move keeps the membership: roles, nickname, join time, the member's
+                    // channel overwrites and, for the owner, the guild.
+                    (Some(from), Some(member)) => {
+                        let old_key = overwrite_key(OverwriteKind::Member, from.as_str());
+                        let new_key = overwrite_key(OverwriteKind::Member, sender.as_str());
+                        for channel in self.channels.values_mut() {
+                            if let Some(mut overwrite) = channel.overwrites.remove(&old_key) {
+                                overwrite.target_id = sender.to_string();
+                                channel.overwrites.insert(new_key.clone(), overwrite);
+                            }
+                        }
+                        if self.owner == from {
+                            self.owner = sender.clone();
+                        }
+                        self.members.remove(&from);
+                        self.members.insert(sender.clone(), member);
+                    }
+                    _ => {
+                        self.members.insert(
+                            sender.clone(),
+                            Member { nick: None, roles: Vec::new(), joined_ts: origin_ts },
+                        );
+                    }
+                }
             }
             EventContent::MemberLeave(_) => self.remove_member(sender),
             EventContent::MemberUpdate(update) => {

@@ -106,6 +106,9 @@ impl GuildState {
     ) -> Result<(), AuthError> {
         self.admits(sender)?;
         if let EventContent::MemberJoin(join) = content {
+            if let Some(proof) = &join.account_move {
+                return self.authorize_move(sender, join.invite_code.as_ref(), proof);
+            }
             return self.authorize_join(sender, join.invite_code.as_ref(), now_ms);
         }
         if !self.members.contains_key(sender) {
@@ -420,6 +423,32 @@ impl GuildState {
             Some(_) => invalid("the invite has expired or is used up"),
             None => invalid("unknown invite"),
         }
+    }
+
+    /// A join that takes over the membership of the sender's previous account. The host has
+    /// checked the move's signatures (spec 16.5); here only its parties count.
+    fn authorize_move(
+        &self,
+        sender: &UserId,
+        code: Option<&InviteCode>,
+        proof: &crate::content::MoveProof,
+    ) -> Result<(), AuthError> {
+        if self.members.contains_key(sender) {
+            return invalid("already a member");
+        }
+        if code.is_some() {
+            return invalid("an account move uses no invite");
+        }
+        let (Some(from), Some(to)) = (proof.from(), proof.to()) else {
+            return invalid("the move names no valid accounts");
+        };
+        if &to != sender || &from == sender {
+            return invalid("the move is not to the sender");
+        }
+        if !self.members.contains_key(&from) {
+            return invalid("the account moved from is not a member");
+        }
+        Ok(())
     }
 
     fn authorize_member_update(

@@ -405,6 +405,7 @@ mod tests {
     fn join(state: &mut GuildState, name: &str) {
         let event = EventContent::MemberJoin(MemberJoin {
             invite_code: Some(InviteCode::parse("inv").unwrap()),
+            ..Default::default()
         });
         state.authorize(&user(name), &event, 1000, None).unwrap();
         state.apply(&user(name), 1000, &event);
@@ -428,12 +429,49 @@ mod tests {
     }
 
     #[test]
+    fn a_move_hands_the_membership_to_the_new_account() {
+        let mut state = guild();
+        join(&mut state, "a");
+        give_role(&mut state, "a", "helper");
+        let moved = |from: &str, to: &str| {
+            let statement = serde_json::json!({"from": user(from), "to": user(to)});
+            EventContent::MemberJoin(MemberJoin {
+                invite_code: None,
+                account_move: Some(crate::content::MoveProof {
+                    statement: statement.as_object().cloned().unwrap(),
+                    from_attestation: crate::event::JsonObject::new(),
+                    to_attestation: crate::event::JsonObject::new(),
+                }),
+            })
+        };
+        let invalid = Some(Rejection::InvalidEvent);
+        assert_eq!(code(state.authorize(&user("a2"), &moved("stranger", "a2"), 0, None)), invalid);
+        assert_eq!(code(state.authorize(&user("a2"), &moved("a", "b"), 0, None)), invalid);
+        assert_eq!(code(state.authorize(&user("owner"), &moved("a", "owner"), 0, None)), invalid);
+        let event = moved("a", "a2");
+        state.authorize(&user("a2"), &event, 0, None).unwrap();
+        state.apply(&user("a2"), 5000, &event);
+        assert!(!state.members.contains_key(&user("a")));
+        let member = &state.members[&user("a2")];
+        assert_eq!(
+            (member.roles.clone(), member.joined_ts),
+            (vec![RoleId::parse("helper").unwrap()], 1000)
+        );
+        // The owner moving takes the guild along.
+        let event = moved("owner", "owner2");
+        state.authorize(&user("owner2"), &event, 0, None).unwrap();
+        state.apply(&user("owner2"), 6000, &event);
+        assert_eq!(state.owner, user("owner2"));
+    }
+
+    #[test]
     fn invites_admit_until_used_up_or_expired() {
         let mut state = guild();
         join(&mut state, "a");
         join(&mut state, "b");
         let third = EventContent::MemberJoin(MemberJoin {
             invite_code: Some(InviteCode::parse("inv").unwrap()),
+            ..Default::default()
         });
         assert_eq!(
             code(state.authorize(&user("c"), &third, 1000, None)),
@@ -470,7 +508,8 @@ mod tests {
         );
         // A moderator may hand out the lower role but not their own. (The invite is used up, so
         // the newcomer's join is applied without authorization.)
-        let arrival = EventContent::MemberJoin(MemberJoin { invite_code: None });
+        let arrival =
+            EventContent::MemberJoin(MemberJoin { invite_code: None, ..Default::default() });
         state.apply(&user("newcomer"), 1000, &arrival);
         let grant = |role: &str| {
             EventContent::MemberUpdate(MemberUpdate {
@@ -534,6 +573,7 @@ mod tests {
         assert!(!state.members.contains_key(&user("a")));
         let rejoin = EventContent::MemberJoin(MemberJoin {
             invite_code: Some(InviteCode::parse("inv").unwrap()),
+            ..Default::default()
         });
         assert_eq!(code(state.authorize(&user("a"), &rejoin, 0, None)), Some(Rejection::Banned));
         let remote = UserId::parse("@x:evil.example").unwrap();
@@ -571,7 +611,7 @@ mod tests {
             dm.authorize(&owner, step, 0, None).unwrap();
             dm.apply(&owner, 0, step);
         }
-        let join = EventContent::MemberJoin(MemberJoin { invite_code: None });
+        let join = EventContent::MemberJoin(MemberJoin { invite_code: None, ..Default::default() });
         assert_eq!(
             code(dm.authorize(&user("stranger"), &join, 0, None)),
             Some(Rejection::MissingPermission)

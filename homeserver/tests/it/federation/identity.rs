@@ -204,6 +204,73 @@ async fn replayed_misdirected_forged_and_revoked_proofs_are_refused() {
     );
 }
 
+#[tokio::test]
+async fn a_move_from_a_to_b_keeps_membership_roles_and_history() {
+    let (a, b, c) = (federating().await, federating().await, federating().await);
+    let key = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    let alice_a = a.register("alice").await;
+    bind_identity(&a, &alice_a, &key).await;
+    let carol = c.register("carol").await;
+    let guild = carol.create_guild("staying together").await;
+    join_remote(&alice_a, &c, &carol.invite(&guild.general).await).await;
+    let role = carol.create_role(&guild.id, "regular", "0", 1).await;
+    carol.give_role(&guild.id, &alice_a.id, &role).await;
+    alice_a.send(&guild.general, "before the move").await;
+
+    let alice_b = key_login(&b, &alice_a.id, &key).await;
+    let statement = guildhall_identity::moves::AccountMove {
+        from: UserId::parse(&alice_a.id).expect("user id"),
+        to: UserId::parse(&alice_b.id).expect("user id"),
+        identity_key: key.public_base64url(),
+        ts: now_ms(),
+    }
+    .sign(&key)
+    .expect("sign the move");
+    let (status, body) = alice_b.post("/users/@me/identity/move", json!({"move": statement})).await;
+    assert_eq!(status, StatusCode::OK, "move: {body}");
+    assert_eq!(body["guilds"], json!([guild.id]), "A named the guild and it moved: {body}");
+
+    // On the host: the new account holds the old one's membership and role; the old one is gone.
+    let (_, member) = carol.get(&format!("/guilds/{}/members/{}", guild.id, alice_b.id)).await;
+    assert_eq!(member["roles"], json!([role]), "{member}");
+    assert_eq!(member["identity_key"].as_str(), Some(&*key.public_base64url()));
+    let members = carol.member_ids(&guild.id).await;
+    assert!(!members.contains(&alice_a.id), "the old account left: {members:?}");
+    // On B, the new account reads the history (written by the old account) and writes on.
+    let history = eventually(
+        Duration::from_secs(20),
+        || contents(&alice_b, &guild.general),
+        |history| history.iter().any(|m| m == "before the move"),
+    )
+    .await;
+    assert!(history.iter().any(|m| m == "before the move"), "history on B: {history:?}");
+    alice_b.send(&guild.general, "after the move").await;
+    let seen = eventually(
+        Duration::from_secs(20),
+        || contents(&carol, &guild.general),
+        |seen| seen.iter().any(|m| m == "after the move"),
+    )
+    .await;
+    assert!(seen.iter().any(|m| m == "after the move"), "carol sees the moved account: {seen:?}");
+    // The old account logs in no more.
+    let (status, body) = a
+        .client()
+        .post("/auth/login", json!({"username": "alice", "password": crate::harness::PASSWORD}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("account_moved")));
+    // A move nobody signed is refused.
+    let forged = guildhall_identity::moves::AccountMove {
+        from: UserId::parse(&carol.id).expect("user id"),
+        to: UserId::parse(&alice_b.id).expect("user id"),
+        identity_key: key.public_base64url(),
+        ts: now_ms(),
+    }
+    .sign(&key)
+    .expect("sign");
+    let (status, body) = alice_b.post("/users/@me/identity/move", json!({"move": forged})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "carol has no identity key: {body}");
+}
+
 /// A key login presenting a (forged) attestation.
 async fn forged_login(
     server: &Server,
