@@ -27,6 +27,9 @@ const REFRESH_AFTER_MS: u64 = 3600 * 1000;
 /// How old an attestation may be and still be used when its home server cannot be reached
 /// (spec 16.4, check 3).
 const OFFLINE_GRACE_MS: u64 = 7 * 24 * 3600 * 1000;
+/// How often, at most, one remote user's identity is asked for when it is needed (a member
+/// list shows them without a known key, or they join a guild).
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(60);
 /// Remote users waiting to have their identity learned; more are dropped (and learned when
 /// next met).
 const LEARN_QUEUE: usize = 1024;
@@ -161,6 +164,13 @@ pub async fn current(
     Ok((row.attestation, key))
 }
 
+/// The content of an attestation this server already verified (when it issued or stored it).
+pub fn stored_attestation(object: &JsonObject) -> Option<Attestation> {
+    let mut fields = object.clone();
+    fields.remove("signatures");
+    serde_json::from_value(Value::Object(fields)).ok()
+}
+
 /// Why an attestation fetch gave nothing.
 #[derive(Debug)]
 enum FetchError {
@@ -227,7 +237,8 @@ async fn store(
 
 /// Learns, in the background, the identities of remote users this server meets (guild members,
 /// DM partners), so member lists and profiles can show them. Bounded: a full queue drops the
-/// request, and each user is asked about at most once per refresh period.
+/// request; a user is asked about at most once a minute, and a user whose key is known only
+/// once an hour.
 #[derive(Debug, Clone)]
 pub struct Directory {
     queue: mpsc::Sender<UserId>,
@@ -242,7 +253,7 @@ impl Default for Directory {
             queue,
             asked: moka::sync::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(Duration::from_millis(REFRESH_AFTER_MS))
+                .time_to_live(ASK_AGAIN_AFTER)
                 .build(),
             receiver: Arc::new(std::sync::Mutex::new(Some(receiver))),
         }
@@ -296,6 +307,12 @@ impl Directory {
             tokio::spawn(async move {
                 let _permit = permit;
                 let before = state.store.attestation(&user_id).await.ok().flatten();
+                // A known identity is asked for again only once it is an hour old.
+                if before.as_ref().is_some_and(|row| {
+                    row.identity_key.is_some() && row.checked_ts + REFRESH_AFTER_MS > now_ms()
+                }) {
+                    return;
+                }
                 match fetch(&state, &user_id).await {
                     Ok(()) => {
                         let after = state.store.attestation(&user_id).await.ok().flatten();

@@ -196,7 +196,7 @@ pub(super) async fn revoke_session(
 
 /// A revoked login ends its gateway connections too: connected ones are closed through the bus
 /// and disconnected ones can no longer be resumed.
-fn login_revoked(state: &AppState, login: &str) {
+pub(super) fn login_revoked(state: &AppState, login: &str) {
     state.sessions.revoke_login(login);
     state.bus.publish(BusMessage::LoginRevoked { login: login.to_owned() });
 }

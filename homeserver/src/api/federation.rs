@@ -234,6 +234,25 @@ pub(super) async fn identity(
     Ok(Json(json!({"attestation": row.attestation, "rotations": rotations})))
 }
 
+/// `GET /_guildhall/v1/identity/{user_id}/devices`: the certificates of one of our users'
+/// devices that are valid against the current attestation (spec 16.3).
+pub(super) async fn identity_devices(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    request: Federated,
+) -> ApiResult<Json<Value>> {
+    let _ = request.origin;
+    let user_id: guildhall_spec::UserId = super::parse_id("user id", &user_id)?;
+    if user_id.server_name() != state.server_name {
+        return Err(ApiError::not_found("not_found", "not a user of this server"));
+    }
+    if state.store.user(&user_id).await?.is_none() {
+        return Err(ApiError::not_found("unknown_user", "no such user"));
+    }
+    let devices = super::identity::valid_certificates(&state, &user_id).await?;
+    Ok(Json(json!({"user_id": user_id, "devices": devices})))
+}
+
 /// `POST /_guildhall/v1/keys/query`: key documents of other servers, as we fetched and
 /// checked them, countersigned by us (a notary answer).
 pub(super) async fn query_keys(

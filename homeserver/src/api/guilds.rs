@@ -173,10 +173,10 @@ pub(super) async fn identity_keys(
     users: &[&UserId],
 ) -> ApiResult<std::collections::HashMap<UserId, String>> {
     let keys = state.store.identity_keys(users).await?;
-    for user in users.iter().filter(|user| !keys.contains_key(**user)) {
-        if user.server_name() != state.server_name {
-            state.identities.meet(user);
-        }
+    // Remote users are looked up (again) in the background: unknown ones at most once a
+    // minute, known ones once their copy is an hour old.
+    for user in users.iter().filter(|user| user.server_name() != state.server_name) {
+        state.identities.meet(user);
     }
     Ok(keys)
 }

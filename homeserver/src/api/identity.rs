@@ -3,9 +3,10 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use guildhall_identity::attestation::Attestation;
+use guildhall_identity::device::DeviceCertificate;
 use guildhall_identity::login::{self, Challenge};
 use guildhall_identity::phrase::RecoveryPhrase;
 use guildhall_identity::rotation::IdentityRotation;
@@ -375,4 +376,118 @@ async fn tell_old_server(state: &AppState, proof: &MoveProof) -> Result<Vec<Guil
             guilds.iter().filter_map(|g| g.as_str()?.parse().ok()).take(MAX_MOVED_GUILDS).collect()
         })
         .unwrap_or_default())
+}
+
+/// Devices one user may register.
+const MAX_DEVICES: i64 = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeviceBody {
+    certificate: JsonObject,
+}
+
+/// `PUT /api/v1/users/@me/devices/{device_id}`: registers this login as a device, with its
+/// certificate (spec 16.3): signed by the device's own key and by the user's current identity
+/// key. Sent again after a rotation, it re-certifies the device.
+pub(super) async fn put_device(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(device_id): Path<String>,
+    Json(body): Json<DeviceBody>,
+) -> ApiResult<Json<Value>> {
+    let invalid =
+        |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_certificate", message);
+    let (attestation, _) = identity::current(&state, &auth.user_id, None).await?;
+    let current = identity::stored_attestation(&attestation)
+        .ok_or_else(|| ApiError::internal("stored attestation unreadable"))?;
+    let certificate = DeviceCertificate::verify(&body.certificate, &current, now_ms())
+        .map_err(|e| invalid(e.to_string()))?;
+    if certificate.device_id.as_str() != device_id {
+        return Err(invalid("the certificate is for another device id".into()));
+    }
+    let stored = state
+        .store
+        .put_device(&auth.user_id, &device_id, &auth.session_id, &body.certificate, MAX_DEVICES)
+        .await?;
+    if !stored {
+        return Err(ApiError::conflict(format!(
+            "that device id belongs to another login, or the account has {MAX_DEVICES} devices"
+        )));
+    }
+    Ok(Json(json!({"device_id": device_id, "certificate": body.certificate})))
+}
+
+/// `GET /api/v1/users/@me/devices`: this account's devices, whether each certificate is still
+/// valid (a rotation invalidates them until re-certified), and which one is this login.
+pub(super) async fn devices(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<Value>> {
+    let current = state
+        .store
+        .attestation(&auth.user_id)
+        .await?
+        .and_then(|row| identity::stored_attestation(&row.attestation));
+    let now = now_ms();
+    let devices: Vec<Value> = state
+        .store
+        .devices(&auth.user_id)
+        .await?
+        .into_iter()
+        .map(|device| {
+            let valid = current.as_ref().is_some_and(|current| {
+                DeviceCertificate::verify(&device.certificate, current, now).is_ok()
+            });
+            json!({
+                "device_id": device.device_id,
+                "certificate": device.certificate,
+                "valid": valid,
+                "current": device.session_id == auth.session_id,
+                "updated_ts": device.updated_ts,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"devices": devices})))
+}
+
+/// `DELETE /api/v1/users/@me/devices/{device_id}`: removes a device and logs its login out.
+pub(super) async fn delete_device(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(device_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let session = state
+        .store
+        .device_session(&auth.user_id, &device_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_device", "no such device"))?;
+    state.store.delete_session(&auth.user_id, &session).await?;
+    auth::login_revoked(&state, &session);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The certificates of `user_id`'s devices that are valid against the current attestation
+/// (served to other servers, spec 16.3).
+pub(crate) async fn valid_certificates(
+    state: &AppState,
+    user_id: &UserId,
+) -> ApiResult<Vec<JsonObject>> {
+    let Some(current) = state
+        .store
+        .attestation(user_id)
+        .await?
+        .and_then(|row| identity::stored_attestation(&row.attestation))
+    else {
+        return Ok(Vec::new());
+    };
+    let now = now_ms();
+    Ok(state
+        .store
+        .devices(user_id)
+        .await?
+        .into_iter()
+        .filter(|device| DeviceCertificate::verify(&device.certificate, &current, now).is_ok())
+        .map(|device| device.certificate)
+        .collect())
 }

@@ -245,3 +245,103 @@ impl Store {
         Ok(row.and_then(|user_id| UserId::parse(&user_id).ok()))
     }
 }
+
+/// A registered device.
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    /// The device id.
+    pub device_id: String,
+    /// The login it belongs to.
+    pub session_id: String,
+    /// Its certificate as uploaded.
+    pub certificate: serde_json::Map<String, serde_json::Value>,
+    /// When it was last certified.
+    pub updated_ts: u64,
+}
+
+impl Store {
+    /// Registers or re-certifies `device_id` for the login `session_id`. A login has at most one
+    /// device, and a device id belongs to one login. `Ok(false)` when the device id is another
+    /// login's, or the user has `max_devices` devices already.
+    pub async fn put_device(
+        &self,
+        user_id: &UserId,
+        device_id: &str,
+        session_id: &str,
+        certificate: &serde_json::Map<String, serde_json::Value>,
+        max_devices: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let owner: Option<String> = sqlx::query_scalar(
+            "SELECT session_id FROM devices WHERE user_id = ? AND device_id = ?",
+        )
+        .bind(user_id.as_str())
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if owner.as_deref().is_some_and(|owner| owner != session_id) {
+            return Ok(false);
+        }
+        // This login's earlier device (under another id) is replaced.
+        sqlx::query("DELETE FROM devices WHERE session_id = ? AND device_id != ?")
+            .bind(session_id)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = ?")
+            .bind(user_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if owner.is_none() && count >= max_devices {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO devices (user_id, device_id, session_id, certificate, updated_ts)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (user_id, device_id) DO UPDATE SET certificate = excluded.certificate,
+                 updated_ts = excluded.updated_ts",
+        )
+        .bind(user_id.as_str())
+        .bind(device_id)
+        .bind(session_id)
+        .bind(serde_json::Value::Object(certificate.clone()).to_string())
+        .bind(to_i64(now_ms()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A user's devices.
+    pub async fn devices(&self, user_id: &UserId) -> Result<Vec<DeviceRow>, sqlx::Error> {
+        let rows = sqlx::query("SELECT * FROM devices WHERE user_id = ? ORDER BY device_id")
+            .bind(user_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let certificate: String = row.try_get("certificate")?;
+                Ok(DeviceRow {
+                    device_id: row.try_get("device_id")?,
+                    session_id: row.try_get("session_id")?,
+                    certificate: serde_json::from_str(&certificate)
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    updated_ts: to_u64(row.try_get("updated_ts")?),
+                })
+            })
+            .collect()
+    }
+
+    /// The login a device belongs to, if the user has that device.
+    pub async fn device_session(
+        &self,
+        user_id: &UserId,
+        device_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT session_id FROM devices WHERE user_id = ? AND device_id = ?")
+            .bind(user_id.as_str())
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+}

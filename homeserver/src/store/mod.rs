@@ -22,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use federation::{OutboundRow, ProposalRow};
 pub use guilds::{AppendedEvent, StoredEvent};
-pub use identity::AttestationRow;
+pub use identity::{AttestationRow, DeviceRow};
 pub use messages::{MessageQuery, MessageRow, ReactionCount, SearchQuery};
 pub use social::RelationshipRow;
 pub use trust::{Audit, AuditRow, SubscriptionRow, TrustEntryRow};

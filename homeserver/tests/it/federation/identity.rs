@@ -271,6 +271,115 @@ async fn a_move_from_a_to_b_keeps_membership_roles_and_history() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "carol has no identity key: {body}");
 }
 
+/// A certificate for device `device_id` of `user_id`, with a device key made from `seed`.
+fn certificate(
+    identity: &IdentityKeyPair,
+    user_id: &str,
+    device_id: &str,
+    seed: u8,
+) -> guildhall_spec::event::JsonObject {
+    use guildhall_identity::device::{DeviceCertificate, DeviceKeys};
+    // Any Ed25519 signer stands in for the device's Olm account here.
+    let device = guildhall_spec::ServerSigningKey::from_seed(
+        ServerName::parse("device.invalid").expect("name"),
+        guildhall_spec::KeyId::parse("ed25519:d").expect("key id"),
+        &[seed; 32],
+    );
+    let unsigned = DeviceCertificate {
+        user_id: UserId::parse(user_id).expect("user id"),
+        device_id: device_id.parse().expect("device id"),
+        device_keys: DeviceKeys {
+            curve25519: guildhall_spec::base64url::encode([seed.wrapping_add(1); 32]),
+            ed25519: guildhall_spec::base64url::encode(device.verifying_key().as_bytes()),
+        },
+        identity_key: identity.public_base64url(),
+        valid_until_ts: None,
+    };
+    let device_signature = device.sign_bytes(&unsigned.signing_bytes().expect("bytes"));
+    unsigned.sign(identity, &device_signature).expect("certify")
+}
+
+#[tokio::test]
+async fn identities_reach_the_gateway() {
+    use crate::harness::{Encoding, Gateway};
+    let (a, c) = (federating().await, federating().await);
+    let carol = c.register("carol").await;
+    let guild = carol.create_guild("watching").await;
+    let bob = a.register("bob").await;
+    let (mut bobs, _) = Gateway::identified(&a, &bob.token, Encoding::Json).await;
+    let key = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    bind_identity(&a, &bob, &key).await;
+    let public = key.public_base64url();
+    let is_bobs =
+        |d: &Value| d["user_id"] == bob.id.as_str() && d["identity_key"] == public.as_str();
+    bobs.expect_dispatch("IDENTITY_UPDATE", is_bobs).await;
+    // C learns bob's identity when he joins its guild, and tells the members there.
+    let (mut carols, _) = Gateway::identified(&c, &carol.token, Encoding::Json).await;
+    join_remote(&bob, &c, &carol.invite(&guild.general).await).await;
+    carols.expect_dispatch("IDENTITY_UPDATE", is_bobs).await;
+}
+
+#[tokio::test]
+async fn devices_are_certified_by_the_identity_and_served_while_valid() {
+    let (a, b) = (federating().await, federating().await);
+    let phrase = RecoveryPhrase::generate();
+    let (old, new) =
+        (IdentityKeyPair::from_phrase(&phrase, 0), IdentityKeyPair::from_phrase(&phrase, 1));
+    let bob = a.register("bob").await;
+    bind_identity(&a, &bob, &old).await;
+    let served = async || {
+        let peer = super::security::Peer::of(&b);
+        let path = format!("/_guildhall/v1/identity/{}/devices", bob.id);
+        let (status, body) = peer.send("GET", &peer.signed(&a, "GET", &path, None)).await;
+        assert_eq!(status, StatusCode::OK, "devices of bob: {body}");
+        body["devices"].as_array().map_or(0, Vec::len)
+    };
+
+    let path = "/users/@me/devices/PHONE1";
+    let stranger = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    let (status, body) =
+        bob.put(path, json!({"certificate": certificate(&stranger, &bob.id, "PHONE1", 1)})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_certificate"))
+    );
+    let (status, body) =
+        bob.put(path, json!({"certificate": certificate(&old, &bob.id, "PHONE1", 1)})).await;
+    assert_eq!(status, StatusCode::OK, "certify: {body}");
+    let (_, listed) = bob.get("/users/@me/devices").await;
+    assert_eq!(
+        (&listed["devices"][0]["valid"], &listed["devices"][0]["current"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(served().await, 1);
+
+    // A rotation invalidates the certificate until the device is certified again.
+    let rotation = guildhall_identity::rotation::IdentityRotation {
+        user_id: UserId::parse(&bob.id).expect("user id"),
+        old_key: old.public_base64url(),
+        new_key: new.public_base64url(),
+        new_index: Some(1),
+        ts: now_ms(),
+    }
+    .sign(&old, &new)
+    .expect("sign");
+    let (status, _) = bob.post("/users/@me/identity/rotate", json!({"rotation": rotation})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = bob.get("/users/@me/devices").await;
+    assert_eq!(listed["devices"][0]["valid"], false);
+    assert_eq!(served().await, 0, "a certificate by the old key is not served");
+    let (status, _) =
+        bob.put(path, json!({"certificate": certificate(&new, &bob.id, "PHONE1", 1)})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(served().await, 1);
+
+    // Removing the device logs its login out.
+    let (status, _) = bob.delete(path).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(bob.get("/users/@me").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(served().await, 0);
+}
+
 /// A key login presenting a (forged) attestation.
 async fn forged_login(
     server: &Server,

@@ -8,13 +8,13 @@ use crate::harness::{Server, StatusCode, Value, json};
 
 /// Signs federation requests as a server whose key file we can read: the tests' stand-in for a
 /// hostile peer that holds a real server's key.
-struct Peer {
+pub(super) struct Peer {
     key: guildhall_spec::ServerSigningKey,
     http: reqwest::Client,
 }
 
 impl Peer {
-    fn of(server: &Server) -> Self {
+    pub(super) fn of(server: &Server) -> Self {
         let text =
             std::fs::read_to_string(server.dir().join("signing-keys.json")).expect("key file");
         let file: Value = serde_json::from_str(&text).expect("key JSON");
@@ -32,7 +32,7 @@ impl Peer {
     }
 
     /// A signed request to `target`, returned unsent so tests can tamper with or replay it.
-    fn signed(
+    pub(super) fn signed(
         &self,
         target: &Server,
         method: &str,
@@ -65,7 +65,7 @@ impl Peer {
         (format!("{}{path}", target.base_url()), headers, body)
     }
 
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: &str,
         request: &(String, Vec<(String, String)>, Vec<u8>),
