@@ -210,8 +210,16 @@ impl Trust {
         if status != 200 {
             return Err(format!("the publisher answered {status}"));
         }
-        match TrustList::verify(&body, &publisher, &key_id, &key, subscription.updated_ts) {
-            Ok(list) => Ok(Some((list, String::from_utf8_lossy(&body).into_owned()))),
+        // Up to 100 000 entries to parse, canonicalize and check: off the async workers.
+        let held_ts = subscription.updated_ts;
+        let checked = tokio::task::spawn_blocking(move || {
+            TrustList::verify(&body, &publisher, &key_id, &key, held_ts)
+                .map(|list| (list, String::from_utf8_lossy(&body).into_owned()))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        match checked {
+            Ok(accepted) => Ok(Some(accepted)),
             Err(TrustListError::NotNewer { .. }) => Ok(None),
             Err(error) => Err(error.to_string()),
         }

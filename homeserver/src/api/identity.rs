@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::{AuthUser, Json, auth, views};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::identity::{self, IdentityError};
+use crate::identity;
 use crate::store::now_ms;
 
 /// How long a login challenge stays usable (spec 16.4: at most 5 minutes).
@@ -83,13 +83,17 @@ pub(super) async fn prove(
     let (_, identity_key) = identity::current(&state, &user_id, body.attestation.as_ref()).await?;
     login::verify(&state.server_name, &user_id, &body.challenge, &body.signature, &identity_key)
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_proof", e.to_string()))?;
-    let account = match state.store.local_account_with_key(&identity_key).await? {
-        Some(account) => account,
-        None if user_id.server_name() == state.server_name => {
-            return Err(IdentityError::NoIdentity(user_id).into());
-        }
-        None => {
-            link_new_account(&state, &user_id, body.localpart.as_deref(), &identity_key).await?
+    // A user of ours logs in to their own account; another server's user to our account bound
+    // to the same key, made on first login.
+    let account = if user_id.server_name() == state.server_name {
+        user_id.clone()
+    } else {
+        match state.store.local_account_with_key(&identity_key).await? {
+            Some(account) => account,
+            None => {
+                link_new_account(&state, &user_id, body.localpart.as_deref(), &identity_key)
+                    .await?
+            }
         }
     };
     auth::refuse_moved(&state, &account).await?;
