@@ -13,6 +13,10 @@ Writes, next to this tools/ folder (i.e. into spec/vectors/):
                         BIP39 by trezor's reference implementation, SLIP-0010 here; signed
                         identity objects (16.2-16.6): attestations, device certificates, login
                         proofs, account moves, key rotations
+  trust.json            trust-list documents (spec 15.3) signed by a fixed publisher key, each
+                        labelled with a subscriber's verdict (15.4): valid, bad signature, another
+                        key, another publisher name, not newer than the held version, malformed,
+                        a reason over 512 characters
 
 Everything is deterministic: keys are derived from fixed seeds, Ed25519 signatures are
 deterministic, timestamps and nonces are fixed.  After generating, every case is re-checked
@@ -2649,6 +2653,148 @@ def check_identity(doc: dict) -> None:
     assert leaf == "b1d0bad404bf35da785a64ca1ac54b2617211d2777696fbffaf208f746ae84f2", leaf
 
 
+# ---------------------------------------------------------------------------
+# trust.json: trust-list documents (spec 15.3) as a subscriber checks them (15.4)
+# ---------------------------------------------------------------------------
+
+CURATOR = "curator.example"
+CURATOR_KEY_ID = "ed25519:c1"
+TRUST_MAX_REASON_CHARS = 512
+TRUST_MAX_ENTRIES = 100_000
+
+
+def trust_list_text(document: dict) -> str:
+    """The exact text a subscriber receives: compact, members in the publisher's order (so not
+    canonical: a verifier must canonicalize, not sign the bytes it got)."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def signed_trust_list(body: dict, *, signer: str = CURATOR, key_id: str = CURATOR_KEY_ID,
+                      key: Ed25519PrivateKey | None = None) -> dict:
+    """Spec 15.3: `signer` signs JCS(document without signatures), by default the curator."""
+    key = key or signing_key(CURATOR, CURATOR_KEY_ID)
+    return {**body, "signatures": {signer: {key_id: b64url(key.sign(jcs(body)))}}}
+
+
+def build_trust() -> dict:
+    """Every case is one document as fetched, checked by a subscriber of CURATOR with the
+    configured key CURATOR_KEY_ID holding a version of `held_ts` (0: none)."""
+    body = {"server_name": CURATOR, "updated_ts": TS0, "entries": {
+        "spam.example": {"action": "deny", "reason": "unsolicited bulk messages"},
+        "friend.example": {"action": "allow"},
+    }}
+    good = signed_trust_list(body)
+    text = trust_list_text(good)
+
+    def with_entry(name: str, entry) -> dict:
+        return {**body, "entries": {**body["entries"], name: entry}}
+
+    another_key = signing_key(CURATOR, "ed25519:other")
+    tampered = {**good, "entries": {**good["entries"], "spam.example": {"action": "allow"}}}
+    unknown_key_id_too = {**good, "signatures": {CURATOR: {
+        **good["signatures"][CURATOR], "ed25519:c9": b64url(bytes(64))}}}
+    # Member order and whitespace of a pretty-printer: the same document, not canonical.
+    pretty = json.dumps(dict(reversed(list(good.items()))), indent=2, ensure_ascii=False)
+    # Spec 15.3 counts characters: 512 characters of four UTF-8 bytes (two UTF-16 units) each.
+    long_ok = "\U0001F600" * TRUST_MAX_REASON_CHARS
+    too_long = "x" * (TRUST_MAX_REASON_CHARS + 1)
+    pinned = {"action": "allow", "key": {"key_id": "ed25519:k1", "key": b64url(public_raw(signing_key(ORIGIN, "ed25519:k1")))}}
+    cases = [
+        ("valid", text, 0, None),
+        ("valid_newer_than_held", text, TS0 - 1, None),
+        ("valid_not_canonical_text", pretty, 0, None),
+        ("valid_without_entries", trust_list_text(signed_trust_list({**body, "entries": {}})), 0, None),
+        ("valid_reason_of_512_characters",
+         trust_list_text(signed_trust_list(with_entry("loud.example", {"action": "deny", "reason": long_ok}))), 0, None),
+        ("valid_beside_a_signature_by_an_unknown_key_id", trust_list_text(unknown_key_id_too), 0, None),
+        ("tampered_after_signing", trust_list_text(tampered), 0, "bad_signature"),
+        ("signed_by_another_key", trust_list_text(signed_trust_list(body, key=another_key)), 0, "bad_signature"),
+        ("signed_under_another_key_id_only",
+         trust_list_text(signed_trust_list(body, key_id="ed25519:c2", key=another_key)), 0, "bad_signature"),
+        ("signed_by_another_server_only",
+         trust_list_text(signed_trust_list(body, signer=ORIGIN, key_id="ed25519:k1",
+                                           key=signing_key(ORIGIN, "ed25519:k1"))), 0, "bad_signature"),
+        ("signature_missing", trust_list_text(body), 0, "bad_signature"),
+        # Signed with the configured key, so the name is the only defect.
+        ("published_under_another_name",
+         trust_list_text(signed_trust_list({**body, "server_name": "impostor.example"}, signer="impostor.example")),
+         0, "wrong_publisher"),
+        ("as_old_as_the_held_version", text, TS0, "not_newer"),
+        ("older_than_the_held_version", text, TS0 + 1, "not_newer"),
+        ("unknown_member", trust_list_text(signed_trust_list({**body, "expires_ts": TS0 + 1})), 0, "malformed"),
+        ("entry_with_a_pinned_key", trust_list_text(signed_trust_list(with_entry("pinned.example", pinned))), 0,
+         "malformed"),
+        ("entry_with_an_unknown_action",
+         trust_list_text(signed_trust_list(with_entry("odd.example", {"action": "block"}))), 0, "malformed"),
+        ("entry_not_a_server_name",
+         trust_list_text(signed_trust_list(with_entry("not a server", {"action": "deny"}))), 0, "malformed"),
+        ("entries_not_an_object", trust_list_text(signed_trust_list({**body, "entries": ["spam.example"]})), 0,
+         "malformed"),
+        ("updated_ts_a_float", text.replace(f'"updated_ts":{TS0}', f'"updated_ts":{TS0}.5'), 0, "malformed"),
+        ("updated_ts_twice", text.replace(f'"updated_ts":{TS0}', f'"updated_ts":{TS0},"updated_ts":{TS0}'), 0,
+         "malformed"),
+        ("not_an_object", "[" + text + "]", 0, "malformed"),
+        ("reason_of_513_characters",
+         trust_list_text(signed_trust_list(with_entry("loud.example", {"action": "deny", "reason": too_long}))), 0,
+         "too_large"),
+    ]
+    return {"publisher": CURATOR, "key_id": CURATOR_KEY_ID,
+            "key": b64url(public_raw(signing_key(CURATOR, CURATOR_KEY_ID))),
+            "cases": [labelled(name, reason, document=document, held_ts=held) for name, document, held, reason in cases]}
+
+
+def verify_trust_list(text: str, publisher: str, key_id: str, key: str, held_ts: int) -> str | None:
+    """Spec 15.3/15.4: why a subscriber of `publisher` (key `key_id` = `key`) holding the version
+    `held_ts` refuses the fetched `text`, or None when it accepts it."""
+    try:
+        document = profile_loads(text)
+    except ProfileError:
+        return "malformed"
+    if not isinstance(document, dict) or set(document) - {"signatures"} != {"server_name", "updated_ts", "entries"}:
+        return "malformed"
+    updated_ts, entries = document["updated_ts"], document["entries"]
+    if not valid_server_name(document["server_name"]) or not _is_int(updated_ts) or updated_ts < 0:
+        return "malformed"
+    if not isinstance(entries, dict):
+        return "malformed"
+    for server, entry in entries.items():
+        if not valid_server_name(server) or not isinstance(entry, dict) or "action" not in entry \
+                or not set(entry) <= {"action", "reason"} or entry["action"] not in ("allow", "deny") \
+                or not isinstance(entry.get("reason", ""), str):
+            return "malformed"
+    if document["server_name"].lower() != publisher:
+        return "wrong_publisher"
+    if len(entries) > TRUST_MAX_ENTRIES or any(len(entry.get("reason", "")) > TRUST_MAX_REASON_CHARS
+                                               for entry in entries.values()):
+        return "too_large"
+    signatures = document.get("signatures")
+    by_key = signatures.get(publisher) if isinstance(signatures, dict) else None
+    # Signatures under key ids the subscriber does not know are ignored (spec 01).
+    signature = by_key.get(key_id) if isinstance(by_key, dict) else None
+    try:
+        raw = b64url_decode(signature)
+    except ValueError:
+        return "bad_signature"
+    if not ed25519_verify(key, raw, jcs({k: v for k, v in document.items() if k != "signatures"})):
+        return "bad_signature"
+    if updated_ts <= held_ts:
+        return "not_newer"
+    return None
+
+
+def check_trust(doc: dict) -> None:
+    for case in doc["cases"]:
+        check_labelled(case, verify_trust_list(case["document"], doc["publisher"], doc["key_id"], doc["key"],
+                                               case["held_ts"]))
+    # The limit is in characters: the accepted 512-character reason is longer in UTF-8 bytes and
+    # in UTF-16 units, the refused one is 513 in every count.
+    by_name = {case["name"]: json.loads(case["document"]) for case in doc["cases"] if case["name"].startswith(("valid_reason", "reason"))}
+    accepted = by_name["valid_reason_of_512_characters"]["entries"]["loud.example"]["reason"]
+    refused = by_name["reason_of_513_characters"]["entries"]["loud.example"]["reason"]
+    assert len(accepted) == TRUST_MAX_REASON_CHARS < len(accepted.encode("utf-16-le")) // 2 < len(accepted.encode()), accepted
+    assert len(refused) == len(refused.encode()) == TRUST_MAX_REASON_CHARS + 1
+
+
 def render(doc) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -2660,12 +2806,14 @@ def generate() -> dict[str, bytes]:
     http = build_http_signatures()
     perms = build_permissions()
     identity = build_identity()
+    trust = build_trust()
     docs = {
         "identity.json": identity,
         "canonical_json.json": canonical,
         "events.json": events,
         "http_signatures.json": http,
         "permissions.json": perms,
+        "trust.json": trust,
         # Written by a stock RFC 9421 library, not by this file; checked by this file's verifier.
         stock_rfc9421.FILE.name: stock_rfc9421.build(),
     }
@@ -2678,6 +2826,7 @@ def generate() -> dict[str, bytes]:
     check_permissions(back["permissions.json"])
     check_stock_rfc9421(back[stock_rfc9421.FILE.name])
     check_identity(back["identity.json"])
+    check_trust(back["trust.json"])
     return rendered
 
 
