@@ -162,6 +162,10 @@ pub fn router(state: AppState) -> Router {
     let test_control = Router::new()
         .route("/users", post(test_control::create_user))
         .route("/users/{user_id}/guilds/{guild_id}/messages", get(test_control::user_messages))
+        .route(
+            "/users/{user_id}/identity",
+            put(test_control::bind_identity).delete(test_control::revoke_identity),
+        )
         .route("/guilds", post(test_control::create_guild))
         .route("/guilds/{guild_id}/invites", post(test_control::create_invite))
         .route("/guilds/{guild_id}/join", post(test_control::join))
@@ -174,7 +178,10 @@ pub fn router(state: AppState) -> Router {
             get(test_control::raw_log).post(test_control::any_event),
         )
         .route("/guilds/{guild_id}/state", get(test_control::state))
-        .route("/evidence", get(test_control::evidence));
+        .route("/evidence", get(test_control::evidence))
+        .route("/trust/subscriptions", post(test_control::subscribe))
+        .route("/trust/subscriptions/{id}", delete(test_control::unsubscribe))
+        .route("/trust/subscriptions/{id}/refresh", post(test_control::refresh_subscription));
     let mut root = Router::new();
     if state.config.server.danger_enable_test_control {
         root = root.nest("/_guildhall/test/v1", test_control);

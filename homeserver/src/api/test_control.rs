@@ -1,6 +1,7 @@
 //! The test-control API under `/_guildhall/test/v1` (spec chapter 21), mounted only when
 //! `server.danger_enable_test_control` is set. It acts as local users through the same guild
-//! service as the client API, so a conformance suite exercises the real code paths.
+//! service as the client API, so a conformance suite exercises the real code paths; identity
+//! keys are attested and trust lists subscribed through the same services as operators use.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -17,6 +18,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::guilds::{Sequenced, random_id};
 use crate::store::MessageQuery;
+use crate::trust::TrustError;
 
 /// Answers an action: the event id, or `202 queued` when the host could not be reached.
 fn done(result: ApiResult<Sequenced>) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -373,4 +375,104 @@ pub(super) async fn evidence(State(state): State<AppState>) -> ApiResult<Json<Va
     let mut evidence = state.store.equivocations().await?;
     evidence.reverse();
     Ok(Json(json!({"evidence": evidence})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BindIdentity {
+    identity_key: String,
+}
+
+/// `PUT /users/{user_id}/identity`: binds an identity key to a local user without the proof of
+/// possession a client gives, so a suite can attest a key whose secret it holds; a bound key is
+/// replaced. Answers the signed attestation.
+pub(super) async fn bind_identity(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    Json(body): Json<BindIdentity>,
+) -> ApiResult<Json<Value>> {
+    let user_id: UserId = parse_id("user id", &user_id)?;
+    local_user(&state, &user_id).await?;
+    if guildhall_spec::signing::decode_public_key(&body.identity_key).is_none() {
+        return Err(ApiError::bad_request("identity_key is not a base64url Ed25519 key"));
+    }
+    let attestation = crate::identity::attest(&state, &user_id, Some(&body.identity_key)).await?;
+    Ok(Json(json!({"identity_key": body.identity_key, "attestation": attestation})))
+}
+
+/// `DELETE /users/{user_id}/identity`: revokes the user's identity key (a newer attestation
+/// with `"revoked": true`). Answers the signed attestation.
+pub(super) async fn revoke_identity(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let user_id: UserId = parse_id("user id", &user_id)?;
+    local_user(&state, &user_id).await?;
+    let attestation = crate::identity::attest(&state, &user_id, None).await?;
+    Ok(Json(json!({"attestation": attestation})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Subscribe {
+    url: String,
+    publisher: String,
+    key_id: String,
+    key: String,
+}
+
+/// `POST /trust/subscriptions`: subscribes to a trust list and fetches it at once, as an
+/// operator would. Answers the subscription id and how the first fetch went.
+pub(super) async fn subscribe(
+    State(state): State<AppState>,
+    Json(body): Json<Subscribe>,
+) -> ApiResult<Json<Value>> {
+    let (subscription, fetched) = state
+        .federation
+        .trust
+        .subscribe("test-control", &body.url, &body.publisher, &body.key_id, &body.key, None)
+        .await
+        .map_err(trust_error)?;
+    Ok(Json(json!({"id": subscription.id, "fetch": fetch_view(fetched)})))
+}
+
+/// `POST /trust/subscriptions/{id}/refresh`: fetches the list now.
+pub(super) async fn refresh_subscription(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let subscription = state
+        .store
+        .subscription(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("not_found", "no such subscription"))?;
+    let fetched = state.federation.trust.refresh(&subscription).await;
+    Ok(Json(json!({"id": id, "fetch": fetch_view(fetched)})))
+}
+
+/// `DELETE /trust/subscriptions/{id}`: the list's entries stop applying at once.
+pub(super) async fn unsubscribe(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    state.federation.trust.unsubscribe("test-control", &id).await.map_err(trust_error)?;
+    Ok(Json(json!({})))
+}
+
+/// A fetch's outcome: `{"ok": true, "updated": <a newer version was accepted>}`, or
+/// `{"ok": false, "error": <why the list was refused or not fetched>}`.
+fn fetch_view(fetched: Result<bool, String>) -> Value {
+    match fetched {
+        Ok(updated) => json!({"ok": true, "updated": updated}),
+        Err(error) => json!({"ok": false, "error": error}),
+    }
+}
+
+fn trust_error(error: TrustError) -> ApiError {
+    match error {
+        TrustError::Invalid(message) => ApiError::bad_request(message),
+        TrustError::NotFound(message) => ApiError::not_found("not_found", message),
+        TrustError::Duplicate(message) => ApiError::conflict(message),
+        TrustError::Store(error) => error.into(),
+    }
 }
