@@ -1,7 +1,10 @@
 //! A peer server run by the suite on loopback: it has its own name and Ed25519 key, publishes
 //! its key document, records what the target pushes to it, and can sign (or deliberately
-//! mis-sign) requests and proposals.
+//! mis-sign) requests and proposals. As its users' home server it answers for their identities
+//! (`GET /identity/{user_id}`) with whatever attestation a case sets, and it serves a trust list
+//! a case publishes through it.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -28,7 +31,14 @@ pub struct Peer {
     pub hosted: Arc<Mutex<crate::host::Hosted>>,
     /// Keys of the servers whose proposals the peer accepts as host (the target's).
     pub trusted: Arc<Mutex<guildhall_spec::PublicKeyMap>>,
+    /// User id → the answer to `GET /identity/{user_id}`; users not here are `404 unknown_user`.
+    identities: Arc<Mutex<BTreeMap<String, Value>>>,
+    /// The text served at [`TRUST_LIST_PATH`], if any.
+    trust_list: Arc<Mutex<Option<String>>>,
 }
+
+/// Where a peer serves the trust list a case publishes through it.
+pub const TRUST_LIST_PATH: &str = "/_guildhall/v1/trust/list";
 
 /// A request as built, before sending: tests may tamper with it or send it twice.
 #[derive(Debug, Clone)]
@@ -62,12 +72,16 @@ impl Peer {
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?,
             hosted: Arc::new(Mutex::new(crate::host::Hosted::new())),
             trusted: Arc::new(Mutex::new(guildhall_spec::PublicKeyMap::new())),
+            identities: Arc::new(Mutex::new(BTreeMap::new())),
+            trust_list: Arc::new(Mutex::new(None)),
         };
         let app = Router::new()
             .route("/_guildhall/v1/keys/server", get(key_document))
             .route("/_guildhall/v1/send/{txn_id}", put(receive))
             .route("/_guildhall/v1/guilds/{guild_id}/join", axum::routing::post(host_join))
             .route("/_guildhall/v1/guilds/{guild_id}/events", get(host_events))
+            .route("/_guildhall/v1/identity/{user_id}", get(identity))
+            .route(TRUST_LIST_PATH, get(trust_list))
             .with_state(peer.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -83,6 +97,66 @@ impl Peer {
     /// A user id on the peer.
     pub fn user(&self, localpart: &str) -> String {
         format!("@{localpart}{}:{}", crate::context::unique(), self.name())
+    }
+
+    /// Answers `GET /identity/{user}` with `{"attestation": attestation}` from now on, whatever
+    /// it holds (a valid attestation, a forged one, a revoking one); `None` answers `404`.
+    pub fn serve_identity(&self, user: &str, attestation: Option<Value>) {
+        if let Ok(mut identities) = self.identities.lock() {
+            match attestation {
+                Some(attestation) => {
+                    identities.insert(user.to_owned(), json!({"attestation": attestation}));
+                }
+                None => {
+                    identities.remove(user);
+                }
+            }
+        }
+    }
+
+    /// An attestation (spec 16.2) of `user`, a user of this peer, binding `identity_key`, or
+    /// revoking the binding, signed with this peer's key. Built from the spec's text here rather
+    /// than by `guildhall-identity`, so that the suite and a server cannot share a mistake.
+    pub fn attestation(
+        &self,
+        user: &str,
+        identity_key: &str,
+        issued_ts: u64,
+        revoked: bool,
+    ) -> Value {
+        self.attestation_signed_by(&self.key, user, identity_key, issued_ts, revoked)
+    }
+
+    /// The same, signed with any key (a forgery when `key` is not this peer's).
+    pub fn attestation_signed_by(
+        &self,
+        key: &ServerSigningKey,
+        user: &str,
+        identity_key: &str,
+        issued_ts: u64,
+        revoked: bool,
+    ) -> Value {
+        let mut object = JsonObject::new();
+        object.insert("user_id".into(), json!(user));
+        object.insert("identity_key".into(), json!(identity_key));
+        object.insert("issued_ts".into(), json!(issued_ts));
+        if revoked {
+            object.insert("revoked".into(), json!(true));
+        }
+        let _ = signing::sign_json(&mut object, key);
+        Value::Object(object)
+    }
+
+    /// Serves `text` as this peer's trust list from now on (exactly these bytes).
+    pub fn publish_trust_list(&self, text: String) {
+        if let Ok(mut list) = self.trust_list.lock() {
+            *list = Some(text);
+        }
+    }
+
+    /// The URL of the trust list this peer serves.
+    pub fn trust_list_url(&self) -> String {
+        format!("http://{}{TRUST_LIST_PATH}", self.name())
     }
 
     /// Events the target has pushed to this peer so far.
@@ -247,6 +321,37 @@ impl Peer {
 
 async fn key_document(State(peer): State<Peer>) -> axum::Json<Value> {
     axum::Json(peer.key_document())
+}
+
+/// `GET /identity/{user_id}`: what the case set, or `404 unknown_user`.
+async fn identity(
+    State(peer): State<Peer>,
+    axum::extract::Path(user_id): axum::extract::Path<String>,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    let answer =
+        peer.identities.lock().ok().and_then(|identities| identities.get(&user_id).cloned());
+    match answer {
+        Some(answer) => (axum::http::StatusCode::OK, axum::Json(answer)),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({"code": "unknown_user", "message": "no identity key here"})),
+        ),
+    }
+}
+
+/// The published trust list, as set, or `404 not_found`.
+async fn trust_list(State(peer): State<Peer>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match peer.trust_list.lock().ok().and_then(|list| list.clone()) {
+        Some(text) => {
+            ([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response()
+        }
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({"code": "not_found", "message": "no trust list published"})),
+        )
+            .into_response(),
+    }
 }
 
 /// Records pushed events and accepts them all (the suite checks what arrives, not the peer).

@@ -2,6 +2,7 @@
 
 mod control;
 mod events;
+mod identity;
 mod joins;
 mod keys;
 mod log;
@@ -9,6 +10,7 @@ mod replica;
 mod request_auth;
 mod submit;
 mod transactions;
+mod trust;
 mod visibility;
 
 use std::future::Future;
@@ -120,6 +122,20 @@ pub fn all() -> Vec<Case> {
         case!(Core, replica::refuses_pushes_from_other_servers),
         case!(Core, replica::a_host_cannot_touch_messages_of_other_guilds),
         case!(Core, replica::a_host_cannot_touch_messages_of_other_guilds_not_yet_known),
+        case!(Core, identity::attestation_fetch_and_verify),
+        case!(Core, identity::revoking_attestation_is_served),
+        case!(Core, identity::key_login_valid),
+        case!(Core, identity::key_login_replayed),
+        case!(Core, identity::key_login_failed_proof_spends_the_challenge),
+        case!(Core, identity::key_login_challenge_of_another_user),
+        case!(Core, identity::key_login_wrong_server),
+        case!(Core, identity::key_login_forged_attestation),
+        case!(Core, identity::key_login_unknown_identity),
+        case!(Core, identity::key_login_revoked),
+        case!(Core, identity::key_login_revocation_cannot_be_rolled_back),
+        case!(Core, trust::subscribed_list_denies),
+        case!(Core, trust::bad_signature_keeps_previous),
+        case!(Core, trust::older_list_keeps_previous),
         // Last: by now the target has fetched the peer's keys, and a notary answers from cache.
         case!(Full, keys::notary_answers_with_countersigned_documents),
     ]);
