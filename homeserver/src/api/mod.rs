@@ -53,6 +53,11 @@ pub fn router(state: AppState) -> Router {
         .route("/users/@me/identity/generate", post(identity::generate))
         .route("/users/@me/identity/rotate", post(identity::rotate))
         .route("/users/@me/identity/move", post(identity::move_account))
+        .route("/users/@me/devices", get(identity::devices))
+        .route(
+            "/users/@me/devices/{device_id}",
+            put(identity::put_device).delete(identity::delete_device),
+        )
         .route(
             "/users/@me/channels",
             get(social::direct_messages).post(social::open_direct_message),
@@ -158,6 +163,7 @@ pub fn router(state: AppState) -> Router {
         .route("/identity/prove", post(identity::prove))
         .route("/identity/move", post(federation::identity_move))
         .route("/identity/{user_id}", get(federation::identity))
+        .route("/identity/{user_id}/devices", get(federation::identity_devices))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") });
     let test_control = Router::new()
         .route("/users", post(test_control::create_user))
