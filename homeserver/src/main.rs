@@ -2,7 +2,10 @@
 //! library.
 #![forbid(unsafe_code)]
 
+mod user_cli;
+
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -33,6 +36,8 @@ enum Command {
     Keys(KeysCommand),
     /// Create the data directory and apply database migrations, then exit.
     Migrate,
+    /// A command-line client: an identity key, logins to any servers, guilds and messages.
+    User(user_cli::UserArgs),
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -153,18 +158,30 @@ enum KeysCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        // The client needs no data directory, configuration or server log.
+        Some(Command::User(args)) => Ok(user_cli::run(args).await),
+        command => {
+            server(&cli.data_dir, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The server's commands, on its data directory.
+async fn server(data_dir: &std::path::Path, command: Option<Command>) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .init();
-    let cli = Cli::parse();
-    let data_dir = DataDir::new(&cli.data_dir);
-    data_dir.initialize().with_context(|| format!("creating {}", cli.data_dir.display()))?;
+    let data_dir = DataDir::new(data_dir);
+    data_dir.initialize().with_context(|| format!("creating {}", data_dir.root().display()))?;
     let mut config = Config::load(&data_dir.config_file())?;
-    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+    match command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
             if let Some(listen) = args.listen {
                 config.server.listen = listen;
@@ -190,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
             println!("database is up to date");
             Ok(())
         }
+        Command::User(_) => bail!("`guildhall user` is a client and runs without a data directory"),
     }
 }
 

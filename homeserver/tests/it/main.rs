@@ -8,6 +8,7 @@ mod harness;
 mod accounts;
 mod bad_input;
 mod channels;
+mod client;
 mod federation;
 mod gateway;
 mod gateway_sessions;

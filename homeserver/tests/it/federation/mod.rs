@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{Server, StatusCode, User, Value};
 
 /// A server that federates over plain HTTP on loopback.
-pub(super) async fn federating() -> Server {
+pub(crate) async fn federating() -> Server {
     federating_builder().start().await
 }
 
@@ -30,7 +30,7 @@ pub(super) async fn join_remote(user: &User, host: &Server, code: &str) -> Value
 }
 
 /// Polls until `check` holds or `within` passes; returns the last value seen.
-pub(super) async fn eventually<T, F, Fut>(
+pub(crate) async fn eventually<T, F, Fut>(
     within: Duration,
     mut probe: F,
     check: impl Fn(&T) -> bool,
