@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use guildhall_identity::attestation::sign_binding;
 use guildhall_identity::login::{self, Challenge};
 use guildhall_spec::{ChannelId, GuildId, InviteCode, ServerName, UserId, base64url};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -103,7 +104,21 @@ impl Client {
     ) -> Result<Session> {
         let challenge = self.challenge(user_id).await?;
         let signature = login::sign(identity.key_pair(), &self.server_name, user_id, &challenge);
-        let body = Prove { user_id, challenge: &challenge, signature: &signature, localpart };
+        // The identity's consent to the account this server makes on the first login (it is
+        // not used when the account exists).
+        let account = UserId::new(localpart.unwrap_or(user_id.localpart()), &self.server_name)
+            .map_err(|e| Error::UnexpectedAnswer {
+                url: self.base.to_string(),
+                detail: format!("no valid account name on {}: {e}", self.server_name),
+            })?;
+        let binding = sign_binding(identity.key_pair(), &account);
+        let body = Prove {
+            user_id,
+            challenge: &challenge,
+            signature: &signature,
+            localpart,
+            binding: &binding,
+        };
         let answer: ProveAnswer = self
             .request(Method::POST, &["_guildhall", "v1", "identity", "prove"], None, Some(&body))
             .await?;
@@ -229,6 +244,7 @@ impl Session {
             identity_key: &identity.public_key(),
             challenge: &challenge,
             signature: &signature,
+            binding: &sign_binding(identity.key_pair(), &self.user_id),
         };
         let _: serde_json::Value =
             self.call(Method::PUT, &["users", "@me", "identity"], &body).await?;
@@ -520,6 +536,7 @@ struct Prove<'a> {
     signature: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     localpart: Option<&'a str>,
+    binding: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -533,6 +550,7 @@ struct BindIdentity<'a> {
     identity_key: &'a str,
     challenge: &'a Challenge,
     signature: &'a str,
+    binding: &'a str,
 }
 
 #[derive(Serialize)]

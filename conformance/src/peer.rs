@@ -117,14 +117,18 @@ impl Peer {
     /// An attestation (spec 16.2) of `user`, a user of this peer, binding `identity_key`, or
     /// revoking the binding, signed with this peer's key. Built from the spec's text here rather
     /// than by `guildhall-identity`, so that the suite and a server cannot share a mistake.
+    ///
+    /// `binding` is the identity key's consent to the binding (required by 16.2 unless
+    /// revoking; `None` leaves it out).
     pub fn attestation(
         &self,
         user: &str,
         identity_key: &str,
+        binding: Option<&str>,
         issued_ts: u64,
         revoked: bool,
     ) -> Value {
-        self.attestation_signed_by(&self.key, user, identity_key, issued_ts, revoked)
+        self.attestation_signed_by(&self.key, user, identity_key, binding, issued_ts, revoked)
     }
 
     /// The same, signed with any key (a forgery when `key` is not this peer's).
@@ -133,6 +137,7 @@ impl Peer {
         key: &ServerSigningKey,
         user: &str,
         identity_key: &str,
+        binding: Option<&str>,
         issued_ts: u64,
         revoked: bool,
     ) -> Value {
@@ -142,6 +147,9 @@ impl Peer {
         object.insert("issued_ts".into(), json!(issued_ts));
         if revoked {
             object.insert("revoked".into(), json!(true));
+        }
+        if let Some(binding) = binding {
+            object.insert("binding".into(), json!(binding));
         }
         let _ = signing::sign_json(&mut object, key);
         Value::Object(object)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use guildhall_identity::attestation::Attestation;
+use guildhall_identity::attestation::{Attestation, AttestationError};
 use guildhall_identity::moves::AccountMove;
 use guildhall_spec::UserId;
 use guildhall_spec::content::{EventContent, MoveProof};
@@ -67,36 +67,52 @@ impl From<IdentityError> for ApiError {
     }
 }
 
-/// Issues, signs and stores a new attestation for our user `user_id`: binding `identity_key`,
-/// or revoking the binding when it is `None`. Returns the signed attestation.
+/// An identity key and its consent to be bound to a user (spec 16.2, `binding`).
+#[derive(Debug, Clone, Copy)]
+pub struct Consent<'a> {
+    /// The identity key, base64url.
+    pub identity_key: &'a str,
+    /// Its signature over the binding object, base64url.
+    pub binding: &'a str,
+}
+
+/// Issues, signs and stores a new attestation for our user `user_id`: binding the consenting
+/// key, or revoking the binding when `consent` is `None`. Returns the signed attestation.
 pub async fn attest(
     state: &AppState,
     user_id: &UserId,
-    identity_key: Option<&str>,
+    consent: Option<Consent<'_>>,
 ) -> ApiResult<JsonObject> {
     // Issue times of one user strictly increase, so the newest is always the current one.
-    let previous = state.store.attestation(user_id).await?.map_or(0, |row| row.issued_ts);
-    let revoked_key;
-    let (key, revoked) = match identity_key {
-        Some(key) => (key, false),
-        None => {
-            // A revocation names the key it revokes.
-            revoked_key = state
-                .store
-                .attestation(user_id)
-                .await?
+    let previous = state.store.attestation(user_id).await?;
+    let issued_ts = now_ms().max(previous.as_ref().map_or(0, |row| row.issued_ts) + 1);
+    let attestation = match consent {
+        Some(consent) => Attestation {
+            user_id: user_id.clone(),
+            identity_key: consent.identity_key.to_owned(),
+            issued_ts,
+            revoked: false,
+            binding: Some(consent.binding.to_owned()),
+        },
+        // A revocation names the key it revokes.
+        None => Attestation {
+            user_id: user_id.clone(),
+            identity_key: previous
                 .and_then(|row| row.identity_key)
-                .ok_or_else(|| ApiError::not_found("no_identity", "no identity key to revoke"))?;
-            (revoked_key.as_str(), true)
-        }
+                .ok_or_else(|| ApiError::not_found("no_identity", "no identity key to revoke"))?,
+            issued_ts,
+            revoked: true,
+            binding: None,
+        },
     };
-    let attestation = Attestation {
-        user_id: user_id.clone(),
-        identity_key: key.to_owned(),
-        issued_ts: now_ms().max(previous + 1),
-        revoked,
-    };
-    let signed = attestation.sign(&state.keys.current).map_err(ApiError::internal)?;
+    let signed = attestation.sign(&state.keys.current).map_err(|error| match error {
+        AttestationError::Binding => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_binding",
+            "`binding` must be the identity key's signature over the binding to this account",
+        ),
+        error => ApiError::internal(error),
+    })?;
     let current = attestation.usable_key().ok();
     state.store.put_attestation(user_id, current, attestation.issued_ts, &signed).await?;
     announce(state, user_id, current);

@@ -4,7 +4,9 @@
 
 use guildhall_spec::event::JsonObject;
 use guildhall_spec::signing::{self, SignatureError};
-use guildhall_spec::{PublicKeyMap, ServerSigningKey, UserId};
+use guildhall_spec::{PublicKeyMap, ServerSigningKey, UserId, base64url, canonical};
+
+use crate::key::{self, IdentityKeyPair};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -25,6 +27,42 @@ pub struct Attestation {
     /// only when true; absent means false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub revoked: bool,
+    /// The identity key's consent to the binding ([`sign_binding`]): without it a home server
+    /// could attest someone else's key for its user. Required unless `revoked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+}
+
+/// The object an identity key signs to consent to being bound to `user_id` (spec 16.2).
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "guildhall.identity_binding.v1")]
+struct Binding<'a> {
+    user_id: &'a UserId,
+    identity_key: &'a str,
+}
+
+/// The canonical bytes of the binding of `identity_key` to `user_id`.
+pub fn binding_bytes(user_id: &UserId, identity_key: &str) -> Vec<u8> {
+    // Strings only: every string has a canonical form.
+    #[allow(clippy::expect_used)]
+    canonical::to_canonical_bytes(&Binding { user_id, identity_key }).expect("strings only")
+}
+
+/// The identity key's signature consenting to be bound to `user_id` (base64url), for an
+/// attestation's `binding`.
+pub fn sign_binding(identity: &IdentityKeyPair, user_id: &UserId) -> String {
+    let message = binding_bytes(user_id, &identity.public_base64url());
+    base64url::encode(identity.sign(&message))
+}
+
+/// Whether `binding` is `identity_key`'s consent to be bound to `user_id`.
+pub fn check_binding(user_id: &UserId, identity_key: &str, binding: &str) -> bool {
+    let (Some(key), Some(signature)) =
+        (key::parse_public_key(identity_key), base64url::decode_array::<64>(binding))
+    else {
+        return false;
+    };
+    key::is_valid_signature(&key, &binding_bytes(user_id, identity_key), &signature)
 }
 
 /// Why an attestation is not valid.
@@ -45,6 +83,9 @@ pub enum AttestationError {
     /// The signer is not the user's home server.
     #[error("signed by {0}, not by the user's home server")]
     WrongSigner(String),
+    /// A binding attestation lacks the identity key's consent, or it does not verify.
+    #[error("the identity key did not consent to this binding")]
+    Binding,
     /// The attestation revokes the identity key, so the user has none that is usable. Only
     /// [`Attestation::usable_key`] says this: a revoking attestation is itself valid.
     #[error("the identity key is revoked")]
@@ -52,10 +93,18 @@ pub enum AttestationError {
 }
 
 impl Attestation {
-    /// The attestation signed by the user's home server with `home_key`.
+    /// The attestation signed by the user's home server with `home_key`. A binding one must
+    /// carry the identity key's consent (`binding`).
     pub fn sign(&self, home_key: &ServerSigningKey) -> Result<JsonObject, AttestationError> {
         if home_key.server_name() != &self.user_id.server_name() {
             return Err(AttestationError::WrongSigner(home_key.server_name().to_string()));
+        }
+        let consented = self
+            .binding
+            .as_deref()
+            .is_some_and(|binding| check_binding(&self.user_id, &self.identity_key, binding));
+        if !self.revoked && !consented {
+            return Err(AttestationError::Binding);
         }
         let Ok(Value::Object(mut object)) = serde_json::to_value(self) else {
             return Err(AttestationError::Malformed("not an object".into()));
@@ -82,6 +131,12 @@ impl Attestation {
         }
         if attestation.issued_ts > now_ms.saturating_add(MAX_SKEW_MS) {
             return Err(AttestationError::FromTheFuture);
+        }
+        let consented = attestation.binding.as_deref().is_some_and(|binding| {
+            check_binding(&attestation.user_id, &attestation.identity_key, binding)
+        });
+        if !attestation.revoked && !consented {
+            return Err(AttestationError::Binding);
         }
         let home = attestation.user_id.server_name();
         signing::verify_json(object, &home, home_keys)?;
@@ -142,12 +197,13 @@ mod tests {
     fn only_the_home_server_attests_and_the_latest_is_current() {
         let home = key("origin.example", 1);
         let user = UserId::parse("@bob:origin.example").unwrap();
-        let identity = guildhall_spec::base64url::encode(key("x", 9).verifying_key().as_bytes());
+        let identity = IdentityKeyPair::from_secret(&[9; 32]);
         let first = Attestation {
             user_id: user.clone(),
-            identity_key: identity,
+            identity_key: identity.public_base64url(),
             issued_ts: 1,
             revoked: false,
+            binding: Some(sign_binding(&identity, &user)),
         };
         let signed = first.sign(&home).unwrap();
         assert_eq!(Attestation::verify(&signed, &keys_of(&home), 2).unwrap(), first);
@@ -166,11 +222,44 @@ mod tests {
     }
 
     #[test]
+    fn a_home_server_cannot_bind_a_key_without_its_consent() {
+        let home = key("origin.example", 1);
+        let bob = UserId::parse("@bob:origin.example").unwrap();
+        let eve = UserId::parse("@eve:origin.example").unwrap();
+        let identity = IdentityKeyPair::from_secret(&[9; 32]);
+        let unbound = Attestation {
+            user_id: eve.clone(),
+            identity_key: identity.public_base64url(),
+            issued_ts: 1,
+            revoked: false,
+            binding: None,
+        };
+        assert_eq!(unbound.sign(&home), Err(AttestationError::Binding));
+        // Bob's consent does not bind the key to eve.
+        let borrowed =
+            Attestation { binding: Some(sign_binding(&identity, &bob)), ..unbound.clone() };
+        assert_eq!(borrowed.sign(&home), Err(AttestationError::Binding));
+        // Forced through with the home server's key, it still does not verify.
+        let mut object = serde_json::to_value(&borrowed).unwrap().as_object().cloned().unwrap();
+        signing::sign_json(&mut object, &home).unwrap();
+        assert_eq!(
+            Attestation::verify(&object, &keys_of(&home), 2),
+            Err(AttestationError::Binding)
+        );
+        // Revoking needs no consent.
+        let revoking = Attestation { revoked: true, ..unbound };
+        assert!(Attestation::verify(&revoking.sign(&home).unwrap(), &keys_of(&home), 2).is_ok());
+    }
+
+    #[test]
     fn a_later_revoking_attestation_leaves_no_usable_key() {
         let home = key("origin.example", 1);
-        let identity = guildhall_spec::base64url::encode(key("x", 9).verifying_key().as_bytes());
+        let pair = IdentityKeyPair::from_secret(&[9; 32]);
+        let identity = pair.public_base64url();
+        let user = UserId::parse("@bob:origin.example").unwrap();
         let bound = Attestation {
-            user_id: UserId::parse("@bob:origin.example").unwrap(),
+            binding: Some(sign_binding(&pair, &user)),
+            user_id: user,
             identity_key: identity.clone(),
             issued_ts: 1,
             revoked: false,

@@ -208,6 +208,7 @@ mod tests {
             identity_key: identity_key.to_owned(),
             issued_ts: NOW,
             revoked,
+            binding: None,
         }
     }
 

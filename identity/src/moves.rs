@@ -173,6 +173,7 @@ mod tests {
             identity_key: identity.public_base64url(),
             issued_ts,
             revoked: false,
+            binding: None,
         }
     }
 

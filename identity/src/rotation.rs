@@ -233,6 +233,7 @@ mod tests {
             identity_key,
             issued_ts: 1_600_000_000_000,
             revoked,
+            binding: None,
         }
     }
 

@@ -46,6 +46,18 @@ impl Identity {
         let bytes = canonical::to_canonical_string(&object).map_err(|e| e.to_string())?;
         Ok(base64url::encode(self.key.sign_bytes(bytes.as_bytes())))
     }
+
+    /// The identity key's consent to be bound to `user` (spec 16.2): its signature over the
+    /// canonical bytes of the binding object.
+    fn binding(&self, user: &str) -> String {
+        let object = json!({
+            "type": "guildhall.identity_binding.v1",
+            "user_id": user,
+            "identity_key": self.public(),
+        });
+        let bytes = canonical::to_canonical_string(&object).unwrap_or_default();
+        base64url::encode(self.key.sign_bytes(bytes.as_bytes()))
+    }
 }
 
 /// Milliseconds since the epoch.
@@ -63,7 +75,13 @@ fn fresh_peer_user(peer: &Peer) -> String {
 fn attested_peer_user(ctx: &Context) -> Result<(String, Identity, Value), String> {
     let user = fresh_peer_user(&ctx.peer);
     let identity = Identity::generate()?;
-    let attestation = ctx.peer.attestation(&user, &identity.public(), now_ms() - 1000, false);
+    let attestation = ctx.peer.attestation(
+        &user,
+        &identity.public(),
+        Some(&identity.binding(&user)),
+        now_ms() - 1000,
+        false,
+    );
     ctx.peer.serve_identity(&user, Some(attestation.clone()));
     Ok((user, identity, attestation))
 }
@@ -90,10 +108,17 @@ async fn challenge(ctx: &Context, user: &str) -> Result<String, String> {
     Ok(challenge.to_owned())
 }
 
-/// `POST /identity/prove`.
+/// The account a key login of `user` makes on the target: the same localpart there.
+fn target_account(ctx: &Context, user: &str) -> String {
+    let localpart = user.trim_start_matches('@').split(':').next().unwrap_or_default();
+    format!("@{localpart}:{}", ctx.target.name)
+}
+
+/// `POST /identity/prove`, with `identity`'s consent to the account it makes on the target.
 async fn prove(
     ctx: &Context,
     user: &str,
+    identity: &Identity,
     challenge: &str,
     signature: &str,
     attestation: &Value,
@@ -103,6 +128,7 @@ async fn prove(
         "challenge": challenge,
         "signature": signature,
         "attestation": attestation,
+        "binding": identity.binding(&target_account(ctx, user)),
     });
     ctx.target.call("POST", "/_guildhall/v1/identity/prove", Some(&body)).await
 }
@@ -114,7 +140,7 @@ async fn login(ctx: &Context, user: &str, identity: &Identity, attestation: &Val
         Err(why) => return (0, json!({"challenge": why})),
     };
     match identity.prove(&ctx.target.name, user, &challenge) {
-        Ok(signature) => prove(ctx, user, &challenge, &signature, attestation).await,
+        Ok(signature) => prove(ctx, user, identity, &challenge, &signature, attestation).await,
         Err(why) => (0, json!({"proof": why})),
     }
 }
@@ -184,7 +210,7 @@ async fn check_attestation(
     ensure!(
         attestation.keys().all(|member| matches!(
             member.as_str(),
-            "user_id" | "identity_key" | "issued_ts" | "revoked" | "signatures"
+            "user_id" | "identity_key" | "issued_ts" | "revoked" | "binding" | "signatures"
         )),
         "the attestation has members spec 16.2 does not define: {body}"
     );
@@ -194,10 +220,11 @@ async fn check_attestation(
 /// A local user of the target with a fresh identity key bound through test control.
 async fn bound_target_user(ctx: &Context) -> Result<(String, String), String> {
     let user = ctx.target.user("attested").await?;
-    let identity_key = Identity::generate()?.public();
+    let identity = Identity::generate()?;
+    let identity_key = identity.public();
     let path = format!("/_guildhall/test/v1/users/{}/identity", encode(&user));
-    let (status, body) =
-        ctx.target.call("PUT", &path, Some(&json!({"identity_key": identity_key}))).await;
+    let bind = json!({"identity_key": identity_key, "binding": identity.binding(&user)});
+    let (status, body) = ctx.target.call("PUT", &path, Some(&bind)).await;
     ensure!(status == 200, "test control: binding an identity key answered {status} {body}");
     Ok((user, identity_key))
 }
@@ -255,9 +282,9 @@ pub(super) async fn key_login_replayed(ctx: Arc<Context>) -> CaseResult {
     let (user, identity, attestation) = attested_peer_user(&ctx)?;
     let challenge = challenge(&ctx, &user).await?;
     let signature = identity.prove(&ctx.target.name, &user, &challenge)?;
-    let first = prove(&ctx, &user, &challenge, &signature, &attestation).await;
+    let first = prove(&ctx, &user, &identity, &challenge, &signature, &attestation).await;
     logged_in(&first, &user, &ctx)?;
-    let again = prove(&ctx, &user, &challenge, &signature, &attestation).await;
+    let again = prove(&ctx, &user, &identity, &challenge, &signature, &attestation).await;
     refused(&again, "invalid_challenge", "the same proof and challenge a second time")
 }
 
@@ -265,10 +292,10 @@ pub(super) async fn key_login_failed_proof_spends_the_challenge(ctx: Arc<Context
     let (user, identity, attestation) = attested_peer_user(&ctx)?;
     let challenge = challenge(&ctx, &user).await?;
     let wrong = Identity::generate()?.prove(&ctx.target.name, &user, &challenge)?;
-    let first = prove(&ctx, &user, &challenge, &wrong, &attestation).await;
+    let first = prove(&ctx, &user, &identity, &challenge, &wrong, &attestation).await;
     refused(&first, "bad_proof", "a proof by another key")?;
     let signature = identity.prove(&ctx.target.name, &user, &challenge)?;
-    let second = prove(&ctx, &user, &challenge, &signature, &attestation).await;
+    let second = prove(&ctx, &user, &identity, &challenge, &signature, &attestation).await;
     refused(&second, "invalid_challenge", "a good proof over a challenge a failed proof used")
 }
 
@@ -277,7 +304,7 @@ pub(super) async fn key_login_challenge_of_another_user(ctx: Arc<Context>) -> Ca
     let (other, _, _) = attested_peer_user(&ctx)?;
     let challenge = challenge(&ctx, &other).await?;
     let signature = identity.prove(&ctx.target.name, &user, &challenge)?;
-    let answer = prove(&ctx, &user, &challenge, &signature, &attestation).await;
+    let answer = prove(&ctx, &user, &identity, &challenge, &signature, &attestation).await;
     refused(&answer, "invalid_challenge", "a challenge issued for another user")
 }
 
@@ -287,7 +314,7 @@ pub(super) async fn key_login_wrong_server(ctx: Arc<Context>) -> CaseResult {
     // A proof the user made for another server (here: their own home), which that server
     // could replay to the target if the target did not put its own name in the object.
     let signature = identity.prove(ctx.peer.name().as_str(), &user, &challenge)?;
-    let answer = prove(&ctx, &user, &challenge, &signature, &attestation).await;
+    let answer = prove(&ctx, &user, &identity, &challenge, &signature, &attestation).await;
     refused(&answer, "bad_proof", "a proof naming another server")
 }
 
@@ -300,18 +327,54 @@ pub(super) async fn key_login_forged_attestation(ctx: Arc<Context>) -> CaseResul
         ctx.peer.key.key_id().clone(),
         &rand::random::<[u8; 32]>(),
     );
-    let forged =
-        ctx.peer.attestation_signed_by(&forger, &user, &identity.public(), now_ms() - 1000, false);
+    let forged = ctx.peer.attestation_signed_by(
+        &forger,
+        &user,
+        &identity.public(),
+        Some(&identity.binding(&user)),
+        now_ms() - 1000,
+        false,
+    );
     ctx.peer.serve_identity(&user, Some(forged.clone()));
     let answer = login(&ctx, &user, &identity, &forged).await;
     refused(&answer, "invalid_attestation", "an attestation not signed by the home server")
+}
+
+/// An attestation its home server signed but the identity key never consented to (no
+/// `binding`, or a binding to another user) proves nothing (spec 16.2): otherwise a server could
+/// make its user pass for whoever holds the key.
+pub(super) async fn key_login_attestation_without_consent(ctx: Arc<Context>) -> CaseResult {
+    let other = fresh_peer_user(&ctx.peer);
+    for binding in [None, Some(other)] {
+        let user = fresh_peer_user(&ctx.peer);
+        let identity = Identity::generate()?;
+        let binding = binding.map(|other| identity.binding(&other));
+        let unconsented = ctx.peer.attestation(
+            &user,
+            &identity.public(),
+            binding.as_deref(),
+            now_ms() - 1000,
+            false,
+        );
+        ctx.peer.serve_identity(&user, Some(unconsented.clone()));
+        let answer = login(&ctx, &user, &identity, &unconsented).await;
+        let what = if binding.is_some() { "a binding to another user" } else { "no binding" };
+        refused(&answer, "invalid_attestation", &format!("an attestation with {what}"))?;
+    }
+    Ok(())
 }
 
 pub(super) async fn key_login_unknown_identity(ctx: Arc<Context>) -> CaseResult {
     let user = fresh_peer_user(&ctx.peer);
     let identity = Identity::generate()?;
     // The home server knows no identity for the user; the client presents one signed properly.
-    let presented = ctx.peer.attestation(&user, &identity.public(), now_ms() - 1000, false);
+    let presented = ctx.peer.attestation(
+        &user,
+        &identity.public(),
+        Some(&identity.binding(&user)),
+        now_ms() - 1000,
+        false,
+    );
     ctx.peer.serve_identity(&user, None);
     let answer = login(&ctx, &user, &identity, &presented).await;
     refused(&answer, "no_identity", "a user whose home server has no identity key for them")
@@ -320,10 +383,22 @@ pub(super) async fn key_login_unknown_identity(ctx: Arc<Context>) -> CaseResult 
 pub(super) async fn key_login_revoked(ctx: Arc<Context>) -> CaseResult {
     let user = fresh_peer_user(&ctx.peer);
     let identity = Identity::generate()?;
-    let bound = ctx.peer.attestation(&user, &identity.public(), now_ms() - 10_000, false);
+    let bound = ctx.peer.attestation(
+        &user,
+        &identity.public(),
+        Some(&identity.binding(&user)),
+        now_ms() - 10_000,
+        false,
+    );
     ctx.peer.serve_identity(&user, Some(bound.clone()));
     logged_in(&login(&ctx, &user, &identity, &bound).await, &user, &ctx)?;
-    let revoking = ctx.peer.attestation(&user, &identity.public(), now_ms() - 1000, true);
+    let revoking = ctx.peer.attestation(
+        &user,
+        &identity.public(),
+        Some(&identity.binding(&user)),
+        now_ms() - 1000,
+        true,
+    );
     ctx.peer.serve_identity(&user, Some(revoking));
     // The client still presents the attestation that bound the key.
     let answer = login(&ctx, &user, &identity, &bound).await;
@@ -333,8 +408,20 @@ pub(super) async fn key_login_revoked(ctx: Arc<Context>) -> CaseResult {
 pub(super) async fn key_login_revocation_cannot_be_rolled_back(ctx: Arc<Context>) -> CaseResult {
     let user = fresh_peer_user(&ctx.peer);
     let identity = Identity::generate()?;
-    let bound = ctx.peer.attestation(&user, &identity.public(), now_ms() - 10_000, false);
-    let revoking = ctx.peer.attestation(&user, &identity.public(), now_ms() - 1000, true);
+    let bound = ctx.peer.attestation(
+        &user,
+        &identity.public(),
+        Some(&identity.binding(&user)),
+        now_ms() - 10_000,
+        false,
+    );
+    let revoking = ctx.peer.attestation(
+        &user,
+        &identity.public(),
+        Some(&identity.binding(&user)),
+        now_ms() - 1000,
+        true,
+    );
     ctx.peer.serve_identity(&user, Some(revoking));
     let answer = login(&ctx, &user, &identity, &bound).await;
     refused(&answer, "identity_revoked", "a revoked key")?;

@@ -130,6 +130,7 @@ pub fn all() -> Vec<Case> {
         case!(Core, identity::key_login_challenge_of_another_user),
         case!(Core, identity::key_login_wrong_server),
         case!(Core, identity::key_login_forged_attestation),
+        case!(Core, identity::key_login_attestation_without_consent),
         case!(Core, identity::key_login_unknown_identity),
         case!(Core, identity::key_login_revoked),
         case!(Core, identity::key_login_revocation_cannot_be_rolled_back),

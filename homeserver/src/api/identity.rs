@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use guildhall_identity::attestation::Attestation;
+use guildhall_identity::attestation::{Attestation, check_binding, sign_binding};
 use guildhall_identity::device::DeviceCertificate;
+use guildhall_identity::key::IdentityKeyPair;
 use guildhall_identity::login::{self, Challenge};
 use guildhall_identity::phrase::RecoveryPhrase;
 use guildhall_identity::rotation::IdentityRotation;
@@ -61,6 +62,9 @@ pub(super) struct ProveRequest {
     /// The local name wanted for a new account here (default: the user's own localpart).
     #[serde(default)]
     localpart: Option<String>,
+    /// For a new account here: the identity key's consent to be bound to it (spec 16.2).
+    #[serde(default)]
+    binding: Option<String>,
 }
 
 /// `POST /_guildhall/v1/identity/prove`: logs in with an identity key. The account is this
@@ -91,8 +95,11 @@ pub(super) async fn prove(
         match state.store.local_account_with_key(&identity_key).await? {
             Some(account) => account,
             None => {
-                link_new_account(&state, &user_id, body.localpart.as_deref(), &identity_key)
-                    .await?
+                let consent = body
+                    .binding
+                    .as_deref()
+                    .map(|binding| identity::Consent { identity_key: &identity_key, binding });
+                link_new_account(&state, &user_id, body.localpart.as_deref(), consent).await?
             }
         }
     };
@@ -113,7 +120,7 @@ async fn link_new_account(
     state: &AppState,
     remote: &UserId,
     localpart: Option<&str>,
-    identity_key: &str,
+    consent: Option<identity::Consent<'_>>,
 ) -> ApiResult<UserId> {
     if !state.config.registration.enabled {
         return Err(ApiError::new(
@@ -130,6 +137,23 @@ async fn link_new_account(
             "usernames are 1-64 of a-z 0-9 . _ = -",
         )
     })?;
+    // The key must consent to the new account before it is made, so a refusal leaves nothing.
+    let consent = consent.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "binding_required",
+            format!(
+                "a new account {account} is made: send `binding`, the identity key's consent to it"
+            ),
+        )
+    })?;
+    if !check_binding(&account, consent.identity_key, consent.binding) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_binding",
+            format!("`binding` is not the identity key's consent to {account}"),
+        ));
+    }
     state.store.create_key_account(&account).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -137,7 +161,7 @@ async fn link_new_account(
             "that username is taken here; choose another with `localpart`",
         )
     })?;
-    identity::attest(state, &account, Some(identity_key)).await?;
+    identity::attest(state, &account, Some(consent)).await?;
     tracing::info!(%account, linked_from = %remote, "account created by key login");
     Ok(account)
 }
@@ -162,6 +186,8 @@ pub(super) struct SetIdentity {
     identity_key: String,
     challenge: Challenge,
     signature: String,
+    /// The key's consent to be bound to this account (spec 16.2).
+    binding: String,
 }
 
 /// `PUT /api/v1/users/@me/identity`: binds a key the client generated (recommended), proven
@@ -188,7 +214,8 @@ pub(super) async fn set(
         &body.identity_key,
     )
     .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_proof", e.to_string()))?;
-    let attestation = identity::attest(&state, &auth.user_id, Some(&body.identity_key)).await?;
+    let consent = identity::Consent { identity_key: &body.identity_key, binding: &body.binding };
+    let attestation = identity::attest(&state, &auth.user_id, Some(consent)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"identity_key": body.identity_key, "attestation": attestation})),
@@ -203,8 +230,11 @@ pub(super) async fn generate(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ensure_unbound(&state, &auth.user_id).await?;
     let phrase = RecoveryPhrase::generate();
-    let identity_key = phrase.identity_key(0);
-    let attestation = identity::attest(&state, &auth.user_id, Some(&identity_key)).await?;
+    let pair = IdentityKeyPair::from_phrase(&phrase, 0);
+    let identity_key = pair.public_base64url();
+    let binding = sign_binding(&pair, &auth.user_id);
+    let consent = identity::Consent { identity_key: &identity_key, binding: &binding };
+    let attestation = identity::attest(&state, &auth.user_id, Some(consent)).await?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -217,6 +247,8 @@ pub(super) async fn generate(
 #[serde(deny_unknown_fields)]
 pub(super) struct RotateRequest {
     rotation: JsonObject,
+    /// The new key's consent to be bound to this account (spec 16.2).
+    binding: String,
 }
 
 /// `POST /api/v1/users/@me/identity/rotate`: replaces the identity key with a rotation signed
@@ -230,8 +262,13 @@ pub(super) async fn rotate(
     let (issued_ts, identity_key) = row
         .and_then(|row| Some((row.issued_ts, row.identity_key?)))
         .ok_or_else(|| ApiError::not_found("no_identity", "no identity key to rotate"))?;
-    let current =
-        Attestation { user_id: auth.user_id.clone(), identity_key, issued_ts, revoked: false };
+    let current = Attestation {
+        user_id: auth.user_id.clone(),
+        identity_key,
+        issued_ts,
+        revoked: false,
+        binding: None,
+    };
     let rotation = IdentityRotation::verify(&body.rotation, &current)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_rotation", e.to_string()))?;
     if rotation.user_id != auth.user_id {
@@ -255,8 +292,17 @@ pub(super) async fn rotate(
             "the new key was this user's identity key before",
         ));
     }
+    // Checked before anything is stored, so a refusal leaves nothing behind.
+    if !check_binding(&auth.user_id, &rotation.new_key, &body.binding) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_binding",
+            "`binding` must be the new key's consent to this account",
+        ));
+    }
     state.store.put_rotation(&auth.user_id, rotation.ts, &body.rotation).await?;
-    let attestation = identity::attest(&state, &auth.user_id, Some(&rotation.new_key)).await?;
+    let consent = identity::Consent { identity_key: &rotation.new_key, binding: &body.binding };
+    let attestation = identity::attest(&state, &auth.user_id, Some(consent)).await?;
     Ok(Json(json!({"identity_key": rotation.new_key, "attestation": attestation})))
 }
 

@@ -381,11 +381,13 @@ pub(super) async fn evidence(State(state): State<AppState>) -> ApiResult<Json<Va
 #[serde(deny_unknown_fields)]
 pub(super) struct BindIdentity {
     identity_key: String,
+    /// The key's consent to the binding (spec 16.2).
+    binding: String,
 }
 
-/// `PUT /users/{user_id}/identity`: binds an identity key to a local user without the proof of
-/// possession a client gives, so a suite can attest a key whose secret it holds; a bound key is
-/// replaced. Answers the signed attestation.
+/// `PUT /users/{user_id}/identity`: binds an identity key to a local user without the
+/// challenge a client answers (the key's consent, `binding`, is still required), so a suite can
+/// attest a key whose secret it holds; a bound key is replaced. Answers the signed attestation.
 pub(super) async fn bind_identity(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
@@ -396,7 +398,9 @@ pub(super) async fn bind_identity(
     if guildhall_spec::signing::decode_public_key(&body.identity_key).is_none() {
         return Err(ApiError::bad_request("identity_key is not a base64url Ed25519 key"));
     }
-    let attestation = crate::identity::attest(&state, &user_id, Some(&body.identity_key)).await?;
+    let consent =
+        crate::identity::Consent { identity_key: &body.identity_key, binding: &body.binding };
+    let attestation = crate::identity::attest(&state, &user_id, Some(consent)).await?;
     Ok(Json(json!({"identity_key": body.identity_key, "attestation": attestation})))
 }
 

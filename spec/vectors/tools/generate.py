@@ -2255,7 +2255,7 @@ def build_identity() -> dict:
         {"name": "twelve_words", "phrase": words.to_mnemonic(bytes(16))},
     ]
     # The identity keys of the signed objects below: keys 0, 1 and 2 of the all-zero phrase.
-    identities = [Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key["secret"]))
+    identities = [remember_identity(Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key["secret"])))
                   for key in cases[0]["keys"]]
     return {"path": "m/7337'/0'/index'", "cases": cases, "invalid": invalid,
             "attestations": build_attestations(cases[0]["keys"][0]["identity_key"]),
@@ -2281,14 +2281,41 @@ def server_key_map(*servers: str) -> dict:
             for server in servers}
 
 
+# Identity secrets by public key, so that attestations can carry the key's consent (`binding`).
+IDENTITY_SECRETS: dict[str, Ed25519PrivateKey] = {}
+# An identity key that is nobody's in these vectors.
+STRANGER_IDENTITY = Ed25519PrivateKey.from_private_bytes(sha256(b"guildhall-vector-identity:stranger"))
+
+
+def remember_identity(key: Ed25519PrivateKey) -> Ed25519PrivateKey:
+    IDENTITY_SECRETS[identity_b64(key)] = key
+    return key
+
+
+def binding_bytes(user: str, identity_key: str) -> bytes:
+    """Spec 16.2: the object an identity key signs to consent to being bound to `user`."""
+    return jcs({"type": "guildhall.identity_binding.v1", "user_id": user, "identity_key": identity_key})
+
+
+def sign_binding(key: Ed25519PrivateKey, user: str, identity_key: str | None = None) -> str:
+    return b64url(key.sign(binding_bytes(user, identity_key or identity_b64(key))))
+
+
 def attest(user: str, identity_key: str, ts: int = TS0, *, signer: str | None = None,
-           revoked=None) -> dict:
-    """Spec 16.2: the home server (or `signer`) signs JCS(attestation without signatures)."""
+           revoked=None, binding="consent") -> dict:
+    """Spec 16.2: the home server (or `signer`) signs JCS(attestation without signatures).
+    `binding`: "consent" (the identity key's own signature, when its secret is known here),
+    None (left out), or a given value."""
     signer = signer or user.split(":", 1)[1]
     key_id = IDENTITY_SERVER_KEYS[signer]
     body = {"user_id": user, "identity_key": identity_key, "issued_ts": ts}
     if revoked is not None:
         body["revoked"] = revoked
+    if binding == "consent":
+        secret = IDENTITY_SECRETS.get(identity_key)
+        binding = sign_binding(secret, user) if secret is not None else None
+    if binding is not None:
+        body["binding"] = binding
     return {**body, "signatures": {signer: {key_id: b64url(signing_key(signer, key_id).sign(jcs(body)))}}}
 
 
@@ -2313,6 +2340,11 @@ def build_attestations(identity_key: str) -> dict:
         {"name": "from_the_future", "attestation": attest(BOB, identity_key, now + 60_001), "valid": False, "usable": False},
         {"name": "identity_key_not_a_key", "attestation": attest(BOB, "AAAA"), "valid": False, "usable": False},
         {"name": "unknown_member", "attestation": {**good, "device": "x"}, "valid": False, "usable": False},
+        # The identity key's consent: a home server alone cannot bind someone else's key.
+        {"name": "no_binding", "attestation": attest(BOB, identity_key, binding=None), "valid": False, "usable": False},
+        {"name": "binding_by_another_key", "attestation": attest(BOB, identity_key, binding=sign_binding(STRANGER_IDENTITY, BOB, identity_key)), "valid": False, "usable": False},
+        {"name": "binding_for_another_user", "attestation": attest(BOB, identity_key, binding=sign_binding(IDENTITY_SECRETS[identity_key], f"@eve:{ORIGIN}")), "valid": False, "usable": False},
+        {"name": "revoked_without_binding", "attestation": attest(BOB, identity_key, TS0 + 1, revoked=True, binding=None), "valid": True, "usable": False},
     ]
     return {"now_ms": now, "keys": server_key_map(ORIGIN, HOST), "cases": cases}
 
@@ -2470,11 +2502,13 @@ _USER_ID_RE = re.compile(r"^@[a-z0-9._=-]{1,64}:[^:]+(:[0-9]+)?$")
 
 def verify_attestation(attestation: dict, keys: dict, now: int) -> bool:
     required = {"user_id", "identity_key", "issued_ts", "signatures"}
-    if not required <= set(attestation) <= required | {"revoked"}:
+    if not required <= set(attestation) <= required | {"revoked", "binding"}:
         return False
     if not isinstance(attestation.get("revoked", False), bool):
         return False
     if not public_key_ok(attestation["identity_key"]):
+        return False
+    if not attestation.get("revoked", False) and not binding_ok(attestation):
         return False
     if attestation["issued_ts"] > now + 60_000:
         return False
@@ -2484,6 +2518,16 @@ def verify_attestation(attestation: dict, keys: dict, now: int) -> bool:
     known = [(kid, sig) for kid, sig in signed.items() if kid in keys.get(home, {})]
     return bool(known) and all(
         ed25519_verify(keys[home][kid], b64url_decode(sig), jcs(body)) for kid, sig in known)
+
+
+def binding_ok(attestation: dict) -> bool:
+    """The identity key's signature over the binding object (spec 16.2)."""
+    try:
+        raw = b64url_decode(attestation.get("binding"))
+    except ValueError:
+        return False
+    return ed25519_verify(attestation["identity_key"], raw,
+                          binding_bytes(attestation["user_id"], attestation["identity_key"]))
 
 
 def public_key_ok(text) -> bool:

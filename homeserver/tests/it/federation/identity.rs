@@ -52,18 +52,32 @@ async fn bind_identity(home: &Server, user: &User, key: &IdentityKeyPair) -> Val
     let (status, body) = user
         .put(
             "/users/@me/identity",
-            json!({"identity_key": key.public_base64url(), "challenge": challenge.as_str(), "signature": signature}),
+            json!({
+                "identity_key": key.public_base64url(),
+                "challenge": challenge.as_str(),
+                "signature": signature,
+                "binding": binding(key, &user.id),
+            }),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "bind identity: {body}");
     body
 }
 
-/// Logs in to `server` with `key` as `user_id`; returns the local account's user.
+/// `key`'s consent to be bound to `user_id` (spec 16.2).
+fn binding(key: &IdentityKeyPair, user_id: &str) -> String {
+    guildhall_identity::attestation::sign_binding(key, &UserId::parse(user_id).expect("user id"))
+}
+
+/// Logs in to `server` with `key` as `user_id` (consenting to an account there with the same
+/// localpart); returns the local account's user.
 async fn key_login(server: &Server, user_id: &str, key: &IdentityKeyPair) -> User {
     let challenge = challenge(server, user_id).await;
     let signature = proof(key, &server.name(), user_id, &challenge);
-    let (status, body) = prove(server, user_id, &challenge, &signature, json!({})).await;
+    let localpart = UserId::parse(user_id).expect("user id").localpart().to_owned();
+    let consent = binding(key, &server.user_id(&localpart));
+    let (status, body) =
+        prove(server, user_id, &challenge, &signature, json!({"binding": consent})).await;
     assert_eq!(status, StatusCode::OK, "key login to {}: {body}", server.name());
     User::from_auth(server.client(), &body)
 }
@@ -142,10 +156,16 @@ async fn replayed_misdirected_forged_and_revoked_proofs_are_refused() {
     bind_identity(&a, &bob, &key).await;
 
     // A proof is good once: replaying it (same challenge) is refused.
+    // Without the key's consent to an account on B, none is made.
     let first = challenge(&b, &bob.id).await;
     let signature = proof(&key, &b.name(), &bob.id, &first);
-    assert_eq!(prove(&b, &bob.id, &first, &signature, json!({})).await.0, StatusCode::OK);
-    let replayed = prove(&b, &bob.id, &first, &signature, json!({})).await;
+    let refused = prove(&b, &bob.id, &first, &signature, json!({})).await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "binding_required");
+    let consent = json!({"binding": binding(&key, &b.user_id("bob"))});
+    let first = challenge(&b, &bob.id).await;
+    let signature = proof(&key, &b.name(), &bob.id, &first);
+    assert_eq!(prove(&b, &bob.id, &first, &signature, consent.clone()).await.0, StatusCode::OK);
+    let replayed = prove(&b, &bob.id, &first, &signature, consent).await;
     assert_error(&replayed, StatusCode::UNAUTHORIZED, "invalid_challenge");
 
     // A proof made for B does not open C, neither with B's challenge nor with one of C's.
@@ -177,6 +197,7 @@ async fn replayed_misdirected_forged_and_revoked_proofs_are_refused() {
         identity_key: mallory_key.public_base64url(),
         issued_ts: now_ms(),
         revoked: false,
+        binding: Some(binding(&mallory_key, &mallory.id)),
     }
     .sign(&forger)
     .expect("sign");
@@ -363,7 +384,12 @@ async fn devices_are_certified_by_the_identity_and_served_while_valid() {
     }
     .sign(&old, &new)
     .expect("sign");
-    let (status, _) = bob.post("/users/@me/identity/rotate", json!({"rotation": rotation})).await;
+    let (status, _) = bob
+        .post(
+            "/users/@me/identity/rotate",
+            json!({"rotation": rotation, "binding": binding(&new, &bob.id)}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (_, listed) = bob.get("/users/@me/devices").await;
     assert_eq!(listed["devices"][0]["valid"], false);
@@ -406,7 +432,12 @@ async fn a_bound_key_is_replaced_only_by_rotation_and_the_server_can_make_one() 
     let (status, _) = bob
         .put(
             "/users/@me/identity",
-            json!({"identity_key": new.public_base64url(), "challenge": challenge_.as_str(), "signature": signature}),
+            json!({
+                "identity_key": new.public_base64url(),
+                "challenge": challenge_.as_str(),
+                "signature": signature,
+                "binding": binding(&new, &bob.id),
+            }),
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -420,14 +451,23 @@ async fn a_bound_key_is_replaced_only_by_rotation_and_the_server_can_make_one() 
     }
     .sign(&old, &new)
     .expect("sign the rotation");
-    let (status, body) =
-        bob.post("/users/@me/identity/rotate", json!({"rotation": rotation})).await;
+    let (status, body) = bob
+        .post(
+            "/users/@me/identity/rotate",
+            json!({"rotation": rotation, "binding": binding(&new, &bob.id)}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "rotate: {body}");
     let (_, mine) = bob.get("/users/@me/identity").await;
     assert_eq!(mine["identity_key"].as_str(), Some(&*new.public_base64url()));
     assert_eq!(mine["rotations"].as_array().map(Vec::len), Some(1));
     // The same statement again is refused: the old key is no longer current.
-    let (status, _) = bob.post("/users/@me/identity/rotate", json!({"rotation": rotation})).await;
+    let (status, _) = bob
+        .post(
+            "/users/@me/identity/rotate",
+            json!({"rotation": rotation, "binding": binding(&new, &bob.id)}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // A simple client lets the server generate the phrase; it gets the words once.
