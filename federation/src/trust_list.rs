@@ -94,6 +94,14 @@ impl TrustList {
         let Value::Object(object) = value else {
             return Err(TrustListError::Malformed("not an object".into()));
         };
+        // Names are lowercase (spec 15.3): parsing would fold `Spam.Example` into
+        // `spam.example`, and two spellings of one server would become one entry.
+        let entries = object.get("entries").and_then(Value::as_object);
+        if let Some(name) = entries.and_then(|entries| {
+            entries.keys().find(|name| name.as_str() != name.to_ascii_lowercase())
+        }) {
+            return Err(TrustListError::Malformed(format!("{name:?} is not a lowercase name")));
+        }
         let mut fields = object.clone();
         fields.remove("signatures");
         let list: Self = serde_json::from_value(Value::Object(fields))

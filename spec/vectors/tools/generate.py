@@ -2772,6 +2772,9 @@ def build_trust() -> dict:
          trust_list_text(signed_trust_list(with_entry("odd.example", {"action": "block"}))), 0, "malformed"),
         ("entry_not_a_server_name",
          trust_list_text(signed_trust_list(with_entry("not a server", {"action": "deny"}))), 0, "malformed"),
+        # Names are lowercase, so that two spellings of one server cannot be two entries.
+        ("entry_name_not_lowercase",
+         trust_list_text(signed_trust_list(with_entry("Spam2.Example", {"action": "deny"}))), 0, "malformed"),
         ("entries_not_an_object", trust_list_text(signed_trust_list({**body, "entries": ["spam.example"]})), 0,
          "malformed"),
         ("updated_ts_a_float", text.replace(f'"updated_ts":{TS0}', f'"updated_ts":{TS0}.5'), 0, "malformed"),
@@ -2802,7 +2805,8 @@ def verify_trust_list(text: str, publisher: str, key_id: str, key: str, held_ts:
     if not isinstance(entries, dict):
         return "malformed"
     for server, entry in entries.items():
-        if not valid_server_name(server) or not isinstance(entry, dict) or "action" not in entry \
+        if not valid_server_name(server) or server != server.lower() or not isinstance(entry, dict) \
+                or "action" not in entry \
                 or not set(entry) <= {"action", "reason"} or entry["action"] not in ("allow", "deny") \
                 or not isinstance(entry.get("reason", ""), str):
             return "malformed"
