@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use guildhall_homeserver::config::Config;
+use guildhall_homeserver::store::Audit;
 use guildhall_homeserver::{AppState, DataDir, effective_server_name};
 use guildhall_spec::UserId;
 
@@ -199,6 +200,15 @@ async fn server(data_dir: &std::path::Path, command: Option<Command>) -> anyhow:
                 &name,
                 guildhall_homeserver::store::now_ms(),
             )?;
+            let store = guildhall_homeserver::store::Store::open(&data_dir.database()).await?;
+            let target = key_id.to_string();
+            let audit = Audit {
+                actor: CLI_ACTOR,
+                action: "keys.rotate",
+                target: Some(&target),
+                detail: None,
+            };
+            store.audit(audit).await?;
             println!("now signing with {key_id}");
             Ok(())
         }
@@ -250,6 +260,16 @@ async fn admin(config: Config, data_dir: &DataDir, command: AdminCommand) -> any
             if admin {
                 state.store.make_admin(&user_id).await?;
             }
+            let detail = serde_json::json!({"admin": admin || user.is_admin});
+            state
+                .store
+                .audit(Audit {
+                    actor: CLI_ACTOR,
+                    action: "admin.create_user",
+                    target: Some(user_id.as_str()),
+                    detail: Some(&detail),
+                })
+                .await?;
             println!(
                 "created {}{}",
                 user.user_id,
@@ -262,6 +282,10 @@ async fn admin(config: Config, data_dir: &DataDir, command: AdminCommand) -> any
             if !state.store.make_admin(&user_id).await? {
                 bail!("no user {user_id}");
             }
+            let target = Some(user_id.as_str());
+            let audit =
+                Audit { actor: CLI_ACTOR, action: "admin.make_admin", target, detail: None };
+            state.store.audit(audit).await?;
             println!("{user_id} is now an admin");
         }
         AdminCommand::Trust(command) => trust(&state, command).await?,

@@ -255,10 +255,10 @@ async fn the_command_line_changes_a_running_servers_policy() {
     assert!(output.status.success());
     eventually(Duration::from_secs(20), || why(&admin, &x), |why| why["allowed"] == true).await;
     join_remote(&xavier, &s, &code).await;
+    assert!(s.admin(&["make-admin", "admin"]).status.success());
     let output = s.admin(&["audit"]);
     let audit = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        audit.contains("cli trust.entry") && audit.contains("cli trust.remove"),
-        "audit: {audit}"
-    );
+    for action in ["cli trust.entry", "cli trust.remove", "cli admin.make_admin"] {
+        assert!(audit.contains(action), "{action} is not in the audit log: {audit}");
+    }
 }
