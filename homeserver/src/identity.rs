@@ -125,6 +125,39 @@ fn announce(state: &AppState, user_id: &UserId, identity_key: Option<&str>) {
         user_id: user_id.clone(),
         identity_key: identity_key.map(str::to_owned),
     });
+    if user_id.server_name() == state.server_name {
+        tokio::spawn(notify_peers(state.clone(), user_id.clone()));
+    }
+}
+
+/// Servers told of one identity change at once.
+const NOTIFY_CONCURRENCY: usize = 8;
+
+/// Tells every server sharing a guild with our user that their identity changed (spec 16.2,
+/// `POST /identity/notify`), so that they fetch it again now rather than at their next refresh.
+/// Best effort: a server not reached learns of it at its next refresh.
+async fn notify_peers(state: AppState, user_id: UserId) {
+    use futures_util::StreamExt as _;
+    let mut servers = std::collections::BTreeSet::new();
+    for guild_id in state.store.guilds_of(&user_id).await.unwrap_or_default() {
+        if let Ok(guild) = state.guilds.state(&guild_id).await {
+            servers.extend(guild.member_servers());
+        }
+    }
+    servers.remove(&state.server_name);
+    let body = serde_json::json!({"user_id": user_id}).to_string().into_bytes();
+    futures_util::stream::iter(servers)
+        .for_each_concurrent(NOTIFY_CONCURRENCY, |server| {
+            let (state, body) = (&state, body.clone());
+            async move {
+                let path = "/_guildhall/v1/identity/notify";
+                let sent = state.federation.client.request("POST", &server, path, None, Some(body));
+                if let Err(error) = sent.await {
+                    tracing::debug!(%server, %error, "identity change not told");
+                }
+            }
+        })
+        .await;
 }
 
 /// The verified current attestation of `user_id` and its usable identity key.
@@ -257,9 +290,11 @@ async fn store(
 /// once an hour.
 #[derive(Debug, Clone)]
 pub struct Directory {
-    queue: mpsc::Sender<UserId>,
+    /// Users to look up, and whether to fetch even a fresh copy.
+    queue: mpsc::Sender<(UserId, bool)>,
     asked: moka::sync::Cache<UserId, ()>,
-    receiver: Arc<std::sync::Mutex<Option<mpsc::Receiver<UserId>>>>,
+    notified: moka::sync::Cache<UserId, ()>,
+    receiver: Arc<std::sync::Mutex<Option<mpsc::Receiver<(UserId, bool)>>>>,
 }
 
 impl Default for Directory {
@@ -268,6 +303,10 @@ impl Default for Directory {
         Self {
             queue,
             asked: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ASK_AGAIN_AFTER)
+                .build(),
+            notified: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ASK_AGAIN_AFTER)
                 .build(),
@@ -283,8 +322,19 @@ impl Directory {
         if self.asked.contains_key(user_id) {
             return;
         }
-        if self.queue.try_send(user_id.clone()).is_ok() {
+        if self.queue.try_send((user_id.clone(), false)).is_ok() {
             self.asked.insert(user_id.clone(), ());
+        }
+    }
+
+    /// `user_id`'s home server says their identity changed: fetch it again now, however fresh
+    /// the copy held (at most once a minute per user, like [`Directory::meet`]).
+    pub fn changed(&self, user_id: &UserId) {
+        if self.notified.contains_key(user_id) {
+            return;
+        }
+        if self.queue.try_send((user_id.clone(), true)).is_ok() {
+            self.notified.insert(user_id.clone(), ());
         }
     }
 
@@ -314,7 +364,7 @@ impl Directory {
             }
         });
         let permits = Arc::new(tokio::sync::Semaphore::new(LEARN_CONCURRENCY));
-        while let Some(user_id) = receiver.recv().await {
+        while let Some((user_id, force)) = receiver.recv().await {
             if user_id.server_name() == state.server_name {
                 continue;
             }
@@ -323,10 +373,13 @@ impl Directory {
             tokio::spawn(async move {
                 let _permit = permit;
                 let before = state.store.attestation(&user_id).await.ok().flatten();
-                // A known identity is asked for again only once it is an hour old.
-                if before.as_ref().is_some_and(|row| {
-                    row.identity_key.is_some() && row.checked_ts + REFRESH_AFTER_MS > now_ms()
-                }) {
+                // A known identity is asked for again only once it is an hour old, unless its
+                // home server said it changed.
+                if !force
+                    && before.as_ref().is_some_and(|row| {
+                        row.identity_key.is_some() && row.checked_ts + REFRESH_AFTER_MS > now_ms()
+                    })
+                {
                     return;
                 }
                 match fetch(&state, &user_id).await {

@@ -234,6 +234,30 @@ pub(super) async fn identity(
     Ok(Json(json!({"attestation": row.attestation, "rotations": rotations})))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyBody {
+    user_id: guildhall_spec::UserId,
+}
+
+/// `POST /_guildhall/v1/identity/notify`: a home server says one of its users' identity changed;
+/// we fetch it again from that server (the notice itself proves nothing).
+pub(super) async fn identity_notify(
+    State(state): State<AppState>,
+    request: Federated,
+) -> ApiResult<Json<Value>> {
+    let body: NotifyBody = request.json()?;
+    if body.user_id.server_name() != request.origin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "sender_not_from_origin",
+            "only a user's home server tells of their identity",
+        ));
+    }
+    state.identities.changed(&body.user_id);
+    Ok(Json(json!({})))
+}
+
 /// `GET /_guildhall/v1/identity/{user_id}/devices`: the certificates of one of our users'
 /// devices that are valid against the current attestation (spec 16.3).
 pub(super) async fn identity_devices(

@@ -162,6 +162,7 @@ pub fn router(state: AppState) -> Router {
         .route("/identity/challenge", post(identity::challenge))
         .route("/identity/prove", post(identity::prove))
         .route("/identity/move", post(federation::identity_move))
+        .route("/identity/notify", post(federation::identity_notify))
         .route("/identity/{user_id}", get(federation::identity))
         .route("/identity/{user_id}/devices", get(federation::identity_devices))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") });

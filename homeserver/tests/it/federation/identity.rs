@@ -328,7 +328,9 @@ async fn identities_reach_the_gateway() {
     let guild = carol.create_guild("watching").await;
     let bob = a.register("bob").await;
     let (mut bobs, _) = Gateway::identified(&a, &bob.token, Encoding::Json).await;
-    let key = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    let phrase = RecoveryPhrase::generate();
+    let (key, next) =
+        (IdentityKeyPair::from_phrase(&phrase, 0), IdentityKeyPair::from_phrase(&phrase, 1));
     bind_identity(&a, &bob, &key).await;
     let public = key.public_base64url();
     let is_bobs =
@@ -338,6 +340,26 @@ async fn identities_reach_the_gateway() {
     let (mut carols, _) = Gateway::identified(&c, &carol.token, Encoding::Json).await;
     join_remote(&bob, &c, &carol.invite(&guild.general).await).await;
     carols.expect_dispatch("IDENTITY_UPDATE", is_bobs).await;
+    // Bob rotates: A tells C at once, C fetches the new attestation and tells carol.
+    let rotation = guildhall_identity::rotation::IdentityRotation {
+        user_id: UserId::parse(&bob.id).expect("user id"),
+        old_key: public.clone(),
+        new_key: next.public_base64url(),
+        new_index: Some(1),
+        ts: now_ms(),
+    }
+    .sign(&key, &next)
+    .expect("sign");
+    let body = json!({"rotation": rotation, "binding": binding(&next, &bob.id)});
+    assert_eq!(bob.post("/users/@me/identity/rotate", body).await.0, StatusCode::OK);
+    let rotated = next.public_base64url();
+    carols
+        .expect_dispatch("IDENTITY_UPDATE", |d| {
+            d["user_id"] == bob.id.as_str() && d["identity_key"] == rotated.as_str()
+        })
+        .await;
+    let keys = member_keys(&carol, &guild.id).await;
+    assert!(keys.contains(&(bob.id.clone(), Some(rotated))), "C's member list: {keys:?}");
 }
 
 #[tokio::test]
