@@ -290,12 +290,15 @@ async fn store(
 /// once an hour.
 #[derive(Debug, Clone)]
 pub struct Directory {
-    /// Users to look up, and whether to fetch even a fresh copy.
-    queue: mpsc::Sender<(UserId, bool)>,
+    queue: mpsc::Sender<Lookup>,
     asked: moka::sync::Cache<UserId, ()>,
     notified: moka::sync::Cache<UserId, ()>,
-    receiver: Arc<std::sync::Mutex<Option<mpsc::Receiver<(UserId, bool)>>>>,
+    /// Taken once by [`Directory::run`].
+    receiver: Arc<std::sync::Mutex<Option<mpsc::Receiver<Lookup>>>>,
 }
+
+/// A user to look up, and whether to fetch even a fresh copy.
+type Lookup = (UserId, bool);
 
 impl Default for Directory {
     fn default() -> Self {
