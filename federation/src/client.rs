@@ -93,6 +93,20 @@ impl FederationClient {
         query: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<Response, FederationError> {
+        self.request_capped(method, server, path, query, body, MAX_RESPONSE_BYTES).await
+    }
+
+    /// [`FederationClient::request`] reading at most `cap` bytes of the answer (for answers
+    /// known to be small, such as an attestation).
+    pub async fn request_capped(
+        &self,
+        method: &str,
+        server: &ServerName,
+        path: &str,
+        query: Option<&str>,
+        body: Option<Vec<u8>>,
+        cap: usize,
+    ) -> Result<Response, FederationError> {
         if !self.policy.permits(server) {
             return Err(FederationError::Denied(server.clone()));
         }
@@ -133,7 +147,7 @@ impl FederationClient {
         };
         let response = request.send().await.map_err(network)?;
         let status = response.status().as_u16();
-        let body = crate::read_capped(response, MAX_RESPONSE_BYTES).await.map_err(|e| {
+        let body = crate::read_capped(response, cap).await.map_err(|e| {
             FederationError::Network { server: server.clone(), message: e.to_string() }
         })?;
         Ok(Response { status, body })

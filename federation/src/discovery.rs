@@ -107,6 +107,11 @@ impl Resolver {
         self.address_resolver.http_builder()
     }
 
+    /// Whether plain HTTP is allowed (tests on loopback only).
+    pub fn allows_plain_http(&self) -> bool {
+        self.scheme == "http"
+    }
+
     /// Fetches an address an operator configured (a subscribed trust list): `https` only
     /// (unless plain HTTP is allowed), never an internal address unless allowed, no redirects,
     /// at most `cap` bytes within 30 seconds. Returns the status and the body.

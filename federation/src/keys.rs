@@ -112,6 +112,12 @@ impl KeyFetcher {
         }
     }
 
+    /// Whether our trust policy lets us federate with `server` (keys of a server it forbids
+    /// vouch for nothing new).
+    pub fn permits(&self, server: &ServerName) -> bool {
+        self.policy.permits(server)
+    }
+
     /// The cached document of `server`, without fetching.
     pub async fn cached(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
         self.cache.get(server).await.filter(|cached| cached.valid_until > crate::now_ms())

@@ -160,6 +160,8 @@ pub struct RateLimitConfig {
     pub failed_logins_per_minute: u32,
     /// Failed logins per account before the limit applies.
     pub failed_logins_burst: u32,
+    /// Key-login challenges per minute per client address (also the burst).
+    pub challenges_per_minute: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -173,6 +175,7 @@ impl Default for RateLimitConfig {
             messages_burst: 10,
             failed_logins_per_minute: 5,
             failed_logins_burst: 10,
+            challenges_per_minute: 30,
         }
     }
 }

@@ -9,12 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use guildhall_identity::attestation::{Attestation, AttestationError};
+use guildhall_identity::attestation::{self, Attestation, AttestationError};
+use guildhall_identity::login::Challenge;
 use guildhall_identity::moves::AccountMove;
 use guildhall_spec::UserId;
 use guildhall_spec::content::{EventContent, MoveProof};
 use guildhall_spec::event::JsonObject;
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::AppState;
@@ -22,6 +25,10 @@ use crate::bus::BusMessage;
 use crate::error::{ApiError, ApiResult};
 use crate::store::now_ms;
 
+/// The largest answer to `GET /identity/{user_id}` read: an attestation and a few rotations.
+const MAX_ATTESTATION_ANSWER_BYTES: usize = 64 * 1024;
+/// Identity fetches at once for key logins (each may wait on a slow home server).
+const MAX_LOGIN_FETCHES: usize = 16;
 /// How long a fetched attestation is trusted without asking its home server again.
 const REFRESH_AFTER_MS: u64 = 3600 * 1000;
 /// How old an attestation may be and still be used when its home server cannot be reached
@@ -45,6 +52,12 @@ pub enum IdentityError {
     /// The current attestation revokes the user's identity key.
     #[error("the identity of {0} is revoked")]
     Revoked(UserId),
+    /// Our trust policy forbids the user's home server: its word counts for nothing here.
+    #[error("this server does not federate with the home server of {0}")]
+    Denied(UserId),
+    /// Too many identity fetches are under way.
+    #[error("too many identity lookups under way; retry shortly")]
+    Busy,
     /// No valid attestation could be had: the home server answered with an invalid one, or was
     /// unreachable and no recent valid copy is at hand.
     #[error("no valid attestation for {user}: {reason}")]
@@ -58,12 +71,14 @@ pub enum IdentityError {
 
 impl From<IdentityError> for ApiError {
     fn from(error: IdentityError) -> Self {
-        let code = match error {
-            IdentityError::NoIdentity(_) => "no_identity",
-            IdentityError::Revoked(_) => "identity_revoked",
-            IdentityError::Invalid { .. } => "invalid_attestation",
+        let (status, code) = match error {
+            IdentityError::NoIdentity(_) => (StatusCode::UNAUTHORIZED, "no_identity"),
+            IdentityError::Revoked(_) => (StatusCode::UNAUTHORIZED, "identity_revoked"),
+            IdentityError::Invalid { .. } => (StatusCode::UNAUTHORIZED, "invalid_attestation"),
+            IdentityError::Denied(_) => (StatusCode::FORBIDDEN, "server_denied"),
+            IdentityError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         };
-        ApiError::new(StatusCode::UNAUTHORIZED, code, error.to_string())
+        ApiError::new(status, code, error.to_string())
     }
 }
 
@@ -79,6 +94,17 @@ pub struct Consent<'a> {
 /// Issues, signs and stores a new attestation for our user `user_id`: binding the consenting
 /// key, or revoking the binding when `consent` is `None`. Returns the signed attestation.
 pub async fn attest(
+    state: &AppState,
+    user_id: &UserId,
+    consent: Option<Consent<'_>>,
+) -> ApiResult<JsonObject> {
+    let _writing = state.identities.writes.lock().await;
+    attest_locked(state, user_id, consent).await
+}
+
+/// [`attest`] for a caller that holds `state.identities.writes`: identity changes are
+/// serialized, so two of them never read the same previous attestation.
+pub(crate) async fn attest_locked(
     state: &AppState,
     user_id: &UserId,
     consent: Option<Consent<'_>>,
@@ -114,7 +140,9 @@ pub async fn attest(
         error => ApiError::internal(error),
     })?;
     let current = attestation.usable_key().ok();
-    state.store.put_attestation(user_id, current, attestation.issued_ts, &signed).await?;
+    if !state.store.put_attestation(user_id, current, attestation.issued_ts, &signed).await? {
+        return Err(ApiError::conflict("the identity changed meanwhile; try again"));
+    }
     announce(state, user_id, current);
     Ok(signed)
 }
@@ -183,7 +211,15 @@ pub async fn current(
         let key = row.identity_key.ok_or_else(|| IdentityError::Revoked(user_id.clone()))?;
         return Ok((row.attestation, key));
     }
-    let fetched = fetch(state, user_id).await;
+    if !state.federation.keys.permits(&home) {
+        return Err(IdentityError::Denied(user_id.clone()));
+    }
+    let fetched = {
+        let Ok(_slot) = state.identities.fetches.try_acquire() else {
+            return Err(IdentityError::Busy);
+        };
+        fetch(state, user_id).await
+    };
     let stored = state.store.attestation(user_id).await.map_err(|e| invalid(e.to_string()))?;
     let now = now_ms();
     let row = match (fetched, stored) {
@@ -239,15 +275,14 @@ async fn fetch(state: &AppState, user_id: &UserId) -> Result<(), FetchError> {
     let answer = state
         .federation
         .client
-        .request_json::<Value>("GET", &home, &path, None, None)
+        .request_capped("GET", &home, &path, None, None, MAX_ATTESTATION_ANSWER_BYTES)
         .await
         .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-    let body = match answer {
-        Ok(body) => body,
-        Err((404, _)) => return Err(FetchError::Unknown),
-        Err((status, _)) => {
-            return Err(FetchError::Unreachable(format!("{home} answered {status}")));
-        }
+    let body: Value = match answer.status {
+        200 => serde_json::from_slice(&answer.body)
+            .map_err(|e| FetchError::Invalid(format!("not JSON: {e}")))?,
+        404 => return Err(FetchError::Unknown),
+        status => return Err(FetchError::Unreachable(format!("{home} answered {status}"))),
     };
     let object = body
         .get("attestation")
@@ -295,6 +330,10 @@ pub struct Directory {
     notified: moka::sync::Cache<UserId, ()>,
     /// Taken once by [`Directory::run`].
     receiver: Arc<std::sync::Mutex<Option<mpsc::Receiver<Lookup>>>>,
+    /// Held while this server changes an identity (attestations, linked accounts).
+    pub(crate) writes: Arc<tokio::sync::Mutex<()>>,
+    /// Identity fetches for key logins under way.
+    fetches: Arc<tokio::sync::Semaphore>,
 }
 
 /// A user to look up, and whether to fetch even a fresh copy.
@@ -314,6 +353,8 @@ impl Default for Directory {
                 .time_to_live(ASK_AGAIN_AFTER)
                 .build(),
             receiver: Arc::new(std::sync::Mutex::new(Some(receiver))),
+            writes: Arc::default(),
+            fetches: Arc::new(tokio::sync::Semaphore::new(MAX_LOGIN_FETCHES)),
         }
     }
 }
@@ -402,10 +443,14 @@ impl Directory {
 }
 
 /// Checks an account move and the two attestations it rests on (spec 16.5): each attestation
-/// signed by its user's home server with a key usable when it was issued, the move signed by
-/// the identity key both name.
+/// signed by its user's home server (one our policy allows) with a key usable when it was
+/// issued, the move signed by the identity key both name and not made in the future. What this
+/// server knows counts too: an attestation of `from` newer than the one carried that revokes the
+/// key or names another refuses the move (a key given up cannot move the account it left), as
+/// does a `from` that already moved elsewhere.
 pub async fn verify_move(
     keys: &guildhall_federation::KeyFetcher,
+    store: &crate::store::Store,
     proof: &MoveProof,
 ) -> Result<AccountMove, String> {
     let now = now_ms();
@@ -416,11 +461,86 @@ pub async fn verify_move(
         let user = user.ok_or("an attestation names no user")?;
         let issued_ts = object.get("issued_ts").and_then(Value::as_u64).unwrap_or(0);
         let home = user.server_name();
+        if !keys.permits(&home) {
+            return Err(format!("this server does not federate with {home}"));
+        }
         let home_keys = keys.event_keys(std::slice::from_ref(&home), issued_ts).await;
         let attestation = Attestation::verify(object, &home_keys, now)
             .map_err(|e| format!("attestation of {user}: {e}"))?;
         attestations.push(attestation);
     }
-    AccountMove::verify(&proof.statement, &attestations[0], &attestations[1])
-        .map_err(|e| format!("account move: {e}"))
+    let moved = AccountMove::verify(&proof.statement, &attestations[0], &attestations[1])
+        .map_err(|e| format!("account move: {e}"))?;
+    if moved.ts > now + attestation::MAX_SKEW_MS {
+        return Err("the move is dated in the future".into());
+    }
+    let held = store.attestation(&moved.from).await.map_err(|e| e.to_string())?;
+    if let Some(held) = held.filter(|held| held.issued_ts > attestations[0].issued_ts)
+        && held.identity_key.as_deref() != Some(moved.identity_key.as_str())
+    {
+        return Err(format!("{} no longer has that identity key", moved.from));
+    }
+    let moved_to = store.moved_to(&moved.from).await.map_err(|e| e.to_string())?;
+    if moved_to.is_some_and(|to| to != moved.to) {
+        return Err(format!("{} moved elsewhere already", moved.from));
+    }
+    Ok(moved)
+}
+
+/// How long a login challenge stays usable (spec 16.4: at most 5 minutes).
+pub const CHALLENGE_TTL_MS: u64 = 5 * 60 * 1000;
+
+/// A login challenge for `user_id` (spec 16.4). Nothing is stored: the challenge carries its
+/// expiry and a MAC binding it to the user under a key derived from this server's signing key
+/// (`expiry (8 bytes) ‖ random (8) ‖ HMAC-SHA256(key, user ‖ expiry ‖ random)[..16]`), so asking
+/// for challenges fills no table. Only a used one is remembered, until it expires.
+pub fn issue_challenge(state: &AppState, user_id: &UserId) -> (Challenge, u64) {
+    let expires_ts = now_ms() + CHALLENGE_TTL_MS;
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&expires_ts.to_be_bytes());
+    bytes[8..16].copy_from_slice(&rand::random::<[u8; 8]>());
+    let tag = challenge_mac(state, user_id, &bytes[..16]).finalize().into_bytes();
+    bytes[16..].copy_from_slice(&tag[..16]);
+    let text = guildhall_spec::base64url::encode(bytes);
+    // 32 bytes of base64url is always a valid challenge.
+    #[allow(clippy::expect_used)]
+    let challenge = Challenge::parse(&text).expect("32 bytes");
+    (challenge, expires_ts)
+}
+
+/// Whether `challenge` was issued by this server for `user_id`, is unexpired and was not used
+/// before; it counts as used from now on whatever the answer.
+pub async fn consume_challenge(
+    state: &AppState,
+    challenge: &Challenge,
+    user_id: &UserId,
+) -> ApiResult<bool> {
+    let Some(bytes) = guildhall_spec::base64url::decode_array::<32>(challenge.as_str()) else {
+        return Ok(false);
+    };
+    let mut expiry = [0u8; 8];
+    expiry.copy_from_slice(&bytes[..8]);
+    let expires_ts = u64::from_be_bytes(expiry);
+    // Compared in constant time.
+    let genuine =
+        challenge_mac(state, user_id, &bytes[..16]).verify_truncated_left(&bytes[16..]).is_ok();
+    if !genuine || expires_ts < now_ms() || expires_ts > now_ms() + CHALLENGE_TTL_MS {
+        return Ok(false);
+    }
+    Ok(state.store.use_challenge(challenge.as_str(), expires_ts).await?)
+}
+
+/// The MAC of a challenge's first 16 bytes for `user_id`, before finalizing.
+fn challenge_mac(state: &AppState, user_id: &UserId, head: &[u8]) -> Hmac<Sha256> {
+    let key = Sha256::new()
+        .chain_update(b"guildhall login challenges v1")
+        .chain_update(state.keys.current.seed())
+        .finalize();
+    // HMAC takes keys of any length.
+    #[allow(clippy::expect_used)]
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("any key length");
+    mac.update(user_id.as_str().as_bytes());
+    mac.update(&[0]);
+    mac.update(head);
+    mac
 }

@@ -61,6 +61,8 @@ pub struct AppState {
     pub message_limiter: Arc<RateLimiter>,
     /// Failed logins per account.
     pub failed_logins: Arc<RateLimiter>,
+    /// Key-login challenges per client address.
+    pub challenge_limiter: Arc<RateLimiter>,
     /// Password hashing, off the async workers.
     pub passwords: Arc<passwords::Passwords>,
     /// Federation services.
@@ -168,6 +170,12 @@ impl AppState {
             failed_logins: Arc::new(RateLimiter::per_minute(
                 limits.failed_logins_per_minute,
                 limits.failed_logins_burst,
+            )),
+            // A person logs in by key a few times a minute at most; a script asking for more
+            // challenges only fills the table.
+            challenge_limiter: Arc::new(RateLimiter::per_minute(
+                limits.challenges_per_minute,
+                limits.challenges_per_minute,
             )),
             passwords: Arc::new(passwords::Passwords::per_core()),
             presence: Arc::new(Presence::new(bus.clone())),

@@ -56,6 +56,8 @@ pub struct Trust {
     resolver: Resolver,
     applied: AtomicI64,
     started_ts: u64,
+    /// Subscriptions whose fetch is under way.
+    fetching: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Trust {
@@ -76,6 +78,7 @@ impl Trust {
             resolver,
             applied: AtomicI64::new(-1),
             started_ts: now_ms(),
+            fetching: std::sync::Mutex::default(),
         };
         trust.reload().await?;
         Ok(trust)
@@ -146,15 +149,33 @@ impl Trust {
             }
             let Ok(subscriptions) = self.store.subscriptions().await else { continue };
             let now = now_ms();
+            // Each due list is fetched on its own task: a slow publisher delays nothing else.
             for subscription in subscriptions {
-                if subscription.fetched_ts + subscription.refresh_secs * 1000 <= now {
-                    let _ = self.refresh(&subscription).await;
+                let due = subscription.fetched_ts + subscription.refresh_secs * 1000 <= now;
+                if !due || !self.start_fetch(&subscription.id) {
+                    continue;
                 }
-                if subscription.accepted_ts != 0 && subscription.accepted_ts + STALE_AFTER_MS < now
-                {
-                    tracing::warn!(url = %subscription.url, "trust list not refreshed for over 7 days");
-                }
+                let trust = Arc::clone(&self);
+                tokio::spawn(async move {
+                    let failed = trust.refresh(&subscription).await.is_err();
+                    let stale = subscription.accepted_ts + STALE_AFTER_MS < now_ms();
+                    if failed && stale {
+                        tracing::warn!(url = %subscription.url, "trust list not refreshed for over 7 days");
+                    }
+                    trust.end_fetch(&subscription.id);
+                });
             }
+        }
+    }
+
+    /// Marks a subscription's fetch as under way; `false` if one already is.
+    fn start_fetch(&self, id: &str) -> bool {
+        self.fetching.lock().is_ok_and(|mut fetching| fetching.insert(id.to_owned()))
+    }
+
+    fn end_fetch(&self, id: &str) {
+        if let Ok(mut fetching) = self.fetching.lock() {
+            fetching.remove(id);
         }
     }
 
@@ -299,8 +320,15 @@ impl Trust {
         refresh_secs: Option<u64>,
     ) -> Result<(SubscriptionRow, Result<bool, String>), TrustError> {
         let parsed = url::Url::parse(url).map_err(|e| TrustError::Invalid(format!("url: {e}")))?;
-        if !matches!(parsed.scheme(), "https" | "http") || url.len() > 2048 {
-            return Err(TrustError::Invalid("the URL must be http(s), at most 2048 bytes".into()));
+        let scheme_ok = parsed.scheme() == "https"
+            || (parsed.scheme() == "http" && self.resolver.allows_plain_http());
+        if !scheme_ok || url.len() > 2048 {
+            return Err(TrustError::Invalid("the URL must be https, at most 2048 bytes".into()));
+        }
+        // Lists are public: a URL carrying credentials would only spread them (logs, the audit
+        // log, operators' screens).
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(TrustError::Invalid("the URL must not carry credentials".into()));
         }
         let publisher = parse_server(publisher)?;
         KeyId::parse(key_id).map_err(|e| TrustError::Invalid(format!("key id: {e}")))?;

@@ -91,6 +91,7 @@ impl Server {
             .env("GUILDHALL_FEDERATION__DANGER_ALLOW_PRIVATE_ADDRESSES", "true")
             .env("GUILDHALL_RATE_LIMITS__PER_IP_PER_SECOND", "100000")
             .env("GUILDHALL_RATE_LIMITS__PER_IP_BURST", "100000")
+            .env("GUILDHALL_RATE_LIMITS__CHALLENGES_PER_MINUTE", "100000")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (key, value) in extra {

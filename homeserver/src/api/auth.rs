@@ -100,7 +100,9 @@ pub(super) async fn login(
     let attempts_key = user_id.as_str();
     state.failed_logins.check(attempts_key).map_err(ApiError::rate_limited)?;
     let user = state.store.user(&user_id).await?;
-    let stored = user.as_ref().map(|user| user.password_hash.as_str());
+    // An account made by key login has no password: it costs the same as an unknown name.
+    let stored =
+        user.as_ref().map(|user| user.password_hash.as_str()).filter(|hash| !hash.is_empty());
     let verified = state.passwords.verify(&body.password, stored).await?;
     let Some(user) = user.filter(|_| verified) else {
         return Err(invalid());

@@ -202,7 +202,7 @@ pub(super) async fn identity_move(
         from_attestation: body.from_attestation,
         to_attestation: body.to_attestation,
     };
-    let moved = crate::identity::verify_move(&state.federation.keys, &proof)
+    let moved = crate::identity::verify_move(&state.federation.keys, &state.store, &proof)
         .await
         .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, "invalid_move", message))?;
     state.store.put_move(&moved.from, &moved.to, moved.ts, &proof.statement).await?;
@@ -254,7 +254,13 @@ pub(super) async fn identity_notify(
             "only a user's home server tells of their identity",
         ));
     }
-    state.identities.changed(&body.user_id);
+    // Only users we hold something of are looked up again: a peer cannot fill our lookup queue
+    // with users nobody here has met.
+    let known = state.store.attestation(&body.user_id).await?.is_some()
+        || !state.store.guilds_of(&body.user_id).await?.is_empty();
+    if known {
+        state.identities.changed(&body.user_id);
+    }
     Ok(Json(json!({})))
 }
 

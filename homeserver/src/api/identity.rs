@@ -25,11 +25,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::identity;
 use crate::store::now_ms;
 
-/// How long a login challenge stays usable (spec 16.4: at most 5 minutes).
-const CHALLENGE_TTL_MS: u64 = 5 * 60 * 1000;
-/// Outstanding challenges per server; beyond this, new ones wait for old ones to expire.
-const MAX_OUTSTANDING_CHALLENGES: i64 = 10_000;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ChallengeRequest {
@@ -38,16 +33,14 @@ pub(super) struct ChallengeRequest {
 
 /// `POST /_guildhall/v1/identity/challenge`: a single-use challenge for a key login (or for
 /// proving possession of a key one sets on one's own account).
+/// Rate-limited per client address (spec 16.4), bounded per user id and in all.
 pub(super) async fn challenge(
     State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
     Json(body): Json<ChallengeRequest>,
 ) -> ApiResult<Json<Value>> {
-    if state.store.challenge_count().await? >= MAX_OUTSTANDING_CHALLENGES {
-        return Err(ApiError::rate_limited(CHALLENGE_TTL_MS));
-    }
-    let challenge = Challenge::generate();
-    let expires_ts = now_ms() + CHALLENGE_TTL_MS;
-    state.store.put_challenge(challenge.as_str(), &body.user_id, expires_ts).await?;
+    state.challenge_limiter.check(&address.ip().to_string()).map_err(ApiError::rate_limited)?;
+    let (challenge, expires_ts) = identity::issue_challenge(&state, &body.user_id);
     Ok(Json(json!({"challenge": challenge.as_str(), "expires_ts": expires_ts})))
 }
 
@@ -77,7 +70,7 @@ pub(super) async fn prove(
     Json(body): Json<ProveRequest>,
 ) -> ApiResult<Json<Value>> {
     let user_id = body.user_id;
-    if !state.store.take_challenge(body.challenge.as_str(), &user_id).await? {
+    if !identity::consume_challenge(&state, &body.challenge, &user_id).await? {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_challenge",
@@ -87,20 +80,23 @@ pub(super) async fn prove(
     let (_, identity_key) = identity::current(&state, &user_id, body.attestation.as_ref()).await?;
     login::verify(&state.server_name, &user_id, &body.challenge, &body.signature, &identity_key)
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_proof", e.to_string()))?;
-    // A user of ours logs in to their own account; another server's user to our account bound
-    // to the same key, made on first login.
+    // A user of ours logs in to their own account. Another server's user logs in to the
+    // account made here for that user id on their first key login — never to an account made
+    // for someone else who held the same key once.
     let account = if user_id.server_name() == state.server_name {
         user_id.clone()
     } else {
-        match state.store.local_account_with_key(&identity_key).await? {
-            Some(account) => account,
-            None => {
-                let consent = body
-                    .binding
-                    .as_deref()
-                    .map(|binding| identity::Consent { identity_key: &identity_key, binding });
-                link_new_account(&state, &user_id, body.localpart.as_deref(), consent).await?
+        let consent = body
+            .binding
+            .as_deref()
+            .map(|binding| identity::Consent { identity_key: &identity_key, binding });
+        let _writing = state.identities.writes.lock().await;
+        match state.store.linked_account(&user_id).await? {
+            Some(account) => {
+                follow_key(&state, &account, &identity_key, consent).await?;
+                account
             }
+            None => link_new_account(&state, &user_id, body.localpart.as_deref(), consent).await?,
         }
     };
     auth::refuse_moved(&state, &account).await?;
@@ -115,7 +111,34 @@ pub(super) async fn prove(
     Ok(Json(json!({"user_id": account, "token": token, "user": view, "linked_from": user_id})))
 }
 
-/// Creates this server's account for a remote identity and attests the same key for it.
+/// Keeps a linked account on its user's current key: when the key changed at home (a rotation,
+/// or a new key after a revocation), the account is attested with the new key, which must
+/// consent to it. The caller holds `state.identities.writes`.
+async fn follow_key(
+    state: &AppState,
+    account: &UserId,
+    identity_key: &str,
+    consent: Option<identity::Consent<'_>>,
+) -> ApiResult<()> {
+    let held = state.store.attestation(account).await?.and_then(|row| row.identity_key);
+    if held.as_deref() == Some(identity_key) {
+        return Ok(());
+    }
+    let consent = consent.ok_or_else(|| binding_required(account))?;
+    identity::attest_locked(state, account, Some(consent)).await?;
+    Ok(())
+}
+
+fn binding_required(account: &UserId) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "binding_required",
+        format!("{account} takes this identity key: send `binding`, the key's consent to it"),
+    )
+}
+
+/// Creates this server's account for a remote user and attests the same key for it; a refusal
+/// leaves no account behind. The caller holds `state.identities.writes`.
 async fn link_new_account(
     state: &AppState,
     remote: &UserId,
@@ -137,16 +160,7 @@ async fn link_new_account(
             "usernames are 1-64 of a-z 0-9 . _ = -",
         )
     })?;
-    // The key must consent to the new account before it is made, so a refusal leaves nothing.
-    let consent = consent.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "binding_required",
-            format!(
-                "a new account {account} is made: send `binding`, the identity key's consent to it"
-            ),
-        )
-    })?;
+    let consent = consent.ok_or_else(|| binding_required(&account))?;
     if !check_binding(&account, consent.identity_key, consent.binding) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -154,14 +168,17 @@ async fn link_new_account(
             format!("`binding` is not the identity key's consent to {account}"),
         ));
     }
-    state.store.create_key_account(&account).await?.ok_or_else(|| {
+    state.store.create_linked_account(&account, remote).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "username_taken",
             "that username is taken here; choose another with `localpart`",
         )
     })?;
-    identity::attest(state, &account, Some(consent)).await?;
+    if let Err(error) = identity::attest_locked(state, &account, Some(consent)).await {
+        state.store.delete_linked_account(&account).await?;
+        return Err(error);
+    }
     tracing::info!(%account, linked_from = %remote, "account created by key login");
     Ok(account)
 }
@@ -198,8 +215,9 @@ pub(super) async fn set(
     auth: AuthUser,
     Json(body): Json<SetIdentity>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    let _writing = state.identities.writes.lock().await;
     ensure_unbound(&state, &auth.user_id).await?;
-    if !state.store.take_challenge(body.challenge.as_str(), &auth.user_id).await? {
+    if !identity::consume_challenge(&state, &body.challenge, &auth.user_id).await? {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_challenge",
@@ -215,7 +233,7 @@ pub(super) async fn set(
     )
     .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_proof", e.to_string()))?;
     let consent = identity::Consent { identity_key: &body.identity_key, binding: &body.binding };
-    let attestation = identity::attest(&state, &auth.user_id, Some(consent)).await?;
+    let attestation = identity::attest_locked(&state, &auth.user_id, Some(consent)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"identity_key": body.identity_key, "attestation": attestation})),
@@ -228,13 +246,14 @@ pub(super) async fn generate(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    let _writing = state.identities.writes.lock().await;
     ensure_unbound(&state, &auth.user_id).await?;
     let phrase = RecoveryPhrase::generate();
     let pair = IdentityKeyPair::from_phrase(&phrase, 0);
     let identity_key = pair.public_base64url();
     let binding = sign_binding(&pair, &auth.user_id);
     let consent = identity::Consent { identity_key: &identity_key, binding: &binding };
-    let attestation = identity::attest(&state, &auth.user_id, Some(consent)).await?;
+    let attestation = identity::attest_locked(&state, &auth.user_id, Some(consent)).await?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -258,6 +277,7 @@ pub(super) async fn rotate(
     auth: AuthUser,
     Json(body): Json<RotateRequest>,
 ) -> ApiResult<Json<Value>> {
+    let _writing = state.identities.writes.lock().await;
     let row = state.store.attestation(&auth.user_id).await?;
     let (issued_ts, identity_key) = row
         .and_then(|row| Some((row.issued_ts, row.identity_key?)))
@@ -279,8 +299,10 @@ pub(super) async fn rotate(
         ));
     }
     // A key once replaced never comes back (spec 16.6): replaying an old rotation, or rotating
-    // back to an old key, is refused.
-    let used = state.store.rotations(&auth.user_id).await?.iter().any(|earlier| {
+    // back to an old key, is refused; and statements follow one another in time, so the chain
+    // served is the order they were made in.
+    let earlier = state.store.rotations(&auth.user_id).await?;
+    let used = earlier.iter().any(|earlier| {
         [&earlier["old_key"], &earlier["new_key"]]
             .iter()
             .any(|key| key.as_str() == Some(&rotation.new_key))
@@ -292,6 +314,14 @@ pub(super) async fn rotate(
             "the new key was this user's identity key before",
         ));
     }
+    let last_ts = earlier.iter().filter_map(|earlier| earlier["ts"].as_u64()).max();
+    if last_ts.is_some_and(|last| rotation.ts <= last) || rotation.ts > now_ms() + 60_000 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_rotation",
+            "`ts` must follow the previous rotation's and not lie in the future",
+        ));
+    }
     // Checked before anything is stored, so a refusal leaves nothing behind.
     if !check_binding(&auth.user_id, &rotation.new_key, &body.binding) {
         return Err(ApiError::new(
@@ -300,19 +330,67 @@ pub(super) async fn rotate(
             "`binding` must be the new key's consent to this account",
         ));
     }
-    state.store.put_rotation(&auth.user_id, rotation.ts, &body.rotation).await?;
     let consent = identity::Consent { identity_key: &rotation.new_key, binding: &body.binding };
-    let attestation = identity::attest(&state, &auth.user_id, Some(consent)).await?;
+    let attestation = identity::attest_locked(&state, &auth.user_id, Some(consent)).await?;
+    state.store.put_rotation(&auth.user_id, rotation.ts, &body.rotation).await?;
     Ok(Json(json!({"identity_key": rotation.new_key, "attestation": attestation})))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RevokeRequest {
+    /// The account's password.
+    #[serde(default)]
+    password: Option<String>,
+    /// Or a login proof by the current key over a challenge from this server.
+    #[serde(default)]
+    challenge: Option<Challenge>,
+    #[serde(default)]
+    signature: Option<String>,
+}
+
 /// `DELETE /api/v1/users/@me/identity`: revokes the binding (a lost or stolen key); a new key
-/// may then be set.
+/// may then be set. A session token alone is not enough — with it, a thief could revoke the
+/// key and bind their own — so the request carries the password or a proof by the current key.
 pub(super) async fn revoke(
     State(state): State<AppState>,
     auth: AuthUser,
+    Json(body): Json<RevokeRequest>,
 ) -> ApiResult<Json<Value>> {
-    let attestation = identity::attest(&state, &auth.user_id, None).await?;
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "reauthentication_required",
+            "revoking the identity key takes the password or a proof by the key",
+        )
+    };
+    let _writing = state.identities.writes.lock().await;
+    let proven = match (&body.password, &body.challenge, &body.signature) {
+        (Some(password), _, _) => {
+            let user = state.store.user(&auth.user_id).await?;
+            let stored = user.as_ref().map(|u| u.password_hash.as_str()).filter(|h| !h.is_empty());
+            state.failed_logins.check(auth.user_id.as_str()).map_err(ApiError::rate_limited)?;
+            let verified = state.passwords.verify(password, stored).await?;
+            if verified {
+                state.failed_logins.refund(auth.user_id.as_str());
+            }
+            verified
+        }
+        (None, Some(challenge), Some(signature)) => {
+            let key = state.store.attestation(&auth.user_id).await?.and_then(|r| r.identity_key);
+            let fresh = identity::consume_challenge(&state, challenge, &auth.user_id).await?;
+            key.is_some_and(|key| {
+                fresh
+                    && login::verify(&state.server_name, &auth.user_id, challenge, signature, &key)
+                        .is_ok()
+            })
+        }
+        _ => false,
+    };
+    if !proven {
+        return Err(refused());
+    }
+    let attestation = identity::attest_locked(&state, &auth.user_id, None).await?;
     Ok(Json(json!({"attestation": attestation})))
 }
 
@@ -335,6 +413,10 @@ pub(super) struct MoveRequest {
     /// Guilds the old account is in, when its server cannot say (it may be gone).
     #[serde(default)]
     guilds: Vec<GuildId>,
+    /// The old account's attestation, for when its server is gone (used only if it cannot be
+    /// asked; checked like any other).
+    #[serde(default)]
+    from_attestation: Option<JsonObject>,
 }
 
 /// At most this many guilds are moved in one request.
@@ -358,14 +440,22 @@ pub(super) async fn move_account(
         .and_then(|from| from.parse().ok())
         .ok_or_else(|| invalid("the move names no account to move from".into()))?;
     let (to_attestation, _) = identity::current(&state, &auth.user_id, None).await?;
-    let (from_attestation, _) = identity::current(&state, &from, None).await?;
+    let from_attestation = match identity::current(&state, &from, None).await {
+        Ok((attestation, _)) => attestation,
+        Err(error @ identity::IdentityError::Invalid { .. }) => {
+            body.from_attestation.ok_or(error)?
+        }
+        Err(error) => return Err(error.into()),
+    };
     let proof = MoveProof { statement: body.statement, from_attestation, to_attestation };
-    let moved = identity::verify_move(&state.federation.keys, &proof).await.map_err(invalid)?;
+    let moved = identity::verify_move(&state.federation.keys, &state.store, &proof)
+        .await
+        .map_err(invalid)?;
     if moved.to != auth.user_id {
         return Err(invalid("the move is not to the signed-in account".into()));
     }
     state.store.put_move(&moved.from, &moved.to, moved.ts, &proof.statement).await?;
-    let mut guilds: BTreeSet<GuildId> = body.guilds.into_iter().collect();
+    let mut guilds: BTreeSet<GuildId> = body.guilds.into_iter().take(MAX_MOVED_GUILDS).collect();
     guilds.extend(state.store.guilds_of(&moved.from).await?);
     if moved.from.server_name() != state.server_name {
         match tell_old_server(&state, &proof).await {

@@ -420,7 +420,8 @@ impl GuildService {
         let refuse = |message: String| {
             SubmitError::Rejected(AuthError { rejection: Rejection::InvalidEvent, message })
         };
-        let moved = crate::identity::verify_move(&self.keys, proof).await.map_err(refuse)?;
+        let moved =
+            crate::identity::verify_move(&self.keys, &self.store, proof).await.map_err(refuse)?;
         if &moved.to != sender {
             return Err(refuse("the move is not to the sender".into()));
         }

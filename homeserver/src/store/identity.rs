@@ -110,29 +110,60 @@ impl Store {
         Ok(keys)
     }
 
-    /// This server's account bound to `identity_key`, if one is.
-    pub async fn local_account_with_key(
+    /// This server's account made by key login for `remote_user`, if there is one.
+    pub async fn linked_account(
         &self,
-        identity_key: &str,
+        remote_user: &UserId,
     ) -> Result<Option<UserId>, sqlx::Error> {
-        let row: Option<String> = sqlx::query_scalar(
-            "SELECT a.user_id FROM identity_attestations a JOIN users u ON u.user_id = a.user_id
-             WHERE a.identity_key = ? ORDER BY u.created_ts LIMIT 1",
-        )
-        .bind(identity_key)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT account FROM account_links WHERE remote_user = ?")
+                .bind(remote_user.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.and_then(|user_id| UserId::parse(&user_id).ok()))
     }
 
-    /// Creates an account that logs in only by identity key (no password). `None` when the
-    /// name is taken.
-    pub async fn create_key_account(
+    /// Creates, for `remote_user`, an account that logs in only by key (no password, never an
+    /// administrator), linked to that user. `None` when the name is taken here.
+    pub async fn create_linked_account(
         &self,
-        user_id: &UserId,
+        account: &UserId,
+        remote_user: &UserId,
     ) -> Result<Option<super::UserRow>, sqlx::Error> {
-        // An empty hash is no PHC string: no password ever verifies against it.
-        self.create_user(user_id, "").await
+        let now = to_i64(now_ms());
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (user_id, localpart, password_hash, is_admin, created_ts)
+             VALUES (?, ?, '', 0, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(account.as_str())
+        .bind(account.localpart())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO account_links (account, remote_user, created_ts) VALUES (?, ?, ?)",
+        )
+        .bind(account.as_str())
+        .bind(remote_user.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.user(account).await
+    }
+
+    /// Deletes an account made by key login whose identity could not be attested (so that a
+    /// refusal leaves no account behind).
+    pub async fn delete_linked_account(&self, account: &UserId) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM users WHERE user_id = ?")
+            .bind(account.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Records a rotation statement of a local user.
@@ -165,50 +196,28 @@ impl Store {
         Ok(rows.iter().filter_map(|text| serde_json::from_str(text).ok()).collect())
     }
 
-    /// Records a login challenge, first dropping expired ones.
-    pub async fn put_challenge(
+    /// Marks a login challenge as used until it expires; `false` if it already was. Challenges
+    /// past their expiry are forgotten first (they are refused by their expiry anyway).
+    pub async fn use_challenge(
         &self,
         challenge: &str,
-        user_id: &UserId,
         expires_ts: u64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM identity_challenges WHERE expires_ts < ?")
             .bind(to_i64(now_ms()))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO identity_challenges (challenge, user_id, expires_ts) VALUES (?, ?, ?)",
+        let done = sqlx::query(
+            "INSERT INTO identity_challenges (challenge, user_id, expires_ts) VALUES (?, '', ?)
+             ON CONFLICT DO NOTHING",
         )
         .bind(challenge)
-        .bind(user_id.as_str())
         .bind(to_i64(expires_ts))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
-    }
-
-    /// How many login challenges are outstanding (expired ones included until next pruned).
-    pub async fn challenge_count(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM identity_challenges").fetch_one(&self.pool).await
-    }
-
-    /// Consumes a challenge: whether it was issued for `user_id` and is unexpired. It is gone
-    /// afterwards whatever the answer.
-    pub async fn take_challenge(
-        &self,
-        challenge: &str,
-        user_id: &UserId,
-    ) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query(
-            "DELETE FROM identity_challenges WHERE challenge = ? RETURNING user_id, expires_ts",
-        )
-        .bind(challenge)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(false) };
-        let owner: String = row.try_get("user_id")?;
-        let expires_ts = to_u64(row.try_get("expires_ts")?);
-        Ok(owner == user_id.as_str() && expires_ts >= now_ms())
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records an accepted account move unless a later one of the same old address is known.

@@ -64,6 +64,11 @@ async fn bind_identity(home: &Server, user: &User, key: &IdentityKeyPair) -> Val
     body
 }
 
+/// The body of a revocation: the test password.
+fn revoke_body() -> Value {
+    json!({"password": crate::harness::PASSWORD})
+}
+
 /// `key`'s consent to be bound to `user_id` (spec 16.2).
 fn binding(key: &IdentityKeyPair, user_id: &str) -> String {
     guildhall_identity::attestation::sign_binding(key, &UserId::parse(user_id).expect("user id"))
@@ -209,7 +214,12 @@ async fn replayed_misdirected_forged_and_revoked_proofs_are_refused() {
     );
 
     // Bob revokes his key on A: B, which knew it, learns so on the next login and refuses.
-    let (status, body) = bob.delete("/users/@me/identity").await;
+    // A session token alone does not revoke: the password (or a proof by the key) must come too.
+    let (status, _) = bob.delete_with("/users/@me/identity", json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let wrong = json!({"password": "not the password"});
+    assert_eq!(bob.delete_with("/users/@me/identity", wrong).await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = bob.delete_with("/users/@me/identity", revoke_body()).await;
     assert_eq!(status, StatusCode::OK, "revoke: {body}");
     let after = challenge(&b, &bob.id).await;
     let signature = proof(&key, &b.name(), &bob.id, &after);
@@ -510,4 +520,101 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[tokio::test]
+async fn a_key_given_up_opens_nothing_it_left() {
+    let (a, b) = (federating().await, federating().await);
+    let old = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    let bob = a.register("bob").await;
+    bind_identity(&a, &bob, &old).await;
+    let bob_b = key_login(&b, &bob.id, &old).await;
+    let carol = b.register("carol").await;
+    let guild = carol.create_guild("on b").await;
+    join_remote(&bob, &b, &carol.invite(&guild.general).await).await;
+    // The key leaks: bob revokes it and binds a new one.
+    assert_eq!(bob.delete_with("/users/@me/identity", revoke_body()).await.0, StatusCode::OK);
+    let new = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    bind_identity(&a, &bob, &new).await;
+
+    // The thief binds the leaked key to an account of his own and logs in to B with it: he gets
+    // an account of his own there, not bob's.
+    let thief = a.register("thief").await;
+    bind_identity(&a, &thief, &old).await;
+    let thief_b = key_login(&b, &thief.id, &old).await;
+    assert_ne!(thief_b.id, bob_b.id);
+    let (_, me) = thief_b.get("/users/@me").await;
+    assert_eq!(me["is_admin"], false, "an account made by key login is no administrator");
+    // Nor can he move bob's account: B holds bob's newer attestation, which no longer names it.
+    let stolen = guildhall_identity::moves::AccountMove {
+        from: UserId::parse(&bob.id).expect("user id"),
+        to: UserId::parse(&thief_b.id).expect("user id"),
+        identity_key: old.public_base64url(),
+        ts: now_ms(),
+    }
+    .sign(&old)
+    .expect("sign");
+    let (status, body) = thief_b.post("/users/@me/identity/move", json!({"move": stolen})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a move by a key given up: {body}");
+    assert!(carol.member_ids(&guild.id).await.contains(&bob.id), "bob is still a member");
+
+    // Bob logs in to B with his new key: his own account, now attested with it.
+    assert_eq!(key_login(&b, &bob.id, &new).await.id, bob_b.id);
+    let (_, profile) = carol.get(&format!("/users/{}", bob_b.id)).await;
+    assert_eq!(profile["identity_key"].as_str(), Some(&*new.public_base64url()));
+}
+
+#[tokio::test]
+async fn concurrent_first_key_logins_make_one_account() {
+    let (a, b) = (federating().await, federating().await);
+    let key = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    let bob = a.register("bob").await;
+    bind_identity(&a, &bob, &key).await;
+    let attempts = (0..8).map(|i| {
+        let (b, bob_id, key) = (&b, bob.id.clone(), key.clone());
+        async move {
+            let challenge = challenge(b, &bob_id).await;
+            let signature = proof(&key, &b.name(), &bob_id, &challenge);
+            let localpart = format!("bob{i}");
+            let body =
+                json!({"localpart": localpart, "binding": binding(&key, &b.user_id(&localpart))});
+            prove(b, &bob_id, &challenge, &signature, body).await
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let mut accounts: Vec<&str> =
+        answers.iter().filter_map(|(_, body)| body["user_id"].as_str()).collect();
+    accounts.dedup();
+    let statuses: Vec<StatusCode> = answers.iter().map(|(status, _)| *status).collect();
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "every login succeeds: {statuses:?}");
+    let distinct: std::collections::BTreeSet<&str> = accounts.into_iter().collect();
+    assert_eq!(distinct.len(), 1, "one account for one user: {distinct:?}");
+}
+
+#[tokio::test]
+async fn challenges_are_bounded_and_denied_servers_users_cannot_log_in() {
+    let a = federating().await;
+    let b =
+        federating_builder().env("GUILDHALL_RATE_LIMITS__CHALLENGES_PER_MINUTE", "5").start().await;
+    let key = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    let eve = a.register("eve").await;
+    bind_identity(&a, &eve, &key).await;
+    let anonymous = b.client();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let body = json!({"user_id": eve.id});
+        statuses.push(anonymous.post_at("/_guildhall/v1/identity/challenge", body).await.0);
+    }
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+
+    let c = federating().await;
+    let admin = c.register("admin").await;
+    let deny = json!({"action": "deny"});
+    let (status, _) = admin.put(&format!("/admin/trust/entries/{}", a.name()), deny).await;
+    assert_eq!(status, StatusCode::OK);
+    let challenge = challenge(&c, &eve.id).await;
+    let signature = proof(&key, &c.name(), &eve.id, &challenge);
+    let consent = json!({"binding": binding(&key, &c.user_id("eve"))});
+    let refused = prove(&c, &eve.id, &challenge, &signature, consent).await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "server_denied");
 }
