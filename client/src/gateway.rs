@@ -9,17 +9,20 @@
 //! dispatches between the two may have been missed, and a client should reload what it shows.
 //! A refused token (close code 4004) ends the stream with [`Error::GatewayClosed`].
 //! Dropping the [`Gateway`] closes the connection.
+//!
+//! Events wait in a buffer between the task and the reader; [`Gateway::next_with_arrival`]
+//! also says when each one's frame was read from the connection, for measuring latency
+//! without the reader's own delays.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 use url::Url;
@@ -53,11 +56,15 @@ const EVENT_BUFFER: usize = 1024;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// An event as the task hands it over: with the moment its frame was read (or the error
+/// happened).
+type Arrival = (Result<GatewayEvent>, Instant);
+
 /// A live gateway connection. Read it with [`Gateway::next`] or as a [`Stream`].
 #[derive(Debug)]
 pub struct Gateway {
     ready: Ready,
-    events: mpsc::Receiver<Result<GatewayEvent>>,
+    events: mpsc::Receiver<Arrival>,
 }
 
 /// What the server says once a connection is identified.
@@ -118,6 +125,14 @@ impl Gateway {
     /// The next event; `None` once the connection is closed for good (after an error, which
     /// comes first).
     pub async fn next(&mut self) -> Option<Result<GatewayEvent>> {
+        self.next_with_arrival().await.map(|(event, _)| event)
+    }
+
+    /// The next event, as [`Gateway::next`], with the moment its frame was read from the
+    /// connection. Events wait in a buffer until they are read, so the moment this returns can
+    /// be later by however long the caller took to ask; the arrival is what a latency
+    /// measurement wants.
+    pub async fn next_with_arrival(&mut self) -> Option<(Result<GatewayEvent>, Instant)> {
         self.events.recv().await
     }
 }
@@ -126,7 +141,7 @@ impl Stream for Gateway {
     type Item = Result<GatewayEvent>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        self.events.poll_recv(cx).map(|arrival| arrival.map(|(event, _)| event))
     }
 }
 
@@ -137,7 +152,7 @@ struct Driver {
     session_id: String,
     /// The last stream position seen, which a resume starts after.
     seq: i64,
-    events: mpsc::Sender<Result<GatewayEvent>>,
+    events: mpsc::Sender<Arrival>,
 }
 
 /// How a connection ended.
@@ -152,7 +167,8 @@ enum Ended {
 
 /// One turn of a connection's loop.
 enum Step {
-    Frame(Option<std::result::Result<tungstenite::Message, tungstenite::Error>>),
+    /// A frame (or the connection's end), and when it was read.
+    Frame(Option<std::result::Result<tungstenite::Message, tungstenite::Error>>, Instant),
     Heartbeat,
     Dropped,
 }
@@ -166,7 +182,7 @@ impl Driver {
                     return;
                 }
                 Ended::Fatal(error) => {
-                    let _ = self.events.send(Err(error)).await;
+                    let _ = self.events.send((Err(error), Instant::now())).await;
                     return;
                 }
                 Ended::Lost => {}
@@ -175,7 +191,7 @@ impl Driver {
                 Ok(Some((again, hello))) => (socket, interval) = (again, hello),
                 Ok(None) => return,
                 Err(error) => {
-                    let _ = self.events.send(Err(error)).await;
+                    let _ = self.events.send((Err(error), Instant::now())).await;
                     return;
                 }
             }
@@ -187,16 +203,16 @@ impl Driver {
         // Beat twice per interval: the server allows 1.5 intervals of silence, and a busy
         // machine may be late.
         let period = (interval / 2).max(Duration::from_millis(100));
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut acknowledged = true;
         loop {
             let step = tokio::select! {
-                frame = socket.next() => Step::Frame(frame),
+                frame = socket.next() => Step::Frame(frame, Instant::now()),
                 _ = heartbeat.tick() => Step::Heartbeat,
                 () = self.events.closed() => Step::Dropped,
             };
-            let message = match step {
+            let (message, arrived) = match step {
                 Step::Dropped => return Ended::Dropped,
                 Step::Heartbeat => {
                     // No answer to the last beat: the connection is dead without knowing it.
@@ -209,8 +225,8 @@ impl Driver {
                     }
                     continue;
                 }
-                Step::Frame(Some(Ok(message))) => message,
-                Step::Frame(Some(Err(_)) | None) => return Ended::Lost,
+                Step::Frame(Some(Ok(message)), arrived) => (message, arrived),
+                Step::Frame(Some(Err(_)) | None, _) => return Ended::Lost,
             };
             let frame = match message {
                 tungstenite::Message::Text(text) => match serde_json::from_str::<Frame>(&text) {
@@ -229,7 +245,7 @@ impl Driver {
                         Ok(event) => event,
                         Err(error) => return Ended::Fatal(error),
                     };
-                    if self.events.send(Ok(event)).await.is_err() {
+                    if self.events.send((Ok(event), arrived)).await.is_err() {
                         return Ended::Dropped;
                     }
                     Ok(())

@@ -4,11 +4,13 @@
 //! * [`Identity`] — the identity (spec chapter 16): a 24-word recovery phrase and the current
 //!   identity key, saved sealed under a passphrase.
 //! * [`Client`] — one server before logging in: register, log in with a password, or log in
-//!   with the identity key (spec 16.4), which works on any server.
+//!   with the identity key (spec 16.4), which works on any server; or use a token obtained
+//!   elsewhere, such as a bot's.
 //! * [`Session`] — an account on one server: guilds, channels, invites (across servers too),
-//!   messages, direct messages, binding the identity key.
+//!   messages and replies, direct messages, binding the identity key. Clones share one
+//!   connection pool, so many tasks can call as one account at once.
 //! * [`Gateway`] — live dispatches from a session's server, resumed after a dropped
-//!   connection.
+//!   connection, each with the moment it arrived if wanted.
 //!
 //! One identity holds a [`Session`] per server:
 //!

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use guildhall_identity::attestation::sign_binding;
 use guildhall_identity::login::{self, Challenge};
-use guildhall_spec::{ChannelId, GuildId, InviteCode, ServerName, UserId, base64url};
+use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, ServerName, UserId, base64url};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,17 @@ impl Client {
         Ok(Session { client: self.clone(), user_id: answer.user_id, token: answer.token })
     }
 
+    /// The session a bearer token obtained elsewhere stands for (a bot's token, say, or one
+    /// kept by another program). Nothing is created on the server: it is asked whose token it
+    /// is (`GET /api/v1/users/@me`), so an invalid or revoked token is refused here
+    /// (`unauthorized`) rather than at the first call.
+    pub async fn login_with_token(&self, token: &str) -> Result<Session> {
+        let user: User = self
+            .request(Method::GET, &["api", "v1", "users", "@me"], Some(token), None::<&()>)
+            .await?;
+        Ok(Session { client: self.clone(), user_id: user.id, token: token.to_owned() })
+    }
+
     /// A single-use login challenge for `user_id` from this server.
     async fn challenge(&self, user_id: &UserId) -> Result<Challenge> {
         let answer: ChallengeAnswer = self
@@ -179,6 +190,9 @@ impl Client {
 }
 
 /// An account on one server: its token, and every call made as it.
+///
+/// Clones are cheap and share one connection pool, so a program can make calls as the same
+/// account from many tasks at once, each holding its own clone.
 #[derive(Debug, Clone)]
 pub struct Session {
     client: Client,
@@ -310,9 +324,24 @@ impl Session {
     /// Sends a text message (`POST /api/v1/channels/{id}/messages`). A random nonce makes it
     /// safe to retry; [`Sent::Queued`] names it.
     pub async fn send_message(&self, channel_id: &ChannelId, content: &str) -> Result<Sent> {
+        self.send(channel_id, content, None).await
+    }
+
+    /// Answers `message` with a text message in its channel, marked as a reply to it
+    /// (`reply_to`); otherwise as [`Session::send_message`].
+    pub async fn reply(&self, message: &Message, content: &str) -> Result<Sent> {
+        self.send(&message.channel_id, content, Some(&message.id)).await
+    }
+
+    async fn send(
+        &self,
+        channel_id: &ChannelId,
+        content: &str,
+        reply_to: Option<&EventId>,
+    ) -> Result<Sent> {
         let nonce = base64url::encode(rand::random::<[u8; 16]>());
         let url = self.api(&["channels", channel_id.as_str(), "messages"]);
-        let body = NewMessage { content, nonce: &nonce };
+        let body = NewMessage { content, nonce: &nonce, reply_to };
         let request =
             self.client.builder(Method::POST, url.clone(), Some(&self.token), Some(&body));
         let response = request.send().await.map_err(|source| unreachable(&url, source))?;
@@ -562,6 +591,8 @@ struct Named<'a> {
 struct NewMessage<'a> {
     content: &'a str,
     nonce: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<&'a EventId>,
 }
 
 #[derive(Serialize)]
