@@ -1,4 +1,4 @@
-//! A gateway bot that answers `!ping` with `pong`.
+//! A gateway bot that answers `!ping` with `pong`, on the client library (`guildhall-client`).
 //!
 //! Against a running server:
 //!
@@ -13,10 +13,8 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use anyhow::{Context, Result};
+use guildhall_client::{Client, GatewayEvent, NewInvite, Session};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -26,102 +24,35 @@ async fn main() -> Result<()> {
     let url = std::env::var("GUILDHALL_URL").unwrap_or_else(|_| "http://127.0.0.1:8008".into());
     let token =
         std::env::var("GUILDHALL_TOKEN").context("set GUILDHALL_TOKEN to the bot's token")?;
-    run_bot(&url, &token, None, None).await
+    let bot = Client::connect(&url).await?.login_with_token(&token).await?;
+    run_bot(&bot, None, None).await
 }
 
 /// Connects to the gateway and answers every `!ping` it can see, forever or `limit` times.
 /// `online` is told once the bot has identified.
 async fn run_bot(
-    url: &str,
-    token: &str,
+    bot: &Session,
     limit: Option<usize>,
     online: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<()> {
-    let http = reqwest::Client::new();
-    let mut gateway = Gateway::connect(url, token).await?;
-    let me = gateway.user_id.clone();
-    println!("bot {me} is online");
+    // The gateway keeps its own heartbeat and resumes after a dropped connection.
+    let mut gateway = bot.gateway().await?;
+    println!("bot {} is online", bot.user_id());
     if let Some(online) = online {
         let _ = online.send(());
     }
     let mut answered = 0;
     while limit.is_none_or(|limit| answered < limit) {
-        let (name, data) = gateway.next_dispatch().await?;
-        if name == "MESSAGE_CREATE"
-            && data["content"] == "!ping"
-            && data["author_id"] != me.as_str()
+        let event = gateway.next().await.context("the gateway connection ended")??;
+        if let GatewayEvent::MessageCreate(message) = event
+            && message.content == "!ping"
+            && message.author_id != *bot.user_id()
         {
-            let channel = data["channel_id"].as_str().context("channel_id")?;
-            let response = http
-                .post(format!("{url}/api/v1/channels/{channel}/messages"))
-                .bearer_auth(token)
-                .json(&json!({"content": "pong", "reply_to": data["id"]}))
-                .send()
-                .await?;
-            if !response.status().is_success() {
-                bail!("could not answer: {}", response.text().await?);
-            }
+            bot.reply(&message, "pong").await.context("could not answer")?;
             answered += 1;
         }
     }
     Ok(())
-}
-
-/// A minimal gateway client: hello, identify, heartbeats, dispatches.
-struct Gateway {
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    user_id: String,
-    heartbeat: tokio::time::Interval,
-}
-
-impl Gateway {
-    async fn connect(url: &str, token: &str) -> Result<Self> {
-        let ws_url = format!("{}/gateway?encoding=json", url.replacen("http", "ws", 1));
-        let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await?;
-        let hello = read_frame(&mut socket).await?;
-        let interval = hello["d"]["heartbeat_interval"].as_u64().context("hello")?;
-        socket.send(Message::text(json!({"op": 2, "d": {"token": token}}).to_string())).await?;
-        let ready = read_frame(&mut socket).await?;
-        if ready["t"] != "READY" {
-            bail!("expected READY, got {ready}");
-        }
-        let user_id = ready["d"]["user"]["id"].as_str().context("READY user")?.to_owned();
-        let mut heartbeat = tokio::time::interval(Duration::from_millis(interval / 2));
-        heartbeat.tick().await;
-        Ok(Self { socket, user_id, heartbeat })
-    }
-
-    async fn next_dispatch(&mut self) -> Result<(String, Value)> {
-        loop {
-            tokio::select! {
-                _ = self.heartbeat.tick() => {
-                    self.socket.send(Message::text(json!({"op": 1, "d": null}).to_string())).await?;
-                }
-                frame = read_frame(&mut self.socket) => {
-                    let frame = frame?;
-                    if frame["op"] == 0 {
-                        return Ok((frame["t"].as_str().unwrap_or_default().to_owned(), frame["d"].clone()));
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn read_frame(
-    socket: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Result<Value> {
-    loop {
-        match socket.next().await.context("gateway closed")?? {
-            Message::Text(text) => return Ok(serde_json::from_str(&text)?),
-            Message::Close(frame) => bail!("gateway closed: {frame:?}"),
-            _ => {}
-        }
-    }
 }
 
 /// Starts a server, a human and the bot, and shows one `!ping` → `pong` round trip.
@@ -138,70 +69,26 @@ async fn demo() -> Result<()> {
     let url = format!("http://{}", config.server.listen);
     tokio::spawn(guildhall_homeserver::serve(state, listener, std::future::pending()));
 
-    let http = reqwest::Client::new();
-    let register = |name: &'static str| {
-        let http = http.clone();
-        let url = url.clone();
-        async move {
-            let body: Value = http
-                .post(format!("{url}/api/v1/auth/register"))
-                .json(&json!({"username": name, "password": "correct horse battery"}))
-                .send()
-                .await?
-                .json()
-                .await?;
-            anyhow::Ok(body["token"].as_str().context("token")?.to_owned())
-        }
-    };
-    let human = register("alice").await?;
-    let bot = register("pingbot").await?;
-    let guild: Value = http
-        .post(format!("{url}/api/v1/guilds"))
-        .bearer_auth(&human)
-        .json(&json!({"name": "Bots"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let channel = guild["channels"][0]["id"].as_str().context("channel")?.to_owned();
-    let invite: Value = http
-        .post(format!("{url}/api/v1/channels/{channel}/invites"))
-        .bearer_auth(&human)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let code = invite["code"].as_str().context("invite")?;
-    http.post(format!("{url}/api/v1/invites/{code}"))
-        .bearer_auth(&bot)
-        .send()
-        .await?
-        .error_for_status()?;
+    let server = Client::connect(&url).await?;
+    let human = server.register("alice", "correct horse battery").await?;
+    let bot = server.register("pingbot", "correct horse battery").await?;
+    let guild = human.create_guild("Bots").await?;
+    let channel = guild.channels.first().context("a new guild has #general")?.id.clone();
+    let invite = human.create_invite(&channel, NewInvite::default()).await?;
+    bot.accept_invite(&invite.code, Some(&invite.server)).await?;
 
     let (online, bot_is_online) = tokio::sync::oneshot::channel();
-    let bot_task = tokio::spawn({
-        let url = url.clone();
-        async move { run_bot(&url, &bot, Some(1), Some(online)).await }
-    });
-    let mut watcher = Gateway::connect(&url, &human).await?;
+    let bot_task = tokio::spawn(async move { run_bot(&bot, Some(1), Some(online)).await });
+    let mut watcher = human.gateway().await?;
     bot_is_online.await.context("the bot stopped before coming online")?;
-    http.post(format!("{url}/api/v1/channels/{channel}/messages"))
-        .bearer_auth(&human)
-        .json(&json!({"content": "!ping"}))
-        .send()
-        .await?
-        .error_for_status()?;
+    human.send_message(&channel, "!ping").await?;
     let answer = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let (name, data) = watcher.next_dispatch().await?;
-            if name == "MESSAGE_CREATE" {
-                println!(
-                    "{}: {}",
-                    data["author_id"].as_str().unwrap_or("?"),
-                    data["content"].as_str().unwrap_or("")
-                );
-                if data["content"] == "pong" {
-                    return anyhow::Ok(data);
+            let event = watcher.next().await.context("the gateway connection ended")??;
+            if let GatewayEvent::MessageCreate(message) = event {
+                println!("{}: {}", message.author_id, message.content);
+                if message.content == "pong" {
+                    return anyhow::Ok(message);
                 }
             }
         }
@@ -210,6 +97,7 @@ async fn demo() -> Result<()> {
     .context("the bot did not answer within 10 s")??;
     bot_task.await??;
     let _ = std::fs::remove_dir_all(&data);
-    println!("the bot answered in reply to {}", answer["reply_to"]);
+    let ping = answer.reply_to.context("the bot's answer does not reply to the ping")?;
+    println!("the bot answered in reply to {ping}");
     Ok(())
 }

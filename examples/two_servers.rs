@@ -5,19 +5,19 @@
 //! Server A hosts a guild; Bob, whose account lives on server B, joins it with an invite code
 //! and the name of A. From then on each server keeps its own copy of the guild's signed log:
 //! Alice's messages reach B over A's delivery queue, Bob's go to A as proposals signed by B.
-//! The example prints what each user's own server shows.
+//! The example prints what each user's own server shows. The users talk through the client
+//! library (`guildhall-client`), as any client program would.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use guildhall_client::{ChannelId, Client, History, NewInvite, Session};
 use guildhall_homeserver::config::Config;
 use guildhall_homeserver::{AppState, DataDir, effective_server_name};
-use serde_json::{Value, json};
 
+/// A server started in-process on a free port, with its data in a temporary folder.
 struct Homeserver {
-    url: String,
-    name: String,
-    http: reqwest::Client,
+    client: Client,
     data: std::path::PathBuf,
 }
 
@@ -33,69 +33,15 @@ impl Homeserver {
         config.federation.danger_allow_plain_http = true;
         config.federation.danger_allow_private_addresses = true;
         let name = effective_server_name(&config)?;
-        let state = AppState::open(config.clone(), &DataDir::new(&data), name.clone()).await?;
+        let state = AppState::open(config.clone(), &DataDir::new(&data), name).await?;
         tokio::spawn(guildhall_homeserver::serve(state, listener, std::future::pending()));
-        Ok(Self {
-            url: format!("http://{}", config.server.listen),
-            name: name.to_string(),
-            http: reqwest::Client::new(),
-            data,
-        })
+        // The client learns the server's name from its key document.
+        let client = Client::connect(&format!("http://{}", config.server.listen)).await?;
+        Ok(Self { client, data })
     }
 
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let mut request = self.http.request(method, format!("{}/api/v1{path}", self.url));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        if !status.is_success() {
-            bail!("{path}: {status} {text}");
-        }
-        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
-    }
-
-    async fn register(&self, name: &str) -> Result<String> {
-        let body = self
-            .call(
-                reqwest::Method::POST,
-                "/auth/register",
-                None,
-                Some(json!({"username": name, "password": "correct horse battery"})),
-            )
-            .await?;
-        Ok(body["token"].as_str().context("token")?.to_owned())
-    }
-
-    async fn history(&self, token: &str, channel: &str) -> Result<Vec<String>> {
-        let body = self
-            .call(reqwest::Method::GET, &format!("/channels/{channel}/messages"), Some(token), None)
-            .await?;
-        let mut lines: Vec<String> = body["messages"]
-            .as_array()
-            .context("messages")?
-            .iter()
-            .map(|m| {
-                format!(
-                    "{}: {}",
-                    m["author_id"].as_str().unwrap_or("?"),
-                    m["content"].as_str().unwrap_or("")
-                )
-            })
-            .collect();
-        lines.reverse();
-        Ok(lines)
+    async fn register(&self, name: &str) -> Result<Session> {
+        Ok(self.client.register(name, "correct horse battery").await?)
     }
 }
 
@@ -105,58 +51,47 @@ impl Drop for Homeserver {
     }
 }
 
+/// The channel's latest messages as `user: text` lines, oldest first, as `user`'s server
+/// shows them.
+async fn history(user: &Session, channel: &ChannelId) -> Result<Vec<String>> {
+    let messages = user.messages(channel, &History::latest(50)).await?;
+    let lines = messages.iter().rev();
+    Ok(lines.map(|message| format!("{}: {}", message.author_id, message.content)).collect())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = Homeserver::start("a").await?;
     let b = Homeserver::start("b").await?;
-    println!("server A is {}, server B is {}", a.name, b.name);
+    println!("server A is {}, server B is {}", a.client.server_name(), b.client.server_name());
 
     let alice = a.register("alice").await?;
     let bob = b.register("bob").await?;
-    let guild = a
-        .call(
-            reqwest::Method::POST,
-            "/guilds",
-            Some(&alice),
-            Some(json!({"name": "Across the wire"})),
-        )
-        .await?;
-    let channel = guild["channels"][0]["id"].as_str().context("channel")?.to_owned();
-    let invite = a
-        .call(reqwest::Method::POST, &format!("/channels/{channel}/invites"), Some(&alice), None)
-        .await?;
-    let code = invite["code"].as_str().context("code")?;
-    println!("alice created {} on A; invite code {code}", guild["id"].as_str().unwrap_or("?"));
+    let guild = alice.create_guild("Across the wire").await?;
+    let channel = guild.channels.first().context("a new guild has #general")?.id.clone();
+    let invite = alice.create_invite(&channel, NewInvite::default()).await?;
+    println!("alice created {} on A; invite code {}", guild.id, invite.code);
 
-    b.call(reqwest::Method::POST, &format!("/invites/{code}?server={}", a.name), Some(&bob), None)
-        .await?;
+    // The invite names its host, A: B joins there on bob's behalf and keeps a replica.
+    bob.accept_invite(&invite.code, Some(&invite.server)).await?;
     println!("bob (on B) joined through A");
 
     let lines = [
-        (&a, &alice, "hi bob, welcome to my server"),
-        (&b, &bob, "thanks alice, I am writing from B"),
-        (&a, &alice, "and I read you on A"),
+        (&alice, "hi bob, welcome to my server"),
+        (&bob, "thanks alice, I am writing from B"),
+        (&alice, "and I read you on A"),
     ];
-    for (server, token, text) in lines {
-        server
-            .call(
-                reqwest::Method::POST,
-                &format!("/channels/{channel}/messages"),
-                Some(token),
-                Some(json!({"content": text})),
-            )
-            .await?;
+    for (user, text) in lines {
+        user.send_message(&channel, text).await?;
     }
     // Deliveries are asynchronous; give A's queue a moment to reach B.
-    let mut on_b = Vec::new();
-    for _ in 0..100 {
-        on_b = b.history(&bob, &channel).await?;
-        if on_b.len() == lines.len() {
-            break;
-        }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut on_b = history(&bob, &channel).await?;
+    while on_b.len() < lines.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        on_b = history(&bob, &channel).await?;
     }
-    let on_a = a.history(&alice, &channel).await?;
+    let on_a = history(&alice, &channel).await?;
     println!("\n-- as server A shows it --");
     on_a.iter().for_each(|line| println!("{line}"));
     println!("\n-- as server B shows it --");

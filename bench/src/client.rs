@@ -1,95 +1,97 @@
-//! A small REST and gateway client for driving a server under load.
+//! What the benchmarks share about driving servers through the client library
+//! (`guildhall-client`): their accounts' password, reading send times back off a gateway, and
+//! the one lower-level path the timed loops keep, [`PlainSender`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use guildhall_client::{ChannelId, Gateway, GatewayEvent, Message, Session};
+use serde::Serialize;
 
-/// A REST client for one server.
+/// The password of every benchmark account.
+pub(crate) const PASSWORD: &str = "benchmark password";
+
+/// How long a gateway may stay silent before a measurement gives up on it.
+const SILENCE: Duration = Duration::from_secs(30);
+
+/// Microseconds from `epoch` to `instant`: the clock message contents carry.
+pub(crate) fn micros_since(epoch: Instant, instant: Instant) -> u64 {
+    u64::try_from(instant.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Reads `count` `MESSAGE_CREATE`s from `gateway`, each carrying its send time as its content
+/// ([`micros_since`] `epoch`), and returns their latencies in microseconds: from that send
+/// time to when the frame was read from the connection, so time the event then spends waiting
+/// for this task to take it is not counted. A connection that dropped ends the measurement
+/// with an error, as a resume's replay would skew it.
+pub(crate) async fn latencies(
+    mut gateway: Gateway,
+    epoch: Instant,
+    count: u64,
+) -> Result<Vec<u64>> {
+    let mut latencies = Vec::with_capacity(usize::try_from(count).unwrap_or_default());
+    while (latencies.len() as u64) < count {
+        let (event, arrival) = tokio::time::timeout(SILENCE, gateway.next_with_arrival())
+            .await
+            .context("gateway silent")?
+            .context("gateway closed")?;
+        match event? {
+            GatewayEvent::MessageCreate(message) => {
+                let sent: u64 = message.content.parse().context("timestamp content")?;
+                latencies.push(micros_since(epoch, arrival).saturating_sub(sent));
+            }
+            GatewayEvent::Ready(_) | GatewayEvent::Resumed => {
+                bail!("the gateway connection dropped during the measurement")
+            }
+            GatewayEvent::Other { .. } => {}
+        }
+    }
+    Ok(latencies)
+}
+
+/// Posts messages to one channel as one account with `content` alone, as these benchmarks
+/// always have. Clones share one connection pool.
+///
+/// The client library sends every message with a random nonce, so that a retry cannot post it
+/// twice, and the server then looks the nonce up twice per message, once under the guild's
+/// write lock. That is real work for the server, but different from what these figures have
+/// always measured: it took about 7% off `rest_send_msgs_per_sec_20_senders` on a 2-core
+/// machine. So the timed send loops post through this, and all else goes through the library.
 #[derive(Clone)]
-pub(crate) struct Rest {
-    pub(crate) http: reqwest::Client,
-    pub(crate) base: String,
+pub(crate) struct PlainSender {
+    http: reqwest::Client,
+    url: String,
+    token: String,
 }
 
-impl Rest {
-    pub(crate) fn new(base: &str) -> Self {
-        Self {
-            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap_or_default(),
-            base: base.to_owned(),
-        }
+impl PlainSender {
+    /// Sends to `channel` as `session`'s account, on `session`'s server.
+    pub(crate) fn new(session: &Session, channel: &ChannelId) -> Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder().build()?,
+            url: format!("{}/api/v1/channels/{channel}/messages", session.url()),
+            token: session.token().to_owned(),
+        })
     }
 
-    /// Registers `name` and returns its token.
-    pub(crate) async fn register(&self, name: &str) -> Result<String> {
-        let body = self
-            .call(
-                reqwest::Method::POST,
-                "/auth/register",
-                None,
-                Some(json!({"username": name, "password": "benchmark password"})),
-            )
+    /// `POST /api/v1/channels/{id}/messages`, reading the answer as a client would.
+    pub(crate) async fn send(&self, content: &str) -> Result<Message> {
+        let response = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .json(&Plain { content })
+            .send()
             .await?;
-        Ok(body["token"].as_str().context("token")?.to_owned())
-    }
-
-    pub(crate) async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let mut request = self.http.request(method, format!("{}/api/v1{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
         let status = response.status();
-        let text = response.text().await?;
         if !status.is_success() {
-            bail!("{path}: {status} {text}");
+            bail!("sending a message: {status} {}", response.text().await?);
         }
-        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+        Ok(response.json().await?)
     }
 }
 
-/// A gateway connection that has identified.
-pub(crate) struct Gateway {
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl Gateway {
-    pub(crate) async fn connect(base: &str, token: &str) -> Result<Self> {
-        let url = format!("{}/gateway?encoding=json", base.replacen("http", "ws", 1));
-        let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
-        socket.send(Message::text(json!({"op": 2, "d": {"token": token}}).to_string())).await?;
-        let mut gateway = Self { socket };
-        loop {
-            let frame = gateway.next_frame().await?;
-            if frame["t"] == "READY" {
-                return Ok(gateway);
-            }
-        }
-    }
-
-    pub(crate) async fn next_frame(&mut self) -> Result<Value> {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(30), self.socket.next())
-                .await
-                .context("gateway silent")?;
-            match message.context("gateway closed")?? {
-                Message::Text(text) => return Ok(serde_json::from_str(&text)?),
-                Message::Close(frame) => bail!("gateway closed: {frame:?}"),
-                _ => {}
-            }
-        }
-    }
+#[derive(Serialize)]
+struct Plain<'a> {
+    content: &'a str,
 }

@@ -1,23 +1,21 @@
 //! Two-server benchmarks: how fast a replica ingests host-signed events, and how long a message
 //! takes from one server's REST API to another server's gateway.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use guildhall_client::{ChannelId, Client, NewInvite, Session};
 use guildhall_homeserver::{AppState, DataDir, effective_server_name};
 use guildhall_spec::event::{self, Proposal};
 use guildhall_spec::{GuildId, KeyId, ServerName, ServerSigningKey, TxnId, UserId, base64url};
-use reqwest::Method;
 use serde_json::json;
 
 use crate::Results;
-use crate::client::{Gateway, Rest};
+use crate::client::{PASSWORD, PlainSender, latencies, micros_since};
 
 struct Node {
     state: AppState,
-    rest: Rest,
-    base: String,
+    client: Client,
     data: std::path::PathBuf,
 }
 
@@ -39,35 +37,23 @@ async fn node(label: &str) -> Result<Node> {
         AppState::open(config.clone(), &DataDir::new(&data), effective_server_name(&config)?)
             .await?;
     tokio::spawn(guildhall_homeserver::serve(state.clone(), listener, std::future::pending()));
-    let base = format!("http://{}", config.server.listen);
-    Ok(Node { state, rest: Rest::new(&base), base, data })
+    let client = Client::connect(&format!("http://{}", config.server.listen)).await?;
+    Ok(Node { state, client, data })
 }
 
-/// A guild on `host` with one member from `replica`; returns (guild, channel, host owner token, member token).
-async fn shared_guild(host: &Node, replica: &Node) -> Result<(GuildId, String, String, String)> {
-    let owner = host.rest.register("owner").await?;
-    let member = replica.rest.register("member").await?;
-    let guild = host
-        .rest
-        .call(Method::POST, "/guilds", Some(&owner), Some(json!({"name": "bench"})))
-        .await?;
-    let channel = guild["channels"][0]["id"].as_str().context("channel")?.to_owned();
-    let invite = host
-        .rest
-        .call(Method::POST, &format!("/channels/{channel}/invites"), Some(&owner), Some(json!({})))
-        .await?;
-    let code = invite["code"].as_str().context("code")?;
-    replica
-        .rest
-        .call(
-            Method::POST,
-            &format!("/invites/{code}?server={}", host.state.server_name),
-            Some(&member),
-            None,
-        )
-        .await?;
-    let guild_id = GuildId::parse(guild["id"].as_str().context("guild id")?)?;
-    Ok((guild_id, channel, owner, member))
+/// A guild on `host` with one member from `replica`; returns (guild, channel, host owner,
+/// member).
+async fn shared_guild(
+    host: &Node,
+    replica: &Node,
+) -> Result<(GuildId, ChannelId, Session, Session)> {
+    let owner = host.client.register("owner", PASSWORD).await?;
+    let member = replica.client.register("member", PASSWORD).await?;
+    let guild = owner.create_guild("bench").await?;
+    let channel = guild.channels.first().context("a new guild has #general")?.id.clone();
+    let invite = owner.create_invite(&channel, NewInvite::default()).await?;
+    member.accept_invite(&invite.code, Some(&invite.server)).await?;
+    Ok((guild.id, channel, owner, member))
 }
 
 /// Host-signed events applied per second by a replica: verify both signatures and the chain,
@@ -140,37 +126,16 @@ pub(crate) async fn cross_server_latency(results: &mut Results) -> Result<()> {
     let epoch = Instant::now();
     let mut receivers = Vec::new();
     for _ in 0..CLIENTS {
-        let mut gateway = Gateway::connect(&replica.base, &member).await?;
-        receivers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while (latencies.len() as u64) < MESSAGES {
-                let frame = gateway.next_frame().await?;
-                if frame["t"] == "MESSAGE_CREATE" {
-                    let sent: u64 = frame["d"]["content"]
-                        .as_str()
-                        .and_then(|c| c.parse().ok())
-                        .context("timestamp")?;
-                    #[allow(clippy::cast_possible_truncation)]
-                    latencies.push((epoch.elapsed().as_micros() as u64).saturating_sub(sent));
-                }
-            }
-            anyhow::Ok(latencies)
-        }));
+        let gateway = member.gateway().await?;
+        receivers.push(tokio::spawn(latencies(gateway, epoch, MESSAGES)));
     }
-    let rest = Arc::new(host.rest.clone());
+    let owner = PlainSender::new(&owner, &channel)?;
     let start = Instant::now();
     for index in 0..MESSAGES {
         tokio::time::sleep_until((start + Duration::from_micros(index * 1_000_000 / RATE)).into())
             .await;
-        #[allow(clippy::cast_possible_truncation)]
-        let sent = epoch.elapsed().as_micros() as u64;
-        rest.call(
-            Method::POST,
-            &format!("/channels/{channel}/messages"),
-            Some(&owner),
-            Some(json!({"content": sent.to_string()})),
-        )
-        .await?;
+        let sent = micros_since(epoch, Instant::now());
+        owner.send(&sent.to_string()).await?;
     }
     let mut all = Vec::new();
     for receiver in receivers {

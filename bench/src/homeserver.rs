@@ -1,22 +1,22 @@
-//! Single-server benchmarks: REST send throughput and send-to-gateway latency.
+//! Single-server benchmarks: REST send throughput, send-to-gateway latency, and read latency
+//! while logins fail.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use guildhall_client::{ChannelId, Client, InviteCode, NewInvite, Session};
 use guildhall_homeserver::{AppState, DataDir, effective_server_name};
-use reqwest::Method;
-use serde_json::json;
 
 use crate::Results;
-use crate::client::{Gateway, Rest};
+use crate::client::{PASSWORD, PlainSender, latencies, micros_since};
 
 /// A server started in-process on a free port, with a guild everyone joins.
 struct Fixture {
-    rest: Rest,
-    base: String,
-    channel: String,
-    invite: String,
+    client: Client,
+    channel: ChannelId,
+    invite: InviteCode,
     _data: TempDir,
 }
 
@@ -28,7 +28,8 @@ impl Drop for TempDir {
     }
 }
 
-async fn start(label: &str) -> Result<(Fixture, String)> {
+/// The fixture and the guild's owner.
+async fn start(label: &str) -> Result<(Fixture, Session)> {
     let data = TempDir(
         std::env::temp_dir().join(format!("guildhall-bench-{label}-{}", std::process::id())),
     );
@@ -39,38 +40,19 @@ async fn start(label: &str) -> Result<(Fixture, String)> {
         AppState::open(config.clone(), &DataDir::new(&data.0), effective_server_name(&config)?)
             .await?;
     tokio::spawn(guildhall_homeserver::serve(state, listener, std::future::pending()));
-    let base = format!("http://{}", config.server.listen);
-    let rest = Rest::new(&base);
-    let owner = rest.register("owner").await?;
-    let guild =
-        rest.call(Method::POST, "/guilds", Some(&owner), Some(json!({"name": "bench"}))).await?;
-    let channel = guild["channels"][0]["id"].as_str().context("channel")?.to_owned();
-    let invite = rest
-        .call(Method::POST, &format!("/channels/{channel}/invites"), Some(&owner), Some(json!({})))
-        .await?;
-    let invite = invite["code"].as_str().context("invite")?.to_owned();
-    Ok((Fixture { rest, base, channel, invite, _data: data }, owner))
+    let client = Client::connect(&format!("http://{}", config.server.listen)).await?;
+    let owner = client.register("owner", PASSWORD).await?;
+    let guild = owner.create_guild("bench").await?;
+    let channel = guild.channels.first().context("a new guild has #general")?.id.clone();
+    let invite = owner.create_invite(&channel, NewInvite::default()).await?.code;
+    Ok((Fixture { client, channel, invite, _data: data }, owner))
 }
 
 impl Fixture {
-    async fn member(&self, name: &str) -> Result<String> {
-        let token = self.rest.register(name).await?;
-        self.rest
-            .call(Method::POST, &format!("/invites/{}", self.invite), Some(&token), None)
-            .await?;
-        Ok(token)
-    }
-
-    async fn send(&self, token: &str, content: &str) -> Result<()> {
-        self.rest
-            .call(
-                Method::POST,
-                &format!("/channels/{}/messages", self.channel),
-                Some(token),
-                Some(json!({"content": content})),
-            )
-            .await?;
-        Ok(())
+    async fn member(&self, name: &str) -> Result<Session> {
+        let member = self.client.register(name, PASSWORD).await?;
+        member.accept_invite(&self.invite, None).await?;
+        Ok(member)
     }
 }
 
@@ -79,19 +61,18 @@ pub(crate) async fn rest_throughput(results: &mut Results) -> Result<()> {
     const SENDERS: usize = 20;
     const DURATION: Duration = Duration::from_secs(5);
     let (fixture, _) = start("rest").await?;
-    let fixture = Arc::new(fixture);
-    let mut tokens = Vec::new();
+    let mut senders = Vec::new();
     for index in 0..SENDERS {
-        tokens.push(fixture.member(&format!("sender{index}")).await?);
+        let member = fixture.member(&format!("sender{index}")).await?;
+        senders.push(PlainSender::new(&member, &fixture.channel)?);
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for token in tokens {
-        let fixture = Arc::clone(&fixture);
+    for sender in senders {
         tasks.push(tokio::spawn(async move {
             let mut sent = 0u64;
             while start.elapsed() < DURATION {
-                fixture.send(&token, "benchmark message with a little text in it").await?;
+                sender.send("benchmark message with a little text in it").await?;
                 sent += 1;
             }
             anyhow::Ok(sent)
@@ -117,44 +98,26 @@ pub(crate) async fn gateway_latency(results: &mut Results) -> Result<()> {
     const RATE: u64 = 500;
     const MESSAGES: u64 = 2_500;
     let (fixture, owner) = start("gateway").await?;
-    let fixture = Arc::new(fixture);
     let epoch = Instant::now();
     let mut receivers = Vec::new();
     for index in 0..CLIENTS {
-        let token = fixture.member(&format!("reader{index}")).await?;
-        let mut gateway = Gateway::connect(&fixture.base, &token).await?;
-        receivers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(MESSAGES as usize);
-            while (latencies.len() as u64) < MESSAGES {
-                let frame = gateway.next_frame().await?;
-                if frame["t"] == "MESSAGE_CREATE" {
-                    let sent_us: u64 = frame["d"]["content"]
-                        .as_str()
-                        .and_then(|c| c.parse().ok())
-                        .context("timestamp content")?;
-                    #[allow(clippy::cast_possible_truncation)]
-                    let now_us = epoch.elapsed().as_micros() as u64;
-                    latencies.push(now_us.saturating_sub(sent_us));
-                }
-            }
-            anyhow::Ok(latencies)
-        }));
+        let gateway = fixture.member(&format!("reader{index}")).await?.gateway().await?;
+        receivers.push(tokio::spawn(latencies(gateway, epoch, MESSAGES)));
     }
     // Pace sends at RATE per second from several tasks, each message carrying its send time.
     let senders = 8;
+    let owner = PlainSender::new(&owner, &fixture.channel)?;
     let mut tasks = Vec::new();
     let start = Instant::now();
     for sender in 0..senders {
-        let fixture = Arc::clone(&fixture);
         let owner = owner.clone();
         tasks.push(tokio::spawn(async move {
             let mut index = sender;
             while index < MESSAGES {
                 let due = start + Duration::from_micros(index * 1_000_000 / RATE);
                 tokio::time::sleep_until(due.into()).await;
-                #[allow(clippy::cast_possible_truncation)]
-                let sent_us = epoch.elapsed().as_micros() as u64;
-                fixture.send(&owner, &sent_us.to_string()).await?;
+                let sent_us = micros_since(epoch, Instant::now());
+                owner.send(&sent_us.to_string()).await?;
                 index += senders;
             }
             anyhow::Ok(())
@@ -189,34 +152,30 @@ pub(crate) async fn gateway_latency(results: &mut Results) -> Result<()> {
 pub(crate) async fn latency_during_logins(results: &mut Results) -> Result<()> {
     const SAMPLES: usize = 300;
     let (fixture, owner) = start("logins").await?;
-    let fixture = Arc::new(fixture);
-    let sample = async |fixture: &Fixture| -> Result<f64> {
+    let sample = async || -> Result<f64> {
         let mut micros = Vec::with_capacity(SAMPLES);
         for _ in 0..SAMPLES {
             let start = Instant::now();
-            fixture.rest.call(Method::GET, "/users/@me", Some(&owner), None).await?;
-            #[allow(clippy::cast_possible_truncation)]
-            micros.push(start.elapsed().as_micros() as u64);
+            owner.me().await?;
+            micros.push(micros_since(start, Instant::now()));
         }
         micros.sort_unstable();
         Ok(crate::percentile_ms(&micros, 0.50))
     };
-    results.record("homeserver.read_latency_p50_ms_idle", sample(&fixture).await?, "ms");
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    results.record("homeserver.read_latency_p50_ms_idle", sample().await?, "ms");
+    let stop = Arc::new(AtomicBool::new(false));
     let mut guessers = Vec::new();
     for _ in 0..6 {
-        let (fixture, stop) = (Arc::clone(&fixture), Arc::clone(&stop));
+        let (client, stop) = (fixture.client.clone(), Arc::clone(&stop));
         guessers.push(tokio::spawn(async move {
-            let body = json!({"username": "owner", "password": "not the password at all"});
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 // A refusal is the expected answer.
-                let _ =
-                    fixture.rest.call(Method::POST, "/auth/login", None, Some(body.clone())).await;
+                let _ = client.login("owner", "not the password at all").await;
             }
         }));
     }
-    let during = sample(&fixture).await?;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = sample().await?;
+    stop.store(true, Ordering::Relaxed);
     for guesser in guessers {
         let _ = guesser.await;
     }
