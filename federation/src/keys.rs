@@ -118,6 +118,12 @@ impl KeyFetcher {
         self.policy.permits(server)
     }
 
+    /// Forgets the cached document of `server` (its pinned key changed: a document fetched
+    /// before may lack the new pin and must not be served or used).
+    pub async fn forget(&self, server: &ServerName) {
+        self.cache.invalidate(server).await;
+    }
+
     /// The cached document of `server`, without fetching.
     pub async fn cached(&self, server: &ServerName) -> Option<Arc<CachedKeys>> {
         self.cache.get(server).await.filter(|cached| cached.valid_until > crate::now_ms())

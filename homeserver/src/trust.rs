@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use guildhall_federation::policy::{Action, LocalEntry, PinnedKey, SubscribedList, TrustRules};
 use guildhall_federation::trust_list::{self, TrustList, TrustListError};
-use guildhall_federation::{Resolver, TrustMode, TrustPolicy};
+use guildhall_federation::{KeyFetcher, Resolver, TrustMode, TrustPolicy};
 use guildhall_spec::event::JsonObject;
 use guildhall_spec::{KeyId, ServerName, ServerSigningKey, signing};
 use serde_json::{Value, json};
@@ -49,6 +49,8 @@ pub enum TrustError {
 pub struct Trust {
     store: Store,
     policy: Arc<TrustPolicy>,
+    /// Key documents cached before a pin changed are forgotten.
+    keys: KeyFetcher,
     /// The configuration file's rules.
     configured: TrustRules,
     /// Federation switched off: every rule set is closed.
@@ -66,6 +68,7 @@ impl Trust {
     pub async fn new(
         store: Store,
         policy: Arc<TrustPolicy>,
+        keys: KeyFetcher,
         configured: TrustRules,
         enabled: bool,
         resolver: Resolver,
@@ -73,6 +76,7 @@ impl Trust {
         let trust = Self {
             store,
             policy,
+            keys,
             configured,
             enabled,
             resolver,
@@ -127,7 +131,18 @@ impl Trust {
         if !self.enabled {
             rules.mode = TrustMode::Closed;
         }
+        let before = self.policy.rules();
+        let pins_changed: Vec<ServerName> = before
+            .local
+            .keys()
+            .chain(rules.local.keys())
+            .filter(|server| before.pinned(server) != rules.pinned(server))
+            .cloned()
+            .collect();
         self.policy.replace(rules);
+        for server in &pins_changed {
+            self.keys.forget(server).await;
+        }
         self.applied.store(version, Ordering::SeqCst);
         Ok(())
     }

@@ -214,18 +214,23 @@ pub(super) async fn identity_move(
     Ok(Json(json!({"guilds": guilds})))
 }
 
+/// A user id from the path that names one of our users (`404 not_found` otherwise).
+fn our_user_id(state: &AppState, text: &str) -> ApiResult<guildhall_spec::UserId> {
+    let user_id: guildhall_spec::UserId = super::parse_id("user id", text)?;
+    if user_id.server_name() != state.server_name {
+        return Err(ApiError::not_found("not_found", "not a user of this server"));
+    }
+    Ok(user_id)
+}
+
 /// `GET /_guildhall/v1/identity/{user_id}`: the current attestation of one of our users, with
 /// the rotation statements that led to it (spec 16.2).
 pub(super) async fn identity(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
-    request: Federated,
+    _authenticated: Federated,
 ) -> ApiResult<Json<Value>> {
-    let _ = request.origin;
-    let user_id: guildhall_spec::UserId = super::parse_id("user id", &user_id)?;
-    if user_id.server_name() != state.server_name {
-        return Err(ApiError::not_found("not_found", "not a user of this server"));
-    }
+    let user_id = our_user_id(&state, &user_id)?;
     let row =
         state.store.attestation(&user_id).await?.ok_or_else(|| {
             ApiError::not_found("unknown_user", "no such user, or no identity key")
@@ -269,13 +274,9 @@ pub(super) async fn identity_notify(
 pub(super) async fn identity_devices(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
-    request: Federated,
+    _authenticated: Federated,
 ) -> ApiResult<Json<Value>> {
-    let _ = request.origin;
-    let user_id: guildhall_spec::UserId = super::parse_id("user id", &user_id)?;
-    if user_id.server_name() != state.server_name {
-        return Err(ApiError::not_found("not_found", "not a user of this server"));
-    }
+    let user_id = our_user_id(&state, &user_id)?;
     if state.store.user(&user_id).await?.is_none() {
         return Err(ApiError::not_found("unknown_user", "no such user"));
     }

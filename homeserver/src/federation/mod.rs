@@ -87,6 +87,7 @@ impl Federation {
             Trust::new(
                 store.clone(),
                 Arc::clone(&policy),
+                fetcher.clone(),
                 configured,
                 config.enabled,
                 resolver.clone(),

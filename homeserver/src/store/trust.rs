@@ -198,17 +198,7 @@ impl Store {
         server: &str,
         audit: Audit<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM trust_entries WHERE server = ?")
-            .bind(server)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        record(&mut tx, audit, true).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.delete_audited("DELETE FROM trust_entries WHERE server = ?", server, audit).await
     }
 
     /// Replaces the mode and every local entry at once (the policy endpoint).
@@ -293,11 +283,19 @@ impl Store {
         id: &str,
         audit: Audit<'_>,
     ) -> Result<bool, sqlx::Error> {
+        self.delete_audited("DELETE FROM trust_subscriptions WHERE id = ?", id, audit).await
+    }
+
+    /// Runs a one-row trust delete and, if it deleted something, records it in the same
+    /// transaction. Returns whether a row was deleted.
+    async fn delete_audited(
+        &self,
+        sql: &'static str,
+        key: &str,
+        audit: Audit<'_>,
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM trust_subscriptions WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(sql).bind(key).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }

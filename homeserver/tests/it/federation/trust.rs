@@ -216,6 +216,19 @@ async fn a_pinned_key_is_the_only_key_accepted() {
     );
     let wrong_key = guildhall_spec::base64url::encode(stranger.verifying_key().as_bytes());
     let (key_id, key) = server_key(&b).await;
+    // S holds b's document (it answers for it as a notary) from before any pin: b has asked it
+    // something.
+    let peer = super::security::Peer::of(&b);
+    let path = format!("/_guildhall/v1/invites/{code}");
+    let (status, _) = peer.send("GET", &peer.signed(&s, "GET", &path, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let query = json!({"server_keys": {b.name(): {}}});
+    let notary = async || {
+        let (status, answer) = s.client().post_at("/_guildhall/v1/keys/query", query.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["server_keys"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(notary().await, 1);
     let pin = |key: &str| json!({"action": "allow", "key": {"key_id": key_id, "key": key}});
     let (status, body) =
         admin.put(&format!("/admin/trust/entries/{}", b.name()), pin(&wrong_key)).await;
@@ -227,6 +240,8 @@ async fn a_pinned_key_is_the_only_key_accepted() {
         StatusCode::OK,
         "a request signed with an unpinned key went through: {body}"
     );
+    // Nor does S vouch any more for the document it held, which lacks the pinned key.
+    assert_eq!(notary().await, 0, "a document without the pinned key was served");
     // Pin b's real key: it is accepted again.
     let (status, _) = admin.put(&format!("/admin/trust/entries/{}", b.name()), pin(&key)).await;
     assert_eq!(status, StatusCode::OK);
