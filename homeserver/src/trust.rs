@@ -114,20 +114,28 @@ impl Trust {
                 LocalEntry { action, reason: entry.reason, key, from_config: false },
             );
         }
-        rules.lists = self
-            .store
-            .subscriptions()
-            .await?
-            .into_iter()
-            .filter_map(|subscription| {
-                let list = accepted_list(subscription.document.as_deref()?)?;
-                Some(SubscribedList {
-                    publisher: list.server_name,
-                    url: subscription.url,
-                    entries: list.entries,
+        let subscriptions = self.store.subscriptions().await?;
+        // Held lists may have up to 100 000 entries each: parsed off the async workers.
+        let parsed = tokio::task::spawn_blocking(move || {
+            subscriptions
+                .into_iter()
+                .filter_map(|subscription| {
+                    let list = accepted_list(subscription.document.as_deref()?)?;
+                    Some(SubscribedList {
+                        publisher: list.server_name,
+                        url: subscription.url,
+                        entries: list.entries,
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        })
+        .await;
+        // Never fall open: without the lists, the rules in force stay.
+        let Ok(lists) = parsed else {
+            tracing::error!("reading the held trust lists failed; the rules in force stay");
+            return Ok(());
+        };
+        rules.lists = lists;
         if !self.enabled {
             rules.mode = TrustMode::Closed;
         }
