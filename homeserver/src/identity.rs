@@ -112,6 +112,19 @@ pub(crate) async fn attest_locked(
     // Issue times of one user strictly increase, so the newest is always the current one.
     let previous = state.store.attestation(user_id).await?;
     let issued_ts = now_ms().max(previous.as_ref().map_or(0, |row| row.issued_ts) + 1);
+    // A key once replaced or revoked is never bound to the user again (spec 16.6): a leaked
+    // key cannot be brought back, nor an old rotation replayed.
+    if let Some(consent) = consent
+        && previous.as_ref().and_then(|row| row.identity_key.as_deref())
+            != Some(consent.identity_key)
+        && state.store.was_attested(user_id, consent.identity_key).await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "key_used_before",
+            "this identity key was bound to this account before; use a new one",
+        ));
+    }
     let attestation = match consent {
         Some(consent) => Attestation {
             user_id: user_id.clone(),
@@ -142,6 +155,9 @@ pub(crate) async fn attest_locked(
     let current = attestation.usable_key().ok();
     if !state.store.put_attestation(user_id, current, attestation.issued_ts, &signed).await? {
         return Err(ApiError::conflict("the identity changed meanwhile; try again"));
+    }
+    if let Some(key) = current {
+        state.store.remember_attested_key(user_id, key).await?;
     }
     announce(state, user_id, current);
     Ok(signed)

@@ -71,6 +71,39 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Records that this server attested `identity_key` for its user `user_id`.
+    pub async fn remember_attested_key(
+        &self,
+        user_id: &UserId,
+        identity_key: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO attested_keys (user_id, identity_key, first_ts) VALUES (?, ?, ?)",
+        )
+        .bind(user_id.as_str())
+        .bind(identity_key)
+        .bind(to_i64(now_ms()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether this server ever attested `identity_key` for `user_id`.
+    pub async fn was_attested(
+        &self,
+        user_id: &UserId,
+        identity_key: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM attested_keys WHERE user_id = ? AND identity_key = ?",
+        )
+        .bind(user_id.as_str())
+        .bind(identity_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// The current attestation of `user_id`, if any is known.
     pub async fn attestation(
         &self,

@@ -534,6 +534,16 @@ async fn a_key_given_up_opens_nothing_it_left() {
     join_remote(&bob, &b, &carol.invite(&guild.general).await).await;
     // The key leaks: bob revokes it and binds a new one.
     assert_eq!(bob.delete_with("/users/@me/identity", revoke_body()).await.0, StatusCode::OK);
+    // The leaked key cannot be bound to bob again (by him, or by whoever holds his session).
+    let again = challenge(&a, &bob.id).await;
+    let body = json!({
+        "identity_key": old.public_base64url(),
+        "challenge": again.as_str(),
+        "signature": proof(&old, &a.name(), &bob.id, &again),
+        "binding": binding(&old, &bob.id),
+    });
+    let refused = bob.put("/users/@me/identity", body).await;
+    assert_error(&refused, StatusCode::CONFLICT, "key_used_before");
     let new = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
     bind_identity(&a, &bob, &new).await;
 
