@@ -44,6 +44,27 @@ pub enum TrustError {
     Store(#[from] sqlx::Error),
 }
 
+impl From<TrustError> for crate::error::ApiError {
+    fn from(error: TrustError) -> Self {
+        use crate::error::ApiError;
+        match error {
+            TrustError::Invalid(message) => ApiError::bad_request(message),
+            TrustError::NotFound(message) => ApiError::not_found("not_found", message),
+            TrustError::Duplicate(message) => ApiError::conflict(message),
+            TrustError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// A fetch's outcome as operators see it: `{"ok": true, "updated": <a newer version was
+/// accepted>}`, or `{"ok": false, "error": <why the list was refused or not fetched>}`.
+pub fn fetch_view(fetched: &Result<bool, String>) -> Value {
+    match fetched {
+        Ok(updated) => json!({"ok": true, "updated": updated}),
+        Err(error) => json!({"ok": false, "error": error}),
+    }
+}
+
 /// The live trust policy and what feeds it.
 #[derive(Debug)]
 pub struct Trust {
@@ -238,6 +259,16 @@ impl Trust {
                 Err(error)
             }
         }
+    }
+
+    /// Fetches the subscription `id` now ([`Trust::refresh`]).
+    pub async fn refresh_id(&self, id: &str) -> Result<Result<bool, String>, TrustError> {
+        let subscription = self
+            .store
+            .subscription(id)
+            .await?
+            .ok_or_else(|| TrustError::NotFound(format!("no subscription {id}")))?;
+        Ok(self.refresh(&subscription).await)
     }
 
     /// Fetches and checks a list: `Some` (with the document as received) when a valid newer

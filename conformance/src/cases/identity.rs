@@ -75,15 +75,22 @@ fn fresh_peer_user(peer: &Peer) -> String {
 fn attested_peer_user(ctx: &Context) -> Result<(String, Identity, Value), String> {
     let user = fresh_peer_user(&ctx.peer);
     let identity = Identity::generate()?;
-    let attestation = ctx.peer.attestation(
-        &user,
-        &identity.public(),
-        Some(&identity.binding(&user)),
-        now_ms() - 1000,
-        false,
-    );
+    let attestation = peer_attestation(ctx, &user, &identity, 1000, false);
     ctx.peer.serve_identity(&user, Some(attestation.clone()));
     Ok((user, identity, attestation))
+}
+
+/// The peer's attestation of its `user` binding `identity` (with the key's consent), issued
+/// `age_ms` ago, revoking or not.
+fn peer_attestation(
+    ctx: &Context,
+    user: &str,
+    identity: &Identity,
+    age_ms: u64,
+    revoked: bool,
+) -> Value {
+    let binding = identity.binding(user);
+    ctx.peer.attestation(user, &identity.public(), Some(&binding), now_ms() - age_ms, revoked)
 }
 
 /// `POST /identity/challenge` for `user`; checks the answer's shape and returns the challenge.
@@ -368,13 +375,7 @@ pub(super) async fn key_login_unknown_identity(ctx: Arc<Context>) -> CaseResult 
     let user = fresh_peer_user(&ctx.peer);
     let identity = Identity::generate()?;
     // The home server knows no identity for the user; the client presents one signed properly.
-    let presented = ctx.peer.attestation(
-        &user,
-        &identity.public(),
-        Some(&identity.binding(&user)),
-        now_ms() - 1000,
-        false,
-    );
+    let presented = peer_attestation(&ctx, &user, &identity, 1000, false);
     ctx.peer.serve_identity(&user, None);
     let answer = login(&ctx, &user, &identity, &presented).await;
     refused(&answer, "no_identity", "a user whose home server has no identity key for them")
@@ -383,22 +384,10 @@ pub(super) async fn key_login_unknown_identity(ctx: Arc<Context>) -> CaseResult 
 pub(super) async fn key_login_revoked(ctx: Arc<Context>) -> CaseResult {
     let user = fresh_peer_user(&ctx.peer);
     let identity = Identity::generate()?;
-    let bound = ctx.peer.attestation(
-        &user,
-        &identity.public(),
-        Some(&identity.binding(&user)),
-        now_ms() - 10_000,
-        false,
-    );
+    let bound = peer_attestation(&ctx, &user, &identity, 10_000, false);
     ctx.peer.serve_identity(&user, Some(bound.clone()));
     logged_in(&login(&ctx, &user, &identity, &bound).await, &user, &ctx)?;
-    let revoking = ctx.peer.attestation(
-        &user,
-        &identity.public(),
-        Some(&identity.binding(&user)),
-        now_ms() - 1000,
-        true,
-    );
+    let revoking = peer_attestation(&ctx, &user, &identity, 1000, true);
     ctx.peer.serve_identity(&user, Some(revoking));
     // The client still presents the attestation that bound the key.
     let answer = login(&ctx, &user, &identity, &bound).await;
@@ -408,20 +397,8 @@ pub(super) async fn key_login_revoked(ctx: Arc<Context>) -> CaseResult {
 pub(super) async fn key_login_revocation_cannot_be_rolled_back(ctx: Arc<Context>) -> CaseResult {
     let user = fresh_peer_user(&ctx.peer);
     let identity = Identity::generate()?;
-    let bound = ctx.peer.attestation(
-        &user,
-        &identity.public(),
-        Some(&identity.binding(&user)),
-        now_ms() - 10_000,
-        false,
-    );
-    let revoking = ctx.peer.attestation(
-        &user,
-        &identity.public(),
-        Some(&identity.binding(&user)),
-        now_ms() - 1000,
-        true,
-    );
+    let bound = peer_attestation(&ctx, &user, &identity, 10_000, false);
+    let revoking = peer_attestation(&ctx, &user, &identity, 1000, true);
     ctx.peer.serve_identity(&user, Some(revoking));
     let answer = login(&ctx, &user, &identity, &bound).await;
     refused(&answer, "identity_revoked", "a revoked key")?;

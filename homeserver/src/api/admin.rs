@@ -16,7 +16,7 @@ use super::{AuthUser, Json};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Audit, TrustEntryRow};
-use crate::trust::{self, TrustError};
+use crate::trust;
 
 async fn require_admin(state: &AppState, auth: &AuthUser) -> ApiResult<()> {
     let user = state
@@ -84,15 +84,6 @@ pub(super) async fn set_policy(
     Ok(Json(rules_view(&state.federation.trust.policy().rules())))
 }
 
-fn trust_error(error: TrustError) -> ApiError {
-    match error {
-        TrustError::Invalid(message) => ApiError::bad_request(message),
-        TrustError::NotFound(message) => ApiError::not_found("not_found", message),
-        TrustError::Duplicate(message) => ApiError::conflict(message),
-        TrustError::Store(error) => error.into(),
-    }
-}
-
 /// `GET /api/v1/admin/trust`: the mode, every entry with its source, the subscriptions.
 pub(super) async fn trust(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
     require_admin(&state, &auth).await?;
@@ -113,7 +104,7 @@ pub(super) async fn set_mode(
 ) -> ApiResult<Json<Value>> {
     require_admin(&state, &auth).await?;
     let trust = &state.federation.trust;
-    trust.set_mode(auth.user_id.as_str(), body.mode).await.map_err(trust_error)?;
+    trust.set_mode(auth.user_id.as_str(), body.mode).await?;
     Ok(Json(trust.view().await?))
 }
 
@@ -144,10 +135,7 @@ pub(super) async fn set_entry(
     require_admin(&state, &auth).await?;
     let key = body.key.map(|key| (key.key_id, key.key));
     let trust = &state.federation.trust;
-    trust
-        .set_entry(auth.user_id.as_str(), &server, body.action, body.reason, key)
-        .await
-        .map_err(trust_error)?;
+    trust.set_entry(auth.user_id.as_str(), &server, body.action, body.reason, key).await?;
     Ok(Json(why_view(&state, &server)?))
 }
 
@@ -159,7 +147,7 @@ pub(super) async fn remove_entry(
 ) -> ApiResult<Json<Value>> {
     require_admin(&state, &auth).await?;
     let trust = &state.federation.trust;
-    trust.remove_entry(auth.user_id.as_str(), &server).await.map_err(trust_error)?;
+    trust.remove_entry(auth.user_id.as_str(), &server).await?;
     Ok(Json(why_view(&state, &server)?))
 }
 
@@ -224,17 +212,12 @@ pub(super) async fn subscribe(
             &body.key,
             body.refresh_secs,
         )
-        .await
-        .map_err(trust_error)?;
+        .await?;
     let subscription = state.store.subscription(&subscription.id).await?.unwrap_or(subscription);
-    Ok((StatusCode::CREATED, Json(json!({"id": subscription.id, "fetch": fetch_view(fetched)}))))
-}
-
-fn fetch_view(fetched: Result<bool, String>) -> Value {
-    match fetched {
-        Ok(updated) => json!({"ok": true, "updated": updated}),
-        Err(error) => json!({"ok": false, "error": error}),
-    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": subscription.id, "fetch": trust::fetch_view(&fetched)})),
+    ))
 }
 
 /// `DELETE /api/v1/admin/trust/subscriptions/{id}`: its entries stop applying at once.
@@ -244,7 +227,7 @@ pub(super) async fn unsubscribe(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     require_admin(&state, &auth).await?;
-    state.federation.trust.unsubscribe(auth.user_id.as_str(), &id).await.map_err(trust_error)?;
+    state.federation.trust.unsubscribe(auth.user_id.as_str(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -255,13 +238,8 @@ pub(super) async fn refresh(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&state, &auth).await?;
-    let subscription = state
-        .store
-        .subscription(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("not_found", "no such subscription"))?;
-    let fetched = state.federation.trust.refresh(&subscription).await;
-    Ok(Json(json!({"id": id, "fetch": fetch_view(fetched)})))
+    let fetched = state.federation.trust.refresh_id(&id).await?;
+    Ok(Json(json!({"id": id, "fetch": trust::fetch_view(&fetched)})))
 }
 
 /// `GET /api/v1/admin/trust/stats`: per peer, requests accepted and refused by reason since

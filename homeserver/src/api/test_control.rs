@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::guilds::{Sequenced, random_id};
 use crate::store::MessageQuery;
-use crate::trust::TrustError;
+use crate::trust;
 
 /// Answers an action: the event id, or `202 queued` when the host could not be reached.
 fn done(result: ApiResult<Sequenced>) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -435,9 +435,8 @@ pub(super) async fn subscribe(
         .federation
         .trust
         .subscribe("test-control", &body.url, &body.publisher, &body.key_id, &body.key, None)
-        .await
-        .map_err(trust_error)?;
-    Ok(Json(json!({"id": subscription.id, "fetch": fetch_view(fetched)})))
+        .await?;
+    Ok(Json(json!({"id": subscription.id, "fetch": trust::fetch_view(&fetched)})))
 }
 
 /// `POST /trust/subscriptions/{id}/refresh`: fetches the list now.
@@ -445,13 +444,8 @@ pub(super) async fn refresh_subscription(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let subscription = state
-        .store
-        .subscription(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("not_found", "no such subscription"))?;
-    let fetched = state.federation.trust.refresh(&subscription).await;
-    Ok(Json(json!({"id": id, "fetch": fetch_view(fetched)})))
+    let fetched = state.federation.trust.refresh_id(&id).await?;
+    Ok(Json(json!({"id": id, "fetch": trust::fetch_view(&fetched)})))
 }
 
 /// `DELETE /trust/subscriptions/{id}`: the list's entries stop applying at once.
@@ -459,24 +453,6 @@ pub(super) async fn unsubscribe(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    state.federation.trust.unsubscribe("test-control", &id).await.map_err(trust_error)?;
+    state.federation.trust.unsubscribe("test-control", &id).await?;
     Ok(Json(json!({})))
-}
-
-/// A fetch's outcome: `{"ok": true, "updated": <a newer version was accepted>}`, or
-/// `{"ok": false, "error": <why the list was refused or not fetched>}`.
-fn fetch_view(fetched: Result<bool, String>) -> Value {
-    match fetched {
-        Ok(updated) => json!({"ok": true, "updated": updated}),
-        Err(error) => json!({"ok": false, "error": error}),
-    }
-}
-
-fn trust_error(error: TrustError) -> ApiError {
-    match error {
-        TrustError::Invalid(message) => ApiError::bad_request(message),
-        TrustError::NotFound(message) => ApiError::not_found("not_found", message),
-        TrustError::Duplicate(message) => ApiError::conflict(message),
-        TrustError::Store(error) => error.into(),
-    }
 }
