@@ -1,0 +1,1 @@
+//! End-to-end encrypted DMs between real servers, through the client library (spec 17).
