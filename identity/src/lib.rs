@@ -7,6 +7,7 @@
 //! * [`attestation`] — the home server's binding of a user to an identity key, or its
 //!   revocation (16.2).
 //! * [`device`] — device certificates, signed by the identity and by the device (16.3).
+//! * [`e2e`] — signed one-time keys, device-list hashes and the shape of Olm messages (17).
 //! * [`login`] — login challenges and proofs for another server (16.4).
 //! * [`moves`] — account moves between home servers (16.5).
 //! * [`rotation`] — identity key rotation statements and recovery from the phrase (16.6).
@@ -16,6 +17,7 @@
 
 pub mod attestation;
 pub mod device;
+pub mod e2e;
 pub mod key;
 pub mod keyfile;
 pub mod login;
