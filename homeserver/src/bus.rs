@@ -67,6 +67,25 @@ pub enum BusMessage {
         /// `{guild_id, txn_id, type, channel_id, code, message}`.
         data: serde_json::Value,
     },
+    /// A dispatch for the gateway sessions opened with one login (its device): `TO_DEVICE`,
+    /// `ONE_TIME_KEYS_LOW`.
+    ToLogin {
+        /// The login session.
+        login: String,
+        /// The dispatch name.
+        name: &'static str,
+        /// Its data.
+        data: serde_json::Value,
+    },
+    /// A user's device list changed (spec 17.4).
+    DeviceListUpdate {
+        /// Whose.
+        user_id: UserId,
+        /// The new device-list hash.
+        hash: String,
+        /// Local users who asked for the user's keys (besides those sharing a guild).
+        watchers: Arc<std::collections::HashSet<UserId>>,
+    },
     /// A relationship of `user_id` changed (friend request, accept, removal).
     Relationship {
         /// The user to notify.

@@ -162,6 +162,9 @@ pub struct RateLimitConfig {
     pub failed_logins_burst: u32,
     /// Key-login challenges per minute per client address (also the burst).
     pub challenges_per_minute: u32,
+    /// One-time keys one user may claim of another user's devices per minute (also the burst);
+    /// a claiming server may claim five times as many of one user, whoever its claimers are.
+    pub key_claims_per_minute: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -176,6 +179,7 @@ impl Default for RateLimitConfig {
             failed_logins_per_minute: 5,
             failed_logins_burst: 10,
             challenges_per_minute: 30,
+            key_claims_per_minute: 20,
         }
     }
 }

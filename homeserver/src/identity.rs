@@ -171,6 +171,9 @@ fn announce(state: &AppState, user_id: &UserId, identity_key: Option<&str>) {
     });
     if user_id.server_name() == state.server_name {
         tokio::spawn(notify_peers(state.clone(), user_id.clone()));
+        // Certificates made with another identity key stop being valid (spec 17.4).
+        let (state, user_id) = (state.clone(), user_id.clone());
+        tokio::spawn(async move { crate::e2e::device_list_changed(&state, &user_id).await });
     }
 }
 
@@ -263,6 +266,24 @@ pub async fn current(
     };
     let key = row.identity_key.ok_or_else(|| IdentityError::Revoked(user_id.clone()))?;
     Ok((row.attestation, key))
+}
+
+/// Checks an attestation of a remote user that came with an answer from their home server (a
+/// key query, spec 17.3), keeps it if it is newer than the one held, and returns the current one
+/// after that: the newest verified attestation, which may be the one held.
+pub async fn accept_served(
+    state: &AppState,
+    user_id: &UserId,
+    served: &JsonObject,
+) -> Result<Attestation, String> {
+    let verified = verify(state, user_id, served).await?;
+    store(state, &verified, served).await.map_err(|e| e.to_string())?;
+    let row = state.store.attestation(user_id).await.map_err(|e| e.to_string())?;
+    match row {
+        Some(row) if row.issued_ts > verified.issued_ts => stored_attestation(&row.attestation)
+            .ok_or_else(|| "the attestation held is unreadable".to_owned()),
+        _ => Ok(verified),
+    }
 }
 
 /// The content of an attestation this server already verified (when it issued or stored it).

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bus;
 pub mod config;
+pub mod e2e;
 pub mod error;
 pub mod federation;
 pub mod gateway;
@@ -63,6 +64,10 @@ pub struct AppState {
     pub failed_logins: Arc<RateLimiter>,
     /// Key-login challenges per client address.
     pub challenge_limiter: Arc<RateLimiter>,
+    /// One-time key claims per claimer and claimed user (spec 17.3).
+    pub key_claims: Arc<RateLimiter>,
+    /// One-time key claims per claiming server and claimed user.
+    pub server_key_claims: Arc<RateLimiter>,
     /// Password hashing, off the async workers.
     pub passwords: Arc<passwords::Passwords>,
     /// Federation services.
@@ -176,6 +181,14 @@ impl AppState {
             challenge_limiter: Arc::new(RateLimiter::per_minute(
                 limits.challenges_per_minute,
                 limits.challenges_per_minute,
+            )),
+            key_claims: Arc::new(RateLimiter::per_minute(
+                limits.key_claims_per_minute,
+                limits.key_claims_per_minute,
+            )),
+            server_key_claims: Arc::new(RateLimiter::per_minute(
+                limits.key_claims_per_minute.saturating_mul(5),
+                limits.key_claims_per_minute.saturating_mul(5),
             )),
             passwords: Arc::new(passwords::Passwords::per_core()),
             presence: Arc::new(Presence::new(bus.clone())),

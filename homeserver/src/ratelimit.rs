@@ -42,15 +42,31 @@ impl RateLimiter {
 
     /// Gives back a token taken for `key` (an attempt that turned out not to count).
     pub fn refund(&self, key: &str) {
+        self.give_back(key, 1);
+    }
+
+    /// Gives back `count` tokens taken for `key`.
+    pub fn give_back(&self, key: &str, count: usize) {
+        #[allow(clippy::cast_precision_loss)]
+        let count = count as f64;
         if let Ok(mut buckets) = self.buckets.lock()
             && let Some(bucket) = buckets.get_mut(key)
         {
-            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+            bucket.tokens = (bucket.tokens + count).min(self.burst);
         }
     }
 
     /// Takes one token for `key`: `Ok` if allowed, `Err(retry_after_ms)` if not.
     pub fn check(&self, key: &str) -> Result<(), u64> {
+        self.take(key, 1)
+    }
+
+    /// Takes `count` tokens for `key`, all or none: `Ok` if allowed, `Err(retry_after_ms)` if
+    /// not (never, when `count` exceeds the burst: `u64::MAX`).
+    pub fn take(&self, key: &str, count: usize) -> Result<(), u64> {
+        // Counts are small (at most a few hundred); the conversion is exact.
+        #[allow(clippy::cast_precision_loss)]
+        let count = count as f64;
         let now = Instant::now();
         let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
         if buckets.len() > 100_000 {
@@ -63,11 +79,13 @@ impl RateLimiter {
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= count {
+            bucket.tokens -= count;
             Ok(())
+        } else if count > self.burst {
+            Err(u64::MAX)
         } else {
-            let wait = (1.0 - bucket.tokens) / self.per_second;
+            let wait = (count - bucket.tokens) / self.per_second;
             // Truncation is fine: the value is a small positive number of milliseconds.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             Err((wait * 1000.0).ceil() as u64)
@@ -88,5 +106,16 @@ mod tests {
         let retry = limiter.check("a").unwrap_err();
         assert!((1..=1000).contains(&retry), "{retry}");
         assert_eq!(limiter.check("b"), Ok(()));
+    }
+
+    #[test]
+    fn takes_several_tokens_all_or_none() {
+        let limiter = RateLimiter::per_minute(1, 5);
+        assert_eq!(limiter.take("a", 3), Ok(()));
+        assert!(limiter.take("a", 3).is_err());
+        assert_eq!(limiter.take("a", 2), Ok(()));
+        limiter.give_back("a", 2);
+        assert_eq!(limiter.take("a", 2), Ok(()));
+        assert_eq!(limiter.take("b", 6), Err(u64::MAX));
     }
 }

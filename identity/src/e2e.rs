@@ -98,8 +98,8 @@ impl KeyObject {
         }
         let device_key = key::parse_public_key(device_ed25519)
             .ok_or_else(|| E2eError::WrongKey("the device key is not an Ed25519 key".into()))?;
-        let message = signing::signing_bytes(object, &[])
-            .map_err(|e| E2eError::Malformed(e.to_string()))?;
+        let message =
+            signing::signing_bytes(object, &[]).map_err(|e| E2eError::Malformed(e.to_string()))?;
         if !key::has_valid_signature(object, &message, user_id, &key_id, &device_key) {
             return Err(E2eError::Signature);
         }
@@ -173,7 +173,9 @@ impl OlmContent {
             return Err(E2eError::Malformed("ciphertext must have exactly one member".into()));
         };
         if base64url::decode_array::<32>(target).is_none() {
-            return Err(E2eError::Malformed("a ciphertext key is not 32 bytes of base64url".into()));
+            return Err(E2eError::Malformed(
+                "a ciphertext key is not 32 bytes of base64url".into(),
+            ));
         }
         if message.message_type > 1 {
             return Err(E2eError::Malformed(format!("message type {}", message.message_type)));

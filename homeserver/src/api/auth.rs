@@ -154,7 +154,7 @@ pub(super) async fn start_session(
 /// `POST /api/v1/auth/logout`: revokes the token used.
 pub(super) async fn logout(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
     state.store.delete_session(&auth.user_id, &auth.session_id).await?;
-    login_revoked(&state, &auth.session_id);
+    login_revoked(&state, &auth.user_id, &auth.session_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -189,7 +189,7 @@ pub(super) async fn revoke_session(
     Path(session_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     if state.store.delete_session(&auth.user_id, &session_id).await? {
-        login_revoked(&state, &session_id);
+        login_revoked(&state, &auth.user_id, &session_id).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("unknown_session", "no such session"))
@@ -197,8 +197,10 @@ pub(super) async fn revoke_session(
 }
 
 /// A revoked login ends its gateway connections too: connected ones are closed through the bus
-/// and disconnected ones can no longer be resumed.
-pub(super) fn login_revoked(state: &AppState, login: &str) {
+/// and disconnected ones can no longer be resumed. Its device went with it, so the user's device
+/// list changed (spec 17.4).
+pub(super) async fn login_revoked(state: &AppState, user_id: &UserId, login: &str) {
     state.sessions.revoke_login(login);
     state.bus.publish(BusMessage::LoginRevoked { login: login.to_owned() });
+    crate::e2e::device_list_changed(state, user_id).await;
 }

@@ -40,14 +40,14 @@ const JOIN_HISTORY: u32 = 50;
 /// An authenticated federation request: the origin server and the body (at most `MAX_BODY`
 /// bytes), parsed strictly.
 pub(super) struct Federated<const MAX_BODY: usize = MAX_REQUEST_BODY> {
-    origin: ServerName,
+    pub(super) origin: ServerName,
     body: Bytes,
 }
 
 impl<const MAX_BODY: usize> Federated<MAX_BODY> {
     /// The body as JSON under the canonical profile (duplicate keys, floats, big numbers are
     /// refused), then typed.
-    fn json<T: serde::de::DeserializeOwned>(&self) -> ApiResult<T> {
+    pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> ApiResult<T> {
         let value = canonical::parse_strict_slice(&self.body).map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("{} ({})", e, e.code()))
         })?;

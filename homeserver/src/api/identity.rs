@@ -546,6 +546,13 @@ pub(super) async fn put_device(
     if certificate.device_id.as_str() != device_id {
         return Err(invalid("the certificate is for another device id".into()));
     }
+    let keys_before = state
+        .store
+        .devices(&auth.user_id)
+        .await?
+        .into_iter()
+        .find(|device| device.device_id == device_id)
+        .map(|device| device.certificate.get("device_keys").cloned());
     let stored = state
         .store
         .put_device(&auth.user_id, &device_id, &auth.session_id, &body.certificate, MAX_DEVICES)
@@ -555,6 +562,11 @@ pub(super) async fn put_device(
             "that device id belongs to another login, or the account has {MAX_DEVICES} devices"
         )));
     }
+    // One-time keys belong to the device's Curve25519 key: new device keys make them useless.
+    if keys_before.is_some_and(|before| before != body.certificate.get("device_keys").cloned()) {
+        state.store.drop_device_keys(&auth.user_id, &device_id).await?;
+    }
+    crate::e2e::device_list_changed(&state, &auth.user_id).await;
     Ok(Json(json!({"device_id": device_id, "certificate": body.certificate})))
 }
 
@@ -603,7 +615,7 @@ pub(super) async fn delete_device(
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_device", "no such device"))?;
     state.store.delete_session(&auth.user_id, &session).await?;
-    auth::login_revoked(&state, &session);
+    auth::login_revoked(&state, &auth.user_id, &session).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 pub use auth::create_account;
 mod channels;
+mod e2e;
 mod federation;
 mod guilds;
 mod identity;
@@ -54,6 +55,12 @@ pub fn router(state: AppState) -> Router {
         .route("/users/@me/identity/rotate", post(identity::rotate))
         .route("/users/@me/identity/move", post(identity::move_account))
         .route("/users/@me/devices", get(identity::devices))
+        .route("/users/@me/to_device", get(e2e::inbox))
+        .route("/users/@me/to_device/ack", post(e2e::ack))
+        .route("/users/@me/to_device/{txn_id}", put(e2e::send_to_device))
+        .route("/keys/upload", post(e2e::upload_keys))
+        .route("/keys/query", post(e2e::query_keys))
+        .route("/keys/claim", post(e2e::claim_keys))
         .route(
             "/users/@me/devices/{device_id}",
             put(identity::put_device).delete(identity::delete_device),
@@ -165,6 +172,10 @@ pub fn router(state: AppState) -> Router {
         .route("/identity/notify", post(federation::identity_notify))
         .route("/identity/{user_id}", get(federation::identity))
         .route("/identity/{user_id}/devices", get(federation::identity_devices))
+        .route("/user/keys/query", post(e2e::federated_query))
+        .route("/user/keys/claim", post(e2e::federated_claim))
+        .route("/user/to_device/{txn_id}", put(e2e::federated_send))
+        .route("/user/devices/notify", post(e2e::federated_notify))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") });
     let test_control = Router::new()
         .route("/users", post(test_control::create_user))

@@ -20,6 +20,11 @@
 //! (`GUILD_DELETE`, `CHANNEL_DELETE`, `CHANNEL_CREATE`), then continues live. Ephemeral
 //! dispatches (typing, presence) carry `s: null` and are not replayed.
 //!
+//! End-to-end encryption (spec 17.6, all `s: null`): `TO_DEVICE` (a message in the inbox of the
+//! connection's device) and `ONE_TIME_KEYS_LOW` go to the connections opened with the device's
+//! login; `DEVICE_LIST_UPDATE` to the user, users sharing a guild and users who asked for the
+//! user's keys. The inbox (REST) is the record; a client reads it after connecting.
+//!
 //! `PROPOSAL_REFUSED` (`s: null`) tells a user's clients that a write answered `202 queued`
 //! was refused by the guild's host when it was finally delivered.
 //!

@@ -568,6 +568,20 @@ impl Connection {
                     self.try_dispatch("PROPOSAL_REFUSED", data.clone(), None)?;
                 }
             }
+            BusMessage::ToLogin { login, name, data } => {
+                if login == &session.login {
+                    self.try_dispatch(name, data.clone(), None)?;
+                }
+            }
+            BusMessage::DeviceListUpdate { user_id, hash, watchers } => {
+                if user_id == &session.user
+                    || watchers.contains(&session.user)
+                    || self.shares_guild(session, user_id).await
+                {
+                    let data = json!({"user_id": user_id, "device_list_hash": hash});
+                    self.try_dispatch("DEVICE_LIST_UPDATE", data, None)?;
+                }
+            }
             BusMessage::LoginRevoked { login } => {
                 if login == &session.login {
                     self.close_with(CLOSE_AUTHENTICATION_FAILED, "session revoked");

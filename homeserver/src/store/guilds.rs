@@ -87,7 +87,7 @@ impl Store {
         seq: u64,
         event_id: &EventId,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let guild = state.guild_id.as_str();
         let kind = match state.kind {
             GuildKind::Guild => "guild",
@@ -181,7 +181,7 @@ impl Store {
         {
             return Ok(false);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let updated = sqlx::query(
             "UPDATE events SET content = ?, message_id = ?
              WHERE event_id = ? AND content IS NULL
@@ -400,7 +400,7 @@ impl Store {
     /// Stores a sequenced event and every projection it implies, atomically. Returns the
     /// event's stream position.
     pub async fn append_event(&self, appended: &AppendedEvent<'_>) -> Result<i64, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let mut envelope = appended.event.clone();
         let content = envelope.remove("content").map(|content| content.to_string());
         let message_id =

@@ -164,7 +164,7 @@ impl Store {
         remote_user: &UserId,
     ) -> Result<Option<super::UserRow>, sqlx::Error> {
         let now = to_i64(now_ms());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let inserted = sqlx::query(
             "INSERT INTO users (user_id, localpart, password_hash, is_admin, created_ts)
              VALUES (?, ?, '', 0, ?) ON CONFLICT DO NOTHING",
@@ -236,7 +236,7 @@ impl Store {
         challenge: &str,
         expires_ts: u64,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query("DELETE FROM identity_challenges WHERE expires_ts < ?")
             .bind(to_i64(now_ms()))
             .execute(&mut *tx)
@@ -313,7 +313,7 @@ impl Store {
         certificate: &serde_json::Map<String, serde_json::Value>,
         max_devices: i64,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let owner: Option<String> = sqlx::query_scalar(
             "SELECT session_id FROM devices WHERE user_id = ? AND device_id = ?",
         )

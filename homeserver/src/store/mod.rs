@@ -4,6 +4,7 @@
 //! [`Store::append_event`] writes an event together with every projection it implies (guild
 //! state, membership index, messages, reactions, pins, full-text index) in one transaction.
 
+mod e2e;
 mod federation;
 mod guilds;
 mod identity;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use e2e::{Claimed, InboxItem, KeysRefused, NewInboxItem, TxnAnswer};
 pub use federation::{OutboundRow, ProposalRow};
 pub use guilds::{AppendedEvent, StoredEvent};
 pub use identity::{AttestationRow, DeviceRow};
@@ -51,6 +53,16 @@ impl Store {
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
+    }
+}
+
+impl Store {
+    /// Begins a write transaction holding SQLite's write lock from its first statement
+    /// (`BEGIN IMMEDIATE`). A deferred transaction that reads before it writes fails at once
+    /// with `SQLITE_BUSY` when another connection wrote in between; an immediate one waits
+    /// for the lock (the busy timeout) instead.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 }
 

@@ -57,7 +57,7 @@ impl Store {
         mine: &str,
         theirs: &str,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let now = to_i64(now_ms());
         for (from, to, state) in [(user, other, mine), (other, user, theirs)] {
             sqlx::query(

@@ -138,7 +138,7 @@ impl Store {
 
     /// Sets the mode.
     pub async fn set_trust_mode(&self, mode: &str, audit: Audit<'_>) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query("UPDATE trust_settings SET mode = ? WHERE id = 1")
             .bind(mode)
             .execute(&mut *tx)
@@ -173,7 +173,7 @@ impl Store {
         entry: &TrustEntryRow,
         audit: Audit<'_>,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO trust_entries (server, action, reason, key_id, key, updated_ts)
              VALUES (?, ?, ?, ?, ?, ?)
@@ -208,7 +208,7 @@ impl Store {
         entries: &[TrustEntryRow],
         audit: Audit<'_>,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query("UPDATE trust_settings SET mode = ? WHERE id = 1")
             .bind(mode)
             .execute(&mut *tx)
@@ -255,7 +255,7 @@ impl Store {
         subscription: &SubscriptionRow,
         audit: Audit<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let done = sqlx::query(
             "INSERT INTO trust_subscriptions (id, url, publisher, key_id, key, refresh_secs, created_ts)
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -294,7 +294,7 @@ impl Store {
         key: &str,
         audit: Audit<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let done = sqlx::query(sql).bind(key).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Ok(false);
@@ -314,7 +314,7 @@ impl Store {
         audit: Audit<'_>,
     ) -> Result<bool, sqlx::Error> {
         let now = to_i64(now_ms());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let done = sqlx::query(
             "UPDATE trust_subscriptions SET document = ?, updated_ts = ?, fetched_ts = ?,
                  accepted_ts = ?, last_error = NULL
@@ -349,7 +349,7 @@ impl Store {
 
     /// Appends an administrative action that changes no trust rule.
     pub async fn audit(&self, audit: Audit<'_>) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         record(&mut tx, audit, false).await?;
         tx.commit().await
     }

@@ -57,7 +57,7 @@ impl Store {
         user_id: &UserId,
         password_hash: &str,
     ) -> Result<Option<UserRow>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let existing: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?;
         let inserted = sqlx::query(

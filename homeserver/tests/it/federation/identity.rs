@@ -46,7 +46,7 @@ async fn prove(
 }
 
 /// Binds `key` to `user` on its home server `home`, proving possession.
-async fn bind_identity(home: &Server, user: &User, key: &IdentityKeyPair) -> Value {
+pub(super) async fn bind_identity(home: &Server, user: &User, key: &IdentityKeyPair) -> Value {
     let challenge = challenge(home, &user.id).await;
     let signature = proof(key, &home.name(), &user.id, &challenge);
     let (status, body) = user
@@ -303,7 +303,7 @@ async fn a_move_from_a_to_b_keeps_membership_roles_and_history() {
 }
 
 /// A certificate for device `device_id` of `user_id`, with a device key made from `seed`.
-fn certificate(
+pub(super) fn certificate(
     identity: &IdentityKeyPair,
     user_id: &str,
     device_id: &str,

@@ -1,6 +1,7 @@
 //! Federation between real `guildhall` processes on loopback: a guild hosted on A, members on
 //! B and C, and what must (and must not) cross between them.
 
+mod e2e_keys;
 mod e2ee;
 mod identity;
 mod replication;

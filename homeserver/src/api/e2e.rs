@@ -1,0 +1,678 @@
+//! End-to-end encryption endpoints (spec 17): keys a device publishes, key queries and claims
+//! for local and remote users, and to-device messages with their inboxes. Clients call
+//! `/api/v1`; homeservers call each other under `/_guildhall/v1/user`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use futures_util::StreamExt as _;
+use guildhall_identity::device::DeviceCertificate;
+use guildhall_identity::e2e::device_list_hash;
+use guildhall_spec::event::JsonObject;
+use guildhall_spec::{DeviceId, ServerName, UserId, base64url};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use super::federation::Federated;
+use super::{AuthUser, Json};
+use crate::AppState;
+use crate::e2e::{self, Outgoing, OutgoingMessage};
+use crate::error::{ApiError, ApiResult};
+use crate::identity;
+use crate::store::{KeysRefused, now_ms};
+
+/// Remote servers asked at once for one request.
+const REMOTE_CONCURRENCY: usize = 8;
+/// How long one remote server may take to answer.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The largest key-query answer read from a server (100 users with their certificates).
+const MAX_QUERY_ANSWER_BYTES: usize = 8 << 20;
+/// The largest claim or send answer read from a server.
+const MAX_SMALL_ANSWER_BYTES: usize = 1 << 20;
+/// The largest federated to-device request (a client's send is at most 1 MiB).
+const MAX_FEDERATED_SEND: usize = 2 << 20;
+
+// ----- Keys a device publishes -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UploadBody {
+    #[serde(default)]
+    one_time_keys: Vec<JsonObject>,
+    #[serde(default)]
+    fallback_key: Option<JsonObject>,
+}
+
+/// `POST /api/v1/keys/upload`: one-time keys and a fallback key of the login's device.
+pub(super) async fn upload_keys(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<UploadBody>,
+) -> ApiResult<Json<Value>> {
+    let device = e2e::login_device(&state, &auth.user_id, &auth.session_id).await?;
+    if body.one_time_keys.len() > e2e::MAX_KEYS_PER_UPLOAD {
+        return Err(ApiError::bad_request(format!(
+            "at most {} one-time keys per upload",
+            e2e::MAX_KEYS_PER_UPLOAD
+        )));
+    }
+    let mut keys = Vec::with_capacity(body.one_time_keys.len());
+    for object in &body.one_time_keys {
+        let key = e2e::check_key_object(object, &auth.user_id, &device, false)?;
+        keys.push((key.key_id, Value::Object(object.clone())));
+    }
+    if let Some(fallback) = &body.fallback_key {
+        e2e::check_key_object(fallback, &auth.user_id, &device, true)?;
+    }
+    let fallback = body.fallback_key.map(Value::Object);
+    let stored = state
+        .store
+        .put_device_keys(
+            &auth.user_id,
+            device.device_id.as_str(),
+            &keys,
+            fallback.as_ref(),
+            e2e::MAX_UNCLAIMED_KEYS,
+        )
+        .await?;
+    match stored {
+        Ok((count, fallback)) => {
+            Ok(Json(json!({"one_time_key_count": count, "fallback_key": fallback})))
+        }
+        Err(KeysRefused::Conflict(key_id)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_key",
+            format!("key {key_id} was uploaded before with another value"),
+        )),
+        Err(KeysRefused::TooMany) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_keys",
+            format!("a device holds at most {} unclaimed one-time keys", e2e::MAX_UNCLAIMED_KEYS),
+        )),
+    }
+}
+
+// ----- Key queries -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QueryBody {
+    users: Vec<UserId>,
+}
+
+/// `POST /api/v1/keys/query`: the device lists of local and remote users, remote ones asked
+/// for now and checked before they are passed on.
+pub(super) async fn query_keys(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<QueryBody>,
+) -> ApiResult<Json<Value>> {
+    let users: BTreeSet<UserId> = body.users.into_iter().collect();
+    if users.is_empty() || users.len() > e2e::MAX_QUERY_USERS {
+        return Err(ApiError::bad_request(format!(
+            "1 to {} users per query",
+            e2e::MAX_QUERY_USERS
+        )));
+    }
+    let mut answers = JsonObject::new();
+    let mut failures = JsonObject::new();
+    let mut remote: BTreeMap<ServerName, Vec<UserId>> = BTreeMap::new();
+    for user_id in users {
+        if user_id.server_name() != state.server_name {
+            remote.entry(user_id.server_name()).or_default().push(user_id);
+            continue;
+        }
+        let list = e2e::local_device_list(&state, &user_id).await?;
+        match list.query_answer() {
+            Some(answer) => answers.insert(user_id.to_string(), answer),
+            None if state.store.user(&user_id).await?.is_none() => {
+                failures.insert(user_id.to_string(), failure("unknown_user", "no such user"))
+            }
+            None => failures
+                .insert(user_id.to_string(), failure("no_identity", "no usable identity key")),
+        };
+    }
+    let asked = futures_util::stream::iter(remote)
+        .map(|(server, users)| {
+            let state = &state;
+            async move { (query_remote(state, &server, &users).await, users) }
+        })
+        .buffer_unordered(REMOTE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    for (answer, users) in asked {
+        match answer {
+            Ok(mut checked) => {
+                for user_id in users {
+                    let key = user_id.to_string();
+                    match checked.remove(&user_id) {
+                        Some(Ok(answer)) => answers.insert(key, answer),
+                        Some(Err(reason)) => {
+                            failures.insert(key, failure("invalid_answer", &reason))
+                        }
+                        None => failures.insert(
+                            key,
+                            failure("no_identity", "unknown, or no usable identity key"),
+                        ),
+                    };
+                }
+            }
+            Err((code, reason)) => {
+                for user_id in users {
+                    failures.insert(user_id.to_string(), failure(code, &reason));
+                }
+            }
+        }
+    }
+    // The asker hears of later changes to the lists it got (spec 17.4).
+    let watcher = format!("user:{}", auth.user_id);
+    for user_id in answers.keys().filter_map(|user| user.parse::<UserId>().ok()) {
+        state.store.watch_device_list(&user_id, &watcher).await?;
+    }
+    Ok(Json(json!({"users": answers, "failures": failures})))
+}
+
+fn failure(code: &str, message: &str) -> Value {
+    json!({"code": code, "message": message})
+}
+
+/// What one server answered about its users: per user, the checked answer or why it failed.
+type CheckedAnswers = BTreeMap<UserId, Result<Value, String>>;
+
+/// Asks `server` for its users' device lists and checks every answer.
+async fn query_remote(
+    state: &AppState,
+    server: &ServerName,
+    users: &[UserId],
+) -> Result<CheckedAnswers, (&'static str, String)> {
+    let body: Value = remote_call(
+        state,
+        server,
+        "/_guildhall/v1/user/keys/query",
+        &json!({"users": users}),
+        MAX_QUERY_ANSWER_BYTES,
+    )
+    .await?;
+    let Some(served) = body.get("users").and_then(Value::as_object) else {
+        return Err(("invalid_answer", format!("{server} answered without users")));
+    };
+    let mut checked = BTreeMap::new();
+    for user_id in users {
+        if let Some(answer) = served.get(user_id.as_str()) {
+            checked.insert(user_id.clone(), check_served(state, user_id, answer).await);
+        }
+    }
+    Ok(checked)
+}
+
+/// Checks one user's device list as their home server served it: the attestation with the
+/// server's keys, every certificate with the attestation, and the hash with the certificates.
+async fn check_served(state: &AppState, user_id: &UserId, answer: &Value) -> Result<Value, String> {
+    let attestation = answer
+        .get("attestation")
+        .and_then(Value::as_object)
+        .ok_or("the answer holds no attestation")?;
+    let current = identity::accept_served(state, user_id, attestation).await?;
+    let certificates: Vec<JsonObject> = answer
+        .get("devices")
+        .and_then(Value::as_array)
+        .ok_or("the answer holds no devices")?
+        .iter()
+        .map(|device| device.as_object().cloned().ok_or("a device is not an object"))
+        .collect::<Result<_, _>>()?;
+    if certificates.len() > 100 {
+        return Err("more than 100 devices".into());
+    }
+    let now = now_ms();
+    let devices = certificates
+        .iter()
+        .map(|certificate| {
+            DeviceCertificate::verify(certificate, &current, now).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let unique: BTreeSet<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+    if unique.len() != devices.len() {
+        return Err("a device id appears twice".into());
+    }
+    let hash = device_list_hash(&devices);
+    if answer.get("device_list_hash").and_then(Value::as_str) != Some(hash.as_str()) {
+        return Err("the device-list hash does not match the devices".into());
+    }
+    let attestation =
+        served_attestation(state, user_id).await.unwrap_or_else(|| attestation.clone());
+    Ok(json!({"attestation": attestation, "devices": certificates, "device_list_hash": hash}))
+}
+
+/// The attestation held for a remote user (after [`identity::accept_served`], the newest).
+async fn served_attestation(state: &AppState, user_id: &UserId) -> Option<JsonObject> {
+    state.store.attestation(user_id).await.ok().flatten().map(|row| row.attestation)
+}
+
+/// A signed POST/PUT to another server, its JSON answer, or a failure code for the client.
+async fn remote_call(
+    state: &AppState,
+    server: &ServerName,
+    path: &str,
+    body: &Value,
+    cap: usize,
+) -> Result<Value, (&'static str, String)> {
+    remote_request(state, "POST", server, path, body, cap).await
+}
+
+async fn remote_request(
+    state: &AppState,
+    method: &str,
+    server: &ServerName,
+    path: &str,
+    body: &Value,
+    cap: usize,
+) -> Result<Value, (&'static str, String)> {
+    if !state.federation.enabled || !state.federation.keys.permits(server) {
+        return Err(("denied", format!("this server does not federate with {server}")));
+    }
+    let sent = state.federation.client.request_capped(
+        method,
+        server,
+        path,
+        None,
+        Some(body.to_string().into_bytes()),
+        cap,
+    );
+    let answer = match tokio::time::timeout(REMOTE_TIMEOUT, sent).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(error)) => return Err(("unreachable", format!("{server}: {error}"))),
+        Err(_) => return Err(("unreachable", format!("{server} did not answer in time"))),
+    };
+    if answer.status == 429 {
+        return Err(("rate_limited", format!("{server} refused: too many claims")));
+    }
+    if !(200..300).contains(&answer.status) {
+        let code = serde_json::from_slice::<Value>(&answer.body)
+            .ok()
+            .and_then(|body| body.get("code").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default();
+        return Err(("unreachable", format!("{server} answered {} {code}", answer.status)));
+    }
+    serde_json::from_slice(&answer.body)
+        .map_err(|e| ("invalid_answer", format!("{server} answered something not JSON: {e}")))
+}
+
+// ----- Key claims -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClaimBody {
+    one_time_keys: BTreeMap<UserId, Vec<DeviceId>>,
+}
+
+fn check_claim_size(wanted: &BTreeMap<UserId, Vec<DeviceId>>) -> ApiResult<()> {
+    let devices: usize = wanted.values().map(Vec::len).sum();
+    if devices > e2e::MAX_CLAIM_DEVICES {
+        return Err(ApiError::bad_request(format!(
+            "at most {} devices per claim",
+            e2e::MAX_CLAIM_DEVICES
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/keys/claim`: one key of each listed device, local or remote.
+pub(super) async fn claim_keys(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<ClaimBody>,
+) -> ApiResult<Json<Value>> {
+    check_claim_size(&body.one_time_keys)?;
+    let mut wanted = body.one_time_keys;
+    for devices in wanted.values_mut() {
+        devices.sort();
+        devices.dedup();
+    }
+    let (local, remote): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        wanted.into_iter().partition(|(user_id, _)| user_id.server_name() == state.server_name);
+    let mut claimed = match e2e::claim_local(&state, &auth.user_id, None, &local).await? {
+        Ok(claimed) => claimed
+            .into_iter()
+            .map(|(user, keys)| (user.to_string(), Value::Object(keys)))
+            .collect::<JsonObject>(),
+        Err(retry_after_ms) => return Err(ApiError::rate_limited(retry_after_ms)),
+    };
+    let mut failures = JsonObject::new();
+    let mut by_server: BTreeMap<ServerName, BTreeMap<UserId, Vec<DeviceId>>> = BTreeMap::new();
+    for (user_id, devices) in remote {
+        by_server.entry(user_id.server_name()).or_default().insert(user_id, devices);
+    }
+    let asked = futures_util::stream::iter(by_server)
+        .map(|(server, wanted)| {
+            let state = &state;
+            let body = json!({"claimer": auth.user_id, "one_time_keys": wanted});
+            async move {
+                let path = "/_guildhall/v1/user/keys/claim";
+                (remote_call(state, &server, path, &body, MAX_SMALL_ANSWER_BYTES).await, wanted)
+            }
+        })
+        .buffer_unordered(REMOTE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    for (answer, wanted) in asked {
+        match answer {
+            Ok(answer) => {
+                let keys = answer.get("one_time_keys").and_then(Value::as_object);
+                for (user_id, devices) in wanted {
+                    // Only what was asked for is passed on; the client checks each signature.
+                    let served =
+                        keys.and_then(|keys| keys.get(user_id.as_str())).and_then(Value::as_object);
+                    let picked: JsonObject = devices
+                        .iter()
+                        .filter_map(|device| {
+                            let object = served?.get(device.as_str())?.as_object()?;
+                            Some((device.to_string(), Value::Object(object.clone())))
+                        })
+                        .collect();
+                    if !picked.is_empty() {
+                        claimed.insert(user_id.to_string(), Value::Object(picked));
+                    }
+                }
+            }
+            Err((code, reason)) => {
+                for user_id in wanted.keys() {
+                    failures.insert(user_id.to_string(), failure(code, &reason));
+                }
+            }
+        }
+    }
+    Ok(Json(json!({"one_time_keys": claimed, "failures": failures})))
+}
+
+// ----- To-device messages -----
+
+/// `PUT /api/v1/users/@me/to_device/{txn_id}`: encrypted messages to devices of up to 10
+/// users, local and remote, each user's share delivered whole or refused whole.
+pub(super) async fn send_to_device(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(txn_id): Path<String>,
+    Json(outgoing): Json<Outgoing>,
+) -> ApiResult<Json<Value>> {
+    check_txn_id(&txn_id)?;
+    let device = e2e::login_device(&state, &auth.user_id, &auth.session_id).await?;
+    let scope = format!("device:{}/{}", auth.user_id, device.device_id);
+    let hash = e2e::request_hash(&outgoing);
+    if let Some(answer) = replay(&state, &scope, &txn_id, &hash).await? {
+        return Ok(Json(answer));
+    }
+    e2e::check_outgoing(&outgoing, &auth.user_id, device.device_id.as_str())?;
+    e2e::check_sender_key(&outgoing, &device)?;
+    let mut results =
+        e2e::deliver_to_locals(&state, &auth.user_id, &device.device_id, &outgoing).await?;
+    let mut by_server: BTreeMap<ServerName, Outgoing> = BTreeMap::new();
+    for (user_id, hash) in &outgoing.device_lists {
+        if user_id.server_name() == state.server_name {
+            continue;
+        }
+        let share = by_server
+            .entry(user_id.server_name())
+            .or_insert_with(|| Outgoing { messages: Vec::new(), device_lists: BTreeMap::new() });
+        share.device_lists.insert(user_id.clone(), hash.clone());
+        share
+            .messages
+            .extend(outgoing.messages.iter().filter(|m| &m.recipient == user_id).cloned());
+    }
+    // The same client transaction always maps to the same transaction at each server, so a
+    // replay there returns its first answer too.
+    let remote_txn = base64url::encode(Sha256::digest(format!("{scope}\n{txn_id}")));
+    let sent = futures_util::stream::iter(by_server)
+        .map(|(server, share)| {
+            let (state, auth, device, remote_txn) = (&state, &auth, &device, &remote_txn);
+            async move {
+                let body = json!({
+                    "sender": auth.user_id,
+                    "sender_device": device.device_id,
+                    "messages": share.messages,
+                    "device_lists": share.device_lists,
+                });
+                let path = format!("/_guildhall/v1/user/to_device/{remote_txn}");
+                let answer =
+                    remote_request(state, "PUT", &server, &path, &body, MAX_SMALL_ANSWER_BYTES)
+                        .await;
+                (answer, share)
+            }
+        })
+        .buffer_unordered(REMOTE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    for (answer, share) in sent {
+        for user_id in share.device_lists.keys() {
+            let result = match &answer {
+                Ok(answer) => answer
+                    .get("results")
+                    .and_then(|results| results.get(user_id.as_str()))
+                    .and_then(remote_result)
+                    .unwrap_or_else(|| {
+                        json!({"status": "unreachable", "message": "the server gave no answer for this user"})
+                    }),
+                Err((_, reason)) => json!({"status": "unreachable", "message": reason}),
+            };
+            results.insert(user_id.clone(), result);
+        }
+    }
+    let answer = json!({"results": results});
+    state.store.put_txn_answer(&scope, &txn_id, &hash, &answer).await?;
+    Ok(Json(answer))
+}
+
+/// A remote server's result for one user, if it is one the spec allows.
+fn remote_result(result: &Value) -> Option<Value> {
+    match result.get("status")?.as_str()? {
+        "delivered" => Some(json!({"status": "delivered"})),
+        "stale" => {
+            let hash = result.get("device_list_hash")?.as_str()?;
+            Some(json!({"status": "stale", "device_list_hash": hash}))
+        }
+        _ => None,
+    }
+}
+
+fn check_txn_id(txn_id: &str) -> ApiResult<()> {
+    let valid = (1..=64).contains(&txn_id.len())
+        && txn_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+    if valid { Ok(()) } else { Err(ApiError::invalid_id("txn_id must be [A-Za-z0-9._~-]{1,64}")) }
+}
+
+/// The first answer to this transaction, if there was one with the same request; a different
+/// request under the same id is a conflict.
+async fn replay(
+    state: &AppState,
+    scope: &str,
+    txn_id: &str,
+    hash: &str,
+) -> ApiResult<Option<Value>> {
+    match state.store.txn_answer(scope, txn_id).await? {
+        Some(stored) if stored.request_hash == hash => Ok(Some(stored.result)),
+        Some(_) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "txn_conflict",
+            "this transaction id was used for another request",
+        )),
+        None => Ok(None),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InboxQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/users/@me/to_device`: the login's device's inbox, oldest first.
+pub(super) async fn inbox(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(query): Query<InboxQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = query.limit.unwrap_or(e2e::MAX_INBOX_READ);
+    if !(1..=e2e::MAX_INBOX_READ).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit is 1 to {}", e2e::MAX_INBOX_READ)));
+    }
+    let device = e2e::login_device(&state, &auth.user_id, &auth.session_id).await?;
+    let (items, more) = state.store.inbox(&auth.user_id, device.device_id.as_str(), limit).await?;
+    let messages: Vec<Value> = items.iter().map(e2e::inbox_view).collect();
+    Ok(Json(json!({"messages": messages, "more": more})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AckBody {
+    up_to: i64,
+}
+
+/// `POST /api/v1/users/@me/to_device/ack`: deletes the device's messages up to an id.
+pub(super) async fn ack(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<AckBody>,
+) -> ApiResult<Json<Value>> {
+    let device = e2e::login_device(&state, &auth.user_id, &auth.session_id).await?;
+    let deleted =
+        state.store.ack_inbox(&auth.user_id, device.device_id.as_str(), body.up_to).await?;
+    Ok(Json(json!({"deleted": deleted})))
+}
+
+// ----- Federation -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FederatedQuery {
+    users: Vec<UserId>,
+}
+
+/// `POST /_guildhall/v1/user/keys/query`: device lists of our users for another server.
+pub(super) async fn federated_query(
+    State(state): State<AppState>,
+    request: Federated,
+) -> ApiResult<Json<Value>> {
+    let body: FederatedQuery = request.json()?;
+    let users: BTreeSet<UserId> = body.users.into_iter().collect();
+    if users.is_empty() || users.len() > e2e::MAX_QUERY_USERS {
+        return Err(invalid_body(format!("1 to {} users per query", e2e::MAX_QUERY_USERS)));
+    }
+    let watcher = format!("server:{}", request.origin);
+    let mut answers = JsonObject::new();
+    for user_id in users.iter().filter(|user| user.server_name() == state.server_name) {
+        if let Some(answer) = e2e::local_device_list(&state, user_id).await?.query_answer() {
+            state.store.watch_device_list(user_id, &watcher).await?;
+            answers.insert(user_id.to_string(), answer);
+        }
+    }
+    Ok(Json(json!({"users": answers})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FederatedClaim {
+    claimer: UserId,
+    one_time_keys: BTreeMap<UserId, Vec<DeviceId>>,
+}
+
+/// `POST /_guildhall/v1/user/keys/claim`: keys of our users' devices for a user of another
+/// server, within the claim limits of both the claimer and the claiming server.
+pub(super) async fn federated_claim(
+    State(state): State<AppState>,
+    request: Federated,
+) -> ApiResult<Json<Value>> {
+    let mut body: FederatedClaim = request.json()?;
+    sender_from_origin(&body.claimer, &request.origin)?;
+    if body.one_time_keys.values().map(Vec::len).sum::<usize>() > e2e::MAX_CLAIM_DEVICES {
+        return Err(invalid_body(format!("at most {} devices per claim", e2e::MAX_CLAIM_DEVICES)));
+    }
+    body.one_time_keys.retain(|user_id, _| user_id.server_name() == state.server_name);
+    for devices in body.one_time_keys.values_mut() {
+        devices.sort();
+        devices.dedup();
+    }
+    match e2e::claim_local(&state, &body.claimer, Some(&request.origin), &body.one_time_keys)
+        .await?
+    {
+        Ok(claimed) => Ok(Json(json!({"one_time_keys": claimed}))),
+        Err(retry_after_ms) => Err(ApiError::rate_limited(retry_after_ms)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FederatedSend {
+    sender: UserId,
+    sender_device: DeviceId,
+    messages: Vec<OutgoingMessage>,
+    device_lists: BTreeMap<UserId, String>,
+}
+
+/// `PUT /_guildhall/v1/user/to_device/{txn_id}`: another server's user sends to our users'
+/// devices.
+pub(super) async fn federated_send(
+    State(state): State<AppState>,
+    Path(txn_id): Path<String>,
+    request: Federated<MAX_FEDERATED_SEND>,
+) -> ApiResult<Json<Value>> {
+    check_txn_id(&txn_id)?;
+    let body: FederatedSend = request.json()?;
+    sender_from_origin(&body.sender, &request.origin)?;
+    let outgoing = Outgoing { messages: body.messages, device_lists: body.device_lists };
+    if let Some(user) = outgoing.device_lists.keys().find(|u| u.server_name() != state.server_name)
+    {
+        return Err(invalid_body(format!("{user} is not a user of this server")));
+    }
+    let scope = format!("server:{}", request.origin);
+    let hash = e2e::request_hash(&outgoing);
+    if let Some(answer) = replay(&state, &scope, &txn_id, &hash).await? {
+        return Ok(Json(answer));
+    }
+    e2e::check_outgoing(&outgoing, &body.sender, body.sender_device.as_str())?;
+    let results =
+        e2e::deliver_to_locals(&state, &body.sender, &body.sender_device, &outgoing).await?;
+    let answer = json!({"results": results});
+    state.store.put_txn_answer(&scope, &txn_id, &hash, &answer).await?;
+    Ok(Json(answer))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DevicesNotify {
+    user_id: UserId,
+    device_list_hash: String,
+}
+
+/// `POST /_guildhall/v1/user/devices/notify`: a user of the requesting server changed their
+/// devices; our users' gateways are told.
+pub(super) async fn federated_notify(
+    State(state): State<AppState>,
+    request: Federated,
+) -> ApiResult<Json<Value>> {
+    let body: DevicesNotify = request.json()?;
+    sender_from_origin(&body.user_id, &request.origin)?;
+    if base64url::decode_array::<32>(&body.device_list_hash).is_none() {
+        return Err(invalid_body("device_list_hash is not a SHA-256 in base64url".into()));
+    }
+    let watchers = state.store.device_list_watchers(&body.user_id).await?;
+    e2e::publish_update(&state, &body.user_id, &body.device_list_hash, &watchers);
+    Ok(Json(json!({})))
+}
+
+fn sender_from_origin(user_id: &UserId, origin: &ServerName) -> ApiResult<()> {
+    if &user_id.server_name() == origin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "sender_not_from_origin",
+            format!("{user_id} is not a user of {origin}"),
+        ))
+    }
+}
+
+fn invalid_body(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+}
