@@ -1,10 +1,10 @@
-//! Ephemeral events: typing, presence, read markers, to-device messages and voice states
-//! (spec chapter 12). They are not sequenced or stored in a guild log.
+//! Ephemeral events: typing, presence, read markers and voice states (spec chapter 12). They are
+//! not sequenced or stored in a guild log. (To-device messages are durable and travel by their
+//! own endpoint, spec 17.)
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::JsonObject;
-use crate::ids::{ChannelId, DeviceId, EventId, GuildId, UserId};
+use crate::ids::{ChannelId, EventId, GuildId, UserId};
 
 /// An ephemeral event, `{"type": ..., "content": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,8 +16,6 @@ pub enum EphemeralEvent {
     Presence(Presence),
     /// A user read up to an event.
     ReadMarker(ReadMarker),
-    /// An (encrypted) message to one device.
-    ToDevice(ToDevice),
     /// A user's voice state in a guild.
     VoiceState(VoiceState),
 }
@@ -84,22 +82,6 @@ pub struct ReadMarker {
     pub event_id: EventId,
 }
 
-/// A message to one device, e.g. an Olm ciphertext.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToDevice {
-    /// The sending user.
-    pub sender: UserId,
-    /// The receiving user.
-    pub recipient: UserId,
-    /// The receiving device.
-    pub device_id: DeviceId,
-    /// The message type, e.g. `olm.encrypted`.
-    pub message_type: String,
-    /// The payload; the servers never see plaintext.
-    pub content: JsonObject,
-}
-
 /// Voice state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +108,12 @@ mod tests {
     }
 
     #[test]
+    fn to_device_is_not_an_ephemeral_item() {
+        let item = serde_json::json!({"type": "to_device", "content": {}});
+        assert_eq!(EphemeralEvent::parse(&item), None);
+    }
+
+    #[test]
     fn golden() {
         use serde_json::json;
         check(
@@ -136,9 +124,6 @@ mod tests {
         );
         check(
             json!({"type": "read_marker", "content": {"guild_id": "!g:a.example", "channel_id": "c1", "user_id": "@u:a.example", "event_id": "$47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"}}),
-        );
-        check(
-            json!({"type": "to_device", "content": {"sender": "@u:a.example", "recipient": "@v:b.example", "device_id": "D1", "message_type": "olm.encrypted", "content": {"ciphertext": "x"}}}),
         );
         check(
             json!({"type": "voice_state", "content": {"guild_id": "!g:a.example", "channel_id": null, "user_id": "@u:a.example", "self_mute": true, "self_deaf": false}}),
