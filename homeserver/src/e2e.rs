@@ -35,6 +35,8 @@ pub const MAX_MESSAGES: usize = 100;
 pub const MAX_RECIPIENT_USERS: usize = 10;
 /// The largest `content` of one message, as JSON.
 pub const MAX_CONTENT_BYTES: usize = 32 * 1024;
+/// Messages one device's inbox holds; a full inbox refuses more until the device catches up.
+pub const MAX_INBOX: i64 = 10_000;
 /// Inbox items per read.
 pub const MAX_INBOX_READ: i64 = 100;
 /// Servers told of one device-list change at once.
@@ -112,17 +114,19 @@ pub async fn local_device_list(state: &AppState, user_id: &UserId) -> ApiResult<
             hash: wire::device_list_hash([]),
         });
     };
+    let rows = state.store.devices(user_id).await?;
     let now = now_ms();
-    let (certificates, devices): (Vec<_>, Vec<_>) = state
-        .store
-        .devices(user_id)
-        .await?
-        .into_iter()
-        .filter_map(|row| {
-            let device = DeviceCertificate::verify(&row.certificate, &parsed, now).ok()?;
-            Some((row.certificate, device))
-        })
-        .unzip();
+    // Up to 100 devices, two signatures each: checked on the blocking pool.
+    let (certificates, devices): (Vec<_>, Vec<_>) = tokio::task::spawn_blocking(move || {
+        rows.into_iter()
+            .filter_map(|row| {
+                let device = DeviceCertificate::verify(&row.certificate, &parsed, now).ok()?;
+                Some((row.certificate, device))
+            })
+            .unzip()
+    })
+    .await
+    .map_err(ApiError::internal)?;
     let hash = wire::device_list_hash(&devices);
     Ok(DeviceList { attestation: Some(attestation), certificates, devices, hash })
 }
@@ -311,6 +315,11 @@ pub async fn deliver_local(
     let messaged: BTreeSet<&str> = messages.iter().map(|m| m.device_id.as_str()).collect();
     if named_hash != list.hash || expected != messaged {
         return Ok(json!({"status": "stale", "device_list_hash": list.hash}));
+    }
+    for message in messages {
+        if state.store.inbox_len(user_id, message.device_id.as_str()).await? >= MAX_INBOX {
+            return Ok(json!({"status": "inbox_full"}));
+        }
     }
     let mut items = Vec::with_capacity(messages.len());
     for message in messages {

@@ -168,10 +168,8 @@ pub(super) async fn query_keys(
         }
     }
     // The asker hears of later changes to the lists it got (spec 17.4).
-    let watcher = format!("user:{}", auth.user_id);
-    for user_id in answers.keys().filter_map(|user| user.parse::<UserId>().ok()) {
-        state.store.watch_device_list(&user_id, &watcher).await?;
-    }
+    let answered: Vec<UserId> = answers.keys().filter_map(|user| user.parse().ok()).collect();
+    state.store.watch_device_lists(&answered, &format!("user:{}", auth.user_id)).await?;
     Ok(Json(json!({"users": answers, "failures": failures})))
 }
 
@@ -226,13 +224,7 @@ async fn check_served(state: &AppState, user_id: &UserId, answer: &Value) -> Res
     if certificates.len() > 100 {
         return Err("more than 100 devices".into());
     }
-    let now = now_ms();
-    let devices = certificates
-        .iter()
-        .map(|certificate| {
-            DeviceCertificate::verify(certificate, &current, now).map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let devices = verify_certificates(certificates.clone(), current).await?;
     let unique: BTreeSet<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
     if unique.len() != devices.len() {
         return Err("a device id appears twice".into());
@@ -244,6 +236,25 @@ async fn check_served(state: &AppState, user_id: &UserId, answer: &Value) -> Res
     let attestation =
         served_attestation(state, user_id).await.unwrap_or_else(|| attestation.clone());
     Ok(json!({"attestation": attestation, "devices": certificates, "device_list_hash": hash}))
+}
+
+/// Checks certificates against an attestation on the blocking pool: a user may have 100
+/// devices and a query may name 100 users, too many signature checks for an async worker.
+async fn verify_certificates(
+    certificates: Vec<JsonObject>,
+    current: guildhall_identity::attestation::Attestation,
+) -> Result<Vec<DeviceCertificate>, String> {
+    let now = now_ms();
+    tokio::task::spawn_blocking(move || {
+        certificates
+            .iter()
+            .map(|certificate| {
+                DeviceCertificate::verify(certificate, &current, now).map_err(|e| e.to_string())
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// The attestation held for a remote user (after [`identity::accept_served`], the newest).
@@ -468,6 +479,7 @@ pub(super) async fn send_to_device(
 fn remote_result(result: &Value) -> Option<Value> {
     match result.get("status")?.as_str()? {
         "delivered" => Some(json!({"status": "delivered"})),
+        "inbox_full" => Some(json!({"status": "inbox_full"})),
         "stale" => {
             let hash = result.get("device_list_hash")?.as_str()?;
             Some(json!({"status": "stale", "device_list_hash": hash}))
@@ -559,14 +571,15 @@ pub(super) async fn federated_query(
     if users.is_empty() || users.len() > e2e::MAX_QUERY_USERS {
         return Err(invalid_body(format!("1 to {} users per query", e2e::MAX_QUERY_USERS)));
     }
-    let watcher = format!("server:{}", request.origin);
     let mut answers = JsonObject::new();
+    let mut answered = Vec::new();
     for user_id in users.iter().filter(|user| user.server_name() == state.server_name) {
         if let Some(answer) = e2e::local_device_list(&state, user_id).await?.query_answer() {
-            state.store.watch_device_list(user_id, &watcher).await?;
             answers.insert(user_id.to_string(), answer);
+            answered.push(user_id.clone());
         }
     }
+    state.store.watch_device_lists(&answered, &format!("server:{}", request.origin)).await?;
     Ok(Json(json!({"users": answers})))
 }
 
@@ -656,8 +669,12 @@ pub(super) async fn federated_notify(
     if base64url::decode_array::<32>(&body.device_list_hash).is_none() {
         return Err(invalid_body("device_list_hash is not a SHA-256 in base64url".into()));
     }
+    // Only users someone here asked about or shares a guild with are passed on: a peer cannot
+    // make every gateway session look up users nobody here has met.
     let watchers = state.store.device_list_watchers(&body.user_id).await?;
-    e2e::publish_update(&state, &body.user_id, &body.device_list_hash, &watchers);
+    if !watchers.is_empty() || !state.store.guilds_of(&body.user_id).await?.is_empty() {
+        e2e::publish_update(&state, &body.user_id, &body.device_list_hash, &watchers);
+    }
     Ok(Json(json!({})))
 }
 

@@ -383,22 +383,40 @@ impl Store {
         Ok(true)
     }
 
-    /// Remembers that `watcher` asked for `user_id`'s keys.
-    pub async fn watch_device_list(
+    /// Remembers that `watcher` asked for the keys of `users`, in one transaction.
+    pub async fn watch_device_lists(
         &self,
-        user_id: &UserId,
+        users: &[UserId],
         watcher: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO device_list_watchers (user_id, watcher, updated_ts) VALUES (?, ?, ?)
-             ON CONFLICT (user_id, watcher) DO UPDATE SET updated_ts = excluded.updated_ts",
+        if users.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        let now = to_i64(now_ms());
+        for user_id in users {
+            sqlx::query(
+                "INSERT INTO device_list_watchers (user_id, watcher, updated_ts) VALUES (?, ?, ?)
+                 ON CONFLICT (user_id, watcher) DO UPDATE SET updated_ts = excluded.updated_ts",
+            )
+            .bind(user_id.as_str())
+            .bind(watcher)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Messages waiting in a device's inbox.
+    pub async fn inbox_len(&self, user_id: &UserId, device_id: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM to_device_inbox WHERE user_id = ? AND device_id = ?",
         )
         .bind(user_id.as_str())
-        .bind(watcher)
-        .bind(to_i64(now_ms()))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .bind(device_id)
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// Who asked for `user_id`'s keys within the watch period (and forgets the others).
