@@ -43,7 +43,7 @@ pub(crate) async fn latencies(
             GatewayEvent::Ready(_) | GatewayEvent::Resumed => {
                 bail!("the gateway connection dropped during the measurement")
             }
-            GatewayEvent::Other { .. } => {}
+            _ => {}
         }
     }
     Ok(latencies)

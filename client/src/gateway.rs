@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 use url::Url;
 
+use crate::e2e::{DeviceListUpdate, InboxItem, OneTimeKeysLow};
 use crate::error::{Error, Result};
 use crate::types::{Guild, Message, User};
 
@@ -90,6 +91,13 @@ pub enum GatewayEvent {
     Ready(Box<Ready>),
     /// The connection was lost and resumed: every dispatch missed meanwhile came before this.
     Resumed,
+    /// A to-device message for this login's device (`TO_DEVICE`, spec 17.6): hand it to
+    /// [`crate::e2e::Device::handle`]. The inbox is the record; this only saves a read.
+    ToDevice(InboxItem),
+    /// The device's one-time keys are running out (`ONE_TIME_KEYS_LOW`, spec 17.6).
+    OneTimeKeysLow(OneTimeKeysLow),
+    /// A user's device list changed (`DEVICE_LIST_UPDATE`, spec 17.6).
+    DeviceListUpdate(DeviceListUpdate),
     /// Any other dispatch, e.g. `MESSAGE_UPDATE`, `GUILD_CREATE`, `PROPOSAL_REFUSED`.
     Other {
         /// The dispatch name (`t`).
@@ -286,6 +294,15 @@ impl Driver {
                 GatewayEvent::Ready(Box::new(ready))
             }
             "RESUMED" => GatewayEvent::Resumed,
+            "TO_DEVICE" => {
+                GatewayEvent::ToDevice(serde_json::from_value(frame.d).map_err(malformed)?)
+            }
+            "ONE_TIME_KEYS_LOW" => {
+                GatewayEvent::OneTimeKeysLow(serde_json::from_value(frame.d).map_err(malformed)?)
+            }
+            "DEVICE_LIST_UPDATE" => {
+                GatewayEvent::DeviceListUpdate(serde_json::from_value(frame.d).map_err(malformed)?)
+            }
             _ => GatewayEvent::Other { name, data: frame.d },
         })
     }

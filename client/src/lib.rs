@@ -11,6 +11,8 @@
 //!   connection pool, so many tasks can call as one account at once.
 //! * [`Gateway`] — live dispatches from a session's server, resumed after a dropped
 //!   connection, each with the moment it arrived if wanted.
+//! * [`e2e::Device`] — end-to-end encrypted direct messages (spec 17): this login as a device
+//!   with its Olm sessions, in a store sealed with a key derived from the identity.
 //!
 //! One identity holds a [`Session`] per server:
 //!
@@ -42,6 +44,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod e2e;
 mod error;
 mod gateway;
 mod identity;

@@ -5,11 +5,15 @@
 //! register there and [`Session::bind_identity`]), then [`Client::login_with_key`] anywhere
 //! else with the same [`Identity`].
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use guildhall_identity::attestation::sign_binding;
 use guildhall_identity::login::{self, Challenge};
-use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, ServerName, UserId, base64url};
+use guildhall_spec::api::query_keys;
+use guildhall_spec::{
+    ChannelId, EventId, GuildId, InviteCode, JsonObject, ServerName, UserId, base64url,
+};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -421,13 +425,38 @@ impl Session {
         endpoint(&self.client.base, &all)
     }
 
-    async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T> {
-        let url = self.api(segments);
+    pub(crate) async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T> {
+        self.get_with_query(segments, &[]).await
+    }
+
+    /// A `GET` under `/api/v1` with query parameters.
+    pub(crate) async fn get_with_query<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<T> {
+        let mut url = self.api(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         answer(self.client.builder(Method::GET, url.clone(), Some(&self.token), None::<&()>), &url)
             .await
     }
 
-    async fn call<T: DeserializeOwned>(
+    /// Key documents of `servers`, as this server's notary holds them
+    /// (`POST /_guildhall/v1/keys/query`, spec 04 §4.5), unverified.
+    pub(crate) async fn notary_keys(&self, servers: &[ServerName]) -> Result<Vec<JsonObject>> {
+        let request = query_keys::Request {
+            server_keys: servers.iter().map(|server| (server.clone(), BTreeMap::new())).collect(),
+        };
+        let answer: query_keys::Response = self
+            .client
+            .request(Method::POST, &["_guildhall", "v1", "keys", "query"], None, Some(&request))
+            .await?;
+        Ok(answer.server_keys)
+    }
+
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         segments: &[&str],

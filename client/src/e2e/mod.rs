@@ -1,0 +1,358 @@
+//! End-to-end encrypted direct messages (spec chapter 17): one [`Device`] per login, with its
+//! Olm account (vodozemac), its sessions with other devices, and the conversations it took
+//! part in, kept in a store file sealed with a key derived from the identity.
+//!
+//! * [`Device::create`] makes the account, has the identity certify it (spec 16.3), registers
+//!   it with the login's server and uploads one-time keys and a fallback key.
+//! * [`Device::send`] encrypts a message for every device of every member (and the user's own
+//!   other devices) and reports, per user, whether it was delivered: a user whose devices
+//!   cannot all be reached is named in [`SendReport::failed`], never skipped silently, and
+//!   nothing is ever sent unencrypted.
+//! * [`Device::receive`] reads the inbox, decrypts, checks each message against the sender's
+//!   certificate and acknowledges; [`Device::handle`] does the same for gateway dispatches.
+//!
+//! The server is not trusted with keys: every certificate and device list it passes on is
+//! verified here (see [`keys`]) before a key is used. The attestation's server signature is
+//! checked with the key document of the user's home server as this client's own server relays
+//! it (its notary, spec 04 §4.5), so that check trusts the own server; the certificates, the
+//! identity key's consent to its binding and the device-list hash are checked end to end.
+//! A change of a peer's identity key is reported ([`SendReport::identity_changed`]).
+//!
+//! A `Device` is not shared between tasks: calls take `&mut self`, and each saves the store
+//! before anything it encrypted leaves the machine (a ratchet state must never be reused).
+
+mod keys;
+mod receive;
+mod send;
+mod store;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use guildhall_identity::device::{DeviceCertificate, DeviceCertificateError, DeviceKeys};
+use guildhall_identity::e2e::KeyObject;
+use guildhall_spec::{DeviceId, JsonObject, UserId, base64url};
+use reqwest::Method;
+use vodozemac::olm::Account;
+
+pub use keys::KeysError;
+pub use receive::{DecryptError, Incoming, ReceivedMessage, ResetOutcome, Undecryptable};
+pub use send::{SendReport, ShareFailure};
+pub use store::{Conversation, HistoryEntry, StoreError};
+pub use wire::{DeviceListUpdate, Failure, InboxItem, OneTimeKeysLow};
+
+use crate::error::Error;
+use crate::identity::Identity;
+use crate::session::Session;
+use store::{Contents, State, StoreKeys};
+use wire::{UploadRequest, UploadResponse};
+
+/// One-time keys kept on the server: uploads fill up to this many (spec 17.2 allows 100).
+const ONE_TIME_KEY_TARGET: u64 = 100;
+/// Below this many one-time keys on the server, the device uploads more.
+const ONE_TIME_KEY_LOW: u64 = 50;
+/// Olm sessions kept per peer device; older ones are forgotten.
+const SESSIONS_PER_DEVICE: usize = 10;
+
+/// Why an E2E operation failed as a whole. Per-recipient outcomes of a send are in
+/// [`SendReport`], per-message outcomes of a receive in [`Incoming`].
+#[derive(Debug, thiserror::Error)]
+pub enum E2eError {
+    /// A request to the server failed.
+    #[error(transparent)]
+    Server(#[from] Error),
+    /// The store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store belongs to another account than the session.
+    #[error("this device belongs to {store}, not to {session}")]
+    WrongAccount {
+        /// The store's account.
+        store: UserId,
+        /// The session's account.
+        session: UserId,
+    },
+    /// The device certificate could not be made.
+    #[error("device certificate: {0}")]
+    Certificate(#[from] DeviceCertificateError),
+    /// A message that spec 17.7 does not allow: empty or too long a text, too many members, …
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+}
+
+/// This login's device: its Olm account and sessions, and what it knows of its peers.
+pub struct Device {
+    path: PathBuf,
+    keys: StoreKeys,
+    contents: Contents,
+}
+
+impl std::fmt::Debug for Device {
+    // Olm secrets never go to logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("user_id", &self.contents.user_id)
+            .field("device_id", &self.contents.device_id)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Device {
+    /// Makes this login a device: a new Olm account, certified by `identity` (spec 16.3),
+    /// registered with the session's server (`PUT /users/@me/devices/{device_id}`), saved to
+    /// `path`, with one-time keys and a fallback key uploaded. `identity` must be the one bound
+    /// to the session's account.
+    pub async fn create(
+        session: &Session,
+        identity: &Identity,
+        path: &Path,
+    ) -> Result<Self, E2eError> {
+        let account = Account::new();
+        let device_id = random_device_id();
+        let device_keys = DeviceKeys {
+            curve25519: base64url::encode(account.curve25519_key().as_bytes()),
+            ed25519: base64url::encode(account.ed25519_key().as_bytes()),
+        };
+        let certificate = DeviceCertificate {
+            user_id: session.user_id().clone(),
+            device_id: device_id.clone(),
+            device_keys,
+            identity_key: identity.public_key(),
+            valid_until_ts: None,
+        };
+        let device_signature = account.sign(certificate.signing_bytes()?).to_bytes();
+        let certificate = certificate.sign(identity.key_pair(), &device_signature)?;
+        let body = serde_json::json!({ "certificate": certificate });
+        let _: serde_json::Value = session
+            .call(Method::PUT, &["users", "@me", "devices", device_id.as_str()], &body)
+            .await?;
+        let contents = Contents {
+            user_id: session.user_id().clone(),
+            device_id,
+            account,
+            sessions: BTreeMap::new(),
+            state: State { certificate, ..State::default() },
+        };
+        let mut device =
+            Self { path: path.to_owned(), keys: StoreKeys::derive(identity), contents };
+        // Saved before the keys go up: a device whose upload failed can still be opened and
+        // upload later, but a lost account would leave a certificate no one can use.
+        device.save()?;
+        device.upload_keys(session).await?;
+        Ok(device)
+    }
+
+    /// Opens the device saved at `path`, with `identity`'s key.
+    pub fn open(path: &Path, identity: &Identity) -> Result<Self, E2eError> {
+        let keys = StoreKeys::derive(identity);
+        let contents = store::load(path, &keys)?;
+        Ok(Self { path: path.to_owned(), keys, contents })
+    }
+
+    /// Writes the store. Every operation that changes it saves it already.
+    pub fn save(&self) -> Result<(), E2eError> {
+        Ok(store::save(&self.path, &self.keys, &self.contents)?)
+    }
+
+    /// The account the device belongs to.
+    pub fn user_id(&self) -> &UserId {
+        &self.contents.user_id
+    }
+
+    /// The device id.
+    pub fn device_id(&self) -> &DeviceId {
+        &self.contents.device_id
+    }
+
+    /// The device's public keys, as its certificate shows them.
+    pub fn device_keys(&self) -> DeviceKeys {
+        DeviceKeys {
+            curve25519: self.curve25519(),
+            ed25519: base64url::encode(self.contents.account.ed25519_key().as_bytes()),
+        }
+    }
+
+    /// The conversations this device knows, by id.
+    pub fn conversations(&self) -> impl Iterator<Item = &Conversation> {
+        self.contents.state.conversations.values()
+    }
+
+    /// One conversation.
+    pub fn conversation(&self, id: &str) -> Option<&Conversation> {
+        self.contents.state.conversations.get(id)
+    }
+
+    /// The most recently used conversation with exactly these members (the order does not
+    /// matter; this user is added if missing).
+    pub fn conversation_with(&self, members: &[UserId]) -> Option<&Conversation> {
+        let wanted = self.member_set(members);
+        self.conversations()
+            .filter(|conversation| self.member_set(&conversation.members) == wanted)
+            .max_by_key(|conversation| conversation.messages.last().map_or(0, |m| m.sent_ts))
+    }
+
+    /// Tops up the device's keys on the server: one-time keys up to 100 when fewer than 50 are
+    /// left, and a fallback key when the server has none. Returns the server's counts after.
+    pub async fn upload_keys(&mut self, session: &Session) -> Result<KeyCounts, E2eError> {
+        self.check_account(session)?;
+        let counts = self.upload(session, UploadRequest::default()).await?;
+        let mut request = UploadRequest::default();
+        if counts.one_time_key_count < ONE_TIME_KEY_LOW {
+            request.one_time_keys =
+                self.new_one_time_keys(ONE_TIME_KEY_TARGET - counts.one_time_key_count);
+        }
+        if !counts.fallback_key {
+            request.fallback_key = self.new_fallback_key();
+        }
+        if request.one_time_keys.is_empty() && request.fallback_key.is_none() {
+            return Ok(counts.into());
+        }
+        // The new private keys must be on disk before the public ones are handed out.
+        self.save()?;
+        let counts = self.upload(session, request).await?;
+        self.contents.account.mark_keys_as_published();
+        self.save()?;
+        Ok(counts.into())
+    }
+
+    async fn upload(
+        &self,
+        session: &Session,
+        request: UploadRequest,
+    ) -> Result<UploadResponse, E2eError> {
+        Ok(session.call(Method::POST, &["keys", "upload"], &request).await?)
+    }
+
+    /// Signed key objects of `count` one-time keys not yet published, generating what is
+    /// missing.
+    fn new_one_time_keys(&mut self, count: u64) -> Vec<JsonObject> {
+        let count = usize::try_from(count).unwrap_or(0);
+        let account = &mut self.contents.account;
+        let unpublished = account.one_time_keys().len();
+        if unpublished < count {
+            account.generate_one_time_keys(count - unpublished);
+        }
+        let mut keys: Vec<_> = account.one_time_keys().into_iter().collect();
+        keys.sort_by_key(|(key_id, _)| *key_id);
+        keys.into_iter()
+            .take(count)
+            .map(|(key_id, key)| self.key_object(&key_id.to_base64(), key.as_bytes(), false))
+            .collect()
+    }
+
+    /// A signed key object of a new fallback key (`None` only if vodozemac made none).
+    fn new_fallback_key(&mut self) -> Option<JsonObject> {
+        self.contents.account.generate_fallback_key();
+        let fallback = self.contents.account.fallback_key();
+        let (key_id, key) = fallback.iter().next()?;
+        Some(self.key_object(&key_id.to_base64(), key.as_bytes(), true))
+    }
+
+    fn key_object(&self, key_id: &str, key: &[u8; 32], fallback: bool) -> JsonObject {
+        let contents = &self.contents;
+        key_object(&contents.account, &contents.user_id, &contents.device_id, key_id, key, fallback)
+    }
+
+    /// Refuses a session of another account than the store's.
+    fn check_account(&self, session: &Session) -> Result<(), E2eError> {
+        if session.user_id() != &self.contents.user_id {
+            return Err(E2eError::WrongAccount {
+                store: self.contents.user_id.clone(),
+                session: session.user_id().clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// This device's Curve25519 key, base64url.
+    fn curve25519(&self) -> String {
+        base64url::encode(self.contents.account.curve25519_key().as_bytes())
+    }
+
+    /// This device's Ed25519 key, base64url.
+    fn ed25519(&self) -> String {
+        base64url::encode(self.contents.account.ed25519_key().as_bytes())
+    }
+
+    fn member_set(&self, members: &[UserId]) -> std::collections::BTreeSet<UserId> {
+        let mut set: std::collections::BTreeSet<UserId> = members.iter().cloned().collect();
+        set.insert(self.contents.user_id.clone());
+        set
+    }
+}
+
+/// What the server holds of a device's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// Unclaimed one-time keys.
+    pub one_time_keys: u64,
+    /// Whether it has a fallback key.
+    pub fallback_key: bool,
+}
+
+impl From<UploadResponse> for KeyCounts {
+    fn from(answer: UploadResponse) -> Self {
+        Self { one_time_keys: answer.one_time_key_count, fallback_key: answer.fallback_key }
+    }
+}
+
+/// A signed key object (spec 17.2), signed by `account`. vodozemac's key ids are standard
+/// base64; the wire wants `[A-Za-z0-9_-]`, so they are spelled in the base64url alphabet.
+fn key_object(
+    account: &Account,
+    user_id: &UserId,
+    device_id: &DeviceId,
+    key_id: &str,
+    key: &[u8; 32],
+    fallback: bool,
+) -> JsonObject {
+    let key_id = key_id.replace('+', "-").replace('/', "_");
+    let object = KeyObject { key_id, key: base64url::encode(key), fallback };
+    // Strings and a boolean always have a canonical form, and the signature below is the
+    // account's own over exactly those bytes, so neither step can fail.
+    let message = object.signing_bytes().unwrap_or_default();
+    let signature = account.sign(&message).to_bytes();
+    object.signed(user_id, device_id.as_str(), &signature).unwrap_or_default()
+}
+
+/// A new device id: ten random capital letters.
+fn random_device_id() -> DeviceId {
+    let letters: String =
+        rand::random::<[u8; 10]>().iter().map(|byte| char::from(b'A' + byte % 26)).collect();
+    // Ten capital letters match `[A-Za-z0-9_-]{1,64}`.
+    DeviceId::parse(&letters).unwrap_or_else(|_| unreachable!("capital letters are a device id"))
+}
+
+/// The time now, in milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A random id for a message, a transaction or a conversation: 16 bytes, base64url.
+fn random_id() -> String {
+    base64url::encode(rand::random::<[u8; 16]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_objects_are_signed_by_the_account_under_base64url_ids() {
+        let account = Account::new();
+        let user = UserId::parse("@bob:origin.example").unwrap();
+        let device = DeviceId::parse("PHONE1").unwrap();
+        let ed25519 = base64url::encode(account.ed25519_key().as_bytes());
+        let object = key_object(&account, &user, &device, "AA+/AQ", &[9; 32], true);
+        let verified = KeyObject::verify(&object, &user, "PHONE1", &ed25519).unwrap();
+        assert_eq!(verified.key_id, "AA-_AQ");
+        assert_eq!(verified.key, base64url::encode([9; 32]));
+        assert!(verified.fallback);
+        let other = base64url::encode(Account::new().ed25519_key().as_bytes());
+        assert!(KeyObject::verify(&object, &user, "PHONE1", &other).is_err());
+    }
+}

@@ -1,0 +1,561 @@
+//! Receiving (spec 17.3, 17.6, 17.7, 17.9): read the inbox, decrypt each item with the sender
+//! device's sessions (newest first; a pre-key message that none decrypts starts a new one),
+//! check the plaintext against the inbox item and the sender's certificate, and acknowledge.
+//! A message that cannot be decrypted is dropped and reported, and the sender device is sent
+//! `dm.reset` over a new session, at most once an hour.
+
+use std::collections::BTreeSet;
+
+use guildhall_spec::{DeviceId, UserId, base64url};
+use reqwest::Method;
+use serde_json::Value;
+use vodozemac::Curve25519PublicKey;
+use vodozemac::olm::{OlmMessage, Session as OlmSession, SessionConfig};
+
+use super::send::check_message;
+use super::store::{HistoryEntry, StoredSession};
+use super::wire::{
+    AckRequest, DM_MESSAGE, DM_RESET, DmMessage, InboxItem, InboxPage, OLM_ALGORITHM,
+    OLM_MESSAGE_TYPE, OlmContent, Plaintext,
+};
+use super::{Device, E2eError, now_ms, random_id};
+use crate::gateway::GatewayEvent;
+use crate::session::Session;
+
+/// How long after a `dm.reset` to a device another may be sent to it (spec 17.9).
+const RESET_INTERVAL_MS: u64 = 60 * 60 * 1000;
+/// Inbox items read at once (spec 17.10).
+const INBOX_PAGE: &str = "100";
+
+/// What an inbox item turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A message of a conversation, decrypted and checked.
+    Message(ReceivedMessage),
+    /// A peer device started a new session after it could not read a message of this device
+    /// (spec 17.9); messages this device sent before may be lost to it.
+    SessionReset {
+        /// The peer.
+        sender: UserId,
+        /// Its device.
+        sender_device: DeviceId,
+    },
+    /// An item that could not be read, or did not pass the checks: it was dropped.
+    Undecryptable(Undecryptable),
+}
+
+/// A decrypted conversation message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The conversation.
+    pub conversation: String,
+    /// Its members as the sender sees them, the sender and this user included.
+    pub members: Vec<UserId>,
+    /// The sender's id for the message.
+    pub message_id: String,
+    /// Who sent it; checked against the sender device's certificate.
+    pub sender: UserId,
+    /// From which device.
+    pub sender_device: DeviceId,
+    /// The text.
+    pub body: String,
+    /// When the sender sent it, by its clock (ms).
+    pub sent_ts: u64,
+    /// The inbox item it came in.
+    pub inbox_id: u64,
+}
+
+/// An inbox item that was dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undecryptable {
+    /// The inbox item.
+    pub inbox_id: u64,
+    /// Who sent it, as the sender's server says.
+    pub sender: UserId,
+    /// From which device, as the sender's server says.
+    pub sender_device: DeviceId,
+    /// Why it was dropped.
+    pub error: DecryptError,
+    /// When no session decrypted it: the `dm.reset` sent to the sender device.
+    pub reset: Option<ResetOutcome>,
+}
+
+/// Why an inbox item was dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecryptError {
+    /// A `message_type` other than `olm.v1`.
+    #[error("unsupported message type {0:?}")]
+    UnsupportedMessageType(String),
+    /// An `algorithm` other than `olm.v1.curve25519-aes-sha2`: never read as anything else.
+    #[error("unsupported algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
+    /// The content is not the shape of spec 17.7.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The ciphertext is not for this device's key.
+    #[error("not encrypted for this device")]
+    NotForThisDevice,
+    /// The sender device's certified keys could not be had, or its key is not the one the
+    /// message came from.
+    #[error("the sender device is not certified: {0}")]
+    UnknownSender(String),
+    /// No session decrypts it, nor does it start one: altered in transit, or the session
+    /// with the sender was lost.
+    #[error("cannot decrypt: {0}")]
+    Olm(String),
+    /// The plaintext names another sender, device, key or recipient than it came with: a
+    /// forwarded or replayed ciphertext.
+    #[error("the plaintext's {0} does not match")]
+    Mismatch(&'static str),
+    /// The plaintext is not a valid message of its type.
+    #[error("invalid content: {0}")]
+    InvalidContent(String),
+    /// An inner type this client does not know.
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+}
+
+/// What came of trying to restart a session after an undecryptable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetOutcome {
+    /// `dm.reset` went out over a new session.
+    Sent,
+    /// A reset was sent to that device less than an hour ago (at this time, ms).
+    Recent(u64),
+    /// It could not be sent.
+    Failed(String),
+}
+
+impl Device {
+    /// Reads the whole inbox, handles every item not handled yet, and acknowledges them.
+    /// Returns what the items were, oldest first. If the server cannot be asked about a
+    /// sender, the rest of the inbox waits for the next call (an error if nothing was read).
+    pub async fn receive(&mut self, session: &Session) -> Result<Vec<Incoming>, E2eError> {
+        self.check_account(session)?;
+        let mut incoming = Vec::new();
+        loop {
+            let page: InboxPage = match session
+                .get_with_query(&["users", "@me", "to_device"], &[("limit", INBOX_PAGE)])
+                .await
+            {
+                Ok(page) => page,
+                Err(error) if incoming.is_empty() => return Err(error.into()),
+                Err(_) => break,
+            };
+            let Some(last) = page.messages.last().map(|item| item.id) else { break };
+            let mut handled_up_to = None;
+            let mut postponed = None;
+            for item in &page.messages {
+                if !self.contents.state.inbox.seen(item.id) {
+                    match self.process(session, item).await {
+                        Ok(outcome) => incoming.extend(outcome),
+                        Err(error) => {
+                            postponed = Some(error);
+                            break;
+                        }
+                    }
+                    self.contents.state.inbox.mark(item.id);
+                }
+                handled_up_to = Some(item.id);
+            }
+            self.save()?;
+            if let Some(up_to) = handled_up_to {
+                let acknowledged: Result<Value, _> = session
+                    .call(
+                        Method::POST,
+                        &["users", "@me", "to_device", "ack"],
+                        &AckRequest { up_to },
+                    )
+                    .await;
+                if acknowledged.is_ok() {
+                    self.contents.state.inbox.acknowledge(up_to);
+                    self.save()?;
+                }
+            }
+            if let Some(error) = postponed {
+                if incoming.is_empty() {
+                    return Err(error);
+                }
+                break;
+            }
+            if !page.more || handled_up_to != Some(last) {
+                break;
+            }
+        }
+        Ok(incoming)
+    }
+
+    /// Handles a gateway event: a `TO_DEVICE` item not handled yet (it is acknowledged with
+    /// the next [`Device::receive`]), `ONE_TIME_KEYS_LOW` (uploads keys), and a new or resumed
+    /// connection (reads the inbox, which is the record: spec 17.6). Other events are ignored.
+    pub async fn handle(
+        &mut self,
+        session: &Session,
+        event: &GatewayEvent,
+    ) -> Result<Vec<Incoming>, E2eError> {
+        match event {
+            GatewayEvent::ToDevice(item) => {
+                self.check_account(session)?;
+                if self.contents.state.inbox.seen(item.id) {
+                    return Ok(Vec::new());
+                }
+                let outcome = self.process(session, item).await?;
+                self.contents.state.inbox.mark(item.id);
+                self.save()?;
+                Ok(outcome.into_iter().collect())
+            }
+            GatewayEvent::OneTimeKeysLow(low) if low.device_id == self.contents.device_id => {
+                self.upload_keys(session).await?;
+                Ok(Vec::new())
+            }
+            GatewayEvent::Ready(_) | GatewayEvent::Resumed => self.receive(session).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Decrypts and checks one inbox item. `Err` only when it should be tried again later
+    /// (the server could not be asked about the sender, or the store could not be written).
+    async fn process(
+        &mut self,
+        session: &Session,
+        item: &InboxItem,
+    ) -> Result<Option<Incoming>, E2eError> {
+        let dropped = |error, reset| {
+            Some(Incoming::Undecryptable(Undecryptable {
+                inbox_id: item.id,
+                sender: item.sender.clone(),
+                sender_device: item.sender_device.clone(),
+                error,
+                reset,
+            }))
+        };
+        let (sender_key, message) = match open_envelope(item, &self.curve25519()) {
+            Ok(opened) => opened,
+            Err(error) => return Ok(dropped(error, None)),
+        };
+        let sender_ed25519 = match self.sender_device_key(session, item, &sender_key).await? {
+            Ok(key) => key,
+            Err(error) => return Ok(dropped(error, None)),
+        };
+        let (bytes, new_session) = match self.decrypt(&sender_key, &message) {
+            Ok(decrypted) => decrypted,
+            Err(error) => {
+                let reset = self.reset(session, item, &sender_key).await?;
+                return Ok(dropped(error, Some(reset)));
+            }
+        };
+        let me = self.contents.user_id.clone();
+        let plaintext = match check_plaintext(&bytes, item, &sender_ed25519, &me, &self.ed25519()) {
+            Ok(plaintext) => plaintext,
+            Err(error) => return Ok(dropped(error, None)),
+        };
+        if let Some(session) = new_session {
+            self.add_session(&sender_key, StoredSession { session, created_ts: now_ms() });
+        }
+        Ok(match plaintext.kind.as_str() {
+            DM_MESSAGE => match read_message(&plaintext, &me) {
+                Ok(message) => {
+                    let entry = HistoryEntry {
+                        message_id: item.message_id.clone(),
+                        sender: item.sender.clone(),
+                        sender_device: item.sender_device.clone(),
+                        body: message.body.clone(),
+                        sent_ts: message.sent_ts,
+                    };
+                    self.record(&message, entry);
+                    Some(Incoming::Message(ReceivedMessage {
+                        conversation: message.conversation,
+                        members: message.members,
+                        message_id: item.message_id.clone(),
+                        sender: item.sender.clone(),
+                        sender_device: item.sender_device.clone(),
+                        body: message.body,
+                        sent_ts: message.sent_ts,
+                        inbox_id: item.id,
+                    }))
+                }
+                Err(error) => dropped(error, None),
+            },
+            DM_RESET => Some(Incoming::SessionReset {
+                sender: item.sender.clone(),
+                sender_device: item.sender_device.clone(),
+            }),
+            other => dropped(DecryptError::UnknownType(other.to_owned()), None),
+        })
+    }
+
+    /// The certified Ed25519 key of the item's sender device, after checking that its
+    /// certified Curve25519 key is `sender_key`. Asks the server again when the device is not
+    /// known or its keys changed. The outer `Err` is a failed request, to be tried again.
+    async fn sender_device_key(
+        &mut self,
+        session: &Session,
+        item: &InboxItem,
+        sender_key: &str,
+    ) -> Result<Result<String, DecryptError>, E2eError> {
+        let known = |device: &Device| {
+            let keys =
+                device.contents.state.peers.get(&item.sender)?.devices.get(&item.sender_device)?;
+            (keys.curve25519 == sender_key).then(|| keys.ed25519.clone())
+        };
+        if let Some(key) = known(self) {
+            return Ok(Ok(key));
+        }
+        let users = BTreeSet::from([item.sender.clone()]);
+        let mut verified = self.verify_users(session, &users).await?;
+        if let Some(failure) = verified.failed.remove(&item.sender) {
+            return Ok(Err(DecryptError::UnknownSender(failure.to_string())));
+        }
+        Ok(known(self).ok_or_else(|| {
+            DecryptError::UnknownSender(format!(
+                "{} has no certified device {} with that key",
+                item.sender, item.sender_device
+            ))
+        }))
+    }
+
+    /// Decrypts with the sessions of `sender_key`, newest first; a pre-key message none of
+    /// them decrypts starts a new inbound session, returned for the caller to keep once the
+    /// plaintext passed its checks.
+    fn decrypt(
+        &mut self,
+        sender_key: &str,
+        message: &OlmMessage,
+    ) -> Result<(Vec<u8>, Option<OlmSession>), DecryptError> {
+        if let Some(sessions) = self.contents.sessions.get_mut(sender_key) {
+            for stored in sessions.iter_mut() {
+                if let Ok(plaintext) = stored.session.decrypt(message) {
+                    return Ok((plaintext, None));
+                }
+            }
+        }
+        let OlmMessage::PreKey(pre_key) = message else {
+            return Err(DecryptError::Olm("no session with the sender decrypts it".into()));
+        };
+        let known = self.contents.sessions.get(sender_key).is_some_and(|sessions| {
+            sessions.iter().any(|stored| stored.session.session_id() == pre_key.session_id())
+        });
+        if known {
+            return Err(DecryptError::Olm("it does not decrypt with its session".into()));
+        }
+        let sender = base64url::decode_array::<32>(sender_key)
+            .map(Curve25519PublicKey::from_bytes)
+            .ok_or_else(|| DecryptError::Malformed("sender_key".into()))?;
+        self.contents
+            .account
+            .create_inbound_session(SessionConfig::version_1(), sender, pre_key)
+            .map(|created| (created.plaintext, Some(created.session)))
+            .map_err(|error| DecryptError::Olm(error.to_string()))
+    }
+
+    /// Sends `dm.reset` to the item's sender device over a new session (spec 17.9), unless one
+    /// went to it within the hour. The user's other devices get it over their sessions, as a
+    /// share always covers every device.
+    async fn reset(
+        &mut self,
+        session: &Session,
+        item: &InboxItem,
+        sender_key: &str,
+    ) -> Result<ResetOutcome, E2eError> {
+        let now = now_ms();
+        if let Some(&at) = self.contents.state.resets.get(sender_key)
+            && now.saturating_sub(at) < RESET_INTERVAL_MS
+        {
+            return Ok(ResetOutcome::Recent(at));
+        }
+        self.contents.state.resets.insert(sender_key.to_owned(), now);
+        let users = BTreeSet::from([item.sender.clone()]);
+        let fresh = Some((&item.sender, &item.sender_device));
+        let content = Value::Object(serde_json::Map::new());
+        let report = self.share(session, &users, DM_RESET, &content, &random_id(), fresh).await?;
+        Ok(match report.failed.get(&item.sender) {
+            None if report.delivered.contains(&item.sender) => ResetOutcome::Sent,
+            None => ResetOutcome::Failed("no other device of the sender to send to".into()),
+            Some(failure) => ResetOutcome::Failed(failure.to_string()),
+        })
+    }
+}
+
+/// Checks an item's envelope (spec 17.7, 17.8): type, algorithm, exactly one ciphertext, for
+/// this device's key. Returns the sender's Curve25519 key and the Olm message.
+fn open_envelope(item: &InboxItem, own_key: &str) -> Result<(String, OlmMessage), DecryptError> {
+    if item.message_type != OLM_MESSAGE_TYPE {
+        return Err(DecryptError::UnsupportedMessageType(item.message_type.clone()));
+    }
+    let algorithm = item.content.get("algorithm").and_then(Value::as_str).unwrap_or_default();
+    if algorithm != OLM_ALGORITHM {
+        return Err(DecryptError::UnsupportedAlgorithm(algorithm.to_owned()));
+    }
+    let object =
+        item.content.as_object().ok_or_else(|| DecryptError::Malformed("content".into()))?;
+    let content =
+        OlmContent::parse(object).map_err(|error| DecryptError::Malformed(error.to_string()))?;
+    if content.target_key() != own_key {
+        return Err(DecryptError::NotForThisDevice);
+    }
+    let Some(ciphertext) = content.ciphertext.get(own_key) else {
+        return Err(DecryptError::NotForThisDevice);
+    };
+    let bytes = base64url::decode(&ciphertext.body)
+        .map_err(|_| DecryptError::Malformed("the body is not base64url".into()))?;
+    let message = OlmMessage::from_parts(usize::from(ciphertext.message_type), &bytes)
+        .map_err(|error| DecryptError::Malformed(error.to_string()))?;
+    Ok((content.sender_key, message))
+}
+
+/// Parses a plaintext and checks it against the inbox item it came in, the sender device's
+/// certified Ed25519 key, and this device (spec 17.7).
+pub(super) fn check_plaintext(
+    bytes: &[u8],
+    item: &InboxItem,
+    sender_ed25519: &str,
+    me: &UserId,
+    my_ed25519: &str,
+) -> Result<Plaintext, DecryptError> {
+    let plaintext: Plaintext = serde_json::from_slice(bytes)
+        .map_err(|error| DecryptError::Malformed(format!("plaintext: {error}")))?;
+    let checks = [
+        ("sender", plaintext.sender == item.sender),
+        ("sender_device", plaintext.sender_device == item.sender_device),
+        ("keys", plaintext.keys.ed25519 == sender_ed25519),
+        ("recipient", plaintext.recipient == *me),
+        ("recipient_keys", plaintext.recipient_keys.ed25519 == my_ed25519),
+    ];
+    match checks.iter().find(|(_, holds)| !holds) {
+        Some((field, _)) => Err(DecryptError::Mismatch(field)),
+        None => Ok(plaintext),
+    }
+}
+
+/// The `dm.message` a checked plaintext carries.
+fn read_message(plaintext: &Plaintext, me: &UserId) -> Result<DmMessage, DecryptError> {
+    let message: DmMessage = serde_json::from_value(plaintext.content.clone())
+        .map_err(|error| DecryptError::InvalidContent(error.to_string()))?;
+    check_message(&message, &plaintext.sender, me).map_err(DecryptError::InvalidContent)?;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::wire::Ed25519Key;
+    use super::*;
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(&format!("@{name}:a.example")).unwrap()
+    }
+
+    fn item(content: Value) -> InboxItem {
+        InboxItem {
+            id: 4,
+            sender: user("alice"),
+            sender_device: DeviceId::parse("LAPTOP").unwrap(),
+            message_id: "m1".into(),
+            message_type: OLM_MESSAGE_TYPE.into(),
+            content,
+            received_ts: 0,
+        }
+    }
+
+    fn plaintext() -> Plaintext {
+        Plaintext {
+            kind: DM_MESSAGE.into(),
+            content: json!({"conversation": "c1", "members": [user("alice"), user("bob")],
+                            "body": "hi", "sent_ts": 1}),
+            sender: user("alice"),
+            sender_device: DeviceId::parse("LAPTOP").unwrap(),
+            keys: Ed25519Key { ed25519: "ALICE_KEY".into() },
+            recipient: user("bob"),
+            recipient_keys: Ed25519Key { ed25519: "BOB_KEY".into() },
+        }
+    }
+
+    fn check(plaintext: &Plaintext) -> Result<Plaintext, DecryptError> {
+        let bytes = serde_json::to_vec(plaintext).unwrap();
+        check_plaintext(&bytes, &item(Value::Null), "ALICE_KEY", &user("bob"), "BOB_KEY")
+    }
+
+    #[test]
+    fn a_plaintext_must_match_its_item_its_sender_and_this_device() {
+        assert_eq!(check(&plaintext()), Ok(plaintext()));
+        let mismatch = |edit: fn(&mut Plaintext), field| {
+            let mut changed = plaintext();
+            edit(&mut changed);
+            assert_eq!(check(&changed), Err(DecryptError::Mismatch(field)));
+        };
+        mismatch(|p| p.sender = user("eve"), "sender");
+        mismatch(|p| p.sender_device = DeviceId::parse("PHONE").unwrap(), "sender_device");
+        mismatch(|p| p.keys.ed25519 = "EVE_KEY".into(), "keys");
+        // Forwarded to another user, or to another device of the same user.
+        mismatch(|p| p.recipient = user("carol"), "recipient");
+        mismatch(|p| p.recipient_keys.ed25519 = "BOB_OTHER_DEVICE".into(), "recipient_keys");
+        let bytes = b"{\"type\": \"dm.message\"}";
+        let missing = check_plaintext(bytes, &item(Value::Null), "A", &user("bob"), "B");
+        assert!(matches!(missing, Err(DecryptError::Malformed(_))), "{missing:?}");
+    }
+
+    #[test]
+    fn message_contents_are_checked() {
+        assert!(read_message(&plaintext(), &user("bob")).is_ok());
+        let invalid = |content: Value| {
+            let plaintext = Plaintext { content, ..plaintext() };
+            let result = read_message(&plaintext, &user("bob"));
+            assert!(matches!(result, Err(DecryptError::InvalidContent(_))), "{result:?}");
+        };
+        let members = json!([user("alice"), user("bob")]);
+        invalid(json!({"conversation": "c1", "members": members, "body": "", "sent_ts": 1}));
+        invalid(
+            json!({"conversation": "c1", "members": members, "body": "x".repeat(4001), "sent_ts": 1}),
+        );
+        invalid(json!({"conversation": "", "members": members, "body": "hi", "sent_ts": 1}));
+        invalid(
+            json!({"conversation": "x".repeat(65), "members": members, "body": "hi", "sent_ts": 1}),
+        );
+        invalid(
+            json!({"conversation": "c1", "members": [user("alice"), user("carol")], "body": "hi", "sent_ts": 1}),
+        );
+        invalid(
+            json!({"conversation": "c1", "members": [user("alice"), user("bob"), user("bob")], "body": "hi", "sent_ts": 1}),
+        );
+        let eleven: Vec<UserId> =
+            (0..9).map(|n| user(&format!("u{n}"))).chain([user("alice"), user("bob")]).collect();
+        invalid(json!({"conversation": "c1", "members": eleven, "body": "hi", "sent_ts": 1}));
+        invalid(json!({"conversation": "c1", "members": members, "sent_ts": 1}));
+        // A body of 4000 characters is allowed, however many bytes they take.
+        let long = json!({"conversation": "c1", "members": members, "body": "é".repeat(4000), "sent_ts": 1});
+        assert!(read_message(&Plaintext { content: long, ..plaintext() }, &user("bob")).is_ok());
+    }
+
+    #[test]
+    fn envelopes_other_than_olm_v1_for_this_device_are_refused() {
+        let (mine, theirs, other) =
+            (base64url::encode([1; 32]), base64url::encode([2; 32]), base64url::encode([3; 32]));
+        let valid = |target: &str| {
+            json!({"algorithm": OLM_ALGORITHM, "sender_key": base64url::encode([4; 32]),
+                   "ciphertext": {target: {"type": 1, "body": "AAAA"}}})
+        };
+        let check = |item: InboxItem, expected: fn(&DecryptError) -> bool| {
+            let error = open_envelope(&item, &mine).map(|_| ()).unwrap_err();
+            assert!(expected(&error), "{error:?}");
+        };
+        let mut plaintext_type = item(valid(&mine));
+        plaintext_type.message_type = "m.room.message".into();
+        check(plaintext_type, |e| matches!(e, DecryptError::UnsupportedMessageType(_)));
+        let mut weaker = valid(&mine);
+        weaker["algorithm"] = "plaintext".into();
+        check(item(weaker), |e| matches!(e, DecryptError::UnsupportedAlgorithm(_)));
+        check(item(json!({"body": "hello"})), |e| {
+            matches!(e, DecryptError::UnsupportedAlgorithm(_))
+        });
+        check(item(valid(&theirs)), |e| *e == DecryptError::NotForThisDevice);
+        let mut two = valid(&mine);
+        two["ciphertext"][other.as_str()] = json!({"type": 1, "body": "AAAA"});
+        check(item(two), |e| matches!(e, DecryptError::Malformed(_)));
+        let mut extra = valid(&mine);
+        extra["body"] = "hello".into();
+        check(item(extra), |e| matches!(e, DecryptError::Malformed(_)));
+        // Valid shape, but not an Olm message.
+        check(item(valid(&mine)), |e| matches!(e, DecryptError::Malformed(_)));
+    }
+}

@@ -1,0 +1,605 @@
+//! Sending (spec 17.3): query and verify the members' devices, claim keys for devices without
+//! a session, encrypt once per device, and send each user's share with the hash of the list it
+//! was encrypted for. A `stale` share is encrypted again for the new list, under a new
+//! transaction; anything that still fails is reported per user.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use guildhall_identity::device::DeviceKeys;
+use guildhall_spec::{DeviceId, ServerName, UserId, base64url};
+use reqwest::Method;
+use serde_json::Value;
+use vodozemac::Curve25519PublicKey;
+use vodozemac::olm::SessionConfig;
+
+use guildhall_identity::e2e::KeyObject;
+
+use super::keys::{self, KeysError, VerifiedUser};
+use super::store::{HistoryEntry, StoredSession};
+use super::wire::{
+    ClaimRequest, ClaimResponse, DM_MESSAGE, DmMessage, Ed25519Key, Failure, OLM_ALGORITHM,
+    OLM_MESSAGE_TYPE, OlmCiphertext, OlmContent, OutgoingMessage, Plaintext, QueryRequest,
+    QueryResponse, SendRequest, SendResponse, ShareResult,
+};
+use super::{Device, E2eError, SESSIONS_PER_DEVICE, now_ms, random_id};
+use crate::error::Error;
+use crate::session::Session;
+
+/// How often a user's share is sent again after `stale`.
+const STALE_RETRIES: usize = 3;
+/// Messages in one send request (spec 17.10).
+const MESSAGES_PER_REQUEST: usize = 100;
+/// Recipient users in one send request (spec 17.10).
+const USERS_PER_REQUEST: usize = 10;
+/// Devices in one claim (spec 17.10).
+const DEVICES_PER_CLAIM: usize = 100;
+/// Users in one key query (spec 17.10).
+const USERS_PER_QUERY: usize = 100;
+/// The largest plaintext sent, in bytes: encrypted, base64url-encoded and wrapped, it stays
+/// within the 32 KiB a message's `content` may take (spec 17.10).
+const MAX_PLAINTEXT_BYTES: usize = 22 * 1024;
+/// Members of a conversation, the sender included (spec 17.7).
+pub(crate) const MAX_MEMBERS: usize = 10;
+/// Characters of a message's text (spec 17.7).
+pub(crate) const MAX_BODY_CHARS: usize = 4000;
+/// Characters of a conversation id (spec 17.7).
+pub(crate) const MAX_CONVERSATION_CHARS: usize = 64;
+
+/// What a send led to, per recipient user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// The message's id, the same for every device.
+    pub message_id: String,
+    /// The users every device of whom got the message (this user, when they have other
+    /// devices, included).
+    pub delivered: Vec<UserId>,
+    /// The users none of whose devices got it, and why. Nothing is stored for them.
+    pub failed: BTreeMap<UserId, ShareFailure>,
+    /// Users whose identity key differs from the one this device saw before: a rotation, or
+    /// someone else's key. Worth telling the person.
+    pub identity_changed: Vec<UserId>,
+}
+
+/// Why a user's share of a send was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShareFailure {
+    /// A server could not give the user's keys (`unknown_user`, `no_identity`, `unreachable`,
+    /// `invalid_answer`, `denied`, `rate_limited`, …).
+    #[error("{}: {}", .0.code, .0.message)]
+    KeysUnavailable(Failure),
+    /// The keys a server passed on do not verify.
+    #[error("the user's keys do not verify: {0}")]
+    InvalidKeys(KeysError),
+    /// The user has no device to encrypt for.
+    #[error("the user has no device that can receive encrypted messages")]
+    NoDevices,
+    /// These devices have neither a one-time key nor a fallback key left.
+    #[error("no key left to start a session with device(s) {}", list(.0))]
+    NoKeys(Vec<DeviceId>),
+    /// A claimed key is not signed by the device's certified key.
+    #[error("the key claimed for device {device} does not verify: {reason}")]
+    InvalidKeyObject {
+        /// The device.
+        device: DeviceId,
+        /// Why.
+        reason: String,
+    },
+    /// The user's server could not be reached, or refused the share.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// A device of the user holds too many unread messages already.
+    #[error("a device's inbox is full")]
+    InboxFull,
+    /// The user's device list changed on every attempt.
+    #[error("the user's device list kept changing")]
+    StaleDeviceList,
+    /// A request to this user's own server failed.
+    #[error("request failed: {0}")]
+    Request(String),
+    /// The server's answer did not say the share was delivered.
+    #[error("not delivered: {0}")]
+    NotDelivered(String),
+}
+
+fn list(devices: &[DeviceId]) -> String {
+    devices.iter().map(DeviceId::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// The verified keys of some users, and why the others have none.
+#[derive(Default)]
+pub(super) struct Verified {
+    pub(super) users: BTreeMap<UserId, VerifiedUser>,
+    pub(super) failed: BTreeMap<UserId, ShareFailure>,
+    pub(super) identity_changed: Vec<UserId>,
+}
+
+/// One user's share: the devices to encrypt for and the hash of the list they make.
+struct Target {
+    device_list_hash: String,
+    devices: Vec<(DeviceId, DeviceKeys)>,
+}
+
+/// One user's share, encrypted.
+struct Share {
+    user: UserId,
+    device_list_hash: String,
+    messages: Vec<OutgoingMessage>,
+}
+
+impl Device {
+    /// Sends `body` to the conversation `conversation` (an id of at most 64 characters; a new
+    /// random one starts a conversation) with `members` (this user is added if missing; 2 to
+    /// 10 people). Every device of every member gets it, and this user's other devices too;
+    /// the report says which users did not. Errors only when nothing could be tried: an
+    /// invalid message, another account's session, or a store that cannot be written.
+    pub async fn send(
+        &mut self,
+        session: &Session,
+        conversation: &str,
+        members: &[UserId],
+        body: &str,
+    ) -> Result<SendReport, E2eError> {
+        self.check_account(session)?;
+        let members: Vec<UserId> = self.member_set(members).into_iter().collect();
+        let message = DmMessage {
+            conversation: conversation.to_owned(),
+            members: members.clone(),
+            body: body.to_owned(),
+            sent_ts: now_ms(),
+        };
+        check_message(&message, &self.contents.user_id, &self.contents.user_id)
+            .map_err(E2eError::InvalidMessage)?;
+        let content =
+            serde_json::to_value(&message).map_err(|e| E2eError::InvalidMessage(e.to_string()))?;
+        let message_id = random_id();
+        self.record(
+            &message,
+            HistoryEntry {
+                message_id: message_id.clone(),
+                sender: self.contents.user_id.clone(),
+                sender_device: self.contents.device_id.clone(),
+                body: message.body.clone(),
+                sent_ts: message.sent_ts,
+            },
+        );
+        let users = members.into_iter().collect();
+        let report = self.share(session, &users, DM_MESSAGE, &content, &message_id, None).await?;
+        self.save()?;
+        Ok(report)
+    }
+
+    /// Adds a message to its conversation's history, creating the conversation.
+    pub(super) fn record(&mut self, message: &DmMessage, entry: HistoryEntry) {
+        let conversation =
+            self.contents.state.conversations.entry(message.conversation.clone()).or_insert_with(
+                || super::Conversation {
+                    id: message.conversation.clone(),
+                    members: message.members.clone(),
+                    messages: Vec::new(),
+                },
+            );
+        conversation.members.clone_from(&message.members);
+        conversation.record(entry);
+    }
+
+    /// Encrypts a plaintext of inner type `kind` for every device of `users` (this device
+    /// left out) and sends it, retrying `stale` shares. `fresh` names a device that gets a new
+    /// session even if it has one (a reset, spec 17.9).
+    pub(super) async fn share(
+        &mut self,
+        session: &Session,
+        users: &BTreeSet<UserId>,
+        kind: &str,
+        content: &Value,
+        message_id: &str,
+        fresh: Option<(&UserId, &DeviceId)>,
+    ) -> Result<SendReport, E2eError> {
+        let mut report = SendReport { message_id: message_id.to_owned(), ..SendReport::default() };
+        let mut fresh = fresh.map(|(user, device)| (user.clone(), device.clone()));
+        let mut pending = users.clone();
+        for _ in 0..=STALE_RETRIES {
+            if pending.is_empty() {
+                break;
+            }
+            let verified = match self.verify_users(session, &pending).await {
+                Ok(verified) => verified,
+                Err(error) => {
+                    fail_all(&mut report, &pending, &ShareFailure::Request(error.to_string()));
+                    return Ok(report);
+                }
+            };
+            report.failed.extend(verified.failed);
+            for user in verified.identity_changed {
+                if !report.identity_changed.contains(&user) {
+                    report.identity_changed.push(user);
+                }
+            }
+            let mut targets = self.targets(verified.users, &mut report);
+            self.ensure_sessions(session, &mut targets, fresh.take(), &mut report).await;
+            let shares = self.encrypt(targets, kind, content, message_id, &mut report)?;
+            // The ratchets moved: they must be on disk before the ciphertexts leave.
+            self.save()?;
+            pending = self.deliver(session, shares, &mut report).await;
+        }
+        fail_all(&mut report, &pending, &ShareFailure::StaleDeviceList);
+        Ok(report)
+    }
+
+    /// Queries `users`' keys and verifies them; records the verified devices as known peers.
+    /// `Err` when the query itself failed.
+    pub(super) async fn verify_users(
+        &mut self,
+        session: &Session,
+        users: &BTreeSet<UserId>,
+    ) -> Result<Verified, Error> {
+        let mut verified = Verified::default();
+        let all: Vec<UserId> = users.iter().cloned().collect();
+        let mut answers = QueryResponse { users: BTreeMap::new(), failures: BTreeMap::new() };
+        for chunk in all.chunks(USERS_PER_QUERY) {
+            let answer: QueryResponse = session
+                .call(Method::POST, &["keys", "query"], &QueryRequest { users: chunk })
+                .await?;
+            answers.users.extend(answer.users);
+            answers.failures.extend(answer.failures);
+        }
+        let servers: BTreeSet<ServerName> = answers.users.keys().map(UserId::server_name).collect();
+        let documents = self.home_server_keys(session, &servers).await;
+        let now = now_ms();
+        for user in users {
+            if let Some(failure) = answers.failures.remove(user) {
+                verified.failed.insert(user.clone(), ShareFailure::KeysUnavailable(failure));
+                continue;
+            }
+            let Some(answer) = answers.users.get(user) else {
+                let failure =
+                    ShareFailure::NotDelivered("the server did not answer for the user".into());
+                verified.failed.insert(user.clone(), failure);
+                continue;
+            };
+            let checked = documents
+                .get(&user.server_name())
+                .ok_or_else(|| KeysError::NoServerKeys(user.server_name()))
+                .and_then(|document| keys::verify_user(user, answer, document, now));
+            match checked {
+                Ok(keys) => {
+                    let peers = &mut self.contents.state.peers;
+                    if peers.get(user).is_some_and(|known| known.identity_key != keys.identity_key)
+                    {
+                        verified.identity_changed.push(user.clone());
+                    }
+                    peers.insert(user.clone(), keys.clone());
+                    verified.users.insert(user.clone(), keys);
+                }
+                Err(error) => {
+                    verified.failed.insert(user.clone(), ShareFailure::InvalidKeys(error));
+                }
+            }
+        }
+        Ok(verified)
+    }
+
+    /// The verified key documents of `servers`, through this server's notary. A server whose
+    /// document cannot be had is missing from the answer.
+    async fn home_server_keys(
+        &self,
+        session: &Session,
+        servers: &BTreeSet<ServerName>,
+    ) -> BTreeMap<ServerName, guildhall_spec::api::get_server_keys::ServerKeys> {
+        let wanted: Vec<ServerName> = servers.iter().cloned().collect();
+        let Ok(documents) = session.notary_keys(&wanted).await else { return BTreeMap::new() };
+        let mut verified = BTreeMap::new();
+        for document in &documents {
+            let named = document.get("server_name").and_then(Value::as_str);
+            let Some(server) = wanted
+                .iter()
+                .find(|server| named.is_some_and(|n| n.eq_ignore_ascii_case(server.as_str())))
+            else {
+                continue;
+            };
+            if let Ok(keys) = keys::verify_server_keys(server, document) {
+                verified.insert(server.clone(), keys);
+            }
+        }
+        verified
+    }
+
+    /// The devices to encrypt for, per user: all of them but this one. A user without any is
+    /// reported, except this user (who may have no other device).
+    fn targets(
+        &self,
+        users: BTreeMap<UserId, VerifiedUser>,
+        report: &mut SendReport,
+    ) -> BTreeMap<UserId, Target> {
+        let me = &self.contents.user_id;
+        let mut targets = BTreeMap::new();
+        for (user, keys) in users {
+            let devices: Vec<(DeviceId, DeviceKeys)> = keys
+                .devices
+                .into_iter()
+                .filter(|(device_id, _)| !(user == *me && *device_id == self.contents.device_id))
+                .collect();
+            if devices.is_empty() {
+                if user != *me {
+                    report.failed.insert(user, ShareFailure::NoDevices);
+                }
+                continue;
+            }
+            targets.insert(user, Target { device_list_hash: keys.device_list_hash, devices });
+        }
+        targets
+    }
+
+    /// Claims keys for the devices without a session (and for `fresh`) and starts sessions
+    /// with them. A user any of whose devices gets no session is taken out of `targets` and
+    /// reported: a share goes to every device or to none.
+    async fn ensure_sessions(
+        &mut self,
+        session: &Session,
+        targets: &mut BTreeMap<UserId, Target>,
+        fresh: Option<(UserId, DeviceId)>,
+        report: &mut SendReport,
+    ) {
+        let mut wanted: Vec<(UserId, DeviceId, DeviceKeys)> = Vec::new();
+        for (user, target) in targets.iter() {
+            for (device_id, keys) in &target.devices {
+                let is_fresh = fresh.as_ref().is_some_and(|(u, d)| u == user && d == device_id);
+                if is_fresh || !self.contents.sessions.contains_key(&keys.curve25519) {
+                    wanted.push((user.clone(), device_id.clone(), keys.clone()));
+                }
+            }
+        }
+        let mut failed: BTreeMap<UserId, ShareFailure> = BTreeMap::new();
+        let mut missing: BTreeMap<UserId, Vec<DeviceId>> = BTreeMap::new();
+        for chunk in wanted.chunks(DEVICES_PER_CLAIM) {
+            let mut request = ClaimRequest { one_time_keys: BTreeMap::new() };
+            for (user, device_id, _) in chunk {
+                request.one_time_keys.entry(user.clone()).or_default().push(device_id.clone());
+            }
+            let answer: ClaimResponse =
+                match session.call(Method::POST, &["keys", "claim"], &request).await {
+                    Ok(answer) => answer,
+                    Err(error) => {
+                        for (user, _, _) in chunk {
+                            failed.insert(user.clone(), ShareFailure::Request(error.to_string()));
+                        }
+                        continue;
+                    }
+                };
+            for (user, failure) in answer.failures {
+                failed.insert(user, ShareFailure::KeysUnavailable(failure));
+            }
+            for (user, device_id, keys) in chunk {
+                let object =
+                    answer.one_time_keys.get(user).and_then(|devices| devices.get(device_id));
+                let Some(object) = object else {
+                    missing.entry(user.clone()).or_default().push(device_id.clone());
+                    continue;
+                };
+                let verified = KeyObject::verify(object, user, device_id.as_str(), &keys.ed25519)
+                    .map_err(|error| error.to_string())
+                    .and_then(|object| {
+                        base64url::decode_array::<32>(&object.key).ok_or_else(|| "key".to_owned())
+                    });
+                match verified {
+                    Ok(one_time_key) => {
+                        if let Err(error) = self.start_session(&keys.curve25519, one_time_key) {
+                            failed.insert(user.clone(), error);
+                        }
+                    }
+                    Err(reason) => {
+                        let device = device_id.clone();
+                        let failure = ShareFailure::InvalidKeyObject { device, reason };
+                        failed.insert(user.clone(), failure);
+                    }
+                }
+            }
+        }
+        for (user, devices) in missing {
+            failed.entry(user).or_insert(ShareFailure::NoKeys(devices));
+        }
+        for (user, failure) in failed {
+            if targets.remove(&user).is_some() {
+                report.failed.insert(user, failure);
+            }
+        }
+    }
+
+    /// Starts an outbound session with the device whose certified Curve25519 key is
+    /// `curve25519`, from a verified one-time (or fallback) key; it becomes the newest.
+    fn start_session(
+        &mut self,
+        curve25519: &str,
+        one_time_key: [u8; 32],
+    ) -> Result<(), ShareFailure> {
+        let identity_key = base64url::decode_array::<32>(curve25519)
+            .map(Curve25519PublicKey::from_bytes)
+            .ok_or_else(|| ShareFailure::NotDelivered("a certified key does not decode".into()))?;
+        let session = self
+            .contents
+            .account
+            .create_outbound_session(
+                SessionConfig::version_1(),
+                identity_key,
+                Curve25519PublicKey::from_bytes(one_time_key),
+            )
+            .map_err(|error| ShareFailure::NotDelivered(format!("no session: {error}")))?;
+        self.add_session(curve25519, StoredSession { session, created_ts: now_ms() });
+        Ok(())
+    }
+
+    /// Adds a session with a peer device as its newest, forgetting the oldest past the limit.
+    pub(super) fn add_session(&mut self, curve25519: &str, stored: StoredSession) {
+        let sessions = self.contents.sessions.entry(curve25519.to_owned()).or_default();
+        sessions.insert(0, stored);
+        sessions.truncate(SESSIONS_PER_DEVICE);
+    }
+
+    /// Encrypts the plaintext for every device of every target, with its newest session.
+    fn encrypt(
+        &mut self,
+        targets: BTreeMap<UserId, Target>,
+        kind: &str,
+        content: &Value,
+        message_id: &str,
+        report: &mut SendReport,
+    ) -> Result<Vec<Share>, E2eError> {
+        let sender_key = self.curve25519();
+        let keys = Ed25519Key { ed25519: self.ed25519() };
+        let mut shares = Vec::new();
+        'users: for (user, target) in targets {
+            let mut messages = Vec::with_capacity(target.devices.len());
+            for (device_id, device_keys) in target.devices {
+                let plaintext = Plaintext {
+                    kind: kind.to_owned(),
+                    content: content.clone(),
+                    sender: self.contents.user_id.clone(),
+                    sender_device: self.contents.device_id.clone(),
+                    keys: keys.clone(),
+                    recipient: user.clone(),
+                    recipient_keys: Ed25519Key { ed25519: device_keys.ed25519.clone() },
+                };
+                let bytes = serde_json::to_vec(&plaintext)
+                    .map_err(|e| E2eError::InvalidMessage(e.to_string()))?;
+                if bytes.len() > MAX_PLAINTEXT_BYTES {
+                    return Err(E2eError::InvalidMessage(format!(
+                        "{} bytes encrypted would exceed what a to-device message may carry",
+                        bytes.len()
+                    )));
+                }
+                let newest = self
+                    .contents
+                    .sessions
+                    .get_mut(&device_keys.curve25519)
+                    .and_then(|sessions| sessions.first_mut());
+                let encrypted = newest.map(|stored| stored.session.encrypt(&bytes));
+                let Some(Ok(message)) = encrypted else {
+                    let failure = ShareFailure::NotDelivered(format!(
+                        "no usable session with device {device_id}"
+                    ));
+                    report.failed.insert(user, failure);
+                    continue 'users;
+                };
+                let (message_type, body) = message.to_parts();
+                let ciphertext = OlmCiphertext {
+                    message_type: u8::try_from(message_type).unwrap_or(u8::MAX),
+                    body: base64url::encode(body),
+                };
+                messages.push(OutgoingMessage {
+                    recipient: user.clone(),
+                    device_id,
+                    message_id: message_id.to_owned(),
+                    message_type: OLM_MESSAGE_TYPE,
+                    content: OlmContent {
+                        algorithm: OLM_ALGORITHM.to_owned(),
+                        sender_key: sender_key.clone(),
+                        ciphertext: BTreeMap::from([(device_keys.curve25519, ciphertext)]),
+                    },
+                });
+            }
+            shares.push(Share { user, device_list_hash: target.device_list_hash, messages });
+        }
+        Ok(shares)
+    }
+
+    /// Sends the shares, a few users per request; returns the users whose share was `stale`.
+    async fn deliver(
+        &mut self,
+        session: &Session,
+        shares: Vec<Share>,
+        report: &mut SendReport,
+    ) -> BTreeSet<UserId> {
+        let mut stale = BTreeSet::new();
+        for batch in batches(shares) {
+            let users: BTreeSet<UserId> = batch.iter().map(|share| share.user.clone()).collect();
+            let mut request = SendRequest { messages: Vec::new(), device_lists: BTreeMap::new() };
+            for share in batch {
+                request.device_lists.insert(share.user, share.device_list_hash);
+                request.messages.extend(share.messages);
+            }
+            let txn_id = random_id();
+            let path = ["users", "@me", "to_device", txn_id.as_str()];
+            let answer: SendResponse = match session.call(Method::PUT, &path, &request).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    fail_all(report, &users, &ShareFailure::Request(error.to_string()));
+                    continue;
+                }
+            };
+            for user in users {
+                match answer.results.get(&user) {
+                    Some(ShareResult::Delivered) => report.delivered.push(user),
+                    Some(ShareResult::Stale { .. }) => {
+                        stale.insert(user);
+                    }
+                    Some(ShareResult::Unreachable { message }) => {
+                        report.failed.insert(user, ShareFailure::Unreachable(message.clone()));
+                    }
+                    Some(ShareResult::InboxFull) => {
+                        report.failed.insert(user, ShareFailure::InboxFull);
+                    }
+                    Some(ShareResult::Unknown) | None => {
+                        let failure = ShareFailure::NotDelivered("no result for the user".into());
+                        report.failed.insert(user, failure);
+                    }
+                }
+            }
+        }
+        stale
+    }
+}
+
+/// Groups shares into requests of at most 100 messages and 10 users; a share is never split
+/// (the server compares a user's whole device list with the devices messaged).
+fn batches(shares: Vec<Share>) -> Vec<Vec<Share>> {
+    let mut batches: Vec<Vec<Share>> = Vec::new();
+    let mut messages = 0;
+    for share in shares {
+        let fits = batches.last().is_some_and(|batch| {
+            batch.len() < USERS_PER_REQUEST
+                && messages + share.messages.len() <= MESSAGES_PER_REQUEST
+        });
+        if !fits {
+            batches.push(Vec::new());
+            messages = 0;
+        }
+        messages += share.messages.len();
+        if let Some(batch) = batches.last_mut() {
+            batch.push(share);
+        }
+    }
+    batches
+}
+
+fn fail_all(report: &mut SendReport, users: &BTreeSet<UserId>, failure: &ShareFailure) {
+    for user in users {
+        report.failed.insert(user.clone(), failure.clone());
+    }
+}
+
+/// Checks a `dm.message` against spec 17.7: the conversation id, 2 to 10 distinct members
+/// among whom `sender` and `recipient`, and a text of 1 to 4000 characters.
+pub(super) fn check_message(
+    message: &DmMessage,
+    sender: &UserId,
+    recipient: &UserId,
+) -> Result<(), String> {
+    let conversation = message.conversation.chars().count();
+    if conversation == 0 || conversation > MAX_CONVERSATION_CHARS {
+        return Err(format!("a conversation id has 1 to {MAX_CONVERSATION_CHARS} characters"));
+    }
+    let distinct: BTreeSet<&UserId> = message.members.iter().collect();
+    if distinct.len() != message.members.len() {
+        return Err("a member is listed twice".into());
+    }
+    if !(2..=MAX_MEMBERS).contains(&distinct.len()) {
+        return Err(format!("a conversation has 2 to {MAX_MEMBERS} members"));
+    }
+    if !distinct.contains(sender) || !distinct.contains(recipient) {
+        return Err("the sender and the recipient must be members".into());
+    }
+    let body = message.body.chars().count();
+    if body == 0 || body > MAX_BODY_CHARS {
+        return Err(format!("a message has 1 to {MAX_BODY_CHARS} characters"));
+    }
+    Ok(())
+}
