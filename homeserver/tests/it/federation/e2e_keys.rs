@@ -212,7 +212,10 @@ async fn claims_beyond_the_limit_are_refused_without_spending_keys() {
 
 #[tokio::test]
 async fn to_device_messages_cross_servers_and_wait_until_acknowledged() {
-    let (a, b) = (federating().await, federating().await);
+    let (a, b) = (
+        federating_builder().recorded().start().await,
+        federating_builder().recorded().start().await,
+    );
     let (alice, _) = person(&a, "alice", "LAPTOP", 1).await;
     let (bob, _) = person(&b, "bob", "PHONE1", 2).await;
     let (mut bobs_gateway, _) = Gateway::identified(&b, &bob.user.token, Encoding::Json).await;
@@ -228,6 +231,14 @@ async fn to_device_messages_cross_servers_and_wait_until_acknowledged() {
         (&json!(alice.user.id), &json!("LAPTOP"))
     );
     assert_eq!(live["d"]["content"], alice.olm_to(&bob));
+    // The message crossed between the servers as it was sent (what the recorder sees is what
+    // the privacy tests of `e2ee.rs` search for plaintext).
+    let body = base64url::encode(b"opaque olm bytes");
+    let traffic = String::from_utf8_lossy(&b.federation_traffic()).into_owned();
+    assert!(
+        traffic.contains(&body) && traffic.contains("/user/to_device/"),
+        "B's traffic lacks the send"
+    );
 
     // The same transaction again: the first answer, and no second copy in the inbox.
     assert_eq!(alice.send("t1", &[&bob], lists.clone()).await.1, answer);

@@ -3,6 +3,7 @@
 
 mod client;
 mod gateway;
+mod proxy;
 mod server;
 
 pub use client::{Guild, User, assert_error, call, encode, ids, with_query};

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::PASSWORD;
 use super::client::{Client, User};
+use super::proxy::RecordingProxy;
 
 /// What every test server runs with unless the test says otherwise: rate limits far above
 /// anything a test does, so that parallel tests on a slow machine cannot flake.
@@ -37,11 +38,13 @@ pub struct Server {
     env: Vec<(String, String)>,
     child: Option<Child>,
     address_fixed: bool,
+    proxy: Option<RecordingProxy>,
 }
 
 /// Settings for a server before it starts.
 pub struct Builder {
     env: Vec<(String, String)>,
+    recorded: bool,
 }
 
 impl Builder {
@@ -49,6 +52,13 @@ impl Builder {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.retain(|(existing, _)| existing != key);
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Puts the server behind a [`RecordingProxy`]: other servers know it by the proxy's
+    /// address, so [`Server::federation_traffic`] holds every byte they exchanged with it.
+    pub fn recorded(mut self) -> Self {
+        self.recorded = true;
         self
     }
 
@@ -60,13 +70,24 @@ impl Builder {
             env: self.env,
             child: None,
             address_fixed: false,
+            proxy: None,
         }
     }
 
     /// Starts the server and waits until it answers `/health`.
     pub async fn start(self) -> Server {
+        let recorded = self.recorded;
         let mut server = self.prepare();
-        server.launch().await;
+        if recorded {
+            let (proxy, listener) = RecordingProxy::bind().await;
+            let name = proxy.address().to_string();
+            server.env.push(("GUILDHALL_SERVER__SERVER_NAME".into(), name));
+            server.launch().await;
+            proxy.forward_to(listener, server.address);
+            server.proxy = Some(proxy);
+        } else {
+            server.launch().await;
+        }
         server
     }
 }
@@ -76,6 +97,7 @@ impl Server {
     pub fn builder() -> Builder {
         Builder {
             env: GENEROUS_LIMITS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            recorded: false,
         }
     }
 
@@ -151,9 +173,15 @@ impl Server {
         command.output().expect("run guildhall admin")
     }
 
-    /// The server name: its listen address.
+    /// The server name: its listen address, or its proxy's when it is [`Builder::recorded`].
     pub fn name(&self) -> String {
-        self.address.to_string()
+        self.proxy.as_ref().map_or(self.address, RecordingProxy::address).to_string()
+    }
+
+    /// Every byte other servers exchanged with this one (requests and answers), if it runs
+    /// behind a recording proxy.
+    pub fn federation_traffic(&self) -> Vec<u8> {
+        self.proxy.as_ref().map(RecordingProxy::seen).unwrap_or_default()
     }
 
     /// The full id of a local user.
