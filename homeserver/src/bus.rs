@@ -74,8 +74,8 @@ pub enum BusMessage {
         login: String,
         /// The dispatch name.
         name: &'static str,
-        /// Its data.
-        data: serde_json::Value,
+        /// Its data (shared: every gateway session receives the message, one uses it).
+        data: Arc<serde_json::Value>,
     },
     /// A user's device list changed (spec 17.4).
     DeviceListUpdate {

@@ -165,6 +165,9 @@ pub struct RateLimitConfig {
     /// One-time keys one user may claim of another user's devices per minute (also the burst);
     /// a claiming server may claim five times as many of one user, whoever its claimers are.
     pub key_claims_per_minute: u32,
+    /// To-device shares one user may send to another user per minute (also the burst); a
+    /// sending server may send ten times as many to one user, whoever its senders are.
+    pub to_device_per_minute: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -180,6 +183,7 @@ impl Default for RateLimitConfig {
             failed_logins_burst: 10,
             challenges_per_minute: 30,
             key_claims_per_minute: 20,
+            to_device_per_minute: 120,
         }
     }
 }

@@ -2,8 +2,9 @@
 //! one-time key claims with their limits, to-device inboxes, and telling others when a device
 //! list changes. The server handles public keys and ciphertext only.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use guildhall_identity::device::DeviceCertificate;
 use guildhall_identity::e2e::{self as wire, KeyObject, OlmContent};
@@ -17,7 +18,8 @@ use crate::AppState;
 use crate::bus::BusMessage;
 use crate::error::{ApiError, ApiResult};
 use crate::identity;
-use crate::store::{NewInboxItem, now_ms};
+use crate::ratelimit::RateLimiter;
+use crate::store::{InboxLimits, InboxShare, NewInboxItem, ShareOutcome, now_ms};
 
 /// Unclaimed one-time keys a device may hold.
 pub const MAX_UNCLAIMED_KEYS: i64 = 100;
@@ -41,6 +43,99 @@ pub const MAX_INBOX: i64 = 10_000;
 pub const MAX_INBOX_READ: i64 = 100;
 /// Servers told of one device-list change at once.
 const NOTIFY_CONCURRENCY: usize = 8;
+
+/// Unacknowledged messages one device's inbox holds from one sender: no sender can fill a
+/// device's inbox for everyone else.
+pub const MAX_INBOX_PER_SENDER: i64 = 1_000;
+/// Remote servers one key query or claim may involve.
+pub const MAX_REMOTE_SERVERS: usize = 20;
+/// How long device-list changes of one user are gathered before other servers are told.
+const NOTIFY_DELAY: Duration = Duration::from_secs(2);
+/// Verified device lists kept in memory.
+const MAX_CACHED_LISTS: usize = 10_000;
+
+/// What the E2E part of the server keeps in memory.
+#[derive(Debug)]
+pub struct E2eState {
+    /// One-time key claims per claimer and claimed user (spec 17.3).
+    claims: RateLimiter,
+    /// One-time key claims per claiming server and claimed user.
+    server_claims: RateLimiter,
+    /// To-device shares per sender and recipient user.
+    sends: RateLimiter,
+    /// To-device shares per sending server and recipient user.
+    server_sends: RateLimiter,
+    /// Verified device lists of local users, by the fingerprint of what they were made from.
+    lists: Mutex<HashMap<UserId, DeviceList>>,
+    /// Serializes device-list change handling, so the last hash recorded is the newest.
+    changes: tokio::sync::Mutex<()>,
+    /// Users whose change other servers are about to be told of.
+    pending_notices: Mutex<HashSet<UserId>>,
+}
+
+impl E2eState {
+    /// Empty, with claim limits of `key_claims_per_minute` per claimer (five times that per
+    /// claiming server) and send limits of `to_device_per_minute` per sender (ten times that per
+    /// sending server), each per recipient user.
+    pub fn new(key_claims_per_minute: u32, to_device_per_minute: u32) -> Self {
+        let per_server = key_claims_per_minute.saturating_mul(5);
+        let sends_per_server = to_device_per_minute.saturating_mul(10);
+        Self {
+            claims: RateLimiter::per_minute(key_claims_per_minute, key_claims_per_minute),
+            server_claims: RateLimiter::per_minute(per_server, per_server),
+            sends: RateLimiter::per_minute(to_device_per_minute, to_device_per_minute),
+            server_sends: RateLimiter::per_minute(sends_per_server, sends_per_server),
+            lists: Mutex::default(),
+            changes: tokio::sync::Mutex::default(),
+            pending_notices: Mutex::default(),
+        }
+    }
+
+    /// The largest number of one user's devices one claim may name.
+    pub fn max_claim_per_user(&self) -> usize {
+        self.claims.burst()
+    }
+}
+
+/// Takes `count` tokens from each `(limiter, key)`, all or none: `Err(retry_after_ms)` if any
+/// limit is reached (and then nothing is taken).
+fn take_all(buckets: &[(&RateLimiter, String, usize)]) -> Result<(), u64> {
+    let mut refused: Option<u64> = None;
+    let mut taken = Vec::new();
+    for (limiter, key, count) in buckets {
+        match limiter.take(key, *count) {
+            Ok(()) => taken.push((limiter, key, count)),
+            Err(retry) => refused = Some(refused.map_or(retry, |before| before.max(retry))),
+        }
+    }
+    match refused {
+        None => Ok(()),
+        Some(retry) => {
+            for (limiter, key, count) in taken {
+                limiter.give_back(key, *count);
+            }
+            Err(retry)
+        }
+    }
+}
+
+/// Takes the send limits' tokens for each recipient user of a send: per sender, and per
+/// sending server when it came over federation.
+pub fn take_send_tokens(
+    state: &AppState,
+    sender: &UserId,
+    origin: Option<&ServerName>,
+    outgoing: &Outgoing,
+) -> Result<(), u64> {
+    let mut buckets = Vec::new();
+    for user_id in outgoing.device_lists.keys() {
+        buckets.push((&state.e2e.sends, format!("{sender}|{user_id}"), 1));
+        if let Some(origin) = origin {
+            buckets.push((&state.e2e.server_sends, format!("{origin}|{user_id}"), 1));
+        }
+    }
+    take_all(&buckets)
+}
 
 /// A message as a client (or a sending server) hands it over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +175,13 @@ pub struct DeviceList {
     pub devices: Vec<DeviceCertificate>,
     /// Their hash (spec 17.2).
     pub hash: String,
+    /// The fingerprint of the device rows the list was made from (see
+    /// [`crate::store::Store::device_fingerprint`]): delivery checks it again when it stores.
+    rows_fingerprint: String,
+    /// What the list was made from: the rows' fingerprint and the attestation's issue time.
+    made_from: String,
+    /// The earliest `valid_until_ts` of a certificate in the list: the list is stale after it.
+    valid_until: u64,
 }
 
 impl DeviceList {
@@ -99,12 +201,15 @@ impl DeviceList {
     }
 }
 
-/// The device list of one of our users.
+/// The device list of one of our users: the certificates valid against the current
+/// attestation. Verified lists are kept until the user's devices or attestation change (or a
+/// certificate in them expires), so repeated sends and queries do not verify them again.
 pub async fn local_device_list(state: &AppState, user_id: &UserId) -> ApiResult<DeviceList> {
+    // Read before the rows: a change after this read makes the fingerprint differ at delivery.
+    let rows_fingerprint = state.store.device_fingerprint(user_id).await?;
     let row = state.store.attestation(user_id).await?;
     let current = row.as_ref().filter(|row| row.identity_key.is_some()).and_then(|row| {
-        identity::stored_attestation(&row.attestation)
-            .map(|parsed| (row.attestation.clone(), parsed))
+        identity::stored_attestation(&row.attestation).map(|parsed| (row.attestation.clone(), parsed))
     });
     let Some((attestation, parsed)) = current else {
         return Ok(DeviceList {
@@ -112,10 +217,21 @@ pub async fn local_device_list(state: &AppState, user_id: &UserId) -> ApiResult<
             certificates: Vec::new(),
             devices: Vec::new(),
             hash: wire::device_list_hash([]),
+            made_from: rows_fingerprint.clone(),
+            rows_fingerprint,
+            valid_until: u64::MAX,
         });
     };
-    let rows = state.store.devices(user_id).await?;
+    let made_from = format!("{rows_fingerprint}/{}", parsed.issued_ts);
     let now = now_ms();
+    if let Ok(lists) = state.e2e.lists.lock()
+        && let Some(list) = lists.get(user_id)
+        && list.made_from == made_from
+        && list.valid_until > now
+    {
+        return Ok(list.clone());
+    }
+    let rows = state.store.devices(user_id).await?;
     // Up to 100 devices, two signatures each: checked on the blocking pool.
     let (certificates, devices): (Vec<_>, Vec<_>) = tokio::task::spawn_blocking(move || {
         rows.into_iter()
@@ -128,7 +244,24 @@ pub async fn local_device_list(state: &AppState, user_id: &UserId) -> ApiResult<
     .await
     .map_err(ApiError::internal)?;
     let hash = wire::device_list_hash(&devices);
-    Ok(DeviceList { attestation: Some(attestation), certificates, devices, hash })
+    let valid_until =
+        devices.iter().filter_map(|device| device.valid_until_ts).min().unwrap_or(u64::MAX);
+    let list = DeviceList {
+        attestation: Some(attestation),
+        certificates,
+        devices,
+        hash,
+        rows_fingerprint,
+        made_from,
+        valid_until,
+    };
+    if let Ok(mut lists) = state.e2e.lists.lock() {
+        if lists.len() >= MAX_CACHED_LISTS {
+            lists.clear();
+        }
+        lists.insert(user_id.clone(), list.clone());
+    }
+    Ok(list)
 }
 
 /// The device of a login, with its certificate, if it is registered and currently valid.
@@ -165,23 +298,27 @@ pub async fn device_list_changed(state: &AppState, user_id: &UserId) {
 }
 
 async fn try_device_list_changed(state: &AppState, user_id: &UserId) -> ApiResult<()> {
+    let _serialized = state.e2e.changes.lock().await;
     let list = local_device_list(state, user_id).await?;
     if !state.store.swap_device_list_hash(user_id, &list.hash).await? {
         return Ok(());
     }
     let watchers = state.store.device_list_watchers(user_id).await?;
     publish_update(state, user_id, &list.hash, &watchers);
-    let mut servers: BTreeSet<ServerName> =
-        watchers.iter().filter_map(|w| w.strip_prefix("server:")?.parse().ok()).collect();
-    for guild_id in state.store.guilds_of(user_id).await? {
-        if let Ok(guild) = state.guilds.state(&guild_id).await {
-            servers.extend(guild.member_servers());
-        }
-    }
-    servers.remove(&state.server_name);
-    if state.federation.enabled && !servers.is_empty() {
-        let body = json!({"user_id": user_id, "device_list_hash": list.hash});
-        tokio::spawn(notify_servers(state.clone(), servers, body.to_string().into_bytes()));
+    // Other servers hear of the latest list once, a moment later: a burst of changes (a
+    // rotation and re-certifying every device) makes one round of notices.
+    let first = state.e2e.pending_notices.lock().is_ok_and(|mut p| p.insert(user_id.clone()));
+    if first && state.federation.enabled {
+        let (state, user_id) = (state.clone(), user_id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(NOTIFY_DELAY).await;
+            if let Ok(mut pending) = state.e2e.pending_notices.lock() {
+                pending.remove(&user_id);
+            }
+            if let Err(error) = notify_servers(&state, &user_id).await {
+                tracing::warn!(%user_id, error = %error.message(), "device-list change not told");
+            }
+        });
     }
     Ok(())
 }
@@ -198,11 +335,24 @@ pub fn publish_update(state: &AppState, user_id: &UserId, hash: &str, watchers: 
     });
 }
 
-async fn notify_servers(state: AppState, servers: BTreeSet<ServerName>, body: Vec<u8>) {
+/// Tells the servers that share a guild with our user, or asked for their keys, the user's
+/// current device-list hash (`POST /user/devices/notify`), 8 at a time, best effort.
+async fn notify_servers(state: &AppState, user_id: &UserId) -> ApiResult<()> {
     use futures_util::StreamExt as _;
+    let hash = local_device_list(state, user_id).await?.hash;
+    let watchers = state.store.device_list_watchers(user_id).await?;
+    let mut servers: BTreeSet<ServerName> =
+        watchers.iter().filter_map(|w| w.strip_prefix("server:")?.parse().ok()).collect();
+    for guild_id in state.store.guilds_of(user_id).await? {
+        if let Ok(guild) = state.guilds.state(&guild_id).await {
+            servers.extend(guild.member_servers());
+        }
+    }
+    servers.remove(&state.server_name);
+    let body = json!({"user_id": user_id, "device_list_hash": hash}).to_string().into_bytes();
     futures_util::stream::iter(servers)
         .for_each_concurrent(NOTIFY_CONCURRENCY, |server| {
-            let (state, body) = (&state, body.clone());
+            let body = body.clone();
             async move {
                 if !state.federation.keys.permits(&server) {
                     return;
@@ -215,6 +365,7 @@ async fn notify_servers(state: AppState, servers: BTreeSet<ServerName>, body: Ve
             }
         })
         .await;
+    Ok(())
 }
 
 /// Checks a send's shape (spec 17.3): counts, ids, the message type, each content's size and
@@ -290,22 +441,22 @@ fn is_message_id(text: &str) -> bool {
 }
 
 /// The hash a replay is compared with: SHA-256 of the canonical JSON of the request.
-pub fn request_hash(outgoing: &Outgoing) -> String {
-    let bytes = canonical::to_canonical_bytes(outgoing).unwrap_or_default();
+pub fn request_hash(request: &Value) -> String {
+    let bytes = canonical::to_canonical_bytes(request).unwrap_or_default();
     guildhall_spec::base64url::encode(Sha256::digest(bytes))
 }
 
-/// Delivers the messages of one send to one local user (spec 17.3): all into their devices'
-/// inboxes if the named hash and the messaged devices match the current list, none otherwise.
-pub async fn deliver_local(
-    state: &AppState,
+/// Checks one local user's share of a send (spec 17.3): `None` if the named hash or the
+/// messaged devices do not match the user's current list (stale); the inbox items otherwise.
+/// A ciphertext for a key other than the target device's is an error for the whole send.
+fn check_share(
+    list: &DeviceList,
     sender: &UserId,
     sender_device: &DeviceId,
     user_id: &UserId,
     named_hash: &str,
     messages: &[&OutgoingMessage],
-) -> ApiResult<Value> {
-    let list = local_device_list(state, user_id).await?;
+) -> ApiResult<Option<Vec<NewInboxItem>>> {
     let expected: BTreeSet<&str> = list
         .devices
         .iter()
@@ -314,12 +465,7 @@ pub async fn deliver_local(
         .collect();
     let messaged: BTreeSet<&str> = messages.iter().map(|m| m.device_id.as_str()).collect();
     if named_hash != list.hash || expected != messaged {
-        return Ok(json!({"status": "stale", "device_list_hash": list.hash}));
-    }
-    for message in messages {
-        if state.store.inbox_len(user_id, message.device_id.as_str()).await? >= MAX_INBOX {
-            return Ok(json!({"status": "inbox_full"}));
-        }
+        return Ok(None);
     }
     let mut items = Vec::with_capacity(messages.len());
     for message in messages {
@@ -333,7 +479,6 @@ pub async fn deliver_local(
             ));
         }
         items.push(NewInboxItem {
-            user_id: user_id.clone(),
             device_id: message.device_id.to_string(),
             sender: sender.clone(),
             sender_device: sender_device.to_string(),
@@ -342,16 +487,7 @@ pub async fn deliver_local(
             content: Value::Object(message.content.clone()),
         });
     }
-    for (item, stored) in state.store.put_inbox(&items).await? {
-        if let Some(login) = state.store.device_session(&item.user_id, &item.device_id).await? {
-            state.bus.publish(BusMessage::ToLogin {
-                login,
-                name: "TO_DEVICE",
-                data: inbox_view(&stored),
-            });
-        }
-    }
-    Ok(json!({"status": "delivered"}))
+    Ok(Some(items))
 }
 
 /// An inbox item as clients see it.
@@ -367,8 +503,9 @@ pub fn inbox_view(item: &crate::store::InboxItem) -> Value {
     })
 }
 
-/// Delivers the shares of one send that are for our users, user by user; the answer is
-/// `{"results": {user: …}}`.
+/// Delivers the shares of one send that are for our users (spec 17.3): every share is
+/// checked first (a malformed one fails the send before anything is stored), then all are
+/// stored in one transaction, each user's all or none. Answers per user.
 pub async fn deliver_to_locals(
     state: &AppState,
     sender: &UserId,
@@ -376,16 +513,47 @@ pub async fn deliver_to_locals(
     outgoing: &Outgoing,
 ) -> ApiResult<BTreeMap<UserId, Value>> {
     let mut results = BTreeMap::new();
+    let mut shares = Vec::new();
     for (user_id, hash) in &outgoing.device_lists {
         if user_id.server_name() != state.server_name {
             continue;
         }
         let messages: Vec<&OutgoingMessage> =
             outgoing.messages.iter().filter(|m| &m.recipient == user_id).collect();
-        let result = deliver_local(state, sender, sender_device, user_id, hash, &messages).await?;
-        results.insert(user_id.clone(), result);
+        let list = local_device_list(state, user_id).await?;
+        match check_share(&list, sender, sender_device, user_id, hash, &messages)? {
+            Some(items) => shares.push(InboxShare {
+                user_id: user_id.clone(),
+                fingerprint: list.rows_fingerprint.clone(),
+                items,
+            }),
+            None => {
+                results.insert(user_id.clone(), stale(&list.hash));
+            }
+        }
+    }
+    let limits = InboxLimits { per_device: MAX_INBOX, per_sender: MAX_INBOX_PER_SENDER };
+    let outcomes = state.store.deliver_shares(&shares, limits).await?;
+    for (share, outcome) in shares.iter().zip(outcomes) {
+        let result = match outcome {
+            ShareOutcome::Delivered(stored) => {
+                for (login, item) in stored {
+                    let data = Arc::new(inbox_view(&item));
+                    state.bus.publish(BusMessage::ToLogin { login, name: "TO_DEVICE", data });
+                }
+                json!({"status": "delivered"})
+            }
+            // The devices changed while the share was checked: the list is read again.
+            ShareOutcome::Stale => stale(&local_device_list(state, &share.user_id).await?.hash),
+            ShareOutcome::InboxFull => json!({"status": "inbox_full"}),
+        };
+        results.insert(share.user_id.clone(), result);
     }
     Ok(results)
+}
+
+fn stale(hash: &str) -> Value {
+    json!({"status": "stale", "device_list_hash": hash})
 }
 
 /// Claims one key of each listed device of our users for `claimer`, after taking the claim
@@ -399,25 +567,14 @@ pub async fn claim_local(
     origin: Option<&ServerName>,
     wanted: &BTreeMap<UserId, Vec<DeviceId>>,
 ) -> ApiResult<Result<BTreeMap<UserId, JsonObject>, u64>> {
-    let mut taken: Vec<(&crate::ratelimit::RateLimiter, String, usize)> = Vec::new();
-    let mut refused: Option<u64> = None;
+    let mut buckets = Vec::new();
     for (user_id, devices) in wanted {
-        let count = devices.len();
-        let mut buckets = vec![(&*state.key_claims, format!("{claimer}|{user_id}"))];
+        buckets.push((&state.e2e.claims, format!("{claimer}|{user_id}"), devices.len()));
         if let Some(origin) = origin {
-            buckets.push((&*state.server_key_claims, format!("{origin}|{user_id}")));
-        }
-        for (limiter, key) in buckets {
-            match limiter.take(&key, count) {
-                Ok(()) => taken.push((limiter, key, count)),
-                Err(retry) => refused = Some(refused.map_or(retry, |before| before.max(retry))),
-            }
+            buckets.push((&state.e2e.server_claims, format!("{origin}|{user_id}"), devices.len()));
         }
     }
-    if let Some(retry) = refused {
-        for (limiter, key, count) in taken {
-            limiter.give_back(&key, count);
-        }
+    if let Err(retry) = take_all(&buckets) {
         return Ok(Err(retry));
     }
     let mut answer = BTreeMap::new();
@@ -434,10 +591,11 @@ pub async fn claim_local(
                 && let Some(login) = state.store.device_session(user_id, device_id.as_str()).await?
             {
                 let (count, fallback) = state.store.key_counts(user_id, device_id.as_str()).await?;
+                let data = json!({"device_id": device_id, "one_time_key_count": count, "fallback_key": fallback});
                 state.bus.publish(BusMessage::ToLogin {
                     login,
                     name: "ONE_TIME_KEYS_LOW",
-                    data: json!({"device_id": device_id, "one_time_key_count": count, "fallback_key": fallback}),
+                    data: Arc::new(data),
                 });
             }
             claimed.insert(device_id.to_string(), key.key_object);

@@ -64,10 +64,8 @@ pub struct AppState {
     pub failed_logins: Arc<RateLimiter>,
     /// Key-login challenges per client address.
     pub challenge_limiter: Arc<RateLimiter>,
-    /// One-time key claims per claimer and claimed user (spec 17.3).
-    pub key_claims: Arc<RateLimiter>,
-    /// One-time key claims per claiming server and claimed user.
-    pub server_key_claims: Arc<RateLimiter>,
+    /// End-to-end encryption: verified device lists, claim and send limits (spec 17).
+    pub e2e: Arc<e2e::E2eState>,
     /// Password hashing, off the async workers.
     pub passwords: Arc<passwords::Passwords>,
     /// Federation services.
@@ -182,13 +180,9 @@ impl AppState {
                 limits.challenges_per_minute,
                 limits.challenges_per_minute,
             )),
-            key_claims: Arc::new(RateLimiter::per_minute(
+            e2e: Arc::new(e2e::E2eState::new(
                 limits.key_claims_per_minute,
-                limits.key_claims_per_minute,
-            )),
-            server_key_claims: Arc::new(RateLimiter::per_minute(
-                limits.key_claims_per_minute.saturating_mul(5),
-                limits.key_claims_per_minute.saturating_mul(5),
+                limits.to_device_per_minute,
             )),
             passwords: Arc::new(passwords::Passwords::per_core()),
             presence: Arc::new(Presence::new(bus.clone())),

@@ -40,6 +40,14 @@ impl RateLimiter {
         }
     }
 
+    /// The most tokens one key can hold.
+    pub fn burst(&self) -> usize {
+        // A configured count, far below usize::MAX.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let burst = self.burst as usize;
+        burst
+    }
+
     /// Gives back a token taken for `key` (an attempt that turned out not to count).
     pub fn refund(&self, key: &str) {
         self.give_back(key, 1);

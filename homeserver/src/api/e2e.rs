@@ -22,14 +22,13 @@ use crate::AppState;
 use crate::e2e::{self, Outgoing, OutgoingMessage};
 use crate::error::{ApiError, ApiResult};
 use crate::identity;
-use crate::store::{KeysRefused, now_ms};
+use crate::store::{KeysRefused, Reservation, now_ms};
 
-/// Remote servers asked at once for one request.
-const REMOTE_CONCURRENCY: usize = 8;
 /// How long one remote server may take to answer.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(20);
-/// The largest key-query answer read from a server (100 users with their certificates).
-const MAX_QUERY_ANSWER_BYTES: usize = 8 << 20;
+/// The largest key-query answer read from a server per user asked about (100 certificates
+/// and an attestation).
+const MAX_ANSWER_BYTES_PER_USER: usize = 128 << 10;
 /// The largest claim or send answer read from a server.
 const MAX_SMALL_ANSWER_BYTES: usize = 1 << 20;
 /// The largest federated to-device request (a client's send is at most 1 MiB).
@@ -59,20 +58,26 @@ pub(super) async fn upload_keys(
             e2e::MAX_KEYS_PER_UPLOAD
         )));
     }
-    let mut keys = Vec::with_capacity(body.one_time_keys.len());
-    for object in &body.one_time_keys {
-        let key = e2e::check_key_object(object, &auth.user_id, &device, false)?;
-        keys.push((key.key_id, Value::Object(object.clone())));
-    }
-    if let Some(fallback) = &body.fallback_key {
-        e2e::check_key_object(fallback, &auth.user_id, &device, true)?;
-    }
-    let fallback = body.fallback_key.map(Value::Object);
+    // Up to 101 signatures: checked on the blocking pool.
+    let (user_id, signer) = (auth.user_id.clone(), device.clone());
+    let checked = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let mut keys = Vec::with_capacity(body.one_time_keys.len());
+        for object in body.one_time_keys {
+            let key = e2e::check_key_object(&object, &user_id, &signer, false)?;
+            keys.push((key.key_id, Value::Object(object)));
+        }
+        if let Some(fallback) = &body.fallback_key {
+            e2e::check_key_object(fallback, &user_id, &signer, true)?;
+        }
+        Ok((keys, body.fallback_key.map(Value::Object)))
+    });
+    let (keys, fallback) = checked.await.map_err(ApiError::internal)??;
     let stored = state
         .store
         .put_device_keys(
             &auth.user_id,
             device.device_id.as_str(),
+            &device.device_keys.ed25519,
             &keys,
             fallback.as_ref(),
             e2e::MAX_UNCLAIMED_KEYS,
@@ -86,6 +91,11 @@ pub(super) async fn upload_keys(
             StatusCode::BAD_REQUEST,
             "invalid_key",
             format!("key {key_id} was uploaded before with another value"),
+        )),
+        Err(KeysRefused::Rekeyed) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the device was certified with other keys meanwhile; sign the keys with its new key",
         )),
         Err(KeysRefused::TooMany) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -110,6 +120,7 @@ pub(super) async fn query_keys(
     auth: AuthUser,
     Json(body): Json<QueryBody>,
 ) -> ApiResult<Json<Value>> {
+    e2e::login_device(&state, &auth.user_id, &auth.session_id).await?;
     let users: BTreeSet<UserId> = body.users.into_iter().collect();
     if users.is_empty() || users.len() > e2e::MAX_QUERY_USERS {
         return Err(ApiError::bad_request(format!(
@@ -123,6 +134,9 @@ pub(super) async fn query_keys(
     for user_id in users {
         if user_id.server_name() != state.server_name {
             remote.entry(user_id.server_name()).or_default().push(user_id);
+            if remote.len() > e2e::MAX_REMOTE_SERVERS {
+                return Err(too_many_servers());
+            }
             continue;
         }
         let list = e2e::local_device_list(&state, &user_id).await?;
@@ -140,7 +154,7 @@ pub(super) async fn query_keys(
             let state = &state;
             async move { (query_remote(state, &server, &users).await, users) }
         })
-        .buffer_unordered(REMOTE_CONCURRENCY)
+        .buffer_unordered(e2e::MAX_REMOTE_SERVERS)
         .collect::<Vec<_>>()
         .await;
     for (answer, users) in asked {
@@ -150,6 +164,9 @@ pub(super) async fn query_keys(
                     let key = user_id.to_string();
                     match checked.remove(&user_id) {
                         Some(Ok(answer)) => answers.insert(key, answer),
+                        Some(Err(reason)) if reason == NO_IDENTITY => {
+                            failures.insert(key, failure("no_identity", &reason))
+                        }
                         Some(Err(reason)) => {
                             failures.insert(key, failure("invalid_answer", &reason))
                         }
@@ -173,9 +190,19 @@ pub(super) async fn query_keys(
     Ok(Json(json!({"users": answers, "failures": failures})))
 }
 
+fn too_many_servers() -> ApiError {
+    ApiError::bad_request(format!(
+        "users of at most {} other servers per request",
+        e2e::MAX_REMOTE_SERVERS
+    ))
+}
+
 fn failure(code: &str, message: &str) -> Value {
     json!({"code": code, "message": message})
 }
+
+/// Why a remote user whose identity key is revoked is not answered.
+const NO_IDENTITY: &str = "the identity key is revoked";
 
 /// What one server answered about its users: per user, the checked answer or why it failed.
 type CheckedAnswers = BTreeMap<UserId, Result<Value, String>>;
@@ -186,14 +213,13 @@ async fn query_remote(
     server: &ServerName,
     users: &[UserId],
 ) -> Result<CheckedAnswers, (&'static str, String)> {
-    let body: Value = remote_call(
-        state,
-        server,
-        "/_guildhall/v1/user/keys/query",
-        &json!({"users": users}),
-        MAX_QUERY_ANSWER_BYTES,
-    )
-    .await?;
+    // About 1 KiB per certificate: the answer's bound follows what was asked.
+    let cap = users.len().saturating_mul(MAX_ANSWER_BYTES_PER_USER);
+    let path = "/_guildhall/v1/user/keys/query";
+    let body = match remote_call(state, server, path, &json!({"users": users}), cap).await {
+        Err(("rate_limited", reason)) => return Err(("unreachable", reason)),
+        other => other?,
+    };
     let Some(served) = body.get("users").and_then(Value::as_object) else {
         return Err(("invalid_answer", format!("{server} answered without users")));
     };
@@ -214,6 +240,9 @@ async fn check_served(state: &AppState, user_id: &UserId, answer: &Value) -> Res
         .and_then(Value::as_object)
         .ok_or("the answer holds no attestation")?;
     let current = identity::accept_served(state, user_id, attestation).await?;
+    if current.usable_key().is_err() {
+        return Err(NO_IDENTITY.into());
+    }
     let certificates: Vec<JsonObject> = answer
         .get("devices")
         .and_then(Value::as_array)
@@ -319,13 +348,25 @@ pub(super) struct ClaimBody {
     one_time_keys: BTreeMap<UserId, Vec<DeviceId>>,
 }
 
-fn check_claim_size(wanted: &BTreeMap<UserId, Vec<DeviceId>>) -> ApiResult<()> {
+/// A claim names at most 100 devices, and no more devices of one user than the claim limit's
+/// burst (such a claim could never be granted).
+fn check_claim_size(state: &AppState, wanted: &BTreeMap<UserId, Vec<DeviceId>>) -> ApiResult<()> {
     let devices: usize = wanted.values().map(Vec::len).sum();
     if devices > e2e::MAX_CLAIM_DEVICES {
         return Err(ApiError::bad_request(format!(
             "at most {} devices per claim",
             e2e::MAX_CLAIM_DEVICES
         )));
+    }
+    let per_user = state.e2e.max_claim_per_user();
+    if wanted.values().any(|devices| devices.len() > per_user) {
+        return Err(ApiError::bad_request(format!(
+            "at most {per_user} devices of one user per claim; claim the rest later"
+        )));
+    }
+    let servers: BTreeSet<ServerName> = wanted.keys().map(UserId::server_name).collect();
+    if servers.len() > e2e::MAX_REMOTE_SERVERS + 1 {
+        return Err(too_many_servers());
     }
     Ok(())
 }
@@ -336,7 +377,8 @@ pub(super) async fn claim_keys(
     auth: AuthUser,
     Json(body): Json<ClaimBody>,
 ) -> ApiResult<Json<Value>> {
-    check_claim_size(&body.one_time_keys)?;
+    e2e::login_device(&state, &auth.user_id, &auth.session_id).await?;
+    check_claim_size(&state, &body.one_time_keys)?;
     let mut wanted = body.one_time_keys;
     for devices in wanted.values_mut() {
         devices.sort();
@@ -365,7 +407,7 @@ pub(super) async fn claim_keys(
                 (remote_call(state, &server, path, &body, MAX_SMALL_ANSWER_BYTES).await, wanted)
             }
         })
-        .buffer_unordered(REMOTE_CONCURRENCY)
+        .buffer_unordered(e2e::MAX_REMOTE_SERVERS)
         .collect::<Vec<_>>()
         .await;
     for (answer, wanted) in asked {
@@ -410,15 +452,71 @@ pub(super) async fn send_to_device(
 ) -> ApiResult<Json<Value>> {
     check_txn_id(&txn_id)?;
     let device = e2e::login_device(&state, &auth.user_id, &auth.session_id).await?;
-    let scope = format!("device:{}/{}", auth.user_id, device.device_id);
-    let hash = e2e::request_hash(&outgoing);
-    if let Some(answer) = replay(&state, &scope, &txn_id, &hash).await? {
-        return Ok(Json(answer));
+    // Transaction ids are the login's: a later login that takes the same device id starts
+    // afresh.
+    let scope = format!("login:{}", auth.session_id);
+    let hash = e2e::request_hash(&json!(outgoing));
+    let work = async {
+        e2e::check_outgoing(&outgoing, &auth.user_id, device.device_id.as_str())?;
+        e2e::check_sender_key(&outgoing, &device)?;
+        e2e::take_send_tokens(&state, &auth.user_id, None, &outgoing)
+            .map_err(ApiError::rate_limited)?;
+        let remote_txn = base64url::encode(Sha256::digest(format!("{scope}\n{txn_id}")));
+        send(&state, &auth.user_id, &device.device_id, &outgoing, &remote_txn).await
+    };
+    once(&state, &scope, &txn_id, &hash, work).await.map(Json)
+}
+
+/// Carries out a send once per transaction id (spec 17.3): a replay of the same request gets
+/// the first answer, after the caller's checks; another request under the same id is a
+/// conflict. A send that fails as a whole leaves no answer behind, so it may be tried again.
+async fn once(
+    state: &AppState,
+    scope: &str,
+    txn_id: &str,
+    hash: &str,
+    work: impl std::future::Future<Output = ApiResult<Value>>,
+) -> ApiResult<Value> {
+    match state.store.reserve_txn(scope, txn_id, hash).await? {
+        Reservation::Answered(answer) => return Ok(answer),
+        Reservation::Conflict => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "txn_conflict",
+                "this transaction id was used for another request",
+            ));
+        }
+        Reservation::InProgress => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "txn_in_progress",
+                "the first request with this transaction id is still being carried out",
+            ));
+        }
+        Reservation::New => {}
     }
-    e2e::check_outgoing(&outgoing, &auth.user_id, device.device_id.as_str())?;
-    e2e::check_sender_key(&outgoing, &device)?;
-    let mut results =
-        e2e::deliver_to_locals(&state, &auth.user_id, &device.device_id, &outgoing).await?;
+    match work.await {
+        Ok(answer) => {
+            state.store.complete_txn(scope, txn_id, &answer).await?;
+            Ok(answer)
+        }
+        Err(error) => {
+            state.store.release_txn(scope, txn_id).await?;
+            Err(error)
+        }
+    }
+}
+
+/// Delivers a checked send: local users' shares here, remote users' shares to their
+/// homeservers while the request waits (each under `remote_txn`, the same for every retry).
+async fn send(
+    state: &AppState,
+    sender: &UserId,
+    sender_device: &DeviceId,
+    outgoing: &Outgoing,
+    remote_txn: &str,
+) -> ApiResult<Value> {
+    let mut results = e2e::deliver_to_locals(state, sender, sender_device, outgoing).await?;
     let mut by_server: BTreeMap<ServerName, Outgoing> = BTreeMap::new();
     for (user_id, hash) in &outgoing.device_lists {
         if user_id.server_name() == state.server_name {
@@ -432,27 +530,20 @@ pub(super) async fn send_to_device(
             .messages
             .extend(outgoing.messages.iter().filter(|m| &m.recipient == user_id).cloned());
     }
-    // The same client transaction always maps to the same transaction at each server, so a
-    // replay there returns its first answer too.
-    let remote_txn = base64url::encode(Sha256::digest(format!("{scope}\n{txn_id}")));
     let sent = futures_util::stream::iter(by_server)
-        .map(|(server, share)| {
-            let (state, auth, device, remote_txn) = (&state, &auth, &device, &remote_txn);
-            async move {
-                let body = json!({
-                    "sender": auth.user_id,
-                    "sender_device": device.device_id,
-                    "messages": share.messages,
-                    "device_lists": share.device_lists,
-                });
-                let path = format!("/_guildhall/v1/user/to_device/{remote_txn}");
-                let answer =
-                    remote_request(state, "PUT", &server, &path, &body, MAX_SMALL_ANSWER_BYTES)
-                        .await;
-                (answer, share)
-            }
+        .map(|(server, share)| async move {
+            let body = json!({
+                "sender": sender,
+                "sender_device": sender_device,
+                "messages": share.messages,
+                "device_lists": share.device_lists,
+            });
+            let path = format!("/_guildhall/v1/user/to_device/{remote_txn}");
+            let answer =
+                remote_request(state, "PUT", &server, &path, &body, MAX_SMALL_ANSWER_BYTES).await;
+            (answer, share)
         })
-        .buffer_unordered(REMOTE_CONCURRENCY)
+        .buffer_unordered(e2e::MAX_RECIPIENT_USERS)
         .collect::<Vec<_>>()
         .await;
     for (answer, share) in sent {
@@ -470,9 +561,7 @@ pub(super) async fn send_to_device(
             results.insert(user_id.clone(), result);
         }
     }
-    let answer = json!({"results": results});
-    state.store.put_txn_answer(&scope, &txn_id, &hash, &answer).await?;
-    Ok(Json(answer))
+    Ok(json!({"results": results}))
 }
 
 /// A remote server's result for one user, if it is one the spec allows.
@@ -494,29 +583,10 @@ fn check_txn_id(txn_id: &str) -> ApiResult<()> {
     if valid { Ok(()) } else { Err(ApiError::invalid_id("txn_id must be [A-Za-z0-9._~-]{1,64}")) }
 }
 
-/// The first answer to this transaction, if there was one with the same request; a different
-/// request under the same id is a conflict.
-async fn replay(
-    state: &AppState,
-    scope: &str,
-    txn_id: &str,
-    hash: &str,
-) -> ApiResult<Option<Value>> {
-    match state.store.txn_answer(scope, txn_id).await? {
-        Some(stored) if stored.request_hash == hash => Ok(Some(stored.result)),
-        Some(_) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "txn_conflict",
-            "this transaction id was used for another request",
-        )),
-        None => Ok(None),
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct InboxQuery {
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
 /// `GET /api/v1/users/@me/to_device`: the login's device's inbox, oldest first.
@@ -525,7 +595,10 @@ pub(super) async fn inbox(
     auth: AuthUser,
     Query(query): Query<InboxQuery>,
 ) -> ApiResult<Json<Value>> {
-    let limit = query.limit.unwrap_or(e2e::MAX_INBOX_READ);
+    let limit = match query.limit {
+        None => e2e::MAX_INBOX_READ,
+        Some(text) => text.parse().unwrap_or(0),
+    };
     if !(1..=e2e::MAX_INBOX_READ).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit is 1 to {}", e2e::MAX_INBOX_READ)));
     }
@@ -598,9 +671,8 @@ pub(super) async fn federated_claim(
 ) -> ApiResult<Json<Value>> {
     let mut body: FederatedClaim = request.json()?;
     sender_from_origin(&body.claimer, &request.origin)?;
-    if body.one_time_keys.values().map(Vec::len).sum::<usize>() > e2e::MAX_CLAIM_DEVICES {
-        return Err(invalid_body(format!("at most {} devices per claim", e2e::MAX_CLAIM_DEVICES)));
-    }
+    check_claim_size(&state, &body.one_time_keys)
+        .map_err(|error| invalid_body(error.message().to_owned()))?;
     body.one_time_keys.retain(|user_id, _| user_id.server_name() == state.server_name);
     for devices in body.one_time_keys.values_mut() {
         devices.sort();
@@ -631,7 +703,9 @@ pub(super) async fn federated_send(
     request: Federated<MAX_FEDERATED_SEND>,
 ) -> ApiResult<Json<Value>> {
     check_txn_id(&txn_id)?;
-    let body: FederatedSend = request.json()?;
+    let raw: Value = request.json()?;
+    let body: FederatedSend =
+        serde_json::from_value(raw.clone()).map_err(|e| invalid_body(e.to_string()))?;
     sender_from_origin(&body.sender, &request.origin)?;
     let outgoing = Outgoing { messages: body.messages, device_lists: body.device_lists };
     if let Some(user) = outgoing.device_lists.keys().find(|u| u.server_name() != state.server_name)
@@ -639,16 +713,21 @@ pub(super) async fn federated_send(
         return Err(invalid_body(format!("{user} is not a user of this server")));
     }
     let scope = format!("server:{}", request.origin);
-    let hash = e2e::request_hash(&outgoing);
-    if let Some(answer) = replay(&state, &scope, &txn_id, &hash).await? {
-        return Ok(Json(answer));
-    }
-    e2e::check_outgoing(&outgoing, &body.sender, body.sender_device.as_str())?;
-    let results =
-        e2e::deliver_to_locals(&state, &body.sender, &body.sender_device, &outgoing).await?;
-    let answer = json!({"results": results});
-    state.store.put_txn_answer(&scope, &txn_id, &hash, &answer).await?;
-    Ok(Json(answer))
+    let hash = e2e::request_hash(&raw);
+    let work = async {
+        e2e::check_outgoing(&outgoing, &body.sender, body.sender_device.as_str()).map_err(
+            |error| match error.code() {
+                "invalid_content" => error,
+                _ => invalid_body(error.message().to_owned()),
+            },
+        )?;
+        e2e::take_send_tokens(&state, &body.sender, Some(&request.origin), &outgoing)
+            .map_err(ApiError::rate_limited)?;
+        let results =
+            e2e::deliver_to_locals(&state, &body.sender, &body.sender_device, &outgoing).await?;
+        Ok(json!({"results": results}))
+    };
+    once(&state, &scope, &txn_id, &hash, work).await.map(Json)
 }
 
 #[derive(Debug, Deserialize)]

@@ -546,13 +546,6 @@ pub(super) async fn put_device(
     if certificate.device_id.as_str() != device_id {
         return Err(invalid("the certificate is for another device id".into()));
     }
-    let keys_before = state
-        .store
-        .devices(&auth.user_id)
-        .await?
-        .into_iter()
-        .find(|device| device.device_id == device_id)
-        .map(|device| device.certificate.get("device_keys").cloned());
     let stored = state
         .store
         .put_device(&auth.user_id, &device_id, &auth.session_id, &body.certificate, MAX_DEVICES)
@@ -561,10 +554,6 @@ pub(super) async fn put_device(
         return Err(ApiError::conflict(format!(
             "that device id belongs to another login, or the account has {MAX_DEVICES} devices"
         )));
-    }
-    // One-time keys belong to the device's Curve25519 key: new device keys make them useless.
-    if keys_before.is_some_and(|before| before != body.certificate.get("device_keys").cloned()) {
-        state.store.drop_device_keys(&auth.user_id, &device_id).await?;
     }
     crate::e2e::device_list_changed(&state, &auth.user_id).await;
     Ok(Json(json!({"device_id": device_id, "certificate": body.certificate})))

@@ -570,7 +570,7 @@ impl Connection {
             }
             BusMessage::ToLogin { login, name, data } => {
                 if login == &session.login {
-                    self.try_dispatch(name, data.clone(), None)?;
+                    self.try_dispatch(name, Value::clone(data), None)?;
                 }
             }
             BusMessage::DeviceListUpdate { user_id, hash, watchers } => {

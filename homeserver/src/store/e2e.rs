@@ -29,9 +29,7 @@ pub struct InboxItem {
 /// A message to store: target device, sender device, id, type, content.
 #[derive(Debug, Clone)]
 pub struct NewInboxItem {
-    /// The target user (local).
-    pub user_id: UserId,
-    /// The target device.
+    /// The target device (of the share's user).
     pub device_id: String,
     /// The sending user.
     pub sender: UserId,
@@ -56,34 +54,61 @@ pub struct Claimed {
     pub fallback: bool,
 }
 
-/// A stored send answer.
-#[derive(Debug, Clone)]
-pub struct TxnAnswer {
-    /// The hash of the request it answered.
-    pub request_hash: String,
-    /// The answer.
-    pub result: Value,
-}
-
 /// How long send answers are kept for replays.
 const TXN_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// How long the ids of claimed one-time keys are remembered (a retried upload comes sooner).
+const CLAIMED_RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// A reservation of a send's transaction id older than this was abandoned (its server stopped
+/// while working on it) and may be taken over.
+const TXN_ABANDONED_MS: u64 = 2 * 60 * 1000;
 
 /// How long a watcher is told of device-list changes after it last asked.
 const WATCH_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 
 impl Store {
     /// Stores one-time keys and, if given, the fallback key of a device, all or none, and
-    /// returns the device's unclaimed key count and whether it has a fallback key.
+    /// returns the device's unclaimed key count and whether it has a fallback key. The keys were
+    /// checked against the device's Ed25519 key `signed_by`; if the device was re-keyed since,
+    /// nothing is stored. A key id claimed before is not stored again (a retried upload must
+    /// not hand a key out twice).
     pub async fn put_device_keys(
         &self,
         user_id: &UserId,
         device_id: &str,
+        signed_by: &str,
         one_time_keys: &[(String, Value)],
         fallback: Option<&Value>,
         max_unclaimed: i64,
     ) -> Result<Result<(i64, bool), KeysRefused>, sqlx::Error> {
         let mut tx = self.write().await?;
+        let certificate: Option<String> = sqlx::query_scalar(
+            "SELECT certificate FROM devices WHERE user_id = ? AND device_id = ?",
+        )
+        .bind(user_id.as_str())
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let current_key = certificate
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|c| c["device_keys"]["ed25519"].as_str().map(str::to_owned));
+        if current_key.as_deref() != Some(signed_by) {
+            return Ok(Err(KeysRefused::Rekeyed));
+        }
         for (key_id, object) in one_time_keys {
+            let claimed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM claimed_keys
+                 WHERE user_id = ? AND device_id = ? AND key_id = ?",
+            )
+            .bind(user_id.as_str())
+            .bind(device_id)
+            .bind(key_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if claimed > 0 {
+                continue;
+            }
             let held: Option<String> = sqlx::query_scalar(
                 "SELECT key_object FROM one_time_keys
                  WHERE user_id = ? AND device_id = ? AND key_id = ?",
@@ -141,18 +166,35 @@ impl Store {
     ) -> Result<Option<Claimed>, sqlx::Error> {
         let mut tx = self.write().await?;
         // `DELETE … RETURNING` removes the key in the same statement that reads it.
-        let taken: Option<String> = sqlx::query_scalar(
+        let taken: Option<(String, String)> = sqlx::query_as(
             "DELETE FROM one_time_keys WHERE rowid = (
                  SELECT rowid FROM one_time_keys WHERE user_id = ? AND device_id = ?
                  ORDER BY key_id LIMIT 1)
-             RETURNING key_object",
+             RETURNING key_id, key_object",
         )
         .bind(user_id.as_str())
         .bind(device_id)
         .fetch_optional(&mut *tx)
         .await?;
         let (object, fallback) = match taken {
-            Some(object) => (object, false),
+            Some((key_id, object)) => {
+                let now = now_ms();
+                sqlx::query("DELETE FROM claimed_keys WHERE claimed_ts <= ?")
+                    .bind(to_i64(now.saturating_sub(CLAIMED_RETENTION_MS)))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT OR REPLACE INTO claimed_keys (user_id, device_id, key_id, claimed_ts)
+                     VALUES (?, ?, ?, ?)",
+                )
+                .bind(user_id.as_str())
+                .bind(device_id)
+                .bind(key_id)
+                .bind(to_i64(now))
+                .execute(&mut *tx)
+                .await?;
+                (object, false)
+            }
             None => {
                 let fallback: Option<String> = sqlx::query_scalar(
                     "SELECT key_object FROM fallback_keys WHERE user_id = ? AND device_id = ?",
@@ -174,23 +216,6 @@ impl Store {
         Ok(Some(Claimed { key_object, remaining, fallback }))
     }
 
-    /// Forgets a device's one-time and fallback keys (its Curve25519 key changed).
-    pub async fn drop_device_keys(
-        &self,
-        user_id: &UserId,
-        device_id: &str,
-    ) -> Result<(), sqlx::Error> {
-        let mut tx = self.write().await?;
-        for statement in [
-            "DELETE FROM one_time_keys WHERE user_id = ? AND device_id = ?",
-            "DELETE FROM fallback_keys WHERE user_id = ? AND device_id = ?",
-        ] {
-            sqlx::query(statement).bind(user_id.as_str()).bind(device_id).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Unclaimed one-time keys of a device, and whether it has a fallback key.
     pub async fn key_counts(
         &self,
@@ -203,50 +228,77 @@ impl Store {
         Ok((count, fallback))
     }
 
-    /// Stores messages in their devices' inboxes in one transaction; a message stored before
-    /// (same target device, sender device and message id) is kept as it was. Returns the inbox
-    /// items as stored, for live delivery.
-    pub async fn put_inbox(
+    /// Stores the shares of one send, each user's all or none, in one transaction. A share is
+    /// stored only if the user's device rows still have the fingerprint its checks were made
+    /// with ([`device_rows_fingerprint`]), and no messaged device's inbox is full: in all, or
+    /// for this sender. A message stored before (same target device, sender device and message
+    /// id) is kept as it was. Returns, per share, the stored items and the logins they are for.
+    pub async fn deliver_shares(
         &self,
-        items: &[NewInboxItem],
-    ) -> Result<Vec<(NewInboxItem, InboxItem)>, sqlx::Error> {
+        shares: &[InboxShare],
+        limits: InboxLimits,
+    ) -> Result<Vec<ShareOutcome>, sqlx::Error> {
         let mut tx = self.write().await?;
-        let mut stored = Vec::with_capacity(items.len());
+        let mut outcomes = Vec::with_capacity(shares.len());
         let now = now_ms();
-        for item in items {
-            let inserted = sqlx::query(
-                "INSERT INTO to_device_inbox (user_id, device_id, sender, sender_device,
-                     message_id, message_type, content, received_ts)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (user_id, device_id, sender, sender_device, message_id) DO NOTHING",
-            )
-            .bind(item.user_id.as_str())
-            .bind(&item.device_id)
-            .bind(item.sender.as_str())
-            .bind(&item.sender_device)
-            .bind(&item.message_id)
-            .bind(&item.message_type)
-            .bind(item.content.to_string())
-            .bind(to_i64(now))
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 1 {
-                stored.push((
-                    item.clone(),
-                    InboxItem {
-                        id: inserted.last_insert_rowid(),
-                        sender: item.sender.to_string(),
-                        sender_device: item.sender_device.clone(),
-                        message_id: item.message_id.clone(),
-                        message_type: item.message_type.clone(),
-                        content: item.content.clone(),
-                        received_ts: now,
-                    },
-                ));
+        for share in shares {
+            let rows = device_rows(&mut tx, &share.user_id).await?;
+            if device_rows_fingerprint(&rows) != share.fingerprint {
+                outcomes.push(ShareOutcome::Stale);
+                continue;
             }
+            if inbox_full(&mut tx, share, limits).await? {
+                outcomes.push(ShareOutcome::InboxFull);
+                continue;
+            }
+            let mut stored = Vec::with_capacity(share.items.len());
+            for item in &share.items {
+                let inserted = sqlx::query(
+                    "INSERT INTO to_device_inbox (user_id, device_id, sender, sender_device,
+                         message_id, message_type, content, received_ts)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (user_id, device_id, sender, sender_device, message_id)
+                     DO NOTHING",
+                )
+                .bind(share.user_id.as_str())
+                .bind(&item.device_id)
+                .bind(item.sender.as_str())
+                .bind(&item.sender_device)
+                .bind(&item.message_id)
+                .bind(&item.message_type)
+                .bind(item.content.to_string())
+                .bind(to_i64(now))
+                .execute(&mut *tx)
+                .await?;
+                let login = rows.iter().find(|row| row.0 == item.device_id).map(|row| row.1.clone());
+                if inserted.rows_affected() == 1
+                    && let Some(login) = login
+                {
+                    stored.push((
+                        login,
+                        InboxItem {
+                            id: inserted.last_insert_rowid(),
+                            sender: item.sender.to_string(),
+                            sender_device: item.sender_device.clone(),
+                            message_id: item.message_id.clone(),
+                            message_type: item.message_type.clone(),
+                            content: item.content.clone(),
+                            received_ts: now,
+                        },
+                    ));
+                }
+            }
+            outcomes.push(ShareOutcome::Delivered(stored));
         }
         tx.commit().await?;
-        Ok(stored)
+        Ok(outcomes)
+    }
+
+    /// A fingerprint of a user's device rows (ids, logins, certificates as stored): it changes
+    /// whenever a device is added, removed or certified again.
+    pub async fn device_fingerprint(&self, user_id: &UserId) -> Result<String, sqlx::Error> {
+        let mut connection = self.pool.acquire().await?;
+        Ok(device_rows_fingerprint(&device_rows(&mut connection, user_id).await?))
     }
 
     /// The oldest `limit` messages of a device's inbox, and whether more wait.
@@ -304,57 +356,84 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// The stored answer to a send, if it is still kept.
-    pub async fn txn_answer(
-        &self,
-        scope: &str,
-        txn_id: &str,
-    ) -> Result<Option<TxnAnswer>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT request_hash, result FROM to_device_txns
-             WHERE scope = ? AND txn_id = ? AND created_ts > ?",
-        )
-        .bind(scope)
-        .bind(txn_id)
-        .bind(to_i64(now_ms().saturating_sub(TXN_RETENTION_MS)))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            let result: String = row.try_get("result")?;
-            Ok(TxnAnswer {
-                request_hash: row.try_get("request_hash")?,
-                result: serde_json::from_str(&result).map_err(|e| sqlx::Error::Decode(e.into()))?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Keeps the answer to a send (the first one stands), and forgets expired ones.
-    pub async fn put_txn_answer(
+    /// Reserves a send's transaction id before the send is carried out, so that concurrent or
+    /// later requests with the same id get the first answer (or wait for it) instead of sending
+    /// again. Forgets answers older than a day.
+    pub async fn reserve_txn(
         &self,
         scope: &str,
         txn_id: &str,
         request_hash: &str,
-        result: &Value,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Reservation, sqlx::Error> {
+        let mut tx = self.write().await?;
         let now = now_ms();
         sqlx::query("DELETE FROM to_device_txns WHERE created_ts <= ?")
             .bind(to_i64(now.saturating_sub(TXN_RETENTION_MS)))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO to_device_txns (scope, txn_id, request_hash, result, created_ts)
-             VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (scope, txn_id) DO UPDATE SET request_hash = excluded.request_hash,
-                 result = excluded.result, created_ts = excluded.created_ts",
+        let held: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT request_hash, result, created_ts FROM to_device_txns
+             WHERE scope = ? AND txn_id = ?",
         )
         .bind(scope)
         .bind(txn_id)
-        .bind(request_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let reservation = match held {
+            Some((hash, _, _)) if hash != request_hash => Reservation::Conflict,
+            Some((_, result, _)) if !result.is_empty() => Reservation::Answered(
+                serde_json::from_str(&result).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            ),
+            Some((_, _, created_ts))
+                if to_u64(created_ts) + TXN_ABANDONED_MS > now =>
+            {
+                Reservation::InProgress
+            }
+            _ => {
+                sqlx::query(
+                    "INSERT INTO to_device_txns (scope, txn_id, request_hash, result, created_ts)
+                     VALUES (?, ?, ?, '', ?)
+                     ON CONFLICT (scope, txn_id) DO UPDATE SET created_ts = excluded.created_ts",
+                )
+                .bind(scope)
+                .bind(txn_id)
+                .bind(request_hash)
+                .bind(to_i64(now))
+                .execute(&mut *tx)
+                .await?;
+                Reservation::New
+            }
+        };
+        tx.commit().await?;
+        Ok(reservation)
+    }
+
+    /// Keeps the answer to a reserved send; an answer once kept is never replaced.
+    pub async fn complete_txn(
+        &self,
+        scope: &str,
+        txn_id: &str,
+        result: &Value,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE to_device_txns SET result = ? WHERE scope = ? AND txn_id = ? AND result = ''",
+        )
         .bind(result.to_string())
-        .bind(to_i64(now))
+        .bind(scope)
+        .bind(txn_id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Gives up a reservation whose send failed as a whole (nothing was sent), so the client
+    /// may try again with the same id.
+    pub async fn release_txn(&self, scope: &str, txn_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM to_device_txns WHERE scope = ? AND txn_id = ? AND result = ''")
+            .bind(scope)
+            .bind(txn_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -364,23 +443,16 @@ impl Store {
         user_id: &UserId,
         hash: &str,
     ) -> Result<bool, sqlx::Error> {
-        let before: Option<String> =
-            sqlx::query_scalar("SELECT hash FROM device_lists WHERE user_id = ?")
-                .bind(user_id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        if before.as_deref() == Some(hash) {
-            return Ok(false);
-        }
-        sqlx::query(
+        let changed = sqlx::query(
             "INSERT INTO device_lists (user_id, hash) VALUES (?, ?)
-             ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash",
+             ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash
+             WHERE device_lists.hash != excluded.hash",
         )
         .bind(user_id.as_str())
         .bind(hash)
         .execute(&self.pool)
         .await?;
-        Ok(true)
+        Ok(changed.rows_affected() == 1)
     }
 
     /// Remembers that `watcher` asked for the keys of `users`, in one transaction.
@@ -394,6 +466,10 @@ impl Store {
         }
         let mut tx = self.write().await?;
         let now = to_i64(now_ms());
+        sqlx::query("DELETE FROM device_list_watchers WHERE updated_ts <= ?")
+            .bind(to_i64(now_ms().saturating_sub(WATCH_MS)))
+            .execute(&mut *tx)
+            .await?;
         for user_id in users {
             sqlx::query(
                 "INSERT INTO device_list_watchers (user_id, watcher, updated_ts) VALUES (?, ?, ?)
@@ -406,17 +482,6 @@ impl Store {
             .await?;
         }
         tx.commit().await
-    }
-
-    /// Messages waiting in a device's inbox.
-    pub async fn inbox_len(&self, user_id: &UserId, device_id: &str) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM to_device_inbox WHERE user_id = ? AND device_id = ?",
-        )
-        .bind(user_id.as_str())
-        .bind(device_id)
-        .fetch_one(&self.pool)
-        .await
     }
 
     /// Who asked for `user_id`'s keys within the watch period (and forgets the others).
@@ -441,6 +506,102 @@ pub enum KeysRefused {
     Conflict(String),
     /// The device would hold more unclaimed one-time keys than allowed.
     TooMany,
+    /// The device was certified with other keys while the upload was checked.
+    Rekeyed,
+}
+
+/// One user's messages of a send.
+#[derive(Debug, Clone)]
+pub struct InboxShare {
+    /// The recipient (local).
+    pub user_id: UserId,
+    /// The fingerprint of the user's device rows the share was checked against.
+    pub fingerprint: String,
+    /// The messages.
+    pub items: Vec<NewInboxItem>,
+}
+
+/// What an inbox may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct InboxLimits {
+    /// Unacknowledged messages per device.
+    pub per_device: i64,
+    /// Unacknowledged messages per device from one sender.
+    pub per_sender: i64,
+}
+
+/// What became of one share.
+#[derive(Debug)]
+pub enum ShareOutcome {
+    /// Stored: the new inbox items with the login each is for (repeats are not listed).
+    Delivered(Vec<(String, InboxItem)>),
+    /// The user's devices changed since the share was checked.
+    Stale,
+    /// A messaged device's inbox is full, in all or for this sender.
+    InboxFull,
+}
+
+/// What a send's transaction id already stands for.
+#[derive(Debug)]
+pub enum Reservation {
+    /// Nothing: it is now reserved for this request.
+    New,
+    /// The answer to the same request.
+    Answered(Value),
+    /// The same request is being carried out right now.
+    InProgress,
+    /// It was used for another request.
+    Conflict,
+}
+
+/// A device row as far as delivery cares: id, login, certificate as stored.
+type DeviceRowKey = (String, String, String);
+
+async fn device_rows(
+    connection: &mut sqlx::SqliteConnection,
+    user_id: &UserId,
+) -> Result<Vec<DeviceRowKey>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT device_id, session_id, certificate FROM devices WHERE user_id = ? ORDER BY device_id",
+    )
+    .bind(user_id.as_str())
+    .fetch_all(connection)
+    .await
+}
+
+/// See [`Store::device_fingerprint`].
+fn device_rows_fingerprint(rows: &[DeviceRowKey]) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for (device_id, login, certificate) in rows {
+        for part in [device_id, login, certificate] {
+            hasher.update(part.len().to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    guildhall_spec::base64url::encode(hasher.finalize())
+}
+
+async fn inbox_full(
+    connection: &mut sqlx::SqliteConnection,
+    share: &InboxShare,
+    limits: InboxLimits,
+) -> Result<bool, sqlx::Error> {
+    for item in &share.items {
+        let (all, from_sender): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(sender = ?), 0) FROM to_device_inbox
+             WHERE user_id = ? AND device_id = ?",
+        )
+        .bind(item.sender.as_str())
+        .bind(share.user_id.as_str())
+        .bind(&item.device_id)
+        .fetch_one(&mut *connection)
+        .await?;
+        if all + 1 > limits.per_device || from_sender + 1 > limits.per_sender {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn count_keys(

@@ -337,6 +337,34 @@ impl Store {
         if owner.is_none() && count >= max_devices {
             return Ok(false);
         }
+        // One-time and fallback keys belong to the device's keys: certified with other keys,
+        // the device starts over (spec 17.2).
+        let before: Option<String> = sqlx::query_scalar(
+            "SELECT certificate FROM devices WHERE user_id = ? AND device_id = ?",
+        )
+        .bind(user_id.as_str())
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let keys_of = |certificate: &serde_json::Map<String, serde_json::Value>| {
+            certificate.get("device_keys").cloned()
+        };
+        let rekeyed = before
+            .and_then(|text| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).ok())
+            .is_some_and(|before| keys_of(&before) != keys_of(certificate));
+        if rekeyed {
+            for statement in [
+                "DELETE FROM one_time_keys WHERE user_id = ? AND device_id = ?",
+                "DELETE FROM fallback_keys WHERE user_id = ? AND device_id = ?",
+                "DELETE FROM claimed_keys WHERE user_id = ? AND device_id = ?",
+            ] {
+                sqlx::query(statement)
+                    .bind(user_id.as_str())
+                    .bind(device_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         sqlx::query(
             "INSERT INTO devices (user_id, device_id, session_id, certificate, updated_ts)
              VALUES (?, ?, ?, ?, ?)

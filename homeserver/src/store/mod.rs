@@ -21,7 +21,10 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-pub use e2e::{Claimed, InboxItem, KeysRefused, NewInboxItem, TxnAnswer};
+pub use e2e::{
+    Claimed, InboxItem, InboxLimits, InboxShare, KeysRefused, NewInboxItem, Reservation,
+    ShareOutcome,
+};
 pub use federation::{OutboundRow, ProposalRow};
 pub use guilds::{AppendedEvent, StoredEvent};
 pub use identity::{AttestationRow, DeviceRow};

@@ -363,3 +363,82 @@ async fn an_unreachable_server_is_reported_not_skipped() {
     let (_, failed) = alice.user.post("/keys/query", json!({"users": [bob.user.id]})).await;
     assert_eq!(failed["failures"][&bob.user.id]["code"], "unreachable");
 }
+
+#[tokio::test]
+async fn a_claimed_key_uploaded_again_is_not_handed_out_again() {
+    let a = Server::start().await;
+    let (bob, _) = person(&a, "bob", "PHONE1", 1).await;
+    let (alice, _) = person(&a, "alice", "LAPTOP", 2).await;
+    let upload = json!({"one_time_keys": [bob.key_object("K1", false)]});
+    assert_eq!(bob.upload(upload.clone()).await.1["one_time_key_count"], 1);
+    let claim = json!({"one_time_keys": {bob.user.id.clone(): ["PHONE1"]}});
+    let (_, first) = alice.user.post("/keys/claim", claim.clone()).await;
+    assert_eq!(first["one_time_keys"][&bob.user.id]["PHONE1"]["key_id"], "K1");
+    // The upload is retried (its answer was lost): the claimed key does not come back.
+    assert_eq!(bob.upload(upload).await.1["one_time_key_count"], 0);
+    let (_, second) = alice.user.post("/keys/claim", claim).await;
+    assert!(second["one_time_keys"].get(&bob.user.id).is_none(), "{second}");
+}
+
+#[tokio::test]
+async fn e2e_requests_need_a_device_and_stay_within_their_bounds() {
+    let a = Server::start().await;
+    let (bob, _) = person(&a, "bob", "PHONE1", 1).await;
+    let (alice, _) = person(&a, "alice", "LAPTOP", 2).await;
+    let deviceless = a.login("alice").await;
+    let query = json!({"users": [bob.user.id]});
+    assert_error(&deviceless.post("/keys/query", query).await, StatusCode::CONFLICT, "no_device");
+    // More devices of one user than the claim limit allows at once: refused, not 429 forever.
+    let many: Vec<String> = (0..21).map(|i| format!("D{i}")).collect();
+    let claim = json!({"one_time_keys": {bob.user.id.clone(): many}});
+    let big =
+        Server::builder().env("GUILDHALL_RATE_LIMITS__KEY_CLAIMS_PER_MINUTE", "20").start().await;
+    let (carol, _) = person(&big, "carol", "C1", 3).await;
+    assert_error(
+        &carol.user.post("/keys/claim", claim).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    let (status, body) = alice.user.get("/users/@me/to_device?limit=abc").await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
+}
+
+#[tokio::test]
+async fn one_bad_share_stores_nothing_for_anyone() {
+    let a = Server::start().await;
+    let (alice, _) = person(&a, "alice", "LAPTOP", 1).await;
+    let (bob, _) = person(&a, "bob", "PHONE1", 2).await;
+    let (carol, _) = person(&a, "carol", "C1", 3).await;
+    let lists = json!({bob.user.id.clone(): list_hash(&alice, &bob.user.id).await,
+                       carol.user.id.clone(): list_hash(&alice, &carol.user.id).await});
+    let messages = json!([
+        {"recipient": bob.user.id, "device_id": "PHONE1", "message_id": "m1",
+         "message_type": "olm.v1", "content": alice.olm_to(&bob)},
+        {"recipient": carol.user.id, "device_id": "C1", "message_id": "m2",
+         "message_type": "olm.v1", "content": alice.olm_to(&bob)},
+    ]);
+    let body = json!({"messages": messages, "device_lists": lists});
+    let refused = alice.user.put("/users/@me/to_device/b1", body).await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "invalid_content");
+    assert!(bob.inbox().await.is_empty(), "bob's share was stored although the send failed");
+}
+
+#[tokio::test]
+async fn one_sender_cannot_flood_a_user() {
+    let a = Server::builder().env("GUILDHALL_RATE_LIMITS__TO_DEVICE_PER_MINUTE", "3").start().await;
+    let (alice, _) = person(&a, "alice", "LAPTOP", 1).await;
+    let (bob, _) = person(&a, "bob", "PHONE1", 2).await;
+    let (carol, _) = person(&a, "carol", "C1", 3).await;
+    let lists = json!({bob.user.id.clone(): list_hash(&alice, &bob.user.id).await});
+    for i in 0..3 {
+        let (status, answer) = alice.send(&format!("f{i}"), &[&bob], lists.clone()).await;
+        assert_eq!(status, StatusCode::OK, "send {i}: {answer}");
+    }
+    let refused = alice.send("f3", &[&bob], lists.clone()).await;
+    assert_error(&refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(bob.inbox().await.len(), 3);
+    // Others still reach bob, and alice still reaches others.
+    assert_eq!(carol.send("c1", &[&bob], lists).await.0, StatusCode::OK);
+    let to_carol = json!({carol.user.id.clone(): list_hash(&alice, &carol.user.id).await});
+    assert_eq!(alice.send("a1", &[&carol], to_carol).await.0, StatusCode::OK);
+}
