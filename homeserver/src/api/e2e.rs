@@ -751,7 +751,9 @@ pub(super) async fn federated_notify(
     // Only users someone here asked about or shares a guild with are passed on: a peer cannot
     // make every gateway session look up users nobody here has met.
     let watchers = state.store.device_list_watchers(&body.user_id).await?;
-    if !watchers.is_empty() || !state.store.guilds_of(&body.user_id).await?.is_empty() {
+    let known = !watchers.is_empty() || !state.store.guilds_of(&body.user_id).await?.is_empty();
+    // A repeated notice of the same hash is not passed on again.
+    if known && state.store.swap_device_list_hash(&body.user_id, &body.device_list_hash).await? {
         e2e::publish_update(&state, &body.user_id, &body.device_list_hash, &watchers);
     }
     Ok(Json(json!({})))

@@ -437,7 +437,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records the last device-list hash told of; `true` when it differs from the one before.
+    /// Records the last device-list hash told of (our users) or heard of (others' users);
+    /// `true` when it differs from the one before.
     pub async fn swap_device_list_hash(
         &self,
         user_id: &UserId,
