@@ -317,6 +317,12 @@ fn key_object(
     object.signed(user_id, device_id.as_str(), &signature).unwrap_or_default()
 }
 
+/// A new random conversation id (22 base64url characters), for [`Device::send`] to start a
+/// conversation with.
+pub fn new_conversation_id() -> String {
+    random_id()
+}
+
 /// A new device id: ten random capital letters.
 fn random_device_id() -> DeviceId {
     let letters: String =

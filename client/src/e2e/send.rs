@@ -31,6 +31,10 @@ const STALE_RETRIES: usize = 3;
 const MESSAGES_PER_REQUEST: usize = 100;
 /// Recipient users in one send request (spec 17.10).
 const USERS_PER_REQUEST: usize = 10;
+/// Attempts of one to-device request that got no answer.
+const SEND_ATTEMPTS: u32 = 3;
+/// The wait before the first repeated attempt; it grows with each.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Devices in one claim (spec 17.10).
 const DEVICES_PER_CLAIM: usize = 100;
 /// Users in one key query (spec 17.10).
@@ -516,9 +520,7 @@ impl Device {
                 request.device_lists.insert(share.user, share.device_list_hash);
                 request.messages.extend(share.messages);
             }
-            let txn_id = random_id();
-            let path = ["users", "@me", "to_device", txn_id.as_str()];
-            let answer: SendResponse = match session.call(Method::PUT, &path, &request).await {
+            let answer = match put_to_device(session, &request).await {
                 Ok(answer) => answer,
                 Err(error) => {
                     fail_all(report, &users, &ShareFailure::Request(error.to_string()));
@@ -545,6 +547,29 @@ impl Device {
             }
         }
         stale
+    }
+}
+
+/// Sends one to-device request. When no answer came back (the connection failed) or the
+/// server is still carrying out the first attempt, the same request goes again under the same
+/// `txn_id` a few times: the server answers a replay with the first answer, so nothing is
+/// delivered twice (spec 17.3).
+async fn put_to_device(session: &Session, request: &SendRequest) -> Result<SendResponse, Error> {
+    let txn_id = random_id();
+    let path = ["users", "@me", "to_device", txn_id.as_str()];
+    let mut attempt = 0;
+    loop {
+        let error = match session.call(Method::PUT, &path, request).await {
+            Ok(answer) => return Ok(answer),
+            Err(error) => error,
+        };
+        let again =
+            matches!(error, Error::Unreachable { .. }) || error.code() == Some("txn_in_progress");
+        attempt += 1;
+        if !again || attempt >= SEND_ATTEMPTS {
+            return Err(error);
+        }
+        tokio::time::sleep(RETRY_PAUSE * attempt).await;
     }
 }
 

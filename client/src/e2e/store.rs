@@ -194,8 +194,9 @@ pub struct HistoryEntry {
 }
 
 impl Conversation {
-    /// Adds a message, forgetting the oldest past the limit; a message already there (the
-    /// same sender and id) is not added twice.
+    /// Adds a message in the order of the senders' clocks (after those sent at the same
+    /// time), forgetting the oldest past the limit; a message already there (the same sender
+    /// and id) is not added twice.
     pub(crate) fn record(&mut self, entry: HistoryEntry) {
         let known = self.messages.iter().any(|message| {
             message.sender == entry.sender && message.message_id == entry.message_id
@@ -203,7 +204,8 @@ impl Conversation {
         if known {
             return;
         }
-        self.messages.push(entry);
+        let position = self.messages.partition_point(|message| message.sent_ts <= entry.sent_ts);
+        self.messages.insert(position, entry);
         let excess = self.messages.len().saturating_sub(HISTORY_LIMIT);
         self.messages.drain(..excess);
     }
@@ -445,5 +447,10 @@ mod tests {
         conversation.record(entry(HISTORY_LIMIT + 4));
         assert_eq!(conversation.messages.len(), HISTORY_LIMIT);
         assert_eq!(conversation.messages[0].message_id, "m5");
+        // A message that arrives late goes where its sender's clock puts it (and the oldest
+        // goes).
+        conversation.record(HistoryEntry { sent_ts: 6, ..entry(HISTORY_LIMIT + 9) });
+        let order: Vec<u64> = conversation.messages[..4].iter().map(|m| m.sent_ts).collect();
+        assert_eq!(order, [6, 6, 7, 8], "{:?}", &conversation.messages[..4]);
     }
 }
