@@ -9,6 +9,10 @@
 //! The passphrase comes from `GUILDHALL_PASSPHRASE` or is read as one line from standard
 //! input; a password for `login --register` from `GUILDHALL_PASSWORD` or likewise. The hidden
 //! `--kdf-fast` flag seals new identity files with cheap Argon2 parameters: for tests only.
+//!
+//! `guildhall user e2e …` ([`encrypted`]) sends and reads end-to-end encrypted direct messages.
+
+mod encrypted;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
@@ -112,7 +116,11 @@ enum UserCommand {
         /// Only this channel.
         channel: Option<String>,
     },
-    /// Send a direct message, opening the conversation if needed.
+    /// End-to-end encrypted direct messages: set up this login as a device, send, read.
+    #[command(subcommand)]
+    E2e(encrypted::EncryptedCommand),
+    /// Send a direct message, opening the conversation if needed (not encrypted: the servers
+    /// can read it; see `e2e send`).
     Dm {
         /// The recipient, e.g. `@bob:example.org`.
         user: String,
@@ -233,11 +241,13 @@ async fn execute(args: UserArgs) -> anyhow::Result<()> {
             Ok(())
         }
         UserCommand::Tail { channel } => tail(&files, server, channel.as_deref()).await,
+        UserCommand::E2e(command) => encrypted::run(&files, server, command).await,
         UserCommand::Dm { user, text } => {
             let session = files.sessions()?.one(server)?;
             let recipient = UserId::parse(&user).context("invalid user id")?;
             let conversation = session.open_direct_message(&recipient).await?;
             report_sent(session.send_message(&conversation.channel_id, &text.join(" ")).await?);
+            println!("  not encrypted: the servers can read it (`e2e send` encrypts end to end)");
             Ok(())
         }
     }
@@ -373,7 +383,7 @@ async fn guilds(files: &Files, server: Option<&str>) -> anyhow::Result<()> {
                     .map(|member| member.user_id.to_string())
                     .collect();
                 let channel = guild.channels.first().map(|c| c.id.to_string()).unwrap_or_default();
-                println!("  direct message with {}: {channel}", others.join(", "));
+                println!("  direct message (not encrypted) with {}: {channel}", others.join(", "));
             } else {
                 println!("  {} ({})", guild.name, guild.id);
                 print_channels(&guild.channels, "    ");
@@ -466,7 +476,7 @@ impl ChannelNames {
     fn learn_guild(&mut self, guild: &Guild) {
         for channel in &guild.channels {
             let name = if guild.kind == "dm" {
-                "direct message".to_owned()
+                "direct message (not encrypted)".to_owned()
             } else {
                 format!("#{} ({})", channel.name, guild.name)
             };
