@@ -1,1 +1,599 @@
-//! End-to-end encrypted DMs between real servers, through the client library (spec 17).
+//! End-to-end encrypted DMs between real servers, through the client library (spec 17): people
+//! on two servers write to each other with vodozemac Olm sessions, devices added later (even in
+//! the middle of a send) get what is sent after, a group DM spans both servers, a tampered
+//! ciphertext is dropped, a lost session recovers with `dm.reset`, and no server ever holds the
+//! text. The protocol details servers check (claims, limits, refusals) are in `e2e_keys.rs`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use guildhall_client::e2e::{DecryptError, Device, InboxItem, Incoming, ResetOutcome, SendReport};
+use guildhall_client::{Client, GatewayEvent, Identity, ServerName, Session, UserId};
+use guildhall_spec::base64url;
+use tokio::sync::{Mutex, oneshot};
+
+use super::*;
+use crate::harness::PASSWORD;
+
+/// How long a message may take to arrive on a busy machine.
+const ARRIVAL: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn two_people_on_two_servers_write_both_ways_and_no_server_holds_the_text() {
+    let (a, b) = tokio::join!(
+        federating_builder().recorded().start(),
+        federating_builder().recorded().start()
+    );
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&a, "alice", &scratch).await;
+    let mut bob = Person::new(&b, "bob", &scratch).await;
+    let texts: Vec<String> = (1..=4).map(|n| secret(&format!("message {n}"))).collect();
+
+    let report = alice.send("lunch", &[&bob], &texts[0]).await;
+    assert_delivered(&report, &[&bob]);
+    let received = bob.receive_until(|all| bodies(all).contains(&texts[0])).await;
+    let Some(Incoming::Message(first)) = received.first() else {
+        panic!("bob expected alice's message, got {received:?}")
+    };
+    assert_eq!((&first.sender, first.conversation.as_str()), (alice.id(), "lunch"));
+    assert_eq!(first.members, sorted(&[alice.id(), bob.id()]));
+
+    // Alice reads bob's answer live from the gateway; the inbox read after it does not repeat it.
+    let mut gateway = alice.session.gateway().await.expect("alice's gateway");
+    let report = bob.send("lunch", &[&alice], &texts[1]).await;
+    assert_delivered(&report, &[&alice]);
+    let live = tokio::time::timeout(ARRIVAL, async {
+        loop {
+            let event = gateway.next().await.expect("the gateway is open").expect("an event");
+            if matches!(event, GatewayEvent::ToDevice(_)) {
+                return alice.device.handle(&alice.session, &event).await.expect("handle");
+            }
+        }
+    })
+    .await
+    .expect("TO_DEVICE within the deadline");
+    assert_eq!(bodies(&live), [texts[1].clone()], "{live:?}");
+    let again = alice.device.receive(&alice.session).await.expect("read the inbox");
+    assert!(bodies(&again).is_empty(), "a dispatched message is not read twice: {again:?}");
+
+    // Established sessions: normal messages now, both ways.
+    assert_delivered(&alice.send("lunch", &[&bob], &texts[2]).await, &[&bob]);
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), [texts[2].clone()]);
+    assert_delivered(&bob.send("lunch", &[&alice], &texts[3]).await, &[&alice]);
+    assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), [texts[3].clone()]);
+    let history = |person: &Person| -> Vec<String> {
+        let conversation = person.device.conversation("lunch").expect("the conversation");
+        conversation.messages.iter().map(|message| message.body.clone()).collect()
+    };
+    assert_eq!(history(&alice), texts);
+    assert_eq!(history(&bob), texts);
+
+    // Neither database (nor its WAL, nor anything else in the data directories) holds a text;
+    // the same search finds what the servers do store, such as the device ids.
+    for (server, device) in [(&a, &alice), (&b, &bob)] {
+        let stored = files_under(server.dir());
+        assert!(
+            stored.iter().any(|(path, _)| path.to_string_lossy().ends_with("-wal")),
+            "no WAL under {:?}",
+            server.dir()
+        );
+        let marker = device.device.device_id().as_str().as_bytes();
+        assert!(stored.iter().any(|(_, bytes)| contains(bytes, marker)), "the search works");
+        for text in &texts {
+            let holders: Vec<&PathBuf> = stored
+                .iter()
+                .filter(|(_, bytes)| contains(bytes, text.as_bytes()))
+                .map(|(p, _)| p)
+                .collect();
+            assert!(holders.is_empty(), "{text:?} found in {holders:?}");
+        }
+    }
+    // Nor did it cross between the servers, where the ciphertexts did.
+    let traffic = [a.federation_traffic(), b.federation_traffic()].concat();
+    assert!(contains(&traffic, b"olm.v1"), "the ciphertexts crossed the recording proxies");
+    for text in &texts {
+        assert!(!contains(&traffic, text.as_bytes()), "{text:?} crossed between the servers");
+    }
+}
+
+#[tokio::test]
+async fn a_device_added_later_gets_what_is_sent_after_and_copies_of_its_own_users_messages() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&a, "alice", &scratch).await;
+    let mut bob = Person::new(&b, "bob", &scratch).await;
+    assert_delivered(&alice.send("c", &[&bob], "before the phone").await, &[&bob]);
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["before the phone"]);
+
+    let mut phone = bob.second_device(&b, &scratch).await;
+    assert_delivered(&alice.send("c", &[&bob], "after the phone").await, &[&bob]);
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["after the phone"]);
+    assert_eq!(
+        bodies(&phone.receive_until(|all| !all.is_empty()).await),
+        ["after the phone"],
+        "the new device reads from when it appeared"
+    );
+
+    // Whatever one of bob's devices sends, the other gets too.
+    let report = bob.send("c", &[&alice], "from the laptop").await;
+    assert_delivered(&report, &[&alice, &bob]);
+    assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["from the laptop"]);
+    let copy = phone.receive_until(|all| !all.is_empty()).await;
+    let Some(Incoming::Message(copy)) = copy.first() else { panic!("no copy: {copy:?}") };
+    assert_eq!((copy.body.as_str(), &copy.sender), ("from the laptop", bob.id()));
+    assert_eq!(copy.sender_device, *bob.device.device_id());
+
+    assert_delivered(&phone.send("c", &[&alice], "from the phone").await, &[&alice, &bob]);
+    assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["from the phone"]);
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["from the phone"]);
+}
+
+#[tokio::test]
+async fn a_group_dm_of_three_spans_both_servers() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&a, "alice", &scratch).await;
+    let mut bob = Person::new(&b, "bob", &scratch).await;
+    let mut carol = Person::new(&a, "carol", &scratch).await;
+    let members = sorted(&[alice.id(), bob.id(), carol.id()]);
+
+    assert_delivered(&alice.send("trio", &[&bob, &carol], "hello both").await, &[&bob, &carol]);
+    for person in [&mut bob, &mut carol] {
+        let received = person.receive_until(|all| !all.is_empty()).await;
+        let Some(Incoming::Message(message)) = received.first() else { panic!("{received:?}") };
+        assert_eq!((message.body.as_str(), message.conversation.as_str()), ("hello both", "trio"));
+        assert_eq!(message.members, members);
+    }
+    // Each answers the whole conversation, as its members came with the message.
+    let members_of =
+        |person: &Person| person.device.conversation("trio").expect("known").members.clone();
+    let to_carol = members_of(&carol);
+    let report =
+        carol.device.send(&carol.session, "trio", &to_carol, "hi from carol").await.expect("send");
+    assert_delivered(&report, &[&alice, &bob]);
+    let to_bob = members_of(&bob);
+    let report = bob.device.send(&bob.session, "trio", &to_bob, "hi from bob").await.expect("send");
+    assert_delivered(&report, &[&alice, &carol]);
+    let expected = ["hello both", "hi from carol", "hi from bob"];
+    for person in [&mut alice, &mut bob, &mut carol] {
+        person.receive_until(|_| true).await;
+        let conversation = person.device.conversation("trio").expect("the conversation");
+        let history: Vec<&str> = conversation.messages.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(history, expected, "{}'s history", person.id());
+        assert_eq!(conversation.members, members);
+    }
+}
+
+#[tokio::test]
+async fn a_tampered_ciphertext_is_dropped_and_the_session_starts_again() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&a, "alice", &scratch).await;
+    let mut bob = Person::new(&b, "bob", &scratch).await;
+    assert_delivered(&alice.send("c", &[&bob], "the original").await, &[&bob]);
+
+    // Bob's server hands out the item with one bit of the ciphertext flipped (its MAC, the
+    // message's last byte).
+    let raw = b.client().with_token(bob.session.token());
+    let (status, inbox) = raw.get("/users/@me/to_device").await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    let mut item: InboxItem =
+        serde_json::from_value(inbox["messages"][0].clone()).expect("an inbox item");
+    let ciphertexts = item.content["ciphertext"].as_object_mut().expect("ciphertexts");
+    let body = ciphertexts.values_mut().next().expect("one ciphertext");
+    let mut bytes = base64url::decode(body["body"].as_str().expect("a body")).expect("base64url");
+    *bytes.last_mut().expect("bytes") ^= 1;
+    body["body"] = base64url::encode(bytes).into();
+    let outcome =
+        bob.device.handle(&bob.session, &GatewayEvent::ToDevice(item)).await.expect("handle");
+    let [Incoming::Undecryptable(dropped)] = outcome.as_slice() else { panic!("{outcome:?}") };
+    assert!(matches!(dropped.error, DecryptError::Olm(_)), "{:?}", dropped.error);
+    assert_eq!((&dropped.sender, &dropped.reset), (alice.id(), &Some(ResetOutcome::Sent)));
+    // The item is done with: the inbox read acknowledges it and does not show the text.
+    let after = bob.device.receive(&bob.session).await.expect("receive");
+    assert!(bodies(&after).is_empty(), "{after:?}");
+
+    // Alice learns of the new session, and from then on both sides use it.
+    let reset = alice.receive_until(|all| !all.is_empty()).await;
+    assert!(
+        matches!(reset.as_slice(), [Incoming::SessionReset { sender, .. }] if sender == bob.id()),
+        "{reset:?}"
+    );
+    assert_delivered(&alice.send("c", &[&bob], "once more").await, &[&bob]);
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["once more"]);
+    assert_delivered(&bob.send("c", &[&alice], "got it").await, &[&alice]);
+    assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["got it"]);
+}
+
+#[tokio::test]
+async fn a_lost_session_recovers_with_a_reset() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&a, "alice", &scratch).await;
+    let mut bob = Person::new(&b, "bob", &scratch).await;
+    // Bob's store as it was before any session with alice: a restore from an old backup.
+    let backup = scratch.path("bob-backup");
+    std::fs::copy(&bob.store, &backup).expect("back up bob's store");
+    assert_delivered(&alice.send("c", &[&bob], "one").await, &[&bob]);
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["one"]);
+    assert_delivered(&bob.send("c", &[&alice], "two").await, &[&alice]);
+    assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["two"]);
+
+    std::fs::copy(&backup, &bob.store).expect("restore bob's store");
+    bob.device = Device::open(&bob.store, &bob.identity).expect("open the restored store");
+    // Alice's session has heard from bob, so this is a normal message bob cannot read.
+    assert_delivered(&alice.send("c", &[&bob], "three").await, &[&bob]);
+    let wedged = bob.receive_until(|all| !all.is_empty()).await;
+    let [Incoming::Undecryptable(dropped)] = wedged.as_slice() else { panic!("{wedged:?}") };
+    assert!(matches!(dropped.error, DecryptError::Olm(_)), "{:?}", dropped.error);
+    assert_eq!(dropped.reset, Some(ResetOutcome::Sent));
+
+    let reset = alice.receive_until(|all| !all.is_empty()).await;
+    assert!(matches!(reset.as_slice(), [Incoming::SessionReset { .. }]), "{reset:?}");
+    assert_delivered(&alice.send("c", &[&bob], "four").await, &[&bob]);
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["four"]);
+    assert_delivered(&bob.send("c", &[&alice], "five").await, &[&alice]);
+    assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["five"]);
+}
+
+#[tokio::test]
+async fn a_device_added_between_the_key_query_and_the_send_is_not_skipped() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let proxy = PausingProxy::start(&a).await;
+    let mut alice = Person::new_at(&a, &proxy.url, "alice", &scratch).await;
+    let mut bob = Person::new(&b, "bob", &scratch).await;
+
+    // Alice's first to-device request waits at the proxy while bob adds a device; it was
+    // encrypted for bob's old list, so bob's server refuses it, and the client sends again.
+    let (reached, resume) = proxy.pause_next_send().await;
+    let members = [bob.id().clone()];
+    let sending = alice.device.send(&alice.session, "c", &members, "to every device");
+    let adding = async {
+        reached.await.expect("the send reaches the proxy");
+        let phone = bob.second_device(&b, &scratch).await;
+        resume.send(()).expect("resume the send");
+        phone
+    };
+    let (report, mut phone) = tokio::join!(sending, adding);
+    let report = report.expect("send");
+    assert_delivered(&report, &[&bob]);
+    assert_eq!(proxy.sends(), 2, "refused as stale once, then sent again");
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["to every device"]);
+    assert_eq!(bodies(&phone.receive_until(|all| !all.is_empty()).await), ["to every device"]);
+}
+
+#[tokio::test]
+async fn the_command_line_says_what_is_encrypted_and_who_did_not_get_it() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let alice = Shell::new(&scratch, "alice");
+    let bob = Shell::new(&scratch, "bob");
+    for (shell, server, name) in [(&alice, &a, "alice"), (&bob, &b, "bob")] {
+        shell.ok(&["identity", "new"]).await;
+        shell.ok(&["login", &server.base_url(), "--register", name]).await;
+        let setup = shell.ok(&["e2e", "setup"]).await;
+        assert!(setup.contains("is now device"), "{setup}");
+        assert!(shell.fails(&["e2e", "setup"]).await.contains("is a device already"));
+    }
+    let (alice_id, bob_id) = (a.user_id("alice"), b.user_id("bob"));
+
+    let sent = alice.ok(&["e2e", "send", &bob_id, "--text", "hello from the shell"]).await;
+    assert!(sent.contains("end-to-end encrypted"), "{sent}");
+    assert!(sent.contains(&format!("delivered to {bob_id} (every device)")), "{sent}");
+    let read = bob.ok(&["e2e", "read"]).await;
+    let line = read.lines().find(|line| line.contains("[encrypted] conversation "));
+    let line = line.unwrap_or_else(|| panic!("{read}"));
+    assert!(
+        line.ends_with(&format!("(with {alice_id}) {alice_id}: hello from the shell")),
+        "{read}"
+    );
+    let conversation = line.split_whitespace().nth(4).expect("the conversation id").to_owned();
+    assert_eq!(bob.ok(&["e2e", "read"]).await.trim(), "no new encrypted messages");
+
+    // The answer goes to the same conversation; a recipient who cannot get it is named, and
+    // the command fails, while the others still get the message.
+    bob.ok(&["e2e", "send", &alice_id, "--text", "hi back"]).await;
+    let read = alice.ok(&["e2e", "read"]).await;
+    assert!(
+        read.contains(&format!("conversation {conversation} (with {bob_id}) {bob_id}: hi back")),
+        "{read}"
+    );
+    let nobody = a.user_id("nobody");
+    let partial = alice.run(&["e2e", "send", &bob_id, &nobody, "--text", "to both"]).await;
+    assert!(!partial.status.success());
+    let printed = String::from_utf8_lossy(&partial.stdout);
+    assert!(printed.contains(&format!("NOT DELIVERED to {nobody}: unknown_user")), "{printed}");
+    assert!(printed.contains(&format!("delivered to {bob_id} (every device)")), "{printed}");
+    let error = String::from_utf8_lossy(&partial.stderr);
+    assert!(
+        error.contains("did not reach 1 of the recipients (it was not sent unencrypted)"),
+        "{error}"
+    );
+    assert!(bob.ok(&["e2e", "read"]).await.contains(": to both"));
+    let listed = bob.ok(&["e2e", "conversations"]).await;
+    assert!(
+        listed.contains(&format!("[encrypted] {conversation} with {alice_id} (2 messages")),
+        "{listed}"
+    );
+}
+
+/// The `guildhall user` command line with an identity file of its own.
+struct Shell {
+    identity: PathBuf,
+}
+
+impl Shell {
+    fn new(scratch: &Scratch, name: &str) -> Self {
+        Self { identity: scratch.0.join(name).join("identity.json") }
+    }
+
+    async fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_guildhall"));
+        for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("GUILDHALL_")) {
+            command.env_remove(key);
+        }
+        command
+            .env("GUILDHALL_PASSPHRASE", "a passphrase")
+            .env("GUILDHALL_PASSWORD", PASSWORD)
+            .args(["user", "--kdf-fast", "--identity"])
+            .arg(&self.identity)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run guildhall user")
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    async fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; returns its standard error.
+    async fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        assert!(!output.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+/// A person: an identity bound to an account, and one login of it as a device.
+struct Person {
+    identity: Identity,
+    session: Session,
+    device: Device,
+    store: PathBuf,
+}
+
+impl Person {
+    /// Registers `name` on `server`, binds a new identity to the account and makes the login a
+    /// device.
+    async fn new(server: &Server, name: &str, scratch: &Scratch) -> Self {
+        Self::new_at(server, &server.base_url(), name, scratch).await
+    }
+
+    /// [`Person::new`], talking to `server` at `url` (a proxy in front of it).
+    async fn new_at(server: &Server, url: &str, name: &str, scratch: &Scratch) -> Self {
+        let session = client(server, url).register(name, PASSWORD).await.expect("register");
+        let identity = Identity::generate();
+        session.bind_identity(&identity).await.expect("bind the identity");
+        Self::with_device(session, identity, scratch.path(name)).await
+    }
+
+    /// Another login of the same account, made a device of its own.
+    async fn second_device(&self, server: &Server, scratch: &Scratch) -> Self {
+        let name = self.id().localpart().to_owned();
+        let session =
+            client(server, &server.base_url()).login(&name, PASSWORD).await.expect("login");
+        let store = scratch.path(&format!("{name}-second"));
+        Self::with_device(session, self.identity.clone(), store).await
+    }
+
+    async fn with_device(session: Session, identity: Identity, store: PathBuf) -> Self {
+        let device = Device::create(&session, &identity, &store).await.expect("create the device");
+        Self { identity, session, device, store }
+    }
+
+    fn id(&self) -> &UserId {
+        self.session.user_id()
+    }
+
+    /// Sends `text` in `conversation` to `others`.
+    async fn send(&mut self, conversation: &str, others: &[&Person], text: &str) -> SendReport {
+        let members: Vec<UserId> = others.iter().map(|person| person.id().clone()).collect();
+        self.device.send(&self.session, conversation, &members, text).await.expect("send")
+    }
+
+    /// Reads the inbox until what arrived satisfies `done`, or the deadline passes; returns
+    /// everything that arrived.
+    async fn receive_until(&mut self, done: impl Fn(&[Incoming]) -> bool) -> Vec<Incoming> {
+        let deadline = Instant::now() + ARRIVAL;
+        let mut all = Vec::new();
+        loop {
+            all.extend(self.device.receive(&self.session).await.expect("receive"));
+            if done(&all) || Instant::now() > deadline {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A client of `server` at `url`, which knows the server's name (`url` may be a proxy's).
+fn client(server: &Server, url: &str) -> Client {
+    let name = ServerName::parse(&server.name()).expect("server name");
+    Client::with_server_name(url, name).expect("client")
+}
+
+/// The texts of the messages among `incoming`.
+fn bodies(incoming: &[Incoming]) -> Vec<String> {
+    incoming
+        .iter()
+        .filter_map(|item| match item {
+            Incoming::Message(message) => Some(message.body.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asserts that a send reached every device of exactly `people`.
+#[track_caller]
+fn assert_delivered(report: &SendReport, people: &[&Person]) {
+    assert!(report.failed.is_empty(), "failures: {:?}", report.failed);
+    let mut delivered = report.delivered.clone();
+    delivered.sort();
+    let expected = sorted(&people.iter().map(|person| person.id()).collect::<Vec<_>>());
+    assert_eq!(delivered, expected);
+}
+
+fn sorted(users: &[&UserId]) -> Vec<UserId> {
+    let mut users: Vec<UserId> = users.iter().map(|user| (*user).clone()).collect();
+    users.sort();
+    users
+}
+
+/// A text no server could hold by chance.
+fn secret(label: &str) -> String {
+    format!("{label}: {}", base64url::encode(rand_bytes()))
+}
+
+fn rand_bytes() -> [u8; 12] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    let mut bytes = [0; 12];
+    bytes.copy_from_slice(&nanos.to_le_bytes()[..12]);
+    bytes
+}
+
+/// Every file under `dir`, with its bytes.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read the data directory").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                found.push((path, bytes));
+            }
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// A directory for the tests' store files, removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "guildhall-e2ee-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(format!("{name}.e2e.json"))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An HTTP proxy in front of a server's client API that can hold a to-device send until the
+/// test lets it go, so that something can happen between a client's key query and its send.
+struct PausingProxy {
+    url: String,
+    state: Arc<ProxyState>,
+}
+
+struct ProxyState {
+    upstream: String,
+    http: reqwest::Client,
+    sends: AtomicUsize,
+    /// Told when the next send arrives; the send goes on once the receiver is told.
+    pause: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+}
+
+impl PausingProxy {
+    async fn start(server: &Server) -> Self {
+        let state = Arc::new(ProxyState {
+            upstream: server.base_url(),
+            http: reqwest::Client::builder().no_proxy().build().expect("HTTP client"),
+            sends: AtomicUsize::new(0),
+            pause: Mutex::new(None),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let app = axum::Router::new().fallback(forward).with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, state }
+    }
+
+    /// Holds the next to-device send: the first receiver says it arrived, and it is forwarded
+    /// once the sender is told.
+    async fn pause_next_send(&self) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (resume_tx, resume_rx) = oneshot::channel();
+        *self.state.pause.lock().await = Some((reached_tx, resume_rx));
+        (reached_rx, resume_tx)
+    }
+
+    /// The to-device sends forwarded so far.
+    fn sends(&self) -> usize {
+        self.state.sends.load(Ordering::SeqCst)
+    }
+}
+
+async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 << 20).await.expect("read the request");
+    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str()).to_owned();
+    if parts.method == axum::http::Method::PUT && path.starts_with("/api/v1/users/@me/to_device/") {
+        state.sends.fetch_add(1, Ordering::SeqCst);
+        let pause = state.pause.lock().await.take();
+        if let Some((reached, resume)) = pause {
+            let _ = reached.send(());
+            let _ = resume.await;
+        }
+    }
+    let mut outgoing = state.http.request(parts.method, format!("{}{path}", state.upstream));
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::HOST {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let answer = outgoing.body(body).send().await.expect("the server answers");
+    let status = answer.status();
+    let content_type = answer.headers().get(axum::http::header::CONTENT_TYPE).cloned();
+    let bytes = answer.bytes().await.expect("read the answer");
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    if let Some(content_type) = content_type {
+        response.headers_mut().insert(axum::http::header::CONTENT_TYPE, content_type);
+    }
+    response
+}
