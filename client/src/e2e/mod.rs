@@ -86,6 +86,9 @@ pub struct Device {
     path: PathBuf,
     keys: StoreKeys,
     contents: Contents,
+    /// Held while the `Device` lives, so that no other process (or second `Device`) works on
+    /// the same store: two copies of one ratchet would encrypt with the same message keys.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Device {
@@ -109,6 +112,7 @@ impl Device {
         identity: &Identity,
         path: &Path,
     ) -> Result<Self, E2eError> {
+        let lock = store::lock(path)?;
         let account = Account::new();
         let device_id = random_device_id();
         let device_keys = DeviceKeys {
@@ -124,7 +128,7 @@ impl Device {
         };
         let device_signature = account.sign(certificate.signing_bytes()?).to_bytes();
         let certificate = certificate.sign(identity.key_pair(), &device_signature)?;
-        let body = serde_json::json!({ "certificate": certificate });
+        let body = RegisterDevice { certificate: &certificate };
         let _: serde_json::Value = session
             .call(Method::PUT, &["users", "@me", "devices", device_id.as_str()], &body)
             .await?;
@@ -135,8 +139,8 @@ impl Device {
             sessions: BTreeMap::new(),
             state: State { certificate, ..State::default() },
         };
-        let mut device =
-            Self { path: path.to_owned(), keys: StoreKeys::derive(identity), contents };
+        let keys = StoreKeys::derive(identity);
+        let mut device = Self { path: path.to_owned(), keys, contents, _lock: lock };
         // Saved before the keys go up: a device whose upload failed can still be opened and
         // upload later, but a lost account would leave a certificate no one can use.
         device.save()?;
@@ -144,11 +148,13 @@ impl Device {
         Ok(device)
     }
 
-    /// Opens the device saved at `path`, with `identity`'s key.
+    /// Opens the device saved at `path`, with `identity`'s key. Fails with
+    /// [`StoreError::InUse`] while another `Device` has the store open.
     pub fn open(path: &Path, identity: &Identity) -> Result<Self, E2eError> {
+        let lock = store::lock(path)?;
         let keys = StoreKeys::derive(identity);
         let contents = store::load(path, &keys)?;
-        Ok(Self { path: path.to_owned(), keys, contents })
+        Ok(Self { path: path.to_owned(), keys, contents, _lock: lock })
     }
 
     /// Writes the store. Every operation that changes it saves it already.
@@ -283,6 +289,12 @@ impl Device {
     }
 }
 
+/// `PUT /users/@me/devices/{device_id}` (spec 16.7).
+#[derive(serde::Serialize)]
+struct RegisterDevice<'a> {
+    certificate: &'a JsonObject,
+}
+
 /// What the server holds of a device's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyCounts {
@@ -346,6 +358,19 @@ fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::GatewayEvent;
+
+    fn is_send<T: Send>(_: &T) {}
+
+    /// Compiled, never run: a program can hand a `Device` and its calls to `tokio::spawn`.
+    #[allow(dead_code)]
+    async fn futures_are_send(device: &mut Device, session: &Session, event: &GatewayEvent) {
+        is_send(&device.send(session, "c", &[], "text"));
+        is_send(&device.receive(session));
+        is_send(&device.handle(session, event));
+        is_send(&device.upload_keys(session));
+        is_send(device);
+    }
 
     #[test]
     fn key_objects_are_signed_by_the_account_under_base64url_ids() {

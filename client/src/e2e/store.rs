@@ -91,6 +91,12 @@ pub enum StoreError {
         /// The file.
         path: std::path::PathBuf,
     },
+    /// Another `Device` (in this process or another) has the store open.
+    #[error("{}: in use by another program (or another device object)", path.display())]
+    InUse {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// The file is not a store of a version this client reads.
     #[error("{}: malformed store: {detail}", path.display())]
     Malformed {
@@ -240,6 +246,28 @@ struct PickledSession {
 }
 
 const CIPHER: &str = "xchacha20-poly1305";
+
+/// Takes the store's lock: an exclusive advisory lock on `<path>.lock`, held while the returned
+/// file is open. The store itself is replaced on every save, so it cannot carry the lock.
+pub(crate) fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let io = |source| StoreError::Io { path: lock_path.clone(), source };
+    if let Some(parent) = lock_path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&lock_path).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse { path: path.to_owned() }),
+        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+    }
+}
 
 /// Writes `contents` to `path`, sealed, owner-only, replacing the file in one step.
 pub(crate) fn save(path: &Path, keys: &StoreKeys, contents: &Contents) -> Result<(), StoreError> {
@@ -413,6 +441,16 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600, "owner-only");
         }
         contents.sessions.clear();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_store_is_used_by_one_device_at_a_time() {
+        let path = scratch("lock");
+        let first = lock(&path).unwrap();
+        assert!(matches!(lock(&path), Err(StoreError::InUse { .. })));
+        drop(first);
+        assert!(lock(&path).is_ok(), "free again once the first is gone");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 

@@ -224,8 +224,12 @@ async fn a_lost_session_recovers_with_a_reset() {
     assert_delivered(&bob.send("c", &[&alice], "two").await, &[&alice]);
     assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["two"]);
 
-    std::fs::copy(&backup, &bob.store).expect("restore bob's store");
-    bob.device = Device::open(&bob.store, &bob.identity).expect("open the restored store");
+    let Person { identity, session, device, store } = bob;
+    assert!(Device::open(&store, &identity).is_err(), "one device per store at a time");
+    drop(device);
+    std::fs::copy(&backup, &store).expect("restore bob's store");
+    let device = Device::open(&store, &identity).expect("open the restored store");
+    let mut bob = Person { identity, session, device, store };
     // Alice's session has heard from bob, so this is a normal message bob cannot read.
     assert_delivered(&alice.send("c", &[&bob], "three").await, &[&bob]);
     let wedged = bob.receive_until(|all| !all.is_empty()).await;
