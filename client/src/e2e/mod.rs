@@ -115,23 +115,8 @@ impl Device {
         let lock = store::lock(path)?;
         let account = Account::new();
         let device_id = random_device_id();
-        let device_keys = DeviceKeys {
-            curve25519: base64url::encode(account.curve25519_key().as_bytes()),
-            ed25519: base64url::encode(account.ed25519_key().as_bytes()),
-        };
-        let certificate = DeviceCertificate {
-            user_id: session.user_id().clone(),
-            device_id: device_id.clone(),
-            device_keys,
-            identity_key: identity.public_key(),
-            valid_until_ts: None,
-        };
-        let device_signature = account.sign(certificate.signing_bytes()?).to_bytes();
-        let certificate = certificate.sign(identity.key_pair(), &device_signature)?;
-        let body = RegisterDevice { certificate: &certificate };
-        let _: serde_json::Value = session
-            .call(Method::PUT, &["users", "@me", "devices", device_id.as_str()], &body)
-            .await?;
+        let certificate = certify(&account, session.user_id(), &device_id, identity)?;
+        register(session, &device_id, &certificate).await?;
         let contents = Contents {
             user_id: session.user_id().clone(),
             device_id,
@@ -155,6 +140,24 @@ impl Device {
         let keys = StoreKeys::derive(identity);
         let contents = store::load(path, &keys)?;
         Ok(Self { path: path.to_owned(), keys, contents, _lock: lock })
+    }
+
+    /// Certifies the device again with `identity`'s current key and registers the new
+    /// certificate (spec 16.3): after a rotation (16.6), certificates made with the old key are
+    /// no longer valid, and the server answers `no_device` until this is done. The store's
+    /// keys come from the recovery phrase, not the identity key, so the store stays readable.
+    pub async fn certify(
+        &mut self,
+        session: &Session,
+        identity: &Identity,
+    ) -> Result<(), E2eError> {
+        self.check_account(session)?;
+        let contents = &self.contents;
+        let certificate =
+            certify(&contents.account, &contents.user_id, &contents.device_id, identity)?;
+        register(session, &self.contents.device_id, &certificate).await?;
+        self.contents.state.certificate = certificate;
+        self.save()
     }
 
     /// Writes the store. Every operation that changes it saves it already.
@@ -287,6 +290,40 @@ impl Device {
         set.insert(self.contents.user_id.clone());
         set
     }
+}
+
+/// The device certificate of `account` as `user_id`'s device `device_id`, signed by the account
+/// and by `identity` (spec 16.3).
+fn certify(
+    account: &Account,
+    user_id: &UserId,
+    device_id: &DeviceId,
+    identity: &Identity,
+) -> Result<JsonObject, E2eError> {
+    let certificate = DeviceCertificate {
+        user_id: user_id.clone(),
+        device_id: device_id.clone(),
+        device_keys: DeviceKeys {
+            curve25519: base64url::encode(account.curve25519_key().as_bytes()),
+            ed25519: base64url::encode(account.ed25519_key().as_bytes()),
+        },
+        identity_key: identity.public_key(),
+        valid_until_ts: None,
+    };
+    let device_signature = account.sign(certificate.signing_bytes()?).to_bytes();
+    Ok(certificate.sign(identity.key_pair(), &device_signature)?)
+}
+
+/// Registers this login as the device with `certificate` (`PUT /users/@me/devices/{id}`).
+async fn register(
+    session: &Session,
+    device_id: &DeviceId,
+    certificate: &JsonObject,
+) -> Result<(), E2eError> {
+    let path = ["users", "@me", "devices", device_id.as_str()];
+    let _: serde_json::Value =
+        session.call(Method::PUT, &path, &RegisterDevice { certificate }).await?;
+    Ok(())
 }
 
 /// `PUT /users/@me/devices/{device_id}` (spec 16.7).

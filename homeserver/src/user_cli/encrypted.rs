@@ -28,6 +28,9 @@ pub(super) enum EncryptedCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Certify this device again with the identity's current key (needed after the identity
+    /// key was rotated).
+    Certify,
     /// Send an end-to-end encrypted message to one or more people (a group of up to 10).
     Send {
         /// The recipients, e.g. `@bob:example.org` (may be left out with --conversation).
@@ -62,6 +65,18 @@ pub(super) async fn run(
     let store = store_path(files, &session);
     match command {
         EncryptedCommand::Setup { force } => setup(files, &session, &store, force).await,
+        EncryptedCommand::Certify => {
+            check_set_up(&session, &store)?;
+            let identity = files.identity()?;
+            let mut device = open_with(&identity, &session, &store)?;
+            device.certify(&session, &identity).await?;
+            println!(
+                "device {} certified again by identity {}",
+                device.device_id(),
+                identity.public_key()
+            );
+            Ok(())
+        }
         EncryptedCommand::Send { users, text, conversation } => {
             let mut device = open(files, &session, &store)?;
             send(&mut device, &session, &users, &text, conversation.as_deref()).await
@@ -131,14 +146,27 @@ async fn setup(
 }
 
 fn open(files: &Files, session: &Session, store: &std::path::Path) -> anyhow::Result<Device> {
+    check_set_up(session, store)?;
+    open_with(&files.identity()?, session, store)
+}
+
+fn open_with(
+    identity: &guildhall_client::Identity,
+    session: &Session,
+    store: &std::path::Path,
+) -> anyhow::Result<Device> {
+    check_set_up(session, store)?;
+    Ok(Device::open(store, identity)?)
+}
+
+fn check_set_up(session: &Session, store: &std::path::Path) -> anyhow::Result<()> {
     if !store.exists() {
         bail!(
             "this login to {} is not set up for encrypted messages: run `guildhall user e2e setup`",
             session.server_name()
         );
     }
-    let identity = files.identity()?;
-    Ok(Device::open(store, &identity)?)
+    Ok(())
 }
 
 async fn send(

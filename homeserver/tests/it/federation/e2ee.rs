@@ -12,13 +12,17 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use guildhall_client::e2e::{DecryptError, Device, InboxItem, Incoming, ResetOutcome, SendReport};
+use guildhall_client::e2e::{
+    DecryptError, Device, InboxItem, Incoming, ResetOutcome, SendReport, ShareFailure,
+};
 use guildhall_client::{Client, GatewayEvent, Identity, ServerName, Session, UserId};
+use guildhall_identity::attestation::sign_binding;
+use guildhall_identity::rotation::IdentityRotation;
 use guildhall_spec::base64url;
 use tokio::sync::{Mutex, oneshot};
 
 use super::*;
-use crate::harness::PASSWORD;
+use crate::harness::{PASSWORD, json};
 
 /// How long a message may take to arrive on a busy machine.
 const ARRIVAL: Duration = Duration::from_secs(60);
@@ -270,6 +274,47 @@ async fn a_device_added_between_the_key_query_and_the_send_is_not_skipped() {
     assert_eq!(proxy.sends(), 2, "refused as stale once, then sent again");
     assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["to every device"]);
     assert_eq!(bodies(&phone.receive_until(|all| !all.is_empty()).await), ["to every device"]);
+}
+
+#[tokio::test]
+async fn after_a_rotation_the_device_is_certified_again_and_its_peers_are_told() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&a, "alice", &scratch).await;
+    let mut bob = Person::new(&b, "bob", &scratch).await;
+    assert_delivered(&alice.send("c", &[&bob], "before").await, &[&bob]);
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["before"]);
+
+    // Bob rotates to the next key of his phrase; his device's certificate is now the old key's.
+    let next = Identity::recover(&bob.identity.phrase().words(), 1).expect("key 1");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time");
+    let rotation = IdentityRotation {
+        user_id: bob.id().clone(),
+        old_key: bob.identity.public_key(),
+        new_key: next.public_key(),
+        new_index: Some(1),
+        ts: u64::try_from(now.as_millis()).expect("ms"),
+    }
+    .sign(bob.identity.key_pair(), next.key_pair())
+    .expect("sign the rotation");
+    let body = json!({"rotation": rotation, "binding": sign_binding(next.key_pair(), bob.id())});
+    let raw = b.client().with_token(bob.session.token());
+    let (status, answer) = raw.post("/users/@me/identity/rotate", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // Meanwhile nothing can be encrypted for him, and alice is told his identity changed.
+    let report = alice.send("c", &[&bob], "in between").await;
+    assert_eq!(report.failed.get(bob.id()), Some(&ShareFailure::NoDevices), "{report:?}");
+    assert_eq!(report.identity_changed, [bob.id().clone()]);
+    // Certified again with the new key, the same device (and store) goes on.
+    bob.identity = next;
+    bob.device.certify(&bob.session, &bob.identity).await.expect("certify again");
+    let report = alice.send("c", &[&bob], "after").await;
+    assert_delivered(&report, &[&bob]);
+    assert!(report.identity_changed.is_empty(), "told once: {report:?}");
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["after"]);
+    assert_delivered(&bob.send("c", &[&alice], "still me").await, &[&alice]);
+    assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["still me"]);
 }
 
 #[tokio::test]
