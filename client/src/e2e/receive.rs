@@ -32,8 +32,8 @@ const INBOX_PAGE: &str = "100";
 pub enum Incoming {
     /// A message of a conversation, decrypted and checked.
     Message(ReceivedMessage),
-    /// A peer device started a new session after it could not read a message of this device
-    /// (spec 17.9); messages this device sent before may be lost to it.
+    /// A peer device started a new session with this one after it could not read a message of
+    /// this device (spec 17.9); messages this device sent before may be lost to it.
     SessionReset {
         /// The peer.
         sender: UserId,
@@ -249,6 +249,7 @@ impl Device {
             Ok(plaintext) => plaintext,
             Err(error) => return Ok(dropped(error, None)),
         };
+        let started = new_session.is_some();
         if let Some(session) = new_session {
             self.add_session(&sender_key, StoredSession { session, created_ts: now_ms() });
         }
@@ -276,10 +277,13 @@ impl Device {
                 }
                 Err(error) => dropped(error, None),
             },
-            DM_RESET => Some(Incoming::SessionReset {
+            // A reset reaches every device of the user (a share covers them all); only one that
+            // started a session is news, the others came over sessions already in use.
+            DM_RESET if started => Some(Incoming::SessionReset {
                 sender: item.sender.clone(),
                 sender_device: item.sender_device.clone(),
             }),
+            DM_RESET => None,
             other => dropped(DecryptError::UnknownType(other.to_owned()), None),
         })
     }

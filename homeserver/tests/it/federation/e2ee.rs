@@ -219,14 +219,16 @@ async fn a_lost_session_recovers_with_a_reset() {
     let (a, b) = tokio::join!(federating(), federating());
     let scratch = Scratch::new();
     let mut alice = Person::new(&a, "alice", &scratch).await;
+    let mut phone = alice.second_device(&a, &scratch).await;
     let mut bob = Person::new(&b, "bob", &scratch).await;
     // Bob's store as it was before any session with alice: a restore from an old backup.
     let backup = scratch.path("bob-backup");
     std::fs::copy(&bob.store, &backup).expect("back up bob's store");
-    assert_delivered(&alice.send("c", &[&bob], "one").await, &[&bob]);
+    assert_delivered(&alice.send("c", &[&bob], "one").await, &[&alice, &bob]);
     assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["one"]);
     assert_delivered(&bob.send("c", &[&alice], "two").await, &[&alice]);
     assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["two"]);
+    assert_eq!(bodies(&phone.receive_until(|all| all.len() == 2).await), ["one", "two"]);
 
     let Person { identity, session, device, store } = bob;
     assert!(Device::open(&store, &identity).is_err(), "one device per store at a time");
@@ -235,18 +237,23 @@ async fn a_lost_session_recovers_with_a_reset() {
     let device = Device::open(&store, &identity).expect("open the restored store");
     let mut bob = Person { identity, session, device, store };
     // Alice's session has heard from bob, so this is a normal message bob cannot read.
-    assert_delivered(&alice.send("c", &[&bob], "three").await, &[&bob]);
+    assert_delivered(&alice.send("c", &[&bob], "three").await, &[&alice, &bob]);
     let wedged = bob.receive_until(|all| !all.is_empty()).await;
     let [Incoming::Undecryptable(dropped)] = wedged.as_slice() else { panic!("{wedged:?}") };
     assert!(matches!(dropped.error, DecryptError::Olm(_)), "{:?}", dropped.error);
+    // The reset went to both of alice's devices: a share covers every device of a user.
     assert_eq!(dropped.reset, Some(ResetOutcome::Sent));
 
     let reset = alice.receive_until(|all| !all.is_empty()).await;
     assert!(matches!(reset.as_slice(), [Incoming::SessionReset { .. }]), "{reset:?}");
-    assert_delivered(&alice.send("c", &[&bob], "four").await, &[&bob]);
+    let on_phone = phone.receive_until(|all| all.len() == 2).await;
+    assert_eq!(bodies(&on_phone), ["three"]);
+    assert!(on_phone.iter().any(|item| matches!(item, Incoming::SessionReset { .. })));
+    assert_delivered(&alice.send("c", &[&bob], "four").await, &[&alice, &bob]);
     assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["four"]);
     assert_delivered(&bob.send("c", &[&alice], "five").await, &[&alice]);
     assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["five"]);
+    assert_eq!(bodies(&phone.receive_until(|all| all.len() == 2).await), ["four", "five"]);
 }
 
 #[tokio::test]
