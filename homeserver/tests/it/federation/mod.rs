@@ -4,6 +4,7 @@
 mod e2e_keys;
 mod e2ee;
 mod identity;
+mod libolm;
 mod replication;
 mod security;
 mod trust;
