@@ -47,20 +47,16 @@ fn ci() -> Result<()> {
 
 /// Installs what the checks need beyond the Rust toolchain, so that `cargo xtask ci` alone works
 /// on a fresh machine: the Python packages of the independent vector implementation and of the
-/// stock-library interoperability checks.
+/// stock-library interoperability checks, and those of the libolm peer that the E2E tests talk
+/// to (python-olm installs as a prebuilt wheel; see its requirements file).
 fn setup() -> Result<()> {
-    run(
-        "python3",
-        &[
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-            "spec/vectors/tools/requirements.txt",
-        ],
-    )
+    for requirements in ["spec/vectors/tools/requirements.txt", "interop/libolm/requirements.txt"] {
+        run(
+            "python3",
+            &["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", requirements],
+        )?;
+    }
+    Ok(())
 }
 
 /// Runs a command from the workspace root, echoing it, failing on a non-zero exit.
