@@ -325,6 +325,43 @@ async fn after_a_rotation_the_device_is_certified_again_and_its_peers_are_told()
 }
 
 #[tokio::test]
+async fn a_device_told_its_keys_run_low_uploads_more() {
+    let server =
+        Server::builder().env("GUILDHALL_RATE_LIMITS__KEY_CLAIMS_PER_MINUTE", "1000").start().await;
+    let scratch = Scratch::new();
+    let alice = Person::new(&server, "alice", &scratch).await;
+    let mut bob = Person::new(&server, "bob", &scratch).await;
+    let bobs_raw = server.client().with_token(bob.session.token());
+    let count = || async {
+        let (status, counts) = bobs_raw.post("/keys/upload", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{counts}");
+        counts["one_time_key_count"].as_u64().expect("a count")
+    };
+    assert_eq!(count().await, 100, "a new device publishes 100 one-time keys");
+
+    let mut gateway = bob.session.gateway().await.expect("bob's gateway");
+    let claim = json!({"one_time_keys": {bob.id().as_str(): [bob.device.device_id().as_str()]}});
+    let alices_raw = server.client().with_token(alice.session.token());
+    for _ in 0..81 {
+        let (status, answer) = alices_raw.post("/keys/claim", claim.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    assert_eq!(count().await, 19);
+    let low = tokio::time::timeout(ARRIVAL, async {
+        loop {
+            let event = gateway.next().await.expect("the gateway is open").expect("an event");
+            if matches!(event, GatewayEvent::OneTimeKeysLow(_)) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("ONE_TIME_KEYS_LOW within the deadline");
+    assert!(bob.device.handle(&bob.session, &low).await.expect("handle").is_empty());
+    assert_eq!(count().await, 100, "topped up");
+}
+
+#[tokio::test]
 async fn the_command_line_says_what_is_encrypted_and_who_did_not_get_it() {
     let (a, b) = tokio::join!(federating(), federating());
     let scratch = Scratch::new();
