@@ -323,7 +323,7 @@ opaque_id!(
     "invite code"
 );
 opaque_id!(
-    /// A device id, chosen by the user's home server.
+    /// A device id, chosen by the client that registers the device (unique per user).
     DeviceId,
     "device id"
 );
