@@ -1,7 +1,8 @@
 //! Our E2E DMs interoperate with libolm (spec 17): Alice uses the client library (vodozemac) on
 //! server A; Bob is `interop/libolm/peer.py`, a Python client with libolm's Olm and its own key
 //! checks, on server B. They write both ways; a second libolm device of Bob joins later and gets
-//! what is sent after, and its own messages reach Alice and Bob's first device.
+//! what is sent after, and its own messages reach Alice and Bob's first device. When Alice adds a
+//! device, Bob's send for her old list is refused as stale and sent again for both devices.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -26,12 +27,8 @@ async fn alice_with_vodozemac_and_bob_with_libolm_write_both_ways_across_servers
     require_python_olm();
     let (a, b) = tokio::join!(federating(), federating());
     let scratch = Scratch::new();
-    let mut alice = Alice::new(&a, &scratch.0).await;
-    let mut bob = Peer::start("bob").await;
-    let setup = bob
-        .call(json!({"cmd": "setup", "server": b.base_url(), "username": "bob",
-                     "password": PASSWORD, "register": true, "device_id": "PYBOB1"}))
-        .await;
+    let mut alice = RustDevice::register(&a, "alice", &scratch.0).await;
+    let (mut bob, setup) = Peer::bob(&b, "PYBOB1", None).await;
     let bob_id = UserId::parse(setup["user_id"].as_str().expect("bob's id")).expect("user id");
     let members = sorted(&[alice.id().as_str(), bob_id.as_str()]);
 
@@ -70,12 +67,7 @@ async fn alice_with_vodozemac_and_bob_with_libolm_write_both_ways_across_servers
     assert_eq!(read[0]["prekey"], false);
 
     // Bob's second device: a new libolm account, certified with the key of the same phrase.
-    let mut phone = Peer::start("bob-phone").await;
-    phone
-        .call(json!({"cmd": "setup", "server": b.base_url(), "username": "bob",
-                     "password": PASSWORD, "register": false, "device_id": "PYBOB2",
-                     "phrase": setup["phrase"]}))
-        .await;
+    let (mut phone, _) = Peer::bob(&b, "PYBOB2", Some(&setup["phrase"])).await;
     alice.send(&bob_id, "alice to both of bob's devices").await;
     for device in [&mut bob, &mut phone] {
         let read = device.read(1).await;
@@ -101,9 +93,43 @@ async fn alice_with_vodozemac_and_bob_with_libolm_write_both_ways_across_servers
     // The libolm side also heard of its messages over the gateway (the inbox stays the record).
     let status = bob.call(json!({"cmd": "status"})).await;
     assert!(status["gateway"]["TO_DEVICE"].as_u64() > Some(0), "no TO_DEVICE dispatch: {status}");
-    assert_eq!(alice.sent, 6);
     bob.quit().await;
     phone.quit().await;
+}
+
+#[tokio::test]
+async fn a_libolm_send_refused_as_stale_reaches_the_new_vodozemac_device_too() {
+    require_python_olm();
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let mut alice = RustDevice::register(&a, "alice", &scratch.0).await;
+    let (mut bob, setup) = Peer::bob(&b, "PYBOB1", None).await;
+    let bob_id = UserId::parse(setup["user_id"].as_str().expect("bob's id")).expect("user id");
+    let sent = bob.send(alice.id().as_str(), "before the laptop").await;
+    assert_eq!(sent["stale"], json!([]));
+    assert_eq!(texts(&alice.receive(1).await), ["before the laptop"]);
+
+    // Alice adds a device after Bob fetched her list: his send comes back stale, and he sends
+    // again, encrypted for both.
+    let mut laptop = alice.another(&a, &scratch.0).await;
+    let sent = bob.send(alice.id().as_str(), "after the laptop").await;
+    assert_eq!(sent["stale"], json!([alice.id().as_str()]), "{sent}");
+    let mut both = [alice.device.device_id().as_str(), laptop.device.device_id().as_str()];
+    both.sort_unstable();
+    assert_eq!(sent["devices"][alice.id().as_str()], json!(both));
+    for device in [&mut alice, &mut laptop] {
+        assert_eq!(texts(&device.receive(1).await), ["after the laptop"]);
+    }
+
+    // The laptop answers: Bob reads it, and Alice's first device gets its copy.
+    laptop.send(&bob_id, "from alice's laptop").await;
+    let read = bob.read(1).await;
+    assert_eq!(bodies(&read), ["from alice's laptop"]);
+    assert_eq!(read[0]["sender_device"], laptop.device.device_id().as_str());
+    let copy = alice.receive(1).await;
+    assert_eq!(texts(&copy), ["from alice's laptop"]);
+    assert_eq!(&copy[0].sender_device, laptop.device.device_id());
+    bob.quit().await;
 }
 
 /// Fails (the test must not skip) unless the peer's modules and packages import.
@@ -117,23 +143,33 @@ fn require_python_olm() {
     assert!(found, "python-olm missing: python3 -m pip install -r interop/libolm/requirements.txt");
 }
 
-/// Alice: the client library's session and E2E device on server A.
-struct Alice {
+/// A device of the client library (vodozemac): a login with its E2E device.
+struct RustDevice {
+    identity: Identity,
     session: Session,
     device: Device,
-    sent: usize,
 }
 
-impl Alice {
-    async fn new(server: &Server, scratch: &Path) -> Self {
-        let name = ServerName::parse(&server.name()).expect("server name");
-        let client = Client::with_server_name(&server.base_url(), name).expect("client");
-        let session = client.register("alice", PASSWORD).await.expect("register alice");
+impl RustDevice {
+    /// Registers `name` on `server`, binds a new identity and makes the login a device.
+    async fn register(server: &Server, name: &str, scratch: &Path) -> Self {
+        let session = client(server).register(name, PASSWORD).await.expect("register");
         let identity = Identity::generate();
-        session.bind_identity(&identity).await.expect("bind alice's identity");
-        let store = scratch.join("alice.e2e.json");
-        let device = Device::create(&session, &identity, &store).await.expect("alice's device");
-        Self { session, device, sent: 0 }
+        session.bind_identity(&identity).await.expect("bind the identity");
+        Self::with_device(session, identity, &scratch.join(format!("{name}.e2e.json"))).await
+    }
+
+    /// Another login of the same account on `server`, made a device of its own.
+    async fn another(&self, server: &Server, scratch: &Path) -> Self {
+        let name = self.id().localpart().to_owned();
+        let session = client(server).login(&name, PASSWORD).await.expect("login");
+        let store = scratch.join(format!("{name}-2.e2e.json"));
+        Self::with_device(session, self.identity.clone(), &store).await
+    }
+
+    async fn with_device(session: Session, identity: Identity, store: &Path) -> Self {
+        let device = Device::create(&session, &identity, store).await.expect("create the device");
+        Self { identity, session, device }
     }
 
     fn id(&self) -> &UserId {
@@ -146,9 +182,8 @@ impl Alice {
             .device
             .send(&self.session, "lx", std::slice::from_ref(to), text)
             .await
-            .expect("alice sends");
+            .expect("send");
         assert!(report.delivered.contains(to) && report.failed.is_empty(), "{report:?}");
-        self.sent += 1;
         report
     }
 
@@ -157,29 +192,42 @@ impl Alice {
         let mut messages = Vec::new();
         let deadline = tokio::time::Instant::now() + ARRIVAL;
         while messages.len() < count && tokio::time::Instant::now() < deadline {
-            for incoming in self.device.receive(&self.session).await.expect("alice reads") {
+            for incoming in self.device.receive(&self.session).await.expect("read the inbox") {
                 match incoming {
                     Incoming::Message(message) => messages.push(message),
-                    other => panic!("alice could not read: {other:?}"),
+                    other => panic!("{} could not read: {other:?}", self.id()),
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(messages.len(), count, "alice's messages: {:?}", texts(&messages));
+        assert_eq!(messages.len(), count, "{}: {:?}", self.id(), texts(&messages));
         messages
     }
 }
 
 /// `interop/libolm/peer.py` as a subprocess, one JSON command a line.
 struct Peer {
-    name: &'static str,
+    name: String,
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
 }
 
 impl Peer {
-    async fn start(name: &'static str) -> Self {
+    /// A peer set up as bob's device `device_id` on `server`: registering bob without a
+    /// `phrase`, else logging in and certifying the device with the phrase's identity key.
+    /// Returns the peer and its `setup` answer.
+    async fn bob(server: &Server, device_id: &str, phrase: Option<&Value>) -> (Self, Value) {
+        let mut peer = Self::start(device_id.to_owned()).await;
+        let setup = peer
+            .call(json!({"cmd": "setup", "server": server.base_url(), "username": "bob",
+                         "password": PASSWORD, "register": phrase.is_none(),
+                         "device_id": device_id, "phrase": phrase}))
+            .await;
+        (peer, setup)
+    }
+
+    async fn start(name: String) -> Self {
         let script = workspace_root().join("interop/libolm/peer.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -243,6 +291,11 @@ fn sorted(ids: &[&str]) -> Value {
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     json!(ids)
+}
+
+fn client(server: &Server) -> Client {
+    let name = ServerName::parse(&server.name()).expect("server name");
+    Client::with_server_name(&server.base_url(), name).expect("client")
 }
 
 fn workspace_root() -> PathBuf {
