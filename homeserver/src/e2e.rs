@@ -209,7 +209,8 @@ pub async fn local_device_list(state: &AppState, user_id: &UserId) -> ApiResult<
     let rows_fingerprint = state.store.device_fingerprint(user_id).await?;
     let row = state.store.attestation(user_id).await?;
     let current = row.as_ref().filter(|row| row.identity_key.is_some()).and_then(|row| {
-        identity::stored_attestation(&row.attestation).map(|parsed| (row.attestation.clone(), parsed))
+        identity::stored_attestation(&row.attestation)
+            .map(|parsed| (row.attestation.clone(), parsed))
     });
     let Some((attestation, parsed)) = current else {
         return Ok(DeviceList {

@@ -270,7 +270,8 @@ impl Store {
                 .bind(to_i64(now))
                 .execute(&mut *tx)
                 .await?;
-                let login = rows.iter().find(|row| row.0 == item.device_id).map(|row| row.1.clone());
+                let login =
+                    rows.iter().find(|row| row.0 == item.device_id).map(|row| row.1.clone());
                 if inserted.rows_affected() == 1
                     && let Some(login) = login
                 {
@@ -384,9 +385,7 @@ impl Store {
             Some((_, result, _)) if !result.is_empty() => Reservation::Answered(
                 serde_json::from_str(&result).map_err(|e| sqlx::Error::Decode(e.into()))?,
             ),
-            Some((_, _, created_ts))
-                if to_u64(created_ts) + TXN_ABANDONED_MS > now =>
-            {
+            Some((_, _, created_ts)) if to_u64(created_ts) + TXN_ABANDONED_MS > now => {
                 Reservation::InProgress
             }
             _ => {

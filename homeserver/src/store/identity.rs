@@ -350,7 +350,9 @@ impl Store {
             certificate.get("device_keys").cloned()
         };
         let rekeyed = before
-            .and_then(|text| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).ok())
+            .and_then(|text| {
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).ok()
+            })
             .is_some_and(|before| keys_of(&before) != keys_of(certificate));
         if rekeyed {
             for statement in [
