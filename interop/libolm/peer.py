@@ -5,7 +5,8 @@ Each line on stdin is a command; each command gets exactly one line on stdout,
 `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. Diagnostics go to stderr.
 
     {"cmd": "setup", "server": "http://127.0.0.1:8448", "username": "bob",
-     "password": "...", "register": true, "device_id": "PYBOB1", "phrase": null}
+     "password": "...", "register": true, "device_id": "PYBOB1", "phrase": null,
+     "one_time_keys": 50}
         -> {"user_id", "device_id", "identity_key", "phrase", "curve25519", "ed25519",
             "one_time_key_count"}
     {"cmd": "send", "to": ["@alice:a.example"], "conversation": "c1", "body": "hi",
@@ -20,7 +21,8 @@ Each line on stdin is a command; each command gets exactly one line on stdout,
 
 `setup` registers (or logs in), binds the identity key of the recovery phrase (a new phrase
 when none is given, returned so that another device of the same user can be set up with it),
-registers a certified device, uploads one-time keys and a fallback key, and opens the gateway.
+registers a certified device, uploads `one_time_keys` one-time keys (0: sessions start from the
+fallback key) and a fallback key, and opens the gateway.
 `read` returns once at least `min` messages were opened (or `timeout` seconds passed): it reads
 the inbox, and waits for the gateway's dispatches in between.
 """
@@ -59,7 +61,7 @@ class Peer:
         identity.ensure_bound(api, me.server_name, user_id)
         self.device = Device(api, me, identity)
         self.device.register()
-        counts = self.device.upload_keys(KEY_TARGET, fallback=True)
+        counts = self.device.upload_keys(int(command.get("one_time_keys", KEY_TARGET)), True)
         self.gateway = Gateway(api)
         self.gateway.start()
         self.gateway.wait_ready(30)

@@ -28,7 +28,7 @@ async fn alice_with_vodozemac_and_bob_with_libolm_write_both_ways_across_servers
     let (a, b) = tokio::join!(federating(), federating());
     let scratch = Scratch::new();
     let mut alice = RustDevice::register(&a, "alice", &scratch.0).await;
-    let (mut bob, setup) = Peer::bob(&b, "PYBOB1", None).await;
+    let (mut bob, setup) = Peer::bob(&b, "PYBOB1", None, 50).await;
     let bob_id = UserId::parse(setup["user_id"].as_str().expect("bob's id")).expect("user id");
     let members = sorted(&[alice.id().as_str(), bob_id.as_str()]);
 
@@ -66,9 +66,13 @@ async fn alice_with_vodozemac_and_bob_with_libolm_write_both_ways_across_servers
     assert_eq!(bodies(&read), ["alice after the answer"]);
     assert_eq!(read[0]["prekey"], false);
 
-    // Bob's second device: a new libolm account, certified with the key of the same phrase.
-    let (mut phone, _) = Peer::bob(&b, "PYBOB2", Some(&setup["phrase"])).await;
+    // Bob's second device: a new libolm account, certified with the key of the same phrase,
+    // without one-time keys: Alice's session with it starts from its fallback key.
+    let (mut phone, phone_setup) = Peer::bob(&b, "PYBOB2", Some(&setup["phrase"]), 0).await;
+    assert_eq!(phone_setup["one_time_key_count"], 0);
     alice.send(&bob_id, "alice to both of bob's devices").await;
+    let status = phone.call(json!({"cmd": "status"})).await;
+    assert_eq!((&status["one_time_key_count"], &status["fallback_key"]), (&json!(0), &json!(true)));
     for device in [&mut bob, &mut phone] {
         let read = device.read(1).await;
         assert_eq!(bodies(&read), ["alice to both of bob's devices"], "{}", device.name);
@@ -103,7 +107,7 @@ async fn a_libolm_send_refused_as_stale_reaches_the_new_vodozemac_device_too() {
     let (a, b) = tokio::join!(federating(), federating());
     let scratch = Scratch::new();
     let mut alice = RustDevice::register(&a, "alice", &scratch.0).await;
-    let (mut bob, setup) = Peer::bob(&b, "PYBOB1", None).await;
+    let (mut bob, setup) = Peer::bob(&b, "PYBOB1", None, 50).await;
     let bob_id = UserId::parse(setup["user_id"].as_str().expect("bob's id")).expect("user id");
     let sent = bob.send(alice.id().as_str(), "before the laptop").await;
     assert_eq!(sent["stale"], json!([]));
@@ -214,15 +218,21 @@ struct Peer {
 }
 
 impl Peer {
-    /// A peer set up as bob's device `device_id` on `server`: registering bob without a
-    /// `phrase`, else logging in and certifying the device with the phrase's identity key.
-    /// Returns the peer and its `setup` answer.
-    async fn bob(server: &Server, device_id: &str, phrase: Option<&Value>) -> (Self, Value) {
+    /// A peer set up as bob's device `device_id` on `server` with `one_time_keys` one-time keys
+    /// and a fallback key: registering bob without a `phrase`, else logging in and certifying
+    /// the device with the phrase's identity key. Returns the peer and its `setup` answer.
+    async fn bob(
+        server: &Server,
+        device_id: &str,
+        phrase: Option<&Value>,
+        one_time_keys: u32,
+    ) -> (Self, Value) {
         let mut peer = Self::start(device_id.to_owned()).await;
         let setup = peer
             .call(json!({"cmd": "setup", "server": server.base_url(), "username": "bob",
                          "password": PASSWORD, "register": phrase.is_none(),
-                         "device_id": device_id, "phrase": phrase}))
+                         "device_id": device_id, "phrase": phrase,
+                         "one_time_keys": one_time_keys}))
             .await;
         (peer, setup)
     }
