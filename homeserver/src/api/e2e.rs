@@ -517,6 +517,14 @@ async fn send(
     remote_txn: &str,
 ) -> ApiResult<Value> {
     let mut results = e2e::deliver_to_locals(state, sender, sender_device, outgoing).await?;
+    // The sender's other devices are recipients too: a send that leaves them out is told so.
+    if !outgoing.device_lists.contains_key(sender) {
+        let own = e2e::local_device_list(state, sender).await?;
+        if own.devices.iter().any(|device| &device.device_id != sender_device) {
+            results
+                .insert(sender.clone(), json!({"status": "stale", "device_list_hash": own.hash}));
+        }
+    }
     let mut by_server: BTreeMap<ServerName, Outgoing> = BTreeMap::new();
     for (user_id, hash) in &outgoing.device_lists {
         if user_id.server_name() == state.server_name {

@@ -442,3 +442,23 @@ async fn one_sender_cannot_flood_a_user() {
     let to_carol = json!({carol.user.id.clone(): list_hash(&alice, &carol.user.id).await});
     assert_eq!(alice.send("a1", &[&carol], to_carol).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_send_that_leaves_out_the_senders_other_devices_is_told_so() {
+    let a = Server::start().await;
+    let (alice, alices_identity) = person(&a, "alice", "LAPTOP", 1).await;
+    let (bob, _) = person(&a, "bob", "PHONE1", 2).await;
+    let lists = json!({bob.user.id.clone(): list_hash(&alice, &bob.user.id).await});
+    // Alone, alice need not name herself.
+    let (_, answer) = alice.send("o1", &[&bob], lists.clone()).await;
+    assert!(answer["results"].get(&alice.user.id).is_none(), "{answer}");
+    // With a second device, a send that does not reach it says so (bob's share still goes).
+    let phone = Device::register(a.login("alice").await, &alices_identity, "PHONE2", 3).await;
+    let (_, answer) = alice.send("o2", &[&bob], lists).await;
+    assert_eq!(answer["results"][&bob.user.id]["status"], "delivered");
+    assert_eq!(answer["results"][&alice.user.id]["status"], "stale", "{answer}");
+    let own = list_hash(&alice, &alice.user.id).await;
+    let (_, answer) = alice.send("o3", &[&phone], json!({alice.user.id.clone(): own})).await;
+    assert_eq!(answer["results"][&alice.user.id]["status"], "delivered");
+    assert_eq!(phone.inbox().await.len(), 1);
+}
