@@ -1,5 +1,5 @@
-//! Test helpers for `spec/vectors/identity.json`, written by the independent Python generator
-//! (`spec/vectors/tools/generate.py`).
+//! Test helpers for `spec/vectors/identity.json` and `spec/vectors/e2e.json`, written by the
+//! independent Python generator (`spec/vectors/tools/generate.py`).
 
 use guildhall_spec::{KeyId, PublicKeyMap, ServerName};
 use serde_json::Value;
@@ -9,6 +9,11 @@ use crate::attestation::Attestation;
 /// The whole vector file.
 pub(crate) fn identity() -> Value {
     serde_json::from_str(include_str!("../../spec/vectors/identity.json")).unwrap()
+}
+
+/// The whole `e2e.json`: signed key objects and device lists (spec 17.2).
+pub(crate) fn e2e() -> Value {
+    serde_json::from_str(include_str!("../../spec/vectors/e2e.json")).unwrap()
 }
 
 /// A `{server: {key id: base64url key}}` map of trusted server keys.

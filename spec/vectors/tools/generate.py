@@ -17,6 +17,9 @@ Writes, next to this tools/ folder (i.e. into spec/vectors/):
                         labelled with a subscriber's verdict (15.4): valid, bad signature, another
                         key, another publisher name, not newer than the held version, malformed,
                         a reason over 512 characters
+  e2e.json              end-to-end encryption (spec 17.2): signed one-time and fallback key
+                        objects with the device key that signs them, each labelled valid or
+                        with why a receiver refuses it; device lists with their hashes
 
 Everything is deterministic: keys are derived from fixed seeds, Ed25519 signatures are
 deterministic, timestamps and nonces are fixed.  After generating, every case is re-checked
@@ -50,6 +53,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent
 MAX_SAFE = 2**53 - 1
@@ -2843,6 +2847,186 @@ def check_trust(doc: dict) -> None:
     assert len(refused) == len(refused.encode()) == TRUST_MAX_REASON_CHARS + 1
 
 
+# ---------------------------------------------------------------------------
+# e2e.json: signed key objects and device-list hashes (spec 17.2)
+# ---------------------------------------------------------------------------
+
+_ONE_TIME_KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def vector_device_key(device_id: str) -> Ed25519PrivateKey:
+    """A device's Ed25519 key; PHONE1's is the device key of identity.json's certificates."""
+    return Ed25519PrivateKey.from_private_bytes(sha256(f"guildhall-vector-device:{device_id}".encode()))
+
+
+def vector_curve25519(label: str) -> bytes:
+    """A Curve25519 public key (X25519, as Olm uses) derived from a label."""
+    secret = X25519PrivateKey.from_private_bytes(sha256(f"guildhall-vector-curve25519:{label}".encode()))
+    return secret.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def sign_key_object(body: dict, user: str, filed: list) -> dict:
+    """Spec 17.2: `body` with `signatures: {user: {key id: sig}}`, each signer over JCS(body).
+    `filed`: (user, key id, signing key) triples, so that a case can file a signature under
+    another user or key id."""
+    message = jcs(body)
+    signatures: dict = {}
+    for owner, key_id, key in filed:
+        signatures.setdefault(owner, {})[key_id] = b64url(key.sign(message))
+    return {**body, "signatures": signatures}
+
+
+def build_key_objects() -> dict:
+    """One case per defect; every object is checked as the key of BOB's device PHONE1 whose
+    certified Ed25519 key is `device_key` (the key of identity.json's valid certificate)."""
+    device_id = "PHONE1"
+    device = vector_device_key(device_id)
+    another = vector_device_key("LAPTOP")
+    own = [(BOB, f"ed25519:{device_id}", device)]
+
+    def body(key_id="AAAAAQ", key: str | None = None, fallback=False) -> dict:
+        return {"key_id": key_id, "key": key or b64url(vector_curve25519(key_id)), "fallback": fallback}
+
+    def signed(fields: dict, filed=None) -> dict:
+        return sign_key_object(fields, BOB, own if filed is None else filed)
+
+    good = signed(body())
+    # A key whose standard base64 has "+" or "/": the form vodozemac and libolm print, which
+    # implementations must convert (spec 17.2).
+    raw = vector_curve25519("standard-alphabet")
+    standard = base64.b64encode(raw).decode().rstrip("=")
+    assert "+" in standard or "/" in standard, standard
+    short_signature = {**good, "signatures": {BOB: {f"ed25519:{device_id}": b64url(bytes(32))}}}
+    cases = [
+        ("valid_one_time_key", good, None),
+        ("valid_fallback_key", signed(body("AAAAAg", fallback=True)), None),
+        ("valid_key_id_of_64_characters", signed(body("A-_z" * 16)), None),
+        ("signed_by_another_key", signed(body(), [(BOB, f"ed25519:{device_id}", another)]), "bad_signature"),
+        ("key_replaced_after_signing", {**good, "key": b64url(vector_curve25519("AAAAAg"))}, "bad_signature"),
+        ("fallback_flipped_after_signing", {**good, "fallback": True}, "bad_signature"),
+        ("signature_under_another_key_id", signed(body(), [(BOB, "ed25519:LAPTOP", device)]), "bad_signature"),
+        ("signature_under_another_user", signed(body(), [(f"@eve:{ORIGIN}", f"ed25519:{device_id}", device)]),
+         "bad_signature"),
+        ("also_signed_by_another_device", signed(body(), own + [(BOB, "ed25519:LAPTOP", another)]),
+         "bad_signature"),
+        ("signature_missing", body(), "bad_signature"),
+        ("signature_not_64_bytes", short_signature, "bad_signature"),
+        # Signed with the member in it: the member is the only defect.
+        ("extra_member", signed({**body(), "note": "hello"}), "malformed"),
+        ("extra_member_added_after_signing", {**good, "note": "hello"}, "malformed"),
+        ("fallback_missing", signed({"key_id": "AAAAAQ", "key": b64url(vector_curve25519("AAAAAQ"))}),
+         "malformed"),
+        ("fallback_not_a_boolean", signed(body(fallback="false")), "malformed"),
+        ("key_of_31_bytes", signed(body(key=b64url(vector_curve25519("short")[:31]))), "malformed"),
+        ("key_of_33_bytes", signed(body(key=b64url(vector_curve25519("long") + b"\x00"))), "malformed"),
+        ("key_in_the_standard_alphabet", signed(body(key=standard)), "malformed"),
+        ("key_id_empty", signed(body("")), "malformed"),
+        ("key_id_of_65_characters", signed(body("A" * 65)), "malformed"),
+        ("key_id_with_a_colon", signed(body("curve25519:AAAAAQ")), "malformed"),
+    ]
+    out = [labelled(name, reason, user_id=BOB, device_id=device_id, device_key=identity_b64(device), object=obj)
+           for name, obj, reason in cases]
+    # The receiver's own input is wrong: a device key that is not an Ed25519 key.
+    out.append(labelled("device_key_not_a_key", "bad_device_key", user_id=BOB, device_id=device_id,
+                        device_key="AAAA", object=good))
+    return {"cases": out}
+
+
+def verify_key_object(obj, user: str, device_id: str, device_key: str) -> str | None:
+    """Spec 17.2: why a receiver refuses `obj` as a key of `user`'s device `device_id` whose
+    certified Ed25519 key is `device_key`, or None."""
+    if not isinstance(obj, dict) or set(obj) - {"signatures"} != {"key_id", "key", "fallback"}:
+        return "malformed"
+    if not isinstance(obj["key_id"], str) or not _ONE_TIME_KEY_ID_RE.match(obj["key_id"]):
+        return "malformed"
+    if not isinstance(obj["fallback"], bool):
+        return "malformed"
+    try:
+        key_ok = len(b64url_decode(obj["key"])) == 32
+    except ValueError:
+        key_ok = False
+    if not key_ok:
+        return "malformed"
+    # Exactly one signature: the device's, under its key id and its user.
+    signatures = obj.get("signatures")
+    key_id = f"ed25519:{device_id}"
+    if not isinstance(signatures, dict) or list(signatures) != [user] \
+            or not isinstance(signatures[user], dict) or list(signatures[user]) != [key_id]:
+        return "bad_signature"
+    if not public_key_ok(device_key):
+        return "bad_device_key"
+    return None if user_signature_ok(obj, user, key_id, device_key) else "bad_signature"
+
+
+def device_list_hash(devices: list) -> tuple[str, str]:
+    """Spec 17.2: (the JCS text, its hash) of the devices' ids and keys, sorted by device id in
+    byte order."""
+    ordered = sorted(devices, key=lambda device: device["device_id"].encode("utf-8"))
+    entries = [{"device_id": d["device_id"], "curve25519": d["curve25519"], "ed25519": d["ed25519"]}
+               for d in ordered]
+    text = jcs(entries)
+    return text.decode("utf-8"), b64url(sha256(text))
+
+
+def vector_device(device_id: str) -> dict:
+    return {"device_id": device_id, "curve25519": b64url(vector_curve25519(device_id)),
+            "ed25519": identity_b64(vector_device_key(device_id))}
+
+
+def build_device_lists() -> dict:
+    """Lists in the order a server might hold them (not sorted), with their hashes."""
+    phone, laptop, tablet = (vector_device(d) for d in ("PHONE1", "LAPTOP", "TABLET"))
+    # Byte order puts digits, then capitals, then "_", then small letters: not the order a
+    # case-insensitive or locale sort gives.
+    mixed = [vector_device(d) for d in ("laptop", "PHONE1", "_work", "Tablet", "9pad")]
+    assert [d["device_id"] for d in sorted(mixed, key=lambda d: d["device_id"].lower())] \
+        != [d["device_id"] for d in sorted(mixed, key=lambda d: d["device_id"].encode())]
+    # "A" < "AB" < "A_": a shorter id sorts before its extensions, "B" (0x42) before "_" (0x5F).
+    prefixes = [vector_device(d) for d in ("A_", "A", "AB")]
+    # Keys whose base64url uses "-" and "_".
+    url_safe = {"device_id": "KEYS", "curve25519": b64url(bytes([0xFB]) * 32), "ed25519": phone["ed25519"]}
+    assert "-" in url_safe["curve25519"] and "_" in url_safe["curve25519"]
+    lists = [
+        ("empty", []),
+        ("one_device", [phone]),
+        ("three_devices_unsorted", [phone, laptop, tablet]),
+        ("three_devices_in_another_order", [tablet, phone, laptop]),
+        ("byte_order_of_device_ids", mixed),
+        ("device_ids_that_are_prefixes", prefixes),
+        ("keys_with_url_safe_characters", [url_safe, laptop]),
+    ]
+    cases = []
+    for name, devices in lists:
+        canonical, digest = device_list_hash(devices)
+        cases.append({"name": name, "devices": devices, "canonical": canonical, "device_list_hash": digest})
+    return {"cases": cases}
+
+
+def build_e2e() -> dict:
+    return {"key_objects": build_key_objects(), "device_lists": build_device_lists()}
+
+
+def check_e2e(doc: dict) -> None:
+    for case in doc["key_objects"]["cases"]:
+        check_labelled(case, verify_key_object(case["object"], case["user_id"], case["device_id"],
+                                               case["device_key"]))
+    by_name = {case["name"]: case for case in doc["device_lists"]["cases"]}
+    for case in by_name.values():
+        assert device_list_hash(case["devices"]) == (case["canonical"], case["device_list_hash"]), case["name"]
+        assert b64url(sha256(case["canonical"].encode("utf-8"))) == case["device_list_hash"], case["name"]
+    # Written by hand rather than by rfc8785: the empty list, and the member order of an entry.
+    assert by_name["empty"]["canonical"] == "[]"
+    phone = by_name["one_device"]["devices"][0]
+    assert by_name["one_device"]["canonical"] == (
+        f'[{{"curve25519":"{phone["curve25519"]}","device_id":"PHONE1","ed25519":"{phone["ed25519"]}"}}]')
+    assert by_name["three_devices_unsorted"]["device_list_hash"] \
+        == by_name["three_devices_in_another_order"]["device_list_hash"]
+    order = [entry["device_id"] for entry in json.loads(by_name["byte_order_of_device_ids"]["canonical"])]
+    assert order == ["9pad", "PHONE1", "Tablet", "_work", "laptop"], order
+    order = [entry["device_id"] for entry in json.loads(by_name["device_ids_that_are_prefixes"]["canonical"])]
+    assert order == ["A", "AB", "A_"], order
+
+
 def render(doc) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -2855,6 +3039,7 @@ def generate() -> dict[str, bytes]:
     perms = build_permissions()
     identity = build_identity()
     trust = build_trust()
+    e2e = build_e2e()
     docs = {
         "identity.json": identity,
         "canonical_json.json": canonical,
@@ -2862,6 +3047,7 @@ def generate() -> dict[str, bytes]:
         "http_signatures.json": http,
         "permissions.json": perms,
         "trust.json": trust,
+        "e2e.json": e2e,
         # Written by a stock RFC 9421 library, not by this file; checked by this file's verifier.
         stock_rfc9421.FILE.name: stock_rfc9421.build(),
     }
@@ -2875,6 +3061,7 @@ def generate() -> dict[str, bytes]:
     check_stock_rfc9421(back[stock_rfc9421.FILE.name])
     check_identity(back["identity.json"])
     check_trust(back["trust.json"])
+    check_e2e(back["e2e.json"])
     return rendered
 
 
@@ -2888,6 +3075,9 @@ def summary(rendered: dict[str, bytes]) -> str:
             sections = ("attestations", "device_certificates", "login_proofs", "moves", "rotations")
             counts = ", ".join(f"{len(doc[section]['cases'])} {section}" for section in sections)
             lines.append(f"{name}: {len(doc['cases'])} phrases, {counts}")
+        elif name == "e2e.json":
+            lines.append(f"{name}: {len(doc['key_objects']['cases'])} key_objects, "
+                         f"{len(doc['device_lists']['cases'])} device_lists")
         elif name == "permissions.json":
             lines.append(f"{name}: {len(doc['cases'])} cases, {len(doc['hierarchy'])} hierarchy cases")
         else:
