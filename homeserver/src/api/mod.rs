@@ -184,6 +184,10 @@ pub fn router(state: AppState) -> Router {
             "/users/{user_id}/identity",
             put(test_control::bind_identity).delete(test_control::revoke_identity),
         )
+        .route("/users/{user_id}/devices/{device_id}", put(test_control::put_device))
+        .route("/users/{user_id}/devices/{device_id}/keys", post(test_control::upload_keys))
+        .route("/users/{user_id}/devices/{device_id}/to_device", get(test_control::inbox))
+        .route("/users/{user_id}/devices/{device_id}/to_device/ack", post(test_control::ack))
         .route("/guilds", post(test_control::create_guild))
         .route("/guilds/{guild_id}/invites", post(test_control::create_invite))
         .route("/guilds/{guild_id}/join", post(test_control::join))

@@ -2,6 +2,8 @@
 //! `server.danger_enable_test_control` is set. It acts as local users through the same guild
 //! service as the client API, so a conformance suite exercises the real code paths; identity
 //! keys are attested and trust lists subscribed through the same services as operators use.
+//! Devices (spec 17) are registered and act through the client API's own handlers, as the login
+//! each device belongs to.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -13,7 +15,7 @@ use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Json, parse_id};
+use super::{AuthUser, Json, parse_id};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::guilds::{Sequenced, random_id};
@@ -455,4 +457,85 @@ pub(super) async fn unsubscribe(
 ) -> ApiResult<Json<Value>> {
     state.federation.trust.unsubscribe("test-control", &id).await?;
     Ok(Json(json!({})))
+}
+
+/// The login a device of a local user was registered with, to act as it through the client
+/// API's handlers (spec 17.3 acts for the device of the calling login).
+async fn device_login(state: &AppState, user_id: &str, device_id: &str) -> ApiResult<AuthUser> {
+    let user_id: UserId = parse_id("user id", user_id)?;
+    local_user(state, &user_id).await?;
+    match state.store.device_session(&user_id, device_id).await? {
+        Some(session_id) => Ok(AuthUser { user_id, session_id }),
+        None => Err(ApiError::not_found("unknown_device", format!("{user_id} has no {device_id}"))),
+    }
+}
+
+/// `PUT /users/{user_id}/devices/{device_id}`: registers a device with its certificate as the
+/// client API does; a new device gets a new login of the user, a known one is re-certified by
+/// its own login. Answers the client API's answer and the login's token.
+pub(super) async fn put_device(
+    State(state): State<AppState>,
+    Path((user_id, device_id)): Path<(String, String)>,
+    Json(body): Json<super::identity::DeviceBody>,
+) -> ApiResult<Json<Value>> {
+    let (auth, token) = match device_login(&state, &user_id, &device_id).await {
+        Ok(auth) => (auth, None),
+        Err(error) if error.code() == "unknown_device" => {
+            let user_id: UserId = parse_id("user id", &user_id)?;
+            let token = super::auth::issue_token(&state, &user_id).await?;
+            (super::authenticate(&state, &token).await?, Some(token))
+        }
+        Err(error) => return Err(error),
+    };
+    let registered = super::identity::put_device(
+        State(state.clone()),
+        auth.clone(),
+        Path(device_id),
+        Json(body),
+    )
+    .await;
+    match (registered, token) {
+        (Ok(Json(mut answer)), token) => {
+            answer["token"] = json!(token);
+            Ok(Json(answer))
+        }
+        (Err(error), Some(_)) => {
+            // The login was made for this device only.
+            state.store.delete_session(&auth.user_id, &auth.session_id).await?;
+            Err(error)
+        }
+        (Err(error), None) => Err(error),
+    }
+}
+
+/// `POST /users/{user_id}/devices/{device_id}/keys`: `POST /api/v1/keys/upload` as the device.
+pub(super) async fn upload_keys(
+    State(state): State<AppState>,
+    Path((user_id, device_id)): Path<(String, String)>,
+    Json(body): Json<super::e2e::UploadBody>,
+) -> ApiResult<Json<Value>> {
+    let auth = device_login(&state, &user_id, &device_id).await?;
+    super::e2e::upload_keys(State(state), auth, Json(body)).await
+}
+
+/// `GET /users/{user_id}/devices/{device_id}/to_device?limit=`: the device's inbox, as
+/// `GET /api/v1/users/@me/to_device` reads it.
+pub(super) async fn inbox(
+    State(state): State<AppState>,
+    Path((user_id, device_id)): Path<(String, String)>,
+    query: Query<super::e2e::InboxQuery>,
+) -> ApiResult<Json<Value>> {
+    let auth = device_login(&state, &user_id, &device_id).await?;
+    super::e2e::inbox(State(state), auth, query).await
+}
+
+/// `POST /users/{user_id}/devices/{device_id}/to_device/ack`: acknowledges the device's inbox
+/// up to an id, as `POST /api/v1/users/@me/to_device/ack` does.
+pub(super) async fn ack(
+    State(state): State<AppState>,
+    Path((user_id, device_id)): Path<(String, String)>,
+    Json(body): Json<super::e2e::AckBody>,
+) -> ApiResult<Json<Value>> {
+    let auth = device_login(&state, &user_id, &device_id).await?;
+    super::e2e::ack(State(state), auth, Json(body)).await
 }
