@@ -2,7 +2,8 @@
 //! its key document, records what the target pushes to it, and can sign (or deliberately
 //! mis-sign) requests and proposals. As its users' home server it answers for their identities
 //! (`GET /identity/{user_id}`) with whatever attestation a case sets, and it serves a trust list
-//! a case publishes through it.
+//! a case publishes through it. It keeps the device-list notifications (spec 17.4) the target
+//! sends it, as received, so that a case can check their signatures.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,26 @@ pub struct Peer {
     identities: Arc<Mutex<BTreeMap<String, Value>>>,
     /// The text served at [`TRUST_LIST_PATH`], if any.
     trust_list: Arc<Mutex<Option<String>>>,
+    /// Requests received at [`DEVICES_NOTIFY_PATH`], in order.
+    device_notifications: Arc<Mutex<Vec<ReceivedRequest>>>,
+}
+
+/// Where a peer receives device-list notifications (spec 17.5).
+pub const DEVICES_NOTIFY_PATH: &str = "/_guildhall/v1/user/devices/notify";
+
+/// A request the target sent to a peer, exactly as received.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    /// Method.
+    pub method: String,
+    /// Path without query.
+    pub path: String,
+    /// Query without `?`.
+    pub query: Option<String>,
+    /// Header fields as received (names lowercase).
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
 }
 
 /// Where a peer serves the trust list a case publishes through it.
@@ -74,6 +95,7 @@ impl Peer {
             trusted: Arc::new(Mutex::new(guildhall_spec::PublicKeyMap::new())),
             identities: Arc::new(Mutex::new(BTreeMap::new())),
             trust_list: Arc::new(Mutex::new(None)),
+            device_notifications: Arc::new(Mutex::new(Vec::new())),
         };
         let app = Router::new()
             .route("/_guildhall/v1/keys/server", get(key_document))
@@ -82,6 +104,7 @@ impl Peer {
             .route("/_guildhall/v1/guilds/{guild_id}/events", get(host_events))
             .route("/_guildhall/v1/identity/{user_id}", get(identity))
             .route(TRUST_LIST_PATH, get(trust_list))
+            .route(DEVICES_NOTIFY_PATH, axum::routing::post(device_notification))
             .with_state(peer.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -170,6 +193,11 @@ impl Peer {
     /// Events the target has pushed to this peer so far.
     pub fn received(&self) -> Vec<JsonObject> {
         self.received.lock().map(|events| events.clone()).unwrap_or_default()
+    }
+
+    /// Device-list notifications the target has sent to this peer so far, as received.
+    pub fn device_notifications(&self) -> Vec<ReceivedRequest> {
+        self.device_notifications.lock().map(|received| received.clone()).unwrap_or_default()
     }
 
     /// Ephemeral items the target has sent to this peer so far.
@@ -360,6 +388,30 @@ async fn trust_list(State(peer): State<Peer>) -> axum::response::Response {
         )
             .into_response(),
     }
+}
+
+/// Records a device-list notification as received and accepts it (the case judges it).
+async fn device_notification(
+    State(peer): State<Peer>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::Json<Value> {
+    let request = ReceivedRequest {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        headers: headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect(),
+        body: body.to_vec(),
+    };
+    if let Ok(mut received) = peer.device_notifications.lock() {
+        received.push(request);
+    }
+    axum::Json(json!({}))
 }
 
 /// Records pushed events and accepts them all (the suite checks what arrives, not the peer).

@@ -18,19 +18,19 @@ use crate::{CaseResult, Context, ensure};
 
 /// A user's identity key pair, held by the suite. The spec crate's Ed25519 signer does the
 /// signing; its server name and key id play no part in what it signs.
-struct Identity {
+pub(super) struct Identity {
     key: ServerSigningKey,
 }
 
 impl Identity {
-    fn generate() -> Result<Self, String> {
+    pub(super) fn generate() -> Result<Self, String> {
         let name = ServerName::parse("identity.invalid").map_err(|e| e.to_string())?;
         let key_id = KeyId::parse("ed25519:identity").map_err(|e| e.to_string())?;
         Ok(Self { key: ServerSigningKey::from_seed(name, key_id, &rand::random::<[u8; 32]>()) })
     }
 
     /// The public identity key, base64url.
-    fn public(&self) -> String {
+    pub(super) fn public(&self) -> String {
         base64url::encode(self.key.verifying_key().as_bytes())
     }
 
@@ -49,14 +49,19 @@ impl Identity {
 
     /// The identity key's consent to be bound to `user` (spec 16.2): its signature over the
     /// canonical bytes of the binding object.
-    fn binding(&self, user: &str) -> String {
+    pub(super) fn binding(&self, user: &str) -> String {
         let object = json!({
             "type": "guildhall.identity_binding.v1",
             "user_id": user,
             "identity_key": self.public(),
         });
         let bytes = canonical::to_canonical_string(&object).unwrap_or_default();
-        base64url::encode(self.key.sign_bytes(bytes.as_bytes()))
+        self.sign(bytes.as_bytes())
+    }
+
+    /// The identity key's signature over `message`, base64url.
+    pub(super) fn sign(&self, message: &[u8]) -> String {
+        base64url::encode(self.key.sign_bytes(message))
     }
 }
 
@@ -188,7 +193,7 @@ async fn fetch_attestation(ctx: &Context, user: &str) -> Answer {
 
 /// Checks that `answer` holds an attestation of `user` naming `identity_key`, signed by the
 /// target's current key document, revoking or not as `revoked` says; returns its `issued_ts`.
-async fn check_attestation(
+pub(super) async fn check_attestation(
     ctx: &Context,
     answer: &Answer,
     user: &str,

@@ -1,6 +1,8 @@
 //! Every test case, grouped by area, with stable ids `area.name`.
 
 mod control;
+mod devices;
+mod e2e;
 mod events;
 mod identity;
 mod joins;
@@ -137,6 +139,21 @@ pub fn all() -> Vec<Case> {
         case!(Core, trust::subscribed_list_denies),
         case!(Core, trust::bad_signature_keeps_previous),
         case!(Core, trust::older_list_keeps_previous),
+        case!(Core, e2e::key_query_serves_attested_devices),
+        case!(Core, e2e::device_list_hash_is_the_spec_formula),
+        case!(Core, e2e::new_device_changes_the_served_hash),
+        case!(Core, e2e::claim_hands_out_each_one_time_key_once_then_the_fallback),
+        case!(Core, e2e::claims_are_limited_per_claimer),
+        case!(Core, e2e::claimer_must_be_from_the_requesting_server),
+        case!(Core, e2e::to_device_is_delivered_into_the_inbox),
+        case!(Core, e2e::to_device_replay_returns_the_first_answer),
+        case!(Core, e2e::stale_device_list_stores_nothing),
+        case!(Core, e2e::to_device_refuses_content_other_than_olm),
+        case!(Core, e2e::invalid_share_refuses_the_whole_send),
+        case!(Core, e2e::to_device_sender_must_be_from_the_requesting_server),
+        case!(Core, e2e::inbox_keeps_messages_until_acknowledged),
+        // Notifications only make clients look again sooner (17.4): optional for interworking.
+        case!(Full, e2e::device_list_change_is_notified_to_a_querying_server),
         // Last: by now the target has fetched the peer's keys, and a notary answers from cache.
         case!(Full, keys::notary_answers_with_countersigned_documents),
     ]);
