@@ -322,11 +322,23 @@ opaque_id!(
     InviteCode,
     "invite code"
 );
-opaque_id!(
-    /// A device id, chosen by the client that registers the device (unique per user).
-    DeviceId,
-    "device id"
-);
+/// A device id, chosen by the client that registers the device (unique per user),
+/// `[A-Za-z0-9_]{1,32}`: it is also the version part of the device's key id `ed25519:<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeviceId(String);
+string_id!(DeviceId);
+
+impl DeviceId {
+    /// Parses the id.
+    pub fn parse(text: &str) -> Result<Self, IdError> {
+        let valid = (1..=32).contains(&text.len())
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return fail("device id", "must match [A-Za-z0-9_]{1,32}");
+        }
+        Ok(Self(text.to_owned()))
+    }
+}
 
 impl RoleId {
     /// The id of the @everyone role, which every member has implicitly.
@@ -365,6 +377,16 @@ impl TxnId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_ids_are_short_and_fit_a_key_id() {
+        for valid in ["PHONE1", "a", "x_y", &"D".repeat(32)] {
+            assert!(DeviceId::parse(valid).is_ok(), "{valid}");
+        }
+        for invalid in ["", "PHONE-1", "a:b", &"D".repeat(33)] {
+            assert!(DeviceId::parse(invalid).is_err(), "{invalid}");
+        }
+    }
 
     #[test]
     fn server_names() {
