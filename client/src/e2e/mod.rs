@@ -79,6 +79,15 @@ pub enum E2eError {
     /// A message that spec 17.7 does not allow: empty or too long a text, too many members, …
     #[error("invalid message: {0}")]
     InvalidMessage(String),
+    /// The server gave keys for this device's own user that do not hold this device as it is
+    /// certified: another identity key, or a list without this device. Nothing was sent; the
+    /// server may be trying to have messages encrypted for a device of its own.
+    #[error("the server's keys for this user are not this device's: {0}")]
+    OwnKeys(String),
+    /// A temporary failure (a server could not be reached, a limit was hit): the message stays
+    /// in the inbox and is read again later.
+    #[error("try again later: {0}")]
+    Postponed(String),
 }
 
 /// This login's device: its Olm account and sessions, and what it knows of its peers.
@@ -165,6 +174,17 @@ impl Device {
         Ok(store::save(&self.path, &self.keys, &self.contents)?)
     }
 
+    /// Saves the store; if that fails, goes back to the store as last saved, so that nothing
+    /// this device did since (a ratchet step, an item marked read) is acted on without being
+    /// on disk. The caller reports the error; the work is done again on the next call.
+    fn save_or_roll_back(&mut self) -> Result<(), E2eError> {
+        let Err(error) = self.save() else { return Ok(()) };
+        if let Ok(contents) = store::load(&self.path, &self.keys) {
+            self.contents = contents;
+        }
+        Err(error)
+    }
+
     /// The account the device belongs to.
     pub fn user_id(&self) -> &UserId {
         &self.contents.user_id
@@ -200,6 +220,26 @@ impl Device {
         self.conversations()
             .filter(|conversation| self.member_set(&conversation.members) == wanted)
             .max_by_key(|conversation| conversation.messages.last().map_or(0, |m| m.sent_ts))
+    }
+
+    /// Users whose identity key changed since this device last saw it, waiting for the person
+    /// to accept the new key ([`Device::accept_identity`]). Until then nothing is encrypted for
+    /// them ([`ShareFailure::IdentityChanged`]) nor accepted from their new devices
+    /// ([`Incoming::IdentityChanged`]).
+    pub fn identity_changes(&self) -> impl Iterator<Item = &UserId> {
+        self.contents.state.identity_changes.keys()
+    }
+
+    /// Accepts the new identity key of `user` that this device was told of (after the person
+    /// checked it another way); returns whether there was one to accept. Only the key that was
+    /// shown is accepted: if it changes again, that is reported again.
+    pub fn accept_identity(&mut self, user: &UserId) -> Result<bool, E2eError> {
+        let Some(keys) = self.contents.state.identity_changes.remove(user) else {
+            return Ok(false);
+        };
+        self.contents.state.peers.insert(user.clone(), keys);
+        self.save()?;
+        Ok(true)
     }
 
     /// Tops up the device's keys on the server: one-time keys up to 100 when fewer than 50 are

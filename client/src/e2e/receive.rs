@@ -12,7 +12,7 @@ use serde_json::Value;
 use vodozemac::Curve25519PublicKey;
 use vodozemac::olm::{OlmMessage, Session as OlmSession, SessionConfig};
 
-use super::send::check_message;
+use super::send::{ShareFailure, check_message};
 use super::store::{HistoryEntry, StoredSession};
 use super::wire::{
     AckRequest, DM_MESSAGE, DM_RESET, DmMessage, InboxItem, InboxPage, OLM_ALGORITHM,
@@ -26,6 +26,9 @@ use crate::session::Session;
 const RESET_INTERVAL_MS: u64 = 60 * 60 * 1000;
 /// Inbox items read at once (spec 17.10).
 const INBOX_PAGE: &str = "100";
+/// Inbox pages one [`Device::receive`] reads at most: a device's whole inbox (10,000 items,
+/// spec 17.10).
+const MAX_PAGES: usize = 100;
 
 /// What an inbox item turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,18 @@ pub enum Incoming {
     },
     /// An item that could not be read, or did not pass the checks: it was dropped.
     Undecryptable(Undecryptable),
+    /// An item from a device of a user whose identity key is no longer the one this device
+    /// knew: a rotation, or someone else's key. It was dropped unread; nothing from the new
+    /// key's devices is accepted, nor encrypted for them, until the person checks with the
+    /// sender another way and accepts it ([`Device::accept_identity`](super::Device::accept_identity)).
+    IdentityChanged {
+        /// The inbox item.
+        inbox_id: u64,
+        /// The user.
+        sender: UserId,
+        /// The sending device, as the sender's server says.
+        sender_device: DeviceId,
+    },
 }
 
 /// A decrypted conversation message.
@@ -113,6 +128,9 @@ pub enum DecryptError {
     /// An inner type this client does not know.
     #[error("unknown message type {0:?}")]
     UnknownType(String),
+    /// The sender's identity key changed and the change was not accepted yet.
+    #[error("the sender's identity key changed")]
+    IdentityChanged,
 }
 
 /// What came of trying to restart a session after an undecryptable message.
@@ -130,10 +148,12 @@ impl Device {
     /// Reads the whole inbox, handles every item not handled yet, and acknowledges them.
     /// Returns what the items were, oldest first. If the server cannot be asked about a
     /// sender, the rest of the inbox waits for the next call (an error if nothing was read).
+    /// One call reads at most [`MAX_PAGES`] pages, and stops early when an acknowledgement
+    /// fails or a page brings nothing new (a server that ignores acknowledgements).
     pub async fn receive(&mut self, session: &Session) -> Result<Vec<Incoming>, E2eError> {
         self.check_account(session)?;
         let mut incoming = Vec::new();
-        loop {
+        for _ in 0..MAX_PAGES {
             let page: InboxPage = match session
                 .get_with_query(&["users", "@me", "to_device"], &[("limit", INBOX_PAGE)])
                 .await
@@ -143,12 +163,14 @@ impl Device {
                 Err(_) => break,
             };
             let Some(last) = page.messages.last().map(|item| item.id) else { break };
+            let acknowledged_before = self.contents.state.inbox.acknowledged;
             let mut handled_up_to = None;
             let mut postponed = None;
+            let mut read = Vec::new();
             for item in &page.messages {
                 if !self.contents.state.inbox.seen(item.id) {
                     match self.process(session, item).await {
-                        Ok(outcome) => incoming.extend(outcome),
+                        Ok(outcome) => read.extend(outcome),
                         Err(error) => {
                             postponed = Some(error);
                             break;
@@ -158,19 +180,13 @@ impl Device {
                 }
                 handled_up_to = Some(item.id);
             }
-            self.save()?;
+            // What was read is returned only once it is on disk: a store that cannot be
+            // written leaves the device as it was, and the items are read again next time.
+            self.save_or_roll_back()?;
+            incoming.append(&mut read);
+            let mut acknowledged = false;
             if let Some(up_to) = handled_up_to {
-                let acknowledged: Result<Value, _> = session
-                    .call(
-                        Method::POST,
-                        &["users", "@me", "to_device", "ack"],
-                        &AckRequest { up_to },
-                    )
-                    .await;
-                if acknowledged.is_ok() {
-                    self.contents.state.inbox.acknowledge(up_to);
-                    self.save()?;
-                }
+                acknowledged = self.acknowledge_up_to(session, up_to).await?;
             }
             if let Some(error) = postponed {
                 if incoming.is_empty() {
@@ -178,16 +194,33 @@ impl Device {
                 }
                 break;
             }
-            if !page.more || handled_up_to != Some(last) {
+            let progressed = handled_up_to.is_some_and(|up_to| up_to > acknowledged_before);
+            if !page.more || handled_up_to != Some(last) || !acknowledged || !progressed {
                 break;
             }
         }
         Ok(incoming)
     }
 
-    /// Handles a gateway event: a `TO_DEVICE` item not handled yet (it is acknowledged with
-    /// the next [`Device::receive`]), `ONE_TIME_KEYS_LOW` (uploads keys), and a new or resumed
-    /// connection (reads the inbox, which is the record: spec 17.6). Other events are ignored.
+    /// Tells the server that every item up to `up_to` was handled (it deletes them); returns
+    /// whether it did. A failed request is not an error: the items are acknowledged later.
+    async fn acknowledge_up_to(&mut self, session: &Session, up_to: u64) -> Result<bool, E2eError> {
+        let answer: Result<Value, _> = session
+            .call(Method::POST, &["users", "@me", "to_device", "ack"], &AckRequest { up_to })
+            .await;
+        if answer.is_err() {
+            return Ok(false);
+        }
+        self.contents.state.inbox.acknowledge(up_to);
+        self.save()?;
+        Ok(true)
+    }
+
+    /// Handles a gateway event: a `TO_DEVICE` item not handled yet (then the inbox is read,
+    /// which acknowledges it with everything before it, so that a device that only listens
+    /// does not let its inbox fill up), `ONE_TIME_KEYS_LOW` (uploads keys), and a new or
+    /// resumed connection (reads the inbox, which is the record: spec 17.6). Other events are
+    /// ignored.
     pub async fn handle(
         &mut self,
         session: &Session,
@@ -201,8 +234,16 @@ impl Device {
                 }
                 let outcome = self.process(session, item).await?;
                 self.contents.state.inbox.mark(item.id);
-                self.save()?;
-                Ok(outcome.into_iter().collect())
+                self.save_or_roll_back()?;
+                let mut incoming: Vec<Incoming> = outcome.into_iter().collect();
+                // The read acknowledges the item (and returns what came before it unread); if
+                // it fails, the item is acknowledged with a later read.
+                match self.receive(session).await {
+                    Ok(more) => incoming.extend(more),
+                    Err(error @ E2eError::Store(_)) => return Err(error),
+                    Err(_) => {}
+                }
+                Ok(incoming)
             }
             GatewayEvent::OneTimeKeysLow(low) if low.device_id == self.contents.device_id => {
                 self.upload_keys(session).await?;
@@ -235,6 +276,13 @@ impl Device {
         };
         let sender_ed25519 = match self.sender_device_key(session, item, &sender_key).await? {
             Ok(key) => key,
+            Err(DecryptError::IdentityChanged) => {
+                return Ok(Some(Incoming::IdentityChanged {
+                    inbox_id: item.id,
+                    sender: item.sender.clone(),
+                    sender_device: item.sender_device.clone(),
+                }));
+            }
             Err(error) => return Ok(dropped(error, None)),
         };
         let (bytes, new_session) = match self.decrypt(&sender_key, &message) {
@@ -308,6 +356,13 @@ impl Device {
         let users = BTreeSet::from([item.sender.clone()]);
         let mut verified = self.verify_users(session, &users).await?;
         if let Some(failure) = verified.failed.remove(&item.sender) {
+            if failure.is_transient() {
+                // Not a verdict on the sender: the item stays in the inbox for a later read.
+                return Err(E2eError::Postponed(failure.to_string()));
+            }
+            if failure == ShareFailure::IdentityChanged {
+                return Ok(Err(DecryptError::IdentityChanged));
+            }
             return Ok(Err(DecryptError::UnknownSender(failure.to_string())));
         }
         Ok(known(self).ok_or_else(|| {

@@ -103,6 +103,28 @@ pub enum ShareFailure {
     /// The server's answer did not say the share was delivered.
     #[error("not delivered: {0}")]
     NotDelivered(String),
+    /// The user's identity key is not the one this device knew: nothing is encrypted for the
+    /// new key's devices until the person accepts the change ([`Device::accept_identity`]).
+    #[error("the user's identity key changed: check with them, then accept the new key")]
+    IdentityChanged,
+}
+
+impl ShareFailure {
+    /// Whether the failure may pass by itself (a server that could not be reached, a limit,
+    /// a key document that could not be had), rather than being a verdict on the user's keys.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::KeysUnavailable(failure) => {
+                matches!(failure.code.as_str(), "unreachable" | "rate_limited")
+            }
+            Self::InvalidKeys(KeysError::NoServerKeys(_))
+            | Self::Request(_)
+            | Self::NotDelivered(_)
+            | Self::Unreachable(_)
+            | Self::InboxFull => true,
+            _ => false,
+        }
+    }
 }
 
 fn list(devices: &[DeviceId]) -> String {
@@ -201,12 +223,15 @@ impl Device {
         let mut report = SendReport { message_id: message_id.to_owned(), ..SendReport::default() };
         let mut fresh = fresh.map(|(user, device)| (user.clone(), device.clone()));
         let mut pending = users.clone();
+        // A conversation message goes to this user's other devices too; a reset does not.
+        let copy_to_own = users.contains(&self.contents.user_id);
         for _ in 0..=STALE_RETRIES {
             if pending.is_empty() {
                 break;
             }
             let verified = match self.verify_users(session, &pending).await {
                 Ok(verified) => verified,
+                Err(error @ (E2eError::OwnKeys(_) | E2eError::Store(_))) => return Err(error),
                 Err(error) => {
                     fail_all(&mut report, &pending, &ShareFailure::Request(error.to_string()));
                     return Ok(report);
@@ -223,19 +248,22 @@ impl Device {
             let shares = self.encrypt(targets, kind, content, message_id, &mut report)?;
             // The ratchets moved: they must be on disk before the ciphertexts leave.
             self.save()?;
-            pending = self.deliver(session, shares, &mut report).await;
+            pending = self.deliver(session, shares, copy_to_own, &mut report).await;
         }
         fail_all(&mut report, &pending, &ShareFailure::StaleDeviceList);
         Ok(report)
     }
 
     /// Queries `users`' keys and verifies them; records the verified devices as known peers.
-    /// `Err` when the query itself failed.
+    /// A user whose identity key differs from the one known is not recorded: the new keys
+    /// wait in `identity_changes` and the user is failed with [`ShareFailure::IdentityChanged`].
+    /// `Err` when the query itself failed, or when the server lies about this device's own
+    /// user ([`E2eError::OwnKeys`]).
     pub(super) async fn verify_users(
         &mut self,
         session: &Session,
         users: &BTreeSet<UserId>,
-    ) -> Result<Verified, Error> {
+    ) -> Result<Verified, E2eError> {
         let mut verified = Verified::default();
         let all: Vec<UserId> = users.iter().cloned().collect();
         let mut answers = QueryResponse { users: BTreeMap::new(), failures: BTreeMap::new() };
@@ -264,22 +292,52 @@ impl Device {
                 .get(&user.server_name())
                 .ok_or_else(|| KeysError::NoServerKeys(user.server_name()))
                 .and_then(|document| keys::verify_user(user, answer, document, now));
-            match checked {
-                Ok(keys) => {
-                    let peers = &mut self.contents.state.peers;
-                    if peers.get(user).is_some_and(|known| known.identity_key != keys.identity_key)
-                    {
-                        verified.identity_changed.push(user.clone());
-                    }
-                    peers.insert(user.clone(), keys.clone());
-                    verified.users.insert(user.clone(), keys);
-                }
+            let keys = match checked {
+                Ok(keys) => keys,
                 Err(error) => {
                     verified.failed.insert(user.clone(), ShareFailure::InvalidKeys(error));
+                    continue;
                 }
+            };
+            if *user == self.contents.user_id {
+                // This device's own identity is pinned by its certificate, not learnt from the
+                // server: a server that serves another key, or a list without this device,
+                // is lying about this very user.
+                self.check_own_keys(&keys)?;
+            } else if let Some(known) = self.contents.state.peers.get(user)
+                && known.identity_key != keys.identity_key
+            {
+                // A known identity key is never replaced silently: the change waits for the
+                // person to accept it (`Device::accept_identity`), and until then nothing is
+                // encrypted for, or accepted from, the new key's devices.
+                verified.identity_changed.push(user.clone());
+                verified.failed.insert(user.clone(), ShareFailure::IdentityChanged);
+                self.contents.state.identity_changes.insert(user.clone(), keys);
+                continue;
             }
+            self.contents.state.peers.insert(user.clone(), keys.clone());
+            verified.users.insert(user.clone(), keys);
         }
         Ok(verified)
+    }
+
+    /// Checks what the server says of this device's own user against what this device knows
+    /// for itself: the identity key that certified it, and itself among the devices with its
+    /// own keys.
+    fn check_own_keys(&self, keys: &VerifiedUser) -> Result<(), E2eError> {
+        let certified = self.contents.state.certificate.get("identity_key").and_then(Value::as_str);
+        if certified != Some(keys.identity_key.as_str()) {
+            return Err(E2eError::OwnKeys(
+                "the server gives another identity key than the one that certified this device"
+                    .into(),
+            ));
+        }
+        if keys.devices.get(&self.contents.device_id) != Some(&self.device_keys()) {
+            return Err(E2eError::OwnKeys(
+                "the server's list of this user's devices does not hold this device's keys".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The verified key documents of `servers`, through this server's notary. A server whose
@@ -510,6 +568,7 @@ impl Device {
         &mut self,
         session: &Session,
         shares: Vec<Share>,
+        copy_to_own: bool,
         report: &mut SendReport,
     ) -> BTreeSet<UserId> {
         let mut stale = BTreeSet::new();
@@ -527,6 +586,16 @@ impl Device {
                     continue;
                 }
             };
+            // The server answers `stale` for this user when the send leaves out an own device
+            // it does not know of (spec 17.3), also when this user has no share in the batch
+            // (no other device was known): that device must get the message too.
+            let me = &self.contents.user_id;
+            if copy_to_own
+                && !users.contains(me)
+                && matches!(answer.results.get(me), Some(ShareResult::Stale { .. }))
+            {
+                stale.insert(me.clone());
+            }
             for user in users {
                 match answer.results.get(&user) {
                     Some(ShareResult::Delivered) => report.delivered.push(user),

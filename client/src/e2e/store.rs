@@ -39,6 +39,8 @@ const ASSOCIATED_DATA: &[u8] = b"guildhall e2e store v1";
 const FILE_KEY_LABEL: &[u8] = b"guildhall e2e store v1: file key";
 /// The label of the key that encrypts vodozemac pickles.
 const PICKLE_KEY_LABEL: &[u8] = b"guildhall e2e store v1: pickle key";
+/// Handled but unacknowledged inbox ids kept (spec 17.10: unacknowledged items per device).
+pub(crate) const MAX_PROCESSED: usize = 10_000;
 /// Messages kept per conversation; older ones are forgotten.
 pub(crate) const HISTORY_LIMIT: usize = 1000;
 
@@ -141,6 +143,10 @@ pub(crate) struct State {
     /// When this device last sent `dm.reset` to a peer device, by its Curve25519 key (ms).
     #[serde(default)]
     pub(crate) resets: BTreeMap<String, u64>,
+    /// Users whose server now gives another identity key than the one in `peers`: the new
+    /// keys, until the person accepts them.
+    #[serde(default)]
+    pub(crate) identity_changes: BTreeMap<UserId, VerifiedUser>,
 }
 
 /// How far the inbox was read: everything up to `acknowledged`, and the ids above it that
@@ -157,10 +163,14 @@ impl InboxProgress {
         id <= self.acknowledged || self.processed.contains(&id)
     }
 
-    /// Records item `id` as handled.
+    /// Records item `id` as handled. At most [`MAX_PROCESSED`] ids are kept (as many as an
+    /// inbox holds unacknowledged, spec 17.10); past that the oldest are forgotten.
     pub(crate) fn mark(&mut self, id: u64) {
         if id > self.acknowledged {
             self.processed.insert(id);
+        }
+        while self.processed.len() > MAX_PROCESSED {
+            self.processed.pop_first();
         }
     }
 

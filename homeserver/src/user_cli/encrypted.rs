@@ -35,9 +35,11 @@ pub(super) enum EncryptedCommand {
     Send {
         /// The recipients, e.g. `@bob:example.org` (may be left out with --conversation).
         users: Vec<String>,
-        /// The text.
+        /// The text. Without it, the text is read from standard input (to its end), which is
+        /// safer: a text on the command line can be seen by other users of the machine (in
+        /// the process list) and is kept in the shell's history.
         #[arg(long)]
-        text: String,
+        text: Option<String>,
         /// Continue this conversation (by id) instead of the one with exactly these people.
         #[arg(long)]
         conversation: Option<String>,
@@ -53,6 +55,13 @@ pub(super) enum EncryptedCommand {
     },
     /// List the encrypted conversations this device knows.
     Conversations,
+    /// Accept the new identity key of a person whose key changed (check with them another
+    /// way first: if they did not rotate it, someone else may be reading). Until then nothing
+    /// is sent to them or read from their new devices.
+    Accept {
+        /// The person, e.g. `@bob:example.org`.
+        user: String,
+    },
 }
 
 /// Runs an `e2e` command on the session of `server` (or the home server).
@@ -78,8 +87,22 @@ pub(super) async fn run(
             Ok(())
         }
         EncryptedCommand::Send { users, text, conversation } => {
+            let text = match text {
+                Some(text) => text,
+                None => read_text()?,
+            };
             let mut device = open(files, &session, &store)?;
             send(&mut device, &session, &users, &text, conversation.as_deref()).await
+        }
+        EncryptedCommand::Accept { user } => {
+            let user = UserId::parse(&user).with_context(|| format!("invalid user id {user}"))?;
+            let mut device = open(files, &session, &store)?;
+            if device.accept_identity(&user)? {
+                println!("accepted {user}'s new identity key; messages to and from them go on");
+            } else {
+                println!("no identity change of {user} to accept");
+            }
+            Ok(())
         }
         EncryptedCommand::Read { all, follow } => {
             let mut device = open(files, &session, &store)?;
@@ -105,6 +128,16 @@ pub(super) async fn run(
             Ok(())
         }
     }
+}
+
+/// The text of a message from standard input, without the final line break.
+fn read_text() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).context("reading the text from standard input")?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    Ok(text.to_owned())
 }
 
 /// `e2e-<server>.json` beside the identity file, one per server logged in to.
@@ -196,9 +229,13 @@ async fn send(
             .map_or_else(e2e::new_conversation_id, |known| known.id.clone()),
     };
     let report = device.send(session, &conversation, &members, text).await?;
-    let failed = report_send(&report, &conversation, &members, session.user_id());
+    let me = session.user_id();
+    let failed = report_send(&report, &conversation, &members, me);
     if failed > 0 {
         bail!("the message did not reach {failed} of the recipients (it was not sent unencrypted)");
+    }
+    if report.failed.contains_key(me) {
+        bail!("the message was not copied to your other devices (it was not sent unencrypted)");
     }
     Ok(())
 }
@@ -211,10 +248,7 @@ fn report_send(report: &SendReport, conversation: &str, members: &[UserId], me: 
         join(&others)
     );
     for user in &report.identity_changed {
-        println!(
-            "WARNING: {user}'s identity key changed since this device last saw it. If they did \
-             not rotate it, someone else may be reading: check with them another way."
-        );
+        println!("{}", identity_warning(user));
     }
     for user in &report.delivered {
         if user == me {
@@ -301,7 +335,19 @@ fn print_incoming(item: &Incoming, me: &UserId) {
             );
         }
         Incoming::Undecryptable(dropped) => println!("{}", undecryptable_line(dropped)),
+        Incoming::IdentityChanged { sender, sender_device, .. } => {
+            println!("{}", identity_warning(sender));
+            println!("  a message from {sender} (device {sender_device}) was dropped unread");
+        }
     }
+}
+
+fn identity_warning(user: &UserId) -> String {
+    format!(
+        "WARNING: {user}'s identity key changed since this device last saw it. If they did not \
+         rotate it, someone else may be reading: check with them another way, then run \
+         `guildhall user e2e accept {user}`. Until then nothing is sent to or read from them."
+    )
 }
 
 /// `[2024-01-31 12:00:00] [encrypted] conversation c (with @bob:b) @alice:a: text`.

@@ -284,6 +284,35 @@ async fn a_device_added_between_the_key_query_and_the_send_is_not_skipped() {
 }
 
 #[tokio::test]
+async fn an_own_device_added_between_the_key_query_and_the_send_gets_its_copy() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let proxy = PausingProxy::start(&a).await;
+    let mut alice = Person::new_at(&a, &proxy.url, "alice", &scratch).await;
+    let bob = Person::new(&b, "bob", &scratch).await;
+
+    // Alice has no other device when her client asks for the keys, so her first request has
+    // no share for her own user; her phone appears while it waits at the proxy. Her server
+    // answers `stale` for her, and the client sends her phone its copy.
+    let (reached, resume) = proxy.pause_next_send().await;
+    let members = [bob.id().clone()];
+    let identity = alice.identity.clone();
+    let sending = alice.device.send(&alice.session, "c", &members, "to my phone too");
+    let adding = async {
+        reached.await.expect("the send reaches the proxy");
+        let session = client(&a, &a.base_url()).login("alice", PASSWORD).await.expect("login");
+        let phone = Person::with_device(session, identity, scratch.path("alice-phone")).await;
+        resume.send(()).expect("resume the send");
+        phone
+    };
+    let (report, mut phone) = tokio::join!(sending, adding);
+    let report = report.expect("send");
+    assert_delivered(&report, &[&alice, &bob]);
+    assert_eq!(proxy.sends(), 2, "the copy went in a second request");
+    assert_eq!(bodies(&phone.receive_until(|all| !all.is_empty()).await), ["to my phone too"]);
+}
+
+#[tokio::test]
 async fn after_a_rotation_the_device_is_certified_again_and_its_peers_are_told() {
     let (a, b) = tokio::join!(federating(), federating());
     let scratch = Scratch::new();
@@ -293,35 +322,78 @@ async fn after_a_rotation_the_device_is_certified_again_and_its_peers_are_told()
     assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["before"]);
 
     // Bob rotates to the next key of his phrase; his device's certificate is now the old key's.
-    let next = Identity::recover(&bob.identity.phrase().words(), 1).expect("key 1");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time");
-    let rotation = IdentityRotation {
-        user_id: bob.id().clone(),
-        old_key: bob.identity.public_key(),
-        new_key: next.public_key(),
-        new_index: Some(1),
-        ts: u64::try_from(now.as_millis()).expect("ms"),
-    }
-    .sign(bob.identity.key_pair(), next.key_pair())
-    .expect("sign the rotation");
-    let body = json!({"rotation": rotation, "binding": sign_binding(next.key_pair(), bob.id())});
-    let raw = b.client().with_token(bob.session.token());
-    let (status, answer) = raw.post("/users/@me/identity/rotate", body).await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
+    let next = rotate(&bob, &b).await;
 
-    // Meanwhile nothing can be encrypted for him, and alice is told his identity changed.
+    // Alice is told his identity changed, and nothing is encrypted for the new key until she
+    // accepts it, not even once his device is certified by it.
     let report = alice.send("c", &[&bob], "in between").await;
-    assert_eq!(report.failed.get(bob.id()), Some(&ShareFailure::NoDevices), "{report:?}");
+    assert_eq!(report.failed.get(bob.id()), Some(&ShareFailure::IdentityChanged), "{report:?}");
     assert_eq!(report.identity_changed, [bob.id().clone()]);
-    // Certified again with the new key, the same device (and store) goes on.
     bob.identity = next;
     bob.device.certify(&bob.session, &bob.identity).await.expect("certify again");
+    let report = alice.send("c", &[&bob], "not yet").await;
+    assert_eq!(report.failed.get(bob.id()), Some(&ShareFailure::IdentityChanged), "{report:?}");
+    assert_eq!(alice.device.identity_changes().collect::<Vec<_>>(), [bob.id()]);
+    assert!(alice.device.accept_identity(bob.id()).expect("accept"));
+    // Certified again with the new key, the same device (and store) goes on.
     let report = alice.send("c", &[&bob], "after").await;
     assert_delivered(&report, &[&bob]);
     assert!(report.identity_changed.is_empty(), "told once: {report:?}");
     assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["after"]);
     assert_delivered(&bob.send("c", &[&alice], "still me").await, &[&alice]);
     assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["still me"]);
+}
+
+/// Rotates `person`'s identity to the next key of their phrase (spec 16.6); returns it. Their
+/// devices' certificates are then the old key's.
+async fn rotate(person: &Person, server: &Server) -> Identity {
+    let next = Identity::recover(&person.identity.phrase().words(), 1).expect("key 1");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time");
+    let rotation = IdentityRotation {
+        user_id: person.id().clone(),
+        old_key: person.identity.public_key(),
+        new_key: next.public_key(),
+        new_index: Some(1),
+        ts: u64::try_from(now.as_millis()).expect("ms"),
+    }
+    .sign(person.identity.key_pair(), next.key_pair())
+    .expect("sign the rotation");
+    let body = json!({"rotation": rotation, "binding": sign_binding(next.key_pair(), person.id())});
+    let raw = server.client().with_token(person.session.token());
+    let (status, answer) = raw.post("/users/@me/identity/rotate", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    next
+}
+
+#[tokio::test]
+async fn a_changed_identity_seen_first_on_receive_is_held_until_accepted() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&a, "alice", &scratch).await;
+    let mut bob = Person::new(&b, "bob", &scratch).await;
+    assert_delivered(&alice.send("c", &[&bob], "before").await, &[&bob]);
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["before"]);
+
+    // Bob rotates and writes from a new device certified by the new key: alice hears of the
+    // change first from that message, which she does not accept.
+    bob.identity = rotate(&bob, &b).await;
+    let mut phone = bob.second_device(&b, &scratch).await;
+    assert_delivered(&phone.send("c", &[&alice], "new key").await, &[&alice]);
+    let received = alice.receive_until(|all| !all.is_empty()).await;
+    assert!(
+        matches!(received.as_slice(), [Incoming::IdentityChanged { sender, .. }] if sender == bob.id()),
+        "{received:?}"
+    );
+    // Nor does her next send go to the new key's devices; it says why.
+    let report = alice.send("c", &[&bob], "held").await;
+    assert_eq!(report.failed.get(bob.id()), Some(&ShareFailure::IdentityChanged), "{report:?}");
+    assert_eq!(report.identity_changed, [bob.id().clone()]);
+    assert!(alice.device.accept_identity(bob.id()).expect("accept"));
+    assert_delivered(&alice.send("c", &[&bob], "accepted").await, &[&bob]);
+    assert_eq!(bodies(&phone.receive_until(|all| !all.is_empty()).await), ["accepted"]);
+    assert_delivered(&phone.send("c", &[&alice], "hello again").await, &[&alice]);
+    assert_eq!(bodies(&alice.receive_until(|all| !all.is_empty()).await), ["hello again"]);
 }
 
 #[tokio::test]
