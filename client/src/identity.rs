@@ -135,7 +135,8 @@ impl Identity {
 }
 
 /// Writes a secret file: `bytes` go to a new file beside `path`, readable by its owner only on
-/// Unix, which is then renamed over `path`, so a reader never sees half a file. Parent
+/// Unix, which is then renamed over `path`, so a reader never sees half a file; the file and
+/// then its directory are synced, so the new contents survive a power loss. Parent
 /// directories are created. The identity file is written so; saved sessions, whose tokens are
 /// secrets too, should be.
 pub fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -154,12 +155,29 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         file.sync_all()
     });
     match written.and_then(|()| std::fs::rename(&temporary, path)) {
-        Ok(()) => Ok(()),
+        Ok(()) => sync_parent(path),
         Err(error) => {
             let _ = std::fs::remove_file(&temporary);
             Err(error)
         }
     }
+}
+
+/// Makes a rename into `path`'s directory durable: until the directory itself is synced, a
+/// power loss may bring back the old file (for an E2E store, an old ratchet state, whose
+/// message keys would then be used twice).
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! was encrypted for. A `stale` share is encrypted again for the new list, under a new
 //! transaction; anything that still fails is reported per user.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use guildhall_identity::device::DeviceKeys;
 use guildhall_spec::{DeviceId, ServerName, UserId, base64url};
@@ -37,6 +37,11 @@ const SEND_ATTEMPTS: u32 = 3;
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Devices in one claim (spec 17.10).
 const DEVICES_PER_CLAIM: usize = 100;
+/// Devices of one user in one claim: the default burst of the claim limit (spec 17.3). A
+/// user with more devices without a session is claimed for over several requests.
+const CLAIM_BURST: usize = 20;
+/// The longest a send waits, in all, for claim limits to pass (`retry_after_ms`).
+const MAX_CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Users in one key query (spec 17.10).
 const USERS_PER_QUERY: usize = 100;
 /// The largest plaintext sent, in bytes: encrypted, base64url-encoded and wrapped, it stays
@@ -401,57 +406,95 @@ impl Device {
         fresh: Option<(UserId, DeviceId)>,
         report: &mut SendReport,
     ) {
-        let mut wanted: Vec<(UserId, DeviceId, DeviceKeys)> = Vec::new();
+        let mut queue: BTreeMap<UserId, VecDeque<(DeviceId, DeviceKeys)>> = BTreeMap::new();
         for (user, target) in targets.iter() {
             for (device_id, keys) in &target.devices {
                 let is_fresh = fresh.as_ref().is_some_and(|(u, d)| u == user && d == device_id);
                 if is_fresh || !self.contents.sessions.contains_key(&keys.curve25519) {
-                    wanted.push((user.clone(), device_id.clone(), keys.clone()));
+                    let devices = queue.entry(user.clone()).or_default();
+                    devices.push_back((device_id.clone(), keys.clone()));
                 }
             }
         }
         let mut failed: BTreeMap<UserId, ShareFailure> = BTreeMap::new();
         let mut missing: BTreeMap<UserId, Vec<DeviceId>> = BTreeMap::new();
-        for chunk in wanted.chunks(DEVICES_PER_CLAIM) {
-            let mut request = ClaimRequest { one_time_keys: BTreeMap::new() };
-            for (user, device_id, _) in chunk {
-                request.one_time_keys.entry(user.clone()).or_default().push(device_id.clone());
-            }
+        // Users whose keys are claimed in requests of their own, after a request with them
+        // and others was refused: one user's limit must not fail everyone's share.
+        let mut alone: BTreeSet<UserId> = BTreeSet::new();
+        let mut waited = std::time::Duration::ZERO;
+        while let Some(request) = next_claim(&mut queue, &alone) {
+            let body = ClaimRequest {
+                one_time_keys: request
+                    .iter()
+                    .map(|(user, devices)| {
+                        (user.clone(), devices.iter().map(|(id, _)| id.clone()).collect())
+                    })
+                    .collect(),
+            };
             let answer: ClaimResponse =
-                match session.call(Method::POST, &["keys", "claim"], &request).await {
+                match session.call(Method::POST, &["keys", "claim"], &body).await {
                     Ok(answer) => answer,
                     Err(error) => {
-                        for (user, _, _) in chunk {
-                            failed.insert(user.clone(), ShareFailure::Request(error.to_string()));
+                        let limited = matches!(&error, Error::Refused { status: 400 | 429, .. });
+                        let retry_after = match &error {
+                            Error::Refused { retry_after_ms: Some(ms), .. } => {
+                                Some(std::time::Duration::from_millis(*ms))
+                            }
+                            _ => None,
+                        };
+                        let single = request.len() == 1;
+                        let wait = retry_after.filter(|wait| waited + *wait <= MAX_CLAIM_WAIT);
+                        if limited && (!single || wait.is_some()) {
+                            if let Some(wait) = wait.filter(|_| single) {
+                                waited += wait;
+                                tokio::time::sleep(wait).await;
+                            }
+                            for (user, devices) in request.into_iter().rev() {
+                                let queued = queue.entry(user.clone()).or_default();
+                                for device in devices.into_iter().rev() {
+                                    queued.push_front(device);
+                                }
+                                alone.insert(user);
+                            }
+                            continue;
+                        }
+                        for (user, _) in request {
+                            queue.remove(&user);
+                            failed.insert(user, ShareFailure::Request(error.to_string()));
                         }
                         continue;
                     }
                 };
             for (user, failure) in answer.failures {
+                queue.remove(&user);
                 failed.insert(user, ShareFailure::KeysUnavailable(failure));
             }
-            for (user, device_id, keys) in chunk {
-                let object =
-                    answer.one_time_keys.get(user).and_then(|devices| devices.get(device_id));
-                let Some(object) = object else {
-                    missing.entry(user.clone()).or_default().push(device_id.clone());
-                    continue;
-                };
-                let verified = KeyObject::verify(object, user, device_id.as_str(), &keys.ed25519)
-                    .map_err(|error| error.to_string())
-                    .and_then(|object| {
-                        base64url::decode_array::<32>(&object.key).ok_or_else(|| "key".to_owned())
-                    });
-                match verified {
-                    Ok(one_time_key) => {
-                        if let Err(error) = self.start_session(&keys.curve25519, one_time_key) {
-                            failed.insert(user.clone(), error);
+            for (user, devices) in request {
+                for (device_id, keys) in devices {
+                    let object =
+                        answer.one_time_keys.get(&user).and_then(|devices| devices.get(&device_id));
+                    let Some(object) = object else {
+                        missing.entry(user.clone()).or_default().push(device_id);
+                        continue;
+                    };
+                    let verified =
+                        KeyObject::verify(object, &user, device_id.as_str(), &keys.ed25519)
+                            .map_err(|error| error.to_string())
+                            .and_then(|object| {
+                                base64url::decode_array::<32>(&object.key)
+                                    .ok_or_else(|| "key".to_owned())
+                            });
+                    match verified {
+                        Ok(one_time_key) => {
+                            if let Err(error) = self.start_session(&keys.curve25519, one_time_key) {
+                                failed.insert(user.clone(), error);
+                            }
                         }
-                    }
-                    Err(reason) => {
-                        let device = device_id.clone();
-                        let failure = ShareFailure::InvalidKeyObject { device, reason };
-                        failed.insert(user.clone(), failure);
+                        Err(reason) => {
+                            let failure =
+                                ShareFailure::InvalidKeyObject { device: device_id, reason };
+                            failed.insert(user.clone(), failure);
+                        }
                     }
                 }
             }
@@ -640,6 +683,32 @@ async fn put_to_device(session: &Session, request: &SendRequest) -> Result<SendR
         }
         tokio::time::sleep(RETRY_PAUSE * attempt).await;
     }
+}
+
+/// The next claim request: up to [`CLAIM_BURST`] devices of each user (at most
+/// [`DEVICES_PER_CLAIM`] in all), or, when a user is to be claimed for `alone`, only theirs.
+/// Takes the devices out of `queue`.
+fn next_claim(
+    queue: &mut BTreeMap<UserId, VecDeque<(DeviceId, DeviceKeys)>>,
+    alone: &BTreeSet<UserId>,
+) -> Option<Vec<(UserId, Vec<(DeviceId, DeviceKeys)>)>> {
+    queue.retain(|_, devices| !devices.is_empty());
+    let only = queue.keys().find(|user| alone.contains(*user)).cloned();
+    let mut request = Vec::new();
+    let mut total = 0;
+    for (user, devices) in queue.iter_mut() {
+        if only.as_ref().is_some_and(|only| only != user) {
+            continue;
+        }
+        let count = devices.len().min(CLAIM_BURST).min(DEVICES_PER_CLAIM - total);
+        if count == 0 {
+            break;
+        }
+        total += count;
+        request.push((user.clone(), devices.drain(..count).collect()));
+    }
+    queue.retain(|_, devices| !devices.is_empty());
+    (!request.is_empty()).then_some(request)
 }
 
 /// Groups shares into requests of at most 100 messages and 10 users; a share is never split

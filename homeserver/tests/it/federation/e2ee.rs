@@ -397,6 +397,27 @@ async fn a_changed_identity_seen_first_on_receive_is_held_until_accepted() {
 }
 
 #[tokio::test]
+async fn a_claim_refused_for_one_recipient_does_not_fail_the_others() {
+    // A burst of 2 claims: bob's three devices are more than one claim may name.
+    let server =
+        Server::builder().env("GUILDHALL_RATE_LIMITS__KEY_CLAIMS_PER_MINUTE", "2").start().await;
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&server, "alice", &scratch).await;
+    let bob = Person::new(&server, "bob", &scratch).await;
+    let _tablet = bob.second_device(&server, &scratch).await;
+    let name = "bob-third";
+    let session = client(&server, &server.base_url()).login("bob", PASSWORD).await.expect("login");
+    let _phone = Person::with_device(session, bob.identity.clone(), scratch.path(name)).await;
+    let mut carol = Person::new(&server, "carol", &scratch).await;
+
+    let report = alice.send("trio", &[&bob, &carol], "to both").await;
+    assert_eq!(report.delivered, [carol.id().clone()], "{report:?}");
+    let failure = report.failed.get(bob.id()).map(ToString::to_string).unwrap_or_default();
+    assert!(failure.contains("bad_request"), "{report:?}");
+    assert_eq!(bodies(&carol.receive_until(|all| !all.is_empty()).await), ["to both"]);
+}
+
+#[tokio::test]
 async fn a_device_told_its_keys_run_low_uploads_more() {
     let server =
         Server::builder().env("GUILDHALL_RATE_LIMITS__KEY_CLAIMS_PER_MINUTE", "1000").start().await;
