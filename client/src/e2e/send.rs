@@ -144,6 +144,9 @@ pub(super) struct Verified {
     pub(super) identity_changed: Vec<UserId>,
 }
 
+/// Devices of one user to claim keys for, with their certified keys.
+type ClaimDevices = Vec<(DeviceId, DeviceKeys)>;
+
 /// One user's share: the devices to encrypt for and the hash of the list they make.
 struct Target {
     device_list_hash: String,
@@ -691,7 +694,7 @@ async fn put_to_device(session: &Session, request: &SendRequest) -> Result<SendR
 fn next_claim(
     queue: &mut BTreeMap<UserId, VecDeque<(DeviceId, DeviceKeys)>>,
     alone: &BTreeSet<UserId>,
-) -> Option<Vec<(UserId, Vec<(DeviceId, DeviceKeys)>)>> {
+) -> Option<Vec<(UserId, ClaimDevices)>> {
     queue.retain(|_, devices| !devices.is_empty());
     let only = queue.keys().find(|user| alone.contains(*user)).cloned();
     let mut request = Vec::new();
