@@ -228,7 +228,8 @@ class Device:
         return {
             "recipient": user_id,
             "device_id": device.device_id,
-            "message_id": uuid.uuid4().hex,
+            # A conversation message carries its id inside the encryption too (spec 17.7).
+            "message_id": content.get("message_id") or uuid.uuid4().hex,
             "message_type": OLM_MESSAGE_TYPE,
             "content": {
                 "algorithm": OLM_ALGORITHM,
@@ -358,13 +359,16 @@ def check_envelope(
         if plaintext["content"] != {}:
             raise CheckError("dm.reset with content")
         return {}
-    return check_dm_message(plaintext["content"], item["sender"], me.user_id)
+    return check_dm_message(plaintext["content"], item, me.user_id)
 
 
-def check_dm_message(content: dict, sender: str, me: str) -> dict:
-    """`dm.message` content (spec 17.7)."""
-    if set(content) != {"conversation", "members", "body", "sent_ts"}:
+def check_dm_message(content: dict, item: dict, me: str) -> dict:
+    """`dm.message` content (spec 17.7); its message id is the inbox item's."""
+    sender = item["sender"]
+    if set(content) != {"message_id", "conversation", "members", "body", "sent_ts"}:
         raise CheckError("dm.message of another shape")
+    if content["message_id"] != item["message_id"]:
+        raise CheckError("message_id does not match the inbox item's")
     members = content["members"]
     if not isinstance(content["conversation"], str) or len(content["conversation"]) > 64:
         raise CheckError("conversation id")

@@ -33,6 +33,7 @@ import json
 import sys
 import time
 import traceback
+import uuid
 from collections import Counter
 
 from device import KEY_TARGET, Device, Me
@@ -79,6 +80,8 @@ class Peer:
         device = self._device()
         members = command.get("members") or sorted(set(command["to"]) | {device.me.user_id})
         content = {
+            # Inside the encryption, and the same as each inbox item's (spec 17.7).
+            "message_id": uuid.uuid4().hex,
             "conversation": command["conversation"],
             "members": members,
             "body": command["body"],

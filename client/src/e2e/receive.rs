@@ -302,10 +302,10 @@ impl Device {
             self.add_session(&sender_key, StoredSession { session, created_ts: now_ms() });
         }
         Ok(match plaintext.kind.as_str() {
-            DM_MESSAGE => match read_message(&plaintext, &me) {
+            DM_MESSAGE => match read_message(&plaintext, item, &me) {
                 Ok(message) => {
                     let entry = HistoryEntry {
-                        message_id: item.message_id.clone(),
+                        message_id: message.message_id.clone(),
                         sender: item.sender.clone(),
                         sender_device: item.sender_device.clone(),
                         body: message.body.clone(),
@@ -315,7 +315,7 @@ impl Device {
                     Some(Incoming::Message(ReceivedMessage {
                         conversation: message.conversation,
                         members: message.members,
-                        message_id: item.message_id.clone(),
+                        message_id: message.message_id,
                         sender: item.sender.clone(),
                         sender_device: item.sender_device.clone(),
                         body: message.body,
@@ -471,8 +471,10 @@ pub(super) fn check_plaintext(
     me: &UserId,
     my_ed25519: &str,
 ) -> Result<Plaintext, DecryptError> {
-    let plaintext: Plaintext = serde_json::from_slice(bytes)
-        .map_err(|error| DecryptError::Malformed(format!("plaintext: {error}")))?;
+    // The parser's message is not passed on: it may quote the decrypted text.
+    let plaintext: Plaintext = serde_json::from_slice(bytes).map_err(|_| {
+        DecryptError::Malformed("the plaintext is not a JSON object of spec 17.7".into())
+    })?;
     let checks = [
         ("sender", plaintext.sender == item.sender),
         ("sender_device", plaintext.sender_device == item.sender_device),
@@ -487,10 +489,19 @@ pub(super) fn check_plaintext(
 }
 
 /// The `dm.message` a checked plaintext carries.
-fn read_message(plaintext: &Plaintext, me: &UserId) -> Result<DmMessage, DecryptError> {
+///
+/// Error texts are fixed: a parser's message may quote the decrypted text.
+fn read_message(
+    plaintext: &Plaintext,
+    item: &InboxItem,
+    me: &UserId,
+) -> Result<DmMessage, DecryptError> {
     let message: DmMessage = serde_json::from_value(plaintext.content.clone())
-        .map_err(|error| DecryptError::InvalidContent(error.to_string()))?;
+        .map_err(|_| DecryptError::InvalidContent("not a dm.message of spec 17.7".into()))?;
     check_message(&message, &plaintext.sender, me).map_err(DecryptError::InvalidContent)?;
+    if message.message_id != item.message_id {
+        return Err(DecryptError::Mismatch("message_id"));
+    }
     Ok(message)
 }
 
@@ -520,8 +531,8 @@ mod tests {
     fn plaintext() -> Plaintext {
         Plaintext {
             kind: DM_MESSAGE.into(),
-            content: json!({"conversation": "c1", "members": [user("alice"), user("bob")],
-                            "body": "hi", "sent_ts": 1}),
+            content: json!({"message_id": "m1", "conversation": "c1",
+                            "members": [user("alice"), user("bob")], "body": "hi", "sent_ts": 1}),
             sender: user("alice"),
             sender_device: DeviceId::parse("LAPTOP").unwrap(),
             keys: Ed25519Key { ed25519: "ALICE_KEY".into() },
@@ -556,10 +567,15 @@ mod tests {
 
     #[test]
     fn message_contents_are_checked() {
-        assert!(read_message(&plaintext(), &user("bob")).is_ok());
+        assert!(read_message(&plaintext(), &item(Value::Null), &user("bob")).is_ok());
+        let read = |mut content: Value| {
+            if content.get("message_id").is_none() {
+                content["message_id"] = "m1".into();
+            }
+            read_message(&Plaintext { content, ..plaintext() }, &item(Value::Null), &user("bob"))
+        };
         let invalid = |content: Value| {
-            let plaintext = Plaintext { content, ..plaintext() };
-            let result = read_message(&plaintext, &user("bob"));
+            let result = read(content);
             assert!(matches!(result, Err(DecryptError::InvalidContent(_))), "{result:?}");
         };
         let members = json!([user("alice"), user("bob")]);
@@ -581,9 +597,33 @@ mod tests {
             (0..9).map(|n| user(&format!("u{n}"))).chain([user("alice"), user("bob")]).collect();
         invalid(json!({"conversation": "c1", "members": eleven, "body": "hi", "sent_ts": 1}));
         invalid(json!({"conversation": "c1", "members": members, "sent_ts": 1}));
+        // The message id is inside the encryption, and must be the inbox item's.
+        let valid = json!({"conversation": "c1", "members": members, "body": "hi", "sent_ts": 1});
+        assert!(read(valid.clone()).is_ok());
+        let mut other_id = valid.clone();
+        other_id["message_id"] = "m2".into();
+        assert_eq!(read(other_id), Err(DecryptError::Mismatch("message_id")));
+        let mut bad_id = valid.clone();
+        bad_id["message_id"] = "m 1".into();
+        invalid(bad_id);
+        let mut no_id = Plaintext { content: valid, ..plaintext() };
+        no_id.content.as_object_mut().unwrap().remove("message_id");
+        let result = read_message(&no_id, &item(Value::Null), &user("bob"));
+        assert!(matches!(result, Err(DecryptError::InvalidContent(_))), "{result:?}");
+        // What does not parse is refused without quoting the decrypted text.
+        let secret = "a secret text";
+        let error =
+            read(json!({"conversation": "c1", "members": members, "body": 5, "sent_ts": secret}))
+                .unwrap_err();
+        assert!(!error.to_string().contains(secret), "{error}");
+        let bytes = format!("{{\"type\": \"{secret}\", \"content\": 5}}");
+        let error = check_plaintext(bytes.as_bytes(), &item(Value::Null), "A", &user("bob"), "B")
+            .unwrap_err();
+        assert!(!error.to_string().contains(secret), "{error}");
         // A body of 4000 characters is allowed, however many bytes they take.
-        let long = json!({"conversation": "c1", "members": members, "body": "é".repeat(4000), "sent_ts": 1});
-        assert!(read_message(&Plaintext { content: long, ..plaintext() }, &user("bob")).is_ok());
+        let long = json!({"message_id": "m1", "conversation": "c1", "members": members, "body": "é".repeat(4000), "sent_ts": 1});
+        let long = Plaintext { content: long, ..plaintext() };
+        assert!(read_message(&long, &item(Value::Null), &user("bob")).is_ok());
     }
 
     #[test]

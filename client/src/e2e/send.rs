@@ -175,7 +175,9 @@ impl Device {
     ) -> Result<SendReport, E2eError> {
         self.check_account(session)?;
         let members: Vec<UserId> = self.member_set(members).into_iter().collect();
+        let message_id = random_id();
         let message = DmMessage {
+            message_id: message_id.clone(),
             conversation: conversation.to_owned(),
             members: members.clone(),
             body: body.to_owned(),
@@ -185,7 +187,6 @@ impl Device {
             .map_err(E2eError::InvalidMessage)?;
         let content =
             serde_json::to_value(&message).map_err(|e| E2eError::InvalidMessage(e.to_string()))?;
-        let message_id = random_id();
         self.record(
             &message,
             HistoryEntry {
@@ -749,6 +750,11 @@ pub(super) fn check_message(
     sender: &UserId,
     recipient: &UserId,
 ) -> Result<(), String> {
+    let id = &message.message_id;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-');
+    if id.is_empty() || id.len() > 64 || !id.chars().all(allowed) {
+        return Err("a message id is [A-Za-z0-9._~-]{1,64}".into());
+    }
     let conversation = message.conversation.chars().count();
     if conversation == 0 || conversation > MAX_CONVERSATION_CHARS {
         return Err(format!("a conversation id has 1 to {MAX_CONVERSATION_CHARS} characters"));

@@ -336,8 +336,9 @@ pub(crate) fn load(path: &Path, keys: &StoreKeys) -> Result<Contents, StoreError
             .decrypt((&nonce).into(), Payload { msg: &ciphertext, aad: ASSOCIATED_DATA })
             .map_err(|_| wrong_key())?,
     );
+    // The parser's message is not passed on: it may quote the store's decrypted contents.
     let pickled: Pickled =
-        serde_json::from_slice(&plaintext).map_err(|e| malformed(&e.to_string()))?;
+        serde_json::from_slice(&plaintext).map_err(|_| malformed("the contents do not parse"))?;
     let account =
         AccountPickle::from_encrypted(&pickled.account, &keys.pickle).map_err(|_| wrong_key())?;
     let mut sessions = BTreeMap::new();

@@ -205,6 +205,9 @@ pub(crate) struct Ed25519Key {
 /// `dm.message` content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DmMessage {
+    /// The sender's id for the message, the same as the inbox item's (which is not encrypted,
+    /// so only this one is trusted).
+    pub(crate) message_id: String,
     pub(crate) conversation: String,
     pub(crate) members: Vec<UserId>,
     pub(crate) body: String,

@@ -44,6 +44,8 @@ async fn alice_with_vodozemac_and_bob_with_libolm_write_both_ways_across_servers
         assert_eq!(message["sender_device"], alice.device.device_id().as_str());
         assert_eq!((&message["conversation"], &message["members"]), (&json!("lx"), &members));
         assert_eq!(message["prekey"], true, "alice's first session: {message}");
+        // The peer checked the encrypted message id against the item's (spec 17.7).
+        assert!(message["message_id"].as_str().is_some_and(|id| !id.is_empty()), "{message}");
     }
 
     // Bob answers on the session Alice's pre-key message started.
