@@ -203,14 +203,17 @@ impl Device {
         }
     }
 
-    /// The conversations this device knows, by id.
+    /// The conversations this device knows. A conversation is known by its id and its members
+    /// together: two conversations may share an id (spec 17.7).
     pub fn conversations(&self) -> impl Iterator<Item = &Conversation> {
         self.contents.state.conversations.values()
     }
 
-    /// One conversation.
+    /// The most recently used conversation with this id.
     pub fn conversation(&self, id: &str) -> Option<&Conversation> {
-        self.contents.state.conversations.get(id)
+        self.conversations()
+            .filter(|conversation| conversation.id == id)
+            .max_by_key(|conversation| conversation.messages.last().map_or(0, |m| m.sent_ts))
     }
 
     /// The most recently used conversation with exactly these members (the order does not

@@ -78,6 +78,10 @@ pub struct ReceivedMessage {
     pub sent_ts: u64,
     /// The inbox item it came in.
     pub inbox_id: u64,
+    /// When this device knew a conversation of this id with other members: their members
+    /// (of the most recent one). The message was not added to that conversation, whose
+    /// members stay as they were; it is in a conversation of its own. The person is to be told.
+    pub members_changed: Option<Vec<UserId>>,
 }
 
 /// An inbox item that was dropped.
@@ -310,9 +314,11 @@ impl Device {
                         sender_device: item.sender_device.clone(),
                         body: message.body.clone(),
                         sent_ts: message.sent_ts,
+                        not_delivered: Vec::new(),
                     };
-                    self.record(&message, entry);
+                    let members_changed = self.record(&message, entry);
                     Some(Incoming::Message(ReceivedMessage {
+                        members_changed,
                         conversation: message.conversation,
                         members: message.members,
                         message_id: message.message_id,

@@ -187,34 +187,32 @@ impl Device {
             .map_err(E2eError::InvalidMessage)?;
         let content =
             serde_json::to_value(&message).map_err(|e| E2eError::InvalidMessage(e.to_string()))?;
-        self.record(
-            &message,
-            HistoryEntry {
-                message_id: message_id.clone(),
-                sender: self.contents.user_id.clone(),
-                sender_device: self.contents.device_id.clone(),
-                body: message.body.clone(),
-                sent_ts: message.sent_ts,
-            },
-        );
         let users = members.into_iter().collect();
         let report = self.share(session, &users, DM_MESSAGE, &content, &message_id, None).await?;
+        // Recorded once the outcome is known, with the members who did not get it.
+        let entry = HistoryEntry {
+            message_id,
+            sender: self.contents.user_id.clone(),
+            sender_device: self.contents.device_id.clone(),
+            body: message.body.clone(),
+            sent_ts: message.sent_ts,
+            not_delivered: report.failed.keys().cloned().collect(),
+        };
+        self.record(&message, entry);
         self.save()?;
         Ok(report)
     }
 
-    /// Adds a message to its conversation's history, creating the conversation.
-    pub(super) fn record(&mut self, message: &DmMessage, entry: HistoryEntry) {
-        let conversation =
-            self.contents.state.conversations.entry(message.conversation.clone()).or_insert_with(
-                || super::Conversation {
-                    id: message.conversation.clone(),
-                    members: message.members.clone(),
-                    messages: Vec::new(),
-                },
-            );
-        conversation.members.clone_from(&message.members);
-        conversation.record(entry);
+    /// Adds a message to the history of the conversation of its id and members, creating
+    /// the conversation. A message never changes a conversation's members: other members make
+    /// another conversation, and the members of the one it differs from are returned.
+    pub(super) fn record(
+        &mut self,
+        message: &DmMessage,
+        entry: HistoryEntry,
+    ) -> Option<Vec<UserId>> {
+        let conversations = &mut self.contents.state.conversations;
+        super::store::record(conversations, &message.conversation, &message.members, entry)
     }
 
     /// Encrypts a plaintext of inner type `kind` for every device of `users` (this device

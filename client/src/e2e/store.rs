@@ -134,7 +134,7 @@ pub(crate) struct State {
     /// The verified devices of each user this device has encrypted for or heard from.
     #[serde(default)]
     pub(crate) peers: BTreeMap<UserId, VerifiedUser>,
-    /// Conversations by id.
+    /// Conversations by id and member set ([`conversation_key`]).
     #[serde(default)]
     pub(crate) conversations: BTreeMap<String, Conversation>,
     /// How far the inbox was read.
@@ -207,6 +207,10 @@ pub struct HistoryEntry {
     pub body: String,
     /// When the sender sent it, by the sender's clock (ms).
     pub sent_ts: u64,
+    /// For a message this device sent: the users it did not reach (this user, for a copy to
+    /// the own other devices that failed), as the send reported them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_delivered: Vec<UserId>,
 }
 
 impl Conversation {
@@ -225,6 +229,45 @@ impl Conversation {
         let excess = self.messages.len().saturating_sub(HISTORY_LIMIT);
         self.messages.drain(..excess);
     }
+}
+
+/// The key of a conversation in [`State::conversations`]: its id and its members, sorted. A
+/// conversation is known by both, so that a message reusing an id with other members cannot
+/// change whom a conversation is with (spec 17.7).
+pub(crate) fn conversation_key(id: &str, members: &[UserId]) -> String {
+    let mut members: Vec<&str> = members.iter().map(UserId::as_str).collect();
+    members.sort_unstable();
+    format!("{id}\n{}", members.join("\n"))
+}
+
+/// Adds `entry` to the conversation `id` with `members` (created if new). When that
+/// conversation is new but one with the same id and other members is known, returns the
+/// members of the most recent such one: the person is to be told that the members differ.
+pub(crate) fn record(
+    conversations: &mut BTreeMap<String, Conversation>,
+    id: &str,
+    members: &[UserId],
+    entry: HistoryEntry,
+) -> Option<Vec<UserId>> {
+    let key = conversation_key(id, members);
+    let previous = if conversations.contains_key(&key) {
+        None
+    } else {
+        conversations
+            .values()
+            .filter(|known| known.id == id)
+            .max_by_key(|known| known.messages.last().map_or(0, |m| m.sent_ts))
+            .map(|known| known.members.clone())
+    };
+    let mut sorted = members.to_vec();
+    sorted.sort();
+    let conversation = conversations.entry(key).or_insert_with(|| Conversation {
+        id: id.to_owned(),
+        members: sorted,
+        messages: Vec::new(),
+    });
+    conversation.record(entry);
+    previous
 }
 
 /// The file as written.
@@ -479,6 +522,40 @@ mod tests {
     }
 
     #[test]
+    fn a_conversation_is_known_by_its_id_and_its_members() {
+        let user = |name: &str| UserId::parse(&format!("@{name}:a.example")).unwrap();
+        let entry = |n: u64, sender: &str| HistoryEntry {
+            message_id: format!("m{n}"),
+            sender: user(sender),
+            sender_device: DeviceId::parse("D").unwrap(),
+            body: format!("text {n}"),
+            sent_ts: n,
+            not_delivered: Vec::new(),
+        };
+        let trio = [user("alice"), user("bob"), user("carol")];
+        let mut conversations = BTreeMap::new();
+        assert_eq!(record(&mut conversations, "c", &trio, entry(1, "alice")), None);
+        // The same members in another order: the same conversation.
+        let reordered = [user("carol"), user("alice"), user("bob")];
+        assert_eq!(record(&mut conversations, "c", &reordered, entry(2, "carol")), None);
+        // Carol reuses the id without bob: a conversation of its own, and the change is told.
+        let pair = [user("alice"), user("carol")];
+        assert_eq!(record(&mut conversations, "c", &pair, entry(3, "carol")), Some(trio.to_vec()));
+        assert_eq!(record(&mut conversations, "c", &pair, entry(4, "carol")), None);
+        let members: Vec<(usize, &[UserId])> = conversations
+            .values()
+            .map(|known| (known.messages.len(), known.members.as_slice()))
+            .collect();
+        assert_eq!(members.len(), 2, "{members:?}");
+        assert!(members.contains(&(2, &trio[..])) && members.contains(&(2, &pair[..])));
+        // An outsider who picks the id is not let into the conversation either.
+        let eve = [user("alice"), user("bob"), user("carol"), user("eve")];
+        assert!(record(&mut conversations, "c", &eve, entry(5, "eve")).is_some());
+        let key = conversation_key("c", &trio);
+        assert_eq!(conversations[&key].members, trio, "the trio's members stay");
+    }
+
+    #[test]
     fn history_is_bounded_and_deduplicated() {
         let alice = UserId::parse("@alice:a.example").unwrap();
         let mut conversation =
@@ -489,6 +566,7 @@ mod tests {
             sender_device: DeviceId::parse("LAPTOP").unwrap(),
             body: format!("text {n}"),
             sent_ts: n as u64,
+            not_delivered: Vec::new(),
         };
         for n in 0..HISTORY_LIMIT + 5 {
             conversation.record(entry(n));

@@ -293,7 +293,13 @@ async fn read(
                 others(conversation, &me)
             );
             for message in &conversation.messages {
-                println!("  [{}] {}: {}", utc(message.sent_ts), message.sender, message.body);
+                let missed: Vec<&UserId> = message.not_delivered.iter().collect();
+                let note = if missed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (not delivered to {})", join(&missed))
+                };
+                println!("  [{}] {}: {}{note}", utc(message.sent_ts), message.sender, message.body);
             }
         }
     }
@@ -328,7 +334,19 @@ async fn read(
 
 fn print_incoming(item: &Incoming, me: &UserId) {
     match item {
-        Incoming::Message(message) => println!("{}", message_line(message, me)),
+        Incoming::Message(message) => {
+            if let Some(before) = &message.members_changed {
+                let before: Vec<&UserId> = before.iter().collect();
+                println!(
+                    "NOTE: {} wrote in conversation {} with other members than before (before: \
+                     {}); it is shown as a conversation of its own",
+                    message.sender,
+                    message.conversation,
+                    join(&before)
+                );
+            }
+            println!("{}", message_line(message, me));
+        }
         Incoming::SessionReset { sender, sender_device } => {
             println!(
                 "[encrypted] {sender} (device {sender_device}) started a new session with this device"

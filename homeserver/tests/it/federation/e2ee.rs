@@ -171,6 +171,17 @@ async fn a_group_dm_of_three_spans_both_servers() {
         assert_eq!(history, expected, "{}'s history", person.id());
         assert_eq!(conversation.members, members);
     }
+
+    // Carol reuses the id without bob: alice is told, and the trio's members stay.
+    let pair = [alice.id().clone()];
+    let report = carol.device.send(&carol.session, "trio", &pair, "just us").await.expect("send");
+    assert_delivered(&report, &[&alice]);
+    let received = alice.receive_until(|all| !all.is_empty()).await;
+    let [Incoming::Message(message)] = received.as_slice() else { panic!("{received:?}") };
+    assert_eq!(message.members_changed.as_ref(), Some(&members));
+    let trio: Vec<_> = alice.device.conversations().filter(|c| c.members == members).collect();
+    assert_eq!(trio.len(), 1, "one trio conversation");
+    assert_eq!(trio[0].messages.len(), expected.len(), "nothing added to the trio");
 }
 
 #[tokio::test]
