@@ -52,6 +52,8 @@ use wire::{UploadRequest, UploadResponse};
 const ONE_TIME_KEY_TARGET: u64 = 100;
 /// Below this many one-time keys on the server, the device uploads more.
 const ONE_TIME_KEY_LOW: u64 = 50;
+/// How long a replaced fallback key is kept for pre-key messages made with it (ms).
+const FALLBACK_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
 /// Olm sessions kept per peer device; older ones are forgotten.
 const SESSIONS_PER_DEVICE: usize = 10;
 
@@ -255,7 +257,19 @@ impl Device {
             request.one_time_keys =
                 self.new_one_time_keys(ONE_TIME_KEY_TARGET - counts.one_time_key_count);
         }
-        if !counts.fallback_key {
+        // A fallback key that started a session is replaced (a replay of that pre-key message
+        // is refused anyway, see `State::inbound_sessions`); the one before it is kept a while
+        // for pre-key messages made with it still on their way.
+        let now = now_ms();
+        if let Some(replaced) = self.contents.state.previous_fallback_ts
+            && now.saturating_sub(replaced) > FALLBACK_GRACE_MS
+        {
+            self.contents.account.forget_fallback_key();
+            self.contents.state.previous_fallback_ts = None;
+            self.save()?;
+        }
+        let rotate = self.contents.state.fallback_used;
+        if !counts.fallback_key || rotate {
             request.fallback_key = self.new_fallback_key();
         }
         if request.one_time_keys.is_empty() && request.fallback_key.is_none() {
@@ -263,8 +277,15 @@ impl Device {
         }
         // The new private keys must be on disk before the public ones are handed out.
         self.save()?;
+        let uploaded_fallback = request.fallback_key.is_some();
         let counts = self.upload(session, request).await?;
         self.contents.account.mark_keys_as_published();
+        if uploaded_fallback {
+            self.contents.state.fallback_used = false;
+            if rotate {
+                self.contents.state.previous_fallback_ts = Some(now);
+            }
+        }
         self.save()?;
         Ok(counts.into())
     }
@@ -299,6 +320,7 @@ impl Device {
         self.contents.account.generate_fallback_key();
         let fallback = self.contents.account.fallback_key();
         let (key_id, key) = fallback.iter().next()?;
+        self.contents.state.fallback_key = Some(base64url::encode(key.as_bytes()));
         Some(self.key_object(&key_id.to_base64(), key.as_bytes(), true))
     }
 

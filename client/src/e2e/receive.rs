@@ -30,6 +30,9 @@ const INBOX_PAGE: &str = "100";
 /// spec 17.10).
 const MAX_PAGES: usize = 100;
 
+/// An inbound session a pre-key message started, and whether it used the fallback key.
+type NewSession = (OlmSession, bool);
+
 /// What an inbox item turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -203,6 +206,13 @@ impl Device {
                 break;
             }
         }
+        if self.contents.state.fallback_used {
+            // A session was started with the fallback key: publish a new one. If that fails,
+            // the next upload does it.
+            if let Err(error @ E2eError::Store(_)) = self.upload_keys(session).await {
+                return Err(error);
+            }
+        }
         Ok(incoming)
     }
 
@@ -302,8 +312,8 @@ impl Device {
             Err(error) => return Ok(dropped(error, None)),
         };
         let started = new_session.is_some();
-        if let Some(session) = new_session {
-            self.add_session(&sender_key, StoredSession { session, created_ts: now_ms() });
+        if let Some((session, fallback)) = new_session {
+            self.keep_inbound(&sender_key, session, fallback);
         }
         Ok(match plaintext.kind.as_str() {
             DM_MESSAGE => match read_message(&plaintext, item, &me) {
@@ -380,13 +390,14 @@ impl Device {
     }
 
     /// Decrypts with the sessions of `sender_key`, newest first; a pre-key message none of
-    /// them decrypts starts a new inbound session, returned for the caller to keep once the
-    /// plaintext passed its checks.
+    /// them decrypts starts a new inbound session (unless one of its id was started before),
+    /// returned for the caller to keep once the plaintext passed its checks, with whether it
+    /// used the fallback key.
     fn decrypt(
         &mut self,
         sender_key: &str,
         message: &OlmMessage,
-    ) -> Result<(Vec<u8>, Option<OlmSession>), DecryptError> {
+    ) -> Result<(Vec<u8>, Option<NewSession>), DecryptError> {
         if let Some(sessions) = self.contents.sessions.get_mut(sender_key) {
             for stored in sessions.iter_mut() {
                 if let Ok(plaintext) = stored.session.decrypt(message) {
@@ -403,14 +414,27 @@ impl Device {
         if known {
             return Err(DecryptError::Olm("it does not decrypt with its session".into()));
         }
+        if self.contents.state.inbound_sessions.contains(&pre_key.session_id()) {
+            return Err(DecryptError::Olm("a replay of a session started before".into()));
+        }
         let sender = base64url::decode_array::<32>(sender_key)
             .map(Curve25519PublicKey::from_bytes)
             .ok_or_else(|| DecryptError::Malformed("sender_key".into()))?;
+        let fallback = self.contents.state.fallback_key.as_deref()
+            == Some(base64url::encode(pre_key.one_time_key().as_bytes()).as_str());
         self.contents
             .account
             .create_inbound_session(SessionConfig::version_1(), sender, pre_key)
-            .map(|created| (created.plaintext, Some(created.session)))
+            .map(|created| (created.plaintext, Some((created.session, fallback))))
             .map_err(|error| DecryptError::Olm(error.to_string()))
+    }
+
+    /// Keeps a new inbound session (as the newest with its peer) and remembers its id against
+    /// replays; one started with the fallback key has the key replaced at the next upload.
+    fn keep_inbound(&mut self, sender_key: &str, session: OlmSession, fallback: bool) {
+        self.contents.state.remember_inbound(session.session_id());
+        self.contents.state.fallback_used |= fallback;
+        self.add_session(sender_key, StoredSession { session, created_ts: now_ms() });
     }
 
     /// Sends `dm.reset` to the item's sender device over a new session (spec 17.9), unless one
@@ -630,6 +654,55 @@ mod tests {
         let long = json!({"message_id": "m1", "conversation": "c1", "members": members, "body": "é".repeat(4000), "sent_ts": 1});
         let long = Plaintext { content: long, ..plaintext() };
         assert!(read_message(&long, &item(Value::Null), &user("bob")).is_ok());
+    }
+
+    /// A device with a new account and an empty store at a scratch path.
+    fn device(name: &str) -> Device {
+        let dir = std::env::temp_dir()
+            .join(format!("guildhall-e2e-receive-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("e2e.json");
+        let lock = super::super::store::lock(&path).unwrap();
+        let contents = super::super::store::Contents {
+            user_id: user("bob"),
+            device_id: DeviceId::parse("PHONE").unwrap(),
+            account: vodozemac::olm::Account::new(),
+            sessions: std::collections::BTreeMap::new(),
+            state: super::super::store::State::default(),
+        };
+        let keys = super::super::store::StoreKeys::from_seed(&[1; 64]);
+        Device { path, keys, contents, _lock: lock }
+    }
+
+    #[test]
+    fn a_replayed_pre_key_message_does_not_start_its_session_again() {
+        let mut bob = device("replay");
+        assert!(bob.new_fallback_key().is_some());
+        bob.contents.account.mark_keys_as_published();
+        let fallback = bob.contents.state.fallback_key.clone().unwrap();
+        let fallback = Curve25519PublicKey::from_bytes(base64url::decode_array(&fallback).unwrap());
+        let alice = vodozemac::olm::Account::new();
+        let alice_key = base64url::encode(alice.curve25519_key().as_bytes());
+        let mut outbound = alice
+            .create_outbound_session(
+                SessionConfig::version_1(),
+                bob.contents.account.curve25519_key(),
+                fallback,
+            )
+            .unwrap();
+        let message = outbound.encrypt(b"once").unwrap();
+
+        let (plaintext, started) = bob.decrypt(&alice_key, &message).unwrap();
+        assert_eq!(plaintext, b"once");
+        let Some((session, true)) = started else { panic!("a session from the fallback key") };
+        bob.keep_inbound(&alice_key, session, true);
+        assert!(bob.contents.state.fallback_used, "the fallback key is to be replaced");
+        // Its session is forgotten (more than ten newer ones with alice), and the server hands
+        // the pre-key message out again: the fallback key would start the session again.
+        bob.contents.sessions.clear();
+        let replay = bob.decrypt(&alice_key, &message).map(|(plaintext, _)| plaintext);
+        assert!(matches!(replay, Err(DecryptError::Olm(_))), "{replay:?}");
+        let _ = std::fs::remove_dir_all(bob.path.parent().unwrap());
     }
 
     #[test]

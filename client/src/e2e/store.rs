@@ -16,7 +16,7 @@
 //! The file is local to one device; no other party reads it, so it is not part of the
 //! protocol.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 
 use chacha20poly1305::aead::{Aead as _, Payload};
@@ -39,6 +39,8 @@ const ASSOCIATED_DATA: &[u8] = b"guildhall e2e store v1";
 const FILE_KEY_LABEL: &[u8] = b"guildhall e2e store v1: file key";
 /// The label of the key that encrypts vodozemac pickles.
 const PICKLE_KEY_LABEL: &[u8] = b"guildhall e2e store v1: pickle key";
+/// Inbound session ids remembered against pre-key replays.
+pub(crate) const MAX_INBOUND_SESSIONS: usize = 10_000;
 /// Handled but unacknowledged inbox ids kept (spec 17.10: unacknowledged items per device).
 pub(crate) const MAX_PROCESSED: usize = 10_000;
 /// Messages kept per conversation; older ones are forgotten.
@@ -147,6 +149,32 @@ pub(crate) struct State {
     /// keys, until the person accepts them.
     #[serde(default)]
     pub(crate) identity_changes: BTreeMap<UserId, VerifiedUser>,
+    /// The ids of the inbound sessions pre-key messages started, oldest first, at most
+    /// [`MAX_INBOUND_SESSIONS`]: a pre-key message for a session that was started before (and
+    /// since forgotten) is a replay, which must not start it again and deliver an old message
+    /// twice (a fallback key, unlike a one-time key, stays usable).
+    #[serde(default)]
+    pub(crate) inbound_sessions: VecDeque<String>,
+    /// The public key of the fallback key published last (base64url).
+    #[serde(default)]
+    pub(crate) fallback_key: Option<String>,
+    /// Whether a session was started with that fallback key: then it is replaced.
+    #[serde(default)]
+    pub(crate) fallback_used: bool,
+    /// When the fallback key before the current one was replaced (ms); it is forgotten a while
+    /// after, once pre-key messages made with it have had time to arrive.
+    #[serde(default)]
+    pub(crate) previous_fallback_ts: Option<u64>,
+}
+
+impl State {
+    /// Remembers an inbound session's id, forgetting the oldest past the bound.
+    pub(crate) fn remember_inbound(&mut self, session_id: String) {
+        self.inbound_sessions.push_back(session_id);
+        while self.inbound_sessions.len() > MAX_INBOUND_SESSIONS {
+            self.inbound_sessions.pop_front();
+        }
+    }
 }
 
 /// How far the inbox was read: everything up to `acknowledged`, and the ids above it that
