@@ -249,9 +249,14 @@ impl Driver {
                     if let Some(seq) = frame.s {
                         self.seq = seq;
                     }
+                    let ready = frame.t.as_deref() == Some("READY");
                     let event = match self.dispatch(frame) {
                         Ok(event) => event,
-                        Err(error) => return Ended::Fatal(error),
+                        // Without a session the connection is of no use; any other malformed
+                        // dispatch is skipped (a to-device message stays in the inbox, which
+                        // is the record) rather than ending the stream for every event after.
+                        Err(error) if ready => return Ended::Fatal(error),
+                        Err(_) => continue,
                     };
                     if self.events.send((Ok(event), arrived)).await.is_err() {
                         return Ended::Dropped;
@@ -335,6 +340,11 @@ impl Driver {
     }
 }
 
+/// The shortest heartbeat interval followed, whatever the server says (ms).
+const MIN_HEARTBEAT_MS: u64 = 200;
+/// The longest heartbeat interval followed (ms).
+const MAX_HEARTBEAT_MS: u64 = 10 * 60 * 1000;
+
 /// Opens a connection and reads the server's hello; returns the heartbeat interval.
 async fn open(url: &Url) -> Result<(Socket, Duration)> {
     within_handshake(async {
@@ -347,6 +357,8 @@ async fn open(url: &Url) -> Result<(Socket, Duration)> {
         let interval = interval.ok_or_else(|| {
             Error::GatewayProtocol("expected hello with heartbeat_interval".into())
         })?;
+        // Clamped, so that a server's odd value neither floods it nor overflows a timer.
+        let interval = interval.clamp(MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS);
         Ok((socket, Duration::from_millis(interval)))
     })
     .await

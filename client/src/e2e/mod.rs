@@ -115,8 +115,8 @@ impl std::fmt::Debug for Device {
 
 impl Device {
     /// Makes this login a device: a new Olm account, certified by `identity` (spec 16.3),
-    /// registered with the session's server (`PUT /users/@me/devices/{device_id}`), saved to
-    /// `path`, with one-time keys and a fallback key uploaded. `identity` must be the one bound
+    /// saved to `path`, registered with the session's server
+    /// (`PUT /users/@me/devices/{device_id}`), with one-time keys and a fallback key uploaded. `identity` must be the one bound
     /// to the session's account.
     pub async fn create(
         session: &Session,
@@ -127,7 +127,6 @@ impl Device {
         let account = Account::new();
         let device_id = random_device_id();
         let certificate = certify(&account, session.user_id(), &device_id, identity)?;
-        register(session, &device_id, &certificate).await?;
         let contents = Contents {
             user_id: session.user_id().clone(),
             device_id,
@@ -137,9 +136,19 @@ impl Device {
         };
         let keys = StoreKeys::derive(identity);
         let mut device = Self { path: path.to_owned(), keys, contents, _lock: lock };
-        // Saved before the keys go up: a device whose upload failed can still be opened and
-        // upload later, but a lost account would leave a certificate no one can use.
+        // Saved before the certificate goes up: a lost account would leave a registered
+        // certificate no one can use. A registration the server refused leaves no store
+        // behind; one whose outcome is unknown keeps it (`certify` registers it again).
         device.save()?;
+        let contents = &device.contents;
+        if let Err(error) =
+            register(session, &contents.device_id, &contents.state.certificate).await
+        {
+            if matches!(error, E2eError::Server(Error::Refused { .. })) {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(error);
+        }
         device.upload_keys(session).await?;
         Ok(device)
     }

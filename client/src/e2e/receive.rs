@@ -24,6 +24,8 @@ use crate::session::Session;
 
 /// How long after a `dm.reset` to a device another may be sent to it (spec 17.9).
 const RESET_INTERVAL_MS: u64 = 60 * 60 * 1000;
+/// How long after a failed `dm.reset` to a device another may be tried.
+const FAILED_RESET_INTERVAL_MS: u64 = 5 * 60 * 1000;
 /// Inbox items read at once (spec 17.10).
 const INBOX_PAGE: &str = "100";
 /// Inbox pages one [`Device::receive`] reads at most: a device's whole inbox (10,000 items,
@@ -452,16 +454,23 @@ impl Device {
         {
             return Ok(ResetOutcome::Recent(at));
         }
-        self.contents.state.resets.insert(sender_key.to_owned(), now);
         let users = BTreeSet::from([item.sender.clone()]);
         let fresh = Some((&item.sender, &item.sender_device));
         let content = Value::Object(serde_json::Map::new());
         let report = self.share(session, &users, DM_RESET, &content, &random_id(), fresh).await?;
-        Ok(match report.failed.get(&item.sender) {
+        let outcome = match report.failed.get(&item.sender) {
             None if report.delivered.contains(&item.sender) => ResetOutcome::Sent,
             None => ResetOutcome::Failed("no other device of the sender to send to".into()),
             Some(failure) => ResetOutcome::Failed(failure.to_string()),
-        })
+        };
+        // Stamped once tried: a reset that went out waits an hour before the next, one that
+        // failed only a few minutes.
+        let stamp = match outcome {
+            ResetOutcome::Sent => now_ms(),
+            _ => now_ms().saturating_sub(RESET_INTERVAL_MS - FAILED_RESET_INTERVAL_MS),
+        };
+        self.contents.state.resets.insert(sender_key.to_owned(), stamp);
+        Ok(outcome)
     }
 }
 
