@@ -13,7 +13,8 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use guildhall_client::e2e::{
-    DecryptError, Device, InboxItem, Incoming, ResetOutcome, SendReport, ShareFailure,
+    DecryptError, Device, E2eError, InboxItem, Incoming, ResetOutcome, SendReport, ShareFailure,
+    StoreError,
 };
 use guildhall_client::{Client, GatewayEvent, Identity, ServerName, Session, UserId};
 use guildhall_identity::attestation::sign_binding;
@@ -40,6 +41,13 @@ async fn two_people_on_two_servers_write_both_ways_and_no_server_holds_the_text(
 
     let report = alice.send("lunch", &[&bob], &texts[0]).await;
     assert_delivered(&report, &[&bob]);
+    // A ciphertext as bob's server holds it: the search below must find it where it went.
+    let raw = b.client().with_token(bob.session.token());
+    let (status, inbox) = raw.get("/users/@me/to_device").await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    let ciphertexts = inbox["messages"][0]["content"]["ciphertext"].as_object().expect("one");
+    let body = ciphertexts.values().next().and_then(|c| c["body"].as_str()).expect("a body");
+    let ciphertext = base64url::decode(body).expect("base64url");
     let received = bob.receive_until(|all| bodies(all).contains(&texts[0])).await;
     let Some(Incoming::Message(first)) = received.first() else {
         panic!("bob expected alice's message, got {received:?}")
@@ -62,8 +70,10 @@ async fn two_people_on_two_servers_write_both_ways_and_no_server_holds_the_text(
     .await
     .expect("TO_DEVICE within the deadline");
     assert_eq!(bodies(&live), [texts[1].clone()], "{live:?}");
+    // Handling the dispatch acknowledged it: the inbox is empty, and a read finds nothing.
+    assert_eq!(inbox_len(&a, &alice).await, 0, "acknowledged by handle");
     let again = alice.device.receive(&alice.session).await.expect("read the inbox");
-    assert!(bodies(&again).is_empty(), "a dispatched message is not read twice: {again:?}");
+    assert!(again.is_empty(), "a dispatched message is not read twice: {again:?}");
 
     // Established sessions: normal messages now, both ways.
     assert_delivered(&alice.send("lunch", &[&bob], &texts[2]).await, &[&bob]);
@@ -77,32 +87,69 @@ async fn two_people_on_two_servers_write_both_ways_and_no_server_holds_the_text(
     assert_eq!(history(&alice), texts);
     assert_eq!(history(&bob), texts);
 
-    // Neither database (nor its WAL, nor anything else in the data directories) holds a text;
-    // the same search finds what the servers do store, such as the device ids.
+    // Neither database (nor its WAL, its log, nor anything else in the data directories) holds
+    // a text, in any encoding a server might use; the same search finds what the servers do
+    // store, such as the device ids.
     for (server, device) in [(&a, &alice), (&b, &bob)] {
         let stored = files_under(server.dir());
-        assert!(
-            stored.iter().any(|(path, _)| path.to_string_lossy().ends_with("-wal")),
-            "no WAL under {:?}",
-            server.dir()
-        );
+        for suffix in ["-wal", "server.log"] {
+            let found = stored.iter().any(|(path, _)| path.to_string_lossy().ends_with(suffix));
+            assert!(found, "no {suffix} under {:?}", server.dir());
+        }
         let marker = device.device.device_id().as_str().as_bytes();
         assert!(stored.iter().any(|(_, bytes)| contains(bytes, marker)), "the search works");
         for text in &texts {
             let holders: Vec<&PathBuf> = stored
                 .iter()
-                .filter(|(_, bytes)| contains(bytes, text.as_bytes()))
+                .filter(|(_, bytes)| holds_any(bytes, text.as_bytes()))
                 .map(|(p, _)| p)
                 .collect();
             assert!(holders.is_empty(), "{text:?} found in {holders:?}");
         }
     }
-    // Nor did it cross between the servers, where the ciphertexts did.
+    // Nor did it cross between the servers, where the ciphertexts did (found by the same
+    // search).
     let traffic = [a.federation_traffic(), b.federation_traffic()].concat();
-    assert!(contains(&traffic, b"olm.v1"), "the ciphertexts crossed the recording proxies");
+    assert!(holds_any(&traffic, &ciphertext), "the ciphertext crossed the recording proxies");
     for text in &texts {
-        assert!(!contains(&traffic, text.as_bytes()), "{text:?} crossed between the servers");
+        assert!(!holds_any(&traffic, text.as_bytes()), "{text:?} crossed between the servers");
     }
+}
+
+/// Whether `haystack` holds `secret` raw, in base64 or base64url (at any of the three
+/// alignments it may have inside a longer encoded value), with every character escaped as
+/// JSON `\uXXXX`, or in UTF-16LE.
+fn holds_any(haystack: &[u8], secret: &[u8]) -> bool {
+    encodings(secret).iter().any(|needle| contains(haystack, needle))
+}
+
+fn encodings(secret: &[u8]) -> Vec<Vec<u8>> {
+    let mut found = vec![secret.to_vec()];
+    for shift in 0..3 {
+        let mut shifted = vec![0; shift];
+        shifted.extend_from_slice(secret);
+        let url = base64url::encode(&shifted);
+        // The characters that depend only on the secret: not the first ones, which carry the
+        // shift's bytes, nor the last ones, which depend on what follows.
+        let inner = &url[(shift * 4).div_ceil(3)..url.len().saturating_sub(3)];
+        found.push(inner.as_bytes().to_vec());
+        found.push(inner.replace('-', "+").replace('_', "/").into_bytes());
+    }
+    if let Ok(text) = std::str::from_utf8(secret) {
+        let escaped: String = text.encode_utf16().map(|c| format!("\\u{c:04x}")).collect();
+        found.push(escaped.clone().into_bytes());
+        found.push(escaped.to_uppercase().replace("\\U", "\\u").into_bytes());
+        found.push(text.encode_utf16().flat_map(u16::to_le_bytes).collect());
+    }
+    found
+}
+
+/// The number of items in `person`'s inbox on `server`, through the client API.
+async fn inbox_len(server: &Server, person: &Person) -> usize {
+    let raw = server.client().with_token(person.session.token());
+    let (status, inbox) = raw.get("/users/@me/to_device").await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    inbox["messages"].as_array().map_or(0, Vec::len)
 }
 
 #[tokio::test]
@@ -211,7 +258,8 @@ async fn a_tampered_ciphertext_is_dropped_and_the_session_starts_again() {
     assert_eq!((&dropped.sender, &dropped.reset), (alice.id(), &Some(ResetOutcome::Sent)));
     // The item is done with: the inbox read acknowledges it and does not show the text.
     let after = bob.device.receive(&bob.session).await.expect("receive");
-    assert!(bodies(&after).is_empty(), "{after:?}");
+    assert!(after.is_empty(), "{after:?}");
+    assert_eq!(inbox_len(&b, &bob).await, 0, "acknowledged");
 
     // Alice learns of the new session, and from then on both sides use it.
     let reset = alice.receive_until(|all| !all.is_empty()).await;
@@ -242,7 +290,11 @@ async fn a_lost_session_recovers_with_a_reset() {
     assert_eq!(bodies(&phone.receive_until(|all| all.len() == 2).await), ["one", "two"]);
 
     let Person { identity, session, device, store } = bob;
-    assert!(Device::open(&store, &identity).is_err(), "one device per store at a time");
+    let second = Device::open(&store, &identity);
+    assert!(
+        matches!(second, Err(E2eError::Store(StoreError::InUse { .. }))),
+        "one device per store at a time: {second:?}"
+    );
     drop(device);
     std::fs::copy(&backup, &store).expect("restore bob's store");
     let device = Device::open(&store, &identity).expect("open the restored store");
@@ -678,9 +730,12 @@ fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read the data directory").flatten() {
+        // A server may remove a file (an SQLite journal) while this walks: what vanished is
+        // skipped.
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
             let path = entry.path();
-            if path.is_dir() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
                 pending.push(path);
             } else if let Ok(bytes) = std::fs::read(&path) {
                 found.push((path, bytes));
