@@ -25,6 +25,9 @@ use tokio::sync::{Mutex, oneshot};
 use super::*;
 use crate::harness::{PASSWORD, json};
 
+/// The hash of an empty device list (spec 17.2).
+const EMPTY_LIST_HASH: &str = "T1PNoYwrqgwDVLtfmj7L5e0Sq02OEbqHPC8RFhICuUU";
+
 /// How long a message may take to arrive on a busy machine.
 const ARRIVAL: Duration = Duration::from_secs(60);
 
@@ -376,6 +379,23 @@ async fn an_own_device_added_between_the_key_query_and_the_send_gets_its_copy() 
 }
 
 #[tokio::test]
+async fn a_server_that_leaves_the_sending_device_out_of_its_own_list_gets_nothing() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let proxy = PausingProxy::start(&a).await;
+    let mut alice = Person::new_at(&a, &proxy.url, "alice", &scratch).await;
+    let bob = Person::new(&b, "bob", &scratch).await;
+
+    // Alice's server (the proxy plays it) answers for alice with a list that verifies but
+    // is not hers: it does not hold the very device asking.
+    proxy.hide_devices_of(alice.id());
+    let members = [bob.id().clone()];
+    let sent = alice.device.send(&alice.session, "c", &members, "not to a fake list").await;
+    assert!(matches!(sent, Err(E2eError::OwnKeys(_))), "{sent:?}");
+    assert_eq!(proxy.sends(), 0, "nothing was sent");
+}
+
+#[tokio::test]
 async fn after_a_rotation_the_device_is_certified_again_and_its_peers_are_told() {
     let (a, b) = tokio::join!(federating(), federating());
     let scratch = Scratch::new();
@@ -532,7 +552,11 @@ async fn the_command_line_says_what_is_encrypted_and_who_did_not_get_it() {
     }
     let (alice_id, bob_id) = (a.user_id("alice"), b.user_id("bob"));
 
-    let sent = alice.ok(&["e2e", "send", &bob_id, "--text", "hello from the shell"]).await;
+    // The text comes from standard input, where no other user of the machine sees it.
+    let output =
+        alice.run_with_input(&["e2e", "send", &bob_id], Some("hello from the shell\n")).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let sent = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(sent.contains("end-to-end encrypted"), "{sent}");
     assert!(sent.contains(&format!("delivered to {bob_id} (every device)")), "{sent}");
     let read = bob.ok(&["e2e", "read"]).await;
@@ -583,6 +607,12 @@ impl Shell {
     }
 
     async fn run(&self, args: &[&str]) -> std::process::Output {
+        self.run_with_input(args, None).await
+    }
+
+    /// Runs a command with `input` on its standard input (none: an empty one).
+    async fn run_with_input(&self, args: &[&str], input: Option<&str>) -> std::process::Output {
+        use tokio::io::AsyncWriteExt as _;
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_guildhall"));
         for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("GUILDHALL_")) {
             command.env_remove(key);
@@ -593,11 +623,15 @@ impl Shell {
             .args(["user", "--kdf-fast", "--identity"])
             .arg(&self.identity)
             .args(args)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("run guildhall user")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("run guildhall user");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.unwrap_or_default().as_bytes()).await.expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().await.expect("run guildhall user")
     }
 
     /// Runs a command that must succeed; returns its standard output.
@@ -786,6 +820,9 @@ struct ProxyState {
     upstream: String,
     http: reqwest::Client,
     sends: AtomicUsize,
+    /// A user whose devices the proxy leaves out of key-query answers (with the hash of the
+    /// empty list, so the answer verifies): a server hiding a user's devices.
+    hide_devices_of: std::sync::Mutex<Option<String>>,
     /// Told when the next send arrives; the send goes on once the receiver is told.
     pause: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
 }
@@ -796,6 +833,7 @@ impl PausingProxy {
             upstream: server.base_url(),
             http: reqwest::Client::builder().no_proxy().build().expect("HTTP client"),
             sends: AtomicUsize::new(0),
+            hide_devices_of: std::sync::Mutex::new(None),
             pause: Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
@@ -812,6 +850,11 @@ impl PausingProxy {
         let (resume_tx, resume_rx) = oneshot::channel();
         *self.state.pause.lock().await = Some((reached_tx, resume_rx));
         (reached_rx, resume_tx)
+    }
+
+    /// Leaves `user`'s devices out of key-query answers from now on.
+    fn hide_devices_of(&self, user: &UserId) {
+        *self.state.hide_devices_of.lock().expect("lock") = Some(user.to_string());
     }
 
     /// The to-device sends forwarded so far.
@@ -841,7 +884,16 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     let answer = outgoing.body(body).send().await.expect("the server answers");
     let status = answer.status();
     let content_type = answer.headers().get(axum::http::header::CONTENT_TYPE).cloned();
-    let bytes = answer.bytes().await.expect("read the answer");
+    let mut bytes = answer.bytes().await.expect("read the answer");
+    let hidden = state.hide_devices_of.lock().expect("lock").clone();
+    if let Some(user) = hidden.filter(|_| path == "/api/v1/keys/query") {
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        if let Some(keys) = value["users"].get_mut(&user) {
+            keys["devices"] = json!([]);
+            keys["device_list_hash"] = EMPTY_LIST_HASH.into();
+        }
+        bytes = value.to_string().into();
+    }
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     if let Some(content_type) = content_type {
