@@ -16,7 +16,11 @@
 //! checked with the key document of the user's home server as this client's own server relays
 //! it (its notary, spec 04 §4.5), so that check trusts the own server; the certificates, the
 //! identity key's consent to its binding and the device-list hash are checked end to end.
-//! A change of a peer's identity key is reported ([`SendReport::identity_changed`]).
+//! Identity keys are pinned: this device's own user's key is the one that certified it, and a
+//! server that answers otherwise (or leaves this device out) gets nothing ([`E2eError::OwnKeys`]).
+//! A peer's key is remembered; a change is reported ([`SendReport::identity_changed`],
+//! [`Incoming::IdentityChanged`]) and nothing goes to or is accepted from the new key until
+//! [`Device::accept_identity`].
 //!
 //! A `Device` is not shared between tasks: calls take `&mut self`, and each saves the store
 //! before anything it encrypted leaves the machine (a ratchet state must never be reused).
