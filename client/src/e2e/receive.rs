@@ -157,7 +157,7 @@ impl Device {
     /// Reads the whole inbox, handles every item not handled yet, and acknowledges them.
     /// Returns what the items were, oldest first. If the server cannot be asked about a
     /// sender, the rest of the inbox waits for the next call (an error if nothing was read).
-    /// One call reads at most [`MAX_PAGES`] pages, and stops early when an acknowledgement
+    /// One call reads at most 100 pages (a whole inbox), and stops early when an acknowledgement
     /// fails or a page brings nothing new (a server that ignores acknowledgements).
     pub async fn receive(&mut self, session: &Session) -> Result<Vec<Incoming>, E2eError> {
         self.check_account(session)?;

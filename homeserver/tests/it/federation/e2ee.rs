@@ -396,6 +396,33 @@ async fn a_server_that_leaves_the_sending_device_out_of_its_own_list_gets_nothin
 }
 
 #[tokio::test]
+async fn a_message_whose_senders_keys_cannot_be_had_for_now_waits_in_the_inbox() {
+    let (a, mut b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&a, "alice", &scratch).await;
+    let mut bob = Person::new(&b, "bob", &scratch).await;
+    assert_delivered(&bob.send("c", &[&alice], "while you were away").await, &[&alice]);
+
+    // Bob's server is down when alice first reads: she cannot check his keys, which says
+    // nothing about them, so the message is neither dropped nor acknowledged.
+    b.stop();
+    let read = alice.device.receive(&alice.session).await;
+    assert!(matches!(read, Err(E2eError::Postponed(_))), "{read:?}");
+    assert_eq!(inbox_len(&a, &alice).await, 1, "still in the inbox");
+    b.launch().await;
+    let deadline = Instant::now() + ARRIVAL;
+    let mut received = Vec::new();
+    while received.is_empty() && Instant::now() < deadline {
+        match alice.device.receive(&alice.session).await {
+            Ok(items) => received = items,
+            Err(E2eError::Postponed(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(error) => panic!("receive: {error}"),
+        }
+    }
+    assert_eq!(bodies(&received), ["while you were away"], "{received:?}");
+}
+
+#[tokio::test]
 async fn after_a_rotation_the_device_is_certified_again_and_its_peers_are_told() {
     let (a, b) = tokio::join!(federating(), federating());
     let scratch = Scratch::new();
