@@ -42,6 +42,8 @@ const DEVICES_PER_CLAIM: usize = 100;
 const CLAIM_BURST: usize = 20;
 /// The longest a send waits, in all, for claim limits to pass (`retry_after_ms`).
 const MAX_CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest a send waits, in all, for to-device limits to pass (`retry_after_ms`).
+const MAX_SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Users in one key query (spec 17.10).
 const USERS_PER_QUERY: usize = 100;
 /// The largest plaintext sent, in bytes: encrypted, base64url-encoded and wrapped, it stays
@@ -617,16 +619,37 @@ impl Device {
         report: &mut SendReport,
     ) -> BTreeSet<UserId> {
         let mut stale = BTreeSet::new();
-        for batch in batches(shares) {
+        let mut queue: VecDeque<Vec<Share>> = batches(shares).into();
+        let mut waited = std::time::Duration::ZERO;
+        while let Some(batch) = queue.pop_front() {
             let users: BTreeSet<UserId> = batch.iter().map(|share| share.user.clone()).collect();
             let mut request = SendRequest { messages: Vec::new(), device_lists: BTreeMap::new() };
-            for share in batch {
-                request.device_lists.insert(share.user, share.device_list_hash);
-                request.messages.extend(share.messages);
+            for share in &batch {
+                request.device_lists.insert(share.user.clone(), share.device_list_hash.clone());
+                request.messages.extend(share.messages.iter().cloned());
             }
             let answer = match put_to_device(session, &request).await {
                 Ok(answer) => answer,
                 Err(error) => {
+                    // A send over a limit is refused whole, with nothing stored (spec 17.3):
+                    // one user's limit must not fail the others, so each share goes again on
+                    // its own, and a share alone waits out `retry_after_ms` (within bounds).
+                    let limited = matches!(error, Error::Refused { status: 429, .. });
+                    if limited && batch.len() > 1 {
+                        for share in batch.into_iter().rev() {
+                            queue.push_front(vec![share]);
+                        }
+                        continue;
+                    }
+                    if let Error::Refused { status: 429, retry_after_ms: Some(ms), .. } = &error {
+                        let wait = std::time::Duration::from_millis(*ms);
+                        if waited + wait <= MAX_SEND_WAIT {
+                            waited += wait;
+                            tokio::time::sleep(wait).await;
+                            queue.push_front(batch);
+                            continue;
+                        }
+                    }
                     fail_all(report, &users, &ShareFailure::Request(error.to_string()));
                     continue;
                 }

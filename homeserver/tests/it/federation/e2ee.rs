@@ -528,6 +528,25 @@ async fn a_claim_refused_for_one_recipient_does_not_fail_the_others() {
 }
 
 #[tokio::test]
+async fn a_send_over_the_limit_for_one_recipient_still_reaches_the_others() {
+    // One share a minute per sender and recipient user: bob's is used up by the first send.
+    let server =
+        Server::builder().env("GUILDHALL_RATE_LIMITS__TO_DEVICE_PER_MINUTE", "1").start().await;
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&server, "alice", &scratch).await;
+    let mut bob = Person::new(&server, "bob", &scratch).await;
+    let mut carol = Person::new(&server, "carol", &scratch).await;
+    assert_delivered(&alice.send("c", &[&bob], "first").await, &[&bob]);
+
+    let report = alice.send("trio", &[&bob, &carol], "to both").await;
+    assert_eq!(report.delivered, [carol.id().clone()], "{report:?}");
+    let failure = report.failed.get(bob.id()).map(ToString::to_string).unwrap_or_default();
+    assert!(failure.contains("rate_limited"), "{report:?}");
+    assert_eq!(bodies(&carol.receive_until(|all| !all.is_empty()).await), ["to both"]);
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["first"]);
+}
+
+#[tokio::test]
 async fn a_device_told_its_keys_run_low_uploads_more() {
     let server =
         Server::builder().env("GUILDHALL_RATE_LIMITS__KEY_CLAIMS_PER_MINUTE", "1000").start().await;
