@@ -191,11 +191,17 @@ impl Device {
             }
             // What was read is returned only once it is on disk: a store that cannot be
             // written leaves the device as it was, and the items are read again next time.
-            self.save_or_roll_back()?;
+            if let Err(error) = self.save_or_roll_back() {
+                // What earlier pages brought is on disk already: it goes to the caller.
+                if incoming.is_empty() {
+                    return Err(error);
+                }
+                break;
+            }
             incoming.append(&mut read);
             let mut acknowledged = false;
             if let Some(up_to) = handled_up_to {
-                acknowledged = self.acknowledge_up_to(session, up_to).await?;
+                acknowledged = self.acknowledge_up_to(session, up_to).await;
             }
             if let Some(error) = postponed {
                 if incoming.is_empty() {
@@ -209,27 +215,28 @@ impl Device {
             }
         }
         if self.contents.state.fallback_used {
-            // A session was started with the fallback key: publish a new one. If that fails,
-            // the next upload does it.
-            if let Err(error @ E2eError::Store(_)) = self.upload_keys(session).await {
-                return Err(error);
-            }
+            // A session was started with the fallback key: publish a new one. If that fails
+            // (the store included), the next upload does it; what was read is on disk and goes
+            // to the caller regardless.
+            let _tried_again_later = self.upload_keys(session).await;
         }
         Ok(incoming)
     }
 
     /// Tells the server that every item up to `up_to` was handled (it deletes them); returns
     /// whether it did. A failed request is not an error: the items are acknowledged later.
-    async fn acknowledge_up_to(&mut self, session: &Session, up_to: u64) -> Result<bool, E2eError> {
+    async fn acknowledge_up_to(&mut self, session: &Session, up_to: u64) -> bool {
         let answer: Result<Value, _> = session
             .call(Method::POST, &["users", "@me", "to_device", "ack"], &AckRequest { up_to })
             .await;
         if answer.is_err() {
-            return Ok(false);
+            return false;
         }
         self.contents.state.inbox.acknowledge(up_to);
-        self.save()?;
-        Ok(true)
+        // Not an error if this save fails: what was read is on disk already, and without it
+        // the store only keeps a few handled ids longer; it is written with the next save.
+        let _saved_later_if_not_now = self.save();
+        true
     }
 
     /// Handles a gateway event: a `TO_DEVICE` item not handled yet (then the inbox is read,

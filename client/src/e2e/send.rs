@@ -324,6 +324,9 @@ impl Device {
                 self.contents.state.identity_changes.insert(user.clone(), keys);
                 continue;
             }
+            // The key is the known one (again): a change reported before is no longer to be
+            // accepted.
+            self.contents.state.identity_changes.remove(user);
             self.contents.state.peers.insert(user.clone(), keys.clone());
             verified.users.insert(user.clone(), keys);
         }

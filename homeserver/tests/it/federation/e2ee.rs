@@ -423,6 +423,25 @@ async fn a_message_whose_senders_keys_cannot_be_had_for_now_waits_in_the_inbox()
 }
 
 #[tokio::test]
+async fn a_message_read_when_the_store_cannot_be_written_is_read_again_later() {
+    let (a, b) = tokio::join!(federating(), federating());
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&a, "alice", &scratch).await;
+    let mut bob = Person::new(&b, "bob", &scratch).await;
+    assert_delivered(&alice.send("c", &[&bob], "kept").await, &[&bob]);
+
+    // A directory where the store's next version is written makes every save fail.
+    let mut temporary = bob.store.clone().into_os_string();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    std::fs::create_dir_all(&temporary).expect("block the store's writes");
+    let read = bob.device.receive(&bob.session).await;
+    assert!(matches!(read, Err(E2eError::Store(_))), "{read:?}");
+    assert_eq!(inbox_len(&b, &bob).await, 1, "not acknowledged");
+    std::fs::remove_dir(&temporary).expect("unblock");
+    assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["kept"]);
+}
+
+#[tokio::test]
 async fn after_a_rotation_the_device_is_certified_again_and_its_peers_are_told() {
     let (a, b) = tokio::join!(federating(), federating());
     let scratch = Scratch::new();
