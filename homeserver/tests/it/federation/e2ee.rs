@@ -2,7 +2,10 @@
 //! on two servers write to each other with vodozemac Olm sessions, devices added later (even in
 //! the middle of a send) get what is sent after, a group DM spans both servers, a tampered
 //! ciphertext is dropped, a lost session recovers with `dm.reset`, and no server ever holds the
-//! text. The protocol details servers check (claims, limits, refusals) are in `e2e_keys.rs`.
+//! text. Identity keys are pinned (a change is held until accepted, a server hiding the sending
+//! device gets nothing), one recipient's limit fails only that recipient, and a message whose
+//! sender cannot be checked for now, or that could not be saved, is read again later. The
+//! protocol details servers check (claims, limits, refusals) are in `e2e_keys.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
