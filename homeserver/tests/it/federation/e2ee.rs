@@ -657,6 +657,9 @@ async fn the_command_line_says_what_is_encrypted_and_who_did_not_get_it() {
         "{error}"
     );
     assert!(bob.ok(&["e2e", "read"]).await.contains(": to both"));
+    // Bob's key did not change, so there is nothing to accept.
+    let accepted = alice.ok(&["e2e", "accept", &bob_id]).await;
+    assert!(accepted.contains(&format!("no identity change of {bob_id}")), "{accepted}");
     let listed = bob.ok(&["e2e", "conversations"]).await;
     assert!(
         listed.contains(&format!("[encrypted] {conversation} with {alice_id} (2 messages")),
