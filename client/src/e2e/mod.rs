@@ -25,6 +25,7 @@
 //! A `Device` is not shared between tasks: calls take `&mut self`, and each saves the store
 //! before anything it encrypted leaves the machine (a ratchet state must never be reused).
 
+mod claim;
 mod keys;
 mod receive;
 mod send;
