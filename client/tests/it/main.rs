@@ -4,6 +4,7 @@
 // A fake server that cannot start, or answers wrongly, should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod e2e;
 mod fake;
 mod gateway;
 mod session;
