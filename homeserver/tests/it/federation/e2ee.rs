@@ -584,7 +584,8 @@ async fn a_device_told_its_keys_run_low_uploads_more() {
     assert_eq!(count().await, 100, "a new device publishes 100 one-time keys");
 
     let mut gateway = bob.session.gateway().await.expect("bob's gateway");
-    let claim = json!({"one_time_keys": {bob.id().as_str(): [bob.device.device_id().as_str()]}});
+    let (bob_id, bob_device) = (bob.id().to_string(), bob.device.device_id().to_string());
+    let claim = json!({"one_time_keys": {bob_id.as_str(): [bob_device.as_str()]}});
     let alices_raw = server.client().with_token(alice.session.token());
     for _ in 0..81 {
         let (status, answer) = alices_raw.post("/keys/claim", claim.clone()).await;
@@ -603,6 +604,39 @@ async fn a_device_told_its_keys_run_low_uploads_more() {
     .expect("ONE_TIME_KEYS_LOW within the deadline");
     assert!(bob.device.handle(&bob.session, &low).await.expect("handle").is_empty());
     assert_eq!(count().await, 100, "topped up");
+}
+
+#[tokio::test]
+async fn a_fallback_key_that_started_a_session_is_replaced() {
+    let server =
+        Server::builder().env("GUILDHALL_RATE_LIMITS__KEY_CLAIMS_PER_MINUTE", "1000").start().await;
+    let scratch = Scratch::new();
+    let mut alice = Person::new(&server, "alice", &scratch).await;
+    let mut bob = Person::new(&server, "bob", &scratch).await;
+    let carol = Person::new(&server, "carol", &scratch).await;
+    let carols_raw = server.client().with_token(carol.session.token());
+    let (bob_id, bob_device) = (bob.id().to_string(), bob.device.device_id().to_string());
+    let claim = json!({"one_time_keys": {bob_id.as_str(): [bob_device.as_str()]}});
+    // Claims bob's one-time keys until the server hands out his fallback key; returns it.
+    let fallback = || async {
+        for _ in 0..=100 {
+            let (status, answer) = carols_raw.post("/keys/claim", claim.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            let object = &answer["one_time_keys"][bob_id.as_str()][bob_device.as_str()];
+            if object["fallback"] == true {
+                return object["key"].as_str().expect("a key").to_owned();
+            }
+        }
+        panic!("no fallback key after 101 claims")
+    };
+    let first = fallback().await;
+
+    // Alice's session with bob starts from his fallback key; once bob read it, he publishes
+    // another (and more one-time keys).
+    assert_delivered(&alice.send("c", &[&bob], "via the fallback key").await, &[&bob]);
+    let read = bob.receive_until(|all| !all.is_empty()).await;
+    assert_eq!(bodies(&read), ["via the fallback key"]);
+    assert_ne!(fallback().await, first, "the used fallback key was replaced");
 }
 
 #[tokio::test]
