@@ -326,7 +326,8 @@ impl Device {
         let certified = self.contents.state.certificate.get("identity_key").and_then(Value::as_str);
         if certified != Some(keys.identity_key.as_str()) {
             return Err(E2eError::OwnKeys(
-                "the server gives another identity key than the one that certified this device"
+                "the server gives another identity key than the one that certified this device \
+                 (after a rotation of the identity key, certify the device again)"
                     .into(),
             ));
         }
