@@ -56,7 +56,8 @@ pub struct SendReport {
     /// The users none of whose devices got it, and why. Nothing is stored for them.
     pub failed: BTreeMap<UserId, ShareFailure>,
     /// Users whose identity key differs from the one this device saw before: a rotation, or
-    /// someone else's key. Worth telling the person.
+    /// someone else's key. Their share failed ([`ShareFailure::IdentityChanged`]) and keeps
+    /// failing until the person accepts the new key ([`Device::accept_identity`]).
     pub identity_changed: Vec<UserId>,
 }
 
