@@ -13,7 +13,7 @@ use vodozemac::Curve25519PublicKey;
 use vodozemac::olm::{OlmMessage, Session as OlmSession, SessionConfig};
 
 use super::send::{ShareFailure, check_message};
-use super::store::{HistoryEntry, StoredSession};
+use super::store::{HistoryEntry, MAX_HELD, StoredSession};
 use super::wire::{
     AckRequest, DM_MESSAGE, DM_RESET, DmMessage, InboxItem, InboxPage, OLM_ALGORITHM,
     OLM_MESSAGE_TYPE, OlmContent, Plaintext,
@@ -51,9 +51,10 @@ pub enum Incoming {
     /// An item that could not be read, or did not pass the checks: it was dropped.
     Undecryptable(Undecryptable),
     /// An item from a device of a user whose identity key is no longer the one this device
-    /// knew: a rotation, or someone else's key. It was dropped unread; nothing from the new
-    /// key's devices is accepted, nor encrypted for them, until the person checks with the
-    /// sender another way and accepts it ([`Device::accept_identity`](super::Device::accept_identity)).
+    /// knew: a rotation, or someone else's key. Nothing from the new key's devices is accepted,
+    /// nor encrypted for them, until the person checks with the sender another way and accepts
+    /// it ([`Device::accept_identity`](super::Device::accept_identity)). The item is kept
+    /// unread (up to 1000 such items) and read by the first [`Device::receive`] after that.
     IdentityChanged {
         /// The inbox item.
         inbox_id: u64,
@@ -161,7 +162,7 @@ impl Device {
     /// fails or a page brings nothing new (a server that ignores acknowledgements).
     pub async fn receive(&mut self, session: &Session) -> Result<Vec<Incoming>, E2eError> {
         self.check_account(session)?;
-        let mut incoming = Vec::new();
+        let mut incoming = self.read_held(session).await?;
         for _ in 0..MAX_PAGES {
             let page: InboxPage = match session
                 .get_with_query(&["users", "@me", "to_device"], &[("limit", INBOX_PAGE)])
@@ -219,6 +220,32 @@ impl Device {
             // (the store included), the next upload does it; what was read is on disk and goes
             // to the caller regardless.
             let _tried_again_later = self.upload_keys(session).await;
+        }
+        Ok(incoming)
+    }
+
+    /// Reads the items kept while their sender's identity change waited, for the senders
+    /// whose change was accepted since. One that cannot be read now stays for the next call.
+    async fn read_held(&mut self, session: &Session) -> Result<Vec<Incoming>, E2eError> {
+        let mut incoming = Vec::new();
+        let mut index = 0;
+        while let Some(item) = self.contents.state.held.get(index).cloned() {
+            if self.contents.state.identity_changes.contains_key(&item.sender) {
+                index += 1;
+                continue;
+            }
+            // Taken out first: an item whose sender changed again is kept anew (at the end).
+            self.contents.state.held.remove(index);
+            match self.process(session, &item).await {
+                Ok(outcome) => incoming.extend(outcome),
+                Err(_) => {
+                    self.contents.state.held.insert(index, item);
+                    break;
+                }
+            }
+        }
+        if !incoming.is_empty() {
+            self.save_or_roll_back()?;
         }
         Ok(incoming)
     }
@@ -300,6 +327,10 @@ impl Device {
         let sender_ed25519 = match self.sender_device_key(session, item, &sender_key).await? {
             Ok(key) => key,
             Err(DecryptError::IdentityChanged) => {
+                let held = &mut self.contents.state.held;
+                if held.len() < MAX_HELD {
+                    held.push(item.clone());
+                }
                 return Ok(Some(Incoming::IdentityChanged {
                     inbox_id: item.id,
                     sender: item.sender.clone(),

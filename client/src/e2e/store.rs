@@ -39,6 +39,8 @@ const ASSOCIATED_DATA: &[u8] = b"guildhall e2e store v1";
 const FILE_KEY_LABEL: &[u8] = b"guildhall e2e store v1: file key";
 /// The label of the key that encrypts vodozemac pickles.
 const PICKLE_KEY_LABEL: &[u8] = b"guildhall e2e store v1: pickle key";
+/// Inbox items kept while their sender's identity change waits for acceptance.
+pub(crate) const MAX_HELD: usize = 1000;
 /// Inbound session ids remembered against pre-key replays.
 pub(crate) const MAX_INBOUND_SESSIONS: usize = 10_000;
 /// Handled but unacknowledged inbox ids kept (spec 17.10: unacknowledged items per device).
@@ -149,6 +151,10 @@ pub(crate) struct State {
     /// keys, until the person accepts them.
     #[serde(default)]
     pub(crate) identity_changes: BTreeMap<UserId, VerifiedUser>,
+    /// Inbox items from users in `identity_changes`, kept still encrypted, to be read once the
+    /// change is accepted; at most [`MAX_HELD`].
+    #[serde(default)]
+    pub(crate) held: Vec<super::wire::InboxItem>,
     /// The ids of the inbound sessions pre-key messages started, oldest first, at most
     /// [`MAX_INBOUND_SESSIONS`]: a pre-key message for a session that was started before (and
     /// since forgotten) is a replay, which must not start it again and deliver an old message

@@ -99,6 +99,10 @@ pub(super) async fn run(
             let mut device = open(files, &session, &store)?;
             if device.accept_identity(&user)? {
                 println!("accepted {user}'s new identity key; messages to and from them go on");
+                // What they sent meanwhile was kept: read it now.
+                for item in device.receive(&session).await? {
+                    print_incoming(&item, session.user_id());
+                }
             } else {
                 println!("no identity change of {user} to accept");
             }
@@ -355,7 +359,9 @@ fn print_incoming(item: &Incoming, me: &UserId) {
         Incoming::Undecryptable(dropped) => println!("{}", undecryptable_line(dropped)),
         Incoming::IdentityChanged { sender, sender_device, .. } => {
             println!("{}", identity_warning(sender));
-            println!("  a message from {sender} (device {sender_device}) was dropped unread");
+            println!(
+                "  a message from {sender} (device {sender_device}) is kept unread until then"
+            );
         }
     }
 }

@@ -508,7 +508,7 @@ async fn a_changed_identity_seen_first_on_receive_is_held_until_accepted() {
     assert_eq!(bodies(&bob.receive_until(|all| !all.is_empty()).await), ["before"]);
 
     // Bob rotates and writes from a new device certified by the new key: alice hears of the
-    // change first from that message, which she does not accept.
+    // change first from that message, which she does not read until she accepts the key.
     bob.identity = rotate(&bob, &b).await;
     let mut phone = bob.second_device(&b, &scratch).await;
     assert_delivered(&phone.send("c", &[&alice], "new key").await, &[&alice]);
@@ -522,6 +522,9 @@ async fn a_changed_identity_seen_first_on_receive_is_held_until_accepted() {
     assert_eq!(report.failed.get(bob.id()), Some(&ShareFailure::IdentityChanged), "{report:?}");
     assert_eq!(report.identity_changed, [bob.id().clone()]);
     assert!(alice.device.accept_identity(bob.id()).expect("accept"));
+    // The message held meanwhile is read now.
+    let released = alice.device.receive(&alice.session).await.expect("receive");
+    assert_eq!(bodies(&released), ["new key"], "{released:?}");
     assert_delivered(&alice.send("c", &[&bob], "accepted").await, &[&bob]);
     assert_eq!(bodies(&phone.receive_until(|all| !all.is_empty()).await), ["accepted"]);
     assert_delivered(&phone.send("c", &[&alice], "hello again").await, &[&alice]);
