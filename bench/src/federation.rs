@@ -147,3 +147,56 @@ pub(crate) async fn cross_server_latency(results: &mut Results) -> Result<()> {
     results.record("federation.cross_server_latency_p99_ms_100mps", percentile(0.99), "ms");
     Ok(())
 }
+
+/// Encrypted DMs between two servers through the client library's Olm engine: one person on
+/// each, one device each. Each send queries the recipient's device list at their home server
+/// (never cached, spec 17.3), encrypts and is stored in the recipient's inbox before it returns;
+/// the figure is the whole call as a person's client sees it, sent one after another. Then the
+/// recipient reads and decrypts them all.
+pub(crate) async fn encrypted_dm(results: &mut Results) -> Result<()> {
+    use guildhall_client::Identity;
+    use guildhall_client::e2e::{Device, Incoming};
+    const MESSAGES: usize = 200;
+    let a = node("e2e-a").await?;
+    let b = node("e2e-b").await?;
+    let stores = std::env::temp_dir().join(format!("guildhall-bench-e2e-{}", std::process::id()));
+    let person = async |node: &Node, name: &str| -> Result<(Session, Device)> {
+        let session = node.client.register(name, PASSWORD).await?;
+        let identity = Identity::generate();
+        session.bind_identity(&identity).await?;
+        let device = Device::create(&session, &identity, &stores.join(name)).await?;
+        Ok((session, device))
+    };
+    let (alice, mut alices) = person(&a, "alice").await?;
+    let (bob, mut bobs) = person(&b, "bob").await?;
+    let to_bob = [bob.user_id().clone()];
+    // The first message sets up the Olm session (a claimed one-time key, a pre-key message).
+    alices.send(&alice, "bench", &to_bob, "hello").await?;
+    let mut micros = Vec::with_capacity(MESSAGES);
+    for index in 0..MESSAGES {
+        let start = Instant::now();
+        let report = alices.send(&alice, "bench", &to_bob, &format!("message {index}")).await?;
+        micros.push(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
+        anyhow::ensure!(report.failed.is_empty(), "send {index} failed: {:?}", report.failed);
+    }
+    micros.sort_unstable();
+    let percentile = |p: f64| crate::percentile_ms(&micros, p);
+    results.record("e2e.encrypted_send_cross_server_p50_ms", percentile(0.50), "ms");
+    results.record("e2e.encrypted_send_cross_server_p99_ms", percentile(0.99), "ms");
+    let start = Instant::now();
+    let mut read = 0;
+    while read <= MESSAGES {
+        let incoming = bobs.receive(&bob).await?;
+        anyhow::ensure!(!incoming.is_empty(), "only {read} of {} messages arrived", MESSAGES + 1);
+        read += incoming.iter().filter(|item| matches!(item, Incoming::Message(_))).count();
+    }
+    #[allow(clippy::cast_precision_loss)]
+    results.record(
+        "e2e.inbox_read_and_decrypt_msgs_per_sec",
+        read as f64 / start.elapsed().as_secs_f64(),
+        "msg/s",
+    );
+    drop((alices, bobs));
+    let _ = std::fs::remove_dir_all(&stores);
+    Ok(())
+}

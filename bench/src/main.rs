@@ -41,6 +41,8 @@ async fn main() -> Result<()> {
     println!("federation (two servers in one process, loopback HTTP)");
     federation::ingest(&mut results).await?;
     federation::cross_server_latency(&mut results).await?;
+    println!("end-to-end encrypted DMs (two servers, the client library's Olm)");
+    federation::encrypted_dm(&mut results).await?;
     write(&results)?;
     Ok(())
 }
@@ -124,6 +126,8 @@ pub(crate) fn unlimited_config(
     limits.messages_burst = 1_000_000;
     limits.failed_logins_per_minute = 1_000_000;
     limits.failed_logins_burst = 1_000_000;
+    limits.key_claims_per_minute = 1_000_000;
+    limits.to_device_per_minute = 1_000_000;
     config.gateway.session_queue = 65_536;
     config
 }

@@ -455,7 +455,7 @@ pub fn new_conversation_id() -> String {
 fn random_device_id() -> DeviceId {
     let letters: String =
         rand::random::<[u8; 10]>().iter().map(|byte| char::from(b'A' + byte % 26)).collect();
-    // Ten capital letters match `[A-Za-z0-9_-]{1,64}`.
+    // Ten capital letters match `[A-Za-z0-9_]{1,32}`.
     DeviceId::parse(&letters).unwrap_or_else(|_| unreachable!("capital letters are a device id"))
 }
 
