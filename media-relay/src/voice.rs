@@ -1,0 +1,206 @@
+//! Voice through the guild host's LiveKit (spec 18): which LiveKit room a voice channel is, and
+//! the short-lived access tokens the host mints for a member who may connect to it.
+//!
+//! The host decides *whether* a user may connect (membership, bans, CONNECT); this module turns
+//! the user's permissions in the channel into LiveKit grants (§18.2) and signs the token with the
+//! host's LiveKit API secret. LiveKit itself enforces the grants.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use guildhall_spec::{ChannelId, GuildId, UserId};
+use livekit_api::access_token::{AccessToken, VideoGrants};
+
+/// The longest a token may be valid (§18.2).
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+/// A LiveKit server this host runs its voice channels on.
+#[derive(Clone)]
+pub struct VoiceService {
+    url: String,
+    api_key: String,
+    api_secret: String,
+    ttl: Duration,
+}
+
+impl fmt::Debug for VoiceService {
+    // The API secret signs every token: it never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VoiceService")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a voice service cannot be set up or a token cannot be made.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VoiceError {
+    /// The LiveKit URL is not `ws://` or `wss://`.
+    #[error("the LiveKit URL must start with wss:// (or ws:// for testing)")]
+    BadUrl,
+    /// No API key or secret.
+    #[error("a LiveKit API key and secret are required")]
+    MissingKeys,
+    /// A token lifetime of zero or above [`MAX_TOKEN_TTL`].
+    #[error("the token lifetime must be 1 to 600 seconds")]
+    BadTtl,
+    /// LiveKit's token library refused (it should not, with the checks above).
+    #[error("the token could not be made: {0}")]
+    Token(String),
+}
+
+/// What a member may do in a voice channel, from their permissions there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VoicePermissions {
+    /// SPEAK: publish the microphone and data.
+    pub speak: bool,
+    /// STREAM: publish the camera and screen shares.
+    pub stream: bool,
+}
+
+/// A token for one member and one room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoiceToken {
+    /// The LiveKit server URL the client connects to.
+    pub url: String,
+    /// The signed access token.
+    pub token: String,
+    /// When it stops admitting (ms since the epoch): its `exp` × 1000.
+    pub expires_ts: u64,
+}
+
+impl VoiceService {
+    /// A service at `url` with the API key pair, minting tokens valid for `ttl`.
+    pub fn new(
+        url: &str,
+        api_key: &str,
+        api_secret: &str,
+        ttl: Duration,
+    ) -> Result<Self, VoiceError> {
+        if !(url.starts_with("wss://") || url.starts_with("ws://")) || url.len() <= "wss://".len() {
+            return Err(VoiceError::BadUrl);
+        }
+        if api_key.is_empty() || api_secret.is_empty() {
+            return Err(VoiceError::MissingKeys);
+        }
+        if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
+            return Err(VoiceError::BadTtl);
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            api_key: api_key.to_owned(),
+            api_secret: api_secret.to_owned(),
+            ttl,
+        })
+    }
+
+    /// The LiveKit server URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The LiveKit room of a voice channel: `<guild_id>/<channel_id>` (§18.2).
+    pub fn room(guild_id: &GuildId, channel_id: &ChannelId) -> String {
+        format!("{guild_id}/{channel_id}")
+    }
+
+    /// A token admitting `user` (shown as `name`) to `room` with the grants `permissions` give
+    /// (§18.2): everyone who may connect subscribes; SPEAK publishes the microphone and data;
+    /// STREAM publishes the camera and screen shares.
+    pub fn token(
+        &self,
+        room: &str,
+        user: &UserId,
+        name: &str,
+        permissions: VoicePermissions,
+    ) -> Result<VoiceToken, VoiceError> {
+        let mut sources = Vec::new();
+        if permissions.speak {
+            sources.push("microphone".to_owned());
+        }
+        if permissions.stream {
+            sources.extend(["camera", "screen_share", "screen_share_audio"].map(str::to_owned));
+        }
+        let grants = VideoGrants {
+            room_join: true,
+            room: room.to_owned(),
+            can_subscribe: Some(true),
+            can_publish: Some(permissions.speak || permissions.stream),
+            can_publish_data: Some(permissions.speak),
+            can_publish_sources: sources,
+            ..VideoGrants::default()
+        };
+        // LiveKit counts in whole seconds from now; the answer says the same expiry.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let expires_ts = (now + self.ttl).as_secs() * 1000;
+        let token = AccessToken::with_api_key(&self.api_key, &self.api_secret)
+            .with_identity(user.as_str())
+            .with_name(name)
+            .with_ttl(self.ttl)
+            .with_grants(grants)
+            .to_jwt()
+            .map_err(|e| VoiceError::Token(e.to_string()))?;
+        Ok(VoiceToken { url: self.url.clone(), token, expires_ts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use livekit_api::access_token::TokenVerifier;
+
+    use super::*;
+
+    fn service() -> VoiceService {
+        VoiceService::new("wss://voice.example", "APIkey", "a secret of some length", MAX_TOKEN_TTL)
+            .unwrap()
+    }
+
+    #[test]
+    fn tokens_carry_the_room_identity_and_the_grants_of_the_permissions() {
+        let user: UserId = "@bob:origin.example".parse().unwrap();
+        let guild: GuildId = "!Wq3b9xKc2LmN8pRt5vYz1A:host.example".parse().unwrap();
+        let room = VoiceService::room(&guild, &"lounge".parse().unwrap());
+        let speaker = service()
+            .token(&room, &user, "Bob", VoicePermissions { speak: true, stream: false })
+            .unwrap();
+        let claims = TokenVerifier::with_api_key("APIkey", "a secret of some length")
+            .verify(&speaker.token)
+            .unwrap();
+        assert_eq!((claims.sub.as_str(), claims.name.as_str()), ("@bob:origin.example", "Bob"));
+        assert_eq!(claims.video.room, "!Wq3b9xKc2LmN8pRt5vYz1A:host.example/lounge");
+        assert!(
+            claims.video.room_join && claims.video.can_subscribe() && claims.video.can_publish()
+        );
+        assert_eq!(claims.video.can_publish_sources, ["microphone"]);
+        assert!(claims.video.can_publish_data());
+        assert_eq!(claims.exp as u64 * 1000, speaker.expires_ts);
+        assert!(claims.exp - claims.nbf <= 600);
+
+        let listener = service().token(&room, &user, "Bob", VoicePermissions::default()).unwrap();
+        let claims = TokenVerifier::with_api_key("APIkey", "a secret of some length")
+            .verify(&listener.token)
+            .unwrap();
+        assert!(!claims.video.can_publish() && !claims.video.can_publish_data());
+        assert!(claims.video.can_publish_sources.is_empty() && claims.video.can_subscribe());
+        // Another secret does not verify it.
+        assert!(
+            TokenVerifier::with_api_key("APIkey", "another secret")
+                .verify(&listener.token)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_service_needs_a_websocket_url_keys_and_a_short_ttl() {
+        let new =
+            |url, secret, ttl| VoiceService::new(url, "key", secret, Duration::from_secs(ttl));
+        assert_eq!(new("https://voice.example", "s", 60).unwrap_err(), VoiceError::BadUrl);
+        assert_eq!(new("wss://voice.example", "", 60).unwrap_err(), VoiceError::MissingKeys);
+        assert_eq!(new("wss://voice.example", "s", 601).unwrap_err(), VoiceError::BadTtl);
+        assert!(
+            !format!("{:?}", new("ws://127.0.0.1:7880", "hidden", 60).unwrap()).contains("hidden")
+        );
+    }
+}
