@@ -29,6 +29,45 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Server-to-server federation.
     pub federation: FederationConfig,
+    /// Voice channels through LiveKit (off unless configured).
+    pub voice: VoiceConfig,
+}
+
+/// `[voice]`: the LiveKit server this server's guilds talk on (spec 18). With `url` empty, voice
+/// is off and every voice action says so.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoiceConfig {
+    /// The LiveKit URL clients connect to (`wss://…`); empty: voice is off.
+    pub url: String,
+    /// The LiveKit API key.
+    pub api_key: String,
+    /// The LiveKit API secret, which signs every access token.
+    pub api_secret: String,
+    /// How long an access token admits its holder, in seconds (at most 600).
+    pub token_ttl_secs: u64,
+}
+
+impl Default for VoiceConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            api_key: String::new(),
+            api_secret: String::new(),
+            token_ttl_secs: 300,
+        }
+    }
+}
+
+impl std::fmt::Debug for VoiceConfig {
+    // The secret signs tokens that admit anyone to any room: it never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiceConfig")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key)
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[federation]`.

@@ -20,6 +20,7 @@ pub mod presence;
 pub mod ratelimit;
 pub mod store;
 pub mod trust;
+pub mod voice;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,8 @@ pub struct AppState {
     pub failed_logins: Arc<RateLimiter>,
     /// Key-login challenges per client address.
     pub challenge_limiter: Arc<RateLimiter>,
+    /// The LiveKit server of this server's voice channels (spec 18); `None`: voice is off.
+    pub voice: Option<Arc<guildhall_media_relay::voice::VoiceService>>,
     /// End-to-end encryption: verified device lists, claim and send limits (spec 17).
     pub e2e: Arc<e2e::E2eState>,
     /// Password hashing, off the async workers.
@@ -160,7 +163,9 @@ impl AppState {
         }
         federation.delivery.attach(&guilds);
         let limits = &config.rate_limits;
+        let voice = voice::service(&config.voice)?;
         Ok(Self {
+            voice,
             account_limiter: Arc::new(RateLimiter::new(
                 limits.per_account_per_second,
                 limits.per_account_burst,

@@ -16,6 +16,7 @@ mod social;
 mod test_control;
 mod users;
 pub mod views;
+mod voice;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/channels/{channel_id}/invites", post(channels::create_invite))
         .route("/channels/{channel_id}/typing", post(channels::typing))
+        .route("/channels/{channel_id}/voice/token", post(voice::token))
         .route("/channels/{channel_id}/messages", get(messages::list).post(messages::send))
         .route(
             "/channels/{channel_id}/messages/{message_id}",
@@ -165,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         .route("/guilds/{guild_id}/events", get(federation::events))
         .route("/guilds/{guild_id}/state", get(federation::snapshot))
         .route("/guilds/{guild_id}/content", post(federation::content))
+        .route("/guilds/{guild_id}/voice/token", post(voice::federated_token))
         .route("/trust/list", get(federation::trust_list))
         .route("/identity/challenge", post(identity::challenge))
         .route("/identity/prove", post(identity::prove))

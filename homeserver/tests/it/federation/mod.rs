@@ -9,6 +9,7 @@ mod replication;
 mod security;
 mod trust;
 mod visibility;
+mod voice;
 
 use std::time::{Duration, Instant};
 
