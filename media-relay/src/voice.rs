@@ -9,7 +9,8 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use guildhall_spec::{ChannelId, GuildId, UserId};
-use livekit_api::access_token::{AccessToken, VideoGrants};
+use livekit_api::access_token::{AccessToken, TokenVerifier, VideoGrants};
+use livekit_api::webhooks::WebhookReceiver;
 
 /// The longest a token may be valid (§18.2).
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(600);
@@ -49,6 +50,20 @@ pub enum VoiceError {
     /// LiveKit's token library refused (it should not, with the checks above).
     #[error("the token could not be made: {0}")]
     Token(String),
+    /// A webhook request not signed with this service's key pair, or not a webhook event.
+    #[error("not a webhook of this LiveKit server: {0}")]
+    Webhook(String),
+}
+
+/// What a LiveKit webhook reports about a room, as far as voice states care (§18.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomEvent {
+    /// The event, e.g. `participant_joined`, `participant_left`, `room_finished`.
+    pub event: String,
+    /// The room's name (`<guild_id>/<channel_id>` for ours).
+    pub room: String,
+    /// The participant's identity (a user id), for participant events.
+    pub identity: Option<String>,
 }
 
 /// What a member may do in a voice channel, from their permissions there.
@@ -99,6 +114,21 @@ impl VoiceService {
     /// The LiveKit server URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Checks a webhook request from the LiveKit server (its body and `Authorization` header:
+    /// a token signed with the API secret that carries the body's SHA-256) and reads the event.
+    pub fn verify_webhook(&self, body: &str, authorization: &str) -> Result<RoomEvent, VoiceError> {
+        let token = authorization.strip_prefix("Bearer ").unwrap_or(authorization);
+        let receiver =
+            WebhookReceiver::new(TokenVerifier::with_api_key(&self.api_key, &self.api_secret));
+        let event =
+            receiver.receive(body, token).map_err(|e| VoiceError::Webhook(e.to_string()))?;
+        Ok(RoomEvent {
+            event: event.event,
+            room: event.room.map(|room| room.name).unwrap_or_default(),
+            identity: event.participant.map(|participant| participant.identity),
+        })
     }
 
     /// The LiveKit room of a voice channel: `<guild_id>/<channel_id>` (§18.2).
@@ -190,6 +220,31 @@ mod tests {
                 .verify(&listener.token)
                 .is_err()
         );
+    }
+
+    /// A webhook request as LiveKit signs it: a token with the body's SHA-256, by `secret`.
+    fn webhook(body: &str, secret: &str) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body));
+        AccessToken::with_api_key("APIkey", secret).with_sha256(&hash).to_jwt().unwrap()
+    }
+
+    #[test]
+    fn webhooks_are_read_only_when_signed_with_the_key_pair() {
+        let body = r#"{"event":"participant_left","room":{"name":"!g:h.example/lounge"},"participant":{"identity":"@bob:origin.example"}}"#;
+        let event =
+            service().verify_webhook(body, &webhook(body, "a secret of some length")).unwrap();
+        assert_eq!(event.event, "participant_left");
+        assert_eq!(
+            (event.room.as_str(), event.identity.as_deref()),
+            ("!g:h.example/lounge", Some("@bob:origin.example"))
+        );
+        let forged = webhook(body, "another secret");
+        assert!(matches!(service().verify_webhook(body, &forged), Err(VoiceError::Webhook(_))));
+        let altered = body.replace("bob", "eve");
+        let signed = webhook(body, "a secret of some length");
+        assert!(matches!(service().verify_webhook(&altered, &signed), Err(VoiceError::Webhook(_))));
     }
 
     #[test]
