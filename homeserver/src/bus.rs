@@ -67,6 +67,16 @@ pub enum BusMessage {
         /// `{guild_id, txn_id, type, channel_id, code, message}`.
         data: serde_json::Value,
     },
+    /// A user's voice state in a guild changed (spec 18.4).
+    VoiceState {
+        /// The new state (`channel_id: None`: left voice).
+        voice_state: guildhall_spec::api::ephemeral::VoiceState,
+        /// The guild's state, to tell members.
+        state: Arc<GuildState>,
+        /// The server it came from (this one, for its own users and what its LiveKit reports):
+        /// the host relays it to every other member server.
+        from: guildhall_spec::ServerName,
+    },
     /// A dispatch for the gateway sessions opened with one login (its device): `TO_DEVICE`,
     /// `ONE_TIME_KEYS_LOW`.
     ToLogin {

@@ -67,6 +67,8 @@ pub struct AppState {
     pub challenge_limiter: Arc<RateLimiter>,
     /// The LiveKit server of this server's voice channels (spec 18); `None`: voice is off.
     pub voice: Option<Arc<guildhall_media_relay::voice::VoiceService>>,
+    /// Who is in which voice channel, as far as this server knows (spec 18.4).
+    pub voice_states: Arc<voice::VoiceStates>,
     /// End-to-end encryption: verified device lists, claim and send limits (spec 17).
     pub e2e: Arc<e2e::E2eState>,
     /// Password hashing, off the async workers.
@@ -166,6 +168,7 @@ impl AppState {
         let voice = voice::service(&config.voice)?;
         Ok(Self {
             voice,
+            voice_states: Arc::default(),
             account_limiter: Arc::new(RateLimiter::new(
                 limits.per_account_per_second,
                 limits.per_account_burst,

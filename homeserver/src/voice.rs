@@ -2,18 +2,21 @@
 //! and the LiveKit access token the host mints for them, for its own users and, over
 //! federation, for other servers' users.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use guildhall_media_relay::voice::{VoicePermissions, VoiceService, VoiceToken};
+use guildhall_spec::api::ephemeral::VoiceState;
 use guildhall_spec::content::ChannelKind;
 use guildhall_spec::permissions::Permissions;
 use guildhall_spec::state::GuildState;
-use guildhall_spec::{ChannelId, GuildId, UserId};
+use guildhall_spec::{ChannelId, GuildId, ServerName, UserId};
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::bus::BusMessage;
 use crate::config::VoiceConfig;
 use crate::error::{ApiError, ApiResult};
 
@@ -87,4 +90,95 @@ pub fn unavailable() -> ApiError {
         "voice_unavailable",
         "this guild's server has no voice service",
     )
+}
+
+/// The latest voice state of each user in each guild this server knows of, in memory (spec
+/// 18.4): replaced by the next one for the same pair, gone after a restart.
+#[derive(Debug, Default)]
+pub struct VoiceStates(Mutex<HashMap<GuildId, HashMap<UserId, VoiceState>>>);
+
+impl VoiceStates {
+    /// The users in voice in a guild.
+    pub fn of(&self, guild_id: &GuildId) -> Vec<VoiceState> {
+        self.0
+            .lock()
+            .map(|all| all.get(guild_id).map(|users| users.values().cloned().collect()))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// A user's state in a guild, if they are in a voice channel.
+    pub fn get(&self, guild_id: &GuildId, user_id: &UserId) -> Option<VoiceState> {
+        self.0.lock().ok()?.get(guild_id)?.get(user_id).cloned()
+    }
+
+    fn set(&self, voice_state: &VoiceState) {
+        let Ok(mut all) = self.0.lock() else { return };
+        let users = all.entry(voice_state.guild_id.clone()).or_default();
+        if voice_state.channel_id.is_some() {
+            users.insert(voice_state.user_id.clone(), voice_state.clone());
+        } else {
+            users.remove(&voice_state.user_id);
+            if users.is_empty() {
+                all.remove(&voice_state.guild_id);
+            }
+        }
+    }
+}
+
+/// Whether a voice state may stand in `guild`: its user is a member, and it names no channel
+/// (left voice) or a voice channel the user may connect to.
+pub fn check(guild: &GuildState, voice_state: &VoiceState) -> ApiResult<()> {
+    match &voice_state.channel_id {
+        Some(channel_id) => authorize(guild, &voice_state.user_id, channel_id).map(drop),
+        None if guild.members.contains_key(&voice_state.user_id) => Ok(()),
+        None => Err(ApiError::new(StatusCode::FORBIDDEN, "not_member", "not a member")),
+    }
+}
+
+/// Records a checked voice state that came `from` a server (this one for its own users and for
+/// what its LiveKit reports) and tells local gateways; the ephemeral relay passes it on to
+/// other servers (through the host, spec 12.5.2).
+pub fn apply(state: &AppState, voice_state: VoiceState, guild: Arc<GuildState>, from: ServerName) {
+    state.voice_states.set(&voice_state);
+    state.bus.publish(BusMessage::VoiceState { voice_state, state: guild, from });
+}
+
+/// The host hears from its LiveKit server (a checked webhook) that a participant left a room,
+/// or the room ended: the users it names are out of voice there, whatever their clients said.
+pub async fn reconcile(state: &AppState, event: &guildhall_media_relay::voice::RoomEvent) {
+    let Some((guild_id, channel_id)) = event.room.split_once('/') else { return };
+    let (Ok(guild_id), Ok(channel_id)) =
+        (guild_id.parse::<GuildId>(), channel_id.parse::<ChannelId>())
+    else {
+        return;
+    };
+    if guild_id.host() != state.server_name {
+        return;
+    }
+    let Ok(guild) = state.guilds.state(&guild_id).await else { return };
+    let in_room = |user: &UserId| {
+        state
+            .voice_states
+            .get(&guild_id, user)
+            .is_some_and(|vs| vs.channel_id.as_ref() == Some(&channel_id))
+    };
+    let users: Vec<UserId> = match (event.event.as_str(), &event.identity) {
+        ("participant_left", Some(identity)) => identity.parse().into_iter().collect(),
+        ("room_finished", _) => {
+            state.voice_states.of(&guild_id).into_iter().map(|vs| vs.user_id).collect()
+        }
+        _ => Vec::new(),
+    };
+    for user_id in users.into_iter().filter(|user| in_room(user)) {
+        let left = VoiceState {
+            guild_id: guild_id.clone(),
+            channel_id: None,
+            user_id,
+            self_mute: false,
+            self_deaf: false,
+        };
+        apply(state, left, guild.clone(), state.server_name.clone());
+    }
 }

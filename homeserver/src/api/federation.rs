@@ -381,6 +381,16 @@ async fn receive_ephemeral(state: &AppState, origin: &ServerName, ephemeral: Eph
                 state: guild,
             });
         }
+        EphemeralEvent::VoiceState(voice_state) => {
+            let Ok(guild) = state.guilds.state(&voice_state.guild_id).await else { return };
+            // From the user's server to the host, or from the host to a replica.
+            let from_user = &voice_state.user_id.server_name() == origin
+                && state.guilds.hosts(&voice_state.guild_id);
+            let from_host = &voice_state.guild_id.host() == origin;
+            if (from_user || from_host) && crate::voice::check(&guild, &voice_state).is_ok() {
+                crate::voice::apply(state, voice_state, guild, origin.clone());
+            }
+        }
         EphemeralEvent::Presence(presence) if &presence.user_id.server_name() == origin => {
             let status = match presence.status {
                 guildhall_spec::api::ephemeral::PresenceStatus::Online => "online",

@@ -118,6 +118,8 @@ pub fn router(state: AppState) -> Router {
         .route("/channels/{channel_id}/invites", post(channels::create_invite))
         .route("/channels/{channel_id}/typing", post(channels::typing))
         .route("/channels/{channel_id}/voice/token", post(voice::token))
+        .route("/guilds/{guild_id}/voice-state", put(voice::set_state))
+        .route("/guilds/{guild_id}/voice-states", get(voice::states))
         .route("/channels/{channel_id}/messages", get(messages::list).post(messages::send))
         .route(
             "/channels/{channel_id}/messages/{message_id}",
@@ -214,6 +216,7 @@ pub fn router(state: AppState) -> Router {
     root.nest("/api/v1", api)
         .nest("/_guildhall/v1", federation)
         .route("/gateway", get(crate::gateway::upgrade))
+        .route("/livekit/webhook", post(voice::webhook))
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))

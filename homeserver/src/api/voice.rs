@@ -1,8 +1,10 @@
 //! Voice endpoints (spec 18.1): a client asks its home server for a token to a voice channel;
 //! the guild's host mints it, directly for its own users or over federation for others'.
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use guildhall_spec::api::ephemeral::VoiceState;
 use guildhall_spec::{ChannelId, GuildId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -111,4 +113,74 @@ pub(super) async fn federated_token(
         ));
     }
     voice::mint(&state, &guild_id, &guild, &body.user_id, &body.channel_id).map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VoiceStateBody {
+    channel_id: Option<ChannelId>,
+    #[serde(default)]
+    self_mute: bool,
+    #[serde(default)]
+    self_deaf: bool,
+}
+
+/// `PUT /api/v1/guilds/{guild_id}/voice-state`: the user's client says it joined a voice
+/// channel (after connecting to LiveKit), left voice (`channel_id: null`), or muted or deafened
+/// itself. Every member's gateway, on every server, hears it as `VOICE_STATE_UPDATE`.
+pub(super) async fn set_state(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(guild_id): Path<String>,
+    Json(body): Json<VoiceStateBody>,
+) -> ApiResult<StatusCode> {
+    let (guild_id, guild) = super::guilds::member_guild(&state, &auth, &guild_id).await?;
+    let voice_state = VoiceState {
+        guild_id,
+        channel_id: body.channel_id,
+        user_id: auth.user_id,
+        self_mute: body.self_mute,
+        self_deaf: body.self_deaf,
+    };
+    voice::check(&guild, &voice_state)?;
+    let here = state.server_name.clone();
+    voice::apply(&state, voice_state, guild, here);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/guilds/{guild_id}/voice-states`: who is in which voice channel, as far as this
+/// server has heard since it started.
+pub(super) async fn states(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(guild_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (guild_id, _) = super::guilds::member_guild(&state, &auth, &guild_id).await?;
+    Ok(Json(json!({"voice_states": state.voice_states.of(&guild_id)})))
+}
+
+/// The largest webhook body read (LiveKit's events are a few kilobytes).
+const MAX_WEBHOOK_BYTES: usize = 64 << 10;
+
+/// `POST /livekit/webhook`: this server's LiveKit server reports room events, signed with the
+/// voice service's key pair; a participant that left (or a room that ended) takes its users out
+/// of voice (spec 18.4).
+pub(super) async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let service = state.voice.as_ref().ok_or_else(voice::unavailable)?;
+    if body.len() > MAX_WEBHOOK_BYTES {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "too large"));
+    }
+    let unauthorized = || ApiError::unauthorized("not signed by this server's LiveKit");
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("not UTF-8"))?;
+    let event = service.verify_webhook(body, authorization).map_err(|_| unauthorized())?;
+    voice::reconcile(&state, &event).await;
+    Ok(StatusCode::NO_CONTENT)
 }

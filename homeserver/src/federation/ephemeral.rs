@@ -42,6 +42,26 @@ pub async fn relay_ephemeral(state: AppState) {
                     state.federation.delivery.send_ephemeral(destination, vec![edu.clone()]);
                 }
             }
+            BusMessage::VoiceState { voice_state, state: guild, from } => {
+                let user_server = voice_state.user_id.server_name();
+                let destinations: BTreeSet<ServerName> = if voice_state.guild_id.host() == me {
+                    // As host: to every other member server, except the one it came from (a
+                    // state the host's LiveKit reported goes to the user's server too).
+                    guild
+                        .member_servers()
+                        .into_iter()
+                        .filter(|server| server != &me && server != &from)
+                        .collect()
+                } else if user_server == me && from == me {
+                    [voice_state.guild_id.host()].into()
+                } else {
+                    BTreeSet::new()
+                };
+                let edu = json!({"type": "voice_state", "content": voice_state});
+                for destination in destinations {
+                    state.federation.delivery.send_ephemeral(destination, vec![edu.clone()]);
+                }
+            }
             BusMessage::Presence { user_id, status } if user_id.server_name() == me => {
                 let edu = json!({"type": "presence", "content": {"user_id": user_id, "status": status, "last_active_ts": crate::store::now_ms()}});
                 let mut destinations = BTreeSet::new();

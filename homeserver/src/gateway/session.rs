@@ -568,6 +568,12 @@ impl Connection {
                     self.try_dispatch("PROPOSAL_REFUSED", data.clone(), None)?;
                 }
             }
+            BusMessage::VoiceState { voice_state, state, .. } => {
+                if state.members.contains_key(&session.user) {
+                    let data = serde_json::to_value(voice_state).unwrap_or_default();
+                    self.try_dispatch("VOICE_STATE_UPDATE", data, None)?;
+                }
+            }
             BusMessage::ToLogin { login, name, data } => {
                 if login == &session.login {
                     self.try_dispatch(name, Value::clone(data), None)?;

@@ -7,11 +7,11 @@ use livekit_api::access_token::{Claims, TokenVerifier};
 use super::*;
 use crate::harness::{assert_error, json};
 
-const KEY: &str = "devkey";
-const SECRET: &str = "a LiveKit API secret for the tests";
-const URL: &str = "ws://127.0.0.1:7880";
+pub(super) const KEY: &str = "devkey";
+pub(super) const SECRET: &str = "a LiveKit API secret for the tests";
+pub(super) const URL: &str = "ws://127.0.0.1:7880";
 
-fn with_voice(builder: crate::harness::ServerBuilder) -> crate::harness::ServerBuilder {
+pub(super) fn with_voice(builder: crate::harness::ServerBuilder) -> crate::harness::ServerBuilder {
     builder
         .env("GUILDHALL_VOICE__URL", URL)
         .env("GUILDHALL_VOICE__API_KEY", KEY)
@@ -19,7 +19,7 @@ fn with_voice(builder: crate::harness::ServerBuilder) -> crate::harness::ServerB
 }
 
 /// Creates a voice channel in `guild`; returns its id.
-async fn voice_channel(owner: &User, guild: &str, name: &str) -> String {
+pub(super) async fn voice_channel(owner: &User, guild: &str, name: &str) -> String {
     let body = json!({"name": name, "kind": "voice"});
     let (status, channel) = owner.post(&format!("/guilds/{guild}/channels"), body).await;
     assert_eq!(status, StatusCode::CREATED, "create {name}: {channel}");
@@ -113,4 +113,73 @@ async fn a_remote_member_gets_a_token_from_the_guilds_host() {
     );
     let elsewhere = peer.signed(&b, "POST", &path, Some(&ask(&bob.id)));
     assert_error(&peer.send("POST", &elsewhere).await, StatusCode::NOT_FOUND, "unknown_guild");
+}
+
+/// A webhook request as LiveKit sends one: the body, and a token carrying its SHA-256 signed
+/// with `secret`.
+fn livekit_webhook(body: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body));
+    livekit_api::access_token::AccessToken::with_api_key(KEY, secret)
+        .with_sha256(&hash)
+        .to_jwt()
+        .expect("webhook token")
+}
+
+#[tokio::test]
+async fn voice_states_reach_every_member_and_the_hosts_livekit_ends_them() {
+    use crate::harness::{Encoding, Gateway};
+    let a = with_voice(federating_builder()).start().await;
+    let b = federating().await;
+    let owner = a.register("owner").await;
+    let guild = owner.create_guild("g").await;
+    let lounge = voice_channel(&owner, &guild.id, "lounge").await;
+    let bob = b.register("bob").await;
+    join_remote(&bob, &a, &owner.invite(&guild.general).await).await;
+    let (mut owners, _) = Gateway::identified(&a, &owner.token, Encoding::Json).await;
+    let (mut bobs, _) = Gateway::identified(&b, &bob.token, Encoding::Json).await;
+    let path = format!("/guilds/{}/voice-state", guild.id);
+
+    // Bob joins the lounge, muted, through B; the host tells A's members.
+    let joined = json!({"channel_id": lounge, "self_mute": true});
+    assert_eq!(bob.put(&path, joined).await.0, StatusCode::NO_CONTENT);
+    owners
+        .expect_dispatch("VOICE_STATE_UPDATE", |d| {
+            d["user_id"] == bob.id.as_str()
+                && d["channel_id"] == lounge.as_str()
+                && d["self_mute"] == true
+        })
+        .await;
+    // The owner joins on A; B's members hear it from the host.
+    assert_eq!(owner.put(&path, json!({"channel_id": lounge})).await.0, StatusCode::NO_CONTENT);
+    bobs.expect_dispatch("VOICE_STATE_UPDATE", |d| d["user_id"] == owner.id.as_str()).await;
+    let (_, listed) = owner.get(&format!("/guilds/{}/voice-states", guild.id)).await;
+    assert_eq!(listed["voice_states"].as_array().map(Vec::len), Some(2), "{listed}");
+    // A text channel is no place for voice.
+    let text = bob.put(&path, json!({"channel_id": guild.general})).await;
+    assert_error(&text, StatusCode::NOT_FOUND, "unknown_channel");
+
+    // A's LiveKit reports that bob left: a forged report changes nothing, a signed one takes
+    // bob out of voice everywhere, his own server included.
+    let body =
+        json!({"event": "participant_left", "room": {"name": format!("{}/{lounge}", guild.id)},
+                      "participant": {"identity": bob.id}})
+        .to_string();
+    let webhook = |secret: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/livekit/webhook", a.base_url()))
+            .header("Authorization", livekit_webhook(&body, secret))
+            .header("Content-Type", "application/webhook+json")
+            .body(body.clone())
+    };
+    let forged = webhook("not the secret").send().await.expect("webhook");
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let signed = webhook(SECRET).send().await.expect("webhook");
+    assert_eq!(signed.status(), StatusCode::NO_CONTENT);
+    let left = |d: &serde_json::Value| d["user_id"] == bob.id.as_str() && d["channel_id"].is_null();
+    owners.expect_dispatch("VOICE_STATE_UPDATE", left).await;
+    bobs.expect_dispatch("VOICE_STATE_UPDATE", left).await;
+    let (_, listed) = owner.get(&format!("/guilds/{}/voice-states", guild.id)).await;
+    assert_eq!(listed["voice_states"].as_array().map(Vec::len), Some(1), "{listed}");
 }
