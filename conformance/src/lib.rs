@@ -23,8 +23,23 @@ pub enum Profile {
     Full,
 }
 
-/// How a case failed: a sentence saying what was expected and what was seen.
+/// How a case failed: a sentence saying what was expected and what was seen; or, marked by
+/// [`skipped`], why it does not apply to this target.
 pub type CaseResult = Result<(), String>;
+
+/// Marks a case's error as a skip. No failure message starts with control characters.
+const SKIP_MARK: &str = "\u{1}skip\u{1}";
+
+/// The error a case returns when the target lacks an optional service the case needs (e.g. a
+/// voice service): the case is reported skipped with `reason`, not failed.
+pub fn skipped(reason: &str) -> String {
+    format!("{SKIP_MARK}{reason}")
+}
+
+/// The reason of an error made by [`skipped`], or `None` for a failure.
+pub fn skip_reason(error: &str) -> Option<&str> {
+    error.strip_prefix(SKIP_MARK)
+}
 
 /// Returns early from a case with a formatted failure unless `condition` holds.
 #[macro_export]

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use guildhall_conformance::report::{CaseReport, Outcome, Report};
 use guildhall_conformance::target::Target;
-use guildhall_conformance::{Context, Profile, cases};
+use guildhall_conformance::{Context, Profile, cases, skip_reason};
 
 /// Black-box conformance suite for Guildhall federation servers (`guildhall-fed-v1`).
 ///
@@ -62,34 +62,38 @@ async fn main() -> anyhow::Result<()> {
     let context = Arc::new(Context::new(Target::new(&cli.target, &cli.server_name)).await?);
     let mut report = Report::default();
     for case in cases::all() {
-        let outcome_and_time =
-            if cli.filter.as_ref().is_some_and(|filter| !case.id.contains(filter.as_str())) {
-                (Outcome::Skipped("filtered out".into()), std::time::Duration::ZERO)
-            } else if profile == Profile::Core && case.profile == Profile::Full {
-                (Outcome::Skipped("full profile only".into()), std::time::Duration::ZERO)
-            } else {
-                let started = Instant::now();
-                let outcome = match tokio::time::timeout(
-                    std::time::Duration::from_secs(60),
-                    (case.run)(Arc::clone(&context)),
-                )
-                .await
-                {
-                    Ok(Ok(())) => Outcome::Passed,
-                    Ok(Err(why)) => Outcome::Failed(why),
-                    Err(_) => Outcome::Failed("timed out after 60 s".into()),
-                };
-                let outcome = match (outcome, expected.get(&case.id)) {
-                    (Outcome::Failed(why), Some(reason)) => {
-                        Outcome::ExpectedFailure(format!("{why} (known: {reason})"))
-                    }
-                    (outcome, _) => outcome,
-                };
-                (outcome, started.elapsed())
+        let filtered_out =
+            cli.filter.as_ref().is_some_and(|filter| !case.id.contains(filter.as_str()));
+        let outcome_and_time = if filtered_out {
+            (Outcome::Skipped("filtered out".into()), std::time::Duration::ZERO)
+        } else if profile == Profile::Core && case.profile == Profile::Full {
+            (Outcome::Skipped("full profile only".into()), std::time::Duration::ZERO)
+        } else {
+            let started = Instant::now();
+            let outcome = match tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                (case.run)(Arc::clone(&context)),
+            )
+            .await
+            {
+                Ok(Ok(())) => Outcome::Passed,
+                Ok(Err(why)) => match skip_reason(&why) {
+                    Some(reason) => Outcome::Skipped(reason.to_owned()),
+                    None => Outcome::Failed(why),
+                },
+                Err(_) => Outcome::Failed("timed out after 60 s".into()),
             };
+            let outcome = match (outcome, expected.get(&case.id)) {
+                (Outcome::Failed(why), Some(reason)) => {
+                    Outcome::ExpectedFailure(format!("{why} (known: {reason})"))
+                }
+                (outcome, _) => outcome,
+            };
+            (outcome, started.elapsed())
+        };
         let (outcome, duration) = outcome_and_time;
         let case_report = CaseReport { id: case.id.clone(), outcome, duration };
-        if !matches!(case_report.outcome, Outcome::Skipped(_)) || cli.filter.is_none() {
+        if !filtered_out {
             println!("{}", Report::line(&case_report));
         }
         report.cases.push(case_report);
