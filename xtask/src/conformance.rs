@@ -1,6 +1,7 @@
 //! `cargo xtask conformance`: builds the homeserver and the suite, runs the full suite against a
-//! fresh server with the test-control API, then runs it against a deliberately broken server
-//! (origin signatures unchecked) and requires the cases that guard that rule to fail.
+//! fresh server with the test-control API and a voice service configured, then runs it against a
+//! deliberately broken server (origin signatures unchecked) and requires the cases that guard
+//! that rule to fail.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,11 @@ impl Server {
             .env("GUILDHALL_RATE_LIMITS__PER_IP_PER_SECOND", "100000")
             .env("GUILDHALL_RATE_LIMITS__PER_IP_BURST", "100000")
             .env("GUILDHALL_RATE_LIMITS__CHALLENGES_PER_MINUTE", "100000")
+            // The `voice` cases need a voice service configured; tokens are minted without
+            // contacting it, so no LiveKit needs to listen there.
+            .env("GUILDHALL_VOICE__URL", "ws://127.0.0.1:7880")
+            .env("GUILDHALL_VOICE__API_KEY", "conformance")
+            .env("GUILDHALL_VOICE__API_SECRET", "conformance-secret-of-at-least-32-bytes")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (key, value) in extra {

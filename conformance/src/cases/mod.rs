@@ -14,6 +14,7 @@ mod submit;
 mod transactions;
 mod trust;
 mod visibility;
+mod voice;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -152,6 +153,12 @@ pub fn all() -> Vec<Case> {
         case!(Core, e2e::invalid_share_refuses_the_whole_send),
         case!(Core, e2e::to_device_sender_must_be_from_the_requesting_server),
         case!(Core, e2e::inbox_keeps_messages_until_acknowledged),
+        case!(Core, voice::token_is_granted_to_a_remote_member),
+        case!(Core, voice::connect_is_required),
+        case!(Core, voice::non_member_is_refused),
+        case!(Core, voice::text_channel_is_refused),
+        case!(Core, voice::user_of_another_server_is_refused),
+        case!(Core, voice::unknown_guild_is_refused),
         // Notifications only make clients look again sooner (17.4): optional for interworking.
         case!(Full, e2e::device_list_change_is_notified_to_a_querying_server),
         // Last: by now the target has fetched the peer's keys, and a notary answers from cache.

@@ -1,0 +1,169 @@
+//! Voice tokens (spec 18.1–18.2): the target, hosting a guild, mints a LiveKit access token for a
+//! member whose home is the suite's peer, asked for over federation by the peer, and refuses
+//! everyone else with the code of the first check that fails. The voice channel is created and
+//! its overwrites set by the guild's owner through test control's any-event endpoint.
+//!
+//! A target without a voice service answers a request that passes every other check
+//! `503 voice_unavailable` (check 9); a case that needs a token then reports itself skipped.
+//! Refusals come before that check, so the refusing cases hold for every target.
+
+use std::sync::Arc;
+
+use guildhall_spec::base64url;
+use serde_json::{Value, json};
+
+use crate::context::{Fixture, unique};
+use crate::peer::{Peer, unix_now};
+use crate::target::{Answer, encode};
+use crate::{CaseResult, Context, ensure};
+
+/// The CONNECT permission bit (spec 09).
+const CONNECT: u64 = 1 << 20;
+
+/// The longest life spec 18.2 allows a token, in seconds.
+const MOST_TOKEN_SECONDS: u64 = 600;
+
+pub(super) async fn token_is_granted_to_a_remote_member(ctx: Arc<Context>) -> CaseResult {
+    let (fixture, voice) = voice_guild(&ctx).await?;
+    let before = unix_now();
+    let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &voice).await;
+    let token = granted(&answer)?;
+    check_token(&token, &fixture, &voice, before)
+}
+
+pub(super) async fn connect_is_required(ctx: Arc<Context>) -> CaseResult {
+    let (fixture, voice) = voice_guild(&ctx).await?;
+    // The same request is granted first, so the refusal below is CONNECT's alone.
+    granted(&ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &voice).await)?;
+    let deny = json!({"channel_id": voice, "target_kind": "role", "target_id": "everyone",
+                      "allow": "0", "deny": CONNECT.to_string()});
+    let (status, body) =
+        ctx.target.act(&fixture.owner, &fixture.guild, "channel.overwrite.set", deny).await;
+    ensure!(status == 200, "test control: denying CONNECT to @everyone answered {status} {body}");
+    let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &voice).await;
+    refused(answer, 403, "missing_permission", "a member without CONNECT in the channel")
+}
+
+pub(super) async fn non_member_is_refused(ctx: Arc<Context>) -> CaseResult {
+    let (fixture, voice) = voice_guild(&ctx).await?;
+    let outsider = ctx.peer.user("outsider");
+    let answer = ask(&ctx, &ctx.peer, &fixture.guild, &outsider, &voice).await;
+    refused(answer, 403, "not_member", "a user of the peer who never joined")
+}
+
+pub(super) async fn text_channel_is_refused(ctx: Arc<Context>) -> CaseResult {
+    let (fixture, _) = voice_guild(&ctx).await?;
+    let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &fixture.channel).await;
+    refused(answer, 404, "unknown_channel", "the guild's text channel")?;
+    let missing = format!("nochannel{}", unique());
+    let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &missing).await;
+    refused(answer, 404, "unknown_channel", "a channel the guild does not have")
+}
+
+pub(super) async fn user_of_another_server_is_refused(ctx: Arc<Context>) -> CaseResult {
+    let (fixture, voice) = voice_guild(&ctx).await?;
+    // The owner is a member who may connect: only the requesting server is wrong.
+    let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.owner, &voice).await;
+    refused(answer, 403, "sender_not_from_origin", "the peer asking for the target's own user")?;
+    let answer = ask(&ctx, &ctx.stranger, &fixture.guild, &fixture.member, &voice).await;
+    refused(answer, 403, "sender_not_from_origin", "another server asking for the peer's member")
+}
+
+pub(super) async fn unknown_guild_is_refused(ctx: Arc<Context>) -> CaseResult {
+    let member = ctx.peer.user("member");
+    let elsewhere = format!("!voiceguild{}:{}", unique(), ctx.peer.name());
+    let answer = ask(&ctx, &ctx.peer, &elsewhere, &member, "lounge").await;
+    refused(answer, 404, "unknown_guild", "a guild the peer hosts")?;
+    let missing = format!("!nosuchguild{}:{}", unique(), ctx.target.name);
+    let answer = ask(&ctx, &ctx.peer, &missing, &member, "lounge").await;
+    refused(answer, 404, "unknown_guild", "a guild the target does not have")
+}
+
+/// A fixture guild with a voice channel its owner created; returns the fixture and the channel.
+async fn voice_guild(ctx: &Context) -> Result<(Fixture, String), String> {
+    let fixture = ctx.fixture().await?;
+    let voice = format!("v{}x{}", unix_now(), unique());
+    let content = json!({"channel_id": voice, "name": "lounge", "kind": "voice", "position": 1});
+    let (status, body) =
+        ctx.target.act(&fixture.owner, &fixture.guild, "channel.create", content).await;
+    ensure!(status == 200, "test control: creating a voice channel answered {status} {body}");
+    Ok((fixture, voice))
+}
+
+/// `POST /voice/token` for `user` to `channel` of `guild`, signed by `asker`.
+async fn ask(ctx: &Context, asker: &Peer, guild: &str, user: &str, channel: &str) -> Answer {
+    let path = format!("/_guildhall/v1/guilds/{}/voice/token", encode(guild));
+    let body = json!({"user_id": user, "channel_id": channel});
+    asker.request(&ctx.target, "POST", &path, None, Some(&body)).await
+}
+
+/// The token answer of a `200`; a target without voice skips the case.
+fn granted((status, body): &Answer) -> Result<Value, String> {
+    if *status == 503 && body["code"] == "voice_unavailable" {
+        return Err(crate::skipped("the target has no voice service (503 voice_unavailable)"));
+    }
+    ensure!(*status == 200, "a member's token request: expected 200, got {status} {body}");
+    Ok(body.clone())
+}
+
+/// Checks a refusal's status and code.
+fn refused((status, body): Answer, expected: u16, code: &str, what: &str) -> CaseResult {
+    ensure!(
+        status == expected && body["code"] == code,
+        "a token for {what}: expected {expected} {code}, got {status} {body}"
+    );
+    Ok(())
+}
+
+/// Checks a `200` answer of 18.1 and the claims of 18.2 for `fixture.member` in `voice`,
+/// minted no earlier than `before` (seconds).
+fn check_token(answer: &Value, fixture: &Fixture, voice: &str, before: u64) -> CaseResult {
+    let url = answer["url"].as_str().unwrap_or_default();
+    ensure!(
+        url.starts_with("wss://") || url.starts_with("ws://"),
+        "url must be a LiveKit wss:// (or ws://) URL, got {answer}"
+    );
+    let token = answer["token"].as_str().unwrap_or_default();
+    let parts: Vec<&str> = token.split('.').collect();
+    ensure!(parts.len() == 3, "token must be a JWT (three dot-separated parts), got {token:?}");
+    let header = decode_part(parts[0], "header")?;
+    ensure!(header["alg"] == "HS256", "a LiveKit token is signed HS256, the header is {header}");
+    let claims = decode_part(parts[1], "payload")?;
+    ensure!(claims["sub"] == fixture.member.as_str(), "sub must be {}: {claims}", fixture.member);
+    ensure!(
+        claims["iss"].as_str().is_some_and(|issuer| !issuer.is_empty()),
+        "iss must be the host's LiveKit API key: {claims}"
+    );
+    let room = format!("{}/{voice}", fixture.guild);
+    let video = &claims["video"];
+    ensure!(video["room"] == room.as_str(), "video.room must be {room}: {claims}");
+    ensure!(video["roomJoin"] == true, "video.roomJoin must be true: {claims}");
+    ensure!(video["canSubscribe"] == true, "video.canSubscribe must be true: {claims}");
+    // @everyone's defaults in a new guild include SPEAK (spec 09).
+    ensure!(video["canPublish"] == true, "a member with SPEAK may publish: {claims}");
+    let (Some(nbf), Some(exp)) = (claims["nbf"].as_u64(), claims["exp"].as_u64()) else {
+        return Err(format!("nbf and exp must be integers (seconds): {claims}"));
+    };
+    ensure!(
+        exp > nbf && exp - nbf <= MOST_TOKEN_SECONDS,
+        "exp − nbf must be at most {MOST_TOKEN_SECONDS} s, is {} s: {claims}",
+        exp as i128 - nbf as i128
+    );
+    // A second either side for clocks that round differently.
+    ensure!(
+        nbf + 1 >= before && nbf <= unix_now() + 1,
+        "nbf must be the issue time ({before}), is {nbf}"
+    );
+    ensure!(
+        answer["expires_ts"].as_u64() == Some(exp * 1000),
+        "expires_ts must be exp × 1000 = {}, got {answer}",
+        exp * 1000
+    );
+    Ok(())
+}
+
+/// A JWT part: base64url JSON.
+fn decode_part(part: &str, what: &str) -> Result<Value, String> {
+    let bytes = base64url::decode(part).map_err(|e| format!("the token's {what}: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("the token's {what} is not JSON: {e}"))
+}
