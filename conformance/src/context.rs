@@ -24,6 +24,9 @@ pub struct Context {
     pub peer: Peer,
     /// A second peer that never joins anything.
     pub stranger: Peer,
+    /// The target's LiveKit API secret, when the run was told it: voice tokens' HS256
+    /// signatures are then verified too.
+    pub voice_secret: Option<String>,
 }
 
 /// A guild on the target with a member from the peer.
@@ -42,9 +45,10 @@ pub struct Fixture {
 }
 
 impl Context {
-    /// Starts the peers for a run against `target`.
-    pub async fn new(target: Target) -> anyhow::Result<Self> {
-        Ok(Self { target, peer: Peer::start().await?, stranger: Peer::start().await? })
+    /// Starts the peers for a run against `target`, whose LiveKit API secret may be known.
+    pub async fn new(target: Target, voice_secret: Option<String>) -> anyhow::Result<Self> {
+        let (peer, stranger) = (Peer::start().await?, Peer::start().await?);
+        Ok(Self { target, peer, stranger, voice_secret })
     }
 
     /// A fresh guild on the target, owned by a fresh local user, joined by a fresh peer user.

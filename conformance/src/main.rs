@@ -40,6 +40,10 @@ struct Cli {
     /// Known gaps: a TOML file with `[expected] "<case id>" = "<reason>"`.
     #[arg(long)]
     expected_failures: Option<PathBuf>,
+    /// The target's LiveKit API secret, if known: the `voice` cases then verify the tokens'
+    /// HS256 signatures too.
+    #[arg(long)]
+    voice_api_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -59,7 +63,8 @@ async fn main() -> anyhow::Result<()> {
         ProfileArg::Core => Profile::Core,
         ProfileArg::Full => Profile::Full,
     };
-    let context = Arc::new(Context::new(Target::new(&cli.target, &cli.server_name)).await?);
+    let target = Target::new(&cli.target, &cli.server_name);
+    let context = Arc::new(Context::new(target, cli.voice_api_secret.clone()).await?);
     let mut report = Report::default();
     for case in cases::all() {
         let filtered_out =

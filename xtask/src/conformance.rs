@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// The LiveKit API secret of the server under test; the suite is told it to verify tokens.
+const VOICE_API_SECRET: &str = "conformance-secret-of-at-least-32-bytes";
+
 /// The cases that must catch a server that skips origin-signature checks.
 const GUARDS: &[&str] = &[
     "events.bad_origin_signature",
@@ -29,6 +32,7 @@ pub(crate) fn run() -> Result<()> {
     let status = Command::new(bin.join("guildhall-conformance"))
         .args(["--target", &server.url(), "--server-name", &server.name(), "--profile", "full"])
         .args(["--expected-failures", "conformance/expected-failures.toml"])
+        .args(["--voice-api-secret", VOICE_API_SECRET])
         .status()
         .context("running guildhall-conformance")?;
     drop(server);
@@ -97,7 +101,7 @@ impl Server {
             // contacting it, so no LiveKit needs to listen there.
             .env("GUILDHALL_VOICE__URL", "ws://127.0.0.1:7880")
             .env("GUILDHALL_VOICE__API_KEY", "conformance")
-            .env("GUILDHALL_VOICE__API_SECRET", "conformance-secret-of-at-least-32-bytes")
+            .env("GUILDHALL_VOICE__API_SECRET", VOICE_API_SECRET)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (key, value) in extra {

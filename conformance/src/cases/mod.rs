@@ -155,6 +155,8 @@ pub fn all() -> Vec<Case> {
         case!(Core, e2e::inbox_keeps_messages_until_acknowledged),
         case!(Core, voice::token_is_granted_to_a_remote_member),
         case!(Core, voice::connect_is_required),
+        case!(Core, voice::publishing_follows_speak_and_stream),
+        case!(Core, voice::banned_user_and_server_are_refused),
         case!(Core, voice::non_member_is_refused),
         case!(Core, voice::text_channel_is_refused),
         case!(Core, voice::user_of_another_server_is_refused),

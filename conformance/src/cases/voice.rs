@@ -3,6 +3,8 @@
 //! everyone else with the code of the first check that fails. The voice channel is created and
 //! its overwrites set by the guild's owner through test control's any-event endpoint.
 //!
+//! With `--voice-api-secret` the granted token's HS256 signature is verified too.
+//!
 //! A target without a voice service answers a request that passes every other check
 //! `503 voice_unavailable` (check 9); a case that needs a token then reports itself skipped.
 //! Refusals come before that check, so the refusing cases hold for every target.
@@ -10,15 +12,21 @@
 use std::sync::Arc;
 
 use guildhall_spec::base64url;
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 use crate::context::{Fixture, unique};
 use crate::peer::{Peer, unix_now};
 use crate::target::{Answer, encode};
 use crate::{CaseResult, Context, ensure};
 
+/// The STREAM permission bit (spec 09).
+const STREAM: u64 = 1 << 9;
 /// The CONNECT permission bit (spec 09).
 const CONNECT: u64 = 1 << 20;
+/// The SPEAK permission bit (spec 09).
+const SPEAK: u64 = 1 << 21;
 
 /// The longest life spec 18.2 allows a token, in seconds.
 const MOST_TOKEN_SECONDS: u64 = 600;
@@ -28,7 +36,17 @@ pub(super) async fn token_is_granted_to_a_remote_member(ctx: Arc<Context>) -> Ca
     let before = unix_now();
     let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &voice).await;
     let token = granted(&answer)?;
-    check_token(&token, &fixture, &voice, before)
+    check_token(&token, &fixture, &voice, before)?;
+    match &ctx.voice_secret {
+        Some(secret) => {
+            check_signature(&token, secret)?;
+            // The check itself must be able to fail.
+            let other = format!("{secret}-not");
+            ensure!(check_signature(&token, &other).is_err(), "any secret verifies the token");
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 pub(super) async fn connect_is_required(ctx: Arc<Context>) -> CaseResult {
@@ -42,6 +60,55 @@ pub(super) async fn connect_is_required(ctx: Arc<Context>) -> CaseResult {
     ensure!(status == 200, "test control: denying CONNECT to @everyone answered {status} {body}");
     let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &voice).await;
     refused(answer, 403, "missing_permission", "a member without CONNECT in the channel")
+}
+
+pub(super) async fn publishing_follows_speak_and_stream(ctx: Arc<Context>) -> CaseResult {
+    let (fixture, voice) = voice_guild(&ctx).await?;
+    let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &voice).await;
+    // @everyone's defaults in a new guild include SPEAK and STREAM (spec 09).
+    let speaking = claims(&granted(&answer)?)?;
+    let video = &speaking["video"];
+    let sources = ["microphone", "camera", "screen_share", "screen_share_audio"];
+    ensure!(
+        video["canPublish"] == true
+            && video["canPublishData"] == true
+            && sources.iter().all(|source| published(video, source)),
+        "a member with SPEAK and STREAM may publish data and {sources:?}: {video}"
+    );
+    let deny = json!({"channel_id": voice, "target_kind": "role", "target_id": "everyone",
+                      "allow": "0", "deny": (SPEAK | STREAM).to_string()});
+    let (status, body) =
+        ctx.target.act(&fixture.owner, &fixture.guild, "channel.overwrite.set", deny).await;
+    ensure!(status == 200, "test control: denying SPEAK and STREAM answered {status} {body}");
+    let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &voice).await;
+    let listening = claims(&granted(&answer)?)?;
+    let video = &listening["video"];
+    // Explicitly false: LiveKit reads an absent canPublish or canPublishData as true.
+    ensure!(
+        video["canPublish"] == false
+            && video["canPublishData"] == false
+            && !sources.iter().any(|source| published(video, source))
+            && video["canSubscribe"] == true,
+        "without SPEAK and STREAM a member only listens (canPublish and canPublishData false, \
+         no sources, canSubscribe true): {video}"
+    );
+    Ok(())
+}
+
+pub(super) async fn banned_user_and_server_are_refused(ctx: Arc<Context>) -> CaseResult {
+    let (fixture, voice) = voice_guild(&ctx).await?;
+    let ban = json!({"user_id": fixture.member});
+    let (status, body) = ctx.target.act(&fixture.owner, &fixture.guild, "member.ban", ban).await;
+    ensure!(status == 200, "test control: member.ban answered {status} {body}");
+    let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &voice).await;
+    refused(answer, 403, "banned", "a banned member")?;
+    let (fixture, voice) = voice_guild(&ctx).await?;
+    let ban = json!({"server": ctx.peer.name()});
+    let (status, body) =
+        ctx.target.act(&fixture.owner, &fixture.guild, "guild.server_ban", ban).await;
+    ensure!(status == 200, "test control: guild.server_ban answered {status} {body}");
+    let answer = ask(&ctx, &ctx.peer, &fixture.guild, &fixture.member, &voice).await;
+    refused(answer, 403, "server_banned", "a member of a banned server")
 }
 
 pub(super) async fn non_member_is_refused(ctx: Arc<Context>) -> CaseResult {
@@ -128,7 +195,7 @@ fn check_token(answer: &Value, fixture: &Fixture, voice: &str, before: u64) -> C
     ensure!(parts.len() == 3, "token must be a JWT (three dot-separated parts), got {token:?}");
     let header = decode_part(parts[0], "header")?;
     ensure!(header["alg"] == "HS256", "a LiveKit token is signed HS256, the header is {header}");
-    let claims = decode_part(parts[1], "payload")?;
+    let claims = claims(answer)?;
     ensure!(claims["sub"] == fixture.member.as_str(), "sub must be {}: {claims}", fixture.member);
     ensure!(
         claims["iss"].as_str().is_some_and(|issuer| !issuer.is_empty()),
@@ -139,8 +206,6 @@ fn check_token(answer: &Value, fixture: &Fixture, voice: &str, before: u64) -> C
     ensure!(video["room"] == room.as_str(), "video.room must be {room}: {claims}");
     ensure!(video["roomJoin"] == true, "video.roomJoin must be true: {claims}");
     ensure!(video["canSubscribe"] == true, "video.canSubscribe must be true: {claims}");
-    // @everyone's defaults in a new guild include SPEAK (spec 09).
-    ensure!(video["canPublish"] == true, "a member with SPEAK may publish: {claims}");
     let (Some(nbf), Some(exp)) = (claims["nbf"].as_u64(), claims["exp"].as_u64()) else {
         return Err(format!("nbf and exp must be integers (seconds): {claims}"));
     };
@@ -160,6 +225,36 @@ fn check_token(answer: &Value, fixture: &Fixture, voice: &str, before: u64) -> C
         exp * 1000
     );
     Ok(())
+}
+
+/// Checks the token's HS256 signature (RFC 7515: HMAC-SHA256 of `header.payload`) with the
+/// target's LiveKit API secret, as LiveKit would before admitting the holder.
+fn check_signature(answer: &Value, secret: &str) -> CaseResult {
+    let token = answer["token"].as_str().unwrap_or_default();
+    let Some((signed, signature)) = token.rsplit_once('.') else {
+        return Err(format!("token must be a JWT, got {token:?}"));
+    };
+    let signature = base64url::decode(signature)
+        .map_err(|e| format!("the token's signature is not base64url: {e}"))?;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .map_err(|e| format!("the LiveKit API secret: {e}"))?;
+    mac.update(signed.as_bytes());
+    mac.verify_slice(&signature)
+        .map_err(|_| "the token's HS256 signature does not verify with the API secret".to_owned())
+}
+
+/// The claims of the token in a `200` answer.
+fn claims(answer: &Value) -> Result<Value, String> {
+    let token = answer["token"].as_str().unwrap_or_default();
+    match token.split('.').nth(1) {
+        Some(payload) => decode_part(payload, "payload"),
+        None => Err(format!("token must be a JWT, got {token:?}")),
+    }
+}
+
+/// Whether `video.canPublishSources` lists `source`.
+fn published(video: &Value, source: &str) -> bool {
+    video["canPublishSources"].as_array().is_some_and(|sources| sources.iter().any(|s| s == source))
 }
 
 /// A JWT part: base64url JSON.
