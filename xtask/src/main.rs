@@ -48,7 +48,8 @@ fn ci() -> Result<()> {
 /// Installs what the checks need beyond the Rust toolchain, so that `cargo xtask ci` alone works
 /// on a fresh machine: the Python packages of the independent vector implementation and of the
 /// stock-library interoperability checks, and those of the libolm peer that the E2E tests talk
-/// to (python-olm installs as a prebuilt wheel; see its requirements file).
+/// to (python-olm installs as a prebuilt wheel; see its requirements file); and LiveKit's Node
+/// SDK, which cross-checks voice tokens and signs webhook fixtures.
 fn setup() -> Result<()> {
     for requirements in ["spec/vectors/tools/requirements.txt", "interop/libolm/requirements.txt"] {
         run(
@@ -56,6 +57,11 @@ fn setup() -> Result<()> {
             &["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", requirements],
         )?;
     }
+    // LiveKit's Node SDK, at the version the lock file pins, for the voice cross-checks.
+    run(
+        "npm",
+        &["ci", "--prefix", "interop/livekit", "--no-audit", "--no-fund", "--loglevel=error"],
+    )?;
     Ok(())
 }
 
