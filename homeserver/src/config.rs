@@ -44,7 +44,7 @@ pub struct VoiceConfig {
     pub api_key: String,
     /// The LiveKit API secret, which signs every access token.
     pub api_secret: String,
-    /// How long an access token admits its holder, in seconds (at most 600).
+    /// How long an access token admits its holder, in seconds (10 to 600).
     pub token_ttl_secs: u64,
 }
 

@@ -6,14 +6,16 @@
 //! host's LiveKit API secret. LiveKit itself enforces the grants.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use guildhall_spec::{ChannelId, GuildId, UserId};
-use livekit_api::access_token::{AccessToken, TokenVerifier, VideoGrants};
+use livekit_api::access_token::{AccessToken, Claims, TokenVerifier, VideoGrants};
 use livekit_api::webhooks::WebhookReceiver;
 
 /// The longest a token may be valid (§18.2).
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(600);
+/// The shortest lifetime a token may be given (a client needs time to connect with it).
+pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(10);
 
 /// A LiveKit server this host runs its voice channels on.
 #[derive(Clone)]
@@ -44,8 +46,8 @@ pub enum VoiceError {
     /// No API key or secret.
     #[error("a LiveKit API key and secret are required")]
     MissingKeys,
-    /// A token lifetime of zero or above [`MAX_TOKEN_TTL`].
-    #[error("the token lifetime must be 1 to 600 seconds")]
+    /// A token lifetime below [`MIN_TOKEN_TTL`] or above [`MAX_TOKEN_TTL`].
+    #[error("the token lifetime must be 10 to 600 seconds")]
     BadTtl,
     /// LiveKit's token library refused (it should not, with the checks above).
     #[error("the token could not be made: {0}")]
@@ -100,7 +102,7 @@ impl VoiceService {
         if api_key.is_empty() || api_secret.is_empty() {
             return Err(VoiceError::MissingKeys);
         }
-        if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
+        if ttl < MIN_TOKEN_TTL || ttl > MAX_TOKEN_TTL {
             return Err(VoiceError::BadTtl);
         }
         Ok(Self {
@@ -162,16 +164,19 @@ impl VoiceService {
             can_publish_sources: sources,
             ..VideoGrants::default()
         };
-        // LiveKit counts in whole seconds from now; the answer says the same expiry.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let expires_ts = (now + self.ttl).as_secs() * 1000;
+        // LiveKit's library reads the clock once for `nbf` and again for `exp`: a second may
+        // tick between, so it is asked for one second less, and `exp − nbf` never exceeds the
+        // lifetime. The answer's expiry is read back from the token itself.
         let token = AccessToken::with_api_key(&self.api_key, &self.api_secret)
             .with_identity(user.as_str())
             .with_name(name)
-            .with_ttl(self.ttl)
+            .with_ttl(self.ttl.saturating_sub(Duration::from_secs(1)))
             .with_grants(grants)
             .to_jwt()
             .map_err(|e| VoiceError::Token(e.to_string()))?;
+        let claims =
+            Claims::from_unverified(&token).map_err(|e| VoiceError::Token(e.to_string()))?;
+        let expires_ts = u64::try_from(claims.exp).unwrap_or(u64::MAX).saturating_mul(1000);
         Ok(VoiceToken { url: self.url.clone(), token, expires_ts })
     }
 }
@@ -254,6 +259,7 @@ mod tests {
         assert_eq!(new("https://voice.example", "s", 60).unwrap_err(), VoiceError::BadUrl);
         assert_eq!(new("wss://voice.example", "", 60).unwrap_err(), VoiceError::MissingKeys);
         assert_eq!(new("wss://voice.example", "s", 601).unwrap_err(), VoiceError::BadTtl);
+        assert_eq!(new("wss://voice.example", "s", 9).unwrap_err(), VoiceError::BadTtl);
         assert!(
             !format!("{:?}", new("ws://127.0.0.1:7880", "hidden", 60).unwrap()).contains("hidden")
         );
