@@ -26,6 +26,28 @@ pub(super) async fn voice_channel(owner: &User, guild: &str, name: &str) -> Stri
     channel["id"].as_str().expect("channel id").to_owned()
 }
 
+/// A guild with a voice channel on A, a host with voice, and bob from B (no voice of its own)
+/// as a member: the lounge exists before bob joins, so the snapshot he joins with holds it.
+pub(super) struct VoiceGuild {
+    pub(super) a: Server,
+    pub(super) b: Server,
+    pub(super) owner: User,
+    pub(super) guild: crate::harness::Guild,
+    pub(super) lounge: String,
+    pub(super) bob: User,
+}
+
+pub(super) async fn voice_guild() -> VoiceGuild {
+    let a = with_voice(federating_builder()).start().await;
+    let b = federating().await;
+    let owner = a.register("owner").await;
+    let guild = owner.create_guild("g").await;
+    let lounge = voice_channel(&owner, &guild.id, "lounge").await;
+    let bob = b.register("bob").await;
+    join_remote(&bob, &a, &owner.invite(&guild.general).await).await;
+    VoiceGuild { a, b, owner, guild, lounge, bob }
+}
+
 /// Asks for a token as `user`; verifies it as LiveKit would and returns its claims.
 async fn token(user: &User, channel: &str) -> Claims {
     let (status, body) = user.post_empty(&format!("/channels/{channel}/voice/token")).await;
@@ -85,14 +107,7 @@ async fn a_member_gets_a_token_with_the_grants_of_their_permissions() {
 
 #[tokio::test]
 async fn a_remote_member_gets_a_token_from_the_guilds_host() {
-    let a = with_voice(federating_builder()).start().await;
-    let b = federating().await;
-    let owner = a.register("owner").await;
-    let guild = owner.create_guild("g").await;
-    let lounge = voice_channel(&owner, &guild.id, "lounge").await;
-    let bob = b.register("bob").await;
-    // The lounge exists before bob joins: the snapshot he joins with holds it.
-    join_remote(&bob, &a, &owner.invite(&guild.general).await).await;
+    let VoiceGuild { a, b, owner, guild, lounge, bob } = voice_guild().await;
 
     // B has no voice of its own: the token is A's, for A's LiveKit, naming bob.
     let claims = token(&bob, &lounge).await;
@@ -130,13 +145,7 @@ fn livekit_webhook(body: &str, secret: &str) -> String {
 #[tokio::test]
 async fn voice_states_reach_every_member_and_the_hosts_livekit_ends_them() {
     use crate::harness::{Encoding, Gateway};
-    let a = with_voice(federating_builder()).start().await;
-    let b = federating().await;
-    let owner = a.register("owner").await;
-    let guild = owner.create_guild("g").await;
-    let lounge = voice_channel(&owner, &guild.id, "lounge").await;
-    let bob = b.register("bob").await;
-    join_remote(&bob, &a, &owner.invite(&guild.general).await).await;
+    let VoiceGuild { a, b, owner, guild, lounge, bob } = voice_guild().await;
     let (mut owners, _) = Gateway::identified(&a, &owner.token, Encoding::Json).await;
     let (mut bobs, _) = Gateway::identified(&b, &bob.token, Encoding::Json).await;
     let path = format!("/guilds/{}/voice-state", guild.id);

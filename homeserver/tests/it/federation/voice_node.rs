@@ -13,22 +13,17 @@ use livekit_api::access_token::TokenVerifier;
 use livekit_api::webhooks::{WebhookError, WebhookReceiver};
 use tokio::io::AsyncWriteExt;
 
-use super::voice::{KEY, SECRET, URL, voice_channel, with_voice};
+use super::voice::{KEY, SECRET, URL, VoiceGuild, voice_guild, with_voice};
 use super::*;
 use crate::harness::json;
 
 #[tokio::test]
 async fn the_node_sdk_accepts_tokens_for_local_and_remote_members() {
     require_livekit_sdk();
-    let a = with_voice(federating_builder()).start().await;
-    let b = federating().await;
-    let owner = a.register("owner").await;
-    let guild = owner.create_guild("g").await;
-    let lounge = voice_channel(&owner, &guild.id, "lounge").await;
+    // B stays up (bound) while bob asks through it.
+    let VoiceGuild { a, b: _b, owner, guild, lounge, bob } = voice_guild().await;
     let member = a.register("member").await;
     member.join(&owner.invite(&guild.general).await).await;
-    let bob = b.register("bob").await;
-    join_remote(&bob, &a, &owner.invite(&guild.general).await).await;
 
     let room = format!("{}/{lounge}", guild.id);
     for user in [&member, &bob] {
