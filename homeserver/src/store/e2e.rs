@@ -484,18 +484,16 @@ impl Store {
         tx.commit().await
     }
 
-    /// Who asked for `user_id`'s keys within the watch period (and forgets the others).
+    /// Who asked for `user_id`'s keys within the watch period.
     pub async fn device_list_watchers(&self, user_id: &UserId) -> Result<Vec<String>, sqlx::Error> {
-        let since = to_i64(now_ms().saturating_sub(WATCH_MS));
-        sqlx::query("DELETE FROM device_list_watchers WHERE user_id = ? AND updated_ts <= ?")
-            .bind(user_id.as_str())
-            .bind(since)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query_scalar("SELECT watcher FROM device_list_watchers WHERE user_id = ?")
-            .bind(user_id.as_str())
-            .fetch_all(&self.pool)
-            .await
+        // A read only: expired rows are deleted when watchers are recorded.
+        sqlx::query_scalar(
+            "SELECT watcher FROM device_list_watchers WHERE user_id = ? AND updated_ts > ?",
+        )
+        .bind(user_id.as_str())
+        .bind(to_i64(now_ms().saturating_sub(WATCH_MS)))
+        .fetch_all(&self.pool)
+        .await
     }
 }
 
