@@ -31,6 +31,115 @@ pub struct Config {
     pub federation: FederationConfig,
     /// Voice channels through LiveKit (off unless configured).
     pub voice: VoiceConfig,
+    /// Uploads, attachments and the media store.
+    pub media: MediaConfig,
+}
+
+/// `[media]`: where media live and what uploads may be (spec 19).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// `local` (a directory) or `s3` (an S3-compatible bucket, `[media.s3]`).
+    pub backend: MediaBackend,
+    /// The directory of the `local` backend; empty: `media/` in the data directory.
+    pub path: String,
+    /// The largest upload in bytes (at least 8 MiB, at most 100 MiB; spec 19.4).
+    pub max_upload_bytes: u64,
+    /// The largest media fetched from another server, in bytes (at least 8 MiB, at most 100 MiB).
+    pub max_remote_bytes: u64,
+    /// Uploads processed at once; each may hold `max_upload_bytes` in memory.
+    pub max_concurrent_uploads: usize,
+    /// Fetches from other servers at once; each may hold `max_remote_bytes` in memory.
+    pub max_concurrent_fetches: usize,
+    /// The longest an upload's body may take to arrive, in seconds.
+    pub upload_timeout_secs: u64,
+    /// The side of the square thumbnails fit in, in pixels.
+    pub thumbnail_side: u32,
+    /// Media nothing refers to is deleted after this many seconds unreferenced.
+    pub gc_grace_secs: u64,
+    /// How often unreferenced media is looked for, in seconds.
+    pub gc_interval_secs: u64,
+    /// A ClamAV daemon every upload is shown to before it is stored: `host:port` or
+    /// `unix:/path/to/clamd.ctl`. Empty: no scan.
+    pub clamd: String,
+    /// The longest a scan may take, in seconds; an upload whose scan fails is refused.
+    pub scan_timeout_secs: u64,
+    /// The bucket of the `s3` backend.
+    pub s3: S3Config,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            backend: MediaBackend::Local,
+            path: String::new(),
+            max_upload_bytes: 25 << 20,
+            max_remote_bytes: 25 << 20,
+            max_concurrent_uploads: 4,
+            max_concurrent_fetches: 4,
+            upload_timeout_secs: 300,
+            thumbnail_side: 256,
+            gc_grace_secs: 86_400,
+            gc_interval_secs: 3_600,
+            clamd: String::new(),
+            scan_timeout_secs: 30,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// Where media bytes are kept.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaBackend {
+    /// A local directory.
+    Local,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+/// `[media.s3]`: an S3-compatible bucket (AWS, MinIO, Garage, Ceph, …). The bucket must exist.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// The service URL, e.g. `https://s3.eu-central-1.amazonaws.com`.
+    pub endpoint: String,
+    /// The region.
+    pub region: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+    /// Talk plain HTTP to the endpoint (credentials and media unencrypted on the wire).
+    pub danger_allow_plain_http: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            danger_allow_plain_http: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    // The secret key never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("access_key_id", &self.access_key_id)
+            .field("danger_allow_plain_http", &self.danger_allow_plain_http)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[voice]`: the LiveKit server this server's guilds talk on (spec 18). With `url` empty, voice

@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod guilds;
 pub mod identity;
 pub mod limits;
+pub mod media;
 pub mod passwords;
 pub mod presence;
 pub mod ratelimit;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub identities: identity::Directory,
     /// Permits to read a request body whose sender is not yet authenticated.
     pub unauthenticated_reads: Arc<limits::UnauthenticatedReads>,
+    /// Uploads, media fetched from other servers, and the store they live in (spec 19).
+    pub media: Arc<media::Media>,
 }
 
 /// The paths inside a data directory.
@@ -166,7 +169,9 @@ impl AppState {
         federation.delivery.attach(&guilds);
         let limits = &config.rate_limits;
         let voice = voice::service(&config.voice)?;
+        let media = Arc::new(media::Media::open(&config.media, data_dir)?);
         Ok(Self {
+            media,
             voice,
             voice_states: Arc::default(),
             account_limiter: Arc::new(RateLimiter::new(
@@ -225,6 +230,7 @@ pub async fn serve(
     tokio::spawn(prune_records(state.store.clone()));
     tokio::spawn(identity::Directory::run(state.clone()));
     tokio::spawn(Arc::clone(&state.federation.trust).run());
+    tokio::spawn(media::Media::run_collector(state.clone()));
     let app = api::router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)

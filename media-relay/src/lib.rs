@@ -1,9 +1,10 @@
 //! Voice and media: LiveKit token brokering across servers, room lifecycle and webhooks, and
-//! content-addressed media storage and remote fetch (spec chapters 18 and 19).
+//! content-addressed media storage (spec chapters 18 and 19).
 //!
 //! * [`voice`] — LiveKit rooms of voice channels and the access tokens a host mints (18.1–18.2).
-//!
-//! Media storage is not built yet.
+//! * [`media`] — uploads made ready to store (sniffed, stripped, thumbnailed, scanned), byte
+//!   ranges, and the object store media live in (19).
 #![forbid(unsafe_code)]
 
+pub mod media;
 pub mod voice;

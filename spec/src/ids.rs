@@ -263,6 +263,31 @@ impl EventId {
     }
 }
 
+/// A media id (spec 19.1): the unpadded base64url SHA-256 of the media's bytes, 43 characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MediaId(String);
+string_id!(MediaId);
+
+impl MediaId {
+    /// Parses a media id.
+    pub fn parse(text: &str) -> Result<Self, IdError> {
+        if crate::base64url::decode_array::<32>(text).is_none() {
+            return fail("media id", "must be 43 base64url characters (a SHA-256 digest)");
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The media id of bytes whose SHA-256 digest is `digest`.
+    pub fn from_sha256(digest: &[u8; 32]) -> Self {
+        Self(crate::base64url::encode(digest))
+    }
+
+    /// The SHA-256 digest the id names.
+    pub fn digest(&self) -> [u8; 32] {
+        crate::base64url::decode_array::<32>(&self.0).unwrap_or_default()
+    }
+}
+
 /// A signing key id, `ed25519:<version>`, version `[A-Za-z0-9_]{1,32}`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyId(String);

@@ -20,8 +20,8 @@ pub mod state;
 
 pub use event::{ChainPosition, Envelope, EventError, JsonObject, Proposal, VerifiedEvent};
 pub use ids::{
-    ChannelId, DeviceId, EventId, GuildId, IdError, InviteCode, KeyId, RoleId, ServerName, TxnId,
-    UserId,
+    ChannelId, DeviceId, EventId, GuildId, IdError, InviteCode, KeyId, MediaId, RoleId, ServerName,
+    TxnId, UserId,
 };
 pub use permissions::Permissions;
 pub use signing::{PublicKeyMap, ServerSigningKey, SignatureError};

@@ -10,7 +10,7 @@ use guildhall_spec::content::{
     RoleCreate, RoleRef, RoleUpdate, ServerBan, ServerUnban,
 };
 use guildhall_spec::state::GuildState;
-use guildhall_spec::{GuildId, Permissions, RoleId, ServerName, UserId};
+use guildhall_spec::{GuildId, MediaId, Permissions, RoleId, ServerName, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -90,6 +90,11 @@ pub(super) async fn update(
     Json(body): Json<GuildUpdate>,
 ) -> ApiResult<Json<Value>> {
     let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
+    if let Some(icon) = &body.icon {
+        // An icon is a picture uploaded to the member's own server first (spec 19).
+        let icon: MediaId = parse_id("media id", icon)?;
+        crate::media::require_picture(&state.store, &icon).await?;
+    }
     let done = state
         .guilds
         .submit(&guild_id, &auth.user_id, EventContent::GuildUpdate(body), None)

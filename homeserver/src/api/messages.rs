@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use guildhall_spec::content::{
     EventContent, MAX_MESSAGE_CHARS, MessageCreate, MessageEdit, MessageRef, Reaction,
 };
-use guildhall_spec::{ChannelId, EventId, GuildId, Permissions, TxnId, UserId};
+use guildhall_spec::{ChannelId, EventId, GuildId, MediaId, Permissions, TxnId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -88,6 +88,9 @@ pub(super) struct NewMessage {
     content: String,
     reply_to: Option<EventId>,
     nonce: Option<String>,
+    /// Media uploaded to this server first (`POST /api/v1/media`).
+    #[serde(default)]
+    attachments: Vec<MediaId>,
 }
 
 /// `POST /api/v1/channels/{channel_id}/messages`. A `nonce` makes the send idempotent: a retry
@@ -132,13 +135,25 @@ pub(super) async fn send(
             .map_err(|_| ApiError::bad_request("nonce must be 1-64 of A-Z a-z 0-9 . _ ~ -"))
     });
     let txn_id = txn_id.transpose()?;
+    // Attachments are media this server holds; the collector keeps them until the message is
+    // in the log and refers to them.
+    let _kept = state.media.keep_alive().await;
+    for attachment in &body.attachments {
+        if state.store.media(attachment).await?.is_none() {
+            return Err(ApiError::not_found(
+                "unknown_media",
+                format!("{attachment} is not uploaded to this server"),
+            ));
+        }
+    }
+    let attachments = body.attachments.iter().map(ToString::to_string).collect::<Vec<_>>();
     let mentions = extract_mentions(&body.content, &guild_state);
     let content = EventContent::MessageCreate(MessageCreate {
         channel_id,
         body: body.content,
         reply_to: body.reply_to,
         mentions: (!mentions.is_empty()).then_some(mentions),
-        attachments: None,
+        attachments: (!attachments.is_empty()).then_some(attachments),
     });
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, txn_id).await?;
     let row = state

@@ -11,6 +11,7 @@ mod e2e;
 mod federation;
 mod guilds;
 mod identity;
+mod media;
 mod messages;
 mod social;
 mod test_control;
@@ -117,6 +118,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/channels/{channel_id}/invites", post(channels::create_invite))
         .route("/channels/{channel_id}/typing", post(channels::typing))
+        .route("/media", post(media::upload))
+        .route("/media/{media_id}", get(media::download))
+        .route("/media/{media_id}/info", get(media::info))
+        .route("/media/{media_id}/thumbnail", get(media::thumbnail))
         .route("/channels/{channel_id}/voice/token", post(voice::token))
         .route("/guilds/{guild_id}/voice-state", put(voice::set_state))
         .route("/guilds/{guild_id}/voice-states", get(voice::states))
@@ -170,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/guilds/{guild_id}/state", get(federation::snapshot))
         .route("/guilds/{guild_id}/content", post(federation::content))
         .route("/guilds/{guild_id}/voice/token", post(voice::federated_token))
+        .route("/media/{media_id}", get(media::federated))
         .route("/trust/list", get(federation::trust_list))
         .route("/identity/challenge", post(identity::challenge))
         .route("/identity/prove", post(identity::prove))

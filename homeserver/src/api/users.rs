@@ -1,7 +1,7 @@
 //! The signed-in user's account and other users' public profiles.
 
 use axum::extract::{Path, State};
-use guildhall_spec::UserId;
+use guildhall_spec::{MediaId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -51,11 +51,16 @@ pub(super) async fn update_me(
             "display_name must be 1 to {MAX_DISPLAY_NAME_CHARS} characters"
         )));
     }
-    if let Some(Some(avatar)) = &body.avatar
-        && (avatar.is_empty() || avatar.len() > 128)
-    {
-        return Err(ApiError::bad_request("avatar must be a media id"));
-    }
+    // An avatar is a picture uploaded to this server first (spec 19).
+    let avatar = match &body.avatar {
+        Some(Some(avatar)) => {
+            let avatar: MediaId = parse_id("media id", avatar)?;
+            crate::media::require_picture(&state.store, &avatar).await?;
+            Some(Some(avatar))
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
     state
         .store
         .update_profile(
@@ -64,6 +69,9 @@ pub(super) async fn update_me(
             body.avatar.as_ref().map(Option::as_deref),
         )
         .await?;
+    if let Some(avatar) = &avatar {
+        state.store.set_avatar_ref(&auth.user_id, avatar.as_ref()).await?;
+    }
     let user = state
         .store
         .user(&auth.user_id)

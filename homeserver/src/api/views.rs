@@ -113,6 +113,7 @@ pub fn message(row: &MessageRow, reactions: &[ReactionCount], pinned: bool) -> V
         "content": row.body,
         "reply_to": row.reply_to,
         "mentions": row.mentions,
+        "attachments": row.attachments,
         "seq": row.created_seq,
         "created_ts": row.created_ts,
         "edited_ts": row.edited_ts,

@@ -1,7 +1,7 @@
 //! Message reads: history pages, single messages, reactions, pins and full-text search.
 
 use guildhall_spec::state::MessageFacts;
-use guildhall_spec::{ChannelId, EventId, GuildId, UserId};
+use guildhall_spec::{ChannelId, EventId, GuildId, MediaId, UserId};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{Store, to_i64, to_u64};
@@ -31,6 +31,8 @@ pub struct MessageRow {
     pub edited_ts: Option<u64>,
     /// Whether it was deleted.
     pub deleted: bool,
+    /// Attached media.
+    pub attachments: Vec<MediaId>,
 }
 
 /// One emoji's reactions on a message.
@@ -80,6 +82,7 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, sqlx::E
     let reply_to: Option<String> = row.try_get("reply_to")?;
     let mentions: Vec<UserId> = serde_json::from_str(&text("mentions")?).unwrap_or_default();
     let edited: Option<i64> = row.try_get("edited_ts")?;
+    let attachments: Option<String> = row.try_get("attachments")?;
     Ok(MessageRow {
         message_id: EventId::parse(&text("message_id")?).map_err(|e| decode(e.to_string()))?,
         guild_id: GuildId::parse(&text("guild_id")?).map_err(|e| decode(e.to_string()))?,
@@ -92,6 +95,9 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, sqlx::E
         created_ts: to_u64(row.try_get("created_ts")?),
         edited_ts: edited.map(to_u64),
         deleted: row.try_get("deleted")?,
+        attachments: attachments
+            .and_then(|json| serde_json::from_str::<Vec<MediaId>>(&json).ok())
+            .unwrap_or_default(),
     })
 }
 

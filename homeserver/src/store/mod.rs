@@ -8,6 +8,7 @@ mod e2e;
 mod federation;
 mod guilds;
 mod identity;
+mod media;
 mod messages;
 mod projections;
 mod social;
@@ -28,6 +29,7 @@ pub use e2e::{
 pub use federation::{OutboundRow, ProposalRow};
 pub use guilds::{AppendedEvent, StoredEvent};
 pub use identity::{AttestationRow, DeviceRow};
+pub use media::{GuildRef, MediaRow, RefKind};
 pub use messages::{MessageQuery, MessageRow, ReactionCount, SearchQuery};
 pub use social::RelationshipRow;
 pub use trust::{Audit, AuditRow, SubscriptionRow, TrustEntryRow};

@@ -3,10 +3,11 @@
 //! Written in the event's transaction by `Store::append_event`.
 
 use guildhall_spec::content::EventContent;
-use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, UserId};
+use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, MediaId, UserId};
 use sqlx::{Sqlite, Transaction};
 
 use super::guilds::AppendedEvent;
+use super::media::{self, RefKind};
 use super::to_i64;
 
 /// Keeps `guild_members`, `channels` and `invites` equal to the state's members, channels and
@@ -112,10 +113,17 @@ pub(super) async fn messages_projection(
         EventContent::MessageCreate(create) => {
             let mentions = serde_json::to_string(&create.mentions.clone().unwrap_or_default())
                 .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            let attachments = create
+                .attachments
+                .as_ref()
+                .filter(|a| !a.is_empty())
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
             // A tombstone left by an earlier deletion wins: the message stays erased.
             let inserted = sqlx::query(
-                "INSERT OR IGNORE INTO messages (message_id, guild_id, channel_id, author, body, reply_to, mentions, created_seq, created_ts)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO messages (message_id, guild_id, channel_id, author, body, reply_to, mentions, created_seq, created_ts, attachments)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(appended.event_id.as_str())
             .bind(guild)
@@ -126,6 +134,7 @@ pub(super) async fn messages_projection(
             .bind(mentions)
             .bind(to_i64(appended.seq))
             .bind(ts)
+            .bind(attachments)
             .execute(&mut **tx)
             .await?;
             if inserted.rows_affected() == 1 {
@@ -134,6 +143,20 @@ pub(super) async fn messages_projection(
                     .bind(&create.body)
                     .execute(&mut **tx)
                     .await?;
+                // The attachments are referenced by this guild's message; its origin holds them.
+                let origin = appended.sender.server_name();
+                for id in create.attachments.iter().flatten() {
+                    let Ok(id) = MediaId::parse(id) else { continue };
+                    media::add_ref(
+                        tx,
+                        &id,
+                        RefKind::Message,
+                        Some(appended.guild_id),
+                        appended.event_id.as_str(),
+                        Some(&origin),
+                    )
+                    .await?;
+                }
             }
         }
         EventContent::MessageEdit(edit) => {
@@ -152,7 +175,7 @@ pub(super) async fn messages_projection(
             // Erasure: the body goes, and so does the content of the create and every edit;
             // their envelopes stay, so the chain still verifies.
             sqlx::query(
-                "UPDATE messages SET body = NULL, deleted = 1 WHERE guild_id = ? AND message_id = ?",
+                "UPDATE messages SET body = NULL, attachments = NULL, deleted = 1 WHERE guild_id = ? AND message_id = ?",
             )
             .bind(guild)
             .bind(delete.message_id.as_str())
@@ -204,6 +227,33 @@ pub(super) async fn messages_projection(
                 .execute(&mut **tx)
                 .await?;
             reindex(tx, appended.guild_id, &delete.message_id, None).await?;
+            // Its attachments are no longer referenced by it (and go when nothing else does).
+            media::drop_refs(
+                tx,
+                RefKind::Message,
+                Some(appended.guild_id),
+                delete.message_id.as_str(),
+            )
+            .await?;
+        }
+        EventContent::GuildUpdate(update) => {
+            if let Some(icon) = &update.icon {
+                let guild_id = appended.guild_id;
+                media::drop_refs(tx, RefKind::GuildIcon, Some(guild_id), guild_id.as_str()).await?;
+                if let Ok(icon) = MediaId::parse(icon) {
+                    let origin = appended.sender.server_name();
+                    let kind = RefKind::GuildIcon;
+                    media::add_ref(
+                        tx,
+                        &icon,
+                        kind,
+                        Some(guild_id),
+                        guild_id.as_str(),
+                        Some(&origin),
+                    )
+                    .await?;
+                }
+            }
         }
         EventContent::ReactionAdd(reaction) => {
             sqlx::query("INSERT OR IGNORE INTO reactions (guild_id, message_id, user_id, emoji, seq) VALUES (?, ?, ?, ?, ?)")

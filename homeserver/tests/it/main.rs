@@ -15,6 +15,7 @@ mod gateway_sessions;
 mod guilds;
 mod invites;
 mod limits;
+mod media;
 mod messages;
 mod profile;
 mod roles;

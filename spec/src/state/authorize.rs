@@ -21,6 +21,14 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, AuthError> {
     reject(Rejection::InvalidEvent, message)
 }
 
+/// Checks that a field holds a media id ([`MediaId`](crate::MediaId), spec 19.1).
+fn check_media_id(field: &str, text: &str) -> Result<(), AuthError> {
+    match crate::MediaId::parse(text) {
+        Ok(_) => Ok(()),
+        Err(_) => invalid(format!("{field}: {text:.64} is not a media id")),
+    }
+}
+
 /// Checks *text*(1..max) (spec 08): not blank, no control characters but tab and newline, at
 /// most `max` characters.
 fn check_text(field: &str, text: &str, max: usize) -> Result<(), AuthError> {
@@ -145,6 +153,9 @@ impl GuildState {
                 self.require(sender, Permissions::MANAGE_GUILD)?;
                 if let Some(name) = &update.name {
                     check_line("name", name, MAX_NAME_CHARS)?;
+                }
+                if let Some(icon) = &update.icon {
+                    check_media_id("icon", icon)?;
                 }
                 check_optional_text("description", update.description.as_deref(), MAX_TOPIC_CHARS)
             }
@@ -339,6 +350,12 @@ impl GuildState {
                         return invalid(format!(
                             "a message has at most {MAX_ATTACHMENTS} attachments"
                         ));
+                    }
+                    for (i, attachment) in attachments.iter().enumerate() {
+                        check_media_id("attachments", attachment)?;
+                        if attachments[..i].contains(attachment) {
+                            return invalid("an attachment is listed twice");
+                        }
                     }
                 }
                 if create.mentions.as_ref().is_some_and(|m| m.len() > MAX_MENTIONS) {

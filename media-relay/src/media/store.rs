@@ -1,0 +1,216 @@
+//! Where media bytes live: an object store (a local directory by default, any S3-compatible
+//! service by configuration), one object per media id. The key is the content's hash, so equal
+//! uploads are one object.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use guildhall_spec::MediaId;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+/// An object store failure.
+#[derive(Debug, thiserror::Error)]
+#[error("media storage: {0}")]
+pub struct StorageError(String);
+
+impl From<object_store::Error> for StorageError {
+    fn from(e: object_store::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// An S3-compatible bucket.
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    /// The service's URL, e.g. `https://s3.eu-central-1.amazonaws.com` or a MinIO/Garage URL.
+    pub endpoint: String,
+    /// The region (`us-east-1` where the service does not care).
+    pub region: String,
+    /// The bucket, which must exist.
+    pub bucket: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Allow an `http://` endpoint.
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for S3Settings {
+    // The secret key never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes read from the store: the object's size, the range served, and the bytes.
+pub struct Download {
+    /// The whole object's size.
+    pub size: u64,
+    /// The bytes of the object in `stream`.
+    pub range: Range<u64>,
+    /// The bytes, as they arrive from the store.
+    pub stream: BoxStream<'static, Result<Bytes, StorageError>>,
+}
+
+/// Media bytes by id.
+#[derive(Clone)]
+pub struct MediaStore {
+    objects: Arc<dyn ObjectStore>,
+    description: String,
+}
+
+impl std::fmt::Debug for MediaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+/// Uploads of this size and more go up in parts, never whole in memory.
+const MULTIPART_FROM: usize = 8 << 20;
+/// The part size of a multipart upload (S3's minimum is 5 MiB).
+const PART: usize = 8 << 20;
+
+impl MediaStore {
+    /// Media in a local directory, created if missing.
+    pub fn local(dir: &std::path::Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError(format!("{}: {e}", dir.display())))?;
+        let objects = LocalFileSystem::new_with_prefix(dir)?;
+        Ok(Self { objects: Arc::new(objects), description: format!("local:{}", dir.display()) })
+    }
+
+    /// Media in an S3-compatible bucket.
+    pub fn s3(settings: &S3Settings) -> Result<Self, StorageError> {
+        let objects = AmazonS3Builder::new()
+            .with_endpoint(&settings.endpoint)
+            .with_region(&settings.region)
+            .with_bucket_name(&settings.bucket)
+            .with_access_key_id(&settings.access_key_id)
+            .with_secret_access_key(&settings.secret_access_key)
+            .with_allow_http(settings.allow_http)
+            .build()?;
+        let description = format!("s3:{}/{}", settings.endpoint, settings.bucket);
+        Ok(Self { objects: Arc::new(objects), description })
+    }
+
+    /// The object of a media id: spread over 4,096 prefixes so no directory grows huge.
+    fn path(id: &MediaId) -> Path {
+        let id = id.as_str();
+        Path::from(format!("{}/{}/{id}", &id[..2], &id[2..3]))
+    }
+
+    /// Stores `bytes` under `id` (their hash, which the caller computed). Storing the same id
+    /// again writes the same bytes: harmless.
+    pub async fn put(&self, id: &MediaId, bytes: Bytes) -> Result<(), StorageError> {
+        let path = Self::path(id);
+        if bytes.len() < MULTIPART_FROM {
+            self.objects.put(&path, PutPayload::from(bytes)).await?;
+            return Ok(());
+        }
+        let mut upload =
+            WriteMultipart::new_with_chunk_size(self.objects.put_multipart(&path).await?, PART);
+        for part in bytes.chunks(PART) {
+            upload.wait_for_capacity(2).await?;
+            upload.put(bytes.slice_ref(part));
+        }
+        upload.finish().await?;
+        Ok(())
+    }
+
+    /// The bytes of `id` (or of `range` of them), or `None` when the store has no such object.
+    pub async fn get(
+        &self,
+        id: &MediaId,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<Download>, StorageError> {
+        let options = GetOptions::new().with_range(range);
+        match self.objects.get_opts(&Self::path(id), options).await {
+            Ok(result) => Ok(Some(Download {
+                size: result.meta.size,
+                range: result.range.clone(),
+                stream: result.into_stream().map_err(StorageError::from).boxed(),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// All of `id`'s bytes in memory (callers bound the size first), or `None`.
+    pub async fn read(&self, id: &MediaId) -> Result<Option<Bytes>, StorageError> {
+        match self.objects.get(&Self::path(id)).await {
+            Ok(result) => Ok(Some(result.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the store holds `id`.
+    pub async fn contains(&self, id: &MediaId) -> Result<bool, StorageError> {
+        match self.objects.head(&Self::path(id)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes `id`'s object; deleting what is not there succeeds.
+    pub async fn delete(&self, id: &MediaId) -> Result<(), StorageError> {
+        match self.objects.delete(&Self::path(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    fn id_of(bytes: &[u8]) -> MediaId {
+        MediaId::from_sha256(&sha2::Sha256::digest(bytes).into())
+    }
+
+    #[tokio::test]
+    async fn local_store_puts_gets_ranges_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::local(dir.path()).unwrap();
+        let bytes = Bytes::from_static(b"0123456789");
+        let id = id_of(&bytes);
+        assert!(!store.contains(&id).await.unwrap());
+        assert!(store.get(&id, None).await.unwrap().is_none());
+        store.put(&id, bytes.clone()).await.unwrap();
+        store.put(&id, bytes.clone()).await.unwrap();
+        assert!(store.contains(&id).await.unwrap());
+        assert_eq!(store.read(&id).await.unwrap().unwrap(), bytes);
+        let part = store.get(&id, Some(2..5)).await.unwrap().unwrap();
+        assert_eq!((part.size, part.range.clone()), (10, 2..5));
+        let got: Vec<Bytes> = part.stream.try_collect().await.unwrap();
+        assert_eq!(got.concat(), b"234");
+        store.delete(&id).await.unwrap();
+        store.delete(&id).await.unwrap();
+        assert!(!store.contains(&id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn large_objects_go_up_in_parts_and_come_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::local(dir.path()).unwrap();
+        let bytes: Bytes = (0..(MULTIPART_FROM + 12345)).map(|i| (i % 251) as u8).collect();
+        let id = id_of(&bytes);
+        store.put(&id, bytes.clone()).await.unwrap();
+        assert_eq!(store.read(&id).await.unwrap().unwrap(), bytes);
+    }
+}
