@@ -48,10 +48,16 @@ fn ci() -> Result<()> {
 /// Installs what the checks need beyond the Rust toolchain, so that `cargo xtask ci` alone works
 /// on a fresh machine: the Python packages of the independent vector implementation and of the
 /// stock-library interoperability checks, and those of the libolm peer that the E2E tests talk
-/// to (python-olm installs as a prebuilt wheel; see its requirements file); and LiveKit's Node
+/// to (python-olm installs as a prebuilt wheel; see its requirements file), moto's S3 server for
+/// the media tests; and LiveKit's Node
 /// SDK, which cross-checks voice tokens and signs webhook fixtures.
 fn setup() -> Result<()> {
-    for requirements in ["spec/vectors/tools/requirements.txt", "interop/libolm/requirements.txt"] {
+    let requirements = [
+        "spec/vectors/tools/requirements.txt",
+        "interop/libolm/requirements.txt",
+        "interop/s3/requirements.txt",
+    ];
+    for requirements in requirements {
         run(
             "python3",
             &["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", requirements],

@@ -395,3 +395,104 @@ async fn the_scan_hook_refuses_what_the_scanner_flags_and_fails_closed() {
     let refused = upload(&bob, b"anything", None).await;
     assert_error(&refused, StatusCode::SERVICE_UNAVAILABLE, "scan_unavailable");
 }
+
+/// moto's S3 server on a loopback port, with one empty bucket; killed when dropped.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+    bucket: String,
+}
+
+impl Moto {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto's server (pip install -r interop/s3/requirements.txt)");
+        let moto = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: "guildhall-media".into(),
+        };
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let bucket = format!("{}/{}", moto.endpoint, moto.bucket);
+        let created = super::federation::eventually(
+            Duration::from_secs(60),
+            || async { http.put(&bucket).send().await.map(|r| r.status()).ok() },
+            |status| *status == Some(StatusCode::OK),
+        )
+        .await;
+        assert_eq!(created, Some(StatusCode::OK), "moto did not start");
+        moto
+    }
+
+    /// The keys in the bucket.
+    async fn keys(&self) -> Vec<String> {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let url = format!("{}/{}?list-type=2", self.endpoint, self.bucket);
+        let listing = http.get(url).send().await.unwrap().text().await.unwrap();
+        listing
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn media_live_in_an_s3_bucket_when_configured() {
+    let moto = Moto::start().await;
+    let server = Server::builder()
+        .env("GUILDHALL_MEDIA__BACKEND", "s3")
+        .env("GUILDHALL_MEDIA__S3__ENDPOINT", &moto.endpoint)
+        .env("GUILDHALL_MEDIA__S3__BUCKET", &moto.bucket)
+        .env("GUILDHALL_MEDIA__S3__ACCESS_KEY_ID", "testing")
+        .env("GUILDHALL_MEDIA__S3__SECRET_ACCESS_KEY", "testing")
+        .env("GUILDHALL_MEDIA__S3__DANGER_ALLOW_PLAIN_HTTP", "true")
+        .env("GUILDHALL_MEDIA__GC_GRACE_SECS", "1")
+        .env("GUILDHALL_MEDIA__GC_INTERVAL_SECS", "1")
+        .start()
+        .await;
+    let (guild, users) = community(&server, &["owner", "member"]).await;
+    let (owner, member) = (&users[0], &users[1]);
+
+    // A large file goes up in parts; equal uploads are one object.
+    let video: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let big = uploaded(owner, &video, None).await;
+    assert_eq!(uploaded(member, &video, None).await, big);
+    let notes = uploaded(owner, b"notes in a bucket", None).await;
+    let mut keys = moto.keys().await;
+    keys.sort();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with(&big)) && keys.iter().any(|k| k.ends_with(&notes)));
+    assert!(files_in(&server.dir().join("media")).is_empty(), "nothing on local disk");
+
+    let (status, _, bytes) = fetch(member, &format!("/media/{big}"), None).await;
+    assert!(status == StatusCode::OK && bytes == video, "the large file comes back whole");
+    let (status, headers, part) =
+        fetch(member, &format!("/media/{big}"), Some("bytes=1000-1009")).await;
+    assert_eq!((status, part.as_slice()), (StatusCode::PARTIAL_CONTENT, &video[1000..1010]));
+    assert_eq!(headers["content-range"], format!("bytes 1000-1009/{}", video.len()).as_str());
+
+    // Attached media stays; unreferenced media leaves the bucket.
+    let path = format!("/channels/{}/messages", guild.general);
+    let (status, _) = owner.post(&path, json!({"content": "notes", "attachments": [notes]})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let left = super::federation::eventually(
+        Duration::from_secs(30),
+        || moto.keys(),
+        |keys| keys.len() == 1,
+    )
+    .await;
+    assert!(left.len() == 1 && left[0].ends_with(&notes), "{left:?}");
+}

@@ -5,6 +5,7 @@ mod e2e_keys;
 mod e2ee;
 mod identity;
 mod libolm;
+mod media;
 mod replication;
 mod security;
 mod trust;

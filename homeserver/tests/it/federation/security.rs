@@ -79,6 +79,26 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// Sends a signed request with extra (unsigned) headers and answers the raw response.
+    pub(super) async fn send_raw(
+        &self,
+        method: &str,
+        request: &(String, Vec<(String, String)>, Vec<u8>),
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let (url, headers, body) = request;
+        let mut builder = self.http.request(method.parse().expect("method"), url);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        for (name, value) in extra {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(body.clone()).send().await.expect("send")
+    }
+}
+
 /// `gh=:<base64>:` with one bit of the signature flipped.
 fn flip_signature_bit(header: &str) -> String {
     use base64::Engine as _;

@@ -1,0 +1,140 @@
+//! Media across servers (spec 19.2–19.4): a member's server fetches an attachment from the server
+//! it came from, checks the bytes against the id, keeps a copy and serves it; other servers are
+//! refused; bytes that do not hash to the id are never kept.
+
+use super::*;
+use crate::harness::{assert_error, json};
+use crate::media::{fetch, files_in, media_id, phone_photo, uploaded};
+
+/// A guild on A with an owner, bob from B as a member, and C federating but in no guild.
+struct Setup {
+    a: Server,
+    b: Server,
+    c: Server,
+    owner: User,
+    bob: User,
+    general: String,
+}
+
+async fn setup() -> Setup {
+    let a = federating().await;
+    let b = federating().await;
+    let c = federating().await;
+    let owner = a.register("owner").await;
+    let guild = owner.create_guild("g").await;
+    let bob = b.register("bob").await;
+    join_remote(&bob, &a, &owner.invite(&guild.general).await).await;
+    Setup { a, b, c, owner, bob, general: guild.general }
+}
+
+/// Sends a message with `attachments` as `user`; waits until `reader` sees it.
+async fn attach(user: &User, reader: &User, channel: &str, attachments: &[&str]) {
+    let path = format!("/channels/{channel}/messages");
+    let (status, sent) =
+        user.post(&path, json!({"content": "see attached", "attachments": attachments})).await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let seen = eventually(
+        Duration::from_secs(20),
+        || reader.history(channel),
+        |history| history.iter().any(|m| m["id"] == sent["id"]),
+    )
+    .await;
+    let message = seen.iter().find(|m| m["id"] == sent["id"]).expect("the message arrived");
+    assert_eq!(message["attachments"], json!(attachments));
+}
+
+#[tokio::test]
+async fn attachments_are_fetched_from_their_origin_checked_and_kept() {
+    let Setup { a, b, owner, bob, general, .. } = setup().await;
+
+    // A picture from A's user, seen on B.
+    let photo = uploaded(&owner, &phone_photo(), None).await;
+    attach(&owner, &bob, &general, &[&photo]).await;
+    assert!(files_in(&b.dir().join("media")).is_empty(), "fetched only when asked for");
+    let (status, headers, bytes) = fetch(&bob, &format!("/media/{photo}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(media_id(&bytes), photo, "B serves exactly the bytes the id names");
+    assert_eq!(headers["content-type"], "image/jpeg");
+    // B keeps the copy, and made a thumbnail of its own.
+    let kept = files_in(&b.dir().join("media"));
+    assert!(kept.iter().any(|f| std::fs::read(f).unwrap() == bytes), "B keeps a copy");
+    let (status, _, thumbnail) = fetch(&bob, &format!("/media/{photo}/thumbnail"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(image::load_from_memory(&thumbnail).unwrap().width(), 256);
+    let (status, _, part) = fetch(&bob, &format!("/media/{photo}"), Some("bytes=0-1")).await;
+    assert_eq!((status, part.as_slice()), (StatusCode::PARTIAL_CONTENT, &[0xFF, 0xD8][..]));
+
+    // A file from B's user, seen on A (the host fetches from the origin).
+    let notes = uploaded(&bob, b"bob's notes from B", None).await;
+    attach(&bob, &owner, &general, &[&notes]).await;
+    let (status, _, bytes) = fetch(&owner, &format!("/media/{notes}"), None).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, &b"bob's notes from B"[..]));
+    drop(a);
+}
+
+#[tokio::test]
+async fn only_member_servers_are_served_and_unknown_ids_are_not_found() {
+    let Setup { a, b, c, owner, bob, general } = setup().await;
+    let notes = uploaded(&owner, b"for members only", None).await;
+    let unattached = uploaded(&owner, b"uploaded, not shared", None).await;
+    attach(&owner, &bob, &general, &[&notes]).await;
+    let path = |id: &str| format!("/_guildhall/v1/media/{id}");
+
+    let member = super::security::Peer::of(&b);
+    let response =
+        member.send_raw("GET", &member.signed(&a, "GET", &path(&notes), None), &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-disposition"], "attachment");
+    assert_eq!(headers["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"for members only");
+    let ranged = member
+        .send_raw("GET", &member.signed(&a, "GET", &path(&notes), None), &[("range", "bytes=4-10")])
+        .await;
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.bytes().await.unwrap().as_ref(), b"members");
+
+    // Held but referred to by no guild B is in; never held; not an id.
+    let not_shared = member.send("GET", &member.signed(&a, "GET", &path(&unattached), None)).await;
+    assert_error(&not_shared, StatusCode::NOT_FOUND, "not_found");
+    let unknown = media_id(b"nobody has this");
+    let never = member.send("GET", &member.signed(&a, "GET", &path(&unknown), None)).await;
+    assert_error(&never, StatusCode::NOT_FOUND, "not_found");
+    let malformed = member.send("GET", &member.signed(&a, "GET", &path("abc"), None)).await;
+    assert_error(&malformed, StatusCode::BAD_REQUEST, "bad_request");
+
+    // C shares no guild with A: the same request is refused as if A held nothing.
+    let outsider = super::security::Peer::of(&c);
+    let refused = outsider.send("GET", &outsider.signed(&a, "GET", &path(&notes), None)).await;
+    assert_error(&refused, StatusCode::NOT_FOUND, "not_found");
+    // Unsigned: refused.
+    let anonymous = reqwest::Client::new().get(format!("{}{}", a.base_url(), path(&notes)));
+    assert_eq!(crate::harness::call(anonymous).await.0, StatusCode::UNAUTHORIZED);
+
+    // B's users can only make B fetch what their guilds refer to.
+    let carol = b.register("carol").await;
+    let not_for_carol = carol.get(&format!("/media/{notes}")).await;
+    assert_error(&not_for_carol, StatusCode::NOT_FOUND, "unknown_media");
+}
+
+#[tokio::test]
+async fn bytes_that_do_not_hash_to_the_id_are_refused_and_not_kept() {
+    let Setup { a, b, owner, bob, general, .. } = setup().await;
+    let original = b"the real attachment".to_vec();
+    let notes = uploaded(&owner, &original, None).await;
+    attach(&owner, &bob, &general, &[&notes]).await;
+
+    // A's copy is corrupted on disk: A now serves bytes that are not the id.
+    let stored = files_in(&a.dir().join("media"));
+    assert_eq!(stored.len(), 1);
+    std::fs::write(&stored[0], b"the fake attachment").unwrap();
+    let refused = bob.get(&format!("/media/{notes}")).await;
+    assert_error(&refused, StatusCode::BAD_GATEWAY, "media_unavailable");
+    assert!(files_in(&b.dir().join("media")).is_empty(), "B kept nothing");
+
+    // Repaired: the next request fetches and keeps the real bytes.
+    std::fs::write(&stored[0], &original).unwrap();
+    let (status, _, bytes) = fetch(&bob, &format!("/media/{notes}"), None).await;
+    assert_eq!((status, bytes), (StatusCode::OK, original));
+}
