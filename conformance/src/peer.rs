@@ -270,6 +270,33 @@ impl Peer {
         answer(request.body(prepared.body.clone()).send().await).await
     }
 
+    /// Signs and sends a `GET` (with an optional `Range`), answering the status, headers and
+    /// raw bytes (a transport failure is status 0).
+    pub async fn get_bytes(
+        &self,
+        target: &Target,
+        path: &str,
+        range: Option<&str>,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let prepared = self.prepare(target, "GET", path, None, None);
+        let mut request =
+            self.http.get(format!("{}{}", target.base, prepared.path)).header("host", &target.name);
+        for (name, value) in &prepared.headers {
+            request = request.header(name, value);
+        }
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                (status, headers, response.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+            }
+            Err(_) => (0, reqwest::header::HeaderMap::new(), Vec::new()),
+        }
+    }
+
     /// Signs and sends a request.
     pub async fn request(
         &self,

@@ -8,6 +8,7 @@ mod identity;
 mod joins;
 mod keys;
 mod log;
+mod media;
 mod replica;
 mod request_auth;
 mod submit;
@@ -161,6 +162,9 @@ pub fn all() -> Vec<Case> {
         case!(Core, voice::text_channel_is_refused),
         case!(Core, voice::user_of_another_server_is_refused),
         case!(Core, voice::unknown_guild_is_refused),
+        case!(Core, media::attachment_is_served_to_a_member_server),
+        case!(Core, media::non_member_server_is_refused),
+        case!(Core, media::unknown_media_is_not_found),
         // Notifications only make clients look again sooner (17.4): optional for interworking.
         case!(Full, e2e::device_list_change_is_notified_to_a_querying_server),
         // Last: by now the target has fetched the peer's keys, and a notary answers from cache.

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use guildhall_spec::base64url;
 use guildhall_spec::event::{self, ChainPosition, JsonObject};
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use crate::context::Fixture;
 use crate::{CaseResult, Context, ensure};
@@ -316,19 +318,25 @@ pub(super) async fn message_limits_are_enforced(ctx: Arc<Context>) -> CaseResult
     };
     let server = ctx.peer.name().to_string();
     let mentions: Vec<String> = (0..101).map(|i| format!("@u{i}:{server}")).collect();
-    let attachments: Vec<String> = (0..11).map(|i| format!("media{i}")).collect();
+    // Media ids are base64url SHA-256 digests (19.1); these need not exist anywhere.
+    let media = |i: u32| base64url::encode(Sha256::digest(format!("media {i}")));
+    let attachments: Vec<String> = (0..11).map(media).collect();
     let member = &fixture.member;
     let too_many_mentions = message(json!({"mentions": mentions}));
     refused(&ctx, &fixture, member, "message.create", too_many_mentions, "invalid_event").await?;
     let too_many_attachments = message(json!({"attachments": attachments}));
     refused(&ctx, &fixture, member, "message.create", too_many_attachments, "invalid_event")
         .await?;
+    let not_media = message(json!({"attachments": ["media0"]}));
+    refused(&ctx, &fixture, member, "message.create", not_media, "invalid_event").await?;
+    let twice = message(json!({"attachments": [media(0), media(0)]}));
+    refused(&ctx, &fixture, member, "message.create", twice, "invalid_event").await?;
     // Attachments need ATTACH_FILES (1 << 15), which @everyone loses here.
     let everyone = json!({"role_id": "everyone", "permissions": (1024 + 2048 + 65536).to_string()});
     let (status, body) =
         ctx.target.act(&fixture.owner, &fixture.guild, "role.update", everyone).await;
     ensure!(status == 200, "role.update answered {status} {body}");
-    let one_attachment = message(json!({"attachments": ["media0"]}));
+    let one_attachment = message(json!({"attachments": [media(0)]}));
     refused(&ctx, &fixture, member, "message.create", one_attachment, "missing_permission").await
 }
 

@@ -11,7 +11,7 @@ use guildhall_spec::content::{
     EventContent, GuildKind, InviteCreate, MemberJoin, MessageCreate, MessageEdit, MessageRef,
     Reaction,
 };
-use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, UserId};
+use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, MediaId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -154,6 +154,8 @@ pub(super) struct SendBody {
     channel_id: ChannelId,
     body: String,
     reply_to: Option<EventId>,
+    #[serde(default)]
+    attachments: Vec<MediaId>,
 }
 
 /// `POST /guilds/{guild_id}/messages`.
@@ -169,9 +171,35 @@ pub(super) async fn send(
         body: body.body,
         reply_to: body.reply_to,
         mentions: None,
-        attachments: None,
+        attachments: (!body.attachments.is_empty())
+            .then(|| body.attachments.iter().map(ToString::to_string).collect()),
     });
     done(state.guilds.submit(&guild_id, &body.user_id, content, None).await)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct UploadBody {
+    bytes: String,
+}
+
+/// The largest upload through test control.
+const MAX_TEST_UPLOAD: usize = 64 << 10;
+
+/// `POST /users/{user_id}/media`: stores bytes as the user's upload.
+pub(super) async fn upload_media(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    Json(body): Json<UploadBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let user_id: UserId = parse_id("user id", &user_id)?;
+    local_user(&state, &user_id).await?;
+    let bytes = guildhall_spec::base64url::decode(&body.bytes)
+        .map_err(|_| ApiError::bad_request("bytes must be base64url"))?;
+    if bytes.len() > MAX_TEST_UPLOAD {
+        return Err(ApiError::bad_request("at most 64 KiB through test control"));
+    }
+    let row = state.media.upload(&state.store, &user_id, bytes.into(), None).await?;
+    Ok((StatusCode::OK, Json(json!({"media_id": row.media_id}))))
 }
 
 #[derive(Debug, Deserialize)]
