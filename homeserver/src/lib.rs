@@ -231,6 +231,7 @@ pub async fn serve(
     tokio::spawn(identity::Directory::run(state.clone()));
     tokio::spawn(Arc::clone(&state.federation.trust).run());
     tokio::spawn(media::Media::run_collector(state.clone()));
+    tokio::spawn(media::Media::run_host_keeper(state.clone()));
     let app = api::router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)

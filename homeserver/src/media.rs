@@ -21,6 +21,7 @@ use guildhall_media_relay::media::scan::{Clamd, Verdict};
 use guildhall_media_relay::media::{
     self as relay, ImageKind, MediaStore, Prepared, Refused, S3Settings, sniff,
 };
+use guildhall_spec::content::EventContent;
 use guildhall_spec::{MediaId, ServerName, UserId};
 use tokio::sync::{RwLock, Semaphore};
 
@@ -52,6 +53,8 @@ pub struct Media {
     config: MediaConfig,
     uploads: Semaphore,
     fetches: Semaphore,
+    /// Background fetches by the host (beyond these, it leaves the fetch to a client's request).
+    keepers: Arc<Semaphore>,
     /// One fetch of a media id at a time; the others wait for it and find the copy.
     fetching: Mutex<HashMap<MediaId, Arc<tokio::sync::Mutex<()>>>>,
     /// Writers (uploads, fetched copies) hold it shared while they record and store; the
@@ -115,6 +118,7 @@ impl Media {
             store,
             uploads: Semaphore::new(config.max_concurrent_uploads),
             fetches: Semaphore::new(config.max_concurrent_fetches),
+            keepers: Arc::new(Semaphore::new(config.max_concurrent_fetches)),
             fetching: Mutex::default(),
             gate: RwLock::new(()),
             scanner,
@@ -277,6 +281,17 @@ impl Media {
         if sources.is_empty() {
             return Ok(None);
         }
+        self.fetch(state, media_id, &sources).await.map(Some)
+    }
+
+    /// A media id fetched from the first of `sources` that sends bytes hashing to it, kept, and
+    /// answered; `502 media_unavailable` when none does.
+    async fn fetch(
+        &self,
+        state: &AppState,
+        media_id: &MediaId,
+        sources: &[ServerName],
+    ) -> ApiResult<MediaRow> {
         // One fetch per id: whoever comes second finds the copy the first one kept.
         let lock = {
             let mut fetching = self.fetching.lock().map_err(|_| ApiError::internal("poisoned"))?;
@@ -285,12 +300,12 @@ impl Media {
         let _one_fetch = lock.lock().await;
         let fetched = async {
             if let Some(row) = state.store.media(media_id).await? {
-                return Ok(Some(row));
+                return Ok(row);
             }
             let _permit = self.fetches.acquire().await.map_err(ApiError::internal)?;
-            for server in &sources {
+            for server in sources {
                 match self.fetch_from(state, server, media_id).await {
-                    Ok(bytes) => return self.keep_copy(&state.store, media_id, bytes).await.map(Some),
+                    Ok(bytes) => return self.keep_copy(&state.store, media_id, bytes).await,
                     Err(error) => {
                         tracing::info!(%server, %media_id, %error, "media not fetched from this server");
                     }
@@ -368,6 +383,45 @@ impl Media {
                 .map(|t| (relay::media_id(&t), Bytes::from(t))),
         };
         self.keep(store, prepared, None).await
+    }
+
+    /// The host keeps the media of events it sequences for other servers' users (spec 19.2), so
+    /// that history survives the origin's outage: fetched from the origin as each event is
+    /// sequenced, as far as spare fetch capacity allows (a client's request fetches the rest).
+    pub async fn run_host_keeper(state: AppState) {
+        let mut events = state.bus.subscribe();
+        loop {
+            let message = match events.recv().await {
+                Ok(crate::bus::BusMessage::GuildEvent(message)) => message,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let origin = message.sender.server_name();
+            if origin == state.server_name || !state.guilds.hosts(&message.guild_id) {
+                continue;
+            }
+            let referenced: Vec<MediaId> = match &message.content {
+                EventContent::MessageCreate(create) => {
+                    create.attachments.iter().flatten().filter_map(|a| a.parse().ok()).collect()
+                }
+                EventContent::GuildUpdate(update) => {
+                    update.icon.iter().filter_map(|icon| icon.parse().ok()).collect()
+                }
+                _ => continue,
+            };
+            for media_id in referenced {
+                let Ok(permit) = Arc::clone(&state.media.keepers).try_acquire_owned() else {
+                    break;
+                };
+                let (state, origin) = (state.clone(), origin.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(error) = state.media.fetch(&state, &media_id, &[origin]).await {
+                        tracing::info!(%media_id, ?error, "the host could not keep a copy yet");
+                    }
+                });
+            }
+        }
     }
 
     /// Deletes media nothing has referred to for the grace period: rows first, then bytes.

@@ -7,6 +7,7 @@
 mod canonical_json;
 mod events;
 mod http_signatures;
+mod media;
 mod permissions;
 mod strategies;
 

@@ -20,6 +20,8 @@ Writes, next to this tools/ folder (i.e. into spec/vectors/):
   e2e.json              end-to-end encryption (spec 17.2): signed one-time and fallback key
                         objects with the device key that signs them, each labelled valid or
                         with why a receiver refuses it; device lists with their hashes
+  media.json            media ids (spec 19.1): bytes and the id naming them; strings labelled
+                        a media id or not, with why
 
 Everything is deterministic: keys are derived from fixed seeds, Ed25519 signatures are
 deterministic, timestamps and nonces are fixed.  After generating, every case is re-checked
@@ -3027,6 +3029,61 @@ def check_e2e(doc: dict) -> None:
     assert order == ["A", "AB", "A_"], order
 
 
+# ---------------------------------------------------------------------------------------------
+# media.json: media ids (spec 19.1)
+# ---------------------------------------------------------------------------------------------
+
+def is_media_id(text: str) -> bool:
+    """43 characters of the base64url alphabet, canonical (decoding and re-encoding gives the same
+    text), naming 32 bytes."""
+    alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    if len(text) != 43 or not set(text) <= alphabet:
+        return False
+    raw = base64.urlsafe_b64decode(text + "=")
+    return len(raw) == 32 and b64url(raw) == text
+
+
+def build_media() -> dict:
+    contents = [
+        ("empty", b""),
+        ("abc", b"abc"),
+        ("text", "meeting notes: bring snacks\n".encode("utf-8")),
+        ("png_signature", b"\x89PNG\r\n\x1a\n"),
+        ("every_byte", bytes(range(256))),
+    ]
+    ids = [{"name": name, "bytes": b64url(data), "media_id": b64url(sha256(data))}
+           for name, data in contents]
+    good = b64url(sha256(b"abc"))
+    # The last character of 43 carries 2 bits past the 256: a non-zero one is not canonical.
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(good[-1])
+    non_canonical = good[:-1] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last | 1]
+    strings = [
+        ("valid", good, None),
+        ("padded", good + "=", "length"),
+        # 32 bytes of 0xfb: the standard alphabet writes them with '+' and '/'.
+        ("standard_alphabet", b64std(bytes([0xfb] * 32)).rstrip("="), "alphabet"),
+        ("too_short", good[:42], "length"),
+        ("too_long", b64url(sha256(b"abc") + b"\0"), "length"),
+        ("non_canonical_trailing_bits", non_canonical, "not_canonical"),
+        ("event_id_sigil", "$" + good[1:], "alphabet"),
+        ("empty", "", "length"),
+    ]
+    parse = []
+    for name, text, reason in strings:
+        parse.append({"name": name, "text": text, "valid": reason is None,
+                      **({"reason": reason} if reason else {})})
+    return {"ids": {"cases": ids}, "parse": {"cases": parse}}
+
+
+def check_media(doc: dict) -> None:
+    for case in doc["ids"]["cases"]:
+        data = b64url_decode(case["bytes"])
+        assert b64url(sha256(data)) == case["media_id"], case["name"]
+        assert is_media_id(case["media_id"]), case["name"]
+    for case in doc["parse"]["cases"]:
+        assert is_media_id(case["text"]) == case["valid"], case["name"]
+
+
 def render(doc) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -3040,6 +3097,7 @@ def generate() -> dict[str, bytes]:
     identity = build_identity()
     trust = build_trust()
     e2e = build_e2e()
+    media = build_media()
     docs = {
         "identity.json": identity,
         "canonical_json.json": canonical,
@@ -3048,6 +3106,7 @@ def generate() -> dict[str, bytes]:
         "permissions.json": perms,
         "trust.json": trust,
         "e2e.json": e2e,
+        "media.json": media,
         # Written by a stock RFC 9421 library, not by this file; checked by this file's verifier.
         stock_rfc9421.FILE.name: stock_rfc9421.build(),
     }
@@ -3062,6 +3121,7 @@ def generate() -> dict[str, bytes]:
     check_identity(back["identity.json"])
     check_trust(back["trust.json"])
     check_e2e(back["e2e.json"])
+    check_media(back["media.json"])
     return rendered
 
 
@@ -3078,6 +3138,8 @@ def summary(rendered: dict[str, bytes]) -> str:
         elif name == "e2e.json":
             lines.append(f"{name}: {len(doc['key_objects']['cases'])} key_objects, "
                          f"{len(doc['device_lists']['cases'])} device_lists")
+        elif name == "media.json":
+            lines.append(f"{name}: {len(doc['ids']['cases'])} ids, {len(doc['parse']['cases'])} parse cases")
         elif name == "permissions.json":
             lines.append(f"{name}: {len(doc['cases'])} cases, {len(doc['hierarchy'])} hierarchy cases")
         else:

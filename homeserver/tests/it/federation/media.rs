@@ -64,12 +64,23 @@ async fn attachments_are_fetched_from_their_origin_checked_and_kept() {
     let (status, _, part) = fetch(&bob, &format!("/media/{photo}"), Some("bytes=0-1")).await;
     assert_eq!((status, part.as_slice()), (StatusCode::PARTIAL_CONTENT, &[0xFF, 0xD8][..]));
 
-    // A file from B's user, seen on A (the host fetches from the origin).
+    // A file from B's user: the host keeps a copy as it sequences the message, so the file
+    // outlives its origin.
     let notes = uploaded(&bob, b"bob's notes from B", None).await;
     attach(&bob, &owner, &general, &[&notes]).await;
+    let a_media = a.dir().join("media");
+    eventually(
+        Duration::from_secs(20),
+        || async {
+            files_in(&a_media).iter().any(|f| std::fs::read(f).unwrap() == b"bob's notes from B")
+        },
+        |kept| *kept,
+    )
+    .await;
+    let mut b = b;
+    b.stop();
     let (status, _, bytes) = fetch(&owner, &format!("/media/{notes}"), None).await;
     assert_eq!((status, bytes.as_slice()), (StatusCode::OK, &b"bob's notes from B"[..]));
-    drop(a);
 }
 
 #[tokio::test]
