@@ -220,7 +220,8 @@ impl Media {
     }
 
     /// Whether another server may be served a media id (spec 19.3): it is a member server of a
-    /// guild whose events refer to it, or shares a guild with the local user whose avatar it is.
+    /// guild whose events refer to it, or shares a guild with the local user who uploaded it or
+    /// whose avatar it is.
     pub async fn may_serve(
         &self,
         state: &AppState,
@@ -237,7 +238,12 @@ impl Media {
                 return Ok(true);
             }
         }
-        for user in state.store.media_avatar_of(media_id).await? {
+        // The uploader's guilds cover the moment between a message's sequencing and the
+        // reference reaching this server's copy of the log.
+        let mut people = state.store.media_avatar_of(media_id).await?;
+        let uploader = state.store.media(media_id).await?.and_then(|row| row.uploader);
+        people.extend(uploader.filter(|uploader| !people.contains(uploader)));
+        for user in people {
             for guild_id in state.store.guilds_of(&user).await? {
                 if let Ok(guild) = state.guilds.state(&guild_id).await
                     && has_member(&guild)
@@ -416,8 +422,15 @@ impl Media {
                 let (state, origin) = (state.clone(), origin.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Err(error) = state.media.fetch(&state, &media_id, &[origin]).await {
-                        tracing::info!(%media_id, ?error, "the host could not keep a copy yet");
+                    // The origin may not have applied the sequenced event yet: a few tries.
+                    for wait in [0, 1, 4, 16] {
+                        tokio::time::sleep(Duration::from_secs(wait)).await;
+                        match state.media.fetch(&state, &media_id, &[origin.clone()]).await {
+                            Ok(_) => return,
+                            Err(error) => {
+                                tracing::debug!(%media_id, ?error, "the host could not keep a copy yet");
+                            }
+                        }
                     }
                 });
             }
