@@ -53,6 +53,8 @@ pub struct MediaConfig {
     pub max_concurrent_fetches: usize,
     /// The longest an upload's body may take to arrive, in seconds.
     pub upload_timeout_secs: u64,
+    /// Uploads one user may make per minute (also the burst); two at most at once.
+    pub uploads_per_minute: u32,
     /// The side of the square thumbnails fit in, in pixels.
     pub thumbnail_side: u32,
     /// Media nothing refers to is deleted after this many seconds unreferenced.
@@ -78,6 +80,7 @@ impl Default for MediaConfig {
             max_concurrent_uploads: 4,
             max_concurrent_fetches: 4,
             upload_timeout_secs: 300,
+            uploads_per_minute: 30,
             thumbnail_side: 256,
             gc_grace_secs: 86_400,
             gc_interval_secs: 3_600,

@@ -22,15 +22,28 @@ CREATE INDEX media_unreferenced ON media (unreferenced_since);
 -- thumbnail (guild_id = '', owner = the picture's media id). Rows may name media this server
 -- does not hold yet (an attachment of a message from another server, fetched when asked for).
 -- `source` is the server that put the reference in a guild (the event's origin), asked first
--- when the bytes are fetched.
+-- when the bytes are fetched. A reference from another server is `verified` once this server got
+-- the bytes from that server: only then does it let other servers fetch them here (a reference
+-- alone proves nothing: anyone can name a hash).
 CREATE TABLE media_refs (
     media_id TEXT NOT NULL,
     kind     TEXT NOT NULL,
     guild_id TEXT NOT NULL,
     owner    TEXT NOT NULL,
     source   TEXT,
+    verified INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (media_id, kind, guild_id, owner)
 );
 CREATE INDEX media_refs_owner ON media_refs (guild_id, owner);
+
+-- Which local users uploaded a media id (equal uploads are one media): they may read it back and
+-- use it. Not a reference: an upload nobody uses is collected after the grace period.
+CREATE TABLE media_uploads (
+    media_id    TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    uploaded_ts INTEGER NOT NULL,
+    PRIMARY KEY (media_id, user_id)
+);
+CREATE INDEX media_uploads_user ON media_uploads (user_id, uploaded_ts);
 
 ALTER TABLE messages ADD COLUMN attachments TEXT;

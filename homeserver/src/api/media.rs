@@ -41,7 +41,7 @@ pub(super) async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let _permit = state.media.upload_permit()?;
+    let _slot = state.media.upload_slot(&auth.user_id)?;
     let length = header_str(&headers, header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
     let declared = header_str(&headers, header::CONTENT_TYPE).map(str::to_owned);
     let timeout = Duration::from_secs(state.config.media.upload_timeout_secs);
@@ -50,18 +50,18 @@ pub(super) async fn upload(
     Ok((StatusCode::CREATED, Json(view(&row))))
 }
 
-/// The row of a media id for a client: held here, or fetched from the servers of the user's
-/// guilds whose events refer to it.
+/// The row of a media id for a client: held here and theirs to see (19.5), or fetched from the
+/// servers of the user's guilds whose events refer to it. Not held and not theirs look the same.
 async fn for_client(state: &AppState, auth: &AuthUser, media_id: &str) -> ApiResult<MediaRow> {
     let media_id: MediaId = parse_id("media id", media_id)?;
+    let unknown = || ApiError::not_found("unknown_media", "no such media");
     if let Some(row) = state.store.media(&media_id).await? {
-        return Ok(row);
+        return match state.media.may_see(state, &auth.user_id, &row).await? {
+            true => Ok(row),
+            false => Err(unknown()),
+        };
     }
-    state
-        .media
-        .fetch_for(state, &auth.user_id, &media_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_media", "no such media"))
+    state.media.fetch_for(state, &auth.user_id, &media_id).await?.ok_or_else(unknown)
 }
 
 /// `GET /api/v1/media/{media_id}`: the bytes (`Range` honoured).
@@ -112,10 +112,10 @@ pub(super) async fn federated(
     let media_id = MediaId::parse(&media_id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let not_found = || ApiError::not_found("not_found", "no such media");
-    let row = state.store.media(&media_id).await?.ok_or_else(not_found)?;
     // Not held and not served look the same: a guessed hash learns nothing.
     if !state.media.may_serve(&state, &request.origin, &media_id).await? {
         return Err(not_found());
     }
+    let row = state.store.media(&media_id).await?.ok_or_else(not_found)?;
     state.media.serve(&row, header_str(&headers, header::RANGE), Presentation::Federation).await
 }

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use guildhall_spec::content::{
     EventContent, MAX_MESSAGE_CHARS, MessageCreate, MessageEdit, MessageRef, Reaction,
 };
+use guildhall_spec::state::MAX_ATTACHMENTS;
 use guildhall_spec::{ChannelId, EventId, GuildId, MediaId, Permissions, TxnId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -135,18 +136,7 @@ pub(super) async fn send(
             .map_err(|_| ApiError::bad_request("nonce must be 1-64 of A-Z a-z 0-9 . _ ~ -"))
     });
     let txn_id = txn_id.transpose()?;
-    // Attachments are media this server holds; the collector keeps them until the message is
-    // in the log and refers to them.
-    let _kept = state.media.keep_alive().await;
-    for attachment in &body.attachments {
-        if state.store.media(attachment).await?.is_none() {
-            return Err(ApiError::not_found(
-                "unknown_media",
-                format!("{attachment} is not uploaded to this server"),
-            ));
-        }
-    }
-    let attachments = body.attachments.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let attachments = attachments(&state, &auth, &body, txn_id.as_ref()).await?;
     let mentions = extract_mentions(&body.content, &guild_state);
     let content = EventContent::MessageCreate(MessageCreate {
         channel_id,
@@ -162,6 +152,43 @@ pub(super) async fn send(
         .await?
         .ok_or_else(|| ApiError::internal("message vanished"))?;
     Ok((StatusCode::CREATED, Json(views::message(&row, &[], false))))
+}
+
+/// A message's attachments: at most 10, distinct, media this server holds, leased a fresh grace
+/// period so they stay until the message reaches the log. A retry of a sent message (its nonce
+/// known) is answered by the submit as the first time, whatever became of its media since.
+async fn attachments(
+    state: &AppState,
+    auth: &AuthUser,
+    body: &NewMessage,
+    txn_id: Option<&TxnId>,
+) -> ApiResult<Vec<String>> {
+    let ids = &body.attachments;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    if ids.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_attachments",
+            format!("a message has at most {MAX_ATTACHMENTS} attachments"),
+        ));
+    }
+    if ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "duplicate_attachment",
+            "an attachment is listed twice",
+        ));
+    }
+    let replay = match txn_id {
+        Some(txn_id) => state.store.txn_event(&auth.user_id, txn_id).await?.is_some(),
+        None => false,
+    };
+    if !replay {
+        state.media.lease(&state.store, ids).await?;
+    }
+    Ok(ids.iter().map(ToString::to_string).collect())
 }
 
 /// Mentions are written `<@user_id>`; only members of the guild count.

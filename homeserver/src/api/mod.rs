@@ -192,6 +192,7 @@ pub fn router(state: AppState) -> Router {
         .route("/users", post(test_control::create_user))
         .route("/users/{user_id}/guilds/{guild_id}/messages", get(test_control::user_messages))
         .route("/users/{user_id}/media", post(test_control::upload_media))
+        .route("/media/collect", post(test_control::collect_media))
         .route(
             "/users/{user_id}/identity",
             put(test_control::bind_identity).delete(test_control::revoke_identity),

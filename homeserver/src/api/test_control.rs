@@ -182,6 +182,22 @@ pub(super) struct UploadBody {
     bytes: String,
 }
 
+#[derive(Debug, Deserialize)]
+pub(super) struct CollectBody {
+    grace_secs: u64,
+}
+
+/// `POST /media/collect`: collects media unreferenced for `grace_secs` now, and answers how
+/// many went (tests decide when, instead of racing the collector's clock).
+pub(super) async fn collect_media(
+    State(state): State<AppState>,
+    Json(body): Json<CollectBody>,
+) -> ApiResult<Json<Value>> {
+    let grace = std::time::Duration::from_secs(body.grace_secs);
+    let collected = state.media.collect_garbage(&state.store, grace).await?;
+    Ok(Json(json!({"collected": collected})))
+}
+
 /// The largest upload through test control.
 const MAX_TEST_UPLOAD: usize = 64 << 10;
 

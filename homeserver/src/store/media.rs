@@ -54,6 +54,8 @@ pub struct GuildRef {
     pub guild_id: GuildId,
     /// The server whose user's event made the reference (asked first for the bytes).
     pub source: Option<ServerName>,
+    /// This server got the bytes from `source`.
+    pub verified: bool,
 }
 
 fn media_row(row: &sqlx::sqlite::SqliteRow) -> Option<MediaRow> {
@@ -75,8 +77,8 @@ fn media_row(row: &sqlx::sqlite::SqliteRow) -> Option<MediaRow> {
 }
 
 impl Store {
-    /// Records media about to be stored (or stored again). An unreferenced row starts its grace
-    /// period anew, so garbage collection never removes what is being uploaded right now.
+    /// Records stored media (or media stored again). An unreferenced row starts its grace period
+    /// anew. `uploader` is remembered as one of the users who uploaded it.
     pub async fn record_media(&self, media: &MediaRow) -> Result<(), sqlx::Error> {
         let now = to_i64(now_ms());
         let mut tx = self.write().await?;
@@ -101,6 +103,70 @@ impl Store {
             add_ref(&mut tx, thumbnail, RefKind::Thumbnail, None, media.media_id.as_str(), None)
                 .await?;
         }
+        if let Some(uploader) = &media.uploader {
+            sqlx::query(
+                "INSERT INTO media_uploads (media_id, user_id, uploaded_ts) VALUES (?, ?, ?)
+                 ON CONFLICT (media_id, user_id) DO UPDATE SET uploaded_ts = excluded.uploaded_ts",
+            )
+            .bind(media.media_id.as_str())
+            .bind(uploader.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Whether `user` uploaded `media_id`.
+    pub async fn uploaded_by(
+        &self,
+        media_id: &MediaId,
+        user: &UserId,
+    ) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM media_uploads WHERE media_id = ? AND user_id = ?")
+                .bind(media_id.as_str())
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// Gives media about to be referenced a fresh grace period (a message that names them may
+    /// take a while to reach the log); answers the ids this server does not hold.
+    pub async fn lease_media(&self, ids: &[MediaId]) -> Result<Vec<MediaId>, sqlx::Error> {
+        let now = to_i64(now_ms());
+        let mut tx = self.write().await?;
+        let mut missing = Vec::new();
+        for id in ids {
+            let leased = sqlx::query(
+                "UPDATE media SET unreferenced_since = MAX(unreferenced_since, ?) WHERE media_id = ?",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if leased.rows_affected() == 0 {
+                missing.push(id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(missing)
+    }
+
+    /// This server got `media_id`'s bytes from `source`: its references from `source` now let
+    /// other servers fetch them here.
+    pub async fn verify_media_refs(
+        &self,
+        media_id: &MediaId,
+        source: &ServerName,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE media_refs SET verified = 1 WHERE media_id = ? AND source = ?")
+            .bind(media_id.as_str())
+            .bind(source.as_str())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await
     }
 
@@ -113,10 +179,13 @@ impl Store {
         Ok(row.as_ref().and_then(media_row))
     }
 
-    /// The guilds whose events refer to a media id (attachments, icons).
+    /// The guilds whose events refer to a media id (attachments, icons), verified references
+    /// first, at most 1,000.
     pub async fn media_guild_refs(&self, media_id: &MediaId) -> Result<Vec<GuildRef>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT DISTINCT guild_id, source FROM media_refs WHERE media_id = ? AND guild_id != '' LIMIT 100",
+            "SELECT guild_id, source, MAX(verified) AS verified FROM media_refs
+             WHERE media_id = ? AND guild_id != ''
+             GROUP BY guild_id, source ORDER BY verified DESC LIMIT 1000",
         )
         .bind(media_id.as_str())
         .fetch_all(&self.pool)
@@ -126,9 +195,11 @@ impl Store {
             .filter_map(|row| {
                 let guild: String = row.get("guild_id");
                 let source: Option<String> = row.get("source");
+                let verified: i64 = row.get("verified");
                 Some(GuildRef {
                     guild_id: GuildId::parse(&guild).ok()?,
                     source: source.and_then(|s| ServerName::parse(&s).ok()),
+                    verified: verified != 0,
                 })
             })
             .collect())
@@ -191,6 +262,10 @@ impl Store {
         .await?;
         for id in &ids {
             sqlx::query("DELETE FROM media WHERE media_id = ?").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM media_uploads WHERE media_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             drop_refs(&mut tx, RefKind::Thumbnail, None, id).await?;
         }
         tx.commit().await?;

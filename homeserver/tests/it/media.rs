@@ -150,6 +150,9 @@ async fn uploads_are_stored_once_by_hash_and_served_whole_or_in_ranges() {
     assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(headers["content-range"], format!("bytes */{}", notes.len()).as_str());
 
+    // Someone who neither uploaded it nor shares a guild that refers to it cannot read it.
+    let carol = server.register("carol").await;
+    assert_error(&carol.get(&format!("/media/{id}")).await, StatusCode::NOT_FOUND, "unknown_media");
     let (status, info) = alice.get(&format!("/media/{id}/info")).await;
     assert_eq!((status, &info["size"]), (StatusCode::OK, &json!(notes.len())));
     let unknown = alice.get(&format!("/media/{}", media_id(b"never uploaded"))).await;
@@ -254,13 +257,16 @@ async fn attachments_need_attach_files_and_media_held_here() {
     let unknown = json!({"content": "x", "attachments": [media_id(b"not here")]});
     assert_error(&member.post(&path, unknown).await, StatusCode::NOT_FOUND, "unknown_media");
     let twice = json!({"content": "x", "attachments": [notes, notes]});
-    assert_eq!(member.post(&path, twice).await.0, StatusCode::BAD_REQUEST);
+    assert_error(&member.post(&path, twice).await, StatusCode::BAD_REQUEST, "duplicate_attachment");
     let eleven: Vec<String> = (0..11).map(|i| media_id(format!("file {i}").as_bytes())).collect();
     for i in 0..11 {
         uploaded(member, format!("file {i}").as_bytes(), None).await;
     }
     let too_many = member.post(&path, json!({"content": "x", "attachments": eleven})).await;
-    assert_eq!(too_many.0, StatusCode::BAD_REQUEST, "{}", too_many.1);
+    assert_error(&too_many, StatusCode::BAD_REQUEST, "too_many_attachments");
+    // Everyone in the guild may read the attachments; the owner did not upload them.
+    let (status, _, bytes) = fetch(owner, &format!("/media/{notes}"), None).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, &b"the notes"[..]));
 
     // Without ATTACH_FILES in the channel: words yes, files no.
     let attach_files = 1u64 << 15;
@@ -294,13 +300,26 @@ async fn avatars_and_icons_are_pictures_uploaded_first() {
     assert_eq!((status, &updated["icon"]), (StatusCode::OK, &json!(picture)), "{updated}");
 }
 
+/// Collects media unreferenced for `grace_secs` through test control, until a round collects
+/// nothing (a thumbnail loses its reference when its picture goes, and goes in the next round).
+async fn collect(server: &Server, grace_secs: u64) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/_guildhall/test/v1/media/collect", server.base_url());
+    loop {
+        // Each round cuts off at its own start: what a round unreferenced is older by the next.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let answer = call(client.post(&url).json(&json!({"grace_secs": grace_secs}))).await;
+        assert_eq!(answer.0, StatusCode::OK, "collect: {}", answer.1);
+        if answer.1["collected"] == 0 {
+            return;
+        }
+    }
+}
+
 #[tokio::test]
-async fn unreferenced_media_is_collected_after_the_grace_period() {
-    let server = Server::builder()
-        .env("GUILDHALL_MEDIA__GC_GRACE_SECS", "1")
-        .env("GUILDHALL_MEDIA__GC_INTERVAL_SECS", "1")
-        .start()
-        .await;
+async fn unreferenced_media_is_collected_and_referenced_media_kept() {
+    let server =
+        Server::builder().env("GUILDHALL_SERVER__DANGER_ENABLE_TEST_CONTROL", "true").start().await;
     let (guild, users) = community(&server, &["owner"]).await;
     let owner = &users[0];
     let media_dir = server.dir().join("media");
@@ -312,30 +331,62 @@ async fn unreferenced_media_is_collected_after_the_grace_period() {
     assert_eq!(status, StatusCode::CREATED, "{message}");
     let stray = uploaded(owner, b"uploaded, never attached", None).await;
 
-    // The stray upload goes once the grace period is over; attached media stays.
-    super::federation::eventually(
-        Duration::from_secs(30),
-        || async { owner.get(&format!("/media/{stray}")).await.0 },
-        |status| *status == StatusCode::NOT_FOUND,
-    )
-    .await;
+    // Within the grace period nothing goes; past it, the stray upload goes, attached media stays.
+    collect(&server, 3600).await;
+    assert_eq!(files_in(&media_dir).len(), 4);
+    collect(&server, 0).await;
+    assert_error(
+        &owner.get(&format!("/media/{stray}")).await,
+        StatusCode::NOT_FOUND,
+        "unknown_media",
+    );
     assert_eq!(files_in(&media_dir).len(), 3, "the two attachments and the thumbnail stay");
     assert_eq!(owner.get(&format!("/media/{kept}/info")).await.0, StatusCode::OK);
 
-    // Deleting the message unreferences its attachments: they go, then the thumbnail.
+    // Deleting the message unreferences its attachments: they go, and so does the thumbnail.
     let message_id = message["id"].as_str().unwrap();
     assert_eq!(owner.delete(&format!("{path}/{message_id}")).await.0, StatusCode::NO_CONTENT);
-    super::federation::eventually(
-        Duration::from_secs(30),
-        || async { files_in(&media_dir).len() },
-        |left| *left == 0,
-    )
-    .await;
+    collect(&server, 0).await;
+    assert_eq!(files_in(&media_dir), Vec::<std::path::PathBuf>::new());
     let gone = owner.get(&format!("/media/{kept}")).await;
     assert_error(&gone, StatusCode::NOT_FOUND, "unknown_media");
     // Uploading it again brings it back.
     assert_eq!(uploaded(owner, b"attached and kept", None).await, kept);
     assert_eq!(fetch(owner, &format!("/media/{kept}"), None).await.2, b"attached and kept");
+}
+
+#[tokio::test]
+async fn the_collector_runs_on_its_own() {
+    let server = Server::builder()
+        .env("GUILDHALL_MEDIA__GC_GRACE_SECS", "1")
+        .env("GUILDHALL_MEDIA__GC_INTERVAL_SECS", "1")
+        .start()
+        .await;
+    let owner = server.register("owner").await;
+    let stray = uploaded(&owner, b"uploaded, never attached", None).await;
+    let status = super::federation::eventually(
+        Duration::from_secs(30),
+        || async { owner.get(&format!("/media/{stray}")).await.0 },
+        |status| *status == StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the stray upload was never collected");
+    assert!(files_in(&server.dir().join("media")).is_empty());
+}
+
+#[tokio::test]
+async fn uploads_are_limited_per_user() {
+    let server = Server::builder().env("GUILDHALL_MEDIA__UPLOADS_PER_MINUTE", "2").start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    uploaded(&alice, b"one", None).await;
+    uploaded(&alice, b"two", None).await;
+    assert_error(
+        &upload(&alice, b"three", None).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    );
+    uploaded(&bob, b"bob's first", None).await;
 }
 
 /// A stand-in for ClamAV's daemon speaking its `zINSTREAM` protocol: it flags the EICAR test
@@ -459,8 +510,7 @@ async fn media_live_in_an_s3_bucket_when_configured() {
         .env("GUILDHALL_MEDIA__S3__ACCESS_KEY_ID", "testing")
         .env("GUILDHALL_MEDIA__S3__SECRET_ACCESS_KEY", "testing")
         .env("GUILDHALL_MEDIA__S3__DANGER_ALLOW_PLAIN_HTTP", "true")
-        .env("GUILDHALL_MEDIA__GC_GRACE_SECS", "1")
-        .env("GUILDHALL_MEDIA__GC_INTERVAL_SECS", "1")
+        .env("GUILDHALL_SERVER__DANGER_ENABLE_TEST_CONTROL", "true")
         .start()
         .await;
     let (guild, users) = community(&server, &["owner", "member"]).await;
@@ -488,11 +538,7 @@ async fn media_live_in_an_s3_bucket_when_configured() {
     let path = format!("/channels/{}/messages", guild.general);
     let (status, _) = owner.post(&path, json!({"content": "notes", "attachments": [notes]})).await;
     assert_eq!(status, StatusCode::CREATED);
-    let left = super::federation::eventually(
-        Duration::from_secs(30),
-        || moto.keys(),
-        |keys| keys.len() == 1,
-    )
-    .await;
+    collect(&server, 0).await;
+    let left = moto.keys().await;
     assert!(left.len() == 1 && left[0].ends_with(&notes), "{left:?}");
 }

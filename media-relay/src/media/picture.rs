@@ -9,6 +9,8 @@ use super::sniff::ImageKind;
 
 /// The widest or tallest picture decoded, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
+/// The most pixels a decoded picture may have (50 megapixels: a 200 MB RGBA buffer).
+pub const MAX_PIXELS: u64 = 50_000_000;
 /// The most memory a decoder may take for one picture.
 pub const MAX_DECODE_BYTES: u64 = 256 << 20;
 
@@ -43,6 +45,14 @@ pub fn inspect(kind: ImageKind, bytes: &[u8], thumbnail_side: u32) -> Result<Pic
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
+    // The header first: a picture that would decode past the limits is refused before any
+    // pixel buffer exists.
+    let mut header = ImageReader::with_format(Cursor::new(bytes), format);
+    header.limits(limits.clone());
+    let (width, height) = header.into_dimensions().map_err(fail)?;
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(Undecodable(format!("{width}×{height} is more than {MAX_PIXELS} pixels")));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits);
     let picture = reader.decode().map_err(fail)?;
@@ -84,6 +94,29 @@ mod tests {
         let thumbnail = image::load_from_memory(&big.thumbnail.unwrap()).unwrap();
         assert_eq!((thumbnail.width(), thumbnail.height()), (256, 128));
         assert_eq!(inspect(ImageKind::Png, &png(64, 64), 256).unwrap().thumbnail, None);
+    }
+
+    #[test]
+    fn pictures_past_the_pixel_limit_are_refused_from_their_header() {
+        // A small PNG whose header claims 10,000 × 10,000 pixels (its CRC fixed to match).
+        let mut header = png(10, 10);
+        header[16..20].copy_from_slice(&10_000u32.to_be_bytes());
+        header[20..24].copy_from_slice(&10_000u32.to_be_bytes());
+        let crc = crc32(&header[12..29]);
+        header[29..33].copy_from_slice(&crc.to_be_bytes());
+        let error = inspect(ImageKind::Png, &header, 256).unwrap_err();
+        assert!(error.to_string().contains("pixels"), "{error}");
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for byte in bytes {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
     }
 
     #[test]

@@ -165,6 +165,22 @@ impl MediaStore {
         }
     }
 
+    /// Deletes the objects of `ids` in bulk (one request per thousand on S3); deleting what is
+    /// not there succeeds.
+    pub async fn delete_all(&self, ids: &[MediaId]) -> Result<(), StorageError> {
+        let paths: Vec<object_store::Result<Path>> =
+            ids.iter().map(|id| Ok(Self::path(id))).collect();
+        let mut deleted = self.objects.delete_stream(futures_util::stream::iter(paths).boxed());
+        let mut first_error = None;
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => first_error = first_error.or(Some(StorageError::from(e))),
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Deletes `id`'s object; deleting what is not there succeeds.
     pub async fn delete(&self, id: &MediaId) -> Result<(), StorageError> {
         match self.objects.delete(&Self::path(id)).await {

@@ -13,18 +13,23 @@ struct Setup {
     c: Server,
     owner: User,
     bob: User,
+    guild: String,
     general: String,
 }
 
 async fn setup() -> Setup {
     let a = federating().await;
-    let b = federating().await;
+    // B's test control lets it make its user send what a hostile server would.
+    let b = federating_builder()
+        .env("GUILDHALL_SERVER__DANGER_ENABLE_TEST_CONTROL", "true")
+        .start()
+        .await;
     let c = federating().await;
     let owner = a.register("owner").await;
     let guild = owner.create_guild("g").await;
     let bob = b.register("bob").await;
     join_remote(&bob, &a, &owner.invite(&guild.general).await).await;
-    Setup { a, b, c, owner, bob, general: guild.general }
+    Setup { a, b, c, owner, bob, guild: guild.id, general: guild.general }
 }
 
 /// Sends a message with `attachments` as `user`; waits until `reader` sees it.
@@ -84,7 +89,7 @@ async fn attachments_are_fetched_from_their_origin_checked_and_kept() {
 
 #[tokio::test]
 async fn only_member_servers_are_served_and_unknown_ids_are_not_found() {
-    let Setup { a, b, c, owner, bob, general } = setup().await;
+    let Setup { a, b, c, owner, bob, guild, general } = setup().await;
     let notes = uploaded(&owner, b"for members only", None).await;
     let unattached = uploaded(&owner, b"uploaded, not attached", None).await;
     let loner = a.register("loner").await;
@@ -107,17 +112,27 @@ async fn only_member_servers_are_served_and_unknown_ids_are_not_found() {
     assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(ranged.bytes().await.unwrap().as_ref(), b"members");
 
-    // Uploaded by someone B shares a guild with: served (19.3). Held, but neither referred to
-    // by a guild B is in nor uploaded by anyone B shares a guild with; never held; not an id.
-    let request = member.signed(&a, "GET", &path(&unattached), None);
-    assert_eq!(member.send_raw("GET", &request, &[]).await.status(), StatusCode::OK);
-    let not_shared = member.send("GET", &member.signed(&a, "GET", &path(&private), None)).await;
-    assert_error(&not_shared, StatusCode::NOT_FOUND, "not_found");
+    // Held, but referred to by no guild B is in (even when uploaded by someone B shares a guild
+    // with); never held; not an id.
+    for id in [&unattached, &private] {
+        let refused = member.send("GET", &member.signed(&a, "GET", &path(id), None)).await;
+        assert_error(&refused, StatusCode::NOT_FOUND, "not_found");
+    }
     let unknown = media_id(b"nobody has this");
     let never = member.send("GET", &member.signed(&a, "GET", &path(&unknown), None)).await;
     assert_error(&never, StatusCode::NOT_FOUND, "not_found");
     let malformed = member.send("GET", &member.signed(&a, "GET", &path("abc"), None)).await;
     assert_error(&malformed, StatusCode::BAD_REQUEST, "bad_request");
+
+    // B names the loner's file in a message of the guild, as if its user had it: a reference
+    // alone proves nothing, so A still does not hand the file to B.
+    let claim = json!({"user_id": bob.id, "channel_id": general, "body": "mine, honest",
+                       "attachments": [private]});
+    let url = format!("{}/_guildhall/test/v1/guilds/{guild}/messages", b.base_url());
+    let (status, body) = crate::harness::call(reqwest::Client::new().post(url).json(&claim)).await;
+    assert_eq!(status, StatusCode::OK, "B's claim was sequenced: {body}");
+    let refused = member.send("GET", &member.signed(&a, "GET", &path(&private), None)).await;
+    assert_error(&refused, StatusCode::NOT_FOUND, "not_found");
 
     // C shares no guild with A: the same request is refused as if A held nothing.
     let outsider = super::security::Peer::of(&c);

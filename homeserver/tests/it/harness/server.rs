@@ -27,6 +27,7 @@ const GENEROUS_LIMITS: &[(&str, &str)] = &[
     ("GUILDHALL_RATE_LIMITS__TO_DEVICE_PER_MINUTE", "100000"),
     ("GUILDHALL_RATE_LIMITS__MESSAGES_PER_SECOND", "100000"),
     ("GUILDHALL_RATE_LIMITS__MESSAGES_BURST", "100000"),
+    ("GUILDHALL_MEDIA__UPLOADS_PER_MINUTE", "100000"),
 ];
 
 /// How long a server may take to answer `/health` after starting.
