@@ -3,7 +3,7 @@
 use guildhall_spec::content::{EventContent, GuildKind};
 use guildhall_spec::event::JsonObject;
 use guildhall_spec::state::GuildState;
-use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, ServerName, TxnId, UserId};
+use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, MediaId, ServerName, TxnId, UserId};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::projections::{message_target, messages_projection, write_membership};
@@ -126,6 +126,15 @@ impl Store {
                 .bind(code.as_str())
                 .bind(guild)
                 .execute(&mut *tx)
+                .await?;
+        }
+        // The icon as of the snapshot (the event that set it may be older than the history a
+        // joining server replays), fetched from the host, which keeps it.
+        let kind = super::media::RefKind::GuildIcon;
+        super::media::drop_refs(&mut tx, kind, Some(&state.guild_id), guild).await?;
+        if let Some(icon) = state.icon.as_deref().and_then(|icon| MediaId::parse(icon).ok()) {
+            let host = state.guild_id.host();
+            super::media::add_ref(&mut tx, &icon, kind, Some(&state.guild_id), guild, Some(&host))
                 .await?;
         }
         tx.commit().await

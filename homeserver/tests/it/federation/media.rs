@@ -168,3 +168,21 @@ async fn bytes_that_do_not_hash_to_the_id_are_refused_and_not_kept() {
     let (status, _, bytes) = fetch(&bob, &format!("/media/{notes}"), None).await;
     assert_eq!((status, bytes), (StatusCode::OK, original));
 }
+
+#[tokio::test]
+async fn a_guild_icon_set_before_a_server_joined_is_fetched_from_the_host_later() {
+    let a = federating().await;
+    let b = federating().await;
+    let owner = a.register("owner").await;
+    let guild = owner.create_guild("g").await;
+    let icon = uploaded(&owner, &crate::media::small_png(), None).await;
+    let (status, body) = owner.patch(&format!("/guilds/{}", guild.id), json!({"icon": icon})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Bob's server joins later (the icon comes with its join: the state, and the history).
+    let bob = b.register("bob").await;
+    join_remote(&bob, &a, &owner.invite(&guild.general).await).await;
+    let (status, seen) = bob.get(&format!("/guilds/{}", guild.id)).await;
+    assert_eq!((status, &seen["icon"]), (StatusCode::OK, &json!(icon)), "{seen}");
+    let (status, _, bytes) = fetch(&bob, &format!("/media/{icon}"), None).await;
+    assert_eq!((status, media_id(&bytes)), (StatusCode::OK, icon));
+}
