@@ -12,8 +12,8 @@ use sha2::Digest;
 
 use crate::harness::{Server, StatusCode, User, Value, assert_error, bits, call, community, json};
 
-/// A 600 × 400 JPEG with an EXIF block naming a place and a camera, and an appended second
-/// picture: what a phone upload carries.
+/// A 600 × 400 JPEG stored sideways (EXIF orientation 6: shown 400 × 600) with an EXIF block
+/// naming a place and a camera, and an appended second picture: what a phone upload carries.
 pub(crate) fn phone_photo() -> Vec<u8> {
     let picture = image::RgbImage::from_fn(600, 400, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
@@ -21,9 +21,17 @@ pub(crate) fn phone_photo() -> Vec<u8> {
     let mut jpeg = Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(picture).write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
     let jpeg = jpeg.into_inner();
-    let exif = b"Exif\0\0GPSLatitude 51.5007N GPSLongitude 0.1246W SerialNumber CAM-1234";
+    // Big-endian TIFF: Make (ASCII, at offset 38) and Orientation 6.
+    let make = b"GPSLatitude 51.5007N GPSLongitude 0.1246W SerialNumber CAM-1234\0";
+    let mut exif = b"Exif\0\0MM\0*\0\0\0\x08\0\x02".to_vec();
+    exif.extend_from_slice(&[0x01, 0x0F, 0, 2]);
+    exif.extend_from_slice(&u32::try_from(make.len()).unwrap().to_be_bytes());
+    exif.extend_from_slice(&38u32.to_be_bytes());
+    exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0]);
+    exif.extend_from_slice(&[0, 0, 0, 0]);
+    exif.extend_from_slice(make);
     let len = u16::try_from(exif.len() + 2).unwrap().to_be_bytes();
-    [&jpeg[..2], &[0xFF, 0xE1], &len, exif, &jpeg[2..], b"TRAILER-SECRET"].concat()
+    [&jpeg[..2], &[0xFF, 0xE1], &len, &exif, &jpeg[2..], b"TRAILER-SECRET"].concat()
 }
 
 /// A small PNG.
@@ -172,24 +180,33 @@ async fn pictures_lose_their_metadata_and_get_a_thumbnail() {
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     let id = answer["media_id"].as_str().unwrap();
     assert_ne!(id, media_id(&photo), "the stored picture is the stripped one");
-    assert_eq!((answer["width"].as_u64(), answer["height"].as_u64()), (Some(600), Some(400)));
+    // Sizes as shown: the picture is stored sideways.
+    assert_eq!((answer["width"].as_u64(), answer["height"].as_u64()), (Some(400), Some(600)));
     let (status, headers, stored) = fetch(&alice, &format!("/media/{id}"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(media_id(&stored), id, "served bytes hash to their id");
     assert_eq!(headers["content-type"], "image/jpeg");
     assert_eq!(headers["content-disposition"], "inline");
-    for secret in [&b"GPSLatitude"[..], b"SerialNumber", b"Exif\0\0", b"TRAILER-SECRET"] {
+    for secret in [&b"GPSLatitude"[..], b"SerialNumber", b"TRAILER-SECRET"] {
         assert!(!contains(&stored, secret), "{} survived", String::from_utf8_lossy(secret));
     }
     let picture = image::load_from_memory(&stored).expect("still a picture");
     assert_eq!((picture.width(), picture.height()), (600, 400));
+    // Only the orientation is left of the EXIF block.
+    use image::ImageDecoder as _;
+    let mut decoder = image::ImageReader::new(Cursor::new(&stored))
+        .with_guessed_format()
+        .unwrap()
+        .into_decoder()
+        .unwrap();
+    assert_eq!(decoder.orientation().unwrap(), image::metadata::Orientation::Rotate90);
 
     let thumbnail_id = answer["thumbnail_id"].as_str().expect("a thumbnail");
     let (status, _, thumbnail) = fetch(&alice, &format!("/media/{id}/thumbnail"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(media_id(&thumbnail), thumbnail_id);
     let thumbnail = image::load_from_memory(&thumbnail).expect("a picture");
-    assert_eq!((thumbnail.width(), thumbnail.height()), (256, 171));
+    assert_eq!((thumbnail.width(), thumbnail.height()), (171, 256), "upright");
 
     // A picture within the square is its own thumbnail; a text file has none.
     let small = uploaded(&alice, &small_png(), Some("image/png")).await;

@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 use super::sniff::ImageKind;
 
@@ -14,7 +14,7 @@ pub const MAX_PIXELS: u64 = 50_000_000;
 /// The most memory a decoder may take for one picture.
 pub const MAX_DECODE_BYTES: u64 = 256 << 20;
 
-/// What decoding a picture found.
+/// What decoding a picture found: its size and thumbnail as shown (after its EXIF orientation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Picture {
     /// Width in pixels.
@@ -55,7 +55,11 @@ pub fn inspect(kind: ImageKind, bytes: &[u8], thumbnail_side: u32) -> Result<Pic
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits);
-    let picture = reader.decode().map_err(fail)?;
+    let mut decoder = reader.into_decoder().map_err(fail)?;
+    // Shown as the EXIF orientation says (sizes and thumbnail alike).
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut picture = DynamicImage::from_decoder(decoder).map_err(fail)?;
+    picture.apply_orientation(orientation);
     let (width, height) = (picture.width(), picture.height());
     let thumbnail = if width.max(height) > thumbnail_side {
         Some(encode_thumbnail(&picture.thumbnail(thumbnail_side, thumbnail_side)).map_err(fail)?)

@@ -4,7 +4,9 @@
 //! and anything appended after the image's end (where a second, unstripped image can hide).
 //!
 //! Kept: what decoding needs and what changes how a picture looks (JFIF, ICC colour profiles,
-//! Adobe colour transforms, PNG gamma and physical size, animation loop counts).
+//! Adobe colour transforms, PNG gamma and physical size, animation loop counts) — and the one
+//! EXIF field that does: a picture's orientation, written back as an EXIF block holding nothing
+//! else (a phone photo stored sideways would otherwise show sideways).
 
 use super::sniff::ImageKind;
 
@@ -21,6 +23,37 @@ pub fn strip(kind: ImageKind, bytes: &[u8]) -> Result<Vec<u8>, Malformed> {
         ImageKind::Gif => gif(bytes),
         ImageKind::Webp => webp(bytes),
     }
+}
+
+/// The EXIF orientation (2 to 8) a TIFF block carries, if any other than "as stored".
+fn orientation(exif: &[u8]) -> Option<u8> {
+    let tiff = exif.strip_prefix(b"Exif\0\0").unwrap_or(exif);
+    let value = image::metadata::Orientation::from_exif_chunk(tiff)?.to_exif();
+    (value != 1).then_some(value)
+}
+
+/// A TIFF block (little-endian) whose only entry is the orientation `value`.
+fn orientation_tiff(value: u8) -> Vec<u8> {
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec(); // byte order, magic, first IFD at 8
+    tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry:
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation,
+    tiff.extend_from_slice(&3u16.to_le_bytes()); // a SHORT,
+    tiff.extend_from_slice(&1u32.to_le_bytes()); // one of them,
+    tiff.extend_from_slice(&[value, 0, 0, 0]); // the value (padded to 4 bytes);
+    tiff.extend_from_slice(&0u32.to_le_bytes()); // no further IFD
+    tiff
+}
+
+/// The CRC-32 of PNG chunks (ISO 3309).
+fn crc32(parts: &[&[u8]]) -> u32 {
+    let mut crc = !0u32;
+    for byte in parts.iter().flat_map(|part| part.iter()) {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }
 
 fn take<'a>(
@@ -75,6 +108,16 @@ fn jpeg(bytes: &[u8]) -> Result<Vec<u8>, Malformed> {
         }
         let segment = take(bytes, at, 2 + len, WHAT)?;
         let payload = &segment[4..];
+        if code == 0xE1
+            && payload.starts_with(b"Exif\0\0")
+            && let Some(value) = orientation(payload)
+        {
+            let exif = [&b"Exif\0\0"[..], &orientation_tiff(value)].concat();
+            let len = u16::try_from(exif.len() + 2).map_err(|_| Malformed(WHAT))?;
+            out.extend_from_slice(&[0xFF, 0xE1]);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&exif);
+        }
         let keep = match code {
             0xE0 => true,                                  // APP0: JFIF / JFXX
             0xE2 => payload.starts_with(b"ICC_PROFILE\0"), // APP2: colour profile (not MPF)
@@ -124,6 +167,15 @@ fn png(bytes: &[u8]) -> Result<Vec<u8>, Malformed> {
         let chunk = take(bytes, at, 12usize.checked_add(len).ok_or(Malformed(WHAT))?, WHAT)?;
         if !matches!(kind, b"tEXt" | b"zTXt" | b"iTXt" | b"eXIf" | b"tIME") {
             out.extend_from_slice(chunk);
+        } else if kind == b"eXIf"
+            && let Some(value) = orientation(&chunk[8..8 + len])
+        {
+            let tiff = orientation_tiff(value);
+            let len = u32::try_from(tiff.len()).map_err(|_| Malformed(WHAT))?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(b"eXIf");
+            out.extend_from_slice(&tiff);
+            out.extend_from_slice(&crc32(&[b"eXIf", &tiff]).to_be_bytes());
         }
         at += chunk.len();
         if kind == b"IEND" {
@@ -207,6 +259,7 @@ fn webp(bytes: &[u8]) -> Result<Vec<u8>, Malformed> {
     let mut out = Vec::with_capacity(bytes.len());
     out.extend_from_slice(header);
     let mut at = 12;
+    let (mut kept_orientation, mut vp8x_at) = (None, None);
     while at < end {
         let chunk_header = take(bytes, at, 8, WHAT)?;
         let len = usize::try_from(u32::from_le_bytes([
@@ -219,16 +272,33 @@ fn webp(bytes: &[u8]) -> Result<Vec<u8>, Malformed> {
         let padded = 8 + len + (len & 1);
         let chunk = take(bytes, at, padded, WHAT)?;
         match &chunk[..4] {
-            b"EXIF" | b"XMP " => {}
+            b"EXIF" => kept_orientation = orientation(&chunk[8..8 + len]),
+            b"XMP " => {}
             b"VP8X" => {
-                let mut chunk = chunk.to_vec();
-                let flags = chunk.get_mut(8).ok_or(Malformed(WHAT))?;
-                *flags &= !(0x08 | 0x04); // no EXIF, no XMP
-                out.extend_from_slice(&chunk);
+                vp8x_at = Some(out.len());
+                out.extend_from_slice(chunk);
             }
             _ => out.extend_from_slice(chunk),
         }
         at += padded;
+    }
+    if let Some(value) = kept_orientation {
+        // EXIF comes after the image data (the container's order).
+        let tiff = orientation_tiff(value);
+        let len = u32::try_from(tiff.len()).map_err(|_| Malformed(WHAT))?;
+        out.extend_from_slice(b"EXIF");
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&tiff);
+        if tiff.len() % 2 == 1 {
+            out.push(0);
+        }
+    }
+    if let Some(vp8x) = vp8x_at {
+        let flags = out.get_mut(vp8x + 8).ok_or(Malformed(WHAT))?;
+        *flags &= !0x04; // no XMP
+        if kept_orientation.is_none() {
+            *flags &= !0x08; // no EXIF
+        }
     }
     let riff_len = u32::try_from(out.len() - 8).map_err(|_| Malformed(WHAT))?;
     out[4..8].copy_from_slice(&riff_len.to_le_bytes());
@@ -277,6 +347,44 @@ mod tests {
         .concat();
         assert_eq!(stripped, expected);
         assert_eq!(jpeg(&stripped).unwrap(), stripped, "stripping is idempotent");
+    }
+
+    #[test]
+    fn the_orientation_survives_alone() {
+        // Big-endian EXIF: Make (0x010F) "Phone", Orientation (0x0112) 6, GPS IFD pointer.
+        let mut tiff = b"MM\0*\0\0\0\x08\0\x03".to_vec();
+        tiff.extend_from_slice(b"\x01\x0f\0\x02\0\0\0\x04Pho\0");
+        tiff.extend_from_slice(b"\x01\x12\0\x03\0\0\0\x01\0\x06\0\0");
+        tiff.extend_from_slice(b"\x88\x25\0\x04\0\0\0\x01\0\0\0\0");
+        tiff.extend_from_slice(b"\0\0\0\0");
+        assert_eq!(orientation(&tiff), Some(6));
+        let original = [
+            &[0xFF, 0xD8][..],
+            &segment(0xE1, &[&b"Exif\0\0"[..], &tiff].concat()),
+            &segment(0xDA, &[1, 1, 0, 0, 63, 0]),
+            &[0x12, 0x34],
+            &[0xFF, 0xD9],
+        ]
+        .concat();
+        let stripped = jpeg(&original).unwrap();
+        let kept = [&b"Exif\0\0"[..], &orientation_tiff(6)].concat();
+        let expected = [
+            &[0xFF, 0xD8][..],
+            &segment(0xE1, &kept),
+            &segment(0xDA, &[1, 1, 0, 0, 63, 0]),
+            &[0x12, 0x34],
+            &[0xFF, 0xD9],
+        ]
+        .concat();
+        assert_eq!(stripped, expected);
+        assert!(!contains(&stripped, b"Pho"), "the camera make is gone");
+        assert_eq!(orientation(&kept), Some(6), "and what is left still reads as 6");
+        // Upright pictures need no EXIF at all.
+        assert_eq!(orientation(&orientation_tiff(1)), None);
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
     }
 
     #[test]
