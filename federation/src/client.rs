@@ -54,6 +54,9 @@ pub struct FederationClient {
     policy: std::sync::Arc<crate::policy::TrustPolicy>,
 }
 
+/// The longest a request may take, answer included, unless a caller says otherwise.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The largest response body accepted from a peer.
 const MAX_RESPONSE_BYTES: usize = 32 << 20;
 
@@ -66,7 +69,7 @@ impl FederationClient {
     ) -> Self {
         let http = resolver
             .http_builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -107,6 +110,22 @@ impl FederationClient {
         body: Option<Vec<u8>>,
         cap: usize,
     ) -> Result<Response, FederationError> {
+        self.request_capped_within(method, server, path, query, body, cap, REQUEST_TIMEOUT).await
+    }
+
+    /// [`FederationClient::request_capped`] with its own time limit, for answers that may be
+    /// large (media).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn request_capped_within(
+        &self,
+        method: &str,
+        server: &ServerName,
+        path: &str,
+        query: Option<&str>,
+        body: Option<Vec<u8>>,
+        cap: usize,
+        timeout: Duration,
+    ) -> Result<Response, FederationError> {
         if !self.policy.permits(server) {
             return Err(FederationError::Denied(server.clone()));
         }
@@ -132,6 +151,7 @@ impl FederationClient {
         let mut request = self
             .http
             .request(method, url)
+            .timeout(timeout)
             .header("host", &destination.authority)
             .header("signature-input", signed.signature_input)
             .header("signature", signed.signature);

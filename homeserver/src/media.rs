@@ -473,11 +473,13 @@ impl Media {
         media_id: &MediaId,
     ) -> Result<Bytes, String> {
         let cap = usize::try_from(self.config.max_remote_bytes).unwrap_or(usize::MAX);
+        // 30 s, and one more for each MiB the answer may hold (a slow link still gets a file).
+        let timeout = Duration::from_secs(30 + (self.config.max_remote_bytes >> 20));
         let path = format!("/_guildhall/v1/media/{media_id}");
         let answer = state
             .federation
             .client
-            .request_capped("GET", server, &path, None, None, cap)
+            .request_capped_within("GET", server, &path, None, None, cap, timeout)
             .await
             .map_err(|e| e.to_string())?;
         if answer.status != 200 {

@@ -15,7 +15,9 @@ pub enum Ranged {
 
 /// Resolves a `Range` header value against a body of `size` bytes.
 pub fn resolve(header: Option<&str>, size: u64) -> Ranged {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+    let Some(spec) = header.map(str::trim).and_then(|h| {
+        h.get(..6).filter(|unit| unit.eq_ignore_ascii_case("bytes=")).map(|_| &h[6..])
+    }) else {
         return Ranged::Full;
     };
     if spec.contains(',') {
@@ -30,7 +32,8 @@ pub fn resolve(header: Option<&str>, size: u64) -> Ranged {
         (true, _, Some(suffix)) if suffix > 0 && size > 0 => {
             Ranged::Part(size.saturating_sub(suffix)..size)
         }
-        (true, _, _) => Ranged::Unsatisfiable,
+        (true, _, Some(_)) => Ranged::Unsatisfiable, // bytes=-0, or an empty body
+        (true, _, None) => Ranged::Full,             // malformed: ignored
         (false, Some(start), _) if start >= size => Ranged::Unsatisfiable,
         (false, Some(start), None) if last.is_empty() => Ranged::Part(start..size),
         (false, Some(start), Some(end)) if end >= start => {
@@ -58,5 +61,9 @@ mod tests {
         assert_eq!(resolve(Some("bytes=0-1,4-5"), 10), Ranged::Full);
         assert_eq!(resolve(Some("items=0-1"), 10), Ranged::Full);
         assert_eq!(resolve(Some("bytes=a-b"), 10), Ranged::Full);
+        assert_eq!(resolve(Some("bytes=-"), 10), Ranged::Full);
+        assert_eq!(resolve(Some("bytes=--1"), 10), Ranged::Full);
+        assert_eq!(resolve(Some("Bytes=0-1"), 10), Ranged::Part(0..2));
+        assert_eq!(resolve(Some("bytés=0-1"), 10), Ranged::Full);
     }
 }
