@@ -52,6 +52,9 @@ fn ci() -> Result<()> {
 /// the media tests; and LiveKit's Node
 /// SDK, which cross-checks voice tokens and signs webhook fixtures.
 fn setup() -> Result<()> {
+    // ClamAV's daemon, which the media tests scan uploads with (Debian's package; the tests give
+    // it a signature database of their own, since none can be downloaded here).
+    apt_install(&[("clamd", "clamav-daemon")])?;
     let requirements = [
         "spec/vectors/tools/requirements.txt",
         "interop/libolm/requirements.txt",
@@ -69,6 +72,29 @@ fn setup() -> Result<()> {
         &["ci", "--prefix", "interop/livekit", "--no-audit", "--no-fund", "--loglevel=error"],
     )?;
     Ok(())
+}
+
+/// Installs the Debian packages whose programs are not on `PATH` (`apt-get update` first).
+fn apt_install(needed: &[(&str, &str)]) -> Result<()> {
+    let on_path = |program: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+            || ["/usr/sbin", "/sbin"]
+                .iter()
+                .any(|dir| std::path::Path::new(dir).join(program).is_file())
+    };
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run("apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    run("apt-get", &args)
 }
 
 /// Runs a command from the workspace root, echoing it, failing on a non-zero exit.
