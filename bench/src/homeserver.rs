@@ -13,7 +13,7 @@ use crate::Results;
 use crate::client::{PASSWORD, PlainSender, latencies, micros_since};
 
 /// A server started in-process on a free port, with a guild everyone joins.
-struct Fixture {
+pub(crate) struct Fixture {
     client: Client,
     channel: ChannelId,
     invite: InviteCode,
@@ -29,7 +29,7 @@ impl Drop for TempDir {
 }
 
 /// The fixture and the guild's owner.
-async fn start(label: &str) -> Result<(Fixture, Session)> {
+pub(crate) async fn start(label: &str) -> Result<(Fixture, Session)> {
     let data = TempDir(
         std::env::temp_dir().join(format!("guildhall-bench-{label}-{}", std::process::id())),
     );

@@ -7,6 +7,7 @@
 mod client;
 mod federation;
 mod homeserver;
+mod media;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -43,6 +44,9 @@ async fn main() -> Result<()> {
     federation::cross_server_latency(&mut results).await?;
     println!("end-to-end encrypted DMs (two servers, the client library's Olm)");
     federation::encrypted_dm(&mut results).await?;
+    println!("media (one core; then uploads and downloads through a server on loopback)");
+    media::preparation(&mut results)?;
+    media::transfer(&mut results).await?;
     write(&results)?;
     Ok(())
 }
@@ -129,6 +133,7 @@ pub(crate) fn unlimited_config(
     limits.key_claims_per_minute = 1_000_000;
     limits.to_device_per_minute = 1_000_000;
     config.gateway.session_queue = 65_536;
+    config.media.uploads_per_minute = 1_000_000;
     config
 }
 
