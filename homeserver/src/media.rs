@@ -724,7 +724,7 @@ pub async fn read_upload(
         Ok(buffer.freeze())
     };
     tokio::time::timeout(timeout, read).await.map_err(|_| {
-        ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the upload took too long")
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the upload took too long")
     })?
 }
 
