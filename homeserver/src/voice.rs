@@ -58,6 +58,7 @@ pub fn authorize(
     Ok(VoicePermissions {
         speak: permissions.contains(Permissions::SPEAK),
         stream: permissions.contains(Permissions::STREAM),
+        ..VoicePermissions::default()
     })
 }
 

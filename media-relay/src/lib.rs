@@ -2,8 +2,11 @@
 //! content-addressed media storage and remote fetch (spec chapters 18 and 19).
 //!
 //! * [`voice`] — LiveKit rooms of voice channels and the access tokens a host mints (18.1–18.2).
+//! * [`room_service`] — the host's calls to its LiveKit's RoomService: removing participants and
+//!   changing what they may publish or hear (18.3, 18.5).
 //!
 //! Media storage is not built yet.
 #![forbid(unsafe_code)]
 
+pub mod room_service;
 pub mod voice;
