@@ -161,6 +161,9 @@ pub fn all() -> Vec<Case> {
         case!(Core, voice::text_channel_is_refused),
         case!(Core, voice::user_of_another_server_is_refused),
         case!(Core, voice::unknown_guild_is_refused),
+        case!(Core, voice::moderation_is_granted_with_mute_members),
+        case!(Core, voice::moderation_needs_the_permission),
+        case!(Core, voice::moderation_by_a_non_member_is_refused),
         // Notifications only make clients look again sooner (17.4): optional for interworking.
         case!(Full, e2e::device_list_change_is_notified_to_a_querying_server),
         // Last: by now the target has fetched the peer's keys, and a notary answers from cache.
