@@ -341,11 +341,18 @@ async fn the_host_removes_users_who_may_no_longer_connect_and_narrows_who_may_sp
     let (mut owners, _) = Gateway::identified(&a, &owner.token, Encoding::Json).await;
     let carol = a.register("carol").await;
     carol.join(&owner.invite(&guild.general).await).await;
+    // Carol may also connect through a role of hers, whatever @everyone may.
+    let voice_role = owner.create_role(&guild.id, "voice", "0", 1).await;
+    owner.give_role(&guild.id, &carol.id, &voice_role).await;
+    let role_overwrite = json!({"kind": "role", "allow": CONNECT.to_string()});
+    let role_path = format!("/channels/{lounge}/permissions/{voice_role}");
+    assert_eq!(owner.put(&role_path, role_overwrite).await.0, StatusCode::OK);
     let state_path = format!("/guilds/{}/voice-state", guild.id);
     assert_eq!(
         carol.put(&state_path, json!({"channel_id": lounge})).await.0,
         StatusCode::NO_CONTENT
     );
+    assert!(fake.calls().is_empty(), "nobody lost anything yet: {:?}", fake.calls());
 
     // SPEAK taken from everyone in the lounge: both lose the microphone in LiveKit.
     let overwrites = format!("/channels/{lounge}/permissions/everyone");
@@ -371,15 +378,26 @@ async fn the_host_removes_users_who_may_no_longer_connect_and_narrows_who_may_sp
         })
         .await;
 
-    // CONNECT taken from everyone in the lounge: carol is removed too.
+    // CONNECT taken from everyone in the lounge: carol still connects through her role; when the
+    // role is taken from her, she is removed too.
     let closed = json!({"kind": "role", "deny": (SPEAK | CONNECT).to_string()});
     assert_eq!(owner.put(&overwrites, closed).await.0, StatusCode::OK);
+    let roles = format!("/guilds/{}/members/{}/roles/{voice_role}", guild.id, carol.id);
+    assert_eq!(owner.delete(&roles).await.0, StatusCode::NO_CONTENT);
     fake.expect("RemoveParticipant", &carol.id).await;
     owners
         .expect_dispatch("VOICE_STATE_UPDATE", |d| {
             d["user_id"] == carol.id.as_str() && d["channel_id"].is_null()
         })
         .await;
+    let removed = fake.calls().iter().filter(|c| c.method == "RemoveParticipant").count();
+    assert_eq!(removed, 2, "bob and carol, once each: {:?}", fake.calls());
+
+    // The owner joins, and deletes the lounge: out of its room too.
+    let joined = json!({"channel_id": lounge});
+    assert_eq!(owner.put(&state_path, joined).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(owner.delete(&format!("/channels/{lounge}")).await.0, StatusCode::NO_CONTENT);
+    fake.expect("RemoveParticipant", &owner.id).await;
     let listed = owner.get(&format!("/guilds/{}/voice-states", guild.id)).await.1;
     assert_eq!(listed["voice_states"].as_array().map(Vec::len), Some(0), "{listed}");
 }
