@@ -298,6 +298,64 @@ mod tests {
         );
     }
 
+    /// A server on loopback that answers one request with `answer` (a whole HTTP response).
+    async fn answering(answer: Vec<u8>) -> RoomService {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 64 << 10];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(&answer).await;
+        });
+        RoomService::new(&url, "k", "s").unwrap()
+    }
+
+    fn response(status: &str, body: &[u8]) -> Vec<u8> {
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        [head.as_bytes(), body].concat()
+    }
+
+    #[tokio::test]
+    async fn a_twirp_error_is_read_and_a_huge_answer_is_refused() {
+        let refusal = br#"{"code": "unauthenticated", "msg": "invalid token"}"#;
+        let service = answering(response("401 Unauthorized", refusal)).await;
+        let error = service.remove_participant("!g:h/lounge", "@u:h").await.unwrap_err();
+        assert_eq!(
+            error,
+            RoomServiceError::Refused {
+                status: 401,
+                code: "unauthenticated".to_owned(),
+                message: "invalid token".to_owned()
+            }
+        );
+        assert!(!error.is_not_found());
+        let missing = br#"{"code": "not_found", "msg": "participant not found"}"#;
+        let service = answering(response("404 Not Found", missing)).await;
+        assert!(
+            service.remove_participant("!g:h/lounge", "@u:h").await.unwrap_err().is_not_found()
+        );
+
+        let huge = vec![b' '; MAX_ANSWER_BYTES + 1];
+        let service = answering(response("200 OK", &huge)).await;
+        let permission = ParticipantPermission::from(VoicePermissions::default());
+        let error =
+            service.update_participant("!g:h/lounge", "@u:h", &permission).await.unwrap_err();
+        assert!(matches!(error, RoomServiceError::Unreachable(_)), "{error:?}");
+
+        let tracks = br#"{"sid": "PA_1", "tracks": [{"sid": "TR_1", "type": "AUDIO", "source": "MICROPHONE"}]}"#;
+        let service = answering(response("200 OK", tracks)).await;
+        let answer = service.update_participant("!g:h/lounge", "@u:h", &permission).await.unwrap();
+        assert_eq!(
+            answer,
+            [TrackInfo { sid: "TR_1".to_owned(), source: "MICROPHONE".to_owned(), muted: false }]
+        );
+    }
+
     #[tokio::test]
     async fn an_unreachable_server_is_an_error() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -419,7 +419,34 @@ async fn an_unreachable_livekit_is_a_clear_error() {
     let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
     let failed = owner.patch(&path, json!({"mute": true})).await;
     assert_error(&failed, StatusCode::BAD_GATEWAY, "voice_service_failed");
+    let message = failed.1["message"].as_str().unwrap_or_default();
+    assert!(message.contains("could not be reached"), "{}", failed.1);
     // Nothing changed, and the server still answers.
     let state = in_voice(&owner, &guild.id, &bob.id, |_| true).await;
     assert_eq!(state["mute"], false, "{state}");
+}
+
+#[tokio::test]
+async fn livekit_refusing_the_hosts_token_is_a_clear_error() {
+    // The host signs with another secret than its LiveKit knows: every call is refused `401`.
+    let fake = FakeLiveKit::start().await;
+    let a = super::voice::with_voice_at(federating_builder(), &fake.url)
+        .env("GUILDHALL_VOICE__API_SECRET", "not the secret LiveKit knows")
+        .start()
+        .await;
+    let owner = a.register("owner").await;
+    let guild = owner.create_guild("g").await;
+    let lounge = super::voice::voice_channel(&owner, &guild.id, "lounge").await;
+    let state_path = format!("/guilds/{}/voice-state", guild.id);
+    let joined = json!({"channel_id": lounge});
+    assert_eq!(owner.put(&state_path, joined).await.0, StatusCode::NO_CONTENT);
+
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, owner.id);
+    let failed = owner.patch(&path, json!({"deaf": true})).await;
+    assert_error(&failed, StatusCode::BAD_GATEWAY, "voice_service_failed");
+    let message = failed.1["message"].as_str().unwrap_or_default();
+    assert!(message.contains("refused"), "LiveKit answered, and refused: {}", failed.1);
+    assert!(fake.calls().is_empty(), "the fake took a call: {:?}", fake.calls());
+    let state = in_voice(&owner, &guild.id, &owner.id, |_| true).await;
+    assert_eq!(state["deaf"], false, "{state}");
 }
