@@ -246,9 +246,13 @@ pub(super) async fn moderate(
             )
         })?;
     if answer.status == 200 {
-        return serde_json::from_slice(&answer.body).map(Json).map_err(|_| {
-            ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the host's answer is malformed")
-        });
+        // An answer that is not the user's voice state in this guild is a host that does not
+        // serve voice as specified.
+        return serde_json::from_slice::<VoiceState>(&answer.body)
+            .ok()
+            .filter(|answer| answer.guild_id == guild_id && answer.user_id == request.user_id)
+            .map(Json)
+            .ok_or_else(voice::unavailable);
     }
     Err(refusal(answer.status, &answer.body))
 }
