@@ -128,6 +128,32 @@ pub struct TrackInfo {
     pub muted: bool,
 }
 
+/// LiveKit's `RoomParticipantIdentity`, the request of `RemoveParticipant`.
+#[derive(Serialize)]
+struct RoomParticipantIdentity<'a> {
+    room: &'a str,
+    identity: &'a str,
+}
+
+/// LiveKit's `UpdateParticipantRequest`, with the one member we change.
+#[derive(Serialize)]
+struct UpdateParticipantRequest<'a> {
+    room: &'a str,
+    identity: &'a str,
+    permission: &'a ParticipantPermission,
+}
+
+/// LiveKit's `MuteRoomTrackRequest`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MuteRoomTrackRequest<'a> {
+    room: &'a str,
+    identity: &'a str,
+    track_sid: &'a str,
+    muted: bool,
+}
+
+/// LiveKit's `ParticipantInfo`, as far as it is read.
 #[derive(Debug, Deserialize)]
 struct ParticipantInfo {
     #[serde(default)]
@@ -173,7 +199,7 @@ impl RoomService {
         room: &str,
         identity: &str,
     ) -> Result<(), RoomServiceError> {
-        let body = serde_json::json!({"room": room, "identity": identity});
+        let body = RoomParticipantIdentity { room, identity };
         self.call("RemoveParticipant", room, &body).await.map(drop)
     }
 
@@ -185,8 +211,7 @@ impl RoomService {
         identity: &str,
         permission: &ParticipantPermission,
     ) -> Result<Vec<TrackInfo>, RoomServiceError> {
-        let body =
-            serde_json::json!({"room": room, "identity": identity, "permission": permission});
+        let body = UpdateParticipantRequest { room, identity, permission };
         let answer = self.call("UpdateParticipant", room, &body).await?;
         let info: ParticipantInfo = serde_json::from_slice(&answer)
             .map_err(|e| RoomServiceError::BadAnswer(e.to_string()))?;
@@ -201,9 +226,7 @@ impl RoomService {
         track_sid: &str,
         muted: bool,
     ) -> Result<(), RoomServiceError> {
-        let body = serde_json::json!({
-            "room": room, "identity": identity, "trackSid": track_sid, "muted": muted,
-        });
+        let body = MuteRoomTrackRequest { room, identity, track_sid, muted };
         self.call("MutePublishedTrack", room, &body).await.map(drop)
     }
 
@@ -212,7 +235,7 @@ impl RoomService {
         &self,
         method: &str,
         room: &str,
-        body: &serde_json::Value,
+        body: &impl Serialize,
     ) -> Result<Vec<u8>, RoomServiceError> {
         let grants =
             VideoGrants { room_admin: true, room: room.to_owned(), ..VideoGrants::default() };
@@ -228,8 +251,8 @@ impl RoomService {
             .http
             .post(url)
             .bearer_auth(token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
+            // `Content-Type: application/json`: LiveKit's Twirp server then reads protobuf's JSON.
+            .json(body)
             .send()
             .await
             .map_err(unreachable)?;
