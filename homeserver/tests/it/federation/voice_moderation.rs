@@ -280,7 +280,7 @@ async fn a_local_moderator_server_mutes_a_remote_member_and_livekit_enforces_it(
 #[tokio::test]
 async fn a_moderator_on_another_server_disconnects_a_user_only_with_move_members() {
     let fake = FakeLiveKit::start().await;
-    let VoiceGuild { a, b: _b, owner, guild, lounge, bob } = voice_guild_at(&fake.url).await;
+    let VoiceGuild { a, b, owner, guild, lounge, bob } = voice_guild_at(&fake.url).await;
     let carol = a.register("carol").await;
     carol.join(&owner.invite(&guild.general).await).await;
     let state_path = format!("/guilds/{}/voice-state", guild.id);
@@ -313,6 +313,17 @@ async fn a_moderator_on_another_server_disconnects_a_user_only_with_move_members
         StatusCode::BAD_REQUEST,
         "not_in_voice",
     );
+    // Over federation, B acts only for its own members, and only at the guild's host.
+    let peer = super::security::Peer::of(&b);
+    let moderate = format!("/_guildhall/v1/guilds/{}/voice/moderate", guild.id);
+    let ask = |moderator: &str| json!({"moderator": moderator, "user_id": carol.id, "mute": true});
+    let forged = peer.signed(&a, "POST", &moderate, Some(&ask(&owner.id)));
+    let answer = peer.send("POST", &forged).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "sender_not_from_origin");
+    let stranger = peer.signed(&a, "POST", &moderate, Some(&ask(&b.user_id("stranger"))));
+    assert_error(&peer.send("POST", &stranger).await, StatusCode::FORBIDDEN, "not_member");
+    let elsewhere = peer.signed(&b, "POST", &moderate, Some(&ask(&bob.id)));
+    assert_error(&peer.send("POST", &elsewhere).await, StatusCode::NOT_FOUND, "unknown_guild");
     assert!(fake.calls().is_empty(), "no LiveKit call for refused requests: {:?}", fake.calls());
 
     // MUTE_MEMBERS does not disconnect.
