@@ -275,6 +275,14 @@ async fn a_local_moderator_server_mutes_a_remote_member_and_livekit_enforces_it(
         d["user_id"] == bob.id.as_str() && d["mute"] == false
     })
     .await;
+
+    // Deafened: LiveKit is told before the answer, and the next token subscribes to nothing.
+    let (status, deafened) = owner.patch(&path, json!({"deaf": true})).await;
+    assert_eq!((status, deafened["deaf"].clone()), (StatusCode::OK, json!(true)), "{deafened}");
+    let last = fake.calls().pop().expect("a call");
+    assert_eq!(last.method, "UpdateParticipant");
+    assert_eq!(last.body["permission"]["canSubscribe"], false, "{:?}", last.body);
+    assert!(!token(&bob, &lounge).await.video.can_subscribe());
 }
 
 #[tokio::test]
