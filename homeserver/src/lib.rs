@@ -225,6 +225,7 @@ pub async fn serve(
     // Background work: resume queued deliveries, relay ephemeral events, catch up replicas.
     state.federation.delivery.resume().await;
     tokio::spawn(federation::relay_ephemeral(state.clone()));
+    tokio::spawn(voice::moderation::enforce(state.clone()));
     let guilds = Arc::clone(&state.guilds);
     tokio::spawn(async move { guilds.catch_up_all().await });
     tokio::spawn(prune_records(state.store.clone()));

@@ -1,6 +1,9 @@
 //! Voice channels (spec 18): who may connect to a voice channel of a guild this server hosts,
 //! and the LiveKit access token the host mints for them, for its own users and, over
-//! federation, for other servers' users.
+//! federation, for other servers' users. [`moderation`] is what moderators and the host's own
+//! enforcement do to users already in a room (spec 18.3, 18.5).
+
+pub mod moderation;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,6 +61,7 @@ pub fn authorize(
     Ok(VoicePermissions {
         speak: permissions.contains(Permissions::SPEAK),
         stream: permissions.contains(Permissions::STREAM),
+        ..VoicePermissions::default()
     })
 }
 
@@ -70,7 +74,12 @@ pub fn mint(
     user: &UserId,
     channel_id: &ChannelId,
 ) -> ApiResult<Value> {
-    let permissions = authorize(guild, user, channel_id)?;
+    let moderation = state.voice_states.moderation(guild_id, user);
+    let permissions = VoicePermissions {
+        muted: moderation.mute,
+        deafened: moderation.deaf,
+        ..authorize(guild, user, channel_id)?
+    };
     let service = state.voice.as_ref().ok_or_else(unavailable)?;
     let name = guild
         .members
@@ -93,14 +102,34 @@ pub fn unavailable() -> ApiError {
 }
 
 /// The latest voice state of each user in each guild this server knows of, in memory (spec
-/// 18.4): replaced by the next one for the same pair, gone after a restart.
+/// 18.4): replaced by the next one for the same pair, gone after a restart. As host, also the
+/// server mute and deafen of each (guild, user) (spec 18.5): in memory too, kept while the user
+/// is out of voice (the next token honours it) until a moderator lifts it or the server
+/// restarts.
 #[derive(Debug, Default)]
-pub struct VoiceStates(Mutex<HashMap<GuildId, HashMap<UserId, VoiceState>>>);
+pub struct VoiceStates {
+    states: Mutex<HashMap<GuildId, HashMap<UserId, VoiceState>>>,
+    moderation: Mutex<HashMap<(GuildId, UserId), Moderation>>,
+}
+
+/// A user's server mute and deafen in a guild this server hosts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moderation {
+    /// Server-muted.
+    pub mute: bool,
+    /// Server-deafened.
+    pub deaf: bool,
+}
 
 impl VoiceStates {
+    /// The guilds with users in voice.
+    pub fn guilds(&self) -> Vec<GuildId> {
+        self.states.lock().map(|all| all.keys().cloned().collect()).unwrap_or_default()
+    }
+
     /// The users in voice in a guild.
     pub fn of(&self, guild_id: &GuildId) -> Vec<VoiceState> {
-        self.0
+        self.states
             .lock()
             .map(|all| all.get(guild_id).map(|users| users.values().cloned().collect()))
             .ok()
@@ -110,11 +139,31 @@ impl VoiceStates {
 
     /// A user's state in a guild, if they are in a voice channel.
     pub fn get(&self, guild_id: &GuildId, user_id: &UserId) -> Option<VoiceState> {
-        self.0.lock().ok()?.get(guild_id)?.get(user_id).cloned()
+        self.states.lock().ok()?.get(guild_id)?.get(user_id).cloned()
+    }
+
+    /// A user's server mute and deafen in a guild this server hosts.
+    pub fn moderation(&self, guild_id: &GuildId, user_id: &UserId) -> Moderation {
+        self.moderation
+            .lock()
+            .ok()
+            .and_then(|all| all.get(&(guild_id.clone(), user_id.clone())).copied())
+            .unwrap_or_default()
+    }
+
+    /// Records a user's server mute and deafen (as host).
+    pub fn set_moderation(&self, guild_id: &GuildId, user_id: &UserId, moderation: Moderation) {
+        let Ok(mut all) = self.moderation.lock() else { return };
+        let key = (guild_id.clone(), user_id.clone());
+        if moderation == Moderation::default() {
+            all.remove(&key);
+        } else {
+            all.insert(key, moderation);
+        }
     }
 
     fn set(&self, voice_state: &VoiceState) {
-        let Ok(mut all) = self.0.lock() else { return };
+        let Ok(mut all) = self.states.lock() else { return };
         let users = all.entry(voice_state.guild_id.clone()).or_default();
         if voice_state.channel_id.is_some() {
             users.insert(voice_state.user_id.clone(), voice_state.clone());
@@ -140,7 +189,29 @@ pub fn check(guild: &GuildState, voice_state: &VoiceState) -> ApiResult<()> {
 /// Records a checked voice state that came `from` a server (this one for its own users and for
 /// what its LiveKit reports) and tells local gateways; the ephemeral relay passes it on to
 /// other servers (through the host, spec 12.5.2).
-pub fn apply(state: &AppState, voice_state: VoiceState, guild: Arc<GuildState>, from: ServerName) {
+///
+/// Only the host sets `mute` and `deaf` (spec 18.5): as host, they are taken from its record,
+/// whatever the item said, and a state it corrected goes back to the user's server too; a
+/// local user's own report to another host keeps the values last heard from the host.
+pub fn apply(
+    state: &AppState,
+    mut voice_state: VoiceState,
+    guild: Arc<GuildState>,
+    mut from: ServerName,
+) {
+    let me = &state.server_name;
+    if &voice_state.guild_id.host() == me {
+        let Moderation { mute, deaf } =
+            state.voice_states.moderation(&voice_state.guild_id, &voice_state.user_id);
+        if (voice_state.mute, voice_state.deaf) != (mute, deaf) {
+            (voice_state.mute, voice_state.deaf) = (mute, deaf);
+            from = me.clone();
+        }
+    } else if &from == me {
+        let known = state.voice_states.get(&voice_state.guild_id, &voice_state.user_id);
+        (voice_state.mute, voice_state.deaf) =
+            known.map_or((false, false), |known| (known.mute, known.deaf));
+    }
     state.voice_states.set(&voice_state);
     state.bus.publish(BusMessage::VoiceState { voice_state, state: guild, from });
 }
@@ -178,6 +249,9 @@ pub async fn reconcile(state: &AppState, event: &guildhall_media_relay::voice::R
             user_id,
             self_mute: false,
             self_deaf: false,
+            self_stream: false,
+            mute: false,
+            deaf: false,
         };
         apply(state, left, guild.clone(), state.server_name.clone());
     }

@@ -12,6 +12,8 @@ use guildhall_spec::{ChannelId, GuildId, UserId};
 use livekit_api::access_token::{AccessToken, Claims, TokenVerifier, VideoGrants};
 use livekit_api::webhooks::WebhookReceiver;
 
+use crate::room_service::RoomService;
+
 /// The longest a token may be valid (§18.2).
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(600);
 /// The shortest lifetime a token may be given (a client needs time to connect with it).
@@ -24,6 +26,7 @@ pub struct VoiceService {
     api_key: String,
     api_secret: String,
     ttl: Duration,
+    rooms: RoomService,
 }
 
 impl fmt::Debug for VoiceService {
@@ -55,6 +58,9 @@ pub enum VoiceError {
     /// A webhook request not signed with this service's key pair, or not a webhook event.
     #[error("not a webhook of this LiveKit server: {0}")]
     Webhook(String),
+    /// The RoomService client could not be set up.
+    #[error("{0}")]
+    RoomService(String),
 }
 
 /// What a LiveKit webhook reports about a room, as far as voice states care (§18.4).
@@ -68,13 +74,37 @@ pub struct RoomEvent {
     pub identity: Option<String>,
 }
 
-/// What a member may do in a voice channel, from their permissions there.
+/// What a member may do in a voice channel, from their permissions there and the host's server
+/// mute and deafen (spec 18.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VoicePermissions {
     /// SPEAK: publish the microphone and data.
     pub speak: bool,
     /// STREAM: publish the camera and screen shares.
     pub stream: bool,
+    /// Server-muted: no microphone, whatever SPEAK says.
+    pub muted: bool,
+    /// Server-deafened: subscribes to nothing.
+    pub deafened: bool,
+}
+
+impl VoicePermissions {
+    /// The track sources the member may publish, in LiveKit's token spelling.
+    pub fn sources(&self) -> Vec<&'static str> {
+        let mut sources = Vec::new();
+        if self.speak && !self.muted {
+            sources.push("microphone");
+        }
+        if self.stream {
+            sources.extend(["camera", "screen_share", "screen_share_audio"]);
+        }
+        sources
+    }
+
+    /// Whether the member may hear (and see) others.
+    pub fn can_subscribe(&self) -> bool {
+        !self.deafened
+    }
 }
 
 /// A token for one member and one room.
@@ -105,17 +135,25 @@ impl VoiceService {
         if ttl < MIN_TOKEN_TTL || ttl > MAX_TOKEN_TTL {
             return Err(VoiceError::BadTtl);
         }
+        let rooms = RoomService::new(url, api_key, api_secret)
+            .map_err(|e| VoiceError::RoomService(e.to_string()))?;
         Ok(Self {
             url: url.to_owned(),
             api_key: api_key.to_owned(),
             api_secret: api_secret.to_owned(),
             ttl,
+            rooms,
         })
     }
 
     /// The LiveKit server URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The LiveKit server's RoomService, for enforcement and moderation (spec 18.3, 18.5).
+    pub fn rooms(&self) -> &RoomService {
+        &self.rooms
     }
 
     /// Checks a webhook request from the LiveKit server (its body and `Authorization` header:
@@ -139,8 +177,8 @@ impl VoiceService {
     }
 
     /// A token admitting `user` (shown as `name`) to `room` with the grants `permissions` give
-    /// (§18.2): everyone who may connect subscribes; SPEAK publishes the microphone and data;
-    /// STREAM publishes the camera and screen shares.
+    /// (§18.2): everyone who may connect subscribes unless server-deafened; SPEAK publishes the
+    /// microphone (unless server-muted) and data; STREAM publishes the camera and screen shares.
     pub fn token(
         &self,
         room: &str,
@@ -148,18 +186,12 @@ impl VoiceService {
         name: &str,
         permissions: VoicePermissions,
     ) -> Result<VoiceToken, VoiceError> {
-        let mut sources = Vec::new();
-        if permissions.speak {
-            sources.push("microphone".to_owned());
-        }
-        if permissions.stream {
-            sources.extend(["camera", "screen_share", "screen_share_audio"].map(str::to_owned));
-        }
+        let sources: Vec<String> = permissions.sources().into_iter().map(str::to_owned).collect();
         let grants = VideoGrants {
             room_join: true,
             room: room.to_owned(),
-            can_subscribe: Some(true),
-            can_publish: Some(permissions.speak || permissions.stream),
+            can_subscribe: Some(permissions.can_subscribe()),
+            can_publish: Some(!sources.is_empty()),
             can_publish_data: Some(permissions.speak),
             can_publish_sources: sources,
             ..VideoGrants::default()
@@ -198,7 +230,12 @@ mod tests {
         let guild: GuildId = "!Wq3b9xKc2LmN8pRt5vYz1A:host.example".parse().unwrap();
         let room = VoiceService::room(&guild, &"lounge".parse().unwrap());
         let speaker = service()
-            .token(&room, &user, "Bob", VoicePermissions { speak: true, stream: false })
+            .token(
+                &room,
+                &user,
+                "Bob",
+                VoicePermissions { speak: true, ..VoicePermissions::default() },
+            )
             .unwrap();
         let claims = TokenVerifier::with_api_key("APIkey", "a secret of some length")
             .verify(&speaker.token)
@@ -219,6 +256,16 @@ mod tests {
             .unwrap();
         assert!(!claims.video.can_publish() && !claims.video.can_publish_data());
         assert!(claims.video.can_publish_sources.is_empty() && claims.video.can_subscribe());
+        // A server-muted speaker has no microphone; a server-deafened one hears nothing.
+        let muted = VoicePermissions { speak: true, stream: true, muted: true, deafened: true };
+        let claims = TokenVerifier::with_api_key("APIkey", "a secret of some length")
+            .verify(&service().token(&room, &user, "Bob", muted).unwrap().token)
+            .unwrap();
+        assert_eq!(
+            claims.video.can_publish_sources,
+            ["camera", "screen_share", "screen_share_audio"]
+        );
+        assert!(claims.video.can_publish() && !claims.video.can_subscribe());
         // Another secret does not verify it.
         assert!(
             TokenVerifier::with_api_key("APIkey", "another secret")

@@ -28,7 +28,8 @@ pub(crate) fn run() -> Result<()> {
     let bin = target_dir().join("debug");
 
     eprintln!("== conformance: the full suite against guildhall");
-    let server = Server::start(&bin, &[])?;
+    let voice_url = format!("ws://127.0.0.1:{}", room_service_stand_in()?);
+    let server = Server::start(&bin, &[("GUILDHALL_VOICE__URL", &voice_url)])?;
     let status = Command::new(bin.join("guildhall-conformance"))
         .args(["--target", &server.url(), "--server-name", &server.name(), "--profile", "full"])
         .args(["--expected-failures", "conformance/expected-failures.toml"])
@@ -67,6 +68,51 @@ pub(crate) fn run() -> Result<()> {
     Ok(())
 }
 
+/// A stand-in for LiveKit's RoomService on a free loopback port, for the moderation case: it
+/// answers every request `200 {}`, an empty message of the method's answer type (what
+/// `RemoveParticipant` answers, and a participant without tracks for `UpdateParticipant`). It
+/// checks nothing: the homeserver's tests check the calls and their tokens as LiveKit does.
+fn room_service_stand_in() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            // One request per connection; a broken one only fails the case that sent it.
+            let _ = answer_empty(stream);
+        }
+    });
+    Ok(port)
+}
+
+/// Reads one HTTP/1.1 request (head and `Content-Length` body) and answers `200 {}`.
+fn answer_empty(mut stream: std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length.min(1 << 20)];
+    reader.read_exact(&mut body)?;
+    stream.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\
+          connection: close\r\n\r\n{}",
+    )
+}
+
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -98,7 +144,8 @@ impl Server {
             .env("GUILDHALL_RATE_LIMITS__PER_IP_BURST", "100000")
             .env("GUILDHALL_RATE_LIMITS__CHALLENGES_PER_MINUTE", "100000")
             // The `voice` cases need a voice service configured; tokens are minted without
-            // contacting it, so no LiveKit needs to listen there.
+            // contacting it, so no LiveKit needs to listen there. Moderation calls LiveKit:
+            // the full run points this at `room_service_stand_in`.
             .env("GUILDHALL_VOICE__URL", "ws://127.0.0.1:7880")
             .env("GUILDHALL_VOICE__API_KEY", "conformance")
             .env("GUILDHALL_VOICE__API_SECRET", VOICE_API_SECRET)

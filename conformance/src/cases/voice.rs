@@ -8,6 +8,11 @@
 //! A target without a voice service answers a request that passes every other check
 //! `503 voice_unavailable` (check 9); a case that needs a token then reports itself skipped.
 //! Refusals come before that check, so the refusing cases hold for every target.
+//!
+//! Moderation (spec 18.5): the peer's member is put in voice with a `voice_state` item the peer
+//! sends, then the peer asks the target to act on them. A granted action needs the target's
+//! LiveKit: a target without a voice service (`503 voice_unavailable`) or whose LiveKit cannot
+//! be reached (`502 voice_service_failed`) skips that case.
 
 use std::sync::Arc;
 
@@ -27,6 +32,8 @@ const STREAM: u64 = 1 << 9;
 const CONNECT: u64 = 1 << 20;
 /// The SPEAK permission bit (spec 09).
 const SPEAK: u64 = 1 << 21;
+/// The MUTE_MEMBERS permission bit (spec 09).
+const MUTE_MEMBERS: u64 = 1 << 22;
 
 /// The longest life spec 18.2 allows a token, in seconds.
 const MOST_TOKEN_SECONDS: u64 = 600;
@@ -144,6 +151,104 @@ pub(super) async fn unknown_guild_is_refused(ctx: Arc<Context>) -> CaseResult {
     let missing = format!("!nosuchguild{}:{}", unique(), ctx.target.name);
     let answer = ask(&ctx, &ctx.peer, &missing, &member, "lounge").await;
     refused(answer, 404, "unknown_guild", "a guild the target does not have")
+}
+
+pub(super) async fn moderation_is_granted_with_mute_members(ctx: Arc<Context>) -> CaseResult {
+    let (fixture, voice) = voice_guild(&ctx).await?;
+    let role = json!({"role_id": "muters", "name": "muters",
+                      "permissions": MUTE_MEMBERS.to_string(), "position": 1});
+    let (status, body) = ctx.target.act(&fixture.owner, &fixture.guild, "role.create", role).await;
+    ensure!(status == 200, "test control: role.create answered {status} {body}");
+    let grant = json!({"user_id": fixture.member, "roles": ["muters"]});
+    let (status, body) =
+        ctx.target.act(&fixture.owner, &fixture.guild, "member.update", grant).await;
+    ensure!(status == 200, "test control: member.update answered {status} {body}");
+    join_voice(&ctx, &fixture, &voice).await?;
+    let (status, body) =
+        moderate(&ctx, &fixture.guild, &fixture.member, json!({"mute": true})).await;
+    if status == 503 && body["code"] == "voice_unavailable" {
+        return Err(crate::skipped("the target has no voice service (503 voice_unavailable)"));
+    }
+    if status == 502 && body["code"] == "voice_service_failed" {
+        return Err(crate::skipped(
+            "the target's LiveKit cannot be reached (502 voice_service_failed)",
+        ));
+    }
+    ensure!(
+        status == 200
+            && body["user_id"] == fixture.member.as_str()
+            && body["channel_id"] == voice.as_str()
+            && body["mute"] == true
+            && body["deaf"] == false,
+        "a moderator with MUTE_MEMBERS mutes a user in voice: expected 200 with the voice state \
+         (mute true, deaf false), got {status} {body}"
+    );
+    Ok(())
+}
+
+pub(super) async fn moderation_needs_the_permission(ctx: Arc<Context>) -> CaseResult {
+    let (fixture, voice) = voice_guild(&ctx).await?;
+    join_voice(&ctx, &fixture, &voice).await?;
+    // @everyone has none of MUTE_MEMBERS, DEAFEN_MEMBERS and MOVE_MEMBERS by default (spec 09).
+    for action in [json!({"mute": true}), json!({"deaf": true}), json!({"disconnect": true})] {
+        let answer = moderate(&ctx, &fixture.guild, &fixture.member, action.clone()).await;
+        let (status, body) = answer;
+        ensure!(
+            status == 403 && body["code"] == "missing_permission",
+            "moderation {action} by a member without the permission: expected 403 \
+             missing_permission, got {status} {body}"
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn moderation_by_a_non_member_is_refused(ctx: Arc<Context>) -> CaseResult {
+    let (fixture, voice) = voice_guild(&ctx).await?;
+    join_voice(&ctx, &fixture, &voice).await?;
+    let outsider = ctx.peer.user("outsider");
+    let path = format!("/_guildhall/v1/guilds/{}/voice/moderate", encode(&fixture.guild));
+    let body = json!({"moderator": outsider, "user_id": fixture.member, "mute": true});
+    let answer = ctx.peer.request(&ctx.target, "POST", &path, None, Some(&body)).await;
+    let (status, body) = answer;
+    ensure!(
+        status == 403 && body["code"] == "not_member",
+        "moderation by a user of the peer who never joined: expected 403 not_member, got {status} {body}"
+    );
+    // A moderator of another server than the one asking.
+    let body = json!({"moderator": fixture.owner, "user_id": fixture.member, "mute": true});
+    let answer = ctx.peer.request(&ctx.target, "POST", &path, None, Some(&body)).await;
+    let (status, body) = answer;
+    ensure!(
+        status == 403 && body["code"] == "sender_not_from_origin",
+        "the peer moderating as the target's own user: expected 403 sender_not_from_origin, got \
+         {status} {body}"
+    );
+    Ok(())
+}
+
+/// The peer's member joins `voice`: the peer sends the target a `voice_state` item (spec 18.4).
+async fn join_voice(ctx: &Context, fixture: &Fixture, voice: &str) -> CaseResult {
+    let item = json!({"type": "voice_state", "content": {"guild_id": fixture.guild,
+        "channel_id": voice, "user_id": fixture.member, "self_mute": false, "self_deaf": false}});
+    let body = json!({"origin": ctx.peer.name(), "origin_ts": unix_now() * 1000, "events": [],
+                      "ephemeral": [item]});
+    let path = format!("/_guildhall/v1/send/voice{}", unique());
+    let (status, answer) = ctx.peer.request(&ctx.target, "PUT", &path, None, Some(&body)).await;
+    ensure!(
+        status == 200,
+        "a transaction with the member's voice state answered {status} {answer}"
+    );
+    Ok(())
+}
+
+/// `POST /voice/moderate` by the peer's member on itself.
+async fn moderate(ctx: &Context, guild: &str, member: &str, action: Value) -> Answer {
+    let path = format!("/_guildhall/v1/guilds/{}/voice/moderate", encode(guild));
+    let mut body = json!({"moderator": member, "user_id": member});
+    if let (Some(body), Some(action)) = (body.as_object_mut(), action.as_object()) {
+        body.extend(action.clone());
+    }
+    ctx.peer.request(&ctx.target, "POST", &path, None, Some(&body)).await
 }
 
 /// A fixture guild with a voice channel its owner created; returns the fixture and the channel.

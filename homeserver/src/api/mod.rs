@@ -125,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/channels/{channel_id}/voice/token", post(voice::token))
         .route("/guilds/{guild_id}/voice-state", put(voice::set_state))
         .route("/guilds/{guild_id}/voice-states", get(voice::states))
+        .route("/guilds/{guild_id}/voice-states/{user_id}", patch(voice::moderate))
         .route("/channels/{channel_id}/messages", get(messages::list).post(messages::send))
         .route(
             "/channels/{channel_id}/messages/{message_id}",
@@ -175,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         .route("/guilds/{guild_id}/state", get(federation::snapshot))
         .route("/guilds/{guild_id}/content", post(federation::content))
         .route("/guilds/{guild_id}/voice/token", post(voice::federated_token))
+        .route("/guilds/{guild_id}/voice/moderate", post(voice::federated_moderate))
         .route("/media/{media_id}", get(media::federated))
         .route("/trust/list", get(federation::trust_list))
         .route("/identity/challenge", post(identity::challenge))

@@ -4,7 +4,9 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use guildhall_spec::api::Endpoint as _;
 use guildhall_spec::api::ephemeral::VoiceState;
+use guildhall_spec::api::moderate_voice;
 use guildhall_spec::{ChannelId, GuildId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -123,6 +125,8 @@ pub(super) struct VoiceStateBody {
     self_mute: bool,
     #[serde(default)]
     self_deaf: bool,
+    #[serde(default)]
+    self_stream: bool,
 }
 
 /// `PUT /api/v1/guilds/{guild_id}/voice-state`: the user's client says it joined a voice
@@ -141,6 +145,10 @@ pub(super) async fn set_state(
         user_id: auth.user_id,
         self_mute: body.self_mute,
         self_deaf: body.self_deaf,
+        self_stream: body.self_stream,
+        // Set by the host alone (spec 18.5): `voice::apply` fills them in.
+        mute: false,
+        deaf: false,
     };
     voice::check(&guild, &voice_state)?;
     let here = state.server_name.clone();
@@ -157,6 +165,152 @@ pub(super) async fn states(
 ) -> ApiResult<Json<Value>> {
     let (guild_id, _) = super::guilds::member_guild(&state, &auth, &guild_id).await?;
     Ok(Json(json!({"voice_states": state.voice_states.of(&guild_id)})))
+}
+
+/// A moderator's request: `mute` and `deaf` set or lift server mute and deafen; `channel_id:
+/// null` disconnects the user from voice (moving to another channel is not supported).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ModerateBody {
+    #[serde(default)]
+    mute: Option<bool>,
+    #[serde(default)]
+    deaf: Option<bool>,
+    /// Absent: stay; `null`: disconnect; a channel: move (refused).
+    #[serde(default, deserialize_with = "present")]
+    channel_id: Option<Option<ChannelId>>,
+}
+
+/// Tells a member given as `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<ChannelId>>, D::Error> {
+    Option::<ChannelId>::deserialize(deserializer).map(Some)
+}
+
+/// The largest moderation answer read from a host (one voice state).
+const MAX_MODERATION_ANSWER_BYTES: usize = 16 << 10;
+
+/// `PATCH /api/v1/guilds/{guild_id}/voice-states/{user_id}`: a moderator server-mutes,
+/// server-deafens or disconnects a user in voice (spec 18.5). The guild's host decides and acts,
+/// directly when it is this server, else over federation; the answer is the user's new voice
+/// state.
+pub(super) async fn moderate(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((guild_id, user_id)): Path<(String, String)>,
+    Json(body): Json<ModerateBody>,
+) -> ApiResult<Json<VoiceState>> {
+    let (guild_id, guild) = super::guilds::member_guild(&state, &auth, &guild_id).await?;
+    let target: UserId = parse_id("user id", &user_id)?;
+    if matches!(body.channel_id, Some(Some(_))) {
+        return Err(ApiError::bad_request("moving a user to another channel is not supported"));
+    }
+    let action = voice::moderation::Action {
+        mute: body.mute,
+        deaf: body.deaf,
+        disconnect: body.channel_id.is_some(),
+    };
+    let host = guild_id.host();
+    if host == state.server_name {
+        return voice::moderation::moderate(
+            &state,
+            &guild_id,
+            &guild,
+            &auth.user_id,
+            &target,
+            action,
+        )
+        .await
+        .map(Json);
+    }
+    let request = moderate_voice::Request {
+        moderator: auth.user_id.clone(),
+        user_id: target,
+        mute: action.mute,
+        deaf: action.deaf,
+        disconnect: action.disconnect,
+    };
+    let body = serde_json::to_vec(&request).map_err(ApiError::internal)?;
+    let path = moderate_voice::ModerateVoice::PATH.replace("{guild_id}", guild_id.as_str());
+    let answer = state
+        .federation
+        .client
+        .request_capped("POST", &host, &path, None, Some(body), MAX_MODERATION_ANSWER_BYTES)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "voice_unavailable",
+                format!("the guild's host could not be reached: {e}"),
+            )
+        })?;
+    if answer.status == 200 {
+        // An answer that is not the user's voice state in this guild is a host that does not
+        // serve voice as specified.
+        return serde_json::from_slice::<VoiceState>(&answer.body)
+            .ok()
+            .filter(|answer| answer.guild_id == guild_id && answer.user_id == request.user_id)
+            .map(Json)
+            .ok_or_else(voice::unavailable);
+    }
+    Err(refusal(answer.status, &answer.body))
+}
+
+/// A host's refusal of a moderation request, passed on with its code (spec 18.5's codes).
+fn refusal(status: u16, body: &[u8]) -> ApiError {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let code = body.get("code").and_then(Value::as_str).unwrap_or_default();
+    let known = [
+        "bad_request",
+        "not_member",
+        "not_in_voice",
+        "missing_permission",
+        "unknown_guild",
+        "rate_limited",
+        "voice_unavailable",
+        "voice_service_failed",
+    ];
+    match known.iter().find(|known| **known == code) {
+        Some(code) => ApiError::new(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            code,
+            format!("the guild's host refused: {code}"),
+        ),
+        None => voice::unavailable(),
+    }
+}
+
+/// `POST /_guildhall/v1/guilds/{guild_id}/voice/moderate`: a moderator on another server asks
+/// the host to act on a user in voice (spec 18.5, checked in the order given there).
+pub(super) async fn federated_moderate(
+    State(state): State<AppState>,
+    Path(guild_id): Path<String>,
+    request: Federated,
+) -> ApiResult<Json<VoiceState>> {
+    let guild_id: GuildId = parse_id("guild id", &guild_id)?;
+    let unknown = || ApiError::not_found("unknown_guild", "this server does not host that guild");
+    if guild_id.host() != state.server_name {
+        return Err(unknown());
+    }
+    let guild = state.guilds.state(&guild_id).await.map_err(|_| unknown())?;
+    if guild.deleted {
+        return Err(unknown());
+    }
+    let body: moderate_voice::Request =
+        request.json().map_err(|error| ApiError::bad_request(error.message().to_owned()))?;
+    if body.moderator.server_name() != request.origin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "sender_not_from_origin",
+            "a server acts only for its own users",
+        ));
+    }
+    let action =
+        voice::moderation::Action { mute: body.mute, deaf: body.deaf, disconnect: body.disconnect };
+    voice::moderation::moderate(&state, &guild_id, &guild, &body.moderator, &body.user_id, action)
+        .await
+        .map(Json)
 }
 
 /// The largest webhook body read (LiveKit's events are a few kilobytes).

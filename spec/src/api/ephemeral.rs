@@ -96,6 +96,15 @@ pub struct VoiceState {
     pub self_mute: bool,
     /// Self-deafened.
     pub self_deaf: bool,
+    /// Streaming (camera or screen share), as the user's client reports it; absent: `false`.
+    #[serde(default)]
+    pub self_stream: bool,
+    /// Server-muted by a moderator; only the host sets it (spec 18.5); absent: `false`.
+    #[serde(default)]
+    pub mute: bool,
+    /// Server-deafened by a moderator; only the host sets it (spec 18.5); absent: `false`.
+    #[serde(default)]
+    pub deaf: bool,
 }
 
 #[cfg(test)]
@@ -126,7 +135,16 @@ mod tests {
             json!({"type": "read_marker", "content": {"guild_id": "!g:a.example", "channel_id": "c1", "user_id": "@u:a.example", "event_id": "$47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"}}),
         );
         check(
-            json!({"type": "voice_state", "content": {"guild_id": "!g:a.example", "channel_id": null, "user_id": "@u:a.example", "self_mute": true, "self_deaf": false}}),
+            json!({"type": "voice_state", "content": {"guild_id": "!g:a.example", "channel_id": null, "user_id": "@u:a.example", "self_mute": true, "self_deaf": false, "self_stream": true, "mute": true, "deaf": false}}),
         );
+    }
+
+    #[test]
+    fn voice_state_moderation_fields_default_to_false() {
+        let item = serde_json::json!({"type": "voice_state", "content": {"guild_id": "!g:a.example", "channel_id": "c1", "user_id": "@u:a.example", "self_mute": false, "self_deaf": false}});
+        let Some(EphemeralEvent::VoiceState(state)) = EphemeralEvent::parse(&item) else {
+            panic!("a voice state without the moderation fields is valid");
+        };
+        assert!(!state.mute && !state.deaf && !state.self_stream);
     }
 }

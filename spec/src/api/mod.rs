@@ -14,6 +14,7 @@ pub mod get_invite;
 pub mod get_server_keys;
 pub mod get_state;
 pub mod join_guild;
+pub mod moderate_voice;
 pub mod query_keys;
 pub mod send_transaction;
 pub mod submit_event;

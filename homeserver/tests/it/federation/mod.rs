@@ -11,6 +11,7 @@ mod security;
 mod trust;
 mod visibility;
 mod voice;
+mod voice_moderation;
 mod voice_node;
 
 use std::time::{Duration, Instant};
