@@ -119,10 +119,17 @@ fn jpeg(bytes: &[u8]) -> Result<Vec<u8>, Malformed> {
             out.extend_from_slice(&exif);
         }
         let keep = match code {
-            0xE0 => true,                                  // APP0: JFIF / JFXX
+            // APP0: JFIF's densities, without the thumbnail it may embed (of the uncropped
+            // original); JFXX (thumbnails only) goes.
+            0xE0 if payload.starts_with(b"JFIF\0") && payload.len() >= 14 => {
+                out.extend_from_slice(&[0xFF, 0xE0, 0, 16]);
+                out.extend_from_slice(&payload[..12]);
+                out.extend_from_slice(&[0, 0]); // no thumbnail
+                false
+            }
             0xE2 => payload.starts_with(b"ICC_PROFILE\0"), // APP2: colour profile (not MPF)
-            0xEE => true,                                  // APP14: Adobe colour transform
-            0xE1 | 0xE3..=0xED | 0xEF | 0xFE => false,     // EXIF, XMP, IPTC, …, comments
+            0xEE => payload.starts_with(b"Adobe"),         // APP14: Adobe colour transform
+            0xE0..=0xEF | 0xFE => false,                   // EXIF, XMP, IPTC, …, comments
             _ => true,                                     // tables, frames, scans
         };
         if keep {
@@ -165,7 +172,13 @@ fn png(bytes: &[u8]) -> Result<Vec<u8>, Malformed> {
             .map_err(|_| Malformed(WHAT))?;
         let kind = &header[4..8];
         let chunk = take(bytes, at, 12usize.checked_add(len).ok_or(Malformed(WHAT))?, WHAT)?;
-        if !matches!(kind, b"tEXt" | b"zTXt" | b"iTXt" | b"eXIf" | b"tIME") {
+        // What decoding and the picture's look need (APNG's animation chunks included); every
+        // other chunk goes, known (text, time, EXIF) or not (private chunks, provenance blobs).
+        const KEPT: [&[u8; 4]; 17] = [
+            b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP",
+            b"sBIT", b"pHYs", b"bKGD", b"acTL", b"fcTL", b"fdAT", b"cICP", b"cLLI",
+        ];
+        if KEPT.iter().any(|kept| *kept == kind) {
             out.extend_from_slice(chunk);
         } else if kind == b"eXIf"
             && let Some(value) = orientation(&chunk[8..8 + len])
@@ -230,7 +243,8 @@ fn gif(bytes: &[u8]) -> Result<Vec<u8>, Malformed> {
                     0xFE => false,
                     0xFF => {
                         let app = block.get(3..14).unwrap_or_default();
-                        app == b"NETSCAPE2.0" || app == b"ANIMEXTS1.0"
+                        // Loop counts, and the colour profile.
+                        app == b"NETSCAPE2.0" || app == b"ANIMEXTS1.0" || app == b"ICCRGBG1012"
                     }
                     _ => true,
                 };
@@ -273,12 +287,15 @@ fn webp(bytes: &[u8]) -> Result<Vec<u8>, Malformed> {
         let chunk = take(bytes, at, padded, WHAT)?;
         match &chunk[..4] {
             b"EXIF" => kept_orientation = orientation(&chunk[8..8 + len]),
-            b"XMP " => {}
             b"VP8X" => {
                 vp8x_at = Some(out.len());
                 out.extend_from_slice(chunk);
             }
-            _ => out.extend_from_slice(chunk),
+            // The picture, its alpha, animation and colour profile; anything else goes.
+            b"VP8 " | b"VP8L" | b"ALPH" | b"ANIM" | b"ANMF" | b"ICCP" => {
+                out.extend_from_slice(chunk);
+            }
+            _ => {}
         }
         at += padded;
     }
@@ -350,6 +367,25 @@ mod tests {
     }
 
     #[test]
+    fn jfif_keeps_its_densities_and_loses_its_thumbnail_and_jfxx_goes() {
+        let thumbnail = [9u8; 2 * 2 * 3];
+        let jfif = [&b"JFIF\0\x01\x02\x01\0\x48\0\x48\x02\x02"[..], &thumbnail].concat();
+        let scan = [segment(0xDA, &[1, 1, 0, 0, 63, 0]), vec![0x12, 0xFF, 0xD9]].concat();
+        let original = [
+            &[0xFF, 0xD8][..],
+            &segment(0xE0, &jfif),
+            &segment(0xE0, b"JFXX\0\x10thumbnail"),
+            &segment(0xEE, b"NotAdobe"),
+            &scan,
+        ]
+        .concat();
+        let expected =
+            [&[0xFF, 0xD8][..], &segment(0xE0, b"JFIF\0\x01\x02\x01\0\x48\0\x48\0\0"), &scan]
+                .concat();
+        assert_eq!(jpeg(&original).unwrap(), expected);
+    }
+
+    #[test]
     fn the_orientation_survives_alone() {
         // Big-endian EXIF: Make (0x010F) "Phone", Orientation (0x0112) 6, GPS IFD pointer.
         let mut tiff = b"MM\0*\0\0\0\x08\0\x03".to_vec();
@@ -410,6 +446,8 @@ mod tests {
             &b"\x89PNG\r\n\x1a\n"[..],
             &ihdr,
             &png_chunk(b"tEXt", b"Author\0someone"),
+            &png_chunk(b"caBX", b"provenance manifest"),
+            &png_chunk(b"prVt", b"a private chunk"),
             &png_chunk(b"eXIf", b"MM\0*GPS"),
             &png_chunk(b"gAMA", &[0, 0, 0xB1, 0x8F]),
             &idat,
