@@ -1,7 +1,7 @@
 //! The shapes the client API answers with, as this client reads them. Fields the server adds
 //! later are ignored, so an older client keeps working against a newer server.
 
-use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, ServerName, UserId};
+use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, MediaId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A user's account as they see it themselves (`GET /users/@me`).
@@ -88,6 +88,9 @@ pub struct Message {
     /// The message it answers, if any.
     #[serde(default)]
     pub reply_to: Option<EventId>,
+    /// Attached media (`GET /media/{id}` on the reader's own server).
+    #[serde(default)]
+    pub attachments: Vec<MediaId>,
 }
 
 /// What sending a message led to.

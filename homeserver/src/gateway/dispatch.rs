@@ -161,6 +161,7 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
             json!({
                 "id": message.event_id, "guild_id": guild_id, "channel_id": create.channel_id, "author_id": sender,
                 "content": create.body, "reply_to": create.reply_to, "mentions": create.mentions.clone().unwrap_or_default(),
+                "attachments": create.attachments.clone().unwrap_or_default(),
                 "seq": message.event.get("seq"), "created_ts": ts, "edited_ts": null, "pinned": false, "reactions": [],
             }),
         )],

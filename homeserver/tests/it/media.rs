@@ -270,6 +270,15 @@ async fn attachments_need_attach_files_and_media_held_here() {
     assert_eq!(message["attachments"], json!([photo, notes]));
     let history = owner.history(&guild.general).await;
     assert_eq!(history.last().unwrap()["attachments"], json!([photo, notes]));
+    // Live too: the gateway's MESSAGE_CREATE lists them.
+    let (mut gateway, _) =
+        crate::harness::Gateway::identified(&server, &owner.token, crate::harness::Encoding::Json)
+            .await;
+    let (status, live) =
+        member.post(&path, json!({"content": "live", "attachments": [notes]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{live}");
+    let frame = gateway.expect_dispatch("MESSAGE_CREATE", |d| d["id"] == live["id"]).await;
+    assert_eq!(frame["d"]["attachments"], json!([notes]));
 
     let unknown = json!({"content": "x", "attachments": [media_id(b"not here")]});
     assert_error(&member.post(&path, unknown).await, StatusCode::NOT_FOUND, "unknown_media");
