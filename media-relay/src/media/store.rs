@@ -12,7 +12,9 @@ use guildhall_spec::MediaId;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{
+    GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
+};
 
 /// An object store failure.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,38 @@ impl std::fmt::Debug for MediaStore {
     }
 }
 
+/// The bytes of a local file read for a download per blocking task.
+const READ_CHUNK: u64 = 256 << 10;
+
+/// `range` of a local file as a stream of chunks, each read on a blocking thread.
+fn read_chunks(
+    file: std::fs::File,
+    range: Range<u64>,
+) -> BoxStream<'static, Result<Bytes, StorageError>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let io = |e: std::io::Error| StorageError(e.to_string());
+    futures_util::stream::try_unfold(
+        (file, range.start, range.end),
+        move |(mut file, at, end)| async move {
+            if at >= end {
+                return Ok(None);
+            }
+            let len = (end - at).min(READ_CHUNK);
+            let (file, chunk) = tokio::task::spawn_blocking(move || {
+                file.seek(SeekFrom::Start(at)).map_err(io)?;
+                let mut chunk =
+                    vec![0; usize::try_from(len).map_err(|e| StorageError(e.to_string()))?];
+                file.read_exact(&mut chunk).map_err(io)?;
+                Ok::<_, StorageError>((file, chunk))
+            })
+            .await
+            .map_err(|e| StorageError(e.to_string()))??;
+            Ok(Some((Bytes::from(chunk), (file, at + len, end))))
+        },
+    )
+    .boxed()
+}
+
 /// Uploads of this size and more go up in parts, never whole in memory.
 const MULTIPART_FROM: usize = 8 << 20;
 /// The part size of a multipart upload (S3's minimum is 5 MiB).
@@ -137,11 +171,16 @@ impl MediaStore {
     ) -> Result<Option<Download>, StorageError> {
         let options = GetOptions::new().with_range(range);
         match self.objects.get_opts(&Self::path(id), options).await {
-            Ok(result) => Ok(Some(Download {
-                size: result.meta.size,
-                range: result.range.clone(),
-                stream: result.into_stream().map_err(StorageError::from).boxed(),
-            })),
+            Ok(result) => {
+                let (size, range) = (result.meta.size, result.range.clone());
+                let stream = match result.payload {
+                    // A local file: read in large chunks (object_store's own stream reads 8 KiB
+                    // per blocking task, a tenth of the disk's speed).
+                    GetResultPayload::File(file, _) => read_chunks(file, range.clone()),
+                    GetResultPayload::Stream(stream) => stream.map_err(StorageError::from).boxed(),
+                };
+                Ok(Some(Download { size, range, stream }))
+            }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -228,5 +267,12 @@ mod tests {
         let id = id_of(&bytes);
         store.put(&id, bytes.clone()).await.unwrap();
         assert_eq!(store.read(&id).await.unwrap().unwrap(), bytes);
+        // Read back in chunks, whole and in a range across several chunks.
+        for range in [None, Some(100..(3 * READ_CHUNK + 7))] {
+            let download = store.get(&id, range.clone()).await.unwrap().unwrap();
+            let got: Vec<Bytes> = download.stream.try_collect().await.unwrap();
+            let range = range.unwrap_or(0..bytes.len() as u64);
+            assert_eq!(got.concat(), bytes[range.start as usize..range.end as usize]);
+        }
     }
 }
