@@ -4,8 +4,9 @@
 //! enforcement do to users already in a room (spec 18.3, 18.5).
 
 pub mod moderation;
+pub mod standing;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,10 +107,32 @@ pub fn unavailable() -> ApiError {
 /// server mute and deafen of each (guild, user) (spec 18.5): in memory too, kept while the user
 /// is out of voice (the next token honours it) until a moderator lifts it or the server
 /// restarts.
-#[derive(Debug, Default)]
+///
+/// It also holds what orders the host's acts on users in voice: the (guild, user) locks, the
+/// enforcement waiting to start per pair, and the bound on LiveKit calls in flight.
+#[derive(Debug)]
 pub struct VoiceStates {
     states: Mutex<HashMap<GuildId, HashMap<UserId, VoiceState>>>,
     moderation: Mutex<HashMap<(GuildId, UserId), Moderation>>,
+    /// The lock everything changing a user's voice standing takes.
+    pub standings: standing::Standings,
+    pending: Mutex<HashSet<(GuildId, UserId)>>,
+    livekit: tokio::sync::Semaphore,
+}
+
+/// The most RoomService calls in flight at once, whatever the guild.
+pub const MAX_LIVEKIT_CALLS: usize = 8;
+
+impl Default for VoiceStates {
+    fn default() -> Self {
+        Self {
+            states: Mutex::default(),
+            moderation: Mutex::default(),
+            standings: standing::Standings::default(),
+            pending: Mutex::default(),
+            livekit: tokio::sync::Semaphore::new(MAX_LIVEKIT_CALLS),
+        }
+    }
 }
 
 /// A user's server mute and deafen in a guild this server hosts.
@@ -159,6 +182,30 @@ impl VoiceStates {
             all.remove(&key);
         } else {
             all.insert(key, moderation);
+        }
+    }
+
+    /// Waits for a turn to call LiveKit ([`MAX_LIVEKIT_CALLS`] in flight at once); `None` only
+    /// if the bound was closed, which it never is.
+    pub async fn livekit_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.livekit.acquire().await.ok()
+    }
+
+    /// Marks enforcement for (guild, user) as waiting to start; `false` when it already was (the
+    /// waiting one will read the newest state) or too many are.
+    pub fn mark_pending(&self, guild_id: &GuildId, user_id: &UserId) -> bool {
+        let Ok(mut pending) = self.pending.lock() else { return false };
+        if pending.len() >= standing::MAX_KEYS {
+            tracing::warn!(%guild_id, user = %user_id, "too much enforcement waiting; skipped");
+            return false;
+        }
+        pending.insert((guild_id.clone(), user_id.clone()))
+    }
+
+    /// Enforcement for (guild, user) has started.
+    pub fn unmark_pending(&self, guild_id: &GuildId, user_id: &UserId) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(&(guild_id.clone(), user_id.clone()));
         }
     }
 

@@ -11,7 +11,7 @@ use guildhall_media_relay::voice::{VoicePermissions, VoiceService};
 use guildhall_spec::api::ephemeral::VoiceState;
 use guildhall_spec::permissions::Permissions;
 use guildhall_spec::state::GuildState;
-use guildhall_spec::{GuildId, UserId};
+use guildhall_spec::{ChannelId, GuildId, UserId};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Moderation, apply, authorize, unavailable};
@@ -30,9 +30,14 @@ pub struct Action {
     pub disconnect: bool,
 }
 
-/// `moderator` acts on `target` in a guild this server hosts (spec 18.5, checks in its order):
-/// LiveKit is told first, and only when it agreed (or the user is not in its room) the host
-/// records the change and relays the new voice state, which it answers.
+/// `moderator` acts on `target` in a guild this server hosts (spec 18.5, checks in its order).
+///
+/// The work runs in a task of its own that this awaits, under the (guild, user) lock of
+/// [`super::standing`]: a request dropped half-way (the moderator's client or server gave up)
+/// cannot leave LiveKit changed and the record not, and no other action or enforcement on the
+/// same user interleaves. Inside the lock the guild's state, the user's voice state and record
+/// are read afresh, LiveKit is told, and only when it agreed (or the user is not in its room)
+/// the host records the change and relays the new voice state, which it answers.
 pub async fn moderate(
     state: &AppState,
     guild_id: &GuildId,
@@ -46,6 +51,29 @@ pub async fn moderate(
     }
     if action == Action::default() {
         return Err(ApiError::bad_request("nothing to do: give mute, deaf or disconnect"));
+    }
+    let (state, guild_id, moderator, target) =
+        (state.clone(), guild_id.clone(), moderator.clone(), target.clone());
+    tokio::spawn(async move {
+        let _standing =
+            state.voice_states.standings.lock(&guild_id, &target).await.map_err(|_| busy())?;
+        moderate_now(&state, &guild_id, &moderator, &target, action).await
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// [`moderate`] with the (guild, user) lock held.
+async fn moderate_now(
+    state: &AppState,
+    guild_id: &GuildId,
+    moderator: &UserId,
+    target: &UserId,
+    action: Action,
+) -> ApiResult<VoiceState> {
+    let guild = state.guilds.state(guild_id).await?;
+    if !guild.members.contains_key(moderator) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "not_member", "not a member"));
     }
     let Some((current, channel_id)) = state
         .voice_states
@@ -75,14 +103,25 @@ pub async fn moderate(
     let now =
         Moderation { mute: action.mute.unwrap_or(was.mute), deaf: action.deaf.unwrap_or(was.deaf) };
     let result = if action.disconnect {
+        let _permit = state.voice_states.livekit_permit().await;
         service.rooms().remove_participant(&room, target.as_str()).await
     } else {
-        let permissions = VoicePermissions {
-            muted: now.mute,
-            deafened: now.deaf,
-            ..authorize(guild, target, &channel_id).unwrap_or_default()
-        };
-        restrict(service, &room, target, permissions).await
+        let permissions = grant(&guild, target, &channel_id, now);
+        let _permit = state.voice_states.livekit_permit().await;
+        match restrict(service, &room, target, permissions).await {
+            Err(error) if !error.is_not_found() && may_have_changed(&error) => {
+                // LiveKit may have taken the change before failing (a timeout after the
+                // request went out, an unreadable answer, a track left unmuted): the previous
+                // grant is pushed again, so that it matches the record, which keeps `was`.
+                let previous = grant(&guild, target, &channel_id, was);
+                if let Err(again) = restrict(service, &room, target, previous).await {
+                    tracing::warn!(%room, user = %target, error = %again, "LiveKit did not take the previous grant back after a failed change");
+                }
+                Err(error)
+            }
+            result => result,
+        }
+        .map_err(RestrictError::into_inner)
     };
     match result {
         Ok(()) => {}
@@ -99,8 +138,43 @@ pub async fn moderate(
         deaf: now.deaf,
         ..current
     };
-    apply(state, next.clone(), Arc::clone(guild), state.server_name.clone());
+    apply(state, next.clone(), guild, state.server_name.clone());
     Ok(next)
+}
+
+/// What `user` may do in `channel_id` now: the channel's SPEAK and STREAM (nothing when they may
+/// not connect) with the host's record `moderation`.
+fn grant(
+    guild: &GuildState,
+    user: &UserId,
+    channel_id: &ChannelId,
+    moderation: Moderation,
+) -> VoicePermissions {
+    VoicePermissions {
+        muted: moderation.mute,
+        deafened: moderation.deaf,
+        ..authorize(guild, user, channel_id).unwrap_or_default()
+    }
+}
+
+/// Whether LiveKit may have applied a change whose call failed: anything but a refusal of the
+/// first call (which LiveKit answers before changing anything) or a call never made.
+fn may_have_changed(error: &RestrictError) -> bool {
+    match error {
+        RestrictError::Update(error) => {
+            matches!(error, RoomServiceError::Unreachable(_) | RoomServiceError::BadAnswer(_))
+        }
+        RestrictError::Track(_) => true,
+    }
+}
+
+/// `503 voice_unavailable`: too many users are being acted on at once.
+fn busy() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "voice_unavailable",
+        "the guild's voice server is busy; try again",
+    )
 }
 
 /// `502 voice_service_failed`: the host's LiveKit could not be reached or refused.
@@ -116,6 +190,31 @@ fn failed(error: &RoomServiceError) -> ApiError {
     )
 }
 
+/// A failed [`restrict`]: which call failed.
+#[derive(Debug, thiserror::Error)]
+enum RestrictError {
+    /// `UpdateParticipant`.
+    #[error("UpdateParticipant: {0}")]
+    Update(RoomServiceError),
+    /// `MutePublishedTrack`, after the grant was changed.
+    #[error("MutePublishedTrack: {0}")]
+    Track(RoomServiceError),
+}
+
+impl RestrictError {
+    fn is_not_found(&self) -> bool {
+        match self {
+            Self::Update(error) | Self::Track(error) => error.is_not_found(),
+        }
+    }
+
+    fn into_inner(self) -> RoomServiceError {
+        match self {
+            Self::Update(error) | Self::Track(error) => error,
+        }
+    }
+}
+
 /// Gives a participant exactly `permissions` (spec 18.5): the grant LiveKit enforces from now
 /// on, and, when it may not use its microphone, the microphone tracks it already publishes
 /// muted.
@@ -124,13 +223,19 @@ async fn restrict(
     room: &str,
     user: &UserId,
     permissions: VoicePermissions,
-) -> Result<(), RoomServiceError> {
+) -> Result<(), RestrictError> {
     let rooms = service.rooms();
     let permission = ParticipantPermission::from(permissions);
-    let tracks = rooms.update_participant(room, user.as_str(), &permission).await?;
+    let tracks = rooms
+        .update_participant(room, user.as_str(), &permission)
+        .await
+        .map_err(RestrictError::Update)?;
     if !permission.can_publish_sources.contains(&"MICROPHONE") {
         for track in tracks.iter().filter(|track| track.source == "MICROPHONE" && !track.muted) {
-            rooms.mute_published_track(room, user.as_str(), &track.sid, true).await?;
+            rooms
+                .mute_published_track(room, user.as_str(), &track.sid, true)
+                .await
+                .map_err(RestrictError::Track)?;
         }
     }
     Ok(())
@@ -141,7 +246,8 @@ async fn restrict(
 /// removed from the room and their state becomes `channel_id: null`; one whose SPEAK or STREAM
 /// changed gets the new publish permissions. The events come from the bus, so this runs after
 /// the event is stored and never on the write path; the LiveKit calls run in tasks of their
-/// own. When the bus says this fell behind, every hosted guild with users in voice is checked
+/// own, one per user, which decide under the user's lock from the guild's state at that time.
+/// When the bus says this fell behind, every hosted guild with users in voice is checked
 /// against its current state instead.
 pub async fn enforce(state: AppState) {
     let mut bus = state.bus.subscribe();
@@ -169,7 +275,8 @@ pub async fn enforce(state: AppState) {
 }
 
 /// Enforces `after` (the guild's state after an event; `before`, when known, the state before
-/// it) on the users in voice in a guild this server hosts.
+/// it) on the users in voice in a guild this server hosts: schedules [`enforce_on`] for each
+/// user who may no longer connect or whose SPEAK or STREAM changed.
 fn check_room_members(
     state: &AppState,
     guild_id: &GuildId,
@@ -181,43 +288,69 @@ fn check_room_members(
     }
     for voice_state in state.voice_states.of(guild_id) {
         let Some(channel_id) = voice_state.channel_id.clone() else { continue };
-        let user = voice_state.user_id.clone();
-        let room = VoiceService::room(guild_id, &channel_id);
-        let now = match authorize(after, &user, &channel_id) {
-            Ok(now) if !after.deleted => now,
-            _ => {
-                // Out of voice at once, so that the next event does not remove them again.
-                let left = VoiceState { channel_id: None, ..voice_state };
-                apply(state, left, Arc::clone(after), state.server_name.clone());
-                if let Some(service) = state.voice.clone() {
-                    tokio::spawn(async move {
-                        match service.rooms().remove_participant(&room, user.as_str()).await {
-                            Ok(()) => {}
-                            Err(error) if error.is_not_found() => {}
-                            Err(error) => {
-                                tracing::warn!(%room, %user, %error, "LiveKit did not remove a participant who may no longer connect");
-                            }
-                        }
-                    });
-                }
-                continue;
+        let user = voice_state.user_id;
+        let needed = match authorize(after, &user, &channel_id) {
+            Ok(now) if !after.deleted => {
+                let was = before.and_then(|before| authorize(before, &user, &channel_id).ok());
+                was.is_some_and(|was| (was.speak, was.stream) != (now.speak, now.stream))
             }
+            _ => true,
         };
-        let was = before.and_then(|before| authorize(before, &user, &channel_id).ok());
-        if was.is_none_or(|was| (was.speak, was.stream) == (now.speak, now.stream)) {
-            continue;
+        if needed {
+            schedule(state, guild_id, &user);
         }
-        let Some(service) = state.voice.clone() else { continue };
-        let Moderation { mute, deaf } = state.voice_states.moderation(guild_id, &user);
-        let permissions = VoicePermissions { muted: mute, deafened: deaf, ..now };
-        tokio::spawn(async move {
-            match restrict(&service, &room, &user, permissions).await {
-                Ok(()) => {}
-                Err(error) if error.is_not_found() => {}
-                Err(error) => {
-                    tracing::warn!(%room, %user, %error, "LiveKit did not take a participant's new permissions");
-                }
+    }
+}
+
+/// Runs [`enforce_on`] for (`guild_id`, `user`) in a task, unless one is already waiting to
+/// start: that one reads the guild's state when it starts, so it enforces the newest.
+fn schedule(state: &AppState, guild_id: &GuildId, user: &UserId) {
+    if !state.voice_states.mark_pending(guild_id, user) {
+        return;
+    }
+    let (state, guild_id, user) = (state.clone(), guild_id.clone(), user.clone());
+    tokio::spawn(async move {
+        let standing = state.voice_states.standings.lock(&guild_id, &user).await;
+        // From here on a newer event schedules another task: this one reads the state below.
+        state.voice_states.unmark_pending(&guild_id, &user);
+        match standing {
+            Ok(_standing) => enforce_on(&state, &guild_id, &user).await,
+            Err(error) => tracing::warn!(%guild_id, %user, %error, "enforcement skipped"),
+        }
+    });
+}
+
+/// Brings `user`'s standing in LiveKit to the guild's current state (spec 18.3), with their
+/// (guild, user) lock held: out of the room and of voice when they may no longer connect to
+/// their channel, else the grant their permissions and the host's record give now.
+async fn enforce_on(state: &AppState, guild_id: &GuildId, user: &UserId) {
+    let Some(service) = state.voice.clone() else { return };
+    let Ok(guild) = state.guilds.state(guild_id).await else { return };
+    let Some(voice_state) = state.voice_states.get(guild_id, user) else { return };
+    let Some(channel_id) = voice_state.channel_id.clone() else { return };
+    let room = VoiceService::room(guild_id, &channel_id);
+    if guild.deleted || authorize(&guild, user, &channel_id).is_err() {
+        let left = VoiceState { channel_id: None, ..voice_state };
+        apply(state, left, Arc::clone(&guild), state.server_name.clone());
+        let _permit = state.voice_states.livekit_permit().await;
+        match service.rooms().remove_participant(&room, user.as_str()).await {
+            Ok(()) => {}
+            Err(error) if error.is_not_found() => {}
+            Err(error) => {
+                tracing::warn!(%room, %user, %error, "LiveKit did not remove a participant who may no longer connect");
             }
-        });
+        }
+        return;
+    }
+    let moderation = state.voice_states.moderation(guild_id, user);
+    let permissions = grant(&guild, user, &channel_id, moderation);
+    let _permit = state.voice_states.livekit_permit().await;
+    match restrict(&service, &room, user, permissions).await {
+        Ok(()) => {}
+        Err(error) if error.is_not_found() => {}
+        Err(error) => {
+            let error = error.into_inner();
+            tracing::warn!(%room, %user, %error, "LiveKit did not take a participant's new permissions");
+        }
     }
 }

@@ -34,13 +34,19 @@ struct Call {
 struct FakeLiveKit {
     url: String,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// How long each `UpdateParticipant` takes to answer.
+    slow: Arc<Mutex<Duration>>,
+    /// How many of the next `UpdateParticipant` calls are taken but answered with a body that is
+    /// not a `ParticipantInfo` (a change LiveKit may have made).
+    garbled: Arc<Mutex<usize>>,
 }
 
 impl FakeLiveKit {
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}", listener.local_addr().expect("address"));
-        let fake = Self { url, calls: Arc::default() };
+        let fake =
+            Self { url, calls: Arc::default(), slow: Arc::default(), garbled: Arc::default() };
         let app = axum::Router::new()
             .route("/twirp/livekit.RoomService/{method}", axum::routing::post(twirp))
             .with_state(fake.clone());
@@ -110,6 +116,15 @@ async fn twirp(
     }
     fake.calls.lock().expect("calls").push(Call { method: method.clone(), body: body.clone() });
     let identity = body["identity"].clone();
+    if method == "UpdateParticipant" {
+        let slow = *fake.slow.lock().expect("slow");
+        tokio::time::sleep(slow).await;
+        let mut garbled = fake.garbled.lock().expect("garbled");
+        if *garbled > 0 {
+            *garbled -= 1;
+            return (Status::OK, "this is not a ParticipantInfo").into_response();
+        }
+    }
     let answer = match method.as_str() {
         "RemoveParticipant" => json!({}),
         // A participant publishing a microphone and a camera.
@@ -468,4 +483,65 @@ async fn livekit_refusing_the_hosts_token_is_a_clear_error() {
     assert!(fake.calls().is_empty(), "the fake took a call: {:?}", fake.calls());
     let state = in_voice(&owner, &guild.id, &owner.id, |_| true).await;
     assert_eq!(state["deaf"], false, "{state}");
+}
+
+/// Two moderators act on bob at once, one muting, one deafening, while LiveKit is slow: both
+/// hold, in the record, in the state and in the last grant LiveKit was given.
+#[tokio::test]
+async fn two_moderators_at_once_do_not_undo_each_other() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a: _a, b: _b, owner, guild, lounge: _, bob } = bob_in_voice(&fake).await;
+    *fake.slow.lock().expect("slow") = Duration::from_millis(400);
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
+    let (muted, deafened) = tokio::join!(
+        owner.patch(&path, json!({"mute": true})),
+        owner.patch(&path, json!({"deaf": true}))
+    );
+    assert_eq!((muted.0, deafened.0), (StatusCode::OK, StatusCode::OK), "{muted:?} {deafened:?}");
+    let state = in_voice(&owner, &guild.id, &bob.id, |_| true).await;
+    assert_eq!(
+        (state["mute"].clone(), state["deaf"].clone()),
+        (json!(true), json!(true)),
+        "{state}"
+    );
+    let updates: Vec<Value> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "UpdateParticipant")
+        .map(|c| c.body["permission"].clone())
+        .collect();
+    let last = updates.last().cloned().unwrap_or(Value::Null);
+    assert_eq!(last["canSubscribe"], false, "{} updates: {updates:?}", updates.len());
+    assert!(
+        !last["canPublishSources"].as_array().into_iter().flatten().any(|s| s == "MICROPHONE"),
+        "{updates:?}"
+    );
+}
+
+/// LiveKit takes a mute but its answer cannot be read: the moderator gets `502`, the record is
+/// unchanged, and the host gives LiveKit the previous grant back, so that both agree.
+#[tokio::test]
+async fn a_change_livekit_may_have_made_is_taken_back_when_it_fails() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a: _a, b: _b, owner, guild, lounge: _, bob } = bob_in_voice(&fake).await;
+    *fake.garbled.lock().expect("garbled") = 1;
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
+    let failed = owner.patch(&path, json!({"mute": true})).await;
+    assert_error(&failed, StatusCode::BAD_GATEWAY, "voice_service_failed");
+    let updates: Vec<Value> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "UpdateParticipant")
+        .map(|c| c.body["permission"]["canPublishSources"].clone())
+        .collect();
+    assert_eq!(
+        updates,
+        [
+            json!(["CAMERA", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO"]),
+            json!(["MICROPHONE", "CAMERA", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO"])
+        ],
+        "the mute, then the previous grant again"
+    );
+    let state = in_voice(&owner, &guild.id, &bob.id, |_| true).await;
+    assert_eq!(state["mute"], false, "{state}");
 }
