@@ -75,65 +75,81 @@ async fn moderate_now(
     if !guild.members.contains_key(moderator) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "not_member", "not a member"));
     }
-    let Some((current, channel_id)) = state
-        .voice_states
-        .get(guild_id, target)
-        .and_then(|current| current.channel_id.clone().map(|channel| (current, channel)))
-    else {
+    // Every room the user is in: their state's channel, and wherever LiveKit reports them
+    // (a client's report that they left, or are elsewhere, hides no room).
+    let rooms: Vec<ChannelId> = state.voice_states.rooms_of(guild_id, target).into_iter().collect();
+    if rooms.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "not_in_voice",
             "the user is not in a voice channel",
         ));
-    };
-    let granted = guild.channel_permissions(moderator, &channel_id);
+    }
     let needed = [
         (action.mute.is_some(), Permissions::MUTE_MEMBERS, "MUTE_MEMBERS"),
         (action.deaf.is_some(), Permissions::DEAFEN_MEMBERS, "DEAFEN_MEMBERS"),
         (action.disconnect, Permissions::MOVE_MEMBERS, "MOVE_MEMBERS"),
     ];
-    for (asked, permission, name) in needed {
-        if asked && !granted.contains(permission) {
-            return Err(ApiError::forbidden(format!("{name} is required in this channel")));
+    for channel_id in &rooms {
+        let granted = guild.channel_permissions(moderator, channel_id);
+        for (asked, permission, name) in needed {
+            if asked && !granted.contains(permission) {
+                return Err(ApiError::forbidden(format!("{name} is required in this channel")));
+            }
         }
     }
     let service = state.voice.as_ref().ok_or_else(unavailable)?;
-    let room = VoiceService::room(guild_id, &channel_id);
     let was = state.voice_states.moderation(guild_id, target);
     let now =
         Moderation { mute: action.mute.unwrap_or(was.mute), deaf: action.deaf.unwrap_or(was.deaf) };
-    let result = if action.disconnect {
+    for (done, channel_id) in rooms.iter().enumerate() {
+        let room = VoiceService::room(guild_id, channel_id);
         let _permit = state.voice_states.livekit_permit().await;
-        service.rooms().remove_participant(&room, target.as_str()).await
-    } else {
-        let permissions = grant(&guild, target, &channel_id, now);
-        let _permit = state.voice_states.livekit_permit().await;
-        match restrict(service, &room, target, permissions).await {
-            Err(error) if !error.is_not_found() && may_have_changed(&error) => {
-                // LiveKit may have taken the change before failing (a timeout after the
-                // request went out, an unreadable answer, a track left unmuted): the previous
-                // grant is pushed again, so that it matches the record, which keeps `was`.
-                let previous = grant(&guild, target, &channel_id, was);
-                if let Err(again) = restrict(service, &room, target, previous).await {
-                    tracing::warn!(%room, user = %target, error = %again, "LiveKit did not take the previous grant back after a failed change");
+        let result = if action.disconnect {
+            service.rooms().remove_participant(&room, target.as_str()).await
+        } else {
+            match restrict(service, &room, target, grant(&guild, target, channel_id, now)).await {
+                Err(error) if !error.is_not_found() => {
+                    // LiveKit may have taken the change before failing (a timeout after the
+                    // request went out, an unreadable answer, a track left unmuted), and the
+                    // rooms before this one did: the previous grant is pushed again, so that
+                    // LiveKit matches the record, which keeps `was`.
+                    let changed = if may_have_changed(&error) { done + 1 } else { done };
+                    for channel_id in &rooms[..changed] {
+                        let room = VoiceService::room(guild_id, channel_id);
+                        let previous = grant(&guild, target, channel_id, was);
+                        if let Err(again) = restrict(service, &room, target, previous).await {
+                            tracing::warn!(%room, user = %target, error = %again, "LiveKit did not take the previous grant back after a failed change");
+                        }
+                    }
+                    Err(error)
                 }
-                Err(error)
+                result => result,
             }
-            result => result,
-        }
-        .map_err(RestrictError::into_inner)
-    };
-    match result {
-        Ok(()) => {}
-        Err(error) if error.is_not_found() => {}
-        Err(error) => {
-            tracing::warn!(%room, user = %target, %error, "LiveKit refused a moderator's action");
-            return Err(failed(&error));
+            .map_err(RestrictError::into_inner)
+        };
+        match result {
+            Ok(()) => {}
+            Err(error) if error.is_not_found() => {}
+            Err(error) => {
+                tracing::warn!(%room, user = %target, %error, "LiveKit refused a moderator's action");
+                return Err(failed(&error));
+            }
         }
     }
     state.voice_states.set_moderation(guild_id, target, now);
+    let current = state.voice_states.get(guild_id, target).unwrap_or_else(|| VoiceState {
+        guild_id: guild_id.clone(),
+        channel_id: rooms.first().cloned(),
+        user_id: target.clone(),
+        self_mute: false,
+        self_deaf: false,
+        self_stream: false,
+        mute: was.mute,
+        deaf: was.deaf,
+    });
     let next = VoiceState {
-        channel_id: if action.disconnect { None } else { Some(channel_id) },
+        channel_id: if action.disconnect { None } else { current.channel_id.clone() },
         mute: now.mute,
         deaf: now.deaf,
         ..current
@@ -286,9 +302,8 @@ fn check_room_members(
     if guild_id.host() != state.server_name {
         return;
     }
-    for voice_state in state.voice_states.of(guild_id) {
-        let Some(channel_id) = voice_state.channel_id.clone() else { continue };
-        let user = voice_state.user_id;
+    // Users LiveKit reports in a room count, whatever their client last said.
+    for (user, channel_id) in state.voice_states.in_rooms(guild_id) {
         let needed = match authorize(after, &user, &channel_id) {
             Ok(now) if !after.deleted => {
                 let was = before.and_then(|before| authorize(before, &user, &channel_id).ok());
@@ -320,37 +335,85 @@ fn schedule(state: &AppState, guild_id: &GuildId, user: &UserId) {
     });
 }
 
+/// LiveKit reports `user` joined a room of a guild this server hosts: their standing there is
+/// enforced at once ([`enforce_on`]), under their lock, in a task a dropped webhook does not
+/// stop.
+pub async fn admit(state: &AppState, guild_id: &GuildId, user: &UserId) {
+    let (state, guild_id, user) = (state.clone(), guild_id.clone(), user.clone());
+    let task = tokio::spawn(async move {
+        match state.voice_states.standings.lock(&guild_id, &user).await {
+            Ok(_standing) => enforce_on(&state, &guild_id, &user).await,
+            Err(error) => tracing::warn!(%guild_id, %user, %error, "a joined user went unchecked"),
+        }
+    });
+    if let Err(error) = task.await {
+        tracing::warn!(%error, "checking a joined user failed");
+    }
+}
+
+/// LiveKit reports `user` left the room of `channel_id` (or it ended): if their state names that
+/// channel they are out of voice, under their lock so that no action in flight puts them back.
+pub async fn left_room(
+    state: &AppState,
+    guild_id: &GuildId,
+    user: &UserId,
+    channel_id: &ChannelId,
+) {
+    let (state, guild_id, user, channel_id) =
+        (state.clone(), guild_id.clone(), user.clone(), channel_id.clone());
+    let task = tokio::spawn(async move {
+        let Ok(_standing) = state.voice_states.standings.lock(&guild_id, &user).await else {
+            return;
+        };
+        let Some(current) = state.voice_states.get(&guild_id, &user) else { return };
+        if current.channel_id.as_ref() != Some(&channel_id) {
+            return;
+        }
+        let Ok(guild) = state.guilds.state(&guild_id).await else { return };
+        let left = VoiceState { channel_id: None, ..current };
+        apply(&state, left, guild, state.server_name.clone());
+    });
+    if let Err(error) = task.await {
+        tracing::warn!(%error, "recording a user who left voice failed");
+    }
+}
+
 /// Brings `user`'s standing in LiveKit to the guild's current state (spec 18.3), with their
-/// (guild, user) lock held: out of the room and of voice when they may no longer connect to
-/// their channel, else the grant their permissions and the host's record give now.
+/// (guild, user) lock held, in every room they are in (their state's channel and wherever
+/// LiveKit reports them): out of the room (and of voice, if their state named it) where they may
+/// no longer connect, else the grant their permissions and the host's record give now.
 async fn enforce_on(state: &AppState, guild_id: &GuildId, user: &UserId) {
     let Some(service) = state.voice.clone() else { return };
     let Ok(guild) = state.guilds.state(guild_id).await else { return };
-    let Some(voice_state) = state.voice_states.get(guild_id, user) else { return };
-    let Some(channel_id) = voice_state.channel_id.clone() else { return };
-    let room = VoiceService::room(guild_id, &channel_id);
-    if guild.deleted || authorize(&guild, user, &channel_id).is_err() {
-        let left = VoiceState { channel_id: None, ..voice_state };
-        apply(state, left, Arc::clone(&guild), state.server_name.clone());
+    let moderation = state.voice_states.moderation(guild_id, user);
+    for channel_id in state.voice_states.rooms_of(guild_id, user) {
+        let room = VoiceService::room(guild_id, &channel_id);
+        if guild.deleted || authorize(&guild, user, &channel_id).is_err() {
+            let current = state.voice_states.get(guild_id, user);
+            if let Some(current) = current.filter(|vs| vs.channel_id.as_ref() == Some(&channel_id))
+            {
+                let left = VoiceState { channel_id: None, ..current };
+                apply(state, left, Arc::clone(&guild), state.server_name.clone());
+            }
+            let _permit = state.voice_states.livekit_permit().await;
+            match service.rooms().remove_participant(&room, user.as_str()).await {
+                Ok(()) => {}
+                Err(error) if error.is_not_found() => {}
+                Err(error) => {
+                    tracing::warn!(%room, %user, %error, "LiveKit did not remove a participant who may no longer connect");
+                }
+            }
+            continue;
+        }
+        let permissions = grant(&guild, user, &channel_id, moderation);
         let _permit = state.voice_states.livekit_permit().await;
-        match service.rooms().remove_participant(&room, user.as_str()).await {
+        match restrict(&service, &room, user, permissions).await {
             Ok(()) => {}
             Err(error) if error.is_not_found() => {}
             Err(error) => {
-                tracing::warn!(%room, %user, %error, "LiveKit did not remove a participant who may no longer connect");
+                let error = error.into_inner();
+                tracing::warn!(%room, %user, %error, "LiveKit did not take a participant's new permissions");
             }
-        }
-        return;
-    }
-    let moderation = state.voice_states.moderation(guild_id, user);
-    let permissions = grant(&guild, user, &channel_id, moderation);
-    let _permit = state.voice_states.livekit_permit().await;
-    match restrict(&service, &room, user, permissions).await {
-        Ok(()) => {}
-        Err(error) if error.is_not_found() => {}
-        Err(error) => {
-            let error = error.into_inner();
-            tracing::warn!(%room, %user, %error, "LiveKit did not take a participant's new permissions");
         }
     }
 }

@@ -545,3 +545,67 @@ async fn a_change_livekit_may_have_made_is_taken_back_when_it_fails() {
     let state = in_voice(&owner, &guild.id, &bob.id, |_| true).await;
     assert_eq!(state["mute"], false, "{state}");
 }
+
+/// Sends `server` a webhook its LiveKit signed: `event` for `identity` in `room`.
+async fn livekit_says(server: &Server, event: &str, room: &str, identity: &str) {
+    let body =
+        json!({"event": event, "room": {"name": room}, "participant": {"identity": identity}})
+            .to_string();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/livekit/webhook", server.base_url()))
+        .header("Authorization", super::voice::livekit_webhook(&body, SECRET))
+        .header("Content-Type", "application/webhook+json")
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT, "{event}");
+}
+
+/// What LiveKit reports counts, not what a client claims: a user who joined is given the grant
+/// the host gives now; one whose client says they left voice is still muted and removed; a
+/// token kept from before a ban cannot bring them back.
+#[tokio::test]
+async fn the_host_acts_on_who_livekit_reports_in_a_room_whatever_their_client_says() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a, b: _b, owner, guild, lounge, bob } = bob_in_voice(&fake).await;
+    let room = format!("{}/{lounge}", guild.id);
+    let count = |method: &str| {
+        fake.calls().iter().filter(|c| c.method == method && c.body["identity"] == bob.id).count()
+    };
+
+    // LiveKit reports bob joined: the host gives him the grant it gives now.
+    livekit_says(&a, "participant_joined", &room, &bob.id).await;
+    let update = fake.expect("UpdateParticipant", &bob.id).await;
+    assert_eq!(update["room"], room.as_str(), "{update}");
+    assert_eq!(update["permission"]["canPublishSources"][0], "MICROPHONE", "{update}");
+
+    // His client says he left; LiveKit does not. A moderator still reaches him.
+    let state_path = format!("/guilds/{}/voice-state", guild.id);
+    assert_eq!(bob.put(&state_path, json!({"channel_id": null})).await.0, StatusCode::NO_CONTENT);
+    let listed_path = format!("/guilds/{}/voice-states", guild.id);
+    eventually(
+        Duration::from_secs(20),
+        || async { owner.get(&listed_path).await.1 },
+        |listed| listed["voice_states"].as_array().is_some_and(Vec::is_empty),
+    )
+    .await;
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
+    let (status, muted) = owner.patch(&path, json!({"mute": true})).await;
+    assert_eq!(status, StatusCode::OK, "{muted}");
+    let last = fake.calls().into_iter().rfind(|c| c.method == "UpdateParticipant");
+    let sources = last.map(|c| c.body["permission"]["canPublishSources"].clone());
+    assert_eq!(sources, Some(json!(["CAMERA", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO"])));
+
+    // Banned: removed from the room LiveKit has him in.
+    let (status, body) =
+        owner.put(&format!("/guilds/{}/bans/{}", guild.id, bob.id), json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "ban: {body}");
+    fake.expect("RemoveParticipant", &bob.id).await;
+
+    // He connects again with the token he kept: removed again at once.
+    livekit_says(&a, "participant_left", &room, &bob.id).await;
+    livekit_says(&a, "participant_joined", &room, &bob.id).await;
+    eventually(Duration::from_secs(20), || async { count("RemoveParticipant") }, |n| *n >= 2).await;
+    assert_eq!(count("RemoveParticipant"), 2, "{:?}", fake.calls());
+}
