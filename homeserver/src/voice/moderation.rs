@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use guildhall_media_relay::room_service::{ParticipantPermission, RoomServiceError};
 use guildhall_media_relay::voice::{VoicePermissions, VoiceService};
 use guildhall_spec::api::ephemeral::VoiceState;
+use guildhall_spec::content::EventContent;
 use guildhall_spec::permissions::Permissions;
 use guildhall_spec::state::GuildState;
 use guildhall_spec::{ChannelId, GuildId, UserId};
@@ -258,7 +259,7 @@ async fn restrict(
 }
 
 /// The host's enforcement after join (spec 18.3), until the bus closes: after every event of a
-/// guild it hosts, each user in voice there who may no longer connect to their channel is
+/// guild it hosts that can change who may connect or publish ([`may_change_voice`]), each user in voice there who may no longer connect to their channel is
 /// removed from the room and their state becomes `channel_id: null`; one whose SPEAK or STREAM
 /// changed gets the new publish permissions. The events come from the bus, so this runs after
 /// the event is stored and never on the write path; the LiveKit calls run in tasks of their
@@ -269,7 +270,7 @@ pub async fn enforce(state: AppState) {
     let mut bus = state.bus.subscribe();
     loop {
         match bus.recv().await {
-            Ok(BusMessage::GuildEvent(message)) => {
+            Ok(BusMessage::GuildEvent(message)) if may_change_voice(&message.content) => {
                 check_room_members(
                     &state,
                     &message.guild_id,
@@ -287,6 +288,44 @@ pub async fn enforce(state: AppState) {
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// Whether an event can change who may connect to a voice channel or what they may publish
+/// there: membership, bans, roles and their assignment, overwrites, channels, the guild's end.
+/// Messages, reactions, pins, invites and the like cannot, and cost enforcement nothing. The
+/// match lists every kind, so that a new one is decided here.
+fn may_change_voice(content: &EventContent) -> bool {
+    match content {
+        EventContent::GuildDelete(_)
+        | EventContent::ServerBan(_)
+        | EventContent::ServerUnban(_)
+        | EventContent::ChannelUpdate(_)
+        | EventContent::ChannelDelete(_)
+        | EventContent::OverwriteSet(_)
+        | EventContent::OverwriteDelete(_)
+        | EventContent::RoleCreate(_)
+        | EventContent::RoleUpdate(_)
+        | EventContent::RoleDelete(_)
+        | EventContent::MemberJoin(_)
+        | EventContent::MemberLeave(_)
+        | EventContent::MemberKick(_)
+        | EventContent::MemberBan(_)
+        | EventContent::MemberUnban(_) => true,
+        EventContent::MemberUpdate(update) => update.roles.is_some(),
+        EventContent::GuildCreate(_)
+        | EventContent::GuildUpdate(_)
+        | EventContent::ChannelCreate(_)
+        | EventContent::DmInvite(_)
+        | EventContent::InviteCreate(_)
+        | EventContent::InviteRevoke(_)
+        | EventContent::MessageCreate(_)
+        | EventContent::MessageEdit(_)
+        | EventContent::MessageDelete(_)
+        | EventContent::ReactionAdd(_)
+        | EventContent::ReactionRemove(_)
+        | EventContent::PinAdd(_)
+        | EventContent::PinRemove(_) => false,
     }
 }
 
@@ -415,5 +454,28 @@ async fn enforce_on(state: &AppState, guild_id: &GuildId, user: &UserId) {
                 tracing::warn!(%room, %user, %error, "LiveKit did not take a participant's new permissions");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(event: serde_json::Value, expected: bool) {
+        let content: EventContent = serde_json::from_value(event.clone()).unwrap();
+        assert_eq!(may_change_voice(&content), expected, "{event}");
+    }
+
+    #[test]
+    fn only_events_that_can_change_who_may_connect_or_publish_are_enforced() {
+        use serde_json::json;
+        check(json!({"type": "member.leave", "content": {}}), true);
+        check(json!({"type": "guild.delete", "content": {}}), true);
+        let roles = json!({"user_id": "@u:a.example", "roles": []});
+        check(json!({"type": "member.update", "content": roles}), true);
+        let nick = json!({"user_id": "@u:a.example", "nick": "u"});
+        check(json!({"type": "member.update", "content": nick}), false);
+        let pin = json!({"channel_id": "c", "message_id": format!("${}", "A".repeat(43))});
+        check(json!({"type": "pin.add", "content": pin}), false);
     }
 }
