@@ -4,6 +4,7 @@
 //! a new voice state relayed to every member server.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use guildhall_media_relay::room_service::{ParticipantPermission, RoomServiceError};
@@ -374,6 +375,46 @@ fn schedule(state: &AppState, guild_id: &GuildId, user: &UserId) {
     });
 }
 
+/// How long to wait before each retry of a failed `RemoveParticipant` (about a minute in all).
+const REMOVAL_RETRIES: [Duration; 5] = [
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+    Duration::from_secs(30),
+];
+
+/// Retries removing `user` from the room of `channel_id` after LiveKit failed to (spec 18.3), in
+/// a task of its own, with backoff, until LiveKit removed them or says they are not there, they
+/// may connect again, or [`REMOVAL_RETRIES`] ran out. Each try holds their lock and rechecks.
+fn retry_removal(state: &AppState, guild_id: &GuildId, user: &UserId, channel_id: &ChannelId) {
+    let (state, guild_id, user, channel_id) =
+        (state.clone(), guild_id.clone(), user.clone(), channel_id.clone());
+    tokio::spawn(async move {
+        let room = VoiceService::room(&guild_id, &channel_id);
+        for delay in REMOVAL_RETRIES {
+            tokio::time::sleep(delay).await;
+            let Some(service) = state.voice.clone() else { return };
+            let Ok(_standing) = state.voice_states.standings.lock(&guild_id, &user).await else {
+                continue;
+            };
+            let Ok(guild) = state.guilds.state(&guild_id).await else { continue };
+            if !guild.deleted && authorize(&guild, &user, &channel_id).is_ok() {
+                return;
+            }
+            let _permit = state.voice_states.livekit_permit().await;
+            match service.rooms().remove_participant(&room, user.as_str()).await {
+                Ok(()) => return,
+                Err(error) if error.is_not_found() => return,
+                Err(error) => {
+                    tracing::warn!(%room, %user, %error, "LiveKit again did not remove a participant who may no longer connect");
+                }
+            }
+        }
+        tracing::warn!(%room, %user, "gave up removing a participant who may no longer connect");
+    });
+}
+
 /// LiveKit reports `user` joined a room of a guild this server hosts: their standing there is
 /// enforced at once ([`enforce_on`]), under their lock, in a task a dropped webhook does not
 /// stop.
@@ -439,7 +480,8 @@ async fn enforce_on(state: &AppState, guild_id: &GuildId, user: &UserId) {
                 Ok(()) => {}
                 Err(error) if error.is_not_found() => {}
                 Err(error) => {
-                    tracing::warn!(%room, %user, %error, "LiveKit did not remove a participant who may no longer connect");
+                    tracing::warn!(%room, %user, %error, "LiveKit did not remove a participant who may no longer connect; retrying");
+                    retry_removal(state, guild_id, user, &channel_id);
                 }
             }
             continue;

@@ -39,14 +39,21 @@ struct FakeLiveKit {
     /// How many of the next `UpdateParticipant` calls are taken but answered with a body that is
     /// not a `ParticipantInfo` (a change LiveKit may have made).
     garbled: Arc<Mutex<usize>>,
+    /// How many of the next `RemoveParticipant` calls fail with `500 internal`.
+    failing_removals: Arc<Mutex<usize>>,
 }
 
 impl FakeLiveKit {
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}", listener.local_addr().expect("address"));
-        let fake =
-            Self { url, calls: Arc::default(), slow: Arc::default(), garbled: Arc::default() };
+        let fake = Self {
+            url,
+            calls: Arc::default(),
+            slow: Arc::default(),
+            garbled: Arc::default(),
+            failing_removals: Arc::default(),
+        };
         let app = axum::Router::new()
             .route("/twirp/livekit.RoomService/{method}", axum::routing::post(twirp))
             .with_state(fake.clone());
@@ -123,6 +130,13 @@ async fn twirp(
         if *garbled > 0 {
             *garbled -= 1;
             return (Status::OK, "this is not a ParticipantInfo").into_response();
+        }
+    }
+    if method == "RemoveParticipant" {
+        let mut failing = fake.failing_removals.lock().expect("failing");
+        if *failing > 0 {
+            *failing -= 1;
+            return error(Status::INTERNAL_SERVER_ERROR, "internal", "try again".to_owned());
         }
     }
     let answer = match method.as_str() {
@@ -608,4 +622,24 @@ async fn the_host_acts_on_who_livekit_reports_in_a_room_whatever_their_client_sa
     livekit_says(&a, "participant_joined", &room, &bob.id).await;
     eventually(Duration::from_secs(20), || async { count("RemoveParticipant") }, |n| *n >= 2).await;
     assert_eq!(count("RemoveParticipant"), 2, "{:?}", fake.calls());
+}
+
+/// LiveKit fails to remove a banned user: the host tries again until it did.
+#[tokio::test]
+async fn a_failed_removal_is_retried_until_livekit_removes_the_user() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a: _a, b: _b, owner, guild, lounge: _, bob } = bob_in_voice(&fake).await;
+    *fake.failing_removals.lock().expect("failing") = 1;
+    let (status, body) =
+        owner.put(&format!("/guilds/{}/bans/{}", guild.id, bob.id), json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "ban: {body}");
+    let removals = || {
+        fake.calls()
+            .iter()
+            .filter(|c| c.method == "RemoveParticipant" && c.body["identity"] == bob.id)
+            .count()
+    };
+    let seen = eventually(Duration::from_secs(30), || async { removals() }, |n| *n >= 2).await;
+    assert_eq!(seen, 2, "a failed removal, then the retry: {:?}", fake.calls());
+    assert_eq!(*fake.failing_removals.lock().expect("failing"), 0);
 }
