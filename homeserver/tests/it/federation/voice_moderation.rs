@@ -643,3 +643,20 @@ async fn a_failed_removal_is_retried_until_livekit_removes_the_user() {
     assert_eq!(seen, 2, "a failed removal, then the retry: {:?}", fake.calls());
     assert_eq!(*fake.failing_removals.lock().expect("failing"), 0);
 }
+
+/// Bob, B's only member, is kicked while in voice: the host removes him and tells B, which is no
+/// longer a member server, so that bob's own server and client know he is out of voice.
+#[tokio::test]
+async fn a_kicked_users_own_server_hears_they_are_out_of_voice() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a: _a, b, owner, guild, lounge: _, bob } = bob_in_voice(&fake).await;
+    let (mut bobs, _) = Gateway::identified(&b, &bob.token, Encoding::Json).await;
+    let kick = format!("/guilds/{}/members/{}", guild.id, bob.id);
+    let (status, body) = owner.delete(&kick).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "kick: {body}");
+    fake.expect("RemoveParticipant", &bob.id).await;
+    bobs.expect_dispatch("VOICE_STATE_UPDATE", |d| {
+        d["user_id"] == bob.id.as_str() && d["channel_id"].is_null()
+    })
+    .await;
+}
