@@ -660,3 +660,29 @@ async fn a_kicked_users_own_server_hears_they_are_out_of_voice() {
     })
     .await;
 }
+
+/// B (played by a peer with B's key, so every signature checks) says bob is no longer muted: the
+/// host keeps its record, still lists him muted, and sends the corrected state back to B.
+#[tokio::test]
+async fn a_forged_unmute_from_the_users_server_is_overridden_by_the_host() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a, b, owner, guild, lounge, bob } = bob_in_voice(&fake).await;
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
+    let (status, muted) = owner.patch(&path, json!({"mute": true})).await;
+    assert_eq!(status, StatusCode::OK, "{muted}");
+    in_voice(&bob, &guild.id, &bob.id, |s| s["mute"] == true).await;
+
+    let peer = super::security::Peer::of(&b);
+    let item = json!({"type": "voice_state", "content": {"guild_id": guild.id,
+        "channel_id": lounge, "user_id": bob.id, "self_mute": false, "self_deaf": true,
+        "self_stream": false, "mute": false, "deaf": false}});
+    let body = json!({"origin": b.name(), "origin_ts": unix_now() * 1000, "events": [],
+        "ephemeral": [item]});
+    let request = peer.signed(&a, "PUT", "/_guildhall/v1/send/unmute1", Some(&body));
+    let (status, answer) = peer.send("PUT", &request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // The host took the item (self_deaf) but not its mute, and told B so.
+    in_voice(&owner, &guild.id, &bob.id, |s| s["self_deaf"] == true && s["mute"] == true).await;
+    in_voice(&bob, &guild.id, &bob.id, |s| s["self_deaf"] == true && s["mute"] == true).await;
+}
