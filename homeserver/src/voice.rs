@@ -122,6 +122,9 @@ pub struct VoiceStates {
     presence: Mutex<HashMap<GuildId, HashMap<UserId, BTreeSet<ChannelId>>>>,
 }
 
+/// The most server mute and deafen records the host keeps.
+pub const MAX_RECORDS: usize = 65_536;
+
 /// The most users the host tracks as present in its LiveKit's rooms.
 pub const MAX_PRESENT: usize = 65_536;
 
@@ -180,14 +183,30 @@ impl VoiceStates {
             .unwrap_or_default()
     }
 
-    /// Records a user's server mute and deafen (as host).
-    pub fn set_moderation(&self, guild_id: &GuildId, user_id: &UserId, moderation: Moderation) {
-        let Ok(mut all) = self.moderation.lock() else { return };
+    /// Records a user's server mute and deafen (as host); `false` when [`MAX_RECORDS`] users
+    /// already have one and this one would be new.
+    pub fn set_moderation(
+        &self,
+        guild_id: &GuildId,
+        user_id: &UserId,
+        moderation: Moderation,
+    ) -> bool {
+        let Ok(mut all) = self.moderation.lock() else { return false };
         let key = (guild_id.clone(), user_id.clone());
         if moderation == Moderation::default() {
             all.remove(&key);
+        } else if all.len() >= MAX_RECORDS && !all.contains_key(&key) {
+            return false;
         } else {
             all.insert(key, moderation);
+        }
+        true
+    }
+
+    /// Keeps the records of a guild's users for whom `keep` holds.
+    pub fn retain_moderation(&self, guild_id: &GuildId, keep: impl Fn(&UserId) -> bool) {
+        if let Ok(mut all) = self.moderation.lock() {
+            all.retain(|(guild, user), _| guild != guild_id || keep(user));
         }
     }
 

@@ -80,6 +80,9 @@ async fn moderate_now(
     // Every room the user is in: their state's channel, and wherever LiveKit reports them
     // (a client's report that they left, or are elsewhere, hides no room).
     let rooms: Vec<ChannelId> = state.voice_states.rooms_of(guild_id, target).into_iter().collect();
+    if rooms.is_empty() && !action.disconnect && guild.members.contains_key(target) {
+        return record_only(state, guild_id, &guild, moderator, target, action);
+    }
     if rooms.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -139,7 +142,9 @@ async fn moderate_now(
             }
         }
     }
-    state.voice_states.set_moderation(guild_id, target, now);
+    if !state.voice_states.set_moderation(guild_id, target, now) {
+        return Err(busy());
+    }
     let current = state.voice_states.get(guild_id, target).unwrap_or_else(|| VoiceState {
         guild_id: guild_id.clone(),
         channel_id: rooms.first().cloned(),
@@ -157,6 +162,48 @@ async fn moderate_now(
         ..current
     };
     apply(state, next.clone(), guild, state.server_name.clone());
+    Ok(next)
+}
+
+/// A server mute or deafen set or lifted for a member who is not in voice (spec 18.5): the
+/// moderator needs the permission in the guild (their base permissions), nothing is asked of
+/// LiveKit, and the record holds for their next token. The state relayed says `channel_id:
+/// null`.
+fn record_only(
+    state: &AppState,
+    guild_id: &GuildId,
+    guild: &Arc<GuildState>,
+    moderator: &UserId,
+    target: &UserId,
+    action: Action,
+) -> ApiResult<VoiceState> {
+    let granted = guild.base_permissions(moderator);
+    let needed = [
+        (action.mute.is_some(), Permissions::MUTE_MEMBERS, "MUTE_MEMBERS"),
+        (action.deaf.is_some(), Permissions::DEAFEN_MEMBERS, "DEAFEN_MEMBERS"),
+    ];
+    for (asked, permission, name) in needed {
+        if asked && !granted.contains(permission) {
+            return Err(ApiError::forbidden(format!("{name} is required in the guild")));
+        }
+    }
+    let was = state.voice_states.moderation(guild_id, target);
+    let now =
+        Moderation { mute: action.mute.unwrap_or(was.mute), deaf: action.deaf.unwrap_or(was.deaf) };
+    if !state.voice_states.set_moderation(guild_id, target, now) {
+        return Err(busy());
+    }
+    let next = VoiceState {
+        guild_id: guild_id.clone(),
+        channel_id: None,
+        user_id: target.clone(),
+        self_mute: false,
+        self_deaf: false,
+        self_stream: false,
+        mute: now.mute,
+        deaf: now.deaf,
+    };
+    apply(state, next.clone(), Arc::clone(guild), state.server_name.clone());
     Ok(next)
 }
 
@@ -272,6 +319,11 @@ pub async fn enforce(state: AppState) {
     loop {
         match bus.recv().await {
             Ok(BusMessage::GuildEvent(message)) if may_change_voice(&message.content) => {
+                // Records of users who left, were kicked or banned, or of a deleted guild go.
+                let after = &message.after;
+                state.voice_states.retain_moderation(&message.guild_id, |user| {
+                    !after.deleted && after.members.contains_key(user)
+                });
                 check_room_members(
                     &state,
                     &message.guild_id,

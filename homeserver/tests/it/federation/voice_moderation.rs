@@ -341,12 +341,12 @@ async fn a_moderator_on_another_server_disconnects_a_user_only_with_move_members
         StatusCode::FORBIDDEN,
         "missing_permission",
     );
-    // Moving is not supported; someone not in voice cannot be acted on.
+    // Moving is not supported; someone not in voice cannot be disconnected.
     let moved = owner.patch(&path, json!({"channel_id": lounge})).await;
     assert_error(&moved, StatusCode::BAD_REQUEST, "bad_request");
     let absent = format!("/guilds/{}/voice-states/{}", guild.id, dave.id);
     assert_error(
-        &owner.patch(&absent, json!({"mute": true})).await,
+        &owner.patch(&absent, json!({"channel_id": null})).await,
         StatusCode::BAD_REQUEST,
         "not_in_voice",
     );
@@ -685,4 +685,37 @@ async fn a_forged_unmute_from_the_users_server_is_overridden_by_the_host() {
     // The host took the item (self_deaf) but not its mute, and told B so.
     in_voice(&owner, &guild.id, &bob.id, |s| s["self_deaf"] == true && s["mute"] == true).await;
     in_voice(&bob, &guild.id, &bob.id, |s| s["self_deaf"] == true && s["mute"] == true).await;
+}
+
+/// A member not in voice can be muted and unmuted (the record only, LiveKit is not asked): their
+/// next token follows it. The record goes when they leave the guild.
+#[tokio::test]
+async fn a_member_out_of_voice_is_muted_and_unmuted_and_the_record_goes_when_they_leave() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a, b: _b, owner, guild, lounge, bob } = voice_guild_at(&fake.url).await;
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
+    let microphone = |claims: &livekit_api::access_token::Claims| {
+        claims.video.can_publish_sources.iter().any(|s| s == "microphone")
+    };
+    let (status, muted) = owner.patch(&path, json!({"mute": true})).await;
+    assert_eq!(status, StatusCode::OK, "{muted}");
+    assert!(muted["channel_id"].is_null() && muted["mute"] == true, "{muted}");
+    assert!(!microphone(&token(&bob, &lounge).await), "muted out of voice");
+    let (status, unmuted) = owner.patch(&path, json!({"mute": false})).await;
+    assert_eq!((status, unmuted["mute"].clone()), (StatusCode::OK, json!(false)), "{unmuted}");
+    assert!(microphone(&token(&bob, &lounge).await), "unmuted out of voice");
+    assert!(fake.calls().is_empty(), "LiveKit is not asked: {:?}", fake.calls());
+
+    // Muted again, then he leaves and comes back: the record is gone.
+    assert_eq!(owner.patch(&path, json!({"mute": true})).await.0, StatusCode::OK);
+    let leave = format!("/guilds/{}/members/@me", guild.id);
+    assert_eq!(bob.delete(&leave).await.0, StatusCode::NO_CONTENT);
+    join_remote(&bob, &a, &owner.invite(&guild.general).await).await;
+    let claims = eventually(
+        Duration::from_secs(20),
+        || async { token(&bob, &lounge).await },
+        |claims| microphone(claims),
+    )
+    .await;
+    assert!(microphone(&claims), "the record outlived his membership");
 }
