@@ -203,6 +203,15 @@ impl VoiceStates {
         true
     }
 
+    /// Moves `from`'s record in a guild to `to` (an account move), replacing any `to` had.
+    pub fn move_moderation(&self, guild_id: &GuildId, from: &UserId, to: &UserId) {
+        if let Ok(mut all) = self.moderation.lock()
+            && let Some(moderation) = all.remove(&(guild_id.clone(), from.clone()))
+        {
+            all.insert((guild_id.clone(), to.clone()), moderation);
+        }
+    }
+
     /// Keeps the records of a guild's users for whom `keep` holds.
     pub fn retain_moderation(&self, guild_id: &GuildId, keep: impl Fn(&UserId) -> bool) {
         if let Ok(mut all) = self.moderation.lock() {

@@ -319,7 +319,14 @@ pub async fn enforce(state: AppState) {
     loop {
         match bus.recv().await {
             Ok(BusMessage::GuildEvent(message)) if may_change_voice(&message.content) => {
-                // Records of users who left, were kicked or banned, or of a deleted guild go.
+                // A moved account's record follows it to the new account (spec 16.5); records
+                // of users who left, were kicked or banned, or of a deleted guild go.
+                if let EventContent::MemberJoin(join) = &message.content
+                    && let Some(proof) = &join.account_move
+                    && let (Some(from), Some(to)) = (proof.from(), proof.to())
+                {
+                    state.voice_states.move_moderation(&message.guild_id, &from, &to);
+                }
                 let after = &message.after;
                 state.voice_states.retain_moderation(&message.guild_id, |user| {
                     !after.deleted && after.members.contains_key(user)

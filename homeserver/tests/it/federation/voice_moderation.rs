@@ -719,3 +719,54 @@ async fn a_member_out_of_voice_is_muted_and_unmuted_and_the_record_goes_when_the
     .await;
     assert!(microphone(&claims), "the record outlived his membership");
 }
+
+/// Alice, server-muted in a guild on C, moves her account from A to B: the mute follows her, so
+/// that a move does not lift it.
+#[tokio::test]
+async fn a_mute_follows_an_account_move() {
+    use guildhall_identity::key::IdentityKeyPair;
+    use guildhall_identity::phrase::RecoveryPhrase;
+    let fake = FakeLiveKit::start().await;
+    let (a, b) = (federating().await, federating().await);
+    let c = super::voice::with_voice_at(federating_builder(), &fake.url).start().await;
+    let key = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    let alice_a = a.register("alice").await;
+    super::identity::bind_identity(&a, &alice_a, &key).await;
+    let carol = c.register("carol").await;
+    let guild = carol.create_guild("g").await;
+    let lounge = super::voice::voice_channel(&carol, &guild.id, "lounge").await;
+    join_remote(&alice_a, &c, &carol.invite(&guild.general).await).await;
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, alice_a.id);
+    let (status, muted) = carol.patch(&path, json!({"mute": true})).await;
+    assert_eq!(status, StatusCode::OK, "{muted}");
+
+    let alice_b = super::identity::key_login(&b, &alice_a.id, &key).await;
+    let statement = guildhall_identity::moves::AccountMove {
+        from: guildhall_spec::UserId::parse(&alice_a.id).expect("user id"),
+        to: guildhall_spec::UserId::parse(&alice_b.id).expect("user id"),
+        identity_key: key.public_base64url(),
+        ts: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64,
+    }
+    .sign(&key)
+    .expect("sign the move");
+    let (status, body) = alice_b.post("/users/@me/identity/move", json!({"move": statement})).await;
+    assert_eq!(status, StatusCode::OK, "move: {body}");
+    let microphone = |claims: &livekit_api::access_token::Claims| {
+        claims.video.can_publish_sources.iter().any(|s| s == "microphone")
+    };
+    // The host moves the record when it processes the move's event, off the request's path.
+    let claims = eventually(
+        Duration::from_secs(20),
+        || async { token(&alice_b, &lounge).await },
+        |claims| !microphone(claims),
+    )
+    .await;
+    assert!(
+        !microphone(&claims),
+        "the mute did not follow the move: {:?}",
+        claims.video.can_publish_sources
+    );
+}
