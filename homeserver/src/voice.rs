@@ -154,9 +154,14 @@ pub struct Moderation {
 }
 
 impl VoiceStates {
-    /// The guilds with users in voice.
+    /// The guilds with users in voice, by their states or by the host's LiveKit's reports.
     pub fn guilds(&self) -> Vec<GuildId> {
-        self.states.lock().map(|all| all.keys().cloned().collect()).unwrap_or_default()
+        let mut guilds: BTreeSet<GuildId> =
+            self.states.lock().map(|all| all.keys().cloned().collect()).unwrap_or_default();
+        if let Ok(present) = self.presence.lock() {
+            guilds.extend(present.keys().cloned());
+        }
+        guilds.into_iter().collect()
     }
 
     /// The users in voice in a guild.

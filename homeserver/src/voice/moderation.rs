@@ -312,8 +312,8 @@ async fn restrict(
 /// changed gets the new publish permissions. The events come from the bus, so this runs after
 /// the event is stored and never on the write path; the LiveKit calls run in tasks of their
 /// own, one per user, which decide under the user's lock from the guild's state at that time.
-/// When the bus says this fell behind, every hosted guild with users in voice is checked
-/// against its current state instead.
+/// When the bus says this fell behind, every user in voice in a hosted guild is enforced
+/// against the guild's current state instead.
 pub async fn enforce(state: AppState) {
     let mut bus = state.bus.subscribe();
     loop {
@@ -340,9 +340,19 @@ pub async fn enforce(state: AppState) {
             }
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => {
+                // What changed is unknown: every user in voice in a hosted guild gets their
+                // standing enforced afresh (removed, or the current grant pushed again).
                 for guild_id in state.voice_states.guilds() {
-                    if let Ok(guild) = state.guilds.state(&guild_id).await {
-                        check_room_members(&state, &guild_id, None, &guild);
+                    if guild_id.host() != state.server_name {
+                        continue;
+                    }
+                    if let Ok(after) = state.guilds.state(&guild_id).await {
+                        state.voice_states.retain_moderation(&guild_id, |user| {
+                            !after.deleted && after.members.contains_key(user)
+                        });
+                    }
+                    for (user, _) in state.voice_states.in_rooms(&guild_id) {
+                        schedule(&state, &guild_id, &user);
                     }
                 }
             }
