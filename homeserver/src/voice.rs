@@ -4,8 +4,9 @@
 //! enforcement do to users already in a room (spec 18.3, 18.5).
 
 pub mod moderation;
+pub mod standing;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,10 +107,41 @@ pub fn unavailable() -> ApiError {
 /// server mute and deafen of each (guild, user) (spec 18.5): in memory too, kept while the user
 /// is out of voice (the next token honours it) until a moderator lifts it or the server
 /// restarts.
-#[derive(Debug, Default)]
+///
+/// It also holds what orders the host's acts on users in voice: the (guild, user) locks, the
+/// enforcement waiting to start per pair, and the bound on LiveKit calls in flight.
+#[derive(Debug)]
 pub struct VoiceStates {
     states: Mutex<HashMap<GuildId, HashMap<UserId, VoiceState>>>,
     moderation: Mutex<HashMap<(GuildId, UserId), Moderation>>,
+    /// The lock everything changing a user's voice standing takes.
+    pub standings: standing::Standings,
+    pending: Mutex<HashSet<(GuildId, UserId)>>,
+    livekit: tokio::sync::Semaphore,
+    /// Who the host's LiveKit reports in which room (its webhooks), whatever clients said.
+    presence: Mutex<HashMap<GuildId, HashMap<UserId, BTreeSet<ChannelId>>>>,
+}
+
+/// The most server mute and deafen records the host keeps.
+pub const MAX_RECORDS: usize = 65_536;
+
+/// The most users the host tracks as present in its LiveKit's rooms.
+pub const MAX_PRESENT: usize = 65_536;
+
+/// The most RoomService calls in flight at once, whatever the guild.
+pub const MAX_LIVEKIT_CALLS: usize = 8;
+
+impl Default for VoiceStates {
+    fn default() -> Self {
+        Self {
+            states: Mutex::default(),
+            moderation: Mutex::default(),
+            standings: standing::Standings::default(),
+            pending: Mutex::default(),
+            livekit: tokio::sync::Semaphore::new(MAX_LIVEKIT_CALLS),
+            presence: Mutex::default(),
+        }
+    }
 }
 
 /// A user's server mute and deafen in a guild this server hosts.
@@ -122,9 +154,14 @@ pub struct Moderation {
 }
 
 impl VoiceStates {
-    /// The guilds with users in voice.
+    /// The guilds with users in voice, by their states or by the host's LiveKit's reports.
     pub fn guilds(&self) -> Vec<GuildId> {
-        self.states.lock().map(|all| all.keys().cloned().collect()).unwrap_or_default()
+        let mut guilds: BTreeSet<GuildId> =
+            self.states.lock().map(|all| all.keys().cloned().collect()).unwrap_or_default();
+        if let Ok(present) = self.presence.lock() {
+            guilds.extend(present.keys().cloned());
+        }
+        guilds.into_iter().collect()
     }
 
     /// The users in voice in a guild.
@@ -151,14 +188,125 @@ impl VoiceStates {
             .unwrap_or_default()
     }
 
-    /// Records a user's server mute and deafen (as host).
-    pub fn set_moderation(&self, guild_id: &GuildId, user_id: &UserId, moderation: Moderation) {
-        let Ok(mut all) = self.moderation.lock() else { return };
+    /// Records a user's server mute and deafen (as host); `false` when [`MAX_RECORDS`] users
+    /// already have one and this one would be new.
+    pub fn set_moderation(
+        &self,
+        guild_id: &GuildId,
+        user_id: &UserId,
+        moderation: Moderation,
+    ) -> bool {
+        let Ok(mut all) = self.moderation.lock() else { return false };
         let key = (guild_id.clone(), user_id.clone());
         if moderation == Moderation::default() {
             all.remove(&key);
+        } else if all.len() >= MAX_RECORDS && !all.contains_key(&key) {
+            return false;
         } else {
             all.insert(key, moderation);
+        }
+        true
+    }
+
+    /// Moves `from`'s record in a guild to `to` (an account move), replacing any `to` had.
+    pub fn move_moderation(&self, guild_id: &GuildId, from: &UserId, to: &UserId) {
+        if let Ok(mut all) = self.moderation.lock()
+            && let Some(moderation) = all.remove(&(guild_id.clone(), from.clone()))
+        {
+            all.insert((guild_id.clone(), to.clone()), moderation);
+        }
+    }
+
+    /// Keeps the records of a guild's users for whom `keep` holds.
+    pub fn retain_moderation(&self, guild_id: &GuildId, keep: impl Fn(&UserId) -> bool) {
+        if let Ok(mut all) = self.moderation.lock() {
+            all.retain(|(guild, user), _| guild != guild_id || keep(user));
+        }
+    }
+
+    /// The host's LiveKit reports `user_id` joined the room of `channel_id`.
+    pub fn joined(&self, guild_id: &GuildId, user_id: &UserId, channel_id: &ChannelId) {
+        let Ok(mut all) = self.presence.lock() else { return };
+        let count: usize = all.values().map(HashMap::len).sum();
+        let users = all.entry(guild_id.clone()).or_default();
+        if count >= MAX_PRESENT && !users.contains_key(user_id) {
+            tracing::warn!(%guild_id, user = %user_id, "too many users present in voice to track");
+            return;
+        }
+        users.entry(user_id.clone()).or_default().insert(channel_id.clone());
+    }
+
+    /// The host's LiveKit reports `user_id` left the room of `channel_id` (`None`: the room
+    /// ended, everyone left it).
+    pub fn left(&self, guild_id: &GuildId, user_id: Option<&UserId>, channel_id: &ChannelId) {
+        let Ok(mut all) = self.presence.lock() else { return };
+        let Some(users) = all.get_mut(guild_id) else { return };
+        users.retain(|user, channels| {
+            if user_id.is_none_or(|left| left == user) {
+                channels.remove(channel_id);
+            }
+            !channels.is_empty()
+        });
+        if users.is_empty() {
+            all.remove(guild_id);
+        }
+    }
+
+    /// The rooms (voice channels) the host's LiveKit reports `user_id` in.
+    pub fn present(&self, guild_id: &GuildId, user_id: &UserId) -> BTreeSet<ChannelId> {
+        self.presence
+            .lock()
+            .ok()
+            .and_then(|all| all.get(guild_id)?.get(user_id).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Each user in voice in a guild, with each channel they are in: as their state says, or as
+    /// the host's LiveKit reports.
+    pub fn in_rooms(&self, guild_id: &GuildId) -> Vec<(UserId, ChannelId)> {
+        let mut found: BTreeSet<(UserId, ChannelId)> = self
+            .of(guild_id)
+            .into_iter()
+            .filter_map(|state| Some((state.user_id, state.channel_id?)))
+            .collect();
+        if let Ok(all) = self.presence.lock()
+            && let Some(users) = all.get(guild_id)
+        {
+            for (user, channels) in users {
+                found.extend(channels.iter().map(|channel| (user.clone(), channel.clone())));
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    /// The rooms `user_id` is in: their state's channel and wherever LiveKit reports them.
+    pub fn rooms_of(&self, guild_id: &GuildId, user_id: &UserId) -> BTreeSet<ChannelId> {
+        let mut rooms = self.present(guild_id, user_id);
+        rooms.extend(self.get(guild_id, user_id).and_then(|state| state.channel_id));
+        rooms
+    }
+
+    /// Waits for a turn to call LiveKit ([`MAX_LIVEKIT_CALLS`] in flight at once); `None` only
+    /// if the bound was closed, which it never is.
+    pub async fn livekit_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.livekit.acquire().await.ok()
+    }
+
+    /// Marks enforcement for (guild, user) as waiting to start; `false` when it already was (the
+    /// waiting one will read the newest state) or too many are.
+    pub fn mark_pending(&self, guild_id: &GuildId, user_id: &UserId) -> bool {
+        let Ok(mut pending) = self.pending.lock() else { return false };
+        if pending.len() >= standing::MAX_KEYS {
+            tracing::warn!(%guild_id, user = %user_id, "too much enforcement waiting; skipped");
+            return false;
+        }
+        pending.insert((guild_id.clone(), user_id.clone()))
+    }
+
+    /// Enforcement for (guild, user) has started.
+    pub fn unmark_pending(&self, guild_id: &GuildId, user_id: &UserId) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(&(guild_id.clone(), user_id.clone()));
         }
     }
 
@@ -216,8 +364,12 @@ pub fn apply(
     state.bus.publish(BusMessage::VoiceState { voice_state, state: guild, from });
 }
 
-/// The host hears from its LiveKit server (a checked webhook) that a participant left a room,
-/// or the room ended: the users it names are out of voice there, whatever their clients said.
+/// The host hears from its LiveKit server (a checked webhook) that a participant joined or left
+/// a room, or the room ended (spec 18.3, 18.4). Who is in which room is tracked from these,
+/// whatever clients said. A user who joined is checked at once, under their (guild, user) lock:
+/// removed if they may not connect (a token minted before a ban or lost CONNECT can be used again
+/// until it expires), else given the grant their permissions and the host's record give now (so
+/// an old token cannot bring back a lifted grant). Users who left are out of voice there.
 pub async fn reconcile(state: &AppState, event: &guildhall_media_relay::voice::RoomEvent) {
     let Some((guild_id, channel_id)) = event.room.split_once('/') else { return };
     let (Ok(guild_id), Ok(channel_id)) =
@@ -228,31 +380,24 @@ pub async fn reconcile(state: &AppState, event: &guildhall_media_relay::voice::R
     if guild_id.host() != state.server_name {
         return;
     }
-    let Ok(guild) = state.guilds.state(&guild_id).await else { return };
-    let in_room = |user: &UserId| {
-        state
-            .voice_states
-            .get(&guild_id, user)
-            .is_some_and(|vs| vs.channel_id.as_ref() == Some(&channel_id))
-    };
-    let users: Vec<UserId> = match (event.event.as_str(), &event.identity) {
-        ("participant_left", Some(identity)) => identity.parse().into_iter().collect(),
+    let identity = event.identity.as_deref().and_then(|identity| identity.parse::<UserId>().ok());
+    let users: Vec<UserId> = match (event.event.as_str(), identity) {
+        ("participant_joined", Some(user)) => {
+            state.voice_states.joined(&guild_id, &user, &channel_id);
+            moderation::admit(state, &guild_id, &user).await;
+            return;
+        }
+        ("participant_left", Some(user)) => {
+            state.voice_states.left(&guild_id, Some(&user), &channel_id);
+            vec![user]
+        }
         ("room_finished", _) => {
+            state.voice_states.left(&guild_id, None, &channel_id);
             state.voice_states.of(&guild_id).into_iter().map(|vs| vs.user_id).collect()
         }
         _ => Vec::new(),
     };
-    for user_id in users.into_iter().filter(|user| in_room(user)) {
-        let left = VoiceState {
-            guild_id: guild_id.clone(),
-            channel_id: None,
-            user_id,
-            self_mute: false,
-            self_deaf: false,
-            self_stream: false,
-            mute: false,
-            deaf: false,
-        };
-        apply(state, left, guild.clone(), state.server_name.clone());
+    for user_id in users {
+        moderation::left_room(state, &guild_id, &user_id, &channel_id).await;
     }
 }

@@ -183,6 +183,9 @@ impl RoomService {
             .timeout(CALL_TIMEOUT)
             .connect_timeout(CALL_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            // The host's own LiveKit: an `HTTP(S)_PROXY` meant for the outside must not see its
+            // admin tokens.
+            .no_proxy()
             .build()
             .map_err(|e| RoomServiceError::Client(e.to_string()))?;
         Ok(Self {

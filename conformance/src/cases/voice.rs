@@ -10,8 +10,9 @@
 //! Refusals come before that check, so the refusing cases hold for every target.
 //!
 //! Moderation (spec 18.5): the peer's member is put in voice with a `voice_state` item the peer
-//! sends, then the peer asks the target to act on them. A granted action needs the target's
-//! LiveKit: a target without a voice service (`503 voice_unavailable`) or whose LiveKit cannot
+//! sends, then the peer asks the target to act on them; a granted mute must show in the next
+//! token the peer asks for (no microphone), and its lifting too. A granted action needs the
+//! target's LiveKit: a target without a voice service (`503 voice_unavailable`) or whose LiveKit cannot
 //! be reached (`502 voice_service_failed`) skips that case.
 
 use std::sync::Arc;
@@ -164,6 +165,8 @@ pub(super) async fn moderation_is_granted_with_mute_members(ctx: Arc<Context>) -
         ctx.target.act(&fixture.owner, &fixture.guild, "member.update", grant).await;
     ensure!(status == 200, "test control: member.update answered {status} {body}");
     join_voice(&ctx, &fixture, &voice).await?;
+    // The member may speak before: the check after the mute can fail.
+    microphone(&ctx, &fixture, &voice, true, "before the mute").await?;
     let (status, body) =
         moderate(&ctx, &fixture.guild, &fixture.member, json!({"mute": true})).await;
     if status == 503 && body["code"] == "voice_unavailable" {
@@ -182,6 +185,37 @@ pub(super) async fn moderation_is_granted_with_mute_members(ctx: Arc<Context>) -
             && body["deaf"] == false,
         "a moderator with MUTE_MEMBERS mutes a user in voice: expected 200 with the voice state \
          (mute true, deaf false), got {status} {body}"
+    );
+    // The mute holds where it matters: a fresh token has no microphone; lifted, it has again.
+    microphone(&ctx, &fixture, &voice, false, "after the mute").await?;
+    let (status, body) =
+        moderate(&ctx, &fixture.guild, &fixture.member, json!({"mute": false})).await;
+    ensure!(
+        status == 200 && body["mute"] == false,
+        "lifting the mute: expected 200 with mute false, got {status} {body}"
+    );
+    microphone(&ctx, &fixture, &voice, true, "after the mute was lifted").await
+}
+
+/// Asks for a fresh token for the peer's member over federation and checks that it lists the
+/// microphone (`expected`) or not; with `--voice-api-secret` its signature is checked too.
+async fn microphone(
+    ctx: &Context,
+    fixture: &Fixture,
+    voice: &str,
+    expected: bool,
+    when: &str,
+) -> CaseResult {
+    let answer = ask(ctx, &ctx.peer, &fixture.guild, &fixture.member, voice).await;
+    let token = granted(&answer)?;
+    if let Some(secret) = &ctx.voice_secret {
+        check_signature(&token, secret)?;
+    }
+    let claims = claims(&token)?;
+    ensure!(
+        published(&claims["video"], "microphone") == expected,
+        "a token {when} must {}list microphone in canPublishSources: {claims}",
+        if expected { "" } else { "not " }
     );
     Ok(())
 }

@@ -387,7 +387,13 @@ async fn receive_ephemeral(state: &AppState, origin: &ServerName, ephemeral: Eph
             let from_user = &voice_state.user_id.server_name() == origin
                 && state.guilds.hosts(&voice_state.guild_id);
             let from_host = &voice_state.guild_id.host() == origin;
-            if (from_user || from_host) && crate::voice::check(&guild, &voice_state).is_ok() {
+            // The host tells a user's server that its user is out of voice even when the user is
+            // no longer a member (kicked, banned): spec 18.3.
+            let own_user_left = from_host
+                && voice_state.channel_id.is_none()
+                && voice_state.user_id.server_name() == state.server_name;
+            let checked = own_user_left || crate::voice::check(&guild, &voice_state).is_ok();
+            if (from_user || from_host) && checked {
                 crate::voice::apply(state, voice_state, guild, origin.clone());
             }
         }

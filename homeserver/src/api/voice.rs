@@ -67,7 +67,7 @@ pub(super) async fn token(
     ];
     match known.iter().find(|known| **known == code) {
         Some(code) => Err(ApiError::new(
-            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            refusal_status(answer.status),
             code,
             format!("the guild's host refused: {code}"),
         )),
@@ -272,12 +272,19 @@ fn refusal(status: u16, body: &[u8]) -> ApiError {
         "voice_service_failed",
     ];
     match known.iter().find(|known| **known == code) {
-        Some(code) => ApiError::new(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-            code,
-            format!("the guild's host refused: {code}"),
-        ),
+        Some(code) => {
+            ApiError::new(refusal_status(status), code, format!("the guild's host refused: {code}"))
+        }
         None => voice::unavailable(),
+    }
+}
+
+/// The status a host's refusal is passed on with: its own when it is a client or server error,
+/// else `502` (a host answering a refusal code with `200`, `302` or `999` is broken).
+fn refusal_status(status: u16) -> StatusCode {
+    match StatusCode::from_u16(status) {
+        Ok(status) if status.is_client_error() || status.is_server_error() => status,
+        _ => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -337,4 +344,22 @@ pub(super) async fn webhook(
     let event = service.verify_webhook(body, authorization).map_err(|_| unauthorized())?;
     voice::reconcile(&state, &event).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_passed_on_as_an_error_status() {
+        let check =
+            |status: u16, expected: u16| assert_eq!(refusal_status(status).as_u16(), expected);
+        check(403, 403);
+        check(404, 404);
+        check(503, 503);
+        check(200, 502);
+        check(302, 502);
+        check(101, 502);
+        check(999, 502);
+    }
 }

@@ -45,13 +45,19 @@ pub async fn relay_ephemeral(state: AppState) {
             BusMessage::VoiceState { voice_state, state: guild, from } => {
                 let user_server = voice_state.user_id.server_name();
                 let destinations: BTreeSet<ServerName> = if voice_state.guild_id.host() == me {
-                    // As host: to every other member server, except the one it came from (a
-                    // state the host's LiveKit reported goes to the user's server too).
-                    guild
+                    // As host: to every other member server, except the one it came from. A
+                    // state the host made itself (enforcement, its LiveKit's reports, a
+                    // moderator's action, a correction) goes to the user's server too, even
+                    // when it is no longer a member server (a kicked or banned user's).
+                    let mut destinations: BTreeSet<ServerName> = guild
                         .member_servers()
                         .into_iter()
                         .filter(|server| server != &me && server != &from)
-                        .collect()
+                        .collect();
+                    if from == me && user_server != me {
+                        destinations.insert(user_server);
+                    }
+                    destinations
                 } else if user_server == me && from == me {
                     [voice_state.guild_id.host()].into()
                 } else {

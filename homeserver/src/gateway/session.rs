@@ -569,7 +569,10 @@ impl Connection {
                 }
             }
             BusMessage::VoiceState { voice_state, state, .. } => {
-                if state.members.contains_key(&session.user) {
+                // A user hears their own state even once no longer a member (removed from voice
+                // on a kick or ban).
+                if state.members.contains_key(&session.user) || voice_state.user_id == session.user
+                {
                     let data = serde_json::to_value(voice_state).unwrap_or_default();
                     self.try_dispatch("VOICE_STATE_UPDATE", data, None)?;
                 }

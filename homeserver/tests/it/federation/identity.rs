@@ -76,7 +76,7 @@ fn binding(key: &IdentityKeyPair, user_id: &str) -> String {
 
 /// Logs in to `server` with `key` as `user_id` (consenting to an account there with the same
 /// localpart); returns the local account's user.
-async fn key_login(server: &Server, user_id: &str, key: &IdentityKeyPair) -> User {
+pub(super) async fn key_login(server: &Server, user_id: &str, key: &IdentityKeyPair) -> User {
     let challenge = challenge(server, user_id).await;
     let signature = proof(key, &server.name(), user_id, &challenge);
     let localpart = UserId::parse(user_id).expect("user id").localpart().to_owned();

@@ -145,7 +145,7 @@ async fn a_remote_member_gets_a_token_from_the_guilds_host() {
 
 /// A webhook request as LiveKit sends one: the body, and a token carrying its SHA-256 signed
 /// with `secret`.
-fn livekit_webhook(body: &str, secret: &str) -> String {
+pub(super) fn livekit_webhook(body: &str, secret: &str) -> String {
     use base64::Engine as _;
     use sha2::Digest as _;
     let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body));

@@ -34,13 +34,26 @@ struct Call {
 struct FakeLiveKit {
     url: String,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// How long each `UpdateParticipant` takes to answer.
+    slow: Arc<Mutex<Duration>>,
+    /// How many of the next `UpdateParticipant` calls are taken but answered with a body that is
+    /// not a `ParticipantInfo` (a change LiveKit may have made).
+    garbled: Arc<Mutex<usize>>,
+    /// How many of the next `RemoveParticipant` calls fail with `500 internal`.
+    failing_removals: Arc<Mutex<usize>>,
 }
 
 impl FakeLiveKit {
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}", listener.local_addr().expect("address"));
-        let fake = Self { url, calls: Arc::default() };
+        let fake = Self {
+            url,
+            calls: Arc::default(),
+            slow: Arc::default(),
+            garbled: Arc::default(),
+            failing_removals: Arc::default(),
+        };
         let app = axum::Router::new()
             .route("/twirp/livekit.RoomService/{method}", axum::routing::post(twirp))
             .with_state(fake.clone());
@@ -110,6 +123,22 @@ async fn twirp(
     }
     fake.calls.lock().expect("calls").push(Call { method: method.clone(), body: body.clone() });
     let identity = body["identity"].clone();
+    if method == "UpdateParticipant" {
+        let slow = *fake.slow.lock().expect("slow");
+        tokio::time::sleep(slow).await;
+        let mut garbled = fake.garbled.lock().expect("garbled");
+        if *garbled > 0 {
+            *garbled -= 1;
+            return (Status::OK, "this is not a ParticipantInfo").into_response();
+        }
+    }
+    if method == "RemoveParticipant" {
+        let mut failing = fake.failing_removals.lock().expect("failing");
+        if *failing > 0 {
+            *failing -= 1;
+            return error(Status::INTERNAL_SERVER_ERROR, "internal", "try again".to_owned());
+        }
+    }
     let answer = match method.as_str() {
         "RemoveParticipant" => json!({}),
         // A participant publishing a microphone and a camera.
@@ -312,12 +341,12 @@ async fn a_moderator_on_another_server_disconnects_a_user_only_with_move_members
         StatusCode::FORBIDDEN,
         "missing_permission",
     );
-    // Moving is not supported; someone not in voice cannot be acted on.
+    // Moving is not supported; someone not in voice cannot be disconnected.
     let moved = owner.patch(&path, json!({"channel_id": lounge})).await;
     assert_error(&moved, StatusCode::BAD_REQUEST, "bad_request");
     let absent = format!("/guilds/{}/voice-states/{}", guild.id, dave.id);
     assert_error(
-        &owner.patch(&absent, json!({"mute": true})).await,
+        &owner.patch(&absent, json!({"channel_id": null})).await,
         StatusCode::BAD_REQUEST,
         "not_in_voice",
     );
@@ -468,4 +497,276 @@ async fn livekit_refusing_the_hosts_token_is_a_clear_error() {
     assert!(fake.calls().is_empty(), "the fake took a call: {:?}", fake.calls());
     let state = in_voice(&owner, &guild.id, &owner.id, |_| true).await;
     assert_eq!(state["deaf"], false, "{state}");
+}
+
+/// Two moderators act on bob at once, one muting, one deafening, while LiveKit is slow: both
+/// hold, in the record, in the state and in the last grant LiveKit was given.
+#[tokio::test]
+async fn two_moderators_at_once_do_not_undo_each_other() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a: _a, b: _b, owner, guild, lounge: _, bob } = bob_in_voice(&fake).await;
+    *fake.slow.lock().expect("slow") = Duration::from_millis(400);
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
+    let (muted, deafened) = tokio::join!(
+        owner.patch(&path, json!({"mute": true})),
+        owner.patch(&path, json!({"deaf": true}))
+    );
+    assert_eq!((muted.0, deafened.0), (StatusCode::OK, StatusCode::OK), "{muted:?} {deafened:?}");
+    let state = in_voice(&owner, &guild.id, &bob.id, |_| true).await;
+    assert_eq!(
+        (state["mute"].clone(), state["deaf"].clone()),
+        (json!(true), json!(true)),
+        "{state}"
+    );
+    let updates: Vec<Value> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "UpdateParticipant")
+        .map(|c| c.body["permission"].clone())
+        .collect();
+    let last = updates.last().cloned().unwrap_or(Value::Null);
+    assert_eq!(last["canSubscribe"], false, "{} updates: {updates:?}", updates.len());
+    assert!(
+        !last["canPublishSources"].as_array().into_iter().flatten().any(|s| s == "MICROPHONE"),
+        "{updates:?}"
+    );
+}
+
+/// LiveKit takes a mute but its answer cannot be read: the moderator gets `502`, the record is
+/// unchanged, and the host gives LiveKit the previous grant back, so that both agree.
+#[tokio::test]
+async fn a_change_livekit_may_have_made_is_taken_back_when_it_fails() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a: _a, b: _b, owner, guild, lounge: _, bob } = bob_in_voice(&fake).await;
+    *fake.garbled.lock().expect("garbled") = 1;
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
+    let failed = owner.patch(&path, json!({"mute": true})).await;
+    assert_error(&failed, StatusCode::BAD_GATEWAY, "voice_service_failed");
+    let updates: Vec<Value> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "UpdateParticipant")
+        .map(|c| c.body["permission"]["canPublishSources"].clone())
+        .collect();
+    assert_eq!(
+        updates,
+        [
+            json!(["CAMERA", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO"]),
+            json!(["MICROPHONE", "CAMERA", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO"])
+        ],
+        "the mute, then the previous grant again"
+    );
+    let state = in_voice(&owner, &guild.id, &bob.id, |_| true).await;
+    assert_eq!(state["mute"], false, "{state}");
+}
+
+/// Sends `server` a webhook its LiveKit signed: `event` for `identity` in `room`.
+async fn livekit_says(server: &Server, event: &str, room: &str, identity: &str) {
+    let body =
+        json!({"event": event, "room": {"name": room}, "participant": {"identity": identity}})
+            .to_string();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/livekit/webhook", server.base_url()))
+        .header("Authorization", super::voice::livekit_webhook(&body, SECRET))
+        .header("Content-Type", "application/webhook+json")
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT, "{event}");
+}
+
+/// What LiveKit reports counts, not what a client claims: a user who joined is given the grant
+/// the host gives now; one whose client says they left voice is still muted and removed; a
+/// token kept from before a ban cannot bring them back.
+#[tokio::test]
+async fn the_host_acts_on_who_livekit_reports_in_a_room_whatever_their_client_says() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a, b: _b, owner, guild, lounge, bob } = bob_in_voice(&fake).await;
+    let room = format!("{}/{lounge}", guild.id);
+    let count = |method: &str| {
+        fake.calls().iter().filter(|c| c.method == method && c.body["identity"] == bob.id).count()
+    };
+
+    // LiveKit reports bob joined: the host gives him the grant it gives now.
+    livekit_says(&a, "participant_joined", &room, &bob.id).await;
+    let update = fake.expect("UpdateParticipant", &bob.id).await;
+    assert_eq!(update["room"], room.as_str(), "{update}");
+    assert_eq!(update["permission"]["canPublishSources"][0], "MICROPHONE", "{update}");
+
+    // His client says he left; LiveKit does not. A moderator still reaches him.
+    let state_path = format!("/guilds/{}/voice-state", guild.id);
+    assert_eq!(bob.put(&state_path, json!({"channel_id": null})).await.0, StatusCode::NO_CONTENT);
+    let listed_path = format!("/guilds/{}/voice-states", guild.id);
+    eventually(
+        Duration::from_secs(20),
+        || async { owner.get(&listed_path).await.1 },
+        |listed| listed["voice_states"].as_array().is_some_and(Vec::is_empty),
+    )
+    .await;
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
+    let (status, muted) = owner.patch(&path, json!({"mute": true})).await;
+    assert_eq!(status, StatusCode::OK, "{muted}");
+    let last = fake.calls().into_iter().rfind(|c| c.method == "UpdateParticipant");
+    let sources = last.map(|c| c.body["permission"]["canPublishSources"].clone());
+    assert_eq!(sources, Some(json!(["CAMERA", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO"])));
+
+    // Banned: removed from the room LiveKit has him in.
+    let (status, body) =
+        owner.put(&format!("/guilds/{}/bans/{}", guild.id, bob.id), json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "ban: {body}");
+    fake.expect("RemoveParticipant", &bob.id).await;
+
+    // He connects again with the token he kept: removed again at once.
+    livekit_says(&a, "participant_left", &room, &bob.id).await;
+    livekit_says(&a, "participant_joined", &room, &bob.id).await;
+    eventually(Duration::from_secs(20), || async { count("RemoveParticipant") }, |n| *n >= 2).await;
+    assert_eq!(count("RemoveParticipant"), 2, "{:?}", fake.calls());
+}
+
+/// LiveKit fails to remove a banned user: the host tries again until it did.
+#[tokio::test]
+async fn a_failed_removal_is_retried_until_livekit_removes_the_user() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a: _a, b: _b, owner, guild, lounge: _, bob } = bob_in_voice(&fake).await;
+    *fake.failing_removals.lock().expect("failing") = 1;
+    let (status, body) =
+        owner.put(&format!("/guilds/{}/bans/{}", guild.id, bob.id), json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "ban: {body}");
+    let removals = || {
+        fake.calls()
+            .iter()
+            .filter(|c| c.method == "RemoveParticipant" && c.body["identity"] == bob.id)
+            .count()
+    };
+    let seen = eventually(Duration::from_secs(30), || async { removals() }, |n| *n >= 2).await;
+    assert_eq!(seen, 2, "a failed removal, then the retry: {:?}", fake.calls());
+    assert_eq!(*fake.failing_removals.lock().expect("failing"), 0);
+}
+
+/// Bob, B's only member, is kicked while in voice: the host removes him and tells B, which is no
+/// longer a member server, so that bob's own server and client know he is out of voice.
+#[tokio::test]
+async fn a_kicked_users_own_server_hears_they_are_out_of_voice() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a: _a, b, owner, guild, lounge: _, bob } = bob_in_voice(&fake).await;
+    let (mut bobs, _) = Gateway::identified(&b, &bob.token, Encoding::Json).await;
+    let kick = format!("/guilds/{}/members/{}", guild.id, bob.id);
+    let (status, body) = owner.delete(&kick).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "kick: {body}");
+    fake.expect("RemoveParticipant", &bob.id).await;
+    bobs.expect_dispatch("VOICE_STATE_UPDATE", |d| {
+        d["user_id"] == bob.id.as_str() && d["channel_id"].is_null()
+    })
+    .await;
+}
+
+/// B (played by a peer with B's key, so every signature checks) says bob is no longer muted: the
+/// host keeps its record, still lists him muted, and sends the corrected state back to B.
+#[tokio::test]
+async fn a_forged_unmute_from_the_users_server_is_overridden_by_the_host() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a, b, owner, guild, lounge, bob } = bob_in_voice(&fake).await;
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
+    let (status, muted) = owner.patch(&path, json!({"mute": true})).await;
+    assert_eq!(status, StatusCode::OK, "{muted}");
+    in_voice(&bob, &guild.id, &bob.id, |s| s["mute"] == true).await;
+
+    let peer = super::security::Peer::of(&b);
+    let item = json!({"type": "voice_state", "content": {"guild_id": guild.id,
+        "channel_id": lounge, "user_id": bob.id, "self_mute": false, "self_deaf": true,
+        "self_stream": false, "mute": false, "deaf": false}});
+    let body = json!({"origin": b.name(), "origin_ts": unix_now() * 1000, "events": [],
+        "ephemeral": [item]});
+    let request = peer.signed(&a, "PUT", "/_guildhall/v1/send/unmute1", Some(&body));
+    let (status, answer) = peer.send("PUT", &request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // The host took the item (self_deaf) but not its mute, and told B so.
+    in_voice(&owner, &guild.id, &bob.id, |s| s["self_deaf"] == true && s["mute"] == true).await;
+    in_voice(&bob, &guild.id, &bob.id, |s| s["self_deaf"] == true && s["mute"] == true).await;
+}
+
+/// A member not in voice can be muted and unmuted (the record only, LiveKit is not asked): their
+/// next token follows it. The record goes when they leave the guild.
+#[tokio::test]
+async fn a_member_out_of_voice_is_muted_and_unmuted_and_the_record_goes_when_they_leave() {
+    let fake = FakeLiveKit::start().await;
+    let VoiceGuild { a, b: _b, owner, guild, lounge, bob } = voice_guild_at(&fake.url).await;
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, bob.id);
+    let microphone = |claims: &livekit_api::access_token::Claims| {
+        claims.video.can_publish_sources.iter().any(|s| s == "microphone")
+    };
+    let (status, muted) = owner.patch(&path, json!({"mute": true})).await;
+    assert_eq!(status, StatusCode::OK, "{muted}");
+    assert!(muted["channel_id"].is_null() && muted["mute"] == true, "{muted}");
+    assert!(!microphone(&token(&bob, &lounge).await), "muted out of voice");
+    let (status, unmuted) = owner.patch(&path, json!({"mute": false})).await;
+    assert_eq!((status, unmuted["mute"].clone()), (StatusCode::OK, json!(false)), "{unmuted}");
+    assert!(microphone(&token(&bob, &lounge).await), "unmuted out of voice");
+    assert!(fake.calls().is_empty(), "LiveKit is not asked: {:?}", fake.calls());
+
+    // Muted again, then he leaves and comes back: the record is gone.
+    assert_eq!(owner.patch(&path, json!({"mute": true})).await.0, StatusCode::OK);
+    let leave = format!("/guilds/{}/members/@me", guild.id);
+    assert_eq!(bob.delete(&leave).await.0, StatusCode::NO_CONTENT);
+    join_remote(&bob, &a, &owner.invite(&guild.general).await).await;
+    let claims = eventually(
+        Duration::from_secs(20),
+        || async { token(&bob, &lounge).await },
+        |claims| microphone(claims),
+    )
+    .await;
+    assert!(microphone(&claims), "the record outlived his membership");
+}
+
+/// Alice, server-muted in a guild on C, moves her account from A to B: the mute follows her, so
+/// that a move does not lift it.
+#[tokio::test]
+async fn a_mute_follows_an_account_move() {
+    use guildhall_identity::key::IdentityKeyPair;
+    use guildhall_identity::phrase::RecoveryPhrase;
+    let fake = FakeLiveKit::start().await;
+    let (a, b) = (federating().await, federating().await);
+    let c = super::voice::with_voice_at(federating_builder(), &fake.url).start().await;
+    let key = IdentityKeyPair::from_phrase(&RecoveryPhrase::generate(), 0);
+    let alice_a = a.register("alice").await;
+    super::identity::bind_identity(&a, &alice_a, &key).await;
+    let carol = c.register("carol").await;
+    let guild = carol.create_guild("g").await;
+    let lounge = super::voice::voice_channel(&carol, &guild.id, "lounge").await;
+    join_remote(&alice_a, &c, &carol.invite(&guild.general).await).await;
+    let path = format!("/guilds/{}/voice-states/{}", guild.id, alice_a.id);
+    let (status, muted) = carol.patch(&path, json!({"mute": true})).await;
+    assert_eq!(status, StatusCode::OK, "{muted}");
+
+    let alice_b = super::identity::key_login(&b, &alice_a.id, &key).await;
+    let statement = guildhall_identity::moves::AccountMove {
+        from: guildhall_spec::UserId::parse(&alice_a.id).expect("user id"),
+        to: guildhall_spec::UserId::parse(&alice_b.id).expect("user id"),
+        identity_key: key.public_base64url(),
+        ts: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64,
+    }
+    .sign(&key)
+    .expect("sign the move");
+    let (status, body) = alice_b.post("/users/@me/identity/move", json!({"move": statement})).await;
+    assert_eq!(status, StatusCode::OK, "move: {body}");
+    let microphone = |claims: &livekit_api::access_token::Claims| {
+        claims.video.can_publish_sources.iter().any(|s| s == "microphone")
+    };
+    // The host moves the record when it processes the move's event, off the request's path.
+    let claims = eventually(
+        Duration::from_secs(20),
+        || async { token(&alice_b, &lounge).await },
+        |claims| !microphone(claims),
+    )
+    .await;
+    assert!(
+        !microphone(&claims),
+        "the mute did not follow the move: {:?}",
+        claims.video.can_publish_sources
+    );
 }
