@@ -544,7 +544,7 @@ impl Media {
                     create.attachments.iter().flatten().filter_map(|a| a.parse().ok()).collect()
                 }
                 EventContent::GuildUpdate(update) => {
-                    update.icon.iter().filter_map(|icon| icon.parse().ok()).collect()
+                    update.icon.iter().flatten().filter_map(|icon| icon.parse().ok()).collect()
                 }
                 _ => continue,
             };

@@ -253,12 +253,22 @@ pub struct GuildUpdate {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// New description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// New icon, a media id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub icon: Option<String>,
+    /// New description: absent leaves it, `null` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub description: Option<Option<String>>,
+    /// New icon, a media id: absent leaves it, `null` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub icon: Option<Option<String>>,
+}
+
+/// A member that is present, `null` included (`Some(None)`); an absent one is `None` through
+/// `#[serde(default)]`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// `guild.server_ban`: no user of `server` may take part in the guild.
@@ -643,6 +653,10 @@ mod tests {
         use serde_json::json;
         check("guild.create", json!({"name": "Lobby", "kind": "guild", "owner": "@o:h.example"}));
         check("guild.update", json!({"name": "Lobby 2", "description": "d", "icon": "m1"}));
+        // `null` removes, and stays `null` on the way back out (the content hash covers it).
+        check("guild.update", json!({"description": null, "icon": null}));
+        let absent: GuildUpdate = serde_json::from_value(json!({})).unwrap();
+        assert_eq!((absent.description, absent.icon), (None, None));
         check("guild.delete", json!({}));
         check("dm.invite", json!({"user_id": "@u:h.example"}));
         check("guild.server_ban", json!({"server": "bad.example", "reason": "spam"}));

@@ -90,7 +90,7 @@ pub(super) async fn update(
     Json(body): Json<GuildUpdate>,
 ) -> ApiResult<Json<Value>> {
     let (guild_id, _) = member_guild(&state, &auth, &guild_id).await?;
-    if let Some(icon) = &body.icon {
+    if let Some(Some(icon)) = &body.icon {
         // An icon is a picture uploaded to the member's own server first (spec 19).
         let icon: MediaId = parse_id("media id", icon)?;
         crate::media::require_picture(&state, &icon).await?;

@@ -240,7 +240,7 @@ pub(super) async fn messages_projection(
             if let Some(icon) = &update.icon {
                 let guild_id = appended.guild_id;
                 media::drop_refs(tx, RefKind::GuildIcon, Some(guild_id), guild_id.as_str()).await?;
-                if let Ok(icon) = MediaId::parse(icon) {
+                if let Some(Ok(icon)) = icon.as_deref().map(MediaId::parse) {
                     let origin = appended.sender.server_name();
                     let kind = RefKind::GuildIcon;
                     media::add_ref(

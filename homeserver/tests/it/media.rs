@@ -322,8 +322,17 @@ async fn avatars_and_icons_are_pictures_uploaded_first() {
     let guild_path = format!("/guilds/{}", guild.id);
     let refused = owner.patch(&guild_path, json!({"icon": text})).await;
     assert_error(&refused, StatusCode::BAD_REQUEST, "not_a_picture");
-    let (status, updated) = owner.patch(&guild_path, json!({"icon": picture})).await;
+    let (status, updated) =
+        owner.patch(&guild_path, json!({"icon": picture, "description": "ours"})).await;
     assert_eq!((status, &updated["icon"]), (StatusCode::OK, &json!(picture)), "{updated}");
+    // Absent leaves a value, `null` removes it (spec 08).
+    let (status, updated) = owner.patch(&guild_path, json!({"description": null})).await;
+    assert_eq!(
+        (status, &updated["icon"], &updated["description"]),
+        (StatusCode::OK, &json!(picture), &Value::Null)
+    );
+    let (status, updated) = owner.patch(&guild_path, json!({"icon": null})).await;
+    assert_eq!((status, &updated["icon"]), (StatusCode::OK, &Value::Null), "{updated}");
 }
 
 /// Collects media unreferenced for `grace_secs` through test control, until a round collects

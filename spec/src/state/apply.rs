@@ -17,10 +17,10 @@ impl GuildState {
                     self.name.clone_from(name);
                 }
                 if let Some(description) = &update.description {
-                    self.description = Some(description.clone());
+                    self.description.clone_from(description);
                 }
                 if let Some(icon) = &update.icon {
-                    self.icon = Some(icon.clone());
+                    self.icon.clone_from(icon);
                 }
             }
             EventContent::ServerBan(ban) => {

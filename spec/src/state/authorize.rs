@@ -154,10 +154,14 @@ impl GuildState {
                 if let Some(name) = &update.name {
                     check_line("name", name, MAX_NAME_CHARS)?;
                 }
-                if let Some(icon) = &update.icon {
+                if let Some(Some(icon)) = &update.icon {
                     check_media_id("icon", icon)?;
                 }
-                check_optional_text("description", update.description.as_deref(), MAX_TOPIC_CHARS)
+                check_optional_text(
+                    "description",
+                    update.description.as_ref().and_then(Option::as_deref),
+                    MAX_TOPIC_CHARS,
+                )
             }
             EventContent::GuildDelete(_) => {
                 if sender == &self.owner {
