@@ -159,7 +159,9 @@ impl Device {
     }
 
     /// Opens the device saved at `path`, with `identity`'s key. Fails with
-    /// [`StoreError::InUse`] while another `Device` has the store open.
+    /// [`StoreError::InUse`] while another `Device` has the store open — and, for an instant
+    /// after one is dropped, while a child process this program is starting has not yet
+    /// replaced itself (it holds a copy of the lock's file descriptor until then): retry.
     pub fn open(path: &Path, identity: &Identity) -> Result<Self, E2eError> {
         let lock = store::lock(path)?;
         let keys = StoreKeys::derive(identity);

@@ -306,7 +306,15 @@ async fn a_lost_session_recovers_with_a_reset() {
     );
     drop(device);
     std::fs::copy(&backup, &store).expect("restore bob's store");
-    let device = Device::open(&store, &identity).expect("open the restored store");
+    // The lock goes with the last copy of its file descriptor: a server process another test
+    // forks at this moment holds one until it execs, so the store may stay busy an instant.
+    let reopened = super::eventually(
+        Duration::from_secs(10),
+        || async { Device::open(&store, &identity) },
+        |opened| !matches!(opened, Err(E2eError::Store(StoreError::InUse { .. }))),
+    )
+    .await;
+    let device = reopened.expect("open the restored store");
     let mut bob = Person { identity, session, device, store };
     // Alice's session has heard from bob, so this is a normal message bob cannot read.
     assert_delivered(&alice.send("c", &[&bob], "three").await, &[&alice, &bob]);
