@@ -55,6 +55,9 @@ pub struct MediaConfig {
     pub upload_timeout_secs: u64,
     /// Uploads one user may make per minute (also the burst); two at most at once.
     pub uploads_per_minute: u32,
+    /// The bytes one user's uploads nothing refers to yet may hold, in total (they go when used,
+    /// or after the grace period).
+    pub max_pending_bytes_per_user: u64,
     /// The side of the square thumbnails fit in, in pixels.
     pub thumbnail_side: u32,
     /// Media nothing refers to is deleted after this many seconds unreferenced.
@@ -81,6 +84,7 @@ impl Default for MediaConfig {
             max_concurrent_fetches: 4,
             upload_timeout_secs: 300,
             uploads_per_minute: 30,
+            max_pending_bytes_per_user: 512 << 20,
             thumbnail_side: 256,
             gc_grace_secs: 86_400,
             gc_interval_secs: 3_600,

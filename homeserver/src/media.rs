@@ -236,6 +236,17 @@ impl Media {
                 .await
                 .map_err(ApiError::internal)?
                 .map_err(refused)?;
+        // Uploads nobody uses yet are the user's to account for, until used or collected.
+        let pending = store.pending_upload_bytes(uploader).await?;
+        let size = prepared.bytes.len() as u64;
+        if pending.saturating_add(size) > self.config.max_pending_bytes_per_user {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "upload_quota_exceeded",
+                "your uploads not yet used in a message, avatar or icon take all the space you \
+                 have; use or wait for them to expire",
+            ));
+        }
         if let Some(scanner) = &self.scanner {
             match scanner.scan(&prepared.bytes).await {
                 Ok(Verdict::Clean) => {}

@@ -117,6 +117,19 @@ impl Store {
         tx.commit().await
     }
 
+    /// The bytes of the media `user` uploaded that nothing refers to (yet).
+    pub async fn pending_upload_bytes(&self, user: &UserId) -> Result<u64, sqlx::Error> {
+        let total: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(m.size) FROM media_uploads u JOIN media m ON m.media_id = u.media_id
+             WHERE u.user_id = ?
+               AND NOT EXISTS (SELECT 1 FROM media_refs r WHERE r.media_id = u.media_id)",
+        )
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(total.map_or(0, to_u64))
+    }
+
     /// Whether `user` uploaded `media_id`.
     pub async fn uploaded_by(
         &self,

@@ -410,6 +410,23 @@ async fn the_collector_runs_on_its_own() {
 }
 
 #[tokio::test]
+async fn unused_uploads_count_against_a_quota_until_used() {
+    let server =
+        Server::builder().env("GUILDHALL_MEDIA__MAX_PENDING_BYTES_PER_USER", "1000").start().await;
+    let (guild, users) = community(&server, &["alice", "bob"]).await;
+    let (alice, bob) = (&users[0], &users[1]);
+    let first = uploaded(alice, &[b'a'; 600], None).await;
+    let refused = upload(alice, &[b'b'; 600], None).await;
+    assert_error(&refused, StatusCode::TOO_MANY_REQUESTS, "upload_quota_exceeded");
+    uploaded(bob, &[b'b'; 600], None).await; // each user has their own
+    // Used in a message, the first upload no longer counts.
+    let path = format!("/channels/{}/messages", guild.general);
+    let (status, _) = alice.post(&path, json!({"content": "file", "attachments": [first]})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    uploaded(alice, &[b'b'; 600], None).await;
+}
+
+#[tokio::test]
 async fn uploads_are_limited_per_user() {
     let server = Server::builder().env("GUILDHALL_MEDIA__UPLOADS_PER_MINUTE", "2").start().await;
     let alice = server.register("alice").await;
