@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::federation::Federated;
+use super::federation::{Federated, sender_from_origin};
 use super::{AuthUser, Json};
 use crate::AppState;
 use crate::e2e::{self, Outgoing, OutgoingMessage};
@@ -765,18 +765,6 @@ pub(super) async fn federated_notify(
         e2e::publish_update(&state, &body.user_id, &body.device_list_hash, &watchers);
     }
     Ok(Json(json!({})))
-}
-
-fn sender_from_origin(user_id: &UserId, origin: &ServerName) -> ApiResult<()> {
-    if &user_id.server_name() == origin {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "sender_not_from_origin",
-            format!("{user_id} is not a user of {origin}"),
-        ))
-    }
 }
 
 fn invalid_body(message: String) -> ApiError {

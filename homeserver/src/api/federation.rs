@@ -648,3 +648,19 @@ pub(super) async fn content(
     }
     Ok(Json(json!({"contents": contents})))
 }
+
+/// `403 sender_not_from_origin` unless `user_id` is a user of the requesting server.
+pub(super) fn sender_from_origin(
+    user_id: &guildhall_spec::UserId,
+    origin: &ServerName,
+) -> ApiResult<()> {
+    if &user_id.server_name() == origin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "sender_not_from_origin",
+            format!("{user_id} is not a user of {origin}"),
+        ))
+    }
+}

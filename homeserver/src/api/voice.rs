@@ -11,7 +11,7 @@ use guildhall_spec::{ChannelId, GuildId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::federation::Federated;
+use super::federation::{Federated, sender_from_origin};
 use super::{AuthUser, Json, parse_id};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -82,6 +82,24 @@ fn is_token_answer(body: &Value) -> bool {
         && body.get("expires_ts").and_then(Value::as_u64).is_some()
 }
 
+/// A guild this server hosts and has not closed, for the federation endpoints of spec 18 (check
+/// 1): `404 unknown_guild` otherwise.
+async fn hosted_guild(
+    state: &AppState,
+    guild_id: &str,
+) -> ApiResult<(GuildId, std::sync::Arc<guildhall_spec::state::GuildState>)> {
+    let guild_id: GuildId = parse_id("guild id", guild_id)?;
+    let unknown = || ApiError::not_found("unknown_guild", "this server does not host that guild");
+    if guild_id.host() != state.server_name {
+        return Err(unknown());
+    }
+    let guild = state.guilds.state(&guild_id).await.map_err(|_| unknown())?;
+    if guild.deleted {
+        return Err(unknown());
+    }
+    Ok((guild_id, guild))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenRequest {
@@ -96,24 +114,10 @@ pub(super) async fn federated_token(
     Path(guild_id): Path<String>,
     request: Federated,
 ) -> ApiResult<Json<Value>> {
-    let guild_id: GuildId = parse_id("guild id", &guild_id)?;
-    let unknown = || ApiError::not_found("unknown_guild", "this server does not host that guild");
-    if guild_id.host() != state.server_name {
-        return Err(unknown());
-    }
-    let guild = state.guilds.state(&guild_id).await.map_err(|_| unknown())?;
-    if guild.deleted {
-        return Err(unknown());
-    }
+    let (guild_id, guild) = hosted_guild(&state, &guild_id).await?;
     let body: TokenRequest =
         request.json().map_err(|error| ApiError::bad_request(error.message().to_owned()))?;
-    if body.user_id.server_name() != request.origin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "sender_not_from_origin",
-            "a server asks only for its own users",
-        ));
-    }
+    sender_from_origin(&body.user_id, &request.origin)?;
     voice::mint(&state, &guild_id, &guild, &body.user_id, &body.channel_id).map(Json)
 }
 
@@ -295,24 +299,10 @@ pub(super) async fn federated_moderate(
     Path(guild_id): Path<String>,
     request: Federated,
 ) -> ApiResult<Json<VoiceState>> {
-    let guild_id: GuildId = parse_id("guild id", &guild_id)?;
-    let unknown = || ApiError::not_found("unknown_guild", "this server does not host that guild");
-    if guild_id.host() != state.server_name {
-        return Err(unknown());
-    }
-    let guild = state.guilds.state(&guild_id).await.map_err(|_| unknown())?;
-    if guild.deleted {
-        return Err(unknown());
-    }
+    let (guild_id, guild) = hosted_guild(&state, &guild_id).await?;
     let body: moderate_voice::Request =
         request.json().map_err(|error| ApiError::bad_request(error.message().to_owned()))?;
-    if body.moderator.server_name() != request.origin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "sender_not_from_origin",
-            "a server acts only for its own users",
-        ));
-    }
+    sender_from_origin(&body.moderator, &request.origin)?;
     let action =
         voice::moderation::Action { mute: body.mute, deaf: body.deaf, disconnect: body.disconnect };
     voice::moderation::moderate(&state, &guild_id, &guild, &body.moderator, &body.user_id, action)
