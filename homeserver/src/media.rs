@@ -313,12 +313,22 @@ impl Media {
         tokio::spawn(work).await.map_err(ApiError::internal)?
     }
 
-    /// Gives the media a message is about to refer to a fresh grace period, so they stay until
-    /// the message is in the log (whenever its host sequences it); `404 unknown_media` for one
-    /// this server does not hold.
-    pub async fn lease(&self, store: &Store, ids: &[MediaId]) -> ApiResult<()> {
+    /// Gives the media `user` is about to refer to (in a message, as an avatar or icon) a fresh
+    /// grace period, so they stay until the reference is made (whenever the message's host
+    /// sequences it); `404 unknown_media` for one this server does not hold or `user` may not
+    /// read — a hash learned elsewhere does not let anyone publish the file it names.
+    pub async fn lease(&self, state: &AppState, user: &UserId, ids: &[MediaId]) -> ApiResult<()> {
+        for id in ids {
+            let row = state.store.media(id).await?;
+            if !matches!(&row, Some(row) if self.may_see(state, user, row).await?) {
+                return Err(ApiError::not_found(
+                    "unknown_media",
+                    format!("{id} is not media of yours on this server"),
+                ));
+            }
+        }
         let _writing = self.gate.read().await;
-        match store.lease_media(ids).await?.first() {
+        match state.store.lease_media(ids).await?.first() {
             None => Ok(()),
             Some(missing) => Err(ApiError::not_found(
                 "unknown_media",
@@ -328,7 +338,8 @@ impl Media {
     }
 
     /// Whether a local client may read a media id this server holds: they uploaded it, an event
-    /// of one of their guilds refers to it, or it is an avatar; a thumbnail as its picture.
+    /// of one of their guilds refers to it with a vouched reference, or it is an avatar; a
+    /// thumbnail as its picture.
     pub async fn may_see(
         &self,
         state: &AppState,
@@ -344,7 +355,8 @@ impl Media {
                 return Ok(true);
             }
             for reference in state.store.media_guild_refs(&media_id).await? {
-                if let Ok(guild) = state.guilds.state(&reference.guild_id).await
+                if reference.vouched(&state.server_name)
+                    && let Ok(guild) = state.guilds.state(&reference.guild_id).await
                     && guild.members.contains_key(user)
                 {
                     return Ok(true);
@@ -374,9 +386,7 @@ impl Media {
         let mut media_id = media_id.clone();
         for _ in 0..2 {
             for reference in state.store.media_guild_refs(&media_id).await? {
-                let vouched =
-                    reference.verified || reference.source.as_ref() == Some(&state.server_name);
-                if vouched
+                if reference.vouched(&state.server_name)
                     && let Ok(guild) = state.guilds.state(&reference.guild_id).await
                     && has_member(&guild)
                 {
@@ -739,10 +749,10 @@ pub async fn read_upload(
     })?
 }
 
-/// Checks that `media_id` is a picture this server holds (an avatar or icon must be one), and
-/// gives it a fresh grace period until the reference is made.
-pub async fn require_picture(state: &AppState, media_id: &MediaId) -> ApiResult<()> {
-    state.media.lease(&state.store, std::slice::from_ref(media_id)).await?;
+/// Checks that `media_id` is a picture this server holds and `user` may read (an avatar or icon
+/// must be one), and gives it a fresh grace period until the reference is made.
+pub async fn require_picture(state: &AppState, user: &UserId, media_id: &MediaId) -> ApiResult<()> {
+    state.media.lease(state, user, std::slice::from_ref(media_id)).await?;
     let row = state
         .store
         .media(media_id)

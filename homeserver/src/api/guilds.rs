@@ -93,7 +93,7 @@ pub(super) async fn update(
     if let Some(Some(icon)) = &body.icon {
         // An icon is a picture uploaded to the member's own server first (spec 19).
         let icon: MediaId = parse_id("media id", icon)?;
-        crate::media::require_picture(&state, &icon).await?;
+        crate::media::require_picture(&state, &auth.user_id, &icon).await?;
     }
     let done = state
         .guilds

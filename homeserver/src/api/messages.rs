@@ -186,7 +186,7 @@ async fn attachments(
         None => false,
     };
     if !replay {
-        state.media.lease(&state.store, ids).await?;
+        state.media.lease(state, &auth.user_id, ids).await?;
     }
     Ok(ids.iter().map(ToString::to_string).collect())
 }

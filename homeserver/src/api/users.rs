@@ -55,7 +55,7 @@ pub(super) async fn update_me(
     let avatar = match &body.avatar {
         Some(Some(avatar)) => {
             let avatar: MediaId = parse_id("media id", avatar)?;
-            crate::media::require_picture(&state, &avatar).await?;
+            crate::media::require_picture(&state, &auth.user_id, &avatar).await?;
             Some(Some(avatar))
         }
         Some(None) => Some(None),

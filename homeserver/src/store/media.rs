@@ -54,8 +54,16 @@ pub struct GuildRef {
     pub guild_id: GuildId,
     /// The server whose user's event made the reference (asked first for the bytes).
     pub source: Option<ServerName>,
-    /// This server got the bytes from `source`.
+    /// This server got the bytes from `source` or from the guild's host.
     pub verified: bool,
+}
+
+impl GuildRef {
+    /// Whether the reference stands for the bytes: `me`'s own user made it, or `me` got the
+    /// bytes from where it came from (a reference alone proves nothing: anyone can name a hash).
+    pub fn vouched(&self, me: &ServerName) -> bool {
+        self.verified || self.source.as_ref() == Some(me)
+    }
 }
 
 fn media_row(row: &sqlx::sqlite::SqliteRow) -> Option<MediaRow> {
@@ -167,19 +175,24 @@ impl Store {
         Ok(missing)
     }
 
-    /// This server got `media_id`'s bytes from `source`: its references from `source` now let
-    /// other servers fetch them here.
+    /// This server got `media_id`'s bytes from `source`: its references from `source`, and those
+    /// in guilds `source` hosts, now stand for the bytes.
     pub async fn verify_media_refs(
         &self,
         media_id: &MediaId,
         source: &ServerName,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.write().await?;
-        sqlx::query("UPDATE media_refs SET verified = 1 WHERE media_id = ? AND source = ?")
-            .bind(media_id.as_str())
-            .bind(source.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE media_refs SET verified = 1
+             WHERE media_id = ? AND (source = ? OR substr(guild_id, -length(?) - 1) = ':' || ?)",
+        )
+        .bind(media_id.as_str())
+        .bind(source.as_str())
+        .bind(source.as_str())
+        .bind(source.as_str())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await
     }
 

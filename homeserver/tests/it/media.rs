@@ -282,6 +282,13 @@ async fn attachments_need_attach_files_and_media_held_here() {
 
     let unknown = json!({"content": "x", "attachments": [media_id(b"not here")]});
     assert_error(&member.post(&path, unknown).await, StatusCode::NOT_FOUND, "unknown_media");
+    // Knowing the hash of someone else's file that nothing shares does not publish it.
+    let private = uploaded(member, b"member's private file", None).await;
+    let private_picture = uploaded(member, &small_png(), None).await;
+    let leak = json!({"content": "x", "attachments": [private]});
+    assert_error(&owner.post(&path, leak).await, StatusCode::NOT_FOUND, "unknown_media");
+    let avatar = owner.patch("/users/@me", json!({"avatar": private_picture})).await;
+    assert_error(&avatar, StatusCode::NOT_FOUND, "unknown_media");
     let twice = json!({"content": "x", "attachments": [notes, notes]});
     assert_error(&member.post(&path, twice).await, StatusCode::BAD_REQUEST, "duplicate_attachment");
     let eleven: Vec<String> = (0..11).map(|i| media_id(format!("file {i}").as_bytes())).collect();
