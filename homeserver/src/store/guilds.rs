@@ -1,13 +1,9 @@
 //! The guild log and the projections derived from it.
 
-use guildhall_spec::content::{EventContent, GuildKind};
+use guildhall_spec::content::EventContent;
 use guildhall_spec::event::JsonObject;
 use guildhall_spec::state::GuildState;
-use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, MediaId, ServerName, TxnId, UserId};
-use sqlx::{Row, Sqlite, Transaction};
-
-use super::projections::{message_target, messages_projection, write_membership};
-use super::{Store, to_i64, to_u64};
+use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, ServerName, TxnId, UserId};
 
 /// A sequenced event ready to be stored, with what it does.
 #[derive(Debug)]
@@ -57,510 +53,115 @@ pub struct StoredEvent {
     pub event: JsonObject,
 }
 
-impl Store {
+/// Guild logs, heads and the projections written with every event.
+#[async_trait::async_trait]
+pub trait GuildStore: Send + Sync {
     /// The stored head and state of a guild.
-    pub async fn guild(
+    async fn guild(
         &self,
         guild_id: &GuildId,
-    ) -> Result<Option<(u64, EventId, GuildState)>, sqlx::Error> {
-        let row =
-            sqlx::query("SELECT head_seq, head_event_id, state FROM guilds WHERE guild_id = ?")
-                .bind(guild_id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some(row) = row else { return Ok(None) };
-        let head_event_id: String = row.try_get("head_event_id")?;
-        let state: String = row.try_get("state")?;
-        let decode = |e: String| sqlx::Error::Decode(e.into());
-        Ok(Some((
-            to_u64(row.try_get("head_seq")?),
-            EventId::parse(&head_event_id).map_err(|e| decode(e.to_string()))?,
-            serde_json::from_str(&state).map_err(|e| decode(e.to_string()))?,
-        )))
-    }
+    ) -> Result<Option<(u64, EventId, GuildState)>, sqlx::Error>;
 
     /// Installs a replica's state from a host-signed snapshot at `seq` (a join), replacing any
     /// earlier copy, and indexes its members, channels and invites.
-    pub async fn install_snapshot(
+    async fn install_snapshot(
         &self,
         state: &GuildState,
         seq: u64,
         event_id: &EventId,
-    ) -> Result<(), sqlx::Error> {
-        let mut tx = self.write().await?;
-        let guild = state.guild_id.as_str();
-        let kind = match state.kind {
-            GuildKind::Guild => "guild",
-            GuildKind::Dm => "dm",
-        };
-        sqlx::query("INSERT OR REPLACE INTO guilds (guild_id, kind, head_seq, head_event_id, state) VALUES (?, ?, ?, ?, ?)")
-            .bind(guild)
-            .bind(kind)
-            .bind(to_i64(seq))
-            .bind(event_id.as_str())
-            .bind(state_json(state)?)
-            .execute(&mut *tx)
-            .await?;
-        for table in ["guild_members", "channels", "invites"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE guild_id = ?")))
-                .bind(guild)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for user in state.members.keys() {
-            sqlx::query("INSERT OR IGNORE INTO guild_members (guild_id, user_id) VALUES (?, ?)")
-                .bind(guild)
-                .bind(user.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for channel in state.channels.keys() {
-            sqlx::query("INSERT OR IGNORE INTO channels (channel_id, guild_id) VALUES (?, ?)")
-                .bind(channel.as_str())
-                .bind(guild)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for code in state.invites.keys() {
-            sqlx::query("INSERT OR IGNORE INTO invites (code, guild_id) VALUES (?, ?)")
-                .bind(code.as_str())
-                .bind(guild)
-                .execute(&mut *tx)
-                .await?;
-        }
-        // The icon as of the snapshot (the event that set it may be older than the history a
-        // joining server replays), fetched from the host, which keeps it.
-        let kind = super::media::RefKind::GuildIcon;
-        super::media::drop_refs(&mut tx, kind, Some(&state.guild_id), guild).await?;
-        if let Some(icon) = state.icon.as_deref().and_then(|icon| MediaId::parse(icon).ok()) {
-            let host = state.guild_id.host();
-            super::media::add_ref(&mut tx, &icon, kind, Some(&state.guild_id), guild, Some(&host))
-                .await?;
-        }
-        tx.commit().await
-    }
+    ) -> Result<(), sqlx::Error>;
 
     /// The guilds this server replicates (hosted elsewhere).
-    pub async fn replicated_guilds(&self, me: &ServerName) -> Result<Vec<GuildId>, sqlx::Error> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT guild_id FROM guilds").fetch_all(&self.pool).await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| GuildId::parse(id).ok())
-            .filter(|id| &id.host() != me)
-            .collect())
-    }
+    async fn replicated_guilds(&self, me: &ServerName) -> Result<Vec<GuildId>, sqlx::Error>;
 
     /// The newest (at most `limit`) events of a guild stored without content because it was
     /// withheld from this server, oldest first. Erased messages are left out: their content is
     /// gone for good, and asking for it again would cost every refetch for nothing.
-    pub async fn withheld_events(
+    async fn withheld_events(
         &self,
         guild_id: &GuildId,
         limit: u32,
-    ) -> Result<Vec<EventId>, sqlx::Error> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT event_id FROM (
-                 SELECT e.event_id, e.seq FROM events e
-                 WHERE e.guild_id = ? AND e.content IS NULL
-                   AND NOT EXISTS (SELECT 1 FROM messages m
-                                   WHERE m.guild_id = e.guild_id AND m.deleted = 1
-                                     AND m.message_id = COALESCE(e.message_id, e.event_id))
-                 ORDER BY e.seq DESC LIMIT ?)
-             ORDER BY seq",
-        )
-        .bind(guild_id.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.iter().filter_map(|id| EventId::parse(id).ok()).collect())
-    }
+    ) -> Result<Vec<EventId>, sqlx::Error>;
 
     /// Stores content that arrives after its event (withheld until a local user could see it)
     /// and indexes it as if it had come with the event. Returns false if the event already had
     /// content.
-    pub async fn fill_withheld(
+    async fn fill_withheld(
         &self,
         event: &StoredEvent,
         content: &EventContent,
-    ) -> Result<bool, sqlx::Error> {
-        let Some(content_object) = event.event.get("content") else { return Ok(false) };
-        if let Some(target) = message_target(content, &event.event_id)
-            && self.is_erased(&event.guild_id, &target).await?
-        {
-            return Ok(false);
-        }
-        let mut tx = self.write().await?;
-        let updated = sqlx::query(
-            "UPDATE events SET content = ?, message_id = ?
-             WHERE event_id = ? AND content IS NULL
-               AND NOT EXISTS (SELECT 1 FROM messages m
-                               WHERE m.guild_id = ? AND m.message_id = ? AND m.deleted = 1)",
-        )
-        .bind(content_object.to_string())
-        .bind(message_target(content, &event.event_id).as_ref().map(EventId::as_str))
-        .bind(event.event_id.as_str())
-        .bind(event.guild_id.as_str())
-        .bind(message_target(content, &event.event_id).as_ref().map(EventId::as_str))
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
-        let envelope: guildhall_spec::event::Envelope = serde_json::from_value(
-            serde_json::Value::Object(guildhall_spec::event::envelope(&event.event)),
-        )
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        let state = GuildState::new(
-            event.guild_id.clone(),
-            String::new(),
-            GuildKind::Guild,
-            envelope.sender.clone(),
-            0,
-        );
-        let appended = AppendedEvent {
-            guild_id: &event.guild_id,
-            seq: event.seq,
-            event_id: &event.event_id,
-            event: &event.event,
-            sender: &envelope.sender,
-            txn_id: &envelope.txn_id,
-            origin_ts: envelope.origin_ts,
-            event_type: &envelope.event_type,
-            content: Some(content),
-            backfill: true,
-            before: None,
-            after: &state,
-            outbound: &[],
-        };
-        messages_projection(&mut tx, &appended, content).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
+    ) -> Result<bool, sqlx::Error>;
 
     /// Whether a message of a guild was deleted (its content must never be stored again).
-    pub async fn is_erased(
+    async fn is_erased(
         &self,
         guild_id: &GuildId,
         message_id: &EventId,
-    ) -> Result<bool, sqlx::Error> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM messages WHERE guild_id = ? AND message_id = ? AND deleted = 1",
-        )
-        .bind(guild_id.as_str())
-        .bind(message_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
-    }
+    ) -> Result<bool, sqlx::Error>;
 
     /// Whether an event is stored.
-    pub async fn has_event(&self, event_id: &EventId) -> Result<bool, sqlx::Error> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM events WHERE event_id = ?")
-            .bind(event_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(found.is_some())
-    }
+    async fn has_event(&self, event_id: &EventId) -> Result<bool, sqlx::Error>;
 
     /// The guilds a user is a member of.
-    pub async fn guilds_of(&self, user_id: &UserId) -> Result<Vec<GuildId>, sqlx::Error> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT guild_id FROM guild_members WHERE user_id = ? ORDER BY guild_id",
-        )
-        .bind(user_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
-    }
+    async fn guilds_of(&self, user_id: &UserId) -> Result<Vec<GuildId>, sqlx::Error>;
 
     /// The guilds of `member` holding a channel with this id. Channel ids are scoped to their
     /// guild: two guilds (hosted anywhere) may use the same one, so callers choose among these;
     /// guilds the user is not in never crowd them out.
-    pub async fn member_channel_guilds(
+    async fn member_channel_guilds(
         &self,
         channel_id: &ChannelId,
         member: &UserId,
-    ) -> Result<Vec<GuildId>, sqlx::Error> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT c.guild_id FROM channels c
-             JOIN guild_members m ON m.guild_id = c.guild_id AND m.user_id = ?
-             WHERE c.channel_id = ? ORDER BY c.guild_id LIMIT 16",
-        )
-        .bind(member.as_str())
-        .bind(channel_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
-    }
+    ) -> Result<Vec<GuildId>, sqlx::Error>;
 
     /// The guilds of `member` holding an invite with this code.
-    pub async fn member_invite_guilds(
+    async fn member_invite_guilds(
         &self,
         code: &InviteCode,
         member: &UserId,
-    ) -> Result<Vec<GuildId>, sqlx::Error> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT i.guild_id FROM invites i
-             JOIN guild_members m ON m.guild_id = i.guild_id AND m.user_id = ?
-             WHERE i.code = ? ORDER BY i.guild_id LIMIT 16",
-        )
-        .bind(member.as_str())
-        .bind(code.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
-    }
+    ) -> Result<Vec<GuildId>, sqlx::Error>;
 
     /// The guild hosted by `host` (this server) holding an invite with this code; a host keeps
     /// its codes unique among the guilds it hosts.
-    pub async fn hosted_invite_guild(
+    async fn hosted_invite_guild(
         &self,
         code: &InviteCode,
         host: &ServerName,
-    ) -> Result<Option<GuildId>, sqlx::Error> {
-        // A guild id is `!opaque:host`, and the opaque part holds no colon.
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT guild_id FROM invites
-             WHERE code = ? AND substr(guild_id, instr(guild_id, ':') + 1) = ? LIMIT 1",
-        )
-        .bind(code.as_str())
-        .bind(host.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(id.and_then(|id| GuildId::parse(&id).ok()))
-    }
+    ) -> Result<Option<GuildId>, sqlx::Error>;
 
     /// Whether a guild other than `guild_id` holds a channel with this id.
-    pub async fn channel_id_used_elsewhere(
+    async fn channel_id_used_elsewhere(
         &self,
         channel_id: &ChannelId,
         guild_id: &GuildId,
-    ) -> Result<bool, sqlx::Error> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM channels WHERE channel_id = ? AND guild_id != ? LIMIT 1",
-        )
-        .bind(channel_id.as_str())
-        .bind(guild_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
-    }
+    ) -> Result<bool, sqlx::Error>;
 
     /// Whether a guild other than `guild_id` holds an invite with this code.
-    pub async fn invite_code_used_elsewhere(
+    async fn invite_code_used_elsewhere(
         &self,
         code: &InviteCode,
         guild_id: &GuildId,
-    ) -> Result<bool, sqlx::Error> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM invites WHERE code = ? AND guild_id != ? LIMIT 1")
-                .bind(code.as_str())
-                .bind(guild_id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(found.is_some())
-    }
+    ) -> Result<bool, sqlx::Error>;
 
     /// The event a (sender, txn_id) already produced, for idempotent retries.
-    pub async fn txn_event(
+    async fn txn_event(
         &self,
         sender: &UserId,
         txn_id: &TxnId,
-    ) -> Result<Option<StoredEvent>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT e.* FROM txns t JOIN events e ON e.event_id = t.event_id WHERE t.sender = ? AND t.txn_id = ?",
-        )
-        .bind(sender.as_str())
-        .bind(txn_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(stored_event).transpose()
-    }
+    ) -> Result<Option<StoredEvent>, sqlx::Error>;
 
     /// Events of the given guilds after a stream position, oldest first (gateway resume).
-    pub async fn events_since(
+    async fn events_since(
         &self,
         stream_id: i64,
         guilds: &[GuildId],
         limit: u32,
-    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        if guilds.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut sql = sqlx::QueryBuilder::<Sqlite>::new("SELECT * FROM events WHERE stream_id > ");
-        sql.push_bind(stream_id).push(" AND guild_id IN (");
-        let mut ids = sql.separated(", ");
-        for guild in guilds {
-            ids.push_bind(guild.as_str());
-        }
-        sql.push(") ORDER BY stream_id LIMIT ").push_bind(i64::from(limit));
-        let rows = sql.build().fetch_all(&self.pool).await?;
-        rows.iter().map(stored_event).collect()
-    }
+    ) -> Result<Vec<StoredEvent>, sqlx::Error>;
 
     /// The highest stream position.
-    pub async fn stream_head(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(stream_id), 0) FROM events")
-            .fetch_one(&self.pool)
-            .await
-    }
+    async fn stream_head(&self) -> Result<i64, sqlx::Error>;
 
     /// Stores a sequenced event and every projection it implies, atomically. Returns the
     /// event's stream position.
-    pub async fn append_event(&self, appended: &AppendedEvent<'_>) -> Result<i64, sqlx::Error> {
-        let mut tx = self.write().await?;
-        let mut envelope = appended.event.clone();
-        let content = envelope.remove("content").map(|content| content.to_string());
-        let message_id =
-            appended.content.and_then(|content| message_target(content, appended.event_id));
-        let stream_id = sqlx::query(
-            "INSERT INTO events (guild_id, seq, event_id, event_type, sender, origin_ts, message_id, envelope, content)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(appended.guild_id.as_str())
-        .bind(to_i64(appended.seq))
-        .bind(appended.event_id.as_str())
-        .bind(appended.event_type)
-        .bind(appended.sender.as_str())
-        .bind(to_i64(appended.origin_ts))
-        .bind(message_id.as_ref().map(EventId::as_str))
-        .bind(serde_json::Value::Object(envelope).to_string())
-        .bind(content)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
-        sqlx::query("INSERT OR IGNORE INTO txns (sender, txn_id, event_id) VALUES (?, ?, ?)")
-            .bind(appended.sender.as_str())
-            .bind(appended.txn_id.as_str())
-            .bind(appended.event_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if !appended.backfill {
-            self.write_guild_row(&mut tx, appended).await?;
-            write_membership(&mut tx, appended).await?;
-        }
-        if let Some(content) = appended.content {
-            messages_projection(&mut tx, appended, content).await?;
-        }
-        for (destination, event) in appended.outbound {
-            sqlx::query(
-                "INSERT INTO outbound_events (destination, event, event_id) VALUES (?, ?, ?)",
-            )
-            .bind(destination.as_str())
-            .bind(serde_json::Value::Object(event.clone()).to_string())
-            .bind(appended.event_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(stream_id)
-    }
-
-    async fn write_guild_row(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        appended: &AppendedEvent<'_>,
-    ) -> Result<(), sqlx::Error> {
-        let state_changed = appended.before != Some(appended.after);
-        let kind = match appended.after.kind {
-            GuildKind::Guild => "guild",
-            GuildKind::Dm => "dm",
-        };
-        if appended.before.is_none() {
-            sqlx::query("INSERT OR REPLACE INTO guilds (guild_id, kind, head_seq, head_event_id, state) VALUES (?, ?, ?, ?, ?)")
-                .bind(appended.guild_id.as_str())
-                .bind(kind)
-                .bind(to_i64(appended.seq))
-                .bind(appended.event_id.as_str())
-                .bind(state_json(appended.after)?)
-                .execute(&mut **tx)
-                .await?;
-        } else if state_changed {
-            sqlx::query(
-                "UPDATE guilds SET head_seq = ?, head_event_id = ?, state = ? WHERE guild_id = ?",
-            )
-            .bind(to_i64(appended.seq))
-            .bind(appended.event_id.as_str())
-            .bind(state_json(appended.after)?)
-            .bind(appended.guild_id.as_str())
-            .execute(&mut **tx)
-            .await?;
-        } else {
-            sqlx::query("UPDATE guilds SET head_seq = ?, head_event_id = ? WHERE guild_id = ?")
-                .bind(to_i64(appended.seq))
-                .bind(appended.event_id.as_str())
-                .bind(appended.guild_id.as_str())
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
-}
-
-fn state_json(state: &GuildState) -> Result<String, sqlx::Error> {
-    serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))
-}
-
-pub(super) fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
-    let decode = |e: String| sqlx::Error::Decode(e.into());
-    let guild_id: String = row.try_get("guild_id")?;
-    let event_id: String = row.try_get("event_id")?;
-    let envelope: String = row.try_get("envelope")?;
-    let content: Option<String> = row.try_get("content")?;
-    let mut event: JsonObject =
-        serde_json::from_str(&envelope).map_err(|e| decode(e.to_string()))?;
-    if let Some(content) = content {
-        let content: serde_json::Value =
-            serde_json::from_str(&content).map_err(|e| decode(e.to_string()))?;
-        event.insert("content".into(), content);
-    }
-    Ok(StoredEvent {
-        stream_id: row.try_get("stream_id")?,
-        guild_id: GuildId::parse(&guild_id).map_err(|e| decode(e.to_string()))?,
-        seq: to_u64(row.try_get("seq")?),
-        event_id: EventId::parse(&event_id).map_err(|e| decode(e.to_string()))?,
-        event,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn withheld_events_leave_out_erased_messages_and_are_capped() {
-        let dir = std::env::temp_dir().join(format!("guildhall-withheld-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir.join("db.sqlite3")).await.unwrap();
-        let guild = GuildId::parse("!g:host.example").unwrap();
-        let id = |seq: i64| format!("${seq:0>42}A");
-        for seq in 1..=10_i64 {
-            sqlx::query(
-                "INSERT INTO events (guild_id, seq, event_id, event_type, sender, origin_ts, message_id, envelope, content)
-                 VALUES (?, ?, ?, 'message.create', '@a:host.example', 0, NULL, '{}', NULL)",
-            )
-            .bind(guild.as_str())
-            .bind(seq)
-            .bind(id(seq))
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        }
-        // The message of seq 10 was erased (its withheld create names no message: the content
-        // is unknown, but a create's event id is the message id): never asked for again.
-        sqlx::query(
-            "INSERT INTO messages (guild_id, message_id, channel_id, author, created_seq, created_ts, deleted)
-             VALUES (?, ?, 'c', '@a:host.example', 10, 0, 1)",
-        )
-        .bind(guild.as_str())
-        .bind(id(10))
-        .execute(&store.pool)
-        .await
-        .unwrap();
-        let ids = |list: Vec<EventId>| list.iter().map(ToString::to_string).collect::<Vec<_>>();
-        assert_eq!(ids(store.withheld_events(&guild, 3).await.unwrap()), [id(7), id(8), id(9)]);
-        assert_eq!(store.withheld_events(&guild, 100).await.unwrap().len(), 9);
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    async fn append_event(&self, appended: &AppendedEvent<'_>) -> Result<i64, sqlx::Error>;
 }

@@ -6,9 +6,10 @@ use guildhall_spec::content::EventContent;
 use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, MediaId, UserId};
 use sqlx::{Sqlite, Transaction};
 
-use super::guilds::AppendedEvent;
-use super::media::{self, RefKind};
-use super::to_i64;
+use super::media;
+use crate::store::guilds::AppendedEvent;
+use crate::store::media::RefKind;
+use crate::store::to_i64;
 
 /// Keeps `guild_members`, `channels` and `invites` equal to the state's members, channels and
 /// invites.
