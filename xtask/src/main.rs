@@ -5,12 +5,15 @@
 //!   independent Python implementation, the tests, and the examples.
 //! * `bench`: the benchmarks, in a release build; see `bench/`.
 //! * `conformance`: our server against the conformance suite, and the negative control.
+//! * `services`: throwaway PostgreSQL and Redis servers for running the tests by hand; prints
+//!   the `export` lines that point the tests at them and keeps them until Ctrl-C.
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
 mod conformance;
+mod services;
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -18,9 +21,10 @@ fn main() -> Result<()> {
         "ci" => ci(),
         "bench" => run("cargo", &["run", "--release", "--locked", "-p", "guildhall-bench"]),
         "conformance" => conformance::run(),
+        "services" => services::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci      fmt, clippy, vector cross-check, tests, examples\n  bench   benchmarks (release build), printed and written to target/bench/results.json"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci           fmt, clippy, vector cross-check, tests, examples\n  bench        benchmarks (release build), printed and written to target/bench/results.json\n  conformance  the conformance suite against our server, and the negative control\n  services     PostgreSQL and Redis for the tests until Ctrl-C, with their `export` lines"
             );
             bail!("unknown task {task:?}")
         }
@@ -32,14 +36,18 @@ fn ci() -> Result<()> {
     run("cargo", &["fmt", "--all", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     run("python3", &["spec/vectors/tools/generate.py", "--check"])?;
-    run("cargo", &["test", "--workspace", "--locked"])?;
+    // PostgreSQL and Redis for the tests, up to the end of the run: the guard stops them on
+    // every return, a failure's included.
+    let services = services::Services::start()?;
+    let env = services.env();
+    run_with_env("cargo", &["test", "--workspace", "--locked"], &env)?;
     // Every example, as a user would run it; each exits non-zero if what it shows fails.
     let examples: [&[&str]; 3] =
         [&["sign_event"], &["gateway_bot", "--", "--demo"], &["two-servers"]];
     for example in examples {
         let mut args = vec!["run", "--locked", "-p", "guildhall-examples", "--example"];
         args.extend_from_slice(example);
-        run("cargo", &args)?;
+        run_with_env("cargo", &args, &env)?;
     }
     conformance::run()?;
     Ok(())
@@ -53,8 +61,13 @@ fn ci() -> Result<()> {
 /// SDK, which cross-checks voice tokens and signs webhook fixtures.
 fn setup() -> Result<()> {
     // ClamAV's daemon, which the media tests scan uploads with (Debian's package; the tests give
-    // it a signature database of their own, since none can be downloaded here).
-    apt_install(&[("clamd", "clamav-daemon")])?;
+    // it a signature database of their own, since none can be downloaded here), and PostgreSQL
+    // and Redis, which the tests of the scale-out engines run against (see `services`).
+    let mut missing = services::missing_packages();
+    if !on_path("clamd") {
+        missing.push("clamav-daemon");
+    }
+    apt_install(&missing)?;
     let requirements = [
         "spec/vectors/tools/requirements.txt",
         "interop/libolm/requirements.txt",
@@ -74,35 +87,39 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
-/// Installs the Debian packages whose programs are not on `PATH` (`apt-get update` first).
-fn apt_install(needed: &[(&str, &str)]) -> Result<()> {
-    let on_path = |program: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-            || ["/usr/sbin", "/sbin"]
-                .iter()
-                .any(|dir| std::path::Path::new(dir).join(program).is_file())
-    };
-    let missing: Vec<&str> = needed
-        .iter()
-        .filter(|(program, _)| !on_path(program))
-        .map(|(_, package)| *package)
-        .collect();
-    if missing.is_empty() {
+/// Installs Debian packages (`apt-get update` first), if any are given.
+fn apt_install(packages: &[&str]) -> Result<()> {
+    if packages.is_empty() {
         return Ok(());
     }
     run("apt-get", &["update", "-qq"])?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(&missing);
+    args.extend(packages);
     run("apt-get", &args)
+}
+
+/// Whether a program is on `PATH`, or in the `sbin` directories that a non-login root shell
+/// may lack.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|dir| std::path::Path::new(dir).join(program).is_file())
 }
 
 /// Runs a command from the workspace root, echoing it, failing on a non-zero exit.
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<()> {
+    run_with_env(program, args, &[])
+}
+
+/// [`run`], with extra environment variables.
+fn run_with_env(program: &str, args: &[&str], env: &[(&str, String)]) -> Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .current_dir(&root)
         .status()
         .with_context(|| format!("starting {program}"))?;
