@@ -4,7 +4,8 @@
 //! With several nodes (`[redis] url`) the table lives in Redis, one hash per user,
 //! `guildhall:presence:{user_id}`: field `status` is the status the user chose last (on any
 //! node), field `node:{node_id}` the user's connections on that node. A node's connections count
-//! only while its liveness key lives (see `cluster`); once a node died, the first node to notice
+//! only while its liveness key lives (see `cluster`), and always for the node itself (Redis may
+//! have restarted since its last refresh); once a node died, the first node to notice
 //! removes its fields (`reap_node`, through the set `guildhall:node-users:{node_id}` of users it
 //! had connected) and publishes who went offline. Every change is one Lua script, so two nodes
 //! never both announce one transition. Hashes expire a day after their last change. When Redis
@@ -274,16 +275,16 @@ local function current(counting_this_node)
       local alive = redis.call('EXISTS', 'guildhall:node:' .. string.sub(name, 6)) == 1
       if alive or (counting_this_node and name == field) then
         connected = connected or tonumber(value) > 0
-      elseif string.sub(name, 6) ~= node then
-        redis.call('HDEL', key, name)
       end
     end
   end
   if connected then return chosen end
   return 'offline'
 end
--- A node's connections are reaped once it died: before, they were still seen.
-local before = current(operation == 'reap')
+-- The node running a change is alive, whether or not its liveness key is there yet (Redis may
+-- have restarted since its last refresh). A dead node's connections are reaped: before, they
+-- were still seen.
+local before = current(true)
 if operation == 'connect' then
   redis.call('HINCRBY', key, field, 1)
   redis.call('HSET', key, 'status', status)
@@ -298,7 +299,7 @@ elseif operation == 'reap' then
   redis.call('SREM', node_users, user)
 elseif operation == 'disconnect' then
   local left = redis.call('HINCRBY', key, field, -1)
-  if left <= 0 or redis.call('EXISTS', 'guildhall:node:' .. node) == 0 then
+  if left <= 0 then
     redis.call('HDEL', key, field)
     redis.call('SREM', node_users, user)
   end
@@ -310,7 +311,7 @@ if operation ~= 'read' then
     redis.call('EXPIRE', key, 86400)
   end
 end
-return {before, current(false)}
+return {before, current(operation ~= 'reap')}
 ",
     )
 });
