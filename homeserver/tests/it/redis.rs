@@ -7,6 +7,8 @@
 //! These tests need a Redis: `GUILDHALL_TEST_REDIS=redis://127.0.0.1:PORT` (without a database
 //! number; each test takes its own database and empties it first).
 
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::{Encoding, Gateway, Received, Server, StatusCode, User, Value, json};
@@ -150,6 +152,137 @@ async fn disconnected_sessions_live_in_redis_and_resume_once() {
     let exists: bool =
         redis::cmd("EXISTS").arg(&key).query_async(&mut redis).await.expect("EXISTS");
     assert!(!exists, "a claimed session leaves Redis");
+}
+
+#[tokio::test]
+async fn nodes_outlive_a_redis_outage_limiting_locally_and_reconnect_after_it() {
+    let mut redis = OwnRedis::start();
+    redis.wait_ready().await;
+    let url = redis.url();
+    let limits = [
+        ("GUILDHALL_RATE_LIMITS__FAILED_LOGINS_PER_MINUTE", "1"),
+        ("GUILDHALL_RATE_LIMITS__FAILED_LOGINS_BURST", "3"),
+    ];
+    let (one, two) = (node(&url, &limits).await, node(&url, &limits).await);
+    let bob = one.register("bob").await;
+    let alice = one.register("alice").await;
+    let guild = bob.create_guild("Outage").await;
+    alice.join(&bob.invite(&guild.general).await).await;
+    let alice_on_two = two.register("alice").await;
+
+    redis.stop();
+    // Without Redis, node 1 limits with its own buckets: never not at all.
+    let wrong = json!({"username": "alice", "password": "not the password"});
+    for attempt in 1..=3 {
+        let (status, body) = one.client().post("/auth/login", wrong.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt} without Redis: {body}");
+    }
+    let (status, body) = one.client().post("/auth/login", wrong).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "attempt 4 without Redis: {body}");
+    let (mut watcher, _) = Gateway::identified(&one, &bob.token, Encoding::Json).await;
+
+    // Redis is back: the nodes reconnect by themselves, and what node 2 publishes reaches node
+    // 1's gateway again (a message sent while a connection is still being re-established may
+    // be lost, so alice connects until bob hears of it).
+    redis.start_again();
+    redis.wait_ready().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (on_two, _) = Gateway::identified(&two, &alice_on_two.token, Encoding::Json).await;
+        if sees_presence(&mut watcher, &alice.id, "online", Duration::from_secs(3)).await {
+            break;
+        }
+        on_two.close().await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 1 never heard of alice on node 2 after Redis came back"
+        );
+    }
+}
+
+/// Whether `gateway` is told that `user` has `status` within `within`.
+async fn sees_presence(gateway: &mut Gateway, user: &str, status: &str, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match gateway.receive(left).await {
+            Some(Received::Frame(frame))
+                if frame["t"] == "PRESENCE_UPDATE"
+                    && frame["d"]["user_id"] == user
+                    && frame["d"]["status"] == status =>
+            {
+                return true;
+            }
+            Some(Received::Frame(_)) => {}
+            Some(Received::Closed(code)) => panic!("the gateway closed ({code:?})"),
+            None => return false,
+        }
+    }
+}
+
+/// A redis-server of a test's own, on a port of its own, stopped and started again at will.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|probe| probe.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.start_again();
+        redis
+    }
+
+    fn start_again(&mut self) {
+        assert!(self.child.is_none(), "redis-server already runs");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot run redis-server ({error}): install it (apt-get install redis-server)"
+                )
+            });
+        self.child = Some(child);
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let client = redis::Client::open(self.url()).expect("a Redis URL");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING").query_async::<String>(&mut connection).await.is_ok()
+            {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Whether a resume was answered with RESUMED (`true`) or INVALID_SESSION (`false`).
