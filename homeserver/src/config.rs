@@ -33,6 +33,24 @@ pub struct Config {
     pub voice: VoiceConfig,
     /// Uploads, attachments and the media store.
     pub media: MediaConfig,
+    /// The cross-node layer of several nodes on one database (off unless configured).
+    pub redis: RedisConfig,
+}
+
+/// `[redis]`: the Redis that several nodes of one server share for the bus, presence, rate
+/// limits and resumable gateway sessions. With `url` empty, all of that stays in this process.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]` (or `rediss://` for TLS); empty: one node, no Redis.
+    pub url: String,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    // The URL may hold a password, which never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig").field("configured", &!self.url.is_empty()).finish()
+    }
 }
 
 /// `[media]`: where media live and what uploads may be (spec 19).
@@ -380,8 +398,15 @@ impl Config {
     fn figment(file: &Path) -> Figment {
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
-            // GUILDHALL_DATA_DIR and GUILDHALL_PASSWORD are command-line arguments, not settings.
-            .merge(Env::prefixed("GUILDHALL_").ignore(&["data_dir", "password"]).split("__"))
+            // GUILDHALL_DATA_DIR and GUILDHALL_PASSWORD are command-line arguments, not settings;
+            // GUILDHALL_TEST_* tell the test suites where their services are (a developer's or
+            // CI's shell exports them), and no server reads them.
+            .merge(
+                Env::prefixed("GUILDHALL_")
+                    .ignore(&["data_dir", "password"])
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+                    .split("__"),
+            )
     }
 }
 
@@ -396,6 +421,14 @@ mod tests {
             serde_json::to_value(&parsed).unwrap(),
             serde_json::to_value(Config::default()).unwrap()
         );
+    }
+
+    #[test]
+    fn the_redis_url_never_reaches_a_log() {
+        let config = RedisConfig { url: "redis://:hunter2@cache.internal:6379/0".into() };
+        let logged = format!("{:?}", Config { redis: config, ..Config::default() });
+        assert!(!logged.contains("hunter2") && !logged.contains("cache.internal"), "{logged}");
+        assert!(logged.contains("RedisConfig { configured: true }"), "{logged}");
     }
 
     #[test]

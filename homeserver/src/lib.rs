@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod bus;
+pub mod cluster;
 pub mod config;
 pub mod e2e;
 pub mod error;
@@ -31,10 +32,11 @@ use guildhall_identity::server_keys::{self, ServerKeys};
 use guildhall_spec::ServerName;
 
 use crate::bus::Bus;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::guilds::GuildService;
 use crate::presence::Presence;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, SharedLimiter};
 use crate::store::Store;
 
 /// Everything handlers share. Cheap to clone.
@@ -52,20 +54,22 @@ pub struct AppState {
     pub guilds: Arc<GuildService>,
     /// The event bus.
     pub bus: Bus,
+    /// The Redis shared with this server's other nodes (`[redis] url`); `None`: one node.
+    pub cluster: Option<Cluster>,
     /// Online status of local users.
     pub presence: Arc<Presence>,
     /// Resumable gateway sessions.
     pub sessions: Arc<gateway::SessionRegistry>,
     /// Request limits per account.
-    pub account_limiter: Arc<RateLimiter>,
+    pub account_limiter: Arc<SharedLimiter>,
     /// Request limits per IP address.
-    pub ip_limiter: Arc<RateLimiter>,
+    pub ip_limiter: Arc<SharedLimiter>,
     /// Message limits per account.
-    pub message_limiter: Arc<RateLimiter>,
+    pub message_limiter: Arc<SharedLimiter>,
     /// Failed logins per account.
-    pub failed_logins: Arc<RateLimiter>,
+    pub failed_logins: Arc<SharedLimiter>,
     /// Key-login challenges per client address.
-    pub challenge_limiter: Arc<RateLimiter>,
+    pub challenge_limiter: Arc<SharedLimiter>,
     /// The LiveKit server of this server's voice channels (spec 18); `None`: voice is off.
     pub voice: Option<Arc<guildhall_media_relay::voice::VoiceService>>,
     /// Who is in which voice channel, as far as this server knows (spec 18.4).
@@ -147,7 +151,11 @@ impl AppState {
         data_dir.initialize()?;
         let store = Store::open(&data_dir.database()).await?;
         let keys = server_keys::load_or_create(&data_dir.key_file(), &server_name)?;
-        let bus = Bus::default();
+        let cluster = match config.redis.url.as_str() {
+            "" => None,
+            url => Some(Cluster::connect(url).await?),
+        };
+        let bus = cluster.as_ref().map_or_else(Bus::default, Bus::clustered);
         let federation =
             federation::Federation::new(&config.federation, &server_name, &keys, store.clone())
                 .await?;
@@ -174,32 +182,46 @@ impl AppState {
             media,
             voice,
             voice_states: Arc::default(),
-            account_limiter: Arc::new(RateLimiter::new(
-                limits.per_account_per_second,
-                limits.per_account_burst,
+            account_limiter: Arc::new(SharedLimiter::shared(
+                RateLimiter::new(limits.per_account_per_second, limits.per_account_burst),
+                cluster.as_ref(),
+                "account",
             )),
-            ip_limiter: Arc::new(RateLimiter::new(limits.per_ip_per_second, limits.per_ip_burst)),
-            message_limiter: Arc::new(RateLimiter::new(
-                limits.messages_per_second,
-                limits.messages_burst,
+            ip_limiter: Arc::new(SharedLimiter::shared(
+                RateLimiter::new(limits.per_ip_per_second, limits.per_ip_burst),
+                cluster.as_ref(),
+                "ip",
             )),
-            failed_logins: Arc::new(RateLimiter::per_minute(
-                limits.failed_logins_per_minute,
-                limits.failed_logins_burst,
+            message_limiter: Arc::new(SharedLimiter::shared(
+                RateLimiter::new(limits.messages_per_second, limits.messages_burst),
+                cluster.as_ref(),
+                "messages",
+            )),
+            failed_logins: Arc::new(SharedLimiter::shared(
+                RateLimiter::per_minute(
+                    limits.failed_logins_per_minute,
+                    limits.failed_logins_burst,
+                ),
+                cluster.as_ref(),
+                "failed-logins",
             )),
             // A person logs in by key a few times a minute at most; a script asking for more
             // challenges only fills the table.
-            challenge_limiter: Arc::new(RateLimiter::per_minute(
-                limits.challenges_per_minute,
-                limits.challenges_per_minute,
+            challenge_limiter: Arc::new(SharedLimiter::shared(
+                RateLimiter::per_minute(limits.challenges_per_minute, limits.challenges_per_minute),
+                cluster.as_ref(),
+                "challenges",
             )),
             e2e: Arc::new(e2e::E2eState::new(
                 limits.key_claims_per_minute,
                 limits.to_device_per_minute,
             )),
             passwords: Arc::new(passwords::Passwords::per_core()),
-            presence: Arc::new(Presence::new(bus.clone())),
-            sessions: Arc::new(gateway::SessionRegistry::default()),
+            presence: Arc::new(match &cluster {
+                Some(cluster) => Presence::clustered(bus.clone(), cluster.clone()),
+                None => Presence::new(bus.clone()),
+            }),
+            sessions: Arc::new(gateway::SessionRegistry::new(cluster.clone())),
             unauthenticated_reads: Arc::new(limits::UnauthenticatedReads::new(
                 config.limits.max_unauthenticated_body_reads,
                 config.limits.max_unauthenticated_body_reads_per_address,
@@ -211,6 +233,7 @@ impl AppState {
             keys: Arc::new(keys),
             guilds,
             bus,
+            cluster,
             federation,
         })
     }
@@ -233,6 +256,9 @@ pub async fn serve(
     tokio::spawn(Arc::clone(&state.federation.trust).run());
     tokio::spawn(media::Media::run_collector(state.clone()));
     tokio::spawn(media::Media::run_host_keeper(state.clone()));
+    if let Some(cluster) = state.cluster.clone() {
+        tokio::spawn(cluster.run(Arc::clone(&state.presence)));
+    }
     let app = api::router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)

@@ -2,10 +2,122 @@
 //!
 //! Buckets live in memory; a bucket that has been full for a while is dropped on the next sweep,
 //! so memory is bounded by the number of recently active keys.
+//!
+//! [`SharedLimiter`] is the same limit shared by every node of a deployment with `[redis] url`:
+//! each bucket is a Redis hash `guildhall:ratelimit:{limit}:{key}` (`tokens`, `updated` in
+//! milliseconds of Redis' clock) changed by one Lua script, which expires once the bucket
+//! would be full again. When Redis cannot be reached, the node's own bucket answers (a warning
+//! once per outage): limits then hold per node, never not at all.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
+
+use crate::cluster::Cluster;
+
+/// A limit shared by every node through Redis, or this node's own [`RateLimiter`] without it.
+#[derive(Debug)]
+pub struct SharedLimiter {
+    local: RateLimiter,
+    /// The cluster and the limit's name in its keys.
+    shared: Option<(Cluster, &'static str)>,
+    /// Whether the last attempt to reach Redis failed (warned about once per outage).
+    failing: AtomicBool,
+}
+
+impl SharedLimiter {
+    /// A limit of this node only.
+    pub fn local(local: RateLimiter) -> Self {
+        Self { local, shared: None, failing: AtomicBool::new(false) }
+    }
+
+    /// `local`'s limit shared through `cluster` (when there is one), named `name` in its keys.
+    pub fn shared(local: RateLimiter, cluster: Option<&Cluster>, name: &'static str) -> Self {
+        Self { shared: cluster.map(|cluster| (cluster.clone(), name)), ..Self::local(local) }
+    }
+
+    /// Takes one token for `key`: `Ok` if allowed, `Err(retry_after_ms)` if not.
+    pub async fn check(&self, key: &str) -> Result<(), u64> {
+        self.take(key, 1).await
+    }
+
+    /// Takes `count` tokens for `key`, all or none (see [`RateLimiter::take`]).
+    pub async fn take(&self, key: &str, count: usize) -> Result<(), u64> {
+        let Some(count) = i64::try_from(count).ok().filter(|count| *count > 0) else {
+            return self.local.take(key, count);
+        };
+        match self.run_script(key, count).await {
+            Some(0) => Ok(()),
+            Some(retry_after_ms) if retry_after_ms < 0 => Err(u64::MAX),
+            Some(retry_after_ms) => Err(retry_after_ms.unsigned_abs()),
+            None => self.local.take(key, usize::try_from(count).unwrap_or(usize::MAX)),
+        }
+    }
+
+    /// Gives back a token taken for `key` (an attempt that turned out not to count).
+    pub async fn refund(&self, key: &str) {
+        if self.run_script(key, -1).await.is_none() {
+            self.local.refund(key);
+        }
+    }
+
+    /// Runs the bucket script taking `count` tokens (giving back `-count` when negative):
+    /// `Some(0)` when taken, `Some(ms)` to wait, `Some(-1)` never; `None` without Redis.
+    async fn run_script(&self, key: &str, count: i64) -> Option<i64> {
+        let (cluster, name) = self.shared.as_ref()?;
+        let result = BUCKET_SCRIPT
+            .key(format!("guildhall:ratelimit:{name}:{key}"))
+            .arg(self.local.per_second)
+            .arg(self.local.burst)
+            .arg(count)
+            .invoke_async::<i64>(&mut cluster.connection())
+            .await;
+        match result {
+            Ok(answer) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(limit = name, "rate limits in Redis again");
+                }
+                Some(answer)
+            }
+            Err(error) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(limit = name, %error, "rate limits in Redis failed; this node's own buckets limit meanwhile");
+                }
+                None
+            }
+        }
+    }
+}
+
+/// KEYS: the bucket. ARGV: tokens per second, burst, tokens to take (negative: to give back).
+/// Returns 0 when taken, the milliseconds to wait, or -1 when more than the burst was asked.
+static BUCKET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local rate, burst, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
+local tokens = tonumber(bucket[1]) or burst
+local updated = tonumber(bucket[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - updated) / 1000 * rate)
+local answer = 0
+if count < 0 then
+  tokens = math.min(burst, tokens - count)
+elseif tokens >= count then
+  tokens = tokens - count
+elseif count > burst then
+  answer = -1
+else
+  answer = math.ceil((count - tokens) / rate * 1000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return answer
+",
+    )
+});
 
 /// A set of token buckets with one rate.
 #[derive(Debug)]

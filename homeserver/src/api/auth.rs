@@ -98,7 +98,7 @@ pub(super) async fn login(
     // attempt takes a token before any hashing (so concurrent guesses cannot all slip through
     // on one token), and a successful login gives it back.
     let attempts_key = user_id.as_str();
-    state.failed_logins.check(attempts_key).map_err(ApiError::rate_limited)?;
+    state.failed_logins.check(attempts_key).await.map_err(ApiError::rate_limited)?;
     let user = state.store.user(&user_id).await?;
     // An account made by key login has no password: it costs the same as an unknown name.
     let stored =
@@ -107,7 +107,7 @@ pub(super) async fn login(
     let Some(user) = user.filter(|_| verified) else {
         return Err(invalid());
     };
-    state.failed_logins.refund(attempts_key);
+    state.failed_logins.refund(attempts_key).await;
     refuse_moved(&state, &user_id).await?;
     let token = start_session(&state, &user_id, &headers, address).await?;
     Ok(Json(json!({"token": token, "user": views::own_user(&user)})))
@@ -200,7 +200,7 @@ pub(super) async fn revoke_session(
 /// and disconnected ones can no longer be resumed. Its device went with it, so the user's device
 /// list changed (spec 17.4).
 pub(super) async fn login_revoked(state: &AppState, user_id: &UserId, login: &str) {
-    state.sessions.revoke_login(login);
+    state.sessions.revoke_login(login).await;
     state.bus.publish(BusMessage::LoginRevoked { login: login.to_owned() });
     crate::e2e::device_list_changed(state, user_id).await;
 }

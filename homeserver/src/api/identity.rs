@@ -39,7 +39,11 @@ pub(super) async fn challenge(
     ConnectInfo(address): ConnectInfo<SocketAddr>,
     Json(body): Json<ChallengeRequest>,
 ) -> ApiResult<Json<Value>> {
-    state.challenge_limiter.check(&address.ip().to_string()).map_err(ApiError::rate_limited)?;
+    state
+        .challenge_limiter
+        .check(&address.ip().to_string())
+        .await
+        .map_err(ApiError::rate_limited)?;
     let (challenge, expires_ts) = identity::issue_challenge(&state, &body.user_id);
     Ok(Json(json!({"challenge": challenge.as_str(), "expires_ts": expires_ts})))
 }
@@ -369,10 +373,14 @@ pub(super) async fn revoke(
         (Some(password), _, _) => {
             let user = state.store.user(&auth.user_id).await?;
             let stored = user.as_ref().map(|u| u.password_hash.as_str()).filter(|h| !h.is_empty());
-            state.failed_logins.check(auth.user_id.as_str()).map_err(ApiError::rate_limited)?;
+            state
+                .failed_logins
+                .check(auth.user_id.as_str())
+                .await
+                .map_err(ApiError::rate_limited)?;
             let verified = state.passwords.verify(password, stored).await?;
             if verified {
-                state.failed_logins.refund(auth.user_id.as_str());
+                state.failed_logins.refund(auth.user_id.as_str()).await;
             }
             verified
         }

@@ -102,7 +102,7 @@ pub(super) async fn send(
     Path(channel_id): Path<String>,
     Json(body): Json<NewMessage>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    state.message_limiter.check(auth.user_id.as_str()).map_err(ApiError::rate_limited)?;
+    state.message_limiter.check(auth.user_id.as_str()).await.map_err(ApiError::rate_limited)?;
     let (guild_id, channel_id, guild_state) = visible_channel(&state, &auth, &channel_id).await?;
     if body.content.chars().count() > MAX_MESSAGE_CHARS {
         return Err(ApiError::new(

@@ -239,7 +239,7 @@ async fn limit_per_ip(State(state): State<AppState>, request: Request, next: Nex
     let ip =
         request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
     if let Some(ip) = ip
-        && let Err(retry_after_ms) = state.ip_limiter.check(&ip)
+        && let Err(retry_after_ms) = state.ip_limiter.check(&ip).await
     {
         return ApiError::rate_limited(retry_after_ms).into_response();
     }
@@ -273,7 +273,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
         let user = authenticate(state, token).await?;
-        state.account_limiter.check(user.user_id.as_str()).map_err(ApiError::rate_limited)?;
+        state.account_limiter.check(user.user_id.as_str()).await.map_err(ApiError::rate_limited)?;
         Ok(user)
     }
 }

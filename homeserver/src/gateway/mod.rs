@@ -31,6 +31,12 @@
 //! A connection may send `gateway.frames_per_minute` frames (120) and
 //! `gateway.presence_updates_per_minute` presence updates (5) a minute.
 //!
+//! With several nodes (`[redis] url`), a disconnected session is kept in Redis as
+//! `guildhall:session:{session_id}` (JSON: user, login, status, what the client was shown) for
+//! the resume window, and listed in `guildhall:login-sessions:{login}` so revoking the login
+//! forgets it on every node; a resume on any node claims it with one script that checks the user
+//! and login and deletes it, so two nodes cannot both resume one session.
+//!
 //! Close codes: 4001 unknown opcode, 4002 decode error, 4003 not authenticated, 4004
 //! authentication failed (also: the login was revoked), 4005 already authenticated, 4008 too
 //! slow or rate limited (resumable), 4009 session timed out (resumable).
@@ -40,15 +46,16 @@ mod replay;
 mod session;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::response::Response;
 use guildhall_spec::{ChannelId, GuildId, UserId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::AppState;
+use crate::cluster::Cluster;
 use crate::error::ApiError;
 use crate::presence::Status;
 
@@ -90,6 +97,9 @@ pub async fn upgrade(
 #[derive(Debug, Default)]
 pub struct SessionRegistry {
     sessions: Mutex<HashMap<String, Registered>>,
+    /// Where disconnected sessions are kept for every node; this node's table holds them only
+    /// while Redis is unreachable.
+    cluster: Option<Cluster>,
 }
 
 #[derive(Debug)]
@@ -103,8 +113,16 @@ struct Registered {
     resumable: Resumable,
 }
 
+/// A disconnected session as Redis keeps it.
+#[derive(Debug, Serialize, Deserialize)]
+struct SharedSession {
+    user: UserId,
+    login: String,
+    resumable: Resumable,
+}
+
 /// What a disconnected session leaves behind for its resume.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Resumable {
     /// The status the user had chosen.
     pub status: Status,
@@ -117,6 +135,11 @@ pub(crate) struct Resumable {
 pub(crate) type Known = BTreeMap<GuildId, BTreeSet<ChannelId>>;
 
 impl SessionRegistry {
+    /// A registry shared with the other nodes on `cluster`, or of this node only.
+    pub fn new(cluster: Option<Cluster>) -> Self {
+        Self { sessions: Mutex::default(), cluster }
+    }
+
     fn register(&self, session_id: &str, user: &UserId, login: &str, resumable: Resumable) {
         if let Ok(mut sessions) = self.sessions.lock() {
             let now = Instant::now();
@@ -133,7 +156,32 @@ impl SessionRegistry {
         }
     }
 
-    fn disconnected(&self, session_id: &str, window: Duration, resumable: Resumable) {
+    async fn disconnected(
+        &self,
+        session_id: &str,
+        user: &UserId,
+        login: &str,
+        window: Duration,
+        resumable: Resumable,
+    ) {
+        if let Some(cluster) = &self.cluster {
+            let shared = SharedSession { user: user.clone(), login: login.to_owned(), resumable };
+            match share(cluster, session_id, &shared, window).await {
+                Ok(()) => {
+                    self.forget_locally(session_id);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "keeping a gateway session in Redis failed; it can be resumed on this node only");
+                    self.keep_locally(session_id, window, shared.resumable);
+                    return;
+                }
+            }
+        }
+        self.keep_locally(session_id, window, resumable);
+    }
+
+    fn keep_locally(&self, session_id: &str, window: Duration, resumable: Resumable) {
         if let Ok(mut sessions) = self.sessions.lock()
             && let Some(entry) = sessions.get_mut(session_id)
         {
@@ -144,7 +192,27 @@ impl SessionRegistry {
 
     /// Claims a disconnected, unexpired session of `user`, opened with the same login, for
     /// resuming.
-    fn claim(&self, session_id: &str, user: &UserId, login: &str) -> Option<Resumable> {
+    async fn claim(&self, session_id: &str, user: &UserId, login: &str) -> Option<Resumable> {
+        if let Some(cluster) = &self.cluster {
+            let claimed = CLAIM_SCRIPT
+                .key(session_key(session_id))
+                .arg(user.as_str())
+                .arg(login)
+                .invoke_async::<Option<String>>(&mut cluster.connection())
+                .await;
+            match claimed {
+                Ok(Some(record)) => match serde_json::from_str::<SharedSession>(&record) {
+                    Ok(shared) => return Some(shared.resumable),
+                    Err(error) => tracing::warn!(%error, "an undecodable gateway session in Redis"),
+                },
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "claiming a gateway session in Redis"),
+            }
+        }
+        self.claim_locally(session_id, user, login)
+    }
+
+    fn claim_locally(&self, session_id: &str, user: &UserId, login: &str) -> Option<Resumable> {
         let mut sessions = self.sessions.lock().ok()?;
         let entry = sessions.get_mut(session_id)?;
         let resumable = entry.user == *user
@@ -158,17 +226,98 @@ impl SessionRegistry {
     }
 
     /// Forgets a session that can no longer be resumed.
-    fn forget(&self, session_id: &str) {
+    async fn forget(&self, session_id: &str) {
+        if let Some(cluster) = &self.cluster {
+            let deleted = redis::cmd("DEL")
+                .arg(session_key(session_id))
+                .query_async::<()>(&mut cluster.connection())
+                .await;
+            if let Err(error) = deleted {
+                tracing::warn!(%error, "forgetting a gateway session in Redis");
+            }
+        }
+        self.forget_locally(session_id);
+    }
+
+    fn forget_locally(&self, session_id: &str) {
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.remove(session_id);
         }
     }
 
-    /// Forgets every gateway session opened with a login that was revoked; connected ones are
-    /// closed by the bus message the revocation publishes.
-    pub fn revoke_login(&self, login: &str) {
+    /// Forgets every gateway session opened with a login that was revoked, on every node;
+    /// connected ones are closed by the bus message the revocation publishes.
+    pub async fn revoke_login(&self, login: &str) {
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.retain(|_, entry| entry.login != login);
         }
+        if let Some(cluster) = &self.cluster {
+            let mut connection = cluster.connection();
+            let listed = login_sessions_key(login);
+            let revoked = async {
+                let ids: Vec<String> =
+                    redis::cmd("SMEMBERS").arg(&listed).query_async(&mut connection).await?;
+                let mut keys: Vec<String> = ids.iter().map(|id| session_key(id)).collect();
+                keys.push(listed.clone());
+                redis::cmd("DEL").arg(keys).query_async::<()>(&mut connection).await
+            };
+            if let Err(error) = revoked.await {
+                // The login itself is gone from the database, so a resume fails to authenticate.
+                tracing::warn!(%error, "forgetting a revoked login's gateway sessions in Redis");
+            }
+        }
     }
 }
+
+/// Keeps a disconnected session in Redis for `window`, listed under its login.
+async fn share(
+    cluster: &Cluster,
+    session_id: &str,
+    shared: &SharedSession,
+    window: Duration,
+) -> anyhow::Result<()> {
+    let record = serde_json::to_string(shared)?;
+    let listed = login_sessions_key(&shared.login);
+    let seconds = window.as_secs().max(1);
+    redis::pipe()
+        .cmd("SET")
+        .arg(session_key(session_id))
+        .arg(record)
+        .arg("EX")
+        .arg(seconds)
+        .ignore()
+        .cmd("SADD")
+        .arg(&listed)
+        .arg(session_id)
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(&listed)
+        .arg(seconds)
+        .ignore()
+        .query_async::<()>(&mut cluster.connection())
+        .await?;
+    Ok(())
+}
+
+fn session_key(session_id: &str) -> String {
+    format!("guildhall:session:{session_id}")
+}
+
+fn login_sessions_key(login: &str) -> String {
+    format!("guildhall:login-sessions:{login}")
+}
+
+/// KEYS: the session. ARGV: the user and login resuming it. Returns the session's record and
+/// deletes it, or nothing when it is gone or someone else's.
+static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local record = redis.call('GET', KEYS[1])
+if not record then return false end
+local session = cjson.decode(record)
+if session.user ~= ARGV[1] or session.login ~= ARGV[2] then return false end
+redis.call('DEL', KEYS[1])
+return record
+",
+    )
+});

@@ -71,12 +71,17 @@ pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding) 
         presence_updates: Budget::per_minute(gateway.presence_updates_per_minute),
     };
     if let Some(session) = connection.serve(&mut stream).await {
-        state.presence.disconnect(&session.user);
-        state.sessions.disconnected(
-            &session.id,
-            Duration::from_secs(state.config.gateway.resume_window_secs),
-            Resumable { status: session.status, known: session.known },
-        );
+        state.presence.disconnect(&session.user).await;
+        state
+            .sessions
+            .disconnected(
+                &session.id,
+                &session.user,
+                &session.login,
+                Duration::from_secs(state.config.gateway.resume_window_secs),
+                Resumable { status: session.status, known: session.known },
+            )
+            .await;
     }
     drop(connection);
     // The writer ends once its queue is closed and drained, or after sending a close frame.
@@ -186,7 +191,7 @@ impl Connection {
             return None;
         };
         // Subscribe before reading state, so that nothing published in between is missed.
-        let mut bus = self.state.bus.subscribe();
+        let mut bus = self.state.bus.subscribe_all();
         // The handshake (READY, or a replay however long) must be taken by the client within
         // the time it has to send its first heartbeat.
         let handshake_deadline = Instant::now() + self.heartbeat_timeout();
@@ -237,7 +242,7 @@ impl Connection {
             &login,
             Resumable { status, known: known.clone() },
         );
-        self.state.presence.connect(&user, status);
+        self.state.presence.connect(&user, status).await;
         let ready = json!({
             "v": 1, "session_id": id, "user": views::own_user(&profile), "guilds": guilds, "seq": stream_head,
         });
@@ -255,7 +260,7 @@ impl Connection {
             self.close_with(CLOSE_DECODE_ERROR, "resume needs session_id and seq");
             return Err(Failed::Before);
         };
-        let Some(resumable) = self.state.sessions.claim(id, &user, &login) else {
+        let Some(resumable) = self.state.sessions.claim(id, &user, &login).await else {
             self.send(json!({"op": OP_INVALID_SESSION, "d": false}));
             return Err(Failed::Before);
         };
@@ -270,13 +275,13 @@ impl Connection {
             replayed_to: seq,
         };
         // From here on the session counts as connected; `run` disconnects it however this ends.
-        self.state.presence.connect(&session.user, session.status);
+        self.state.presence.connect(&session.user, session.status).await;
         let outcome = match self.replay(&mut session, deadline).await {
             Ok(true) => self.finish_resume(&mut session, deadline).await,
             Ok(false) => {
                 // Too much to replay: the client starts afresh, and the session is gone.
-                self.state.sessions.forget(&session.id);
-                self.state.presence.disconnect(&session.user);
+                self.state.sessions.forget(&session.id).await;
+                self.state.presence.disconnect(&session.user).await;
                 self.send(json!({"op": OP_INVALID_SESSION, "d": false}));
                 return Err(Failed::Before);
             }
@@ -443,7 +448,8 @@ impl Connection {
                     if matches!(message, Message::Ping(_) | Message::Pong(_)) {
                         continue;
                     }
-                    self.handle_client_frame(&message, session, &mut heartbeat_deadline, timeout)?;
+                    self.handle_client_frame(&message, session, &mut heartbeat_deadline, timeout)
+                        .await?;
                 }
                 published = bus.recv() => match published {
                     Ok(message) => self.forward(&message, session).await?,
@@ -461,7 +467,7 @@ impl Connection {
         }
     }
 
-    fn handle_client_frame(
+    async fn handle_client_frame(
         &mut self,
         message: &Message,
         session: &mut Session,
@@ -489,7 +495,7 @@ impl Connection {
                 }
                 Some(status) => {
                     session.status = status;
-                    self.state.presence.set_status(&session.user, status);
+                    self.state.presence.set_status(&session.user, status).await;
                     Ok(())
                 }
                 None => {

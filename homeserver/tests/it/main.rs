@@ -18,5 +18,6 @@ mod limits;
 mod media;
 mod messages;
 mod profile;
+mod redis;
 mod roles;
 mod social;
