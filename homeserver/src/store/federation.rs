@@ -1,7 +1,7 @@
 //! Federation bookkeeping: outbound queues, inbound transaction answers, equivocation evidence,
 //! and reading ranges of the log for peers.
 
-use super::StoredEvent;
+use crate::store::StoredEvent;
 use guildhall_spec::event::JsonObject;
 use guildhall_spec::{EventId, GuildId, ServerName};
 

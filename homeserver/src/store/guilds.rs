@@ -53,9 +53,47 @@ pub struct StoredEvent {
     pub event: JsonObject,
 }
 
+/// A writer's hold on one guild (see [`GuildStore::lock_guild`]); released when dropped.
+#[must_use = "the guild is locked only while the guard lives"]
+pub struct GuildLock {
+    held: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl GuildLock {
+    /// No lock: only this process writes the database.
+    pub(super) fn unshared() -> Self {
+        Self { held: None }
+    }
+
+    /// A lock held for as long as `held` lives.
+    pub(super) fn holding(held: impl std::any::Any + Send + Sync) -> Self {
+        Self { held: Some(Box::new(held)) }
+    }
+
+    /// Whether other processes write this guild too, so that a head cached in memory must be
+    /// checked against the stored one once the lock is held.
+    pub fn shared(&self) -> bool {
+        self.held.is_some()
+    }
+}
+
+impl std::fmt::Debug for GuildLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuildLock").field("shared", &self.shared()).finish()
+    }
+}
+
 /// Guild logs, heads and the projections written with every event.
 #[async_trait::async_trait]
 pub trait GuildStore: Send + Sync {
+    /// Serializes the writers of one guild across every process sharing this database, from
+    /// reading its head to committing the next event, until the returned guard drops. On an
+    /// engine only one process writes, the guard is empty (the caller's own lock suffices).
+    async fn lock_guild(&self, guild_id: &GuildId) -> Result<GuildLock, sqlx::Error>;
+
+    /// The seq at the head of a guild as stored (`None`: not stored here).
+    async fn head_seq(&self, guild_id: &GuildId) -> Result<Option<u64>, sqlx::Error>;
+
     /// The stored head and state of a guild.
     async fn guild(
         &self,

@@ -73,7 +73,7 @@ pub trait IdentityStore: Send + Sync {
         &self,
         account: &UserId,
         remote_user: &UserId,
-    ) -> Result<Option<super::UserRow>, sqlx::Error>;
+    ) -> Result<Option<crate::store::UserRow>, sqlx::Error>;
 
     /// Deletes an account made by key login whose identity could not be attested (so that a
     /// refusal leaves no account behind).

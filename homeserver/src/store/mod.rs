@@ -17,6 +17,7 @@ mod guilds;
 mod identity;
 mod media;
 mod messages;
+mod postgres;
 mod social;
 mod sqlite;
 mod trust;
@@ -30,10 +31,11 @@ pub use e2e::{
     ShareOutcome,
 };
 pub use federation::{FederationStore, OutboundRow, ProposalRow};
-pub use guilds::{AppendedEvent, GuildStore, StoredEvent};
+pub use guilds::{AppendedEvent, GuildLock, GuildStore, StoredEvent};
 pub use identity::{AttestationRow, DeviceRow, IdentityStore};
 pub use media::{GuildRef, MediaRow, MediaStore, RefKind};
 pub use messages::{MessageQuery, MessageRow, MessageStore, ReactionCount, SearchQuery};
+pub use postgres::PostgresStore;
 pub use social::{RelationshipRow, SocialStore};
 pub use sqlite::SqliteStore;
 pub use trust::{Audit, AuditRow, SubscriptionRow, TrustEntryRow, TrustStore};
@@ -73,6 +75,22 @@ impl Store {
     /// Opens (creating if needed) an SQLite database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, sqlx::Error> {
         Ok(Self { engine: Arc::new(SqliteStore::open(path).await?) })
+    }
+
+    /// Opens the database a URL names: `postgres://…` (or `postgresql://…`) connects to
+    /// PostgreSQL with a pool of at most `max_connections`; `sqlite://PATH` opens a file.
+    /// Pending migrations are applied.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        let engine: Arc<dyn Engine> = if let Some(path) = url.strip_prefix("sqlite://") {
+            Arc::new(SqliteStore::open(Path::new(path)).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(PostgresStore::connect(url, max_connections).await?)
+        } else {
+            return Err(sqlx::Error::Configuration(
+                "database url must start with sqlite:// or postgres://".into(),
+            ));
+        };
+        Ok(Self { engine })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::SqliteStore;
 use super::projections::{message_target, messages_projection, write_membership};
-use crate::store::guilds::{AppendedEvent, GuildStore, StoredEvent};
+use crate::store::guilds::{AppendedEvent, GuildLock, GuildStore, StoredEvent};
 use crate::store::{to_i64, to_u64};
 use guildhall_spec::content::{EventContent, GuildKind};
 use guildhall_spec::event::JsonObject;
@@ -38,6 +38,18 @@ pub(super) fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent,
 
 #[async_trait::async_trait]
 impl GuildStore for SqliteStore {
+    async fn lock_guild(&self, _guild_id: &GuildId) -> Result<GuildLock, sqlx::Error> {
+        Ok(GuildLock::unshared())
+    }
+
+    async fn head_seq(&self, guild_id: &GuildId) -> Result<Option<u64>, sqlx::Error> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT head_seq FROM guilds WHERE guild_id = ?")
+            .bind(guild_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(seq.map(to_u64))
+    }
+
     async fn guild(
         &self,
         guild_id: &GuildId,

@@ -1,0 +1,1 @@
+//! Projections written with every event, in the append's transaction (PostgreSQL).

@@ -1,0 +1,1 @@
+//! Store cases: e2e.
