@@ -33,8 +33,38 @@ pub struct Config {
     pub voice: VoiceConfig,
     /// Uploads, attachments and the media store.
     pub media: MediaConfig,
+    /// The database: SQLite in the data directory, or PostgreSQL.
+    pub database: DatabaseConfig,
     /// The cross-node layer of several nodes on one database (off unless configured).
     pub redis: RedisConfig,
+}
+
+/// `[database]`: which engine holds the server's data.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Empty: `guildhall.sqlite3` in the data directory. `sqlite:///path/to/file` or
+    /// `postgres://user:password@host:5432/dbname`.
+    pub url: String,
+    /// The most connections this node opens to PostgreSQL.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: String::new(), max_connections: 16 }
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    // The URL may hold a password, which never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let engine = self.url.split_once("://").map_or("sqlite", |(scheme, _)| scheme);
+        f.debug_struct("DatabaseConfig")
+            .field("engine", &engine)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 /// `[redis]`: the Redis that several nodes of one server share for the bus, presence, rate
@@ -230,6 +260,9 @@ pub struct FederationConfig {
     /// Accept proposals without checking the origin's signature. Exists only so the conformance
     /// suite can prove it catches a broken server; never enable it.
     pub danger_skip_origin_signature_check: bool,
+    /// How long a node's hold on an outbound queue lasts unless renewed (several nodes on one
+    /// database: a dead node's queues pass to another within about 1.5 times this).
+    pub delivery_lease_secs: u64,
 }
 
 impl Default for FederationConfig {
@@ -245,6 +278,7 @@ impl Default for FederationConfig {
             danger_allow_plain_http: false,
             danger_allow_private_addresses: false,
             danger_skip_origin_signature_check: false,
+            delivery_lease_secs: 30,
         }
     }
 }
@@ -421,6 +455,17 @@ mod tests {
             serde_json::to_value(&parsed).unwrap(),
             serde_json::to_value(Config::default()).unwrap()
         );
+    }
+
+    #[test]
+    fn the_database_url_never_reaches_a_log() {
+        let database = DatabaseConfig {
+            url: "postgres://guildhall:hunter2@db.internal/guildhall".into(),
+            ..DatabaseConfig::default()
+        };
+        let logged = format!("{:?}", Config { database, ..Config::default() });
+        assert!(!logged.contains("hunter2") && !logged.contains("db.internal"), "{logged}");
+        assert!(logged.contains("engine: \"postgres\""), "{logged}");
     }
 
     #[test]

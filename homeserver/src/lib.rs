@@ -105,9 +105,21 @@ impl DataDir {
         self.root.join("guildhall.toml")
     }
 
-    /// The SQLite database.
+    /// The SQLite database of the embedded default.
     pub fn database(&self) -> PathBuf {
         self.root.join("guildhall.sqlite3")
+    }
+
+    /// Opens the configured database (`[database] url`; empty: [`DataDir::database`]) and
+    /// applies pending migrations.
+    pub async fn open_store(&self, database: &config::DatabaseConfig) -> anyhow::Result<Store> {
+        let store = if database.url.is_empty() {
+            Store::open(&self.database()).await
+        } else {
+            Store::connect(&database.url, database.max_connections).await
+        };
+        // The error never repeats the URL (it may hold a password).
+        store.map_err(|error| anyhow::anyhow!("opening the database: {error}"))
     }
 
     /// The server key file.
@@ -149,7 +161,7 @@ impl AppState {
         server_name: ServerName,
     ) -> anyhow::Result<Self> {
         data_dir.initialize()?;
-        let store = Store::open(&data_dir.database()).await?;
+        let store = data_dir.open_store(&config.database).await?;
         let keys = server_keys::load_or_create(&data_dir.key_file(), &server_name)?;
         let cluster = match config.redis.url.as_str() {
             "" => None,
@@ -247,6 +259,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Background work: resume queued deliveries, relay ephemeral events, catch up replicas.
     state.federation.delivery.resume().await;
+    state.federation.delivery.watch_leases();
     tokio::spawn(federation::relay_ephemeral(state.clone()));
     tokio::spawn(voice::moderation::enforce(state.clone()));
     let guilds = Arc::clone(&state.guilds);

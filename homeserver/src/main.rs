@@ -200,7 +200,7 @@ async fn server(data_dir: &std::path::Path, command: Option<Command>) -> anyhow:
                 &name,
                 guildhall_homeserver::store::now_ms(),
             )?;
-            let store = guildhall_homeserver::store::Store::open(&data_dir.database()).await?;
+            let store = data_dir.open_store(&config.database).await?;
             let target = key_id.to_string();
             let audit = Audit {
                 actor: CLI_ACTOR,
@@ -213,7 +213,7 @@ async fn server(data_dir: &std::path::Path, command: Option<Command>) -> anyhow:
             Ok(())
         }
         Command::Migrate => {
-            guildhall_homeserver::store::Store::open(&data_dir.database()).await?;
+            data_dir.open_store(&config.database).await?;
             println!("database is up to date");
             Ok(())
         }

@@ -4,10 +4,17 @@
 //! sends them in transactions of up to 100, deletes them once the peer answers 2xx, and backs
 //! off exponentially (1 s doubling, capped at 1 hour) while it cannot, waking early as soon as
 //! that peer contacts us. A restart resumes from the rows, so nothing accepted is lost.
+//!
+//! Several nodes on one database share the queues: a node works a destination's queue only
+//! while it holds that queue's lease (`delivery_leases`), renews it while sending or backing
+//! off, and gives it up when the queue is empty. Every node looks for queues with events and no
+//! live lease every half lease period, so the queues of a node that died pass to another within
+//! about one and a half lease periods. Should a lease lapse mid-send, the next holder sends the
+//! same batch under the same transaction id, which the peer recognises as a retry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use guildhall_federation::{DiscoveryError, FederationClient, FederationError};
 use guildhall_spec::ServerName;
@@ -36,6 +43,17 @@ struct Inner {
     guilds: Mutex<Option<Weak<GuildService>>>,
     /// Ephemeral items waiting for their destination's next transaction.
     ephemeral: Mutex<HashMap<ServerName, Vec<serde_json::Value>>>,
+    /// This process, as a lease holder.
+    holder: String,
+    /// How long a lease lasts unless renewed.
+    lease: Duration,
+}
+
+/// A worker's hold on its queue's lease.
+#[derive(Debug, Default)]
+struct Lease {
+    /// Until when this node holds it (`None`: it does not).
+    until: Option<Instant>,
 }
 
 /// How long ephemeral items wait so that those for one destination travel together.
@@ -45,8 +63,8 @@ const EPHEMERAL_COALESCE: Duration = Duration::from_millis(100);
 const MAX_PENDING_EPHEMERAL: usize = 500;
 
 impl Delivery {
-    /// Queues over `store`, sending with `client`.
-    pub fn new(store: Store, client: FederationClient) -> Self {
+    /// Queues over `store`, sending with `client`; queue leases last `lease` unless renewed.
+    pub fn new(store: Store, client: FederationClient, lease: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -55,8 +73,25 @@ impl Delivery {
                 proposal_wakers: Mutex::new(HashMap::new()),
                 guilds: Mutex::new(None),
                 ephemeral: Mutex::new(HashMap::new()),
+                holder: crate::guilds::random_id(16),
+                lease,
             }),
         }
+    }
+
+    /// Starts, every half lease period, the workers of queues that no node works (at startup,
+    /// for as long as the server runs).
+    pub fn watch_leases(&self) {
+        let delivery = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(delivery.inner.lease / 2).await;
+                match delivery.inner.store.unleased_destinations().await {
+                    Ok(destinations) => delivery.wake(destinations.iter()),
+                    Err(error) => tracing::warn!(%error, "looking for unleased queues"),
+                }
+            }
+        });
     }
 
     /// Lets proposal workers reach the guild service (set once at startup).
@@ -131,7 +166,14 @@ impl Delivery {
     async fn event_worker(self, destination: ServerName) {
         let waker = self.waker(&destination, false);
         let mut backoff = Duration::from_secs(1);
+        let mut lease = Lease::default();
         loop {
+            if !self.hold(&destination, &mut lease).await {
+                // Another node works this queue; it passes back here when that node's lease
+                // lapses (see `watch_leases`) or this node has new events for it.
+                waker.notified().await;
+                continue;
+            }
             let batch = match self
                 .inner
                 .store
@@ -146,6 +188,7 @@ impl Delivery {
                 }
             };
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                self.release(&destination, &mut lease).await;
                 waker.notified().await;
                 continue;
             };
@@ -186,6 +229,7 @@ impl Delivery {
                     {
                         tracing::error!(%destination, %error, "could not drop the queue");
                     }
+                    self.release(&destination, &mut lease).await;
                     waker.notified().await;
                 }
                 outcome => {
@@ -194,9 +238,70 @@ impl Delivery {
                         Err(error) => error.to_string(),
                     };
                     tracing::info!(%destination, reason, ?backoff, "delivery failed; will retry");
-                    let _ = tokio::time::timeout(backoff, waker.notified()).await;
+                    self.back_off(&destination, &mut lease, backoff, &waker).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
+            }
+        }
+    }
+
+    /// Takes or renews this node's lease on a destination's queue when less than half of it
+    /// is left; false while another node holds it.
+    async fn hold(&self, destination: &ServerName, lease: &mut Lease) -> bool {
+        let now = Instant::now();
+        if lease.until.is_some_and(|until| until > now + self.inner.lease / 2) {
+            return true;
+        }
+        let ttl_ms = u64::try_from(self.inner.lease.as_millis()).unwrap_or(u64::MAX);
+        match self.inner.store.hold_lease(destination.as_str(), &self.inner.holder, ttl_ms).await {
+            Ok(true) => {
+                lease.until = Some(now + self.inner.lease);
+                true
+            }
+            Ok(false) => {
+                lease.until = None;
+                false
+            }
+            Err(error) => {
+                tracing::error!(%destination, %error, "taking the queue's lease");
+                lease.until = None;
+                false
+            }
+        }
+    }
+
+    /// Gives up the lease on an empty queue, so that whichever node next has events for the
+    /// destination takes it at once.
+    async fn release(&self, destination: &ServerName, lease: &mut Lease) {
+        if lease.until.take().is_some()
+            && let Err(error) =
+                self.inner.store.release_lease(destination.as_str(), &self.inner.holder).await
+        {
+            tracing::warn!(%destination, %error, "giving up the queue's lease");
+        }
+    }
+
+    /// Waits out a backoff (or until the destination contacts us), renewing the lease on the
+    /// way so that no other node takes over a queue that is only waiting.
+    async fn back_off(
+        &self,
+        destination: &ServerName,
+        lease: &mut Lease,
+        backoff: Duration,
+        waker: &Notify,
+    ) {
+        let end = Instant::now() + backoff;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let step = left.min(self.inner.lease / 3);
+            if tokio::time::timeout(step, waker.notified()).await.is_ok() {
+                return;
+            }
+            if !self.hold(destination, lease).await {
+                return;
             }
         }
     }

@@ -97,7 +97,8 @@ impl Federation {
         let client =
             FederationClient::new(resolver.clone(), keys.current.clone(), Arc::clone(&policy));
         let inbound = InboundAuth::new(authorities, fetcher.clone(), policy);
-        let delivery = Delivery::new(store, client.clone());
+        let lease = std::time::Duration::from_secs(config.delivery_lease_secs.max(1));
+        let delivery = Delivery::new(store, client.clone(), lease);
         Ok(Self {
             client,
             keys: fetcher,

@@ -10,9 +10,11 @@
 //! the host ([`remote`]); the host's answer, like everything the host pushes, is verified and
 //! applied in order by [`replica`].
 //!
-//! Writes are serialized by one lock: SQLite has a single writer anyway, and holding the lock
-//! from authorization to commit guarantees that every event is authorized against the exact
-//! head it is chained to.
+//! Writes are serialized by one lock per process (SQLite has a single writer anyway) and, when
+//! several nodes share a PostgreSQL database, by the guild's lock in the database as well.
+//! Holding them from authorization to commit guarantees that every event is authorized against
+//! the exact head it is chained to; a head cached in memory is checked against the stored one
+//! once the locks are held, since another node may have appended meanwhile.
 
 mod remote;
 mod replica;
@@ -60,6 +62,13 @@ pub struct Sequenced {
     pub state: Arc<GuildState>,
     /// Whether this is the answer to a retry of an earlier write (the event already existed).
     pub replayed: bool,
+}
+
+/// The right to write one guild (see [`GuildService::lock`]). The database lock is released
+/// first, then this process's.
+struct WriteGuard<'a> {
+    _shared: crate::store::GuildLock,
+    _local: tokio::sync::MutexGuard<'a, ()>,
 }
 
 /// Guild writes, replication and cached heads.
@@ -161,6 +170,30 @@ impl GuildService {
                 }
             }
         });
+        // Another node's append moves a guild's head past what is cached here: dropped, it is
+        // reloaded from the database on next use (a write checks it anyway; this keeps reads
+        // of the state, and what the gateway filters by, current).
+        let mut remote = self.bus.subscribe_remote();
+        let service = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let guild_id = match remote.recv().await {
+                    Ok(BusMessage::GuildEvent(message)) => message.guild_id.clone(),
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Which heads moved is unknown: every cached one is reloaded.
+                        let Some(service) = service.upgrade() else { return };
+                        if let Ok(mut heads) = service.heads.lock() {
+                            heads.clear();
+                        }
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(service) = service.upgrade() else { return };
+                service.forget_head(&guild_id);
+            }
+        });
     }
 
     /// This server's name.
@@ -196,6 +229,27 @@ impl GuildService {
         self.heads.lock().ok()?.get(guild_id).cloned()
     }
 
+    fn forget_head(&self, guild_id: &GuildId) {
+        if let Ok(mut heads) = self.heads.lock() {
+            heads.remove(guild_id);
+        }
+    }
+
+    /// Takes the right to write `guild_id` until the guard drops: this process's write lock
+    /// and, on a database several nodes share, the guild's lock there, after which a cached
+    /// head another node has since moved on from is dropped (and reloaded on use).
+    async fn lock(&self, guild_id: &GuildId) -> Result<WriteGuard<'_>, sqlx::Error> {
+        let local = self.write_lock.lock().await;
+        let shared = self.store.lock_guild(guild_id).await?;
+        if shared.shared()
+            && let Some(cached) = self.cached(guild_id)
+            && self.store.head_seq(guild_id).await? != Some(cached.seq)
+        {
+            self.forget_head(guild_id);
+        }
+        Ok(WriteGuard { _shared: shared, _local: local })
+    }
+
     fn cache(&self, guild_id: &GuildId, head: GuildHead) {
         if let Ok(mut heads) = self.heads.lock() {
             heads.insert(guild_id.clone(), head);
@@ -219,7 +273,7 @@ impl GuildService {
             return Err(ApiError::bad_request("name must be one line of 1 to 100 characters"));
         }
         {
-            let _guard = self.write_lock.lock().await;
+            let _guard = self.lock(&guild_id).await?;
             let create = GuildCreate { name: name.to_owned(), kind, owner: owner.clone() };
             let now = now_ms();
             let state = Arc::new(GuildState::from_create(guild_id.clone(), &create, now));
@@ -267,7 +321,7 @@ impl GuildService {
             return self.submit_remote(guild_id, sender, content, txn_id).await;
         }
         self.check_move(sender, &content).await.map_err(ApiError::from)?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock(guild_id).await?;
         if let Some(txn_id) = &txn_id
             && let Some(existing) = self.store.txn_event(sender, txn_id).await?
         {
@@ -303,7 +357,7 @@ impl GuildService {
             let Some(content) = build(&state)? else { return Ok(None) };
             return self.submit(guild_id, sender, content, None).await.map(Some);
         }
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock(guild_id).await?;
         let head = self.head(guild_id).await?;
         let Some(content) = build(&head.state)? else { return Ok(None) };
         let now = now_ms();
@@ -373,7 +427,10 @@ impl GuildService {
         }
         // Checked before the write lock: it may fetch the attesting servers' keys.
         self.check_move(&envelope.sender, &content).await?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self
+            .lock(&envelope.guild_id)
+            .await
+            .map_err(|error| SubmitError::Internal(error.to_string()))?;
         if let Some(existing) = self
             .store
             .txn_event(&envelope.sender, &envelope.txn_id)

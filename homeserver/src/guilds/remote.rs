@@ -275,7 +275,7 @@ impl GuildService {
         {
             return Ok(false);
         }
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock(guild_id).await?;
         if self.store.guild(guild_id).await?.is_none() {
             self.store.install_snapshot(&state, snapshot.seq, &snapshot.event_id).await?;
             let head = GuildHead {
@@ -345,7 +345,7 @@ impl GuildService {
             .min()
             .unwrap_or(u64::MAX);
         let history_keys = self.keys.event_keys(&origins, oldest).await;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock(guild_id).await?;
         if self.store.guild(guild_id).await?.is_some() {
             // Another local user is already in the guild: the join is just the next event.
             drop(_guard);

@@ -177,7 +177,7 @@ impl GuildService {
             let state: GuildState =
                 serde_json::from_value(serde_json::Value::Object(snapshot.state))
                     .map_err(internal)?;
-            let _guard = self.write_lock.lock().await;
+            let _guard = self.lock(guild_id).await.map_err(internal)?;
             let head = self.head(guild_id).await.map_err(|e| internal(e.code()))?;
             if head.seq == snapshot.seq
                 && head.event_id == snapshot.event_id
@@ -320,7 +320,7 @@ impl GuildService {
             self.keys.refresh(&server).await;
             keys = self.keys.event_keys(&servers, envelope.origin_ts).await;
         }
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock(&envelope.guild_id).await.map_err(internal)?;
         let head = self.head(&envelope.guild_id).await.map_err(|_| ReceiveError::UnknownGuild)?;
         if seq > head.seq + 1 {
             return Ok(Outcome::Gap { head: head.seq });

@@ -11,6 +11,7 @@
 //! with every projection it implies (guild state, membership index, messages, reactions, pins,
 //! full-text index) in one transaction.
 
+mod cluster;
 mod e2e;
 mod federation;
 mod guilds;
@@ -26,6 +27,7 @@ mod users;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use cluster::ClusterStore;
 pub use e2e::{
     Claimed, E2eStore, InboxItem, InboxLimits, InboxShare, KeysRefused, NewInboxItem, Reservation,
     ShareOutcome,
@@ -52,6 +54,7 @@ pub trait Engine:
     + MediaStore
     + SocialStore
     + TrustStore
+    + ClusterStore
     + std::fmt::Debug
 {
 }

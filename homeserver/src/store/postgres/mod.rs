@@ -9,6 +9,7 @@
 //! order they are handed out (a gateway resuming after position `s` never misses an event
 //! committed later with a smaller one).
 
+mod cluster;
 mod e2e;
 mod federation;
 mod guilds;
