@@ -35,8 +35,19 @@ pub struct Config {
     pub media: MediaConfig,
     /// The database: SQLite in the data directory, or PostgreSQL.
     pub database: DatabaseConfig,
+    /// Prometheus metrics (off unless configured).
+    pub metrics: MetricsConfig,
     /// The cross-node layer of several nodes on one database (off unless configured).
     pub redis: RedisConfig,
+}
+
+/// `[metrics]`: where Prometheus scrapes this node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` of a listener serving only `/metrics`, apart from the public port; empty:
+    /// no metrics.
+    pub listen: String,
 }
 
 /// `[database]`: which engine holds the server's data.

@@ -17,6 +17,7 @@ pub mod guilds;
 pub mod identity;
 pub mod limits;
 pub mod media;
+pub mod metrics;
 pub mod passwords;
 pub mod presence;
 pub mod ratelimit;
@@ -271,6 +272,16 @@ pub async fn serve(
     tokio::spawn(media::Media::run_host_keeper(state.clone()));
     if let Some(cluster) = state.cluster.clone() {
         tokio::spawn(cluster.run(Arc::clone(&state.presence)));
+    }
+    if !state.config.metrics.listen.is_empty() {
+        let metrics = state.config.metrics.listen.clone();
+        match tokio::net::TcpListener::bind(&metrics).await {
+            Ok(listener) => {
+                let router = metrics::router(state.clone());
+                tokio::spawn(async move { axum::serve(listener, router).await });
+            }
+            Err(error) => tracing::error!(%error, metrics, "cannot listen for metrics"),
+        }
     }
     let app = api::router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

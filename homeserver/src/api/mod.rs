@@ -228,10 +228,40 @@ pub fn router(state: AppState) -> Router {
         .route("/gateway", get(crate::gateway::upgrade))
         .route("/livekit/webhook", post(voice::webhook))
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
+        .layer(middleware::from_fn(crate::metrics::count_requests))
         .layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// `GET /ready`: whether this node can serve (its database answers, and its Redis if it has
+/// one), for a load balancer to route by. `/health` only says the process is up.
+async fn ready(State(state): State<AppState>) -> Response {
+    let started = std::time::Instant::now();
+    let database = state.store.ping().await;
+    crate::metrics::global().store("ping", started.elapsed());
+    let redis = match &state.cluster {
+        Some(cluster) => {
+            let mut connection = cluster.connection();
+            Some(redis::cmd("PING").query_async::<String>(&mut connection).await)
+        }
+        None => None,
+    };
+    let verdict = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let database_ok = database.is_ok();
+    let redis_ok = redis.as_ref().is_none_or(Result::is_ok);
+    let mut body = serde_json::json!({"database": verdict(database_ok)});
+    if let Some(redis) = &redis {
+        body["redis"] = verdict(redis.is_ok()).into();
+    }
+    let status = if database_ok && redis_ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Refuses clients that exceed the per-IP request rate.

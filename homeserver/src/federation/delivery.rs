@@ -238,6 +238,7 @@ impl Delivery {
                         Err(error) => error.to_string(),
                     };
                     tracing::info!(%destination, reason, ?backoff, "delivery failed; will retry");
+                    crate::metrics::global().federation_failure(destination.as_str());
                     self.back_off(&destination, &mut lease, backoff, &waker).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }

@@ -57,6 +57,7 @@ enum Outgoing {
 
 /// Runs a connection to completion.
 pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding) {
+    let _counted = crate::metrics::global().gateway_session();
     let (sink, mut stream) = socket.split();
     let (queue, outgoing) = mpsc::channel::<Outgoing>(state.config.gateway.session_queue.max(16));
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<(u16, &'static str)>();

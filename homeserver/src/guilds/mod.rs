@@ -620,6 +620,7 @@ impl GuildService {
                 .map_err(ApiError::internal)?;
         let before = head.map(|head| head.state.as_ref());
         let outbound = self.deliveries(&event, content, before, &after);
+        let appending = std::time::Instant::now();
         let stream_id = self
             .store
             .append_event(&AppendedEvent {
@@ -638,6 +639,7 @@ impl GuildService {
                 outbound: &outbound,
             })
             .await?;
+        crate::metrics::global().store("append_event", appending.elapsed());
         self.delivery.wake(outbound.iter().map(|(destination, _)| destination));
         self.cache(
             &envelope.guild_id,

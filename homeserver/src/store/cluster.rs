@@ -6,6 +6,9 @@ use guildhall_spec::ServerName;
 /// once its leases expire.
 #[async_trait::async_trait]
 pub trait ClusterStore: Send + Sync {
+    /// Answers once the database does (readiness).
+    async fn ping(&self) -> Result<(), sqlx::Error>;
+
     /// Takes or renews the lease on `queue` for `holder` until `ttl_ms` from now. Returns
     /// false while another holder's lease is unexpired.
     async fn hold_lease(&self, queue: &str, holder: &str, ttl_ms: u64)

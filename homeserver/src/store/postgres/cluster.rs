@@ -8,6 +8,11 @@ use crate::store::{now_ms, to_i64};
 
 #[async_trait::async_trait]
 impl ClusterStore for PostgresStore {
+    async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn hold_lease(
         &self,
         queue: &str,

@@ -23,14 +23,14 @@ pub(crate) async fn federating() -> Server {
     federating_builder().start().await
 }
 
-pub(super) fn federating_builder() -> crate::harness::ServerBuilder {
+pub(crate) fn federating_builder() -> crate::harness::ServerBuilder {
     Server::builder()
         .env("GUILDHALL_FEDERATION__DANGER_ALLOW_PLAIN_HTTP", "true")
         .env("GUILDHALL_FEDERATION__DANGER_ALLOW_PRIVATE_ADDRESSES", "true")
 }
 
 /// Joins `user` (on another server) to a guild hosted on `host` through an invite code.
-pub(super) async fn join_remote(user: &User, host: &Server, code: &str) -> Value {
+pub(crate) async fn join_remote(user: &User, host: &Server, code: &str) -> Value {
     let (status, body) = user.post_empty(&format!("/invites/{code}?server={}", host.name())).await;
     assert_eq!(status, StatusCode::OK, "{} joins {code} on {}: {body}", user.name, host.name());
     body
@@ -58,7 +58,7 @@ where
 
 /// A channel's messages as `user`'s own server shows them, oldest first; empty while that
 /// server does not (yet) know the channel or let the user see it.
-pub(super) async fn contents(user: &User, channel: &str) -> Vec<String> {
+pub(crate) async fn contents(user: &User, channel: &str) -> Vec<String> {
     let (status, body) = user.get(&format!("/channels/{channel}/messages?limit=100")).await;
     if status != StatusCode::OK {
         return Vec::new();

@@ -40,6 +40,11 @@ impl Client {
         call(self.http.post(format!("{}{path}", self.base)).json(&body)).await
     }
 
+    /// `GET` a path outside `/api/v1` (e.g. `/ready`).
+    pub async fn get_absolute(&self, path: &str) -> (StatusCode, Value) {
+        call(self.http.get(format!("{}{path}", self.base))).await
+    }
+
     /// `GET`.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         call(self.request(Method::GET, path)).await

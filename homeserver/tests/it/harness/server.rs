@@ -47,7 +47,11 @@ pub struct Server {
 pub struct Builder {
     env: Vec<(String, String)>,
     recorded: bool,
+    /// Another node's data directory, whose signing keys this node shares.
+    node_of: Option<PathBuf>,
 }
+
+const DATABASE_URL: &str = "GUILDHALL_DATABASE__URL";
 
 impl Builder {
     /// Sets an environment variable (a `GUILDHALL_<SECTION>__<KEY>` override) for the server.
@@ -64,10 +68,35 @@ impl Builder {
         self
     }
 
+    /// Puts the server on a fresh PostgreSQL database (on the server `GUILDHALL_TEST_POSTGRES`
+    /// names). With `GUILDHALL_TEST_ENGINE=postgres`, every test server is.
+    pub fn postgres(self) -> Self {
+        let url = fresh_postgres_database();
+        self.env(DATABASE_URL, &url)
+    }
+
+    /// Puts the server's cross-node layer on the Redis `GUILDHALL_TEST_REDIS` names.
+    pub fn redis(self) -> Self {
+        let url = std::env::var("GUILDHALL_TEST_REDIS").unwrap_or_else(|_| {
+            panic!("GUILDHALL_TEST_REDIS is not set: run `cargo xtask services` and export what it prints")
+        });
+        self.env("GUILDHALL_REDIS__URL", &url)
+    }
+
     /// Creates the data directory and picks an address, without starting the process.
-    pub fn prepare(self) -> Server {
+    pub fn prepare(mut self) -> Server {
+        let on_postgres = std::env::var("GUILDHALL_TEST_ENGINE").is_ok_and(|e| e == "postgres");
+        if on_postgres && !self.env.iter().any(|(key, _)| key == DATABASE_URL) {
+            self = self.postgres();
+        }
+        let dir = fresh_dir();
+        if let Some(first) = &self.node_of {
+            // Nodes of one server sign with the same keys (copied to each node).
+            std::fs::copy(first.join("signing-keys.json"), dir.join("signing-keys.json"))
+                .expect("copy the first node's signing keys");
+        }
         Server {
-            dir: fresh_dir(),
+            dir,
             address: free_address(),
             env: self.env,
             child: None,
@@ -100,7 +129,20 @@ impl Server {
         Builder {
             env: GENEROUS_LIMITS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             recorded: false,
+            node_of: None,
         }
+    }
+
+    /// Another node of this server: the same settings, name, database and signing keys, its
+    /// own process, address and data directory (the server must be on PostgreSQL).
+    pub fn node(&self) -> Builder {
+        assert!(
+            self.env.iter().any(|(key, _)| key == DATABASE_URL),
+            "nodes share a database: start the first one with Builder::postgres"
+        );
+        let builder =
+            Builder { env: self.env.clone(), recorded: false, node_of: Some(self.dir.clone()) };
+        builder.env("GUILDHALL_SERVER__SERVER_NAME", &self.name())
     }
 
     /// A running server with the default test settings.
@@ -281,6 +323,11 @@ impl Server {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// The database the server is on, if it is PostgreSQL.
+    pub fn database_url(&self) -> Option<String> {
+        self.env.iter().find(|(key, _)| key == DATABASE_URL).map(|(_, url)| url.clone())
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -295,6 +342,33 @@ impl Drop for Server {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A new, empty database on the test PostgreSQL server; its URL.
+fn fresh_postgres_database() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let server = std::env::var("GUILDHALL_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "GUILDHALL_TEST_POSTGRES is not set: run the tests through `cargo xtask ci`, or run \
+             `cargo xtask services` and export what it prints"
+        )
+    });
+    let name =
+        format!("guildhall_it_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let psql = std::env::var("GUILDHALL_PG_BIN")
+        .map_or_else(|_| PathBuf::from("psql"), |bin| Path::new(&bin).join("psql"));
+    let output = Command::new(psql)
+        .arg(&server)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("run psql");
+    assert!(
+        output.status.success(),
+        "CREATE DATABASE: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (base, _) = server.rsplit_once('/').expect("a database URL");
+    format!("{base}/{name}")
 }
 
 /// A loopback address nobody listens on right now.
