@@ -4,13 +4,13 @@
 
 mod user_cli;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use guildhall_homeserver::config::Config;
-use guildhall_homeserver::store::Audit;
+use guildhall_homeserver::store::{Audit, transfer};
 use guildhall_homeserver::{AppState, DataDir, effective_server_name};
 use guildhall_spec::UserId;
 
@@ -29,9 +29,9 @@ struct Cli {
 enum Command {
     /// Run the server (the default command).
     Serve(ServeArgs),
-    /// Administer accounts.
+    /// Administer accounts, trust, backups and the database.
     #[command(subcommand)]
-    Admin(AdminCommand),
+    Admin(Admin),
     /// Manage the server's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -49,6 +49,15 @@ struct ServeArgs {
     /// This server's name (overrides `server.server_name`; default: the listen address).
     #[arg(long)]
     server_name: Option<String>,
+}
+
+/// `guildhall admin …`: commands on a server's state, and commands on its data.
+#[derive(Debug, Subcommand)]
+enum Admin {
+    #[command(flatten)]
+    Served(AdminCommand),
+    #[command(flatten)]
+    Data(DataCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +87,34 @@ enum AdminCommand {
         /// How many entries.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+}
+
+/// What an administrator does with the data itself, without starting the server.
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Write a backup into a new directory: the database (a consistent SQLite copy taken while
+    /// the server runs, or a `pg_dump` archive), the signing keys and the configuration. Media
+    /// objects are not included: back up the media directory or bucket with its own tools.
+    Backup {
+        /// The directory to create.
+        directory: PathBuf,
+    },
+    /// Restore a backup into this data directory and the configured database, with the server
+    /// stopped. The database must not exist yet (SQLite) or be freshly created and empty
+    /// (PostgreSQL).
+    Restore {
+        /// The directory `backup` wrote.
+        directory: PathBuf,
+    },
+    /// Copy this server's SQLite database into an empty PostgreSQL database, then check the
+    /// row count of every table and the head of every guild log. Stop the server first (what
+    /// it writes later is not copied), then set `[database] url` to the new database.
+    MigrateToPostgres {
+        /// `postgres://user:password@host:5432/dbname`; read from GUILDHALL_TARGET_DATABASE
+        /// when omitted.
+        #[arg(env = "GUILDHALL_TARGET_DATABASE", hide_env_values = true)]
+        url: String,
     },
 }
 
@@ -192,7 +229,8 @@ async fn server(data_dir: &std::path::Path, command: Option<Command>) -> anyhow:
             }
             serve(config, &data_dir).await
         }
-        Command::Admin(command) => admin(config, &data_dir, command).await,
+        Command::Admin(Admin::Served(command)) => admin(config, &data_dir, command).await,
+        Command::Admin(Admin::Data(command)) => data(&config, &data_dir, command).await,
         Command::Keys(KeysCommand::Rotate) => {
             let name = effective_server_name(&config)?;
             let key_id = guildhall_identity::server_keys::rotate(
@@ -231,6 +269,93 @@ async fn serve(config: Config, data_dir: &DataDir) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%server_name, %address, data_dir = %data_dir.root().display(), "guildhall is listening");
     guildhall_homeserver::serve(state, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Commands on the database files and servers themselves, without opening the server.
+async fn data(config: &Config, data_dir: &DataDir, command: DataCommand) -> anyhow::Result<()> {
+    match command {
+        DataCommand::Backup { directory } => backup(config, data_dir, &directory).await,
+        DataCommand::Restore { directory } => restore(config, data_dir, &directory),
+        DataCommand::MigrateToPostgres { url } => {
+            let source = sqlite_file(config, data_dir).context(
+                "migrate-to-postgres moves an SQLite database; this server is on PostgreSQL",
+            )?;
+            let migrated = transfer::sqlite_to_postgres(&source, &url).await?;
+            let rows: i64 = migrated.rows.values().sum();
+            println!(
+                "copied {rows} rows in {} tables; counts and the heads of {} guild logs match",
+                migrated.rows.len(),
+                migrated.guild_heads
+            );
+            println!("now set [database] url to the PostgreSQL database and start the server");
+            Ok(())
+        }
+    }
+}
+
+/// The SQLite file the configuration names (`None`: the server is on PostgreSQL).
+fn sqlite_file(config: &Config, data_dir: &DataDir) -> Option<PathBuf> {
+    let url = &config.database.url;
+    if url.is_empty() {
+        return Some(data_dir.database());
+    }
+    url.strip_prefix("sqlite://").map(PathBuf::from)
+}
+
+const BACKUP_SQLITE: &str = "database.sqlite3";
+const BACKUP_POSTGRES: &str = "database.pgdump";
+const BACKUP_KEYS: &str = "signing-keys.json";
+const BACKUP_CONFIG: &str = "guildhall.toml";
+
+async fn backup(config: &Config, data_dir: &DataDir, directory: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir(directory)
+        .with_context(|| format!("creating {} (it must not exist yet)", directory.display()))?;
+    match sqlite_file(config, data_dir) {
+        Some(file) => transfer::backup_sqlite(&file, &directory.join(BACKUP_SQLITE)).await?,
+        None => transfer::backup_postgres(&config.database.url, &directory.join(BACKUP_POSTGRES))?,
+    }
+    std::fs::copy(data_dir.key_file(), directory.join(BACKUP_KEYS)).context("copying the keys")?;
+    std::fs::copy(data_dir.config_file(), directory.join(BACKUP_CONFIG))
+        .context("copying the configuration")?;
+    println!("backed up to {} (it holds the signing keys: keep it private)", directory.display());
+    Ok(())
+}
+
+fn restore(config: &Config, data_dir: &DataDir, directory: &Path) -> anyhow::Result<()> {
+    data_dir.initialize()?;
+    let keys = directory.join(BACKUP_KEYS);
+    let here = data_dir.key_file();
+    if here.exists() && std::fs::read(&here)? != std::fs::read(&keys)? {
+        bail!("{} holds other signing keys: restore into a fresh data directory", here.display());
+    }
+    match sqlite_file(config, data_dir) {
+        Some(file) => {
+            let copy = directory.join(BACKUP_SQLITE);
+            if !copy.exists() {
+                bail!(
+                    "{} holds no SQLite database (was it a PostgreSQL server?)",
+                    directory.display()
+                );
+            }
+            if file.exists() {
+                bail!("{} exists: move it away first", file.display());
+            }
+            std::fs::copy(&copy, &file).context("copying the database")?;
+        }
+        None => {
+            let archive = directory.join(BACKUP_POSTGRES);
+            if !archive.exists() {
+                bail!(
+                    "{} holds no PostgreSQL archive (was it an SQLite server?)",
+                    directory.display()
+                );
+            }
+            transfer::restore_postgres(&config.database.url, &archive)?;
+        }
+    }
+    std::fs::copy(&keys, &here).context("copying the keys")?;
+    println!("restored from {}; start the server", directory.display());
     Ok(())
 }
 

@@ -21,6 +21,7 @@ mod messages;
 mod postgres;
 mod social;
 mod sqlite;
+pub mod transfer;
 mod trust;
 mod users;
 

@@ -49,6 +49,11 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// The pool, for moving data in and out (`store::transfer`).
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Begins a write transaction holding the database-wide write lock.
     async fn write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;

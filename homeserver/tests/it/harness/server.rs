@@ -196,6 +196,17 @@ impl Server {
         }
     }
 
+    /// Changes a setting for the next [`Server::launch`] (and `admin` commands).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(existing, _)| existing != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// A new, empty database on the test PostgreSQL server; its URL.
+    pub fn fresh_postgres_database() -> String {
+        fresh_postgres_database()
+    }
+
     /// Runs `guildhall admin <args>` on this server's data directory, with the same server name.
     pub fn admin(&mut self, args: &[&str]) -> Output {
         self.admin_with_env(args, &[])
