@@ -23,16 +23,27 @@ const GUARDS: &[&str] = &[
     "events.signature_by_unknown_key_only",
 ];
 
-pub(crate) fn run() -> Result<()> {
+/// The full suite against guildhall on SQLite, again on PostgreSQL (a fresh database of
+/// `services`), then the negative control.
+pub(crate) fn run(services: &super::services::Services) -> Result<()> {
     super::run(
         "cargo",
         &["build", "--locked", "-p", "guildhall-homeserver", "-p", "guildhall-conformance"],
     )?;
     let bin = target_dir().join("debug");
+    full_suite(&bin, "SQLite", &[])?;
+    let database = services.create_database("guildhall_conformance")?;
+    full_suite(&bin, "PostgreSQL", &[("GUILDHALL_DATABASE__URL", &database)])?;
+    negative_control(&bin)
+}
 
-    eprintln!("== conformance: the full suite against guildhall");
+/// The full suite against one server, with a RoomService stand-in for the voice cases.
+fn full_suite(bin: &Path, engine: &str, env: &[(&str, &str)]) -> Result<()> {
+    eprintln!("== conformance: the full suite against guildhall on {engine}");
     let voice_url = format!("ws://127.0.0.1:{}", room_service_stand_in()?);
-    let server = Server::start(&bin, &[("GUILDHALL_VOICE__URL", &voice_url)])?;
+    let mut env = env.to_vec();
+    env.push(("GUILDHALL_VOICE__URL", &voice_url));
+    let server = Server::start(bin, &env)?;
     let output = Command::new(bin.join("guildhall-conformance"))
         .args(["--target", &server.url(), "--server-name", &server.name(), "--profile", "full"])
         .args(["--expected-failures", "conformance/expected-failures.toml"])
@@ -50,10 +61,14 @@ pub(crate) fn run() -> Result<()> {
     if !stdout.lines().any(|line| line.starts_with(&format!("PASS {MODERATION_CASE} ("))) {
         bail!("{MODERATION_CASE} did not pass with a RoomService configured");
     }
+    Ok(())
+}
 
+/// A server that skips origin-signature checks must fail the guard cases.
+fn negative_control(bin: &Path) -> Result<()> {
     eprintln!("== conformance: negative control (a server that skips origin-signature checks)");
     let broken = Server::start(
-        &bin,
+        bin,
         &[("GUILDHALL_FEDERATION__DANGER_SKIP_ORIGIN_SIGNATURE_CHECK", "true")],
     )?;
     let output = Command::new(bin.join("guildhall-conformance"))

@@ -20,11 +20,14 @@ fn main() -> Result<()> {
     match task.as_str() {
         "ci" => ci(),
         "bench" => run("cargo", &["run", "--release", "--locked", "-p", "guildhall-bench"]),
-        "conformance" => conformance::run(),
+        "conformance" => {
+            apt_install(&services::missing_packages())?;
+            conformance::run(&services::Services::start()?)
+        }
         "services" => services::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci           fmt, clippy, vector cross-check, tests, examples\n  bench        benchmarks (release build), printed and written to target/bench/results.json\n  conformance  the conformance suite against our server, and the negative control\n  services     PostgreSQL and Redis for the tests until Ctrl-C, with their `export` lines"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci           fmt, clippy, vector cross-check, tests, examples\n  bench        benchmarks (release build), printed and written to target/bench/results.json\n  conformance  the conformance suite against our server (SQLite, PostgreSQL), and the negative control\n  services     PostgreSQL and Redis for the tests until Ctrl-C, with their `export` lines"
             );
             bail!("unknown task {task:?}")
         }
@@ -49,7 +52,7 @@ fn ci() -> Result<()> {
         args.extend_from_slice(example);
         run_with_env("cargo", &args, &env)?;
     }
-    conformance::run()?;
+    conformance::run(&services)?;
     Ok(())
 }
 

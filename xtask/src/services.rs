@@ -189,6 +189,20 @@ impl Services {
     }
 
     /// The variables that point the tests at the servers (see the module docs).
+    /// Creates a database `name` on the PostgreSQL server and returns its URL.
+    pub(crate) fn create_database(&self, name: &str) -> Result<String> {
+        let server = format!("postgres://postgres@127.0.0.1:{}/postgres", self.postgres_port);
+        let status = Command::new(self.postgres_bin.join("psql"))
+            .arg(&server)
+            .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+            .status()
+            .context("running psql")?;
+        if !status.success() {
+            bail!("creating database {name} failed with {status}");
+        }
+        Ok(format!("postgres://postgres@127.0.0.1:{}/{name}", self.postgres_port))
+    }
+
     pub(crate) fn env(&self) -> [(&'static str, String); 3] {
         [
             (
