@@ -17,7 +17,7 @@ pub(crate) struct Fixture {
     client: Client,
     channel: ChannelId,
     invite: InviteCode,
-    _data: TempDir,
+    _data: std::sync::Arc<TempDir>,
 }
 
 struct TempDir(std::path::PathBuf);
@@ -30,22 +30,50 @@ impl Drop for TempDir {
 
 /// The fixture and the guild's owner.
 pub(crate) async fn start(label: &str) -> Result<(Fixture, Session)> {
-    let data = TempDir(
-        std::env::temp_dir().join(format!("guildhall-bench-{label}-{}", std::process::id())),
-    );
-    let _ = std::fs::remove_dir_all(&data.0);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let config = crate::unlimited_config(listener.local_addr()?);
-    let state =
-        AppState::open(config.clone(), &DataDir::new(&data.0), effective_server_name(&config)?)
-            .await?;
-    tokio::spawn(guildhall_homeserver::serve(state, listener, std::future::pending()));
-    let client = Client::connect(&format!("http://{}", config.server.listen)).await?;
-    let owner = client.register("owner", PASSWORD).await?;
+    let (mut nodes, owner) = start_nodes(label, None, 1).await?;
+    Ok((nodes.remove(0), owner))
+}
+
+/// `count` nodes of one server (one data directory, so one set of keys) on `database`
+/// (`None`: SQLite, one node), with a guild everyone joins; the owner is on the first node.
+async fn start_nodes(
+    label: &str,
+    database: Option<&str>,
+    count: usize,
+) -> Result<(Vec<Fixture>, Session)> {
+    let dir = std::env::temp_dir().join(format!("guildhall-bench-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut clients = Vec::new();
+    let mut server_name = None;
+    for _ in 0..count {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut config = crate::unlimited_config(listener.local_addr()?);
+        if let Some(url) = database {
+            config.database.url = url.to_owned();
+        }
+        let name = server_name.get_or_insert_with(|| config.server.listen.to_string()).clone();
+        config.server.server_name = name;
+        let state =
+            AppState::open(config.clone(), &DataDir::new(&dir), effective_server_name(&config)?)
+                .await?;
+        tokio::spawn(guildhall_homeserver::serve(state, listener, std::future::pending()));
+        clients.push(Client::connect(&format!("http://{}", config.server.listen)).await?);
+    }
+    let owner = clients[0].register("owner", PASSWORD).await?;
     let guild = owner.create_guild("bench").await?;
     let channel = guild.channels.first().context("a new guild has #general")?.id.clone();
     let invite = owner.create_invite(&channel, NewInvite::default()).await?.code;
-    Ok((Fixture { client, channel, invite, _data: data }, owner))
+    let data = std::sync::Arc::new(TempDir(dir));
+    let fixtures = clients
+        .into_iter()
+        .map(|client| Fixture {
+            client,
+            channel: channel.clone(),
+            invite: invite.clone(),
+            _data: std::sync::Arc::clone(&data),
+        })
+        .collect();
+    Ok((fixtures, owner))
 }
 
 impl Fixture {
@@ -58,11 +86,49 @@ impl Fixture {
 
 /// Messages per second through `POST /channels/{id}/messages` with 20 concurrent senders.
 pub(crate) async fn rest_throughput(results: &mut Results) -> Result<()> {
+    let rate = rest_throughput_on("rest", None, 1).await?;
+    results.record("homeserver.rest_send_msgs_per_sec_20_senders", rate, "msgs/s");
+    Ok(())
+}
+
+/// The same on PostgreSQL (a fresh database on the server `GUILDHALL_TEST_POSTGRES` names,
+/// which `cargo xtask bench` starts), with one node and with two nodes taking turns.
+pub(crate) async fn rest_throughput_postgres(results: &mut Results) -> Result<()> {
+    let Ok(server) = std::env::var("GUILDHALL_TEST_POSTGRES") else {
+        println!("  (skipped: GUILDHALL_TEST_POSTGRES is not set; `cargo xtask bench` sets it)");
+        return Ok(());
+    };
+    for nodes in [1, 2] {
+        let database = fresh_database(&server, &format!("guildhall_bench_{nodes}")).await?;
+        let rate = rest_throughput_on(&format!("rest-pg-{nodes}"), Some(&database), nodes).await?;
+        results.record(
+            &format!("homeserver.postgres_rest_send_msgs_per_sec_20_senders_{nodes}_node"),
+            rate,
+            "msgs/s",
+        );
+    }
+    Ok(())
+}
+
+async fn fresh_database(server: &str, name: &str) -> Result<String> {
+    let admin = sqlx::PgPool::connect(server).await?;
+    let drop = format!("DROP DATABASE IF EXISTS {name}");
+    sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await?;
+    let create = format!("CREATE DATABASE {name}");
+    sqlx::query(sqlx::AssertSqlSafe(create)).execute(&admin).await?;
+    admin.close().await;
+    let (base, _) = server.rsplit_once('/').context("a database URL")?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// Messages per second with 20 senders spread over `nodes` nodes.
+async fn rest_throughput_on(label: &str, database: Option<&str>, nodes: usize) -> Result<f64> {
     const SENDERS: usize = 20;
     const DURATION: Duration = Duration::from_secs(5);
-    let (fixture, _) = start("rest").await?;
+    let (fixtures, _) = start_nodes(label, database, nodes).await?;
     let mut senders = Vec::new();
     for index in 0..SENDERS {
+        let fixture = &fixtures[index % fixtures.len()];
         let member = fixture.member(&format!("sender{index}")).await?;
         senders.push(PlainSender::new(&member, &fixture.channel)?);
     }
@@ -84,12 +150,7 @@ pub(crate) async fn rest_throughput(results: &mut Results) -> Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
-    results.record(
-        "homeserver.rest_send_msgs_per_sec_20_senders",
-        total as f64 / elapsed,
-        "msgs/s",
-    );
-    Ok(())
+    Ok(total as f64 / elapsed)
 }
 
 /// Send-to-delivery latency at 500 messages/s to 100 gateway clients.

@@ -39,6 +39,8 @@ async fn main() -> Result<()> {
     homeserver::rest_throughput(&mut results).await?;
     homeserver::gateway_latency(&mut results).await?;
     homeserver::latency_during_logins(&mut results).await?;
+    println!("homeserver on PostgreSQL (one node, then two nodes of one server)");
+    homeserver::rest_throughput_postgres(&mut results).await?;
     println!("federation (two servers in one process, loopback HTTP)");
     federation::ingest(&mut results).await?;
     federation::cross_server_latency(&mut results).await?;

@@ -19,7 +19,16 @@ fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "ci" => ci(),
-        "bench" => run("cargo", &["run", "--release", "--locked", "-p", "guildhall-bench"]),
+        "bench" => {
+            // The PostgreSQL figures run against a throwaway server, as the tests do.
+            apt_install(&services::missing_packages())?;
+            let services = services::Services::start()?;
+            run_with_env(
+                "cargo",
+                &["run", "--release", "--locked", "-p", "guildhall-bench"],
+                &services.env(),
+            )
+        }
         "conformance" => {
             apt_install(&services::missing_packages())?;
             conformance::run(&services::Services::start()?)
