@@ -193,6 +193,9 @@ on_both_engines! {
         // Search syntax in the input is text.
         assert!(found(search(&["\"fox\"", "OR", "cat"], &[&channel])).await.is_empty());
         assert_eq!(found(search(&["\"fox\""], &[&channel])).await.len(), 3);
+        // A word without any letter or digit matches nothing alone and is ignored beside others.
+        assert!(found(search(&["!!!"], &[&channel])).await.is_empty());
+        assert_eq!(found(search(&["red", "!!!"], &[&channel])).await, ["a quick red fox"]);
         let mut by_bob = search(&["fox"], &[&channel]);
         by_bob.author = Some(bob);
         assert_eq!(found(by_bob).await, ["quick fox by bob"]);

@@ -207,12 +207,19 @@ impl MessageStore for PostgresStore {
             return Ok(Vec::new());
         }
         // Every word must match, each as a phrase of its tokens (as FTS5 matches a quoted
-        // string), against the generated `search` column; input is bound, never syntax.
+        // string), against the generated `search` column; input is bound, never syntax. The
+        // phrases are joined into one query, so that a word without any token (punctuation
+        // only) is left out as FTS5 leaves it out.
         let mut sql =
-            QueryBuilder::<Postgres>::new("SELECT m.* FROM messages m WHERE NOT m.deleted");
+            QueryBuilder::<Postgres>::new("SELECT m.* FROM messages m WHERE m.search @@ (");
+        let mut phrases = sql.separated(" && ");
         for word in &query.words {
-            sql.push(" AND m.search @@ phraseto_tsquery('simple', ").push_bind(word).push(")");
+            phrases
+                .push("phraseto_tsquery('simple', ")
+                .push_bind_unseparated(word)
+                .push_unseparated(")");
         }
+        sql.push(") AND NOT m.deleted");
         sql.push(" AND m.guild_id = ").push_bind(guild_id.as_str());
         sql.push(" AND m.channel_id IN (");
         let mut channels = sql.separated(", ");
