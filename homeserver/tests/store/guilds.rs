@@ -230,3 +230,36 @@ on_both_engines! {
         assert!(store.txn_event(&log.owner, &unknown).await.unwrap().is_none());
     }
 }
+
+on_both_engines! {
+    async fn concurrent_appends_to_several_guilds_all_reach_the_stream(store: Store) {
+        let mut logs = Vec::new();
+        for n in 0..4 {
+            logs.push(Log::create(&store, &format!("c{n}")).await);
+        }
+        let start = store.stream_head().await.unwrap();
+        let writers = logs.into_iter().map(|mut log| {
+            let store = store.clone();
+            async move {
+                for n in 0..10 {
+                    // As the guild service does: the guild's lock across the append.
+                    let _lock = store.lock_guild(&log.guild_id).await.unwrap();
+                    log.channel(&store, &format!("ch{n}")).await;
+                }
+                log
+            }
+        });
+        let logs = futures_util::future::join_all(writers).await;
+        let guilds: Vec<GuildId> = logs.iter().map(|log| log.guild_id.clone()).collect();
+        let events = store.events_since(start, &guilds, 1000).await.unwrap();
+        assert_eq!(events.len(), 40, "every append once");
+        let streams: Vec<i64> = events.iter().map(|event| event.stream_id).collect();
+        assert!(streams.windows(2).all(|pair| pair[0] < pair[1]), "ascending: {streams:?}");
+        for guild in &guilds {
+            let mine: Vec<u64> =
+                events.iter().filter(|event| &event.guild_id == guild).map(|event| event.seq).collect();
+            assert_eq!(mine, (2..=11).collect::<Vec<_>>(), "{guild}: its log in order");
+        }
+        assert_eq!(store.stream_head().await.unwrap(), *streams.last().unwrap());
+    }
+}
