@@ -27,7 +27,10 @@ on_both_engines! {
         let owner = log.owner.clone();
         let mut message_ids = Vec::new();
         for n in 0..3 {
-            let create = content("message.create", json!({ "channel_id": "general", "body": format!("m{n}") }));
+            let create = content(
+                "message.create",
+                json!({ "channel_id": "general", "body": format!("m{n}") }),
+            );
             let mut copy = object(serde_json::to_value(&create).unwrap());
             copy.insert("n".into(), n.into());
             let outbound = vec![(peer.clone(), copy.clone()), (other.clone(), copy)];
@@ -39,15 +42,28 @@ on_both_engines! {
         let sizes = store.outbound_queue_sizes().await.unwrap();
         assert_eq!(sizes, [("other.example".to_owned(), 3, 0), ("peer.example".to_owned(), 3, 0)]);
         let batch = store.outbound_batch(&peer, 2).await.unwrap();
-        assert_eq!(batch.iter().map(|row| row.event["n"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            batch.iter().map(|row| row.event["n"].as_u64().unwrap()).collect::<Vec<_>>(),
+            [0, 1]
+        );
         assert!(batch[0].id < batch[1].id);
         assert_eq!(batch[0].event["content"]["body"], "m0");
         store.delete_outbound(&peer, batch[1].id).await.unwrap();
         let rest = store.outbound_batch(&peer, 10).await.unwrap();
-        assert_eq!(rest.iter().map(|row| row.event["n"].as_u64().unwrap()).collect::<Vec<_>>(), [2]);
-        assert_eq!(store.outbound_batch(&other, 10).await.unwrap().len(), 3, "other queues untouched");
+        assert_eq!(
+            rest.iter().map(|row| row.event["n"].as_u64().unwrap()).collect::<Vec<_>>(),
+            [2]
+        );
+        assert_eq!(
+            store.outbound_batch(&other, 10).await.unwrap().len(),
+            3,
+            "other queues untouched"
+        );
         // An erased message's queued copies lose their content.
-        let delete = content("message.delete", json!({ "channel_id": "general", "message_id": message_ids[2].as_str() }));
+        let delete = content(
+            "message.delete",
+            json!({ "channel_id": "general", "message_id": message_ids[2].as_str() }),
+        );
         log.append(&store, &delete).await;
         let queued = store.outbound_batch(&other, 10).await.unwrap();
         assert_eq!(queued[2].event["n"], 2);
@@ -65,7 +81,10 @@ on_both_engines! {
         store.queue_proposal(&guild, &object(json!({ "n": 2 }))).await.unwrap();
         let host = ServerName::parse("host.example").unwrap();
         assert_eq!(store.proposal_hosts().await.unwrap(), [host.clone()]);
-        assert_eq!(store.outbound_queue_sizes().await.unwrap(), [("host.example".to_owned(), 0, 2)]);
+        assert_eq!(
+            store.outbound_queue_sizes().await.unwrap(),
+            [("host.example".to_owned(), 0, 2)]
+        );
         let first = store.next_proposal(&host).await.unwrap().unwrap();
         assert_eq!((&first.guild_id, &first.proposal["n"]), (&guild, &json!(1)));
         store.delete_proposal(first.id).await.unwrap();
@@ -82,7 +101,10 @@ on_both_engines! {
         let origin = ServerName::parse("peer.example").unwrap();
         store.record_inbound_txn(&origin, "t1", "{\"first\":1}").await.unwrap();
         store.record_inbound_txn(&origin, "t1", "{\"second\":1}").await.unwrap();
-        assert_eq!(store.inbound_txn(&origin, "t1").await.unwrap().as_deref(), Some("{\"first\":1}"));
+        assert_eq!(
+            store.inbound_txn(&origin, "t1").await.unwrap().as_deref(),
+            Some("{\"first\":1}")
+        );
         let stranger = ServerName::parse("stranger.example").unwrap();
         assert!(store.inbound_txn(&stranger, "t1").await.unwrap().is_none());
         let guild = GuildId::parse("!g:host.example").unwrap();
@@ -112,7 +134,11 @@ on_both_engines! {
         assert_eq!(recorded.len(), 1);
         assert_eq!(recorded[0]["guild_id"], "!g:host.example");
         assert_eq!(recorded[0]["seq"], 1);
-        assert_eq!(recorded[0]["events"], json!([{ "n": 0 }, { "n": 1 }]), "the first proof is kept");
+        assert_eq!(
+            recorded[0]["events"],
+            json!([{ "n": 0 }, { "n": 1 }]),
+            "the first proof is kept"
+        );
         for seq in 2..150 {
             store.record_equivocation(&guild, seq, &event(0), &event(seq)).await.unwrap();
         }
@@ -145,7 +171,11 @@ on_both_engines! {
         assert!(store.guild_event(&guild, 7).await.unwrap().is_none());
         let elsewhere = GuildId::parse("!elsewhere:host.example").unwrap();
         assert!(store.guild_event(&elsewhere, 3).await.unwrap().is_none());
-        let wanted = [third.event_id.clone(), new_event_id(), store.guild_event(&guild, 1).await.unwrap().unwrap().event_id];
+        let wanted = [
+            third.event_id.clone(),
+            new_event_id(),
+            store.guild_event(&guild, 1).await.unwrap().unwrap().event_id,
+        ];
         assert_eq!(seqs(&store.events_by_id(&guild, &wanted).await.unwrap()), [3, 1]);
         assert!(store.events_by_id(&elsewhere, &wanted).await.unwrap().is_empty());
     }
@@ -163,7 +193,8 @@ async fn store_withheld(
     let txn_id = TxnId::parse(&format!("t{seq}")).unwrap();
     let event = object(json!({
         "guild_id": guild.as_str(), "seq": seq, "type": content["type"], "sender": sender.as_str(),
-        "origin": "host.example", "origin_ts": seq, "txn_id": txn_id.as_str(), "content_hash": "unchecked",
+        "origin": "host.example", "origin_ts": seq, "txn_id": txn_id.as_str(),
+        "content_hash": "unchecked",
     }));
     let state = GuildState::new(
         guild.clone(),
@@ -200,7 +231,10 @@ on_both_engines! {
         let guild = GuildId::parse("!replica:host.example").unwrap();
         let mut withheld = Vec::new();
         for seq in 1..=4 {
-            let create = json!({ "type": "message.create", "content": { "channel_id": "general", "body": format!("late {seq}") } });
+            let create = json!({
+                "type": "message.create",
+                "content": { "channel_id": "general", "body": format!("late {seq}") },
+            });
             withheld.push((store_withheld(&store, &guild, seq, &create).await, create));
         }
         let ids = |events: &[(StoredEvent, serde_json::Value)]| {
@@ -215,12 +249,23 @@ on_both_engines! {
         assert!(!store.fill_withheld(first, &typed).await.unwrap(), "already filled");
         let message = store.message(&guild, &first.event_id).await.unwrap().unwrap();
         assert_eq!(message.body.as_deref(), Some("late 1"));
-        assert_eq!(store.guild_event(&guild, 1).await.unwrap().unwrap().event["content"]["body"], "late 1");
+        assert_eq!(
+            store.guild_event(&guild, 1).await.unwrap().unwrap().event["content"]["body"],
+            "late 1"
+        );
         // Seq 2's message is erased before its content comes: it stays erased and is not asked for.
         let (second, create) = &withheld[1];
-        let delete = json!({ "type": "message.delete", "content": { "channel_id": "general", "message_id": second.event_id.as_str() } });
+        let delete = json!({
+            "type": "message.delete",
+            "content": { "channel_id": "general", "message_id": second.event_id.as_str() },
+        });
         let delete_event = store_withheld(&store, &guild, 5, &delete).await;
-        assert!(store.fill_withheld(&delete_event, &content("message.delete", delete["content"].clone())).await.unwrap());
+        assert!(
+            store
+                .fill_withheld(&delete_event, &content("message.delete", delete["content"].clone()))
+                .await
+                .unwrap()
+        );
         assert!(store.is_erased(&guild, &second.event_id).await.unwrap());
         let typed = content("message.create", create["content"].clone());
         assert!(!store.fill_withheld(second, &typed).await.unwrap());

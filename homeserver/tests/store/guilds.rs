@@ -133,10 +133,7 @@ on_both_engines! {
     async fn appends_keep_the_head_state_and_indexes(store: Store) {
         let mut log = Log::create(&store, "g1").await;
         let channel = log.channel(&store, "general").await;
-        let invite = content(
-            "invite.create",
-            json!({ "code": "abc", "channel_id": "general" }),
-        );
+        let invite = content("invite.create", json!({ "code": "abc", "channel_id": "general" }));
         let (invite_event, _) = log.append(&store, &invite).await;
         let (seq, head, state) = store.guild(&log.guild_id).await.unwrap().unwrap();
         assert_eq!((seq, &head), (3, &invite_event));
@@ -154,7 +151,10 @@ on_both_engines! {
         );
         let host = ServerName::parse("host.example").unwrap();
         let other = ServerName::parse("other.example").unwrap();
-        assert_eq!(store.hosted_invite_guild(&code, &host).await.unwrap(), Some(log.guild_id.clone()));
+        assert_eq!(
+            store.hosted_invite_guild(&code, &host).await.unwrap(),
+            Some(log.guild_id.clone())
+        );
         assert_eq!(store.hosted_invite_guild(&code, &other).await.unwrap(), None);
         let elsewhere = GuildId::parse("!g2:host.example").unwrap();
         assert!(!store.channel_id_used_elsewhere(&channel, &log.guild_id).await.unwrap());
@@ -217,7 +217,10 @@ on_both_engines! {
 on_both_engines! {
     async fn a_retried_transaction_finds_its_event(store: Store) {
         let mut log = Log::create(&store, "g").await;
-        let create = content("channel.create", json!({ "channel_id": "c", "name": "c", "kind": "text", "position": 0 }));
+        let create = content(
+            "channel.create",
+            json!({ "channel_id": "c", "name": "c", "kind": "text", "position": 0 }),
+        );
         let (event_id, stream_id) = log.append(&store, &create).await;
         let stored = store.events_since(stream_id - 1, &[log.guild_id.clone()], 1).await.unwrap();
         let txn_id = TxnId::parse(stored[0].event["txn_id"].as_str().unwrap()).unwrap();
@@ -256,8 +259,11 @@ on_both_engines! {
         let streams: Vec<i64> = events.iter().map(|event| event.stream_id).collect();
         assert!(streams.windows(2).all(|pair| pair[0] < pair[1]), "ascending: {streams:?}");
         for guild in &guilds {
-            let mine: Vec<u64> =
-                events.iter().filter(|event| &event.guild_id == guild).map(|event| event.seq).collect();
+            let mine: Vec<u64> = events
+                .iter()
+                .filter(|event| &event.guild_id == guild)
+                .map(|event| event.seq)
+                .collect();
             assert_eq!(mine, (2..=11).collect::<Vec<_>>(), "{guild}: its log in order");
         }
         assert_eq!(store.stream_head().await.unwrap(), *streams.last().unwrap());

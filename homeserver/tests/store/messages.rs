@@ -49,17 +49,37 @@ on_both_engines! {
 
         let edit = content(
             "message.edit",
-            json!({ "channel_id": "general", "message_id": id.as_str(), "body": "goodbye old world" }),
+            json!({
+                "channel_id": "general",
+                "message_id": id.as_str(),
+                "body": "goodbye old world",
+            }),
         );
         log.append(&store, &edit).await;
         let message = store.message(&log.guild_id, &id).await.unwrap().unwrap();
-        assert_eq!((message.body.as_deref(), message.edited_ts), (Some("goodbye old world"), Some(4_000)));
+        assert_eq!(
+            (message.body.as_deref(), message.edited_ts),
+            (Some("goodbye old world"), Some(4_000))
+        );
         // The search index follows the edit.
-        assert!(store.search(&log.guild_id, &search(&["brave"], &[&channel])).await.unwrap().is_empty());
-        assert_eq!(bodies(&store.search(&log.guild_id, &search(&["old", "WORLD"], &[&channel])).await.unwrap()), ["goodbye old world"]);
+        assert!(
+            store.search(&log.guild_id, &search(&["brave"], &[&channel])).await.unwrap().is_empty()
+        );
+        assert_eq!(
+            bodies(
+                &store
+                    .search(&log.guild_id, &search(&["old", "WORLD"], &[&channel]))
+                    .await
+                    .unwrap()
+            ),
+            ["goodbye old world"]
+        );
 
         let target = json!({ "channel_id": "general", "message_id": id.as_str() });
-        let react = content("reaction.add", json!({ "channel_id": "general", "message_id": id.as_str(), "emoji": "👍" }));
+        let react = content(
+            "reaction.add",
+            json!({ "channel_id": "general", "message_id": id.as_str(), "emoji": "👍" }),
+        );
         log.append(&store, &react).await;
         log.append(&store, &content("pin.add", target.clone())).await;
         assert!(store.is_pinned(&log.guild_id, &id).await.unwrap());
@@ -73,14 +93,20 @@ on_both_engines! {
         assert!(store.is_erased(&log.guild_id, &id).await.unwrap());
         let page = MessageQuery { before_seq: None, after_seq: None, limit: 50 };
         assert!(store.messages(&log.guild_id, &channel, &page).await.unwrap().is_empty());
-        assert!(store.search(&log.guild_id, &search(&["world"], &[&channel])).await.unwrap().is_empty());
-        assert!(store.reactions(&log.guild_id, &[id.clone()], &log.owner).await.unwrap().is_empty());
+        assert!(
+            store.search(&log.guild_id, &search(&["world"], &[&channel])).await.unwrap().is_empty()
+        );
+        assert!(
+            store.reactions(&log.guild_id, &[id.clone()], &log.owner).await.unwrap().is_empty()
+        );
         assert!(store.pins(&log.guild_id, &channel).await.unwrap().is_empty());
         assert!(!store.is_pinned(&log.guild_id, &id).await.unwrap());
         // The content of the create and the edit is gone from the log; the envelopes stay.
         let events = store.guild_events(&log.guild_id, 2, 10).await.unwrap();
         assert_eq!(events.len(), 5);
-        assert!(events[0].event.get("content").is_none() && events[1].event.get("content").is_none());
+        assert!(
+            events[0].event.get("content").is_none() && events[1].event.get("content").is_none()
+        );
         assert_eq!(events[0].event["type"], "message.create");
         assert!(events[2].event.get("content").is_some(), "the reaction keeps its content");
     }
@@ -120,7 +146,10 @@ on_both_engines! {
         let second = say(&store, &mut log, &channel, "second").await;
         let bob = UserId::parse("@bob:peer.example").unwrap();
         let react = |message: &EventId, emoji: &str| {
-            content("reaction.add", json!({ "channel_id": "general", "message_id": message.as_str(), "emoji": emoji }))
+            content(
+                "reaction.add",
+                json!({ "channel_id": "general", "message_id": message.as_str(), "emoji": emoji }),
+            )
         };
         let owner = log.owner.clone();
         log.append_as(&store, &bob, &react(&first, "🎉"), &[]).await;
@@ -128,15 +157,25 @@ on_both_engines! {
         log.append_as(&store, &bob, &react(&first, "👍"), &[]).await;
         log.append_as(&store, &bob, &react(&first, "👍"), &[]).await;
         log.append_as(&store, &owner, &react(&second, "🎉"), &[]).await;
-        let counts = store.reactions(&log.guild_id, &[first.clone(), second.clone()], &owner).await.unwrap();
+        let counts =
+            store.reactions(&log.guild_id, &[first.clone(), second.clone()], &owner).await.unwrap();
         let summary: Vec<(bool, &str, u64, bool)> = counts
             .iter()
             .map(|count| (count.message_id == first, count.emoji.as_str(), count.count, count.me))
             .collect();
-        assert_eq!(summary, [(true, "🎉", 1, false), (true, "👍", 2, true), (false, "🎉", 1, true)]);
-        assert_eq!(store.reactors(&log.guild_id, &first, "👍", 10).await.unwrap(), [owner.clone(), bob.clone()]);
+        assert_eq!(
+            summary,
+            [(true, "🎉", 1, false), (true, "👍", 2, true), (false, "🎉", 1, true)]
+        );
+        assert_eq!(
+            store.reactors(&log.guild_id, &first, "👍", 10).await.unwrap(),
+            [owner.clone(), bob.clone()]
+        );
         assert_eq!(store.reactors(&log.guild_id, &first, "👍", 1).await.unwrap(), [owner.clone()]);
-        let remove = content("reaction.remove", json!({ "channel_id": "general", "message_id": first.as_str(), "emoji": "👍" }));
+        let remove = content(
+            "reaction.remove",
+            json!({ "channel_id": "general", "message_id": first.as_str(), "emoji": "👍" }),
+        );
         log.append_as(&store, &bob, &remove, &[]).await;
         assert!(!store.has_reacted(&log.guild_id, &first, &bob, "👍").await.unwrap());
         assert!(store.has_reacted(&log.guild_id, &first, &bob, "🎉").await.unwrap());
@@ -151,11 +190,20 @@ on_both_engines! {
         let first = say(&store, &mut log, &channel, "first").await;
         let second = say(&store, &mut log, &channel, "second").await;
         for message in [&first, &second] {
-            let pin = content("pin.add", json!({ "channel_id": "general", "message_id": message.as_str() }));
+            let pin = content(
+                "pin.add",
+                json!({ "channel_id": "general", "message_id": message.as_str() }),
+            );
             log.append(&store, &pin).await;
         }
-        assert_eq!(bodies(&store.pins(&log.guild_id, &channel).await.unwrap()), ["second", "first"]);
-        let unpin = content("pin.remove", json!({ "channel_id": "general", "message_id": second.as_str() }));
+        assert_eq!(
+            bodies(&store.pins(&log.guild_id, &channel).await.unwrap()),
+            ["second", "first"]
+        );
+        let unpin = content(
+            "pin.remove",
+            json!({ "channel_id": "general", "message_id": second.as_str() }),
+        );
         log.append(&store, &unpin).await;
         assert_eq!(bodies(&store.pins(&log.guild_id, &channel).await.unwrap()), ["first"]);
         log.append(&store, &content("channel.delete", json!({ "channel_id": "general" }))).await;
@@ -173,7 +221,10 @@ on_both_engines! {
         say(&store, &mut log, &channel, "slow brown dog").await;
         say(&store, &mut log, &hidden, "quick secret fox").await;
         let bob = UserId::parse("@bob:peer.example").unwrap();
-        let create = content("message.create", json!({ "channel_id": "general", "body": "quick fox by bob" }));
+        let create = content(
+            "message.create",
+            json!({ "channel_id": "general", "body": "quick fox by bob" }),
+        );
         log.append_as(&store, &bob, &create, &[]).await;
         let found = |query: SearchQuery| {
             let (store, guild) = (store.clone(), log.guild_id.clone());
@@ -186,7 +237,10 @@ on_both_engines! {
             found(search(&["quick", "fox"], &[&channel])).await,
             ["quick fox by bob", "a quick red fox", "the quick brown fox"]
         );
-        assert_eq!(found(search(&["Brown"], &[&channel, &hidden])).await, ["slow brown dog", "the quick brown fox"]);
+        assert_eq!(
+            found(search(&["Brown"], &[&channel, &hidden])).await,
+            ["slow brown dog", "the quick brown fox"]
+        );
         assert_eq!(found(search(&["secret"], &[&channel, &hidden])).await, ["quick secret fox"]);
         assert!(found(search(&["secret"], &[&channel])).await.is_empty());
         assert!(found(search(&["quick", "cat"], &[&channel])).await.is_empty());
