@@ -269,3 +269,39 @@ on_both_engines! {
         assert_eq!(store.stream_head().await.unwrap(), *streams.last().unwrap());
     }
 }
+
+on_both_engines! {
+    async fn a_snapshot_replaces_the_replica_and_its_indexes(store: Store) {
+        let guild = GuildId::parse("!replica:host.example").unwrap();
+        let owner = UserId::parse("@owner:host.example").unwrap();
+        let member = UserId::parse("@member:here.example").unwrap();
+        let mut first =
+            GuildState::new(guild.clone(), "r".into(), GuildKind::Guild, owner.clone(), 0);
+        let channel = content(
+            "channel.create",
+            json!({ "channel_id": "old", "name": "old", "kind": "text", "position": 0 }),
+        );
+        first.apply(&member, 1, &content("member.join", json!({})));
+        first.apply(&member, 1, &channel);
+        let head = new_event_id();
+        store.install_snapshot(&first, 7, &head).await.unwrap();
+        assert_eq!(store.guild(&guild).await.unwrap().unwrap(), (7, head, first.clone()));
+        assert_eq!(store.guilds_of(&member).await.unwrap(), [guild.clone()]);
+        let old = ChannelId::parse("old").unwrap();
+        assert_eq!(store.member_channel_guilds(&old, &member).await.unwrap(), [guild.clone()]);
+        // A later snapshot without the member or the channel replaces both.
+        let head = new_event_id();
+        store.install_snapshot(&state_without(&first, &member), 9, &head).await.unwrap();
+        assert_eq!(store.head_seq(&guild).await.unwrap(), Some(9));
+        assert!(store.guilds_of(&member).await.unwrap().is_empty());
+        assert_eq!(store.guilds_of(&owner).await.unwrap(), [guild.clone()]);
+        assert!(store.member_channel_guilds(&old, &owner).await.unwrap().is_empty());
+    }
+}
+
+fn state_without(state: &GuildState, member: &UserId) -> GuildState {
+    let mut state = state.clone();
+    state.members.remove(member);
+    state.channels.clear();
+    state
+}
