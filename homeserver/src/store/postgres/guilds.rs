@@ -1,12 +1,49 @@
 //! guilds: the PostgreSQL implementation of [`GuildStore`].
 
-use super::{GUILD_LOCK_CLASS, HeldLock, PostgresStore, lock};
-use crate::store::guilds::*;
-use crate::store::to_u64;
-use guildhall_spec::content::EventContent;
+use super::projections::{
+    add_ref, drop_refs, message_target, messages_projection, write_membership,
+};
+use super::{GUILD_LOCK_CLASS, HeldLock, PostgresStore, WRITE_LOCK_CLASS, lock};
+use crate::store::guilds::{AppendedEvent, GuildLock, GuildStore, StoredEvent};
+use crate::store::{to_i64, to_u64};
+use guildhall_spec::content::{EventContent, GuildKind};
 use guildhall_spec::event::JsonObject;
 use guildhall_spec::state::GuildState;
-use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, ServerName, TxnId, UserId};
+use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, MediaId, ServerName, TxnId, UserId};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
+
+/// Writes a guild's row whole, replacing any earlier copy.
+const UPSERT_GUILD: &str = "INSERT INTO guilds (guild_id, kind, head_seq, head_event_id, state)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (guild_id) DO UPDATE SET kind = excluded.kind, head_seq = excluded.head_seq,
+         head_event_id = excluded.head_event_id, state = excluded.state";
+
+fn state_json(state: &GuildState) -> Result<String, sqlx::Error> {
+    serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+pub(super) fn stored_event(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
+    let decode = |e: String| sqlx::Error::Decode(e.into());
+    let guild_id: String = row.try_get("guild_id")?;
+    let event_id: String = row.try_get("event_id")?;
+    let envelope: String = row.try_get("envelope")?;
+    let content: Option<String> = row.try_get("content")?;
+    let mut event: JsonObject =
+        serde_json::from_str(&envelope).map_err(|e| decode(e.to_string()))?;
+    if let Some(content) = content {
+        let content: serde_json::Value =
+            serde_json::from_str(&content).map_err(|e| decode(e.to_string()))?;
+        event.insert("content".into(), content);
+    }
+    Ok(StoredEvent {
+        stream_id: row.try_get("stream_id")?,
+        guild_id: GuildId::parse(&guild_id).map_err(|e| decode(e.to_string()))?,
+        seq: to_u64(row.try_get("seq")?),
+        event_id: EventId::parse(&event_id).map_err(|e| decode(e.to_string()))?,
+        event,
+    })
+}
 
 #[async_trait::async_trait]
 impl GuildStore for PostgresStore {
@@ -29,7 +66,20 @@ impl GuildStore for PostgresStore {
         &self,
         guild_id: &GuildId,
     ) -> Result<Option<(u64, EventId, GuildState)>, sqlx::Error> {
-        todo!()
+        let row =
+            sqlx::query("SELECT head_seq, head_event_id, state FROM guilds WHERE guild_id = $1")
+                .bind(guild_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let head_event_id: String = row.try_get("head_event_id")?;
+        let state: String = row.try_get("state")?;
+        let decode = |e: String| sqlx::Error::Decode(e.into());
+        Ok(Some((
+            to_u64(row.try_get("head_seq")?),
+            EventId::parse(&head_event_id).map_err(|e| decode(e.to_string()))?,
+            serde_json::from_str(&state).map_err(|e| decode(e.to_string()))?,
+        )))
     }
 
     async fn install_snapshot(
@@ -38,11 +88,68 @@ impl GuildStore for PostgresStore {
         seq: u64,
         event_id: &EventId,
     ) -> Result<(), sqlx::Error> {
-        todo!()
+        let mut tx = self.write().await?;
+        let guild = state.guild_id.as_str();
+        let kind = match state.kind {
+            GuildKind::Guild => "guild",
+            GuildKind::Dm => "dm",
+        };
+        sqlx::query(UPSERT_GUILD)
+            .bind(guild)
+            .bind(kind)
+            .bind(to_i64(seq))
+            .bind(event_id.as_str())
+            .bind(state_json(state)?)
+            .execute(&mut *tx)
+            .await?;
+        for table in ["guild_members", "channels", "invites"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE guild_id = $1")))
+                .bind(guild)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for user in state.members.keys() {
+            sqlx::query("INSERT INTO guild_members (guild_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(guild)
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for channel in state.channels.keys() {
+            sqlx::query("INSERT INTO channels (channel_id, guild_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(channel.as_str())
+                .bind(guild)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for code in state.invites.keys() {
+            sqlx::query(
+                "INSERT INTO invites (code, guild_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(code.as_str())
+            .bind(guild)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // The icon as of the snapshot (the event that set it may be older than the history a
+        // joining server replays), fetched from the host, which keeps it.
+        let kind = crate::store::RefKind::GuildIcon;
+        drop_refs(&mut tx, kind, Some(&state.guild_id), guild).await?;
+        if let Some(icon) = state.icon.as_deref().and_then(|icon| MediaId::parse(icon).ok()) {
+            let host = state.guild_id.host();
+            add_ref(&mut tx, &icon, kind, Some(&state.guild_id), guild, Some(&host)).await?;
+        }
+        tx.commit().await
     }
 
     async fn replicated_guilds(&self, me: &ServerName) -> Result<Vec<GuildId>, sqlx::Error> {
-        todo!()
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT guild_id FROM guilds").fetch_all(&self.pool).await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| GuildId::parse(id).ok())
+            .filter(|id| &id.host() != me)
+            .collect())
     }
 
     async fn withheld_events(
@@ -50,7 +157,21 @@ impl GuildStore for PostgresStore {
         guild_id: &GuildId,
         limit: u32,
     ) -> Result<Vec<EventId>, sqlx::Error> {
-        todo!()
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT event_id FROM (
+                 SELECT e.event_id, e.seq FROM events e
+                 WHERE e.guild_id = $1 AND e.content IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM messages m
+                                   WHERE m.guild_id = e.guild_id AND m.deleted
+                                     AND m.message_id = COALESCE(e.message_id, e.event_id))
+                 ORDER BY e.seq DESC LIMIT $2) newest
+             ORDER BY seq",
+        )
+        .bind(guild_id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.iter().filter_map(|id| EventId::parse(id).ok()).collect())
     }
 
     async fn fill_withheld(
@@ -58,7 +179,57 @@ impl GuildStore for PostgresStore {
         event: &StoredEvent,
         content: &EventContent,
     ) -> Result<bool, sqlx::Error> {
-        todo!()
+        let Some(content_object) = event.event.get("content") else { return Ok(false) };
+        if let Some(target) = message_target(content, &event.event_id)
+            && self.is_erased(&event.guild_id, &target).await?
+        {
+            return Ok(false);
+        }
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE events SET content = $1, message_id = $2
+             WHERE event_id = $3 AND content IS NULL
+               AND NOT EXISTS (SELECT 1 FROM messages m
+                               WHERE m.guild_id = $4 AND m.message_id = $2 AND m.deleted)",
+        )
+        .bind(content_object.to_string())
+        .bind(message_target(content, &event.event_id).as_ref().map(EventId::as_str))
+        .bind(event.event_id.as_str())
+        .bind(event.guild_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let envelope: guildhall_spec::event::Envelope = serde_json::from_value(
+            serde_json::Value::Object(guildhall_spec::event::envelope(&event.event)),
+        )
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let state = GuildState::new(
+            event.guild_id.clone(),
+            String::new(),
+            GuildKind::Guild,
+            envelope.sender.clone(),
+            0,
+        );
+        let appended = AppendedEvent {
+            guild_id: &event.guild_id,
+            seq: event.seq,
+            event_id: &event.event_id,
+            event: &event.event,
+            sender: &envelope.sender,
+            txn_id: &envelope.txn_id,
+            origin_ts: envelope.origin_ts,
+            event_type: &envelope.event_type,
+            content: Some(content),
+            backfill: true,
+            before: None,
+            after: &state,
+            outbound: &[],
+        };
+        messages_projection(&mut tx, &appended, content).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn is_erased(
@@ -66,15 +237,32 @@ impl GuildStore for PostgresStore {
         guild_id: &GuildId,
         message_id: &EventId,
     ) -> Result<bool, sqlx::Error> {
-        todo!()
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM messages WHERE guild_id = $1 AND message_id = $2 AND deleted",
+        )
+        .bind(guild_id.as_str())
+        .bind(message_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
     }
 
     async fn has_event(&self, event_id: &EventId) -> Result<bool, sqlx::Error> {
-        todo!()
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM events WHERE event_id = $1")
+            .bind(event_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
     }
 
     async fn guilds_of(&self, user_id: &UserId) -> Result<Vec<GuildId>, sqlx::Error> {
-        todo!()
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT guild_id FROM guild_members WHERE user_id = $1 ORDER BY guild_id",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
     }
 
     async fn member_channel_guilds(
@@ -82,7 +270,16 @@ impl GuildStore for PostgresStore {
         channel_id: &ChannelId,
         member: &UserId,
     ) -> Result<Vec<GuildId>, sqlx::Error> {
-        todo!()
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT c.guild_id FROM channels c
+             JOIN guild_members m ON m.guild_id = c.guild_id AND m.user_id = $1
+             WHERE c.channel_id = $2 ORDER BY c.guild_id LIMIT 16",
+        )
+        .bind(member.as_str())
+        .bind(channel_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
     }
 
     async fn member_invite_guilds(
@@ -90,7 +287,16 @@ impl GuildStore for PostgresStore {
         code: &InviteCode,
         member: &UserId,
     ) -> Result<Vec<GuildId>, sqlx::Error> {
-        todo!()
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT i.guild_id FROM invites i
+             JOIN guild_members m ON m.guild_id = i.guild_id AND m.user_id = $1
+             WHERE i.code = $2 ORDER BY i.guild_id LIMIT 16",
+        )
+        .bind(member.as_str())
+        .bind(code.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.iter().filter_map(|id| GuildId::parse(id).ok()).collect())
     }
 
     async fn hosted_invite_guild(
@@ -98,7 +304,16 @@ impl GuildStore for PostgresStore {
         code: &InviteCode,
         host: &ServerName,
     ) -> Result<Option<GuildId>, sqlx::Error> {
-        todo!()
+        // A guild id is `!opaque:host`, and the opaque part holds no colon.
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT guild_id FROM invites
+             WHERE code = $1 AND substr(guild_id, strpos(guild_id, ':') + 1) = $2 LIMIT 1",
+        )
+        .bind(code.as_str())
+        .bind(host.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.and_then(|id| GuildId::parse(&id).ok()))
     }
 
     async fn channel_id_used_elsewhere(
@@ -106,7 +321,14 @@ impl GuildStore for PostgresStore {
         channel_id: &ChannelId,
         guild_id: &GuildId,
     ) -> Result<bool, sqlx::Error> {
-        todo!()
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM channels WHERE channel_id = $1 AND guild_id != $2 LIMIT 1",
+        )
+        .bind(channel_id.as_str())
+        .bind(guild_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
     }
 
     async fn invite_code_used_elsewhere(
@@ -114,7 +336,13 @@ impl GuildStore for PostgresStore {
         code: &InviteCode,
         guild_id: &GuildId,
     ) -> Result<bool, sqlx::Error> {
-        todo!()
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM invites WHERE code = $1 AND guild_id != $2 LIMIT 1")
+                .bind(code.as_str())
+                .bind(guild_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
     }
 
     async fn txn_event(
@@ -122,7 +350,14 @@ impl GuildStore for PostgresStore {
         sender: &UserId,
         txn_id: &TxnId,
     ) -> Result<Option<StoredEvent>, sqlx::Error> {
-        todo!()
+        let row = sqlx::query(
+            "SELECT e.* FROM txns t JOIN events e ON e.event_id = t.event_id WHERE t.sender = $1 AND t.txn_id = $2",
+        )
+        .bind(sender.as_str())
+        .bind(txn_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stored_event).transpose()
     }
 
     async fn events_since(
@@ -131,14 +366,123 @@ impl GuildStore for PostgresStore {
         guilds: &[GuildId],
         limit: u32,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        todo!()
+        if guilds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql =
+            sqlx::QueryBuilder::<Postgres>::new("SELECT * FROM events WHERE stream_id > ");
+        sql.push_bind(stream_id).push(" AND guild_id IN (");
+        let mut ids = sql.separated(", ");
+        for guild in guilds {
+            ids.push_bind(guild.as_str());
+        }
+        sql.push(") ORDER BY stream_id LIMIT ").push_bind(i64::from(limit));
+        let rows = sql.build().fetch_all(&self.pool).await?;
+        rows.iter().map(stored_event).collect()
     }
 
     async fn stream_head(&self) -> Result<i64, sqlx::Error> {
-        todo!()
+        sqlx::query_scalar("SELECT COALESCE(MAX(stream_id), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
     }
 
     async fn append_event(&self, appended: &AppendedEvent<'_>) -> Result<i64, sqlx::Error> {
-        todo!()
+        // The caller holds the guild's lock: everything but the log row is written without the
+        // database-wide lock, so appends to different guilds proceed side by side.
+        let mut tx = self.pool.begin().await?;
+        let mut envelope = appended.event.clone();
+        let content = envelope.remove("content").map(|content| content.to_string());
+        let message_id =
+            appended.content.and_then(|content| message_target(content, appended.event_id));
+        sqlx::query(
+            "INSERT INTO txns (sender, txn_id, event_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(appended.sender.as_str())
+        .bind(appended.txn_id.as_str())
+        .bind(appended.event_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if !appended.backfill {
+            self.write_guild_row(&mut tx, appended).await?;
+            write_membership(&mut tx, appended).await?;
+        }
+        if let Some(content) = appended.content {
+            messages_projection(&mut tx, appended, content).await?;
+        }
+        // Positions handed out under the database-wide lock are committed in their order: the
+        // stream position (a gateway resumes after one) and the outbound queue's ids (a sender
+        // deletes every row up to the last one it sent, so a smaller id committed after that
+        // read would be deleted unsent).
+        lock(&mut tx, WRITE_LOCK_CLASS, "").await?;
+        for (destination, event) in appended.outbound {
+            sqlx::query(
+                "INSERT INTO outbound_events (destination, event, event_id) VALUES ($1, $2, $3)",
+            )
+            .bind(destination.as_str())
+            .bind(serde_json::Value::Object(event.clone()).to_string())
+            .bind(appended.event_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let stream_id: i64 = sqlx::query_scalar(
+            "INSERT INTO events (guild_id, seq, event_id, event_type, sender, origin_ts, message_id, envelope, content)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING stream_id",
+        )
+        .bind(appended.guild_id.as_str())
+        .bind(to_i64(appended.seq))
+        .bind(appended.event_id.as_str())
+        .bind(appended.event_type)
+        .bind(appended.sender.as_str())
+        .bind(to_i64(appended.origin_ts))
+        .bind(message_id.as_ref().map(EventId::as_str))
+        .bind(serde_json::Value::Object(envelope).to_string())
+        .bind(content)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stream_id)
+    }
+}
+
+impl PostgresStore {
+    async fn write_guild_row(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        appended: &AppendedEvent<'_>,
+    ) -> Result<(), sqlx::Error> {
+        let state_changed = appended.before != Some(appended.after);
+        let kind = match appended.after.kind {
+            GuildKind::Guild => "guild",
+            GuildKind::Dm => "dm",
+        };
+        if appended.before.is_none() {
+            sqlx::query(UPSERT_GUILD)
+                .bind(appended.guild_id.as_str())
+                .bind(kind)
+                .bind(to_i64(appended.seq))
+                .bind(appended.event_id.as_str())
+                .bind(state_json(appended.after)?)
+                .execute(&mut **tx)
+                .await?;
+        } else if state_changed {
+            sqlx::query(
+                "UPDATE guilds SET head_seq = $1, head_event_id = $2, state = $3 WHERE guild_id = $4",
+            )
+            .bind(to_i64(appended.seq))
+            .bind(appended.event_id.as_str())
+            .bind(state_json(appended.after)?)
+            .bind(appended.guild_id.as_str())
+            .execute(&mut **tx)
+            .await?;
+        } else {
+            sqlx::query("UPDATE guilds SET head_seq = $1, head_event_id = $2 WHERE guild_id = $3")
+                .bind(to_i64(appended.seq))
+                .bind(appended.event_id.as_str())
+                .bind(appended.guild_id.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 }

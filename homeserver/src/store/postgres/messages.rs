@@ -1,9 +1,37 @@
 //! messages: the PostgreSQL implementation of [`MessageStore`].
 
 use super::PostgresStore;
-use crate::store::messages::*;
+use crate::store::messages::{MessageQuery, MessageRow, MessageStore, ReactionCount, SearchQuery};
+use crate::store::{to_i64, to_u64};
 use guildhall_spec::state::MessageFacts;
 use guildhall_spec::{ChannelId, EventId, GuildId, MediaId, UserId};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+
+fn message_from_row(row: &PgRow) -> Result<MessageRow, sqlx::Error> {
+    let decode = |e: String| sqlx::Error::Decode(e.into());
+    let text = |name: &str| -> Result<String, sqlx::Error> { row.try_get(name) };
+    let reply_to: Option<String> = row.try_get("reply_to")?;
+    let mentions: Vec<UserId> = serde_json::from_str(&text("mentions")?).unwrap_or_default();
+    let edited: Option<i64> = row.try_get("edited_ts")?;
+    let attachments: Option<String> = row.try_get("attachments")?;
+    Ok(MessageRow {
+        message_id: EventId::parse(&text("message_id")?).map_err(|e| decode(e.to_string()))?,
+        guild_id: GuildId::parse(&text("guild_id")?).map_err(|e| decode(e.to_string()))?,
+        channel_id: ChannelId::parse(&text("channel_id")?).map_err(|e| decode(e.to_string()))?,
+        author: UserId::parse(&text("author")?).map_err(|e| decode(e.to_string()))?,
+        body: row.try_get("body")?,
+        reply_to: reply_to.and_then(|id| EventId::parse(&id).ok()),
+        mentions,
+        created_seq: to_u64(row.try_get("created_seq")?),
+        created_ts: to_u64(row.try_get("created_ts")?),
+        edited_ts: edited.map(to_u64),
+        deleted: row.try_get("deleted")?,
+        attachments: attachments
+            .and_then(|json| serde_json::from_str::<Vec<MediaId>>(&json).ok())
+            .unwrap_or_default(),
+    })
+}
 
 #[async_trait::async_trait]
 impl MessageStore for PostgresStore {
@@ -12,7 +40,12 @@ impl MessageStore for PostgresStore {
         guild_id: &GuildId,
         message_id: &EventId,
     ) -> Result<Option<MessageRow>, sqlx::Error> {
-        todo!()
+        let row = sqlx::query("SELECT * FROM messages WHERE guild_id = $1 AND message_id = $2")
+            .bind(guild_id.as_str())
+            .bind(message_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(message_from_row).transpose()
     }
 
     async fn message_facts(
@@ -20,7 +53,11 @@ impl MessageStore for PostgresStore {
         guild_id: &GuildId,
         message_id: &EventId,
     ) -> Result<Option<MessageFacts>, sqlx::Error> {
-        todo!()
+        Ok(self.message(guild_id, message_id).await?.map(|m| MessageFacts {
+            author: m.author,
+            channel_id: m.channel_id,
+            deleted: m.deleted,
+        }))
     }
 
     async fn messages(
@@ -29,7 +66,30 @@ impl MessageStore for PostgresStore {
         channel_id: &ChannelId,
         query: &MessageQuery,
     ) -> Result<Vec<MessageRow>, sqlx::Error> {
-        todo!()
+        let mut sql = QueryBuilder::<Postgres>::new(
+            "SELECT * FROM messages WHERE NOT deleted AND guild_id = ",
+        );
+        sql.push_bind(guild_id.as_str()).push(" AND channel_id = ").push_bind(channel_id.as_str());
+        if let Some(before) = query.before_seq {
+            sql.push(" AND created_seq < ").push_bind(to_i64(before));
+        }
+        if let Some(after) = query.after_seq {
+            sql.push(" AND created_seq > ").push_bind(to_i64(after));
+        }
+        // With only `after`, the page starts just after it: take the oldest, return newest first.
+        let oldest_first = query.after_seq.is_some() && query.before_seq.is_none();
+        sql.push(if oldest_first {
+            " ORDER BY created_seq ASC"
+        } else {
+            " ORDER BY created_seq DESC"
+        });
+        sql.push(" LIMIT ").push_bind(i64::from(query.limit));
+        let rows = sql.build().fetch_all(&self.pool).await?;
+        let mut messages = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        if oldest_first {
+            messages.reverse();
+        }
+        Ok(messages)
     }
 
     async fn reactions(
@@ -38,7 +98,34 @@ impl MessageStore for PostgresStore {
         message_ids: &[EventId],
         viewer: &UserId,
     ) -> Result<Vec<ReactionCount>, sqlx::Error> {
-        todo!()
+        if message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = QueryBuilder::<Postgres>::new(
+            "SELECT message_id, emoji, COUNT(*) AS count, bool_or(user_id = ",
+        );
+        sql.push_bind(viewer.as_str())
+            .push(") AS me, MIN(seq) AS first FROM reactions WHERE guild_id = ")
+            .push_bind(guild_id.as_str())
+            .push(" AND message_id IN (");
+        let mut ids = sql.separated(", ");
+        for id in message_ids {
+            ids.push_bind(id.as_str());
+        }
+        sql.push(") GROUP BY message_id, emoji ORDER BY first");
+        let rows = sql.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("message_id")?;
+                Ok(ReactionCount {
+                    message_id: EventId::parse(&id)
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    emoji: row.try_get("emoji")?,
+                    count: to_u64(row.try_get("count")?),
+                    me: row.try_get("me")?,
+                })
+            })
+            .collect()
     }
 
     async fn reactors(
@@ -48,7 +135,17 @@ impl MessageStore for PostgresStore {
         emoji: &str,
         limit: u32,
     ) -> Result<Vec<UserId>, sqlx::Error> {
-        todo!()
+        let users: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM reactions WHERE guild_id = $1 AND message_id = $2 AND emoji = $3
+             ORDER BY seq LIMIT $4",
+        )
+        .bind(guild_id.as_str())
+        .bind(message_id.as_str())
+        .bind(emoji)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(users.iter().filter_map(|user| UserId::parse(user).ok()).collect())
     }
 
     async fn has_reacted(
@@ -58,7 +155,16 @@ impl MessageStore for PostgresStore {
         user: &UserId,
         emoji: &str,
     ) -> Result<bool, sqlx::Error> {
-        todo!()
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM reactions WHERE guild_id = $1 AND message_id = $2 AND user_id = $3 AND emoji = $4",
+        )
+        .bind(guild_id.as_str())
+        .bind(message_id.as_str())
+        .bind(user.as_str())
+        .bind(emoji)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
     }
 
     async fn pins(
@@ -66,7 +172,16 @@ impl MessageStore for PostgresStore {
         guild_id: &GuildId,
         channel_id: &ChannelId,
     ) -> Result<Vec<MessageRow>, sqlx::Error> {
-        todo!()
+        let rows = sqlx::query(
+            "SELECT m.* FROM pins p
+             JOIN messages m ON m.guild_id = p.guild_id AND m.message_id = p.message_id
+             WHERE p.guild_id = $1 AND p.channel_id = $2 ORDER BY p.pinned_ts DESC",
+        )
+        .bind(guild_id.as_str())
+        .bind(channel_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
     }
 
     async fn is_pinned(
@@ -74,7 +189,13 @@ impl MessageStore for PostgresStore {
         guild_id: &GuildId,
         message_id: &EventId,
     ) -> Result<bool, sqlx::Error> {
-        todo!()
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pins WHERE guild_id = $1 AND message_id = $2")
+                .bind(guild_id.as_str())
+                .bind(message_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
     }
 
     async fn search(
@@ -82,6 +203,41 @@ impl MessageStore for PostgresStore {
         guild_id: &GuildId,
         query: &SearchQuery,
     ) -> Result<Vec<MessageRow>, sqlx::Error> {
-        todo!()
+        if query.channels.is_empty() || query.words.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Every word must match, each as a phrase of its tokens (as FTS5 matches a quoted
+        // string), against the generated `search` column; input is bound, never syntax. The
+        // phrases are joined into one query, so that a word without any token (punctuation
+        // only) is left out as FTS5 leaves it out.
+        let mut sql =
+            QueryBuilder::<Postgres>::new("SELECT m.* FROM messages m WHERE m.search @@ (");
+        let mut phrases = sql.separated(" && ");
+        for word in &query.words {
+            phrases
+                .push("phraseto_tsquery('simple', ")
+                .push_bind_unseparated(word)
+                .push_unseparated(")");
+        }
+        sql.push(") AND NOT m.deleted");
+        sql.push(" AND m.guild_id = ").push_bind(guild_id.as_str());
+        sql.push(" AND m.channel_id IN (");
+        let mut channels = sql.separated(", ");
+        for channel in &query.channels {
+            channels.push_bind(channel.as_str());
+        }
+        sql.push(")");
+        if let Some(author) = &query.author {
+            sql.push(" AND m.author = ").push_bind(author.as_str());
+        }
+        if let Some(after) = query.after_ts {
+            sql.push(" AND m.created_ts >= ").push_bind(to_i64(after));
+        }
+        if let Some(before) = query.before_ts {
+            sql.push(" AND m.created_ts < ").push_bind(to_i64(before));
+        }
+        sql.push(" ORDER BY m.created_seq DESC LIMIT ").push_bind(i64::from(query.limit));
+        let rows = sql.build().fetch_all(&self.pool).await?;
+        rows.iter().map(message_from_row).collect()
     }
 }
