@@ -213,6 +213,8 @@ impl GuildService {
                 .map_err(|(status, _)| internal(format!("content: status {status}")))?;
             let mut released = self.store.events_by_id(guild_id, chunk).await.map_err(internal)?;
             released.sort_by_key(|event| event.seq);
+            // Filled under the guild's write lock, like every other write to its projections.
+            let _guard = self.lock(guild_id).await.map_err(internal)?;
             for mut event in released {
                 let Some(content) = answer.contents.get(&event.event_id) else { continue };
                 // The host's answer must match the hash the host signed.
