@@ -20,6 +20,7 @@ on_both_engines! {
         // Distinct times, so that the order is the one under test.
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         store.set_relationship(&carol, &alice, "outgoing", "incoming").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         store.set_relationship(&bob, &alice, "friends", "friends").await.unwrap();
         let mine = store.relationships(&alice).await.unwrap();
         let listed: Vec<(&str, &str)> =
