@@ -56,7 +56,7 @@ pub(super) async fn drop_refs(
     owner: &str,
 ) -> Result<(), sqlx::Error> {
     let guild = guild_id.map_or("", GuildId::as_str);
-    let dropped: Vec<String> = sqlx::query_scalar(
+    let mut dropped: Vec<String> = sqlx::query_scalar(
         "DELETE FROM media_refs WHERE kind = $1 AND guild_id = $2 AND owner = $3 RETURNING media_id",
     )
     .bind(kind.as_str())
@@ -64,15 +64,18 @@ pub(super) async fn drop_refs(
     .bind(owner)
     .fetch_all(&mut **tx)
     .await?;
+    // Guild appends drop references without the write lock, side by side: two of them dropping
+    // the last two references of one media would each still see the other's, and neither would
+    // start the grace period. So every drop restarts it; that is the same to the one reader,
+    // `collect_media`, which looks at the time only once nothing refers to the media, and the
+    // last drop is then the latest one. Rows are locked in one order, so drops do not deadlock.
+    dropped.sort();
     for id in dropped {
-        sqlx::query(
-            "UPDATE media SET unreferenced_since = $1
-             WHERE media_id = $2 AND NOT EXISTS (SELECT 1 FROM media_refs WHERE media_id = $2)",
-        )
-        .bind(to_i64(now_ms()))
-        .bind(&id)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query("UPDATE media SET unreferenced_since = $1 WHERE media_id = $2")
+            .bind(to_i64(now_ms()))
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
