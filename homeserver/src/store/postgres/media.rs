@@ -1,25 +1,165 @@
 //! media: the PostgreSQL implementation of [`MediaStore`].
 
 use super::PostgresStore;
-use crate::store::media::*;
+use crate::store::media::{GuildRef, MediaRow, MediaStore, RefKind};
+use crate::store::{now_ms, to_i64, to_u64};
 use guildhall_spec::{GuildId, MediaId, ServerName, UserId};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
+
+fn media_row(row: &PgRow) -> Option<MediaRow> {
+    let id: String = row.get("media_id");
+    let width: Option<i64> = row.get("width");
+    let height: Option<i64> = row.get("height");
+    let thumbnail: Option<String> = row.get("thumbnail_id");
+    let uploader: Option<String> = row.get("uploader");
+    Some(MediaRow {
+        media_id: MediaId::parse(&id).ok()?,
+        size: to_u64(row.get("size")),
+        content_type: row.get("content_type"),
+        dimensions: width
+            .zip(height)
+            .and_then(|(w, h)| Some((u32::try_from(w).ok()?, u32::try_from(h).ok()?))),
+        thumbnail_id: thumbnail.and_then(|t| MediaId::parse(&t).ok()),
+        uploader: uploader.and_then(|u| UserId::parse(&u).ok()),
+    })
+}
+
+/// Adds a reference (no change if it exists).
+pub(super) async fn add_ref(
+    tx: &mut Transaction<'_, Postgres>,
+    media_id: &MediaId,
+    kind: RefKind,
+    guild_id: Option<&GuildId>,
+    owner: &str,
+    source: Option<&ServerName>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO media_refs (media_id, kind, guild_id, owner, source) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(media_id.as_str())
+    .bind(kind.as_str())
+    .bind(guild_id.map_or("", GuildId::as_str))
+    .bind(owner)
+    .bind(source.map(ServerName::as_str))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Removes the references of one owner; media left unreferenced starts its grace period.
+pub(super) async fn drop_refs(
+    tx: &mut Transaction<'_, Postgres>,
+    kind: RefKind,
+    guild_id: Option<&GuildId>,
+    owner: &str,
+) -> Result<(), sqlx::Error> {
+    let guild = guild_id.map_or("", GuildId::as_str);
+    let mut dropped: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM media_refs WHERE kind = $1 AND guild_id = $2 AND owner = $3 RETURNING media_id",
+    )
+    .bind(kind.as_str())
+    .bind(guild)
+    .bind(owner)
+    .fetch_all(&mut **tx)
+    .await?;
+    // Guild appends drop references without the write lock, side by side: two of them dropping
+    // the last two references of one media would each still see the other's, and neither would
+    // start the grace period. So every drop restarts it; that is the same to the one reader,
+    // `collect_media`, which looks at the time only once nothing refers to the media, and the
+    // last drop is then the latest one. Rows are locked in one order, so drops do not deadlock.
+    dropped.sort();
+    for id in dropped {
+        sqlx::query("UPDATE media SET unreferenced_since = $1 WHERE media_id = $2")
+            .bind(to_i64(now_ms()))
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
 
 #[async_trait::async_trait]
 impl MediaStore for PostgresStore {
     async fn record_media(&self, media: &MediaRow) -> Result<(), sqlx::Error> {
-        todo!()
+        let now = to_i64(now_ms());
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO media (media_id, size, content_type, width, height, thumbnail_id, uploader, created_ts, unreferenced_since)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (media_id) DO UPDATE SET unreferenced_since = excluded.unreferenced_since,
+                 thumbnail_id = COALESCE(media.thumbnail_id, excluded.thumbnail_id)",
+        )
+        .bind(media.media_id.as_str())
+        .bind(to_i64(media.size))
+        .bind(&media.content_type)
+        .bind(media.dimensions.map(|(w, _)| i64::from(w)))
+        .bind(media.dimensions.map(|(_, h)| i64::from(h)))
+        .bind(media.thumbnail_id.as_ref().map(MediaId::as_str))
+        .bind(media.uploader.as_ref().map(UserId::as_str))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(thumbnail) = &media.thumbnail_id {
+            add_ref(&mut tx, thumbnail, RefKind::Thumbnail, None, media.media_id.as_str(), None)
+                .await?;
+        }
+        if let Some(uploader) = &media.uploader {
+            sqlx::query(
+                "INSERT INTO media_uploads (media_id, user_id, uploaded_ts) VALUES ($1, $2, $3)
+                 ON CONFLICT (media_id, user_id) DO UPDATE SET uploaded_ts = excluded.uploaded_ts",
+            )
+            .bind(media.media_id.as_str())
+            .bind(uploader.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
     }
 
     async fn pending_upload_bytes(&self, user: &UserId) -> Result<u64, sqlx::Error> {
-        todo!()
+        let total: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(m.size)::BIGINT FROM media_uploads u JOIN media m ON m.media_id = u.media_id
+             WHERE u.user_id = $1
+               AND NOT EXISTS (SELECT 1 FROM media_refs r WHERE r.media_id = u.media_id)",
+        )
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(total.map_or(0, to_u64))
     }
 
     async fn uploaded_by(&self, media_id: &MediaId, user: &UserId) -> Result<bool, sqlx::Error> {
-        todo!()
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM media_uploads WHERE media_id = $1 AND user_id = $2)",
+        )
+        .bind(media_id.as_str())
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await
     }
 
     async fn lease_media(&self, ids: &[MediaId]) -> Result<Vec<MediaId>, sqlx::Error> {
-        todo!()
+        let now = to_i64(now_ms());
+        let mut tx = self.write().await?;
+        let mut missing = Vec::new();
+        for id in ids {
+            let leased = sqlx::query(
+                "UPDATE media SET unreferenced_since = GREATEST(unreferenced_since, $1) WHERE media_id = $2",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if leased.rows_affected() == 0 {
+                missing.push(id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(missing)
     }
 
     async fn verify_media_refs(
@@ -27,23 +167,68 @@ impl MediaStore for PostgresStore {
         media_id: &MediaId,
         source: &ServerName,
     ) -> Result<(), sqlx::Error> {
-        todo!()
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE media_refs SET verified = 1
+             WHERE media_id = $1 AND (source = $2 OR right(guild_id, length($2) + 1) = ':' || $2)",
+        )
+        .bind(media_id.as_str())
+        .bind(source.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
     }
 
     async fn media(&self, media_id: &MediaId) -> Result<Option<MediaRow>, sqlx::Error> {
-        todo!()
+        let row = sqlx::query("SELECT * FROM media WHERE media_id = $1")
+            .bind(media_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().and_then(media_row))
     }
 
     async fn media_guild_refs(&self, media_id: &MediaId) -> Result<Vec<GuildRef>, sqlx::Error> {
-        todo!()
+        let rows = sqlx::query(
+            "SELECT guild_id, source, MAX(verified) AS verified FROM media_refs
+             WHERE media_id = $1 AND guild_id != ''
+             GROUP BY guild_id, source ORDER BY verified DESC LIMIT 1000",
+        )
+        .bind(media_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let guild: String = row.get("guild_id");
+                let source: Option<String> = row.get("source");
+                let verified: i64 = row.get("verified");
+                Some(GuildRef {
+                    guild_id: GuildId::parse(&guild).ok()?,
+                    source: source.and_then(|s| ServerName::parse(&s).ok()),
+                    verified: verified != 0,
+                })
+            })
+            .collect())
     }
 
     async fn media_avatar_of(&self, media_id: &MediaId) -> Result<Vec<UserId>, sqlx::Error> {
-        todo!()
+        let owners: Vec<String> = sqlx::query_scalar(
+            "SELECT owner FROM media_refs WHERE media_id = $1 AND kind = 'avatar' LIMIT 100",
+        )
+        .bind(media_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(owners.iter().filter_map(|o| UserId::parse(o).ok()).collect())
     }
 
     async fn thumbnail_of(&self, media_id: &MediaId) -> Result<Option<MediaId>, sqlx::Error> {
-        todo!()
+        let owner: Option<String> = sqlx::query_scalar(
+            "SELECT owner FROM media_refs WHERE media_id = $1 AND kind = 'thumbnail' LIMIT 1",
+        )
+        .bind(media_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(owner.and_then(|o| MediaId::parse(&o).ok()))
     }
 
     async fn set_avatar_ref(
@@ -51,10 +236,35 @@ impl MediaStore for PostgresStore {
         user: &UserId,
         avatar: Option<&MediaId>,
     ) -> Result<(), sqlx::Error> {
-        todo!()
+        let mut tx = self.write().await?;
+        drop_refs(&mut tx, RefKind::Avatar, None, user.as_str()).await?;
+        if let Some(avatar) = avatar {
+            add_ref(&mut tx, avatar, RefKind::Avatar, None, user.as_str(), None).await?;
+        }
+        tx.commit().await
     }
 
     async fn collect_media(&self, cutoff_ms: u64, limit: u32) -> Result<Vec<MediaId>, sqlx::Error> {
-        todo!()
+        let mut tx = self.write().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT media_id FROM media m
+             WHERE unreferenced_since < $1
+               AND NOT EXISTS (SELECT 1 FROM media_refs r WHERE r.media_id = m.media_id)
+             LIMIT $2",
+        )
+        .bind(to_i64(cutoff_ms))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            sqlx::query("DELETE FROM media WHERE media_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM media_uploads WHERE media_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            drop_refs(&mut tx, RefKind::Thumbnail, None, id).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.iter().filter_map(|id| MediaId::parse(id).ok()).collect())
     }
 }
