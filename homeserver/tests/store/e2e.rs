@@ -1,5 +1,4 @@
 //! Store cases: device keys, one-time keys, to-device inboxes, send answers and watchers.
-#![allow(clippy::unwrap_used)]
 
 use guildhall_homeserver::store::{
     InboxLimits, InboxShare, KeysRefused, NewInboxItem, Reservation, ShareOutcome, Store,

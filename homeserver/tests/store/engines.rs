@@ -12,7 +12,7 @@ macro_rules! on_both_engines {
             #[allow(unused_imports)]
             use super::*;
 
-            async fn case($store: Store) $body
+            async fn case($store: guildhall_homeserver::store::Store) $body
 
             #[tokio::test]
             async fn sqlite() {

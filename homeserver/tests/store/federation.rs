@@ -80,7 +80,7 @@ on_both_engines! {
         store.queue_proposal(&guild, &object(json!({ "n": 1 }))).await.unwrap();
         store.queue_proposal(&guild, &object(json!({ "n": 2 }))).await.unwrap();
         let host = ServerName::parse("host.example").unwrap();
-        assert_eq!(store.proposal_hosts().await.unwrap(), [host.clone()]);
+        assert_eq!(store.proposal_hosts().await.unwrap(), std::slice::from_ref(&host));
         assert_eq!(
             store.outbound_queue_sizes().await.unwrap(),
             [("host.example".to_owned(), 0, 2)]

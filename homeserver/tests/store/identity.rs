@@ -1,5 +1,4 @@
 //! Store cases: attestations, rotations, linked accounts, challenges, moves and devices.
-#![allow(clippy::unwrap_used)]
 
 use guildhall_homeserver::store::Store;
 use guildhall_spec::UserId;

@@ -1,5 +1,4 @@
 //! Store cases: media rows, uploads and the references that keep them.
-#![allow(clippy::unwrap_used)]
 
 use guildhall_homeserver::store::{GuildRef, MediaRow, Store, now_ms};
 use guildhall_spec::{GuildId, MediaId, ServerName, UserId};

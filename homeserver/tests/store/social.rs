@@ -1,5 +1,4 @@
 //! Store cases: relationships, blocks and direct-message guilds.
-#![allow(clippy::unwrap_used)]
 
 use guildhall_spec::{GuildId, UserId};
 

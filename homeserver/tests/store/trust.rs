@@ -1,5 +1,4 @@
 //! Store cases: trust policy, subscriptions and the audit log.
-#![allow(clippy::unwrap_used)]
 
 use guildhall_homeserver::store::{Audit, SubscriptionRow, TrustEntryRow};
 

@@ -1,5 +1,4 @@
 //! Store cases: accounts and sessions.
-#![allow(clippy::unwrap_used)]
 
 use guildhall_spec::UserId;
 

@@ -1,8 +1,7 @@
 //! guilds: the PostgreSQL implementation of [`GuildStore`].
 
-use super::projections::{
-    add_ref, drop_refs, message_target, messages_projection, write_membership,
-};
+use super::media::{add_ref, drop_refs};
+use super::projections::{message_target, messages_projection, write_membership};
 use super::{GUILD_LOCK_CLASS, HeldLock, PostgresStore, WRITE_LOCK_CLASS, lock};
 use crate::store::guilds::{AppendedEvent, GuildLock, GuildStore, StoredEvent};
 use crate::store::{to_i64, to_u64};

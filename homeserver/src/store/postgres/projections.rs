@@ -4,12 +4,13 @@
 //! generated `messages.search` column: it follows `body` with nothing to maintain here.
 
 use guildhall_spec::content::EventContent;
-use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, MediaId, ServerName, UserId};
+use guildhall_spec::{ChannelId, EventId, InviteCode, MediaId, UserId};
 use sqlx::{Postgres, Transaction};
 
+use super::media::{add_ref, drop_refs};
 use crate::store::guilds::AppendedEvent;
 use crate::store::media::RefKind;
-use crate::store::{now_ms, to_i64};
+use crate::store::to_i64;
 
 /// Keeps `guild_members`, `channels` and `invites` equal to the state's members, channels and
 /// invites.
@@ -284,61 +285,6 @@ pub(super) async fn messages_projection(
                 .await?;
         }
         _ => {}
-    }
-    Ok(())
-}
-
-// The media area's reference helpers, which guild appends and snapshots use.
-// TODO(pg media): move them to `postgres/media.rs` beside the area that reads them.
-
-/// Adds a reference (no change if it exists).
-pub(super) async fn add_ref(
-    tx: &mut Transaction<'_, Postgres>,
-    media_id: &MediaId,
-    kind: RefKind,
-    guild_id: Option<&GuildId>,
-    owner: &str,
-    source: Option<&ServerName>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO media_refs (media_id, kind, guild_id, owner, source) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(media_id.as_str())
-    .bind(kind.as_str())
-    .bind(guild_id.map_or("", GuildId::as_str))
-    .bind(owner)
-    .bind(source.map(ServerName::as_str))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Removes the references of one owner; media left unreferenced starts its grace period.
-pub(super) async fn drop_refs(
-    tx: &mut Transaction<'_, Postgres>,
-    kind: RefKind,
-    guild_id: Option<&GuildId>,
-    owner: &str,
-) -> Result<(), sqlx::Error> {
-    let guild = guild_id.map_or("", GuildId::as_str);
-    let dropped: Vec<String> = sqlx::query_scalar(
-        "DELETE FROM media_refs WHERE kind = $1 AND guild_id = $2 AND owner = $3 RETURNING media_id",
-    )
-    .bind(kind.as_str())
-    .bind(guild)
-    .bind(owner)
-    .fetch_all(&mut **tx)
-    .await?;
-    for id in dropped {
-        sqlx::query(
-            "UPDATE media SET unreferenced_since = $1
-             WHERE media_id = $2 AND NOT EXISTS (SELECT 1 FROM media_refs WHERE media_id = $2)",
-        )
-        .bind(to_i64(now_ms()))
-        .bind(&id)
-        .execute(&mut **tx)
-        .await?;
     }
     Ok(())
 }
