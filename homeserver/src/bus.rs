@@ -5,8 +5,10 @@
 //! capacity behind is told it lagged, and the gateway then closes it with a resumable code.
 //!
 //! With `[redis] url` (several nodes), every message is also published on the Redis channel
-//! [`CHANNEL`] as `{node_id}\n{json}`, and a subscriber task hands what other nodes published to
-//! this node's subscribers. Three subscriptions tell the origins apart:
+//! `guildhall:{server_name}:bus` ([`Cluster::channel`]) as `{node_id}\n{json}`, and a subscriber
+//! task hands what other nodes published to this node's subscribers. The channel is the
+//! deployment's own, so servers of other names on the same Redis never hear it; the framing
+//! holds no server name (a node id has no newline, and the JSON starts after the first one). Three subscriptions tell the origins apart:
 //! * [`Bus::subscribe`]: what this node published. Work with side effects (federation relays,
 //!   voice moderation, fetching media) listens here, so that it is done once per deployment,
 //!   by the node where the change happened.
@@ -34,8 +36,6 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::cluster::Cluster;
 
-/// The Redis pub/sub channel every node publishes on and listens to.
-pub const CHANNEL: &str = "guildhall:bus";
 /// The largest message sent to or accepted from other nodes, in bytes of JSON.
 pub const MAX_WIRE_BYTES: usize = 8 << 20;
 /// Messages waiting to be published to Redis; past that, new ones reach this node only.
@@ -272,13 +272,14 @@ fn decode(own_node_id: &str, wire: &[u8]) -> Result<Option<BusMessage>, &'static
 /// logged once per outage; what fails is not retried (other nodes' clients resume).
 async fn send_to_cluster(cluster: Cluster, mut queue: mpsc::Receiver<BusMessage>) {
     let mut connection = cluster.connection();
+    let channel = cluster.channel();
     let mut failing = false;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let mut pipe = redis::pipe();
         for message in batch.drain(..) {
             if let Some(wire) = encode(cluster.node_id(), &message) {
-                pipe.cmd("PUBLISH").arg(CHANNEL).arg(wire).ignore();
+                pipe.cmd("PUBLISH").arg(&channel).arg(wire).ignore();
             }
         }
         match pipe.query_async::<()>(&mut connection).await {
@@ -301,10 +302,11 @@ async fn send_to_cluster(cluster: Cluster, mut queue: mpsc::Receiver<BusMessage>
 async fn receive_from_cluster(cluster: Cluster, bus: Bus) {
     const FIRST_PAUSE: Duration = Duration::from_millis(100);
     let mut pause = FIRST_PAUSE;
+    let channel = cluster.channel();
     loop {
         let subscribed = tokio::time::timeout(Duration::from_secs(5), async {
             let mut pubsub = cluster.client().get_async_pubsub().await?;
-            pubsub.subscribe(CHANNEL).await?;
+            pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         })
         .await;

@@ -166,7 +166,7 @@ impl AppState {
         let keys = server_keys::load_or_create(&data_dir.key_file(), &server_name)?;
         let cluster = match config.redis.url.as_str() {
             "" => None,
-            url => Some(Cluster::connect(url).await?),
+            url => Some(Cluster::connect(url, &server_name).await?),
         };
         let bus = cluster.as_ref().map_or_else(Bus::default, Bus::clustered);
         let federation =

@@ -2,12 +2,12 @@
 //! status the user chose (online, idle, dnd, invisible). Invisible users appear offline.
 //!
 //! With several nodes (`[redis] url`) the table lives in Redis, one hash per user,
-//! `guildhall:presence:{user_id}`: field `status` is the status the user chose last (on any
+//! `guildhall:{server_name}:presence:{user_id}`: field `status` is the status the user chose last (on any
 //! node), field `node:{node_id}` the user's connections on that node. A node's connections count
 //! only while its liveness key lives (see `cluster`), and always for the node itself (Redis may
 //! have restarted since its last refresh); once a node died, the first node to notice
-//! removes its fields (`reap_node`, through the set `guildhall:node-users:{node_id}` of users it
-//! had connected) and publishes who went offline. Every change is one Lua script, so two nodes
+//! removes its fields (`reap_node`, through the set `guildhall:{server_name}:node-users:{node_id}`
+//! of users it had connected) and publishes who went offline. Every change is one Lua script, so two nodes
 //! never both announce one transition. Hashes expire a day after their last change. When Redis
 //! is unreachable, this node's own table is used instead (with a warning), so users connected
 //! here are still seen by other users of this node.
@@ -136,7 +136,7 @@ impl Presence {
     pub async fn reap_node(&self, node_id: &str) {
         let Some(cluster) = &self.cluster else { return };
         let mut connection = cluster.connection();
-        let users_key = node_users_key(node_id);
+        let users_key = node_users_key(cluster, node_id);
         let Ok(users) = redis::cmd("SMEMBERS")
             .arg(&users_key)
             .query_async::<Vec<String>>(&mut connection)
@@ -196,12 +196,13 @@ impl Presence {
             Status::Invisible => "invisible",
         });
         let result = PRESENCE_SCRIPT
-            .key(format!("guildhall:presence:{user}"))
-            .key(node_users_key(node_id))
+            .key(cluster.key(&["presence", user.as_str()]))
+            .key(node_users_key(cluster, node_id))
             .arg(node_id)
             .arg(operation)
             .arg(status)
             .arg(user.as_str())
+            .arg(cluster.node_key_prefix())
             .invoke_async::<(String, String)>(&mut cluster.connection())
             .await;
         match result {
@@ -246,8 +247,8 @@ impl Presence {
 }
 
 /// The set of users a node has connections of.
-fn node_users_key(node_id: &str) -> String {
-    format!("guildhall:node-users:{node_id}")
+fn node_users_key(cluster: &Cluster, node_id: &str) -> String {
+    cluster.key(&["node-users", node_id])
 }
 
 /// A status as the script returns it, as others see it.
@@ -256,13 +257,15 @@ fn visible(status: &str) -> &'static str {
 }
 
 /// KEYS: the user's presence hash, the node's user set. ARGV: node id, operation (`connect`,
-/// `status`, `disconnect`, `reap`, `read`), the status (for `connect` and `status`), the user id.
+/// `status`, `disconnect`, `reap`, `read`), the status (for `connect` and `status`), the user id,
+/// what every node's liveness key starts with (the namespace's `…:node:`; a field `node:{id}`
+/// counts while that prefix followed by `{id}` exists).
 /// Returns the status before and after (`offline` when no live node has a connection).
 static PRESENCE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 local key, node_users = KEYS[1], KEYS[2]
-local node, operation, status, user = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local node, operation, status, user, node_key_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local field = 'node:' .. node
 local function current(counting_this_node)
   local fields = redis.call('HGETALL', key)
@@ -272,7 +275,7 @@ local function current(counting_this_node)
     if name == 'status' then
       chosen = value
     elseif string.sub(name, 1, 5) == 'node:' then
-      local alive = redis.call('EXISTS', 'guildhall:node:' .. string.sub(name, 6)) == 1
+      local alive = redis.call('EXISTS', node_key_prefix .. string.sub(name, 6)) == 1
       if alive or (counting_this_node and name == field) then
         connected = connected or tonumber(value) > 0
       end

@@ -4,7 +4,7 @@
 //! so memory is bounded by the number of recently active keys.
 //!
 //! [`SharedLimiter`] is the same limit shared by every node of a deployment with `[redis] url`:
-//! each bucket is a Redis hash `guildhall:ratelimit:{limit}:{key}` (`tokens`, `updated` in
+//! each bucket is a Redis hash `guildhall:{server_name}:ratelimit:{limit}:{key}` (`tokens`, `updated` in
 //! milliseconds of Redis' clock) changed by one Lua script, which expires once the bucket
 //! would be full again. When Redis cannot be reached, the node's own bucket answers (a warning
 //! once per outage): limits then hold per node, never not at all.
@@ -67,7 +67,7 @@ impl SharedLimiter {
     async fn run_script(&self, key: &str, count: i64) -> Option<i64> {
         let (cluster, name) = self.shared.as_ref()?;
         let result = BUCKET_SCRIPT
-            .key(format!("guildhall:ratelimit:{name}:{key}"))
+            .key(cluster.key(&["ratelimit", name, key]))
             .arg(self.local.per_second)
             .arg(self.local.burst)
             .arg(count)

@@ -32,8 +32,9 @@
 //! `gateway.presence_updates_per_minute` presence updates (5) a minute.
 //!
 //! With several nodes (`[redis] url`), a disconnected session is kept in Redis as
-//! `guildhall:session:{session_id}` (JSON: user, login, status, what the client was shown) for
-//! the resume window, and listed in `guildhall:login-sessions:{login}` so revoking the login
+//! `guildhall:{server_name}:session:{session_id}` (JSON: user, login, status, what the client
+//! was shown) for the resume window, and listed in `guildhall:{server_name}:login-sessions:{login}`
+//! so revoking the login
 //! forgets it on every node; a resume on any node claims it with one script that checks the user
 //! and login and deletes it, so two nodes cannot both resume one session.
 //!
@@ -195,7 +196,7 @@ impl SessionRegistry {
     async fn claim(&self, session_id: &str, user: &UserId, login: &str) -> Option<Resumable> {
         if let Some(cluster) = &self.cluster {
             let claimed = CLAIM_SCRIPT
-                .key(session_key(session_id))
+                .key(session_key(cluster, session_id))
                 .arg(user.as_str())
                 .arg(login)
                 .invoke_async::<Option<String>>(&mut cluster.connection())
@@ -229,7 +230,7 @@ impl SessionRegistry {
     async fn forget(&self, session_id: &str) {
         if let Some(cluster) = &self.cluster {
             let deleted = redis::cmd("DEL")
-                .arg(session_key(session_id))
+                .arg(session_key(cluster, session_id))
                 .query_async::<()>(&mut cluster.connection())
                 .await;
             if let Err(error) = deleted {
@@ -253,11 +254,11 @@ impl SessionRegistry {
         }
         if let Some(cluster) = &self.cluster {
             let mut connection = cluster.connection();
-            let listed = login_sessions_key(login);
+            let listed = login_sessions_key(cluster, login);
             let revoked = async {
                 let ids: Vec<String> =
                     redis::cmd("SMEMBERS").arg(&listed).query_async(&mut connection).await?;
-                let mut keys: Vec<String> = ids.iter().map(|id| session_key(id)).collect();
+                let mut keys: Vec<String> = ids.iter().map(|id| session_key(cluster, id)).collect();
                 keys.push(listed.clone());
                 redis::cmd("DEL").arg(keys).query_async::<()>(&mut connection).await
             };
@@ -277,11 +278,11 @@ async fn share(
     window: Duration,
 ) -> anyhow::Result<()> {
     let record = serde_json::to_string(shared)?;
-    let listed = login_sessions_key(&shared.login);
+    let listed = login_sessions_key(cluster, &shared.login);
     let seconds = window.as_secs().max(1);
     redis::pipe()
         .cmd("SET")
-        .arg(session_key(session_id))
+        .arg(session_key(cluster, session_id))
         .arg(record)
         .arg("EX")
         .arg(seconds)
@@ -299,12 +300,12 @@ async fn share(
     Ok(())
 }
 
-fn session_key(session_id: &str) -> String {
-    format!("guildhall:session:{session_id}")
+fn session_key(cluster: &Cluster, session_id: &str) -> String {
+    cluster.key(&["session", session_id])
 }
 
-fn login_sessions_key(login: &str) -> String {
-    format!("guildhall:login-sessions:{login}")
+fn login_sessions_key(cluster: &Cluster, login: &str) -> String {
+    cluster.key(&["login-sessions", login])
 }
 
 /// KEYS: the session. ARGV: the user and login resuming it. Returns the session's record and

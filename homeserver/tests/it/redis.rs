@@ -4,12 +4,17 @@
 //! engine's work), so the users a test needs on two nodes are registered on each, under the
 //! one server name all the nodes share.
 //!
+//! Servers of different names share a Redis too (as many test servers share one CI Redis), each
+//! under its own namespace: they keep their own rate limits, bus and nodes.
+//!
 //! These tests need a Redis: `GUILDHALL_TEST_REDIS=redis://127.0.0.1:PORT` (without a database
 //! number; each test takes its own database and empties it first).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use crate::harness::{Encoding, Gateway, Received, Server, StatusCode, User, Value, json};
 
@@ -47,6 +52,16 @@ async fn node(url: &str, settings: &[(&str, &str)]) -> Server {
     let mut builder = Server::builder()
         .env("GUILDHALL_REDIS__URL", url)
         .env("GUILDHALL_SERVER__SERVER_NAME", SERVER_NAME);
+    for (key, value) in settings {
+        builder = builder.env(key, value);
+    }
+    builder.start().await
+}
+
+/// A server named after its own address (`127.0.0.1:{port}`, a colon in the name) on the Redis
+/// at `url`.
+async fn server_of_its_own(url: &str, settings: &[(&str, &str)]) -> Server {
+    let mut builder = Server::builder().env("GUILDHALL_REDIS__URL", url);
     for (key, value) in settings {
         builder = builder.env(key, value);
     }
@@ -91,6 +106,102 @@ async fn failed_logins_are_limited_across_nodes() {
 }
 
 #[tokio::test]
+async fn servers_of_other_names_on_one_redis_keep_their_own_per_ip_limits() {
+    let (url, _redis) = fresh_redis(4).await;
+    // Twenty requests an address, then one a second: far less than the test's requests.
+    let limits = [
+        ("GUILDHALL_RATE_LIMITS__PER_IP_PER_SECOND", "1"),
+        ("GUILDHALL_RATE_LIMITS__PER_IP_BURST", "20"),
+    ];
+    let one = server_of_its_own(&url, &limits).await;
+    let two = server_of_its_own(&url, &limits).await;
+    assert_ne!(one.name(), two.name(), "two servers of other names");
+    let exhaust = async |server: &Server| {
+        let mut allowed = 0;
+        for _ in 0..100 {
+            let (status, body) = server.client().get("/nowhere").await;
+            match status {
+                StatusCode::TOO_MANY_REQUESTS => return allowed,
+                StatusCode::NOT_FOUND => allowed += 1,
+                other => panic!("GET /nowhere on {}: {other} {body}", server.name()),
+            }
+        }
+        panic!("{} never limited 127.0.0.1 ({allowed} requests allowed)", server.name())
+    };
+    assert!(exhaust(&one).await <= 20, "server one's burst is 20");
+    // Had the servers shared a bucket, server two would allow the second or two refilled since.
+    let allowed = exhaust(&two).await;
+    assert!(
+        (10..=20).contains(&allowed),
+        "server two limits with a bucket of its own, untouched by server one's: {allowed} allowed"
+    );
+}
+
+#[tokio::test]
+async fn servers_of_other_names_on_one_redis_hear_only_their_own_bus_and_nodes() {
+    let (url, mut redis) = fresh_redis(5).await;
+    let one = server_of_its_own(&url, &[]).await;
+    let two = server_of_its_own(&url, &[]).await;
+    let client = redis::Client::open(url.as_str()).expect("a Redis URL");
+    let mut pubsub = client.get_async_pubsub().await.expect("a pub/sub connection");
+    pubsub.subscribe(&[channel_of(&one), channel_of(&two)]).await.expect("SUBSCRIBE");
+    let mut messages = pubsub.into_on_message();
+    // Waits for the message on `wanted` that mentions `mentioning`, returning every message of
+    // both channels up to it as (channel, payload).
+    let mut until = async |wanted: &str, mentioning: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let message = tokio::time::timeout(left, messages.next()).await;
+            let Ok(Some(message)) = message else {
+                panic!("no message mentioning {mentioning} on {wanted}; saw {}", seen.len())
+            };
+            let payload = String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
+            let found = message.get_channel_name() == wanted && payload.contains(mentioning);
+            seen.push((message.get_channel_name().to_owned(), payload));
+            if found {
+                return seen;
+            }
+        }
+    };
+
+    let alice = one.register("alice").await;
+    let (_on_one, _) = Gateway::identified(&one, &alice.token, Encoding::Json).await;
+    until(&channel_of(&one), &alice.id).await;
+    let bob = two.register("bob").await;
+    let (_on_two, _) = Gateway::identified(&two, &bob.token, Encoding::Json).await;
+    let seen = until(&channel_of(&two), &bob.id).await;
+    let crossed: Vec<_> = seen
+        .iter()
+        .filter(|(channel, payload)| {
+            (*channel == channel_of(&one) && payload.contains(&two.name()))
+                || (*channel == channel_of(&two) && payload.contains(&one.name()))
+        })
+        .collect();
+    assert!(crossed.is_empty(), "a server's messages on the other's channel: {crossed:?}");
+
+    // Each server lists only its own node, so neither takes the other's for dead and reaps it.
+    for server in [&one, &two] {
+        let key = format!("guildhall:{}:nodes", server.name());
+        let nodes: Vec<String> =
+            redis::cmd("SMEMBERS").arg(&key).query_async(&mut redis).await.expect("SMEMBERS");
+        assert_eq!(nodes.len(), 1, "{key}: {nodes:?}");
+        let alive: bool = redis::cmd("EXISTS")
+            .arg(format!("guildhall:{}:node:{}", server.name(), nodes[0]))
+            .query_async(&mut redis)
+            .await
+            .expect("EXISTS");
+        assert!(alive, "{}'s node has its liveness key in its namespace", server.name());
+    }
+}
+
+/// The bus channel of `server`'s deployment.
+fn channel_of(server: &Server) -> String {
+    format!("guildhall:{}:bus", server.name())
+}
+
+#[tokio::test]
 async fn a_user_on_two_nodes_is_online_once_and_changes_cross_between_nodes() {
     let (url, _redis) = fresh_redis(2).await;
     let (one, two) = (node(&url, &[]).await, node(&url, &[]).await);
@@ -122,7 +233,7 @@ async fn disconnected_sessions_live_in_redis_and_resume_once() {
     let (gateway, ready) = Gateway::identified(&server, &alice.token, Encoding::Json).await;
     let session_id = ready["session_id"].as_str().expect("a session id").to_owned();
     let seq = ready["seq"].as_i64().expect("a stream position");
-    let key = format!("guildhall:session:{session_id}");
+    let key = format!("guildhall:{SERVER_NAME}:session:{session_id}");
     gateway.close().await;
 
     // The node writes the record once it has noticed the disconnection.
