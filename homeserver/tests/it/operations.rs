@@ -140,7 +140,7 @@ async fn a_community_moves_from_sqlite_to_postgres_with_everything_checked() {
     bob.send(&guild.general, "a reply with a searchable word").await;
     let (status, _) = bob
         .put_empty(&format!(
-            "/channels/{}/messages/{}/reactions/%F0%9F%91%8D",
+            "/channels/{}/messages/{}/reactions/%F0%9F%91%8D/@me",
             guild.general,
             first["id"].as_str().unwrap()
         ))
