@@ -53,6 +53,15 @@ fn ci() -> Result<()> {
     let services = services::Services::start()?;
     let env = services.env();
     run_with_env("cargo", &["test", "--workspace", "--locked"], &env)?;
+    // The integration suite again with every server on PostgreSQL (tests about the SQLite
+    // file itself keep it), so that both engines serve everything a client and a peer do.
+    let mut on_postgres = env.to_vec();
+    on_postgres.push(("GUILDHALL_TEST_ENGINE", "postgres".to_owned()));
+    run_with_env(
+        "cargo",
+        &["test", "--locked", "-p", "guildhall-homeserver", "--test", "it"],
+        &on_postgres,
+    )?;
     // Every example, as a user would run it; each exits non-zero if what it shows fails.
     let examples: [&[&str]; 3] =
         [&["sign_event"], &["gateway_bot", "--", "--demo"], &["two-servers"]];

@@ -6,7 +6,7 @@
 //!
 //! * `GUILDHALL_TEST_POSTGRES`: `postgres://postgres@127.0.0.1:PORT/postgres` (trust auth);
 //! * `GUILDHALL_TEST_REDIS`: `redis://127.0.0.1:PORT/`;
-//! * `GUILDHALL_PG_BIN`: the directory of `psql`, `pg_dump` and `createdb` of that version.
+//! * `GUILDHALL_TEST_PG_BIN`: the directory of `psql`, `pg_dump` and `createdb` of that version.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -210,7 +210,7 @@ impl Services {
                 format!("postgres://postgres@127.0.0.1:{}/postgres", self.postgres_port),
             ),
             ("GUILDHALL_TEST_REDIS", format!("redis://127.0.0.1:{}/", self.redis_port)),
-            ("GUILDHALL_PG_BIN", self.postgres_bin.display().to_string()),
+            ("GUILDHALL_TEST_PG_BIN", self.postgres_bin.display().to_string()),
         ]
     }
 }

@@ -276,7 +276,7 @@ pub async fn backup_sqlite(database: &Path, file: &Path) -> anyhow::Result<()> {
 /// Writes a `pg_dump` archive (custom format) of the database at `url` to `file`.
 pub fn backup_postgres(url: &str, file: &Path) -> anyhow::Result<()> {
     ensure!(!file.exists(), "{} exists already", file.display());
-    let mut command = pg_tool("pg_dump")?;
+    let mut command = pg_tool("pg_dump");
     connection_env(&mut command, url)?;
     command.args(["--format=custom", "--no-owner", "--file"]).arg(file);
     run(command, "pg_dump")
@@ -284,7 +284,7 @@ pub fn backup_postgres(url: &str, file: &Path) -> anyhow::Result<()> {
 
 /// Restores a `pg_dump` archive into the (empty) database at `url`.
 pub fn restore_postgres(url: &str, file: &Path) -> anyhow::Result<()> {
-    let mut command = pg_tool("pg_restore")?;
+    let mut command = pg_tool("pg_restore");
     connection_env(&mut command, url)?;
     command.args(["--no-owner", "--exit-on-error", "--single-transaction", "--dbname"]);
     // The database name alone: everything else (and the password) travels in the environment.
@@ -293,20 +293,20 @@ pub fn restore_postgres(url: &str, file: &Path) -> anyhow::Result<()> {
     run(command, "pg_restore")
 }
 
-/// A PostgreSQL client program: on `PATH`, or in `GUILDHALL_PG_BIN`, or where Debian puts it.
-fn pg_tool(name: &str) -> anyhow::Result<Command> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(bin) = std::env::var("GUILDHALL_PG_BIN") {
-        candidates.push(Path::new(&bin).join(name));
-    }
-    if let Ok(versions) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut found: Vec<PathBuf> =
-            versions.filter_map(Result::ok).map(|v| v.path().join("bin").join(name)).collect();
-        found.sort();
-        candidates.extend(found.into_iter().rev());
-    }
-    let program = candidates.into_iter().find(|path| path.exists()).unwrap_or_else(|| name.into());
-    Ok(Command::new(program))
+/// A PostgreSQL client program: where Debian puts it (the newest version), or on `PATH`.
+fn pg_tool(name: &str) -> Command {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|versions| {
+            versions.filter_map(Result::ok).map(|v| v.path().join("bin").join(name)).collect()
+        })
+        .unwrap_or_default();
+    found.retain(|path| path.exists());
+    // Version directories sort as numbers only while they have the same number of digits.
+    found.sort_by_key(|path| {
+        let version = path.parent().and_then(Path::parent).and_then(Path::file_name);
+        version.and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0)
+    });
+    Command::new(found.pop().unwrap_or_else(|| name.into()))
 }
 
 /// Passes a connection URL to a libpq program through its environment, so that no password

@@ -85,7 +85,7 @@ fn remove_sqlite(server: &Server) {
 
 #[tokio::test]
 async fn a_running_sqlite_server_is_backed_up_and_restored_to_that_moment() {
-    let mut server = Server::start().await;
+    let mut server = Server::builder().sqlite().start().await;
     let alice = server.register("alice").await;
     let guild = alice.create_guild("kept").await;
     alice.send(&guild.general, "before the backup").await;
@@ -131,7 +131,7 @@ async fn a_postgres_server_is_backed_up_with_pg_dump_and_restored_into_a_new_dat
 
 #[tokio::test]
 async fn a_community_moves_from_sqlite_to_postgres_with_everything_checked() {
-    let mut server = Server::start().await;
+    let mut server = Server::builder().sqlite().start().await;
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let guild = alice.create_guild("moving").await;

@@ -7,7 +7,9 @@ use crate::harness::{StatusCode, json};
 
 #[tokio::test]
 async fn a_private_channel_never_reaches_a_server_without_a_viewer() {
-    let (a, b, c) = (federating().await, federating().await, federating().await);
+    let (a, b) = (federating().await, federating().await);
+    // C's database file is searched below.
+    let c = federating_builder().sqlite().start().await;
     let alice = a.register("alice").await;
     let bob = b.register("bob").await;
     let carol = c.register("carol").await;
@@ -93,7 +95,8 @@ async fn withheld_content_arrives_once_access_is_granted() {
 
 #[tokio::test]
 async fn a_message_deleted_while_a_member_server_is_down_never_reaches_it() {
-    let (a, mut b) = (federating().await, federating().await);
+    // B's database file is searched below.
+    let (a, mut b) = (federating().await, federating_builder().sqlite().start().await);
     let alice = a.register("alice").await;
     let bob = b.register("bob").await;
     let guild = alice.create_guild("Regrets").await;

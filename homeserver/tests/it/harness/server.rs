@@ -75,6 +75,12 @@ impl Builder {
         self.env(DATABASE_URL, &url)
     }
 
+    /// Keeps the server on the embedded SQLite database even when `GUILDHALL_TEST_ENGINE` says
+    /// otherwise (for tests that look at the database file itself).
+    pub fn sqlite(self) -> Self {
+        self.env(DATABASE_URL, "")
+    }
+
     /// Puts the server's cross-node layer on the Redis `GUILDHALL_TEST_REDIS` names.
     pub fn redis(self) -> Self {
         let url = std::env::var("GUILDHALL_TEST_REDIS").unwrap_or_else(|_| {
@@ -366,7 +372,7 @@ fn fresh_postgres_database() -> String {
     });
     let name =
         format!("guildhall_it_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-    let psql = std::env::var("GUILDHALL_PG_BIN")
+    let psql = std::env::var("GUILDHALL_TEST_PG_BIN")
         .map_or_else(|_| PathBuf::from("psql"), |bin| Path::new(&bin).join("psql"));
     let output = Command::new(psql)
         .arg(&server)

@@ -40,8 +40,8 @@ const ARRIVAL: Duration = Duration::from_secs(60);
 #[tokio::test]
 async fn two_people_on_two_servers_write_both_ways_and_no_server_holds_the_text() {
     let (a, b) = tokio::join!(
-        federating_builder().recorded().start(),
-        federating_builder().recorded().start()
+        federating_builder().sqlite().recorded().start(),
+        federating_builder().sqlite().recorded().start()
     );
     let scratch = Scratch::new();
     let mut alice = Person::new(&a, "alice", &scratch).await;
