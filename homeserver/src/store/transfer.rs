@@ -8,6 +8,7 @@ use std::process::Command;
 use std::str::FromStr;
 
 use anyhow::{Context, bail, ensure};
+use futures_util::TryStreamExt;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use sqlx::{Connection, Row, SqliteConnection};
@@ -65,20 +66,21 @@ pub async fn sqlite_to_postgres(sqlite: &Path, postgres: &str) -> anyhow::Result
     let missing: Vec<_> = sqlite_tables.iter().filter(|t| !tables.contains(t)).collect();
     ensure!(missing.is_empty(), "tables without a PostgreSQL counterpart: {missing:?}");
 
+    // One transaction: the copy, the identities moved past it and the checks commit together
+    // or not at all (a failed run leaves the target empty, to run again).
     let mut migrated = Migrated::default();
     let mut tx = pg.begin().await?;
     for table in &tables {
         let copied = copy_table(&mut source, &mut tx, table).await?;
         migrated.rows.insert(table.clone(), copied);
     }
-    tx.commit().await?;
-    restart_identities(&pg).await?;
+    restart_identities(&mut tx).await?;
 
     // Verify: the same number of rows everywhere, and every guild log ends where it did.
     for (table, copied) in &migrated.rows {
         let there: i64 =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                .fetch_one(&pg)
+                .fetch_one(&mut *tx)
                 .await?;
         ensure!(there == *copied, "{table}: {copied} rows read, {there} in PostgreSQL");
     }
@@ -90,14 +92,14 @@ pub async fn sqlite_to_postgres(sqlite: &Path, postgres: &str) -> anyhow::Result
         let there: Option<(i64, String)> =
             sqlx::query_as("SELECT head_seq, head_event_id FROM guilds WHERE guild_id = $1")
                 .bind(guild)
-                .fetch_optional(&pg)
+                .fetch_optional(&mut *tx)
                 .await?;
         ensure!(there.as_ref() == Some(&(*seq, event_id.clone())), "guild {guild}: head differs");
         let last: Option<(i64, String)> = sqlx::query_as(
             "SELECT seq, event_id FROM events WHERE guild_id = $1 ORDER BY seq DESC LIMIT 1",
         )
         .bind(guild)
-        .fetch_optional(&pg)
+        .fetch_optional(&mut *tx)
         .await?;
         let last_here: Option<(i64, String)> = sqlx::query_as(
             "SELECT seq, event_id FROM events WHERE guild_id = ? ORDER BY seq DESC LIMIT 1",
@@ -108,6 +110,7 @@ pub async fn sqlite_to_postgres(sqlite: &Path, postgres: &str) -> anyhow::Result
         ensure!(last == last_here, "guild {guild}: the last stored event differs");
     }
     migrated.guild_heads = heads.len();
+    tx.commit().await?;
     sqlx::query("ROLLBACK").execute(&mut source).await?;
     Ok(migrated)
 }
@@ -191,17 +194,27 @@ async fn copy_table(
         // Its one row is created by the PostgreSQL migration; the SQLite row replaces it.
         sqlx::query("DELETE FROM trust_settings").execute(&mut **tx).await?;
     }
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {} FROM {table}", select.join(", "))))
-            .fetch_all(&mut *source)
-            .await?;
     let names = targets.iter().map(|t| format!("\"{}\"", t.name)).collect::<Vec<_>>().join(", ");
-    for chunk in rows.chunks(BATCH) {
+    let query = format!("SELECT {} FROM {table}", select.join(", "));
+    // Read as a stream, a batch at a time: a table may be larger than memory.
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(query)).fetch(&mut *source);
+    let mut copied = 0_i64;
+    let mut chunk = Vec::with_capacity(BATCH);
+    loop {
+        let row = rows.try_next().await?;
+        let done = row.is_none();
+        chunk.extend(row);
+        if chunk.len() < BATCH && !done {
+            continue;
+        }
+        if chunk.is_empty() {
+            break;
+        }
         let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
             "INSERT INTO {table} ({names}) OVERRIDING SYSTEM VALUE "
         ));
         let mut failed = None;
-        insert.push_values(chunk, |mut values, row| {
+        insert.push_values(&chunk, |mut values, row| {
             for (index, target) in targets.iter().enumerate() {
                 if let Err(error) = bind_value(&mut values, row, index, &target.kind) {
                     failed.get_or_insert(format!("{table}.{}: {error}", target.name));
@@ -212,8 +225,13 @@ async fn copy_table(
             bail!("reading {failed}");
         }
         insert.build().execute(&mut **tx).await.with_context(|| format!("copying {table}"))?;
+        copied += i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+        chunk.clear();
+        if done {
+            break;
+        }
     }
-    Ok(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+    Ok(copied)
 }
 
 /// Binds column `index` of a SQLite row as the PostgreSQL type `kind` wants.
@@ -241,19 +259,21 @@ fn bind_value(
 }
 
 /// Moves every identity column's sequence past the largest value copied into it.
-async fn restart_identities(pg: &PgPool) -> anyhow::Result<()> {
+async fn restart_identities(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+) -> anyhow::Result<()> {
     let identities: Vec<(String, String)> = sqlx::query_as(
         "SELECT table_name::text, column_name::text FROM information_schema.columns
          WHERE table_schema = 'public' AND is_identity = 'YES'",
     )
-    .fetch_all(pg)
+    .fetch_all(&mut **tx)
     .await?;
     for (table, column) in identities {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
              COALESCE((SELECT MAX(\"{column}\") FROM {table}), 0) + 1, false)"
         )))
-        .execute(pg)
+        .execute(&mut **tx)
         .await?;
     }
     Ok(())

@@ -139,4 +139,22 @@ async fn a_dead_nodes_federation_queue_is_taken_over_and_nothing_is_lost_or_doub
     .await;
     let delivered: Vec<&String> = seen.iter().filter(|c| c.starts_with("queued ")).collect();
     assert_eq!(delivered.len(), sent.len(), "every queued message arrives once: {delivered:?}");
+    // And the queue the dead node left is worked off, not left to be sent again.
+    let url = first.database_url().expect("a PostgreSQL server");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let queued = eventually(
+        Duration::from_secs(10),
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM outbound_events WHERE destination = $1",
+            )
+            .bind(remote.name())
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        },
+        |queued| *queued == 0,
+    )
+    .await;
+    assert_eq!(queued, 0, "the taken-over queue is empty once delivered");
 }

@@ -32,9 +32,13 @@ pub(crate) use on_both_engines;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// A name no other test uses, now or in an earlier run (process ids are reused).
 fn unique(prefix: &str) -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}_{}_{n}", std::process::id())
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
 }
 
 /// A directory removed when dropped.

@@ -4,7 +4,7 @@ use guildhall_spec::ServerName;
 
 use super::PostgresStore;
 use crate::store::cluster::ClusterStore;
-use crate::store::{now_ms, to_i64};
+use crate::store::to_i64;
 
 #[async_trait::async_trait]
 impl ClusterStore for PostgresStore {
@@ -19,17 +19,16 @@ impl ClusterStore for PostgresStore {
         holder: &str,
         ttl_ms: u64,
     ) -> Result<bool, sqlx::Error> {
-        let now = to_i64(now_ms());
         // One statement: taken when free, expired or already ours; otherwise nothing changes.
+        // Times are the database's, so that nodes whose clocks differ agree on expiry.
         let taken = sqlx::query(
-            "INSERT INTO delivery_leases (queue, holder, expires_ts) VALUES ($1, $2, $3)
+            "INSERT INTO delivery_leases (queue, holder, expires_ts) VALUES ($1, $2, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $3)
              ON CONFLICT (queue) DO UPDATE SET holder = excluded.holder, expires_ts = excluded.expires_ts
-             WHERE delivery_leases.holder = excluded.holder OR delivery_leases.expires_ts < $4",
+             WHERE delivery_leases.holder = excluded.holder OR delivery_leases.expires_ts < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
         )
         .bind(queue)
         .bind(holder)
-        .bind(now.saturating_add(to_i64(ttl_ms)))
-        .bind(now)
+        .bind(to_i64(ttl_ms))
         .execute(&self.pool)
         .await?;
         Ok(taken.rows_affected() == 1)
@@ -38,10 +37,9 @@ impl ClusterStore for PostgresStore {
     async fn unleased_destinations(&self) -> Result<Vec<ServerName>, sqlx::Error> {
         let names: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT o.destination FROM outbound_events o
-             LEFT JOIN delivery_leases l ON l.queue = o.destination AND l.expires_ts >= $1
+             LEFT JOIN delivery_leases l ON l.queue = o.destination AND l.expires_ts >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT
              WHERE l.queue IS NULL",
         )
-        .bind(to_i64(now_ms()))
         .fetch_all(&self.pool)
         .await?;
         Ok(names.iter().filter_map(|name| ServerName::parse(name).ok()).collect())

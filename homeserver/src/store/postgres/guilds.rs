@@ -2,7 +2,7 @@
 
 use super::media::{add_ref, drop_refs};
 use super::projections::{message_target, messages_projection, write_membership};
-use super::{GUILD_LOCK_CLASS, HeldLock, PostgresStore, WRITE_LOCK_CLASS, lock};
+use super::{GUILD_LOCK_CLASS, HeldLock, PostgresStore, STREAM_LOCK_CLASS, lock};
 use crate::store::guilds::{AppendedEvent, GuildLock, GuildStore, StoredEvent};
 use crate::store::{to_i64, to_u64};
 use guildhall_spec::content::{EventContent, GuildKind};
@@ -409,11 +409,11 @@ impl GuildStore for PostgresStore {
         if let Some(content) = appended.content {
             messages_projection(&mut tx, appended, content).await?;
         }
-        // Positions handed out under the database-wide lock are committed in their order: the
+        // Positions handed out under the stream lock are committed in their order: the
         // stream position (a gateway resumes after one) and the outbound queue's ids (a sender
         // deletes every row up to the last one it sent, so a smaller id committed after that
         // read would be deleted unsent).
-        lock(&mut tx, WRITE_LOCK_CLASS, "").await?;
+        lock(&mut tx, STREAM_LOCK_CLASS, "").await?;
         for (destination, event) in appended.outbound {
             sqlx::query(
                 "INSERT INTO outbound_events (destination, event, event_id) VALUES ($1, $2, $3)",

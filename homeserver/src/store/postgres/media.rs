@@ -25,7 +25,10 @@ fn media_row(row: &PgRow) -> Option<MediaRow> {
     })
 }
 
-/// Adds a reference (no change if it exists).
+/// Adds a reference (no change if it exists). The media's row, if held here, is touched too:
+/// that locks it until the reference commits, so that a collection running meanwhile (which
+/// cannot see the uncommitted reference) waits, then finds its grace period restarted and
+/// leaves it.
 pub(super) async fn add_ref(
     tx: &mut Transaction<'_, Postgres>,
     media_id: &MediaId,
@@ -43,6 +46,13 @@ pub(super) async fn add_ref(
     .bind(guild_id.map_or("", GuildId::as_str))
     .bind(owner)
     .bind(source.map(ServerName::as_str))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE media SET unreferenced_since = GREATEST(unreferenced_since, $1) WHERE media_id = $2",
+    )
+    .bind(to_i64(now_ms()))
+    .bind(media_id.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -256,15 +266,28 @@ impl MediaStore for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        for id in &ids {
-            sqlx::query("DELETE FROM media WHERE media_id = $1").bind(id).execute(&mut *tx).await?;
+        let mut collected = Vec::with_capacity(ids.len());
+        for id in ids {
+            // Checked again as the row is deleted: a reference committed after the scan above
+            // touched the row (see `add_ref`), and the delete then leaves it.
+            let deleted =
+                sqlx::query("DELETE FROM media WHERE media_id = $1 AND unreferenced_since < $2")
+                    .bind(&id)
+                    .bind(to_i64(cutoff_ms))
+                    .execute(&mut *tx)
+                    .await?;
+            if deleted.rows_affected() == 0 {
+                continue;
+            }
+            let id = &id;
             sqlx::query("DELETE FROM media_uploads WHERE media_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
             drop_refs(&mut tx, RefKind::Thumbnail, None, id).await?;
+            collected.push(id.clone());
         }
         tx.commit().await?;
-        Ok(ids.iter().filter_map(|id| MediaId::parse(id).ok()).collect())
+        Ok(collected.iter().filter_map(|id| MediaId::parse(id).ok()).collect())
     }
 }

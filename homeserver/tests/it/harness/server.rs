@@ -370,8 +370,12 @@ fn fresh_postgres_database() -> String {
              `cargo xtask services` and export what it prints"
         )
     });
-    let name =
-        format!("guildhall_it_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    // Process ids are reused: the time keeps names apart from an earlier run's.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("guildhall_it_{}_{counter}_{nanos}", std::process::id());
     let psql = std::env::var("GUILDHALL_TEST_PG_BIN")
         .map_or_else(|_| PathBuf::from("psql"), |bin| Path::new(&bin).join("psql"));
     let output = Command::new(psql)
