@@ -43,7 +43,7 @@ async fn start_nodes(
 ) -> Result<(Vec<Fixture>, Session)> {
     let dir = std::env::temp_dir().join(format!("guildhall-bench-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut clients = Vec::new();
+    let mut clients: Vec<Client> = Vec::new();
     let mut server_name = None;
     for _ in 0..count {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -57,7 +57,13 @@ async fn start_nodes(
             AppState::open(config.clone(), &DataDir::new(&dir), effective_server_name(&config)?)
                 .await?;
         tokio::spawn(guildhall_homeserver::serve(state, listener, std::future::pending()));
-        clients.push(Client::connect(&format!("http://{}", config.server.listen)).await?);
+        let url = format!("http://{}", config.server.listen);
+        // Every node answers for the first node's name (a load balancer's, in production).
+        let client = match clients.first() {
+            None => Client::connect(&url).await?,
+            Some(first) => Client::with_server_name(&url, first.server_name().clone())?,
+        };
+        clients.push(client);
     }
     let owner = clients[0].register("owner", PASSWORD).await?;
     let guild = owner.create_guild("bench").await?;
