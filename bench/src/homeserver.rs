@@ -92,7 +92,7 @@ impl Fixture {
 
 /// Messages per second through `POST /channels/{id}/messages` with 20 concurrent senders.
 pub(crate) async fn rest_throughput(results: &mut Results) -> Result<()> {
-    let rate = rest_throughput_on("rest", None, 1).await?;
+    let rate = rest_throughput_on("rest", None, 1, Guilds::One).await?;
     results.record("homeserver.rest_send_msgs_per_sec_20_senders", rate, "msgs/s");
     Ok(())
 }
@@ -106,13 +106,23 @@ pub(crate) async fn rest_throughput_postgres(results: &mut Results) -> Result<()
     };
     for nodes in [1, 2] {
         let database = fresh_database(&server, &format!("guildhall_bench_{nodes}")).await?;
-        let rate = rest_throughput_on(&format!("rest-pg-{nodes}"), Some(&database), nodes).await?;
+        let label = format!("rest-pg-{nodes}");
+        let rate = rest_throughput_on(&label, Some(&database), nodes, Guilds::One).await?;
         results.record(
             &format!("homeserver.postgres_rest_send_msgs_per_sec_20_senders_{nodes}_node"),
             rate,
             "msgs/s",
         );
     }
+    // The same with every sender in a guild of its own: the guild lock serializes only the
+    // writers of one guild.
+    let database = fresh_database(&server, "guildhall_bench_guilds").await?;
+    let rate = rest_throughput_on("rest-pg-guilds", Some(&database), 2, Guilds::PerSender).await?;
+    results.record(
+        "homeserver.postgres_rest_send_msgs_per_sec_20_senders_20_guilds_2_node",
+        rate,
+        "msgs/s",
+    );
     Ok(())
 }
 
@@ -127,8 +137,22 @@ async fn fresh_database(server: &str, name: &str) -> Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
+/// Where the senders of a throughput run write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Guilds {
+    /// All in the fixture's guild.
+    One,
+    /// Each in a guild of its own.
+    PerSender,
+}
+
 /// Messages per second with 20 senders spread over `nodes` nodes.
-async fn rest_throughput_on(label: &str, database: Option<&str>, nodes: usize) -> Result<f64> {
+async fn rest_throughput_on(
+    label: &str,
+    database: Option<&str>,
+    nodes: usize,
+    guilds: Guilds,
+) -> Result<f64> {
     const SENDERS: usize = 20;
     const DURATION: Duration = Duration::from_secs(5);
     let (fixtures, _) = start_nodes(label, database, nodes).await?;
@@ -136,7 +160,14 @@ async fn rest_throughput_on(label: &str, database: Option<&str>, nodes: usize) -
     for index in 0..SENDERS {
         let fixture = &fixtures[index % fixtures.len()];
         let member = fixture.member(&format!("sender{index}")).await?;
-        senders.push(PlainSender::new(&member, &fixture.channel)?);
+        let channel = match guilds {
+            Guilds::One => fixture.channel.clone(),
+            Guilds::PerSender => {
+                let own = member.create_guild(&format!("guild{index}")).await?;
+                own.channels.first().context("a new guild has #general")?.id.clone()
+            }
+        };
+        senders.push(PlainSender::new(&member, &channel)?);
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
