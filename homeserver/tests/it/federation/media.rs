@@ -84,7 +84,15 @@ async fn attachments_are_fetched_from_their_origin_checked_and_kept() {
     assert!(kept, "the host keeps a copy of what it sequenced");
     let mut b = b;
     b.stop();
-    let (status, _, bytes) = fetch(&owner, &format!("/media/{notes}"), None).await;
+    // The file is written before the host records and vouches for it: with B gone, whatever A
+    // serves is its own copy, once its records catch up.
+    let path = format!("/media/{notes}");
+    let (status, _, bytes) = eventually(
+        Duration::from_secs(10),
+        || fetch(&owner, &path, None),
+        |(status, _, _)| *status == StatusCode::OK,
+    )
+    .await;
     assert_eq!((status, bytes.as_slice()), (StatusCode::OK, &b"bob's notes from B"[..]));
 }
 
