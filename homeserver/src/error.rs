@@ -80,6 +80,16 @@ impl ApiError {
         self.code
     }
 
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// For a rate limit, how long to wait.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.retry_after_ms
+    }
+
     /// The human-readable explanation the client is shown.
     pub fn message(&self) -> &str {
         &self.message

@@ -53,6 +53,8 @@ pub struct AppState {
     pub keys: Arc<ServerKeys>,
     /// Guild writes and heads.
     pub guilds: Arc<GuildService>,
+    /// The numeric ids of the Discord-compatible API.
+    pub snowflakes: Arc<api::discord::snowflake::Snowflakes>,
     /// The event bus.
     pub bus: Bus,
     /// The Redis shared with this server's other nodes (`[redis] url`); `None`: one node.
@@ -240,6 +242,7 @@ impl AppState {
                 config.limits.max_unauthenticated_body_reads_per_address,
             )),
             identities: identity::Directory::default(),
+            snowflakes: Arc::new(api::discord::snowflake::Snowflakes::new(store.clone())),
             config: Arc::new(config),
             server_name,
             store,

@@ -305,8 +305,8 @@ pub(super) async fn delete_overwrite(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewInvite {
-    max_age_secs: Option<u64>,
-    max_uses: Option<u64>,
+    pub(super) max_age_secs: Option<u64>,
+    pub(super) max_uses: Option<u64>,
 }
 
 fn invite_view(
@@ -412,7 +412,7 @@ pub(super) async fn invite(
 #[serde(deny_unknown_fields)]
 pub(super) struct InviteServer {
     /// The server hosting the invite's guild, when it is not this one.
-    server: Option<String>,
+    pub(super) server: Option<String>,
 }
 
 /// `POST /api/v1/invites/{code}[?server=<host server>]`: join the guild, here or on the server

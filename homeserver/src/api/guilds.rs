@@ -234,7 +234,7 @@ fn me_or(auth: &AuthUser, user_id: &str) -> ApiResult<UserId> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Reason {
-    reason: Option<String>,
+    pub(super) reason: Option<String>,
 }
 
 /// `DELETE /api/v1/guilds/{guild_id}/members/{user_id}`: kick.
@@ -442,13 +442,13 @@ pub(super) async fn roles(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewRole {
-    name: String,
+    pub(super) name: String,
     #[serde(default)]
-    permissions: Permissions,
-    position: Option<i64>,
-    color: Option<u32>,
-    hoist: Option<bool>,
-    mentionable: Option<bool>,
+    pub(super) permissions: Permissions,
+    pub(super) position: Option<i64>,
+    pub(super) color: Option<u32>,
+    pub(super) hoist: Option<bool>,
+    pub(super) mentionable: Option<bool>,
 }
 
 /// `POST /api/v1/guilds/{guild_id}/roles`. Without a position the role goes just above

@@ -23,9 +23,9 @@ const MAX_MENTIONS: usize = 50;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct History {
-    before: Option<String>,
-    after: Option<String>,
-    limit: Option<u32>,
+    pub(super) before: Option<String>,
+    pub(super) after: Option<String>,
+    pub(super) limit: Option<u32>,
 }
 
 /// `GET /api/v1/channels/{channel_id}/messages?before=&after=&limit=`: newest first.
@@ -86,12 +86,12 @@ async fn render(state: &AppState, viewer: &UserId, rows: &[MessageRow]) -> ApiRe
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewMessage {
-    content: String,
-    reply_to: Option<EventId>,
-    nonce: Option<String>,
+    pub(super) content: String,
+    pub(super) reply_to: Option<EventId>,
+    pub(super) nonce: Option<String>,
     /// Media uploaded to this server first (`POST /api/v1/media`).
     #[serde(default)]
-    attachments: Vec<MediaId>,
+    pub(super) attachments: Vec<MediaId>,
 }
 
 /// `POST /api/v1/channels/{channel_id}/messages`. A `nonce` makes the send idempotent: a retry
@@ -257,7 +257,7 @@ async fn may_read_history(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EditBody {
-    content: String,
+    pub(super) content: String,
 }
 
 /// `PATCH /api/v1/channels/{channel_id}/messages/{message_id}`: the author only.

@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 pub use auth::create_account;
 mod channels;
+pub mod discord;
 mod e2e;
 mod federation;
 mod guilds;
@@ -77,6 +78,16 @@ pub fn router(state: AppState) -> Router {
             put(social::set_relationship).delete(social::remove_relationship),
         )
         .route("/users/{user_id}", get(users::profile))
+        .route(
+            "/applications",
+            get(discord::bots::list).post(discord::bots::create_application),
+        )
+        .route(
+            "/applications/{application_id}",
+            get(discord::bots::get).patch(discord::bots::update),
+        )
+        .route("/applications/{application_id}/token", post(discord::bots::reset_token))
+        .route("/applications/{application_id}/authorize", post(discord::bots::authorize))
         .route("/guilds", post(guilds::create))
         .route("/guilds/{guild_id}", get(guilds::get).patch(guilds::update).delete(guilds::delete))
         .route("/guilds/{guild_id}/members", get(guilds::members))
@@ -224,6 +235,8 @@ pub fn router(state: AppState) -> Router {
         root = root.nest("/_guildhall/test/v1", test_control);
     }
     root.nest("/api/v1", api)
+        .nest("/api/v10", discord::router())
+        .route("/discord/gateway", get(crate::gateway::upgrade_discord))
         .nest("/_guildhall/v1", federation)
         .route("/gateway", get(crate::gateway::upgrade))
         .route("/livekit/webhook", post(voice::webhook))
@@ -271,6 +284,9 @@ async fn limit_per_ip(State(state): State<AppState>, request: Request, next: Nex
     if let Some(ip) = ip
         && let Err(retry_after_ms) = state.ip_limiter.check(&ip).await
     {
+        if request.uri().path().starts_with("/api/v10/") {
+            return discord::rate_limited(retry_after_ms);
+        }
         return ApiError::rate_limited(retry_after_ms).into_response();
     }
     next.run(request).await

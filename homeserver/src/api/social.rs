@@ -121,7 +121,7 @@ pub(super) async fn remove_relationship(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OpenDm {
-    recipient: UserId,
+    pub(super) recipient: UserId,
 }
 
 /// `POST /api/v1/users/@me/channels` with `{"recipient"}`: opens (or returns) the DM with a

@@ -42,6 +42,7 @@
 //! authentication failed (also: the login was revoked), 4005 already authenticated, 4008 too
 //! slow or rate limited (resumable), 4009 session timed out (resumable).
 
+pub(crate) mod discord;
 mod dispatch;
 mod replay;
 mod session;
@@ -91,7 +92,50 @@ pub async fn upgrade(
         params.map_err(|_| ApiError::bad_request("encoding must be json or msgpack"))?;
     Ok(socket
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| session::run(state, socket, params.encoding)))
+        .on_upgrade(move |socket| session::run(state, socket, params.encoding, Dialect::Native)))
+}
+
+/// Which protocol a connection speaks.
+#[derive(Debug, Clone)]
+pub(crate) enum Dialect {
+    /// Guildhall's own (this module's header).
+    Native,
+    /// Discord's gateway v10 (`discord.rs`).
+    Discord(discord::Options),
+}
+
+/// The Discord gateway's query parameters (`v`, `encoding`, `compress`; others are ignored,
+/// as Discord does).
+#[derive(Debug, Deserialize)]
+pub struct DiscordParams {
+    v: Option<u8>,
+    encoding: Option<String>,
+    compress: Option<String>,
+}
+
+/// `GET /discord/gateway?v=10&encoding=json[&compress=zlib-stream]`: upgrades to a WebSocket
+/// speaking Discord's gateway.
+pub async fn upgrade_discord(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    params: Result<Query<DiscordParams>, axum::extract::rejection::QueryRejection>,
+    socket: WebSocketUpgrade,
+) -> Result<Response, crate::api::discord::DiscordError> {
+    let invalid = |message: &str| crate::api::discord::DiscordError(ApiError::bad_request(message));
+    let Query(params) = params.map_err(|_| invalid("invalid query"))?;
+    if params.v.is_some_and(|v| v != 10) {
+        return Err(invalid("only gateway version 10 is offered"));
+    }
+    if params.encoding.as_deref().is_some_and(|encoding| encoding != "json") {
+        return Err(invalid("only encoding=json is offered"));
+    }
+    // Other compressions (zstd-stream) fall back to none: a client reads plain text frames.
+    let zlib_stream = params.compress.as_deref() == Some("zlib-stream");
+    let options =
+        discord::Options { zlib_stream, resume_url: crate::api::discord::gateway_url(&headers) };
+    Ok(socket.max_message_size(64 * 1024).on_upgrade(move |socket| {
+        session::run(state, socket, Encoding::Json, Dialect::Discord(options))
+    }))
 }
 
 /// Sessions that can be resumed: their owner and, once disconnected, until when.
@@ -130,6 +174,18 @@ pub(crate) struct Resumable {
     /// Every guild and channel the client was ever told of in this session; a resume tells it
     /// of those it may no longer see.
     pub known: Known,
+    /// For a Discord session, what it identified with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discord: Option<DiscordResumable>,
+}
+
+/// What a Discord session identified with, kept for its resume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DiscordResumable {
+    /// Its intents.
+    pub intents: u64,
+    /// `(shard id, shard count)`.
+    pub shard: (u64, u64),
 }
 
 /// Guilds and, per guild, the channels a client has been shown.

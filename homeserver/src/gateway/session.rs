@@ -18,9 +18,10 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
+use super::discord::{self, Identified, ZlibStream};
 use super::dispatch::guild_event;
 use super::replay::{self, visible_channels};
-use super::{Encoding, Known, Resumable};
+use super::{Dialect, DiscordResumable, Encoding, Known, Resumable};
 use crate::AppState;
 use crate::api::{authenticate, views};
 use crate::bus::BusMessage;
@@ -31,7 +32,10 @@ const OP_DISPATCH: u64 = 0;
 const OP_HEARTBEAT: u64 = 1;
 const OP_IDENTIFY: u64 = 2;
 const OP_PRESENCE: u64 = 3;
+const OP_VOICE_STATE: u64 = 4;
 const OP_RESUME: u64 = 6;
+const OP_RECONNECT: u64 = 7;
+const OP_REQUEST_MEMBERS: u64 = 8;
 const OP_INVALID_SESSION: u64 = 9;
 const OP_HELLO: u64 = 10;
 const OP_HEARTBEAT_ACK: u64 = 11;
@@ -55,19 +59,27 @@ enum Outgoing {
     Close(u16, &'static str),
 }
 
+/// Heartbeats a Discord client may send before it identifies (discord.py sends one at once).
+const EARLY_HEARTBEATS: usize = 3;
+
 /// Runs a connection to completion.
-pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding) {
+pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding, dialect: Dialect) {
     let _counted = crate::metrics::global().gateway_session();
     let (sink, mut stream) = socket.split();
     let (queue, outgoing) = mpsc::channel::<Outgoing>(state.config.gateway.session_queue.max(16));
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<(u16, &'static str)>();
-    let writer = tokio::spawn(write_frames(sink, outgoing, close_rx, encoding));
+    let zlib = match &dialect {
+        Dialect::Discord(options) if options.zlib_stream => Some(ZlibStream::default()),
+        _ => None,
+    };
+    let writer = tokio::spawn(write_frames(sink, outgoing, close_rx, encoding, zlib));
     let gateway = &state.config.gateway;
     let mut connection = Connection {
         state: state.clone(),
         queue,
         close: Some(close_tx),
         encoding,
+        dialect,
         frames: Budget::per_minute(gateway.frames_per_minute),
         presence_updates: Budget::per_minute(gateway.presence_updates_per_minute),
     };
@@ -80,7 +92,14 @@ pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding) 
                 &session.user,
                 &session.login,
                 Duration::from_secs(state.config.gateway.resume_window_secs),
-                Resumable { status: session.status, known: session.known },
+                Resumable {
+                    status: session.status,
+                    known: session.known,
+                    discord: session.discord.as_ref().map(|identified| DiscordResumable {
+                        intents: identified.intents,
+                        shard: identified.shard,
+                    }),
+                },
             )
             .await;
     }
@@ -94,6 +113,7 @@ async fn write_frames(
     mut outgoing: mpsc::Receiver<Outgoing>,
     mut close: tokio::sync::oneshot::Receiver<(u16, &'static str)>,
     encoding: Encoding,
+    mut zlib: Option<ZlibStream>,
 ) {
     loop {
         let next = tokio::select! {
@@ -103,7 +123,13 @@ async fn write_frames(
         };
         match next {
             Outgoing::Frame(frame) => {
-                let Some(message) = encode(&frame, encoding) else { continue };
+                let message = match &mut zlib {
+                    Some(zlib) => zlib
+                        .frame(frame.to_string().as_bytes())
+                        .map(|bytes| Message::Binary(bytes.into())),
+                    None => encode(&frame, encoding),
+                };
+                let Some(message) = message else { continue };
                 if sink.send(message).await.is_err() {
                     return;
                 }
@@ -144,6 +170,8 @@ struct Connection {
     queue: mpsc::Sender<Outgoing>,
     close: Option<tokio::sync::oneshot::Sender<(u16, &'static str)>>,
     encoding: Encoding,
+    /// Native, or Discord's with its options.
+    dialect: Dialect,
     /// Frames the client may still send (every op, heartbeats included).
     frames: Budget,
     /// Presence updates the client may still send.
@@ -168,6 +196,8 @@ struct Session {
     known: Known,
     /// Guild events up to this stream position were already delivered (READY or replay).
     replayed_to: i64,
+    /// For a Discord session: its intents, shard and application.
+    discord: Option<Identified>,
 }
 
 impl Connection {
@@ -179,17 +209,30 @@ impl Connection {
         let interval = self.state.config.gateway.heartbeat_interval_ms;
         self.send(json!({"op": OP_HELLO, "d": {"heartbeat_interval": interval}}));
         let deadline = Instant::now() + Duration::from_millis(interval);
-        let first = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(message))) => message,
-            Ok(_) => return None,
-            Err(_) => {
-                self.close_with(CLOSE_NOT_AUTHENTICATED, "identify timed out");
+        let mut early_heartbeats = 0;
+        let frame = loop {
+            let first = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(_) => return None,
+                Err(_) => {
+                    self.close_with(CLOSE_NOT_AUTHENTICATED, "identify timed out");
+                    return None;
+                }
+            };
+            let Some(frame) = decode(&first, self.encoding) else {
+                self.close_with(CLOSE_DECODE_ERROR, "could not decode frame");
                 return None;
+            };
+            // A Discord client may heartbeat before it identifies.
+            if matches!(self.dialect, Dialect::Discord(_))
+                && frame["op"].as_u64() == Some(OP_HEARTBEAT)
+                && early_heartbeats < EARLY_HEARTBEATS
+            {
+                early_heartbeats += 1;
+                self.send(json!({"op": OP_HEARTBEAT_ACK, "d": null}));
+                continue;
             }
-        };
-        let Some(frame) = decode(&first, self.encoding) else {
-            self.close_with(CLOSE_DECODE_ERROR, "could not decode frame");
-            return None;
+            break frame;
         };
         // Subscribe before reading state, so that nothing published in between is missed.
         let mut bus = self.state.bus.subscribe_all();
@@ -225,33 +268,86 @@ impl Connection {
 
     async fn identify(&mut self, data: &Value, deadline: Instant) -> Result<Session, Failed> {
         let (user, login) = self.authenticate(data).await.map_err(|Closed| Failed::Before)?;
-        let status = data["status"].as_str().and_then(Status::parse).unwrap_or(Status::Online);
+        let discord = match &self.dialect {
+            Dialect::Native => None,
+            Dialect::Discord(_) => Some(self.discord_identify(&user, data).await?),
+        };
+        let status = data["status"]
+            .as_str()
+            .or_else(|| data["presence"]["status"].as_str())
+            .and_then(Status::parse)
+            .unwrap_or(Status::Online);
         let id = random_id(24);
         let stream_head = self.state.store.stream_head().await.map_err(|_| Failed::Before)?;
         let mut guilds = Vec::new();
+        let mut states = Vec::new();
         let mut known = Known::new();
         for guild_id in self.state.store.guilds_of(&user).await.map_err(|_| Failed::Before)? {
             let guild_state =
                 self.state.guilds.state(&guild_id).await.map_err(|_| Failed::Before)?;
-            guilds.push(views::guild(&guild_state, &user, true));
+            if discord.is_none() {
+                guilds.push(views::guild(&guild_state, &user, true));
+            }
             known.insert(guild_id, visible_channels(&guild_state, &user));
+            states.push(guild_state);
         }
         let profile = self.state.store.user(&user).await.ok().flatten().ok_or(Failed::Before)?;
-        self.state.sessions.register(
-            &id,
-            &user,
-            &login,
-            Resumable { status, known: known.clone() },
-        );
+        let ready = match (&discord, &self.dialect) {
+            (Some(identified), Dialect::Discord(options)) => identified
+                .ready(&self.state, &user, &id, options, &states)
+                .await
+                .map_err(|_| Failed::Before)?,
+            _ => json!({
+                "v": 1, "session_id": id, "user": views::own_user(&profile), "guilds": guilds, "seq": stream_head,
+            }),
+        };
+        let resumable = Resumable {
+            status,
+            known: known.clone(),
+            discord: discord
+                .as_ref()
+                .map(|identified| DiscordResumable { intents: identified.intents, shard: identified.shard }),
+        };
+        self.state.sessions.register(&id, &user, &login, resumable);
         self.state.presence.connect(&user, status).await;
-        let ready = json!({
-            "v": 1, "session_id": id, "user": views::own_user(&profile), "guilds": guilds, "seq": stream_head,
-        });
         let guilds = known.keys().cloned().collect();
-        let session = Session { id, user, login, status, guilds, known, replayed_to: stream_head };
-        match self.deliver("READY", ready, Some(stream_head), deadline).await {
-            Ok(()) => Ok(session),
-            Err(Closed) => Err(Failed::After(Box::new(session))),
+        let session =
+            Session { id, user, login, status, guilds, known, replayed_to: stream_head, discord };
+        if self.deliver("READY", ready, Some(stream_head), deadline).await.is_err() {
+            return Err(Failed::After(Box::new(session)));
+        }
+        // Discord's READY names the guilds; a GUILD_CREATE for each follows.
+        if let Some(identified) = &session.discord {
+            for guild in &states {
+                if guild.kind != guildhall_spec::content::GuildKind::Guild {
+                    continue;
+                }
+                let created = match identified.serves(&self.state, guild).await {
+                    Ok(true) => identified.guild_create(&self.state, &session.user, guild).await,
+                    Ok(false) => continue,
+                    Err(error) => Err(error),
+                };
+                let Ok(created) = created else { return Err(Failed::After(Box::new(session))) };
+                if self.deliver("GUILD_CREATE", created, None, deadline).await.is_err() {
+                    return Err(Failed::After(Box::new(session)));
+                }
+            }
+        }
+        Ok(session)
+    }
+
+    /// Checks a Discord IDENTIFY's intents and shard; closes the connection if they are refused.
+    async fn discord_identify(&mut self, user: &UserId, data: &Value) -> Result<Identified, Failed> {
+        match discord::identify(&self.state, user, data).await {
+            Ok(Ok(identified)) => Ok(identified),
+            Ok(Err(_)) => {
+                self.close_with(CLOSE_DECODE_ERROR, "internal error");
+                Err(Failed::Before)
+            }
+            Err((code, reason)) => {
+                self.close_with(code, reason);
+                Err(Failed::Before)
+            }
         }
     }
 
@@ -265,6 +361,19 @@ impl Connection {
             self.send(json!({"op": OP_INVALID_SESSION, "d": false}));
             return Err(Failed::Before);
         };
+        // A session resumes in the dialect it was opened in.
+        let discord = match (&self.dialect, &resumable.discord) {
+            (Dialect::Native, None) => None,
+            (Dialect::Discord(_), Some(asked)) => {
+                let data = json!({"intents": asked.intents, "shard": [asked.shard.0, asked.shard.1]});
+                Some(self.discord_identify(&user, &data).await?)
+            }
+            _ => {
+                self.state.sessions.forget(id).await;
+                self.send(json!({"op": OP_INVALID_SESSION, "d": false}));
+                return Err(Failed::Before);
+            }
+        };
         let shown = resumable.known.clone();
         let mut session = Session {
             id: id.to_owned(),
@@ -274,6 +383,7 @@ impl Connection {
             guilds: HashSet::new(),
             known: resumable.known,
             replayed_to: seq,
+            discord,
         };
         // From here on the session counts as connected; `run` disconnects it however this ends.
         self.state.presence.connect(&session.user, session.status).await;
@@ -311,7 +421,11 @@ impl Connection {
     ) -> Result<(), Closed> {
         self.catch_up(session, deadline).await?;
         self.reconcile(session, deadline).await?;
-        let resumed = json!({"session_id": session.id, "seq": session.replayed_to});
+        let resumed = if session.discord.is_some() {
+            json!({})
+        } else {
+            json!({"session_id": session.id, "seq": session.replayed_to})
+        };
         self.deliver("RESUMED", resumed, None, deadline).await?;
         self.drained(deadline).await
     }
@@ -342,7 +456,17 @@ impl Connection {
             current.insert(guild_id.clone(), guild_state);
         }
         for (name, data) in replay::reconcile(&mut session.known, &current, &session.user) {
-            self.deliver(name, data, None, deadline).await?;
+            let guild_id = data["guild_id"].as_str().or_else(|| data["id"].as_str()).unwrap_or("");
+            let guild_state = match current.iter().find(|(id, _)| id.as_str() == guild_id) {
+                Some((_, state)) => Some(state.clone()),
+                None => match guildhall_spec::GuildId::parse(guild_id) {
+                    Ok(id) => self.state.guilds.state(&id).await.ok(),
+                    Err(_) => None,
+                },
+            };
+            for (name, data) in self.translate(session, name, data, guild_state.as_deref()).await {
+                self.deliver(name, data, None, deadline).await?;
+            }
         }
         Ok(())
     }
@@ -374,7 +498,11 @@ impl Connection {
                     &dispatches,
                 );
                 for (name, data) in dispatches {
-                    self.deliver(name, data, Some(stream_id), deadline).await?;
+                    for (name, data) in
+                        self.translate(session, name, data, Some(&guild_state)).await
+                    {
+                        self.deliver(name, data, Some(stream_id), deadline).await?;
+                    }
                 }
             }
             session.replayed_to = stream_id;
@@ -418,6 +546,11 @@ impl Connection {
             self.close_with(CLOSE_DECODE_ERROR, "missing token");
             return Err(Closed);
         };
+        // Discord libraries send the bare token; some prefix it as in the HTTP header.
+        let token = match self.dialect {
+            Dialect::Discord(_) => token.strip_prefix("Bot ").unwrap_or(token),
+            Dialect::Native => token,
+        };
         match authenticate(&self.state, token).await {
             Ok(auth) => Ok((auth.user_id, auth.session_id)),
             Err(_) => {
@@ -455,6 +588,13 @@ impl Connection {
                 published = bus.recv() => match published {
                     Ok(message) => self.forward(&message, session).await?,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if matches!(self.dialect, Dialect::Discord(_)) {
+                            // Discord's way to say "reconnect and resume": op 7, then the
+                            // connection ends once the writer has sent it.
+                            if self.queue.try_send(Outgoing::Frame(json!({"op": OP_RECONNECT, "d": null}))).is_ok() {
+                                return Err(Closed);
+                            }
+                        }
                         self.close_with(CLOSE_TOO_SLOW, "fell behind; resume");
                         return Err(Closed);
                     }
@@ -508,6 +648,19 @@ impl Connection {
                 self.close_with(CLOSE_ALREADY_AUTHENTICATED, "already authenticated");
                 Err(Closed)
             }
+            Some(OP_REQUEST_MEMBERS) if session.discord.is_some() => {
+                let Some(identified) = &session.discord else { return Ok(()) };
+                let chunks = identified
+                    .member_chunks(&self.state, &session.user, &frame["d"])
+                    .await
+                    .unwrap_or_default();
+                for chunk in chunks {
+                    self.try_dispatch("GUILD_MEMBERS_CHUNK", chunk, None)?;
+                }
+                Ok(())
+            }
+            // Voice through Discord's gateway is not offered; the request is ignored.
+            Some(OP_VOICE_STATE) if session.discord.is_some() => Ok(()),
             _ => {
                 self.close_with(CLOSE_UNKNOWN_OPCODE, "unknown opcode");
                 Err(Closed)
@@ -536,15 +689,21 @@ impl Connection {
                     &dispatches,
                 );
                 for (name, data) in dispatches {
-                    self.try_dispatch(name, data, Some(event.stream_id))?;
+                    for (name, data) in self.translate(session, name, data, Some(&event.after)).await
+                    {
+                        self.try_dispatch(name, data, Some(event.stream_id))?;
+                    }
                 }
             }
             BusMessage::Typing { guild_id, channel_id, user_id, ts, state } => {
                 if user_id != &session.user && state.can_view(&session.user, channel_id) {
                     let data = json!({"guild_id": guild_id, "channel_id": channel_id, "user_id": user_id, "ts": ts});
-                    self.try_dispatch("TYPING_START", data, None)?;
+                    for (name, data) in self.translate(session, "TYPING_START", data, Some(state)).await {
+                        self.try_dispatch(name, data, None)?;
+                    }
                 }
             }
+            _ if session.discord.is_some() => return self.forward_discord(message, session).await,
             BusMessage::Presence { user_id, status } => {
                 if self.shares_guild(session, user_id).await {
                     self.try_dispatch(
@@ -604,6 +763,63 @@ impl Connection {
                     return Err(Closed);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Translates a native dispatch for a Discord session (a native session gets it as it is).
+    async fn translate(
+        &self,
+        session: &Session,
+        name: &'static str,
+        data: Value,
+        guild: Option<&guildhall_spec::state::GuildState>,
+    ) -> Vec<(&'static str, Value)> {
+        let Some(identified) = &session.discord else { return vec![(name, data)] };
+        let Some(guild) = guild else { return Vec::new() };
+        match identified.translate(&self.state, &session.user, name, &data, guild).await {
+            Ok(translated) => translated.into_iter().collect(),
+            // Logged where it arose; the client misses this one dispatch, not the session.
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The bus messages besides guild events and typing, for a Discord session: presences of
+    /// users it shares a guild with, its own profile changes, and a revoked login. The rest
+    /// (E2E, identity, relationships, voice) has no Discord counterpart.
+    async fn forward_discord(
+        &mut self,
+        message: &BusMessage,
+        session: &mut Session,
+    ) -> Result<(), Closed> {
+        let Some(identified) = session.discord.clone() else { return Ok(()) };
+        match message {
+            BusMessage::Presence { user_id, status } if user_id != &session.user => {
+                let mut states = Vec::new();
+                for guild_id in &session.guilds {
+                    if let Ok(guild_state) = self.state.guilds.state(guild_id).await {
+                        states.push(guild_state);
+                    }
+                }
+                let updates = identified
+                    .presences(&self.state, user_id, status, &states)
+                    .await
+                    .unwrap_or_default();
+                for update in updates {
+                    self.try_dispatch("PRESENCE_UPDATE", update, None)?;
+                }
+            }
+            BusMessage::UserUpdate { user_id, .. } if user_id == &session.user => {
+                let render = crate::api::discord::objects::Render::new(&self.state);
+                if let Ok(user) = render.user(user_id).await {
+                    self.try_dispatch("USER_UPDATE", user, None)?;
+                }
+            }
+            BusMessage::LoginRevoked { login } if login == &session.login => {
+                self.close_with(CLOSE_AUTHENTICATION_FAILED, "session revoked");
+                return Err(Closed);
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! with every projection it implies (guild state, membership index, messages, reactions, pins,
 //! full-text index) in one transaction.
 
+mod bots;
 mod cluster;
 mod e2e;
 mod federation;
@@ -28,6 +29,7 @@ mod users;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use bots::{ApplicationRow, BotStore, SnowflakeTarget};
 pub use cluster::ClusterStore;
 pub use e2e::{
     Claimed, E2eStore, InboxItem, InboxLimits, InboxShare, KeysRefused, NewInboxItem, Reservation,
@@ -56,6 +58,7 @@ pub trait Engine:
     + SocialStore
     + TrustStore
     + ClusterStore
+    + BotStore
     + std::fmt::Debug
 {
 }

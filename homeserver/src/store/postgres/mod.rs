@@ -15,6 +15,7 @@
 //! transaction left idle, such as the one holding a guild's lock for a node that hangs, is
 //! ended by the database after [`IDLE_TIMEOUT`].
 
+mod bots;
 mod cluster;
 mod e2e;
 mod federation;

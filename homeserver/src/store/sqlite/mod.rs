@@ -4,6 +4,7 @@
 //! write transaction, so a transaction that reads before it writes sees the state it commits
 //! on.
 
+mod bots;
 mod cluster;
 mod e2e;
 mod federation;
