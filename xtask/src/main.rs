@@ -78,7 +78,7 @@ fn ci() -> Result<()> {
 /// on a fresh machine: the Python packages of the independent vector implementation and of the
 /// stock-library interoperability checks, and those of the libolm peer that the E2E tests talk
 /// to (python-olm installs as a prebuilt wheel; see its requirements file), moto's S3 server for
-/// the media tests; and LiveKit's Node
+/// the media tests, discord.py for the bot API's tests; and LiveKit's Node
 /// SDK, which cross-checks voice tokens and signs webhook fixtures.
 fn setup() -> Result<()> {
     // ClamAV's daemon, which the media tests scan uploads with (Debian's package; the tests give
@@ -93,6 +93,7 @@ fn setup() -> Result<()> {
         "spec/vectors/tools/requirements.txt",
         "interop/libolm/requirements.txt",
         "interop/s3/requirements.txt",
+        "interop/discordpy/requirements.txt",
     ];
     for requirements in requirements {
         run(

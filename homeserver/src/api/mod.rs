@@ -78,10 +78,7 @@ pub fn router(state: AppState) -> Router {
             put(social::set_relationship).delete(social::remove_relationship),
         )
         .route("/users/{user_id}", get(users::profile))
-        .route(
-            "/applications",
-            get(discord::bots::list).post(discord::bots::create_application),
-        )
+        .route("/applications", get(discord::bots::list).post(discord::bots::create_application))
         .route(
             "/applications/{application_id}",
             get(discord::bots::get).patch(discord::bots::update),

@@ -78,14 +78,12 @@ pub(crate) async fn identify(
     }
     let shard = match &data["shard"] {
         Value::Null => (0, 1),
-        Value::Array(pair) if pair.len() == 2 => {
-            match (pair[0].as_u64(), pair[1].as_u64()) {
-                (Some(id), Some(count)) if count >= 1 && count <= MAX_SHARDS && id < count => {
-                    (id, count)
-                }
-                _ => return Err((CLOSE_INVALID_SHARD, "invalid shard")),
+        Value::Array(pair) if pair.len() == 2 => match (pair[0].as_u64(), pair[1].as_u64()) {
+            (Some(id), Some(count)) if count >= 1 && count <= MAX_SHARDS && id < count => {
+                (id, count)
             }
-        }
+            _ => return Err((CLOSE_INVALID_SHARD, "invalid shard")),
+        },
         _ => return Err((CLOSE_INVALID_SHARD, "invalid shard")),
     };
     let application = match state.store.application_of_bot(user).await {
@@ -132,7 +130,9 @@ impl Identified {
         let mut unavailable = Vec::new();
         for guild in guilds {
             if guild.kind == GuildKind::Guild && self.serves(state, guild).await? {
-                unavailable.push(json!({"id": render.guild_id(&guild.guild_id).await?, "unavailable": true}));
+                unavailable.push(
+                    json!({"id": render.guild_id(&guild.guild_id).await?, "unavailable": true}),
+                );
             }
         }
         let application = match &self.application {
@@ -227,7 +227,8 @@ impl Identified {
         let count = members.len().div_ceil(CHUNK).max(1);
         let chunks = (0..count)
             .map(|index| {
-                let part: Vec<Value> = members.iter().skip(index * CHUNK).take(CHUNK).cloned().collect();
+                let part: Vec<Value> =
+                    members.iter().skip(index * CHUNK).take(CHUNK).cloned().collect();
                 json!({
                     "guild_id": guild_snowflake, "members": part, "chunk_index": index,
                     "chunk_count": count, "nonce": data["nonce"], "not_found": [],
@@ -289,7 +290,9 @@ impl Identified {
                 ))
             }
             "CHANNEL_PINS_UPDATE" if self.has(GUILDS) || dm => {
-                let Ok(channel_id) = ChannelId::parse(&id_of("channel_id")) else { return Ok(None) };
+                let Ok(channel_id) = ChannelId::parse(&id_of("channel_id")) else {
+                    return Ok(None);
+                };
                 let mut view = json!({
                     "channel_id": render.channel_id(guild_id, &channel_id).await?,
                     "last_pin_timestamp": iso8601(crate::store::now_ms()),
@@ -304,12 +307,18 @@ impl Identified {
                 let Ok(role_id) = guildhall_spec::RoleId::parse(role_id) else { return Ok(None) };
                 let Some(role) = guild.roles.get(&role_id) else { return Ok(None) };
                 Some((
-                    if name == "GUILD_ROLE_CREATE" { "GUILD_ROLE_CREATE" } else { "GUILD_ROLE_UPDATE" },
+                    if name == "GUILD_ROLE_CREATE" {
+                        "GUILD_ROLE_CREATE"
+                    } else {
+                        "GUILD_ROLE_UPDATE"
+                    },
                     json!({"guild_id": render.guild_id(guild_id).await?, "role": render.role(guild_id, &role_id, role).await?}),
                 ))
             }
             "GUILD_ROLE_DELETE" if self.has(GUILDS) => {
-                let Ok(role_id) = guildhall_spec::RoleId::parse(&id_of("role_id")) else { return Ok(None) };
+                let Ok(role_id) = guildhall_spec::RoleId::parse(&id_of("role_id")) else {
+                    return Ok(None);
+                };
                 Some((
                     "GUILD_ROLE_DELETE",
                     json!({"guild_id": render.guild_id(guild_id).await?, "role_id": render.role_id(guild_id, &role_id).await?}),
@@ -320,7 +329,11 @@ impl Identified {
                 let Some(member) = guild.members.get(&member_id) else { return Ok(None) };
                 let view = render.member(guild, &member_id, member).await?;
                 Some((
-                    if name == "GUILD_MEMBER_ADD" { "GUILD_MEMBER_ADD" } else { "GUILD_MEMBER_UPDATE" },
+                    if name == "GUILD_MEMBER_ADD" {
+                        "GUILD_MEMBER_ADD"
+                    } else {
+                        "GUILD_MEMBER_UPDATE"
+                    },
                     with_guild(view, render.guild_id(guild_id).await?),
                 ))
             }
@@ -346,7 +359,9 @@ impl Identified {
             "MESSAGE_UPDATE" if self.has(if dm { DIRECT_MESSAGES } else { GUILD_MESSAGES }) => {
                 // Discord libraries rebuild the whole message from an update.
                 let Ok(message_id) = EventId::parse(&id_of("id")) else { return Ok(None) };
-                let Some(row) = state.store.message(guild_id, &message_id).await? else { return Ok(None) };
+                let Some(row) = state.store.message(guild_id, &message_id).await? else {
+                    return Ok(None);
+                };
                 let pinned = state.store.is_pinned(guild_id, &message_id).await?;
                 let native = crate::api::views::message(&row, &[], pinned);
                 let mut view = render.message(&native, Some(guild)).await?;
@@ -355,7 +370,9 @@ impl Identified {
             }
             "MESSAGE_DELETE" if self.has(if dm { DIRECT_MESSAGES } else { GUILD_MESSAGES }) => {
                 let Ok(message_id) = EventId::parse(&id_of("id")) else { return Ok(None) };
-                let Ok(channel_id) = ChannelId::parse(&id_of("channel_id")) else { return Ok(None) };
+                let Ok(channel_id) = ChannelId::parse(&id_of("channel_id")) else {
+                    return Ok(None);
+                };
                 let mut view = json!({
                     "id": render.known_message_id(guild_id, &message_id).await?,
                     "channel_id": render.channel_id(guild_id, &channel_id).await?,
@@ -366,10 +383,16 @@ impl Identified {
                 Some(("MESSAGE_DELETE", view))
             }
             "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE"
-                if self.has(if dm { DIRECT_MESSAGE_REACTIONS } else { GUILD_MESSAGE_REACTIONS }) =>
+                if self.has(if dm {
+                    DIRECT_MESSAGE_REACTIONS
+                } else {
+                    GUILD_MESSAGE_REACTIONS
+                }) =>
             {
                 let Ok(message_id) = EventId::parse(&id_of("message_id")) else { return Ok(None) };
-                let Ok(channel_id) = ChannelId::parse(&id_of("channel_id")) else { return Ok(None) };
+                let Ok(channel_id) = ChannelId::parse(&id_of("channel_id")) else {
+                    return Ok(None);
+                };
                 let Ok(reactor) = UserId::parse(&id_of("user_id")) else { return Ok(None) };
                 let mut view = json!({
                     "user_id": render.user_id(&reactor).await?,
@@ -397,7 +420,9 @@ impl Identified {
             "TYPING_START"
                 if self.has(if dm { DIRECT_MESSAGE_TYPING } else { GUILD_MESSAGE_TYPING }) =>
             {
-                let Ok(channel_id) = ChannelId::parse(&id_of("channel_id")) else { return Ok(None) };
+                let Ok(channel_id) = ChannelId::parse(&id_of("channel_id")) else {
+                    return Ok(None);
+                };
                 let Ok(typist) = UserId::parse(&id_of("user_id")) else { return Ok(None) };
                 let mut view = json!({
                     "channel_id": render.channel_id(guild_id, &channel_id).await?,

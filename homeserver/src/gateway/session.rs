@@ -304,9 +304,10 @@ impl Connection {
         let resumable = Resumable {
             status,
             known: known.clone(),
-            discord: discord
-                .as_ref()
-                .map(|identified| DiscordResumable { intents: identified.intents, shard: identified.shard }),
+            discord: discord.as_ref().map(|identified| DiscordResumable {
+                intents: identified.intents,
+                shard: identified.shard,
+            }),
         };
         self.state.sessions.register(&id, &user, &login, resumable);
         self.state.presence.connect(&user, status).await;
@@ -337,7 +338,11 @@ impl Connection {
     }
 
     /// Checks a Discord IDENTIFY's intents and shard; closes the connection if they are refused.
-    async fn discord_identify(&mut self, user: &UserId, data: &Value) -> Result<Identified, Failed> {
+    async fn discord_identify(
+        &mut self,
+        user: &UserId,
+        data: &Value,
+    ) -> Result<Identified, Failed> {
         match discord::identify(&self.state, user, data).await {
             Ok(Ok(identified)) => Ok(identified),
             Ok(Err(_)) => {
@@ -365,7 +370,8 @@ impl Connection {
         let discord = match (&self.dialect, &resumable.discord) {
             (Dialect::Native, None) => None,
             (Dialect::Discord(_), Some(asked)) => {
-                let data = json!({"intents": asked.intents, "shard": [asked.shard.0, asked.shard.1]});
+                let data =
+                    json!({"intents": asked.intents, "shard": [asked.shard.0, asked.shard.1]});
                 Some(self.discord_identify(&user, &data).await?)
             }
             _ => {
@@ -689,7 +695,8 @@ impl Connection {
                     &dispatches,
                 );
                 for (name, data) in dispatches {
-                    for (name, data) in self.translate(session, name, data, Some(&event.after)).await
+                    for (name, data) in
+                        self.translate(session, name, data, Some(&event.after)).await
                     {
                         self.try_dispatch(name, data, Some(event.stream_id))?;
                     }
@@ -698,7 +705,9 @@ impl Connection {
             BusMessage::Typing { guild_id, channel_id, user_id, ts, state } => {
                 if user_id != &session.user && state.can_view(&session.user, channel_id) {
                     let data = json!({"guild_id": guild_id, "channel_id": channel_id, "user_id": user_id, "ts": ts});
-                    for (name, data) in self.translate(session, "TYPING_START", data, Some(state)).await {
+                    for (name, data) in
+                        self.translate(session, "TYPING_START", data, Some(state)).await
+                    {
                         self.try_dispatch(name, data, None)?;
                     }
                 }

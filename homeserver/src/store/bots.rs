@@ -68,6 +68,8 @@ pub trait BotStore: Send + Sync {
     async fn snowflake_of(&self, target: &SnowflakeTarget) -> Result<Option<u64>, sqlx::Error>;
 
     /// What a snowflake names, if anything.
-    async fn snowflake_target(&self, snowflake: u64)
-    -> Result<Option<SnowflakeTarget>, sqlx::Error>;
+    async fn snowflake_target(
+        &self,
+        snowflake: u64,
+    ) -> Result<Option<SnowflakeTarget>, sqlx::Error>;
 }

@@ -10,6 +10,7 @@ mod bad_input;
 mod channels;
 mod client;
 mod cluster;
+mod discord;
 mod federation;
 mod gateway;
 mod gateway_sessions;

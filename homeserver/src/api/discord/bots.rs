@@ -79,9 +79,9 @@ fn intent_bits(names: &[String]) -> ApiResult<u64> {
 /// token has them all).
 pub async fn require_intent(state: &AppState, user: &UserId, intent: u64) -> ApiResult<()> {
     match state.store.application_of_bot(user).await? {
-        Some(application) if application.intents & intent == 0 => Err(ApiError::forbidden(
-            "this bot was not granted the privileged intent this needs",
-        )),
+        Some(application) if application.intents & intent == 0 => {
+            Err(ApiError::forbidden("this bot was not granted the privileged intent this needs"))
+        }
         _ => Ok(()),
     }
 }
@@ -96,7 +96,10 @@ pub async fn sees_content(state: &AppState, user: &UserId) -> ApiResult<bool> {
 }
 
 /// The application as `GET /oauth2/applications/@me` shows it.
-pub async fn application_object(state: &AppState, application: &ApplicationRow) -> ApiResult<Value> {
+pub async fn application_object(
+    state: &AppState,
+    application: &ApplicationRow,
+) -> ApiResult<Value> {
     let render = Render::new(state);
     Ok(json!({
         "id": application.application_id.to_string(),
@@ -172,9 +175,7 @@ pub async fn create(
 ) -> ApiResult<(ApplicationRow, String)> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || description.chars().count() > 400 {
-        return Err(ApiError::bad_request(
-            "name is 1-100 characters, description at most 400",
-        ));
+        return Err(ApiError::bad_request("name is 1-100 characters, description at most 400"));
     }
     if state.store.applications_of(owner).await?.len() >= MAX_APPLICATIONS {
         return Err(ApiError::new(
@@ -184,7 +185,11 @@ pub async fn create(
         ));
     }
     let bot_user = UserId::new(username, &state.server_name).map_err(|_| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_username", "usernames are 1-64 of a-z 0-9 . _ = -")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_username",
+            "usernames are 1-64 of a-z 0-9 . _ = -",
+        )
     })?;
     let created_ts = now_ms();
     let mut application = ApplicationRow {
@@ -198,14 +203,19 @@ pub async fn create(
         created_ts,
     };
     for _ in 0..8 {
-        let id = ((created_ts.saturating_sub(DISCORD_EPOCH_MS)) << 22) | (rand::random::<u64>() & 0x3f_ffff);
+        let id = ((created_ts.saturating_sub(DISCORD_EPOCH_MS)) << 22)
+            | (rand::random::<u64>() & 0x3f_ffff);
         application.application_id = id;
         if state.store.application(id).await?.is_some() {
             continue;
         }
         if !state.store.create_application(&application).await? {
             if state.store.user(&bot_user).await?.is_some() {
-                return Err(ApiError::new(StatusCode::CONFLICT, "username_taken", "that username is taken"));
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "username_taken",
+                    "that username is taken",
+                ));
             }
             continue;
         }
@@ -407,9 +417,13 @@ pub(crate) async fn authorize(
             hoist: None,
             mentionable: None,
         };
-        let (_, Json(role)) =
-            guilds::create_role(State(state.clone()), auth.clone(), Path(guild_id.to_string()), Json(role))
-                .await?;
+        let (_, Json(role)) = guilds::create_role(
+            State(state.clone()),
+            auth.clone(),
+            Path(guild_id.to_string()),
+            Json(role),
+        )
+        .await?;
         let role_id = role["id"].as_str().unwrap_or_default().to_owned();
         let path = Path((guild_id.to_string(), application.bot_user.to_string(), role_id));
         guilds::add_role(State(state.clone()), auth.clone(), path).await?;

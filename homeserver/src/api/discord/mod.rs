@@ -93,10 +93,7 @@ pub fn rate_limited(retry_ms: u64) -> Response {
     let headers = response.headers_mut();
     let whole_seconds = retry_ms.div_ceil(1000).max(1).to_string();
     let reset_after = format!("{seconds:.3}");
-    let reset_at = format!(
-        "{:.3}",
-        (crate::store::now_ms() + retry_ms) as f64 / 1000.0
-    );
+    let reset_at = format!("{:.3}", (crate::store::now_ms() + retry_ms) as f64 / 1000.0);
     for (name, value) in [
         ("retry-after", whole_seconds.as_str()),
         ("x-ratelimit-limit", "1"),

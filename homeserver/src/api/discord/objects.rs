@@ -345,7 +345,11 @@ impl<'a> Render<'a> {
 
     /// A message from the native view of it (`views::message`, or the native gateway's
     /// `MESSAGE_CREATE`). `guild_state` adds the author's `member` for guild messages.
-    pub async fn message(&self, native: &Value, guild_state: Option<&GuildState>) -> ApiResult<Value> {
+    pub async fn message(
+        &self,
+        native: &Value,
+        guild_state: Option<&GuildState>,
+    ) -> ApiResult<Value> {
         let guild: GuildId = parse(&native["guild_id"])?;
         let channel: ChannelId = parse(&native["channel_id"])?;
         let message: EventId = parse(&native["id"])?;
@@ -391,7 +395,8 @@ impl<'a> Render<'a> {
             view["reactions"] = Value::Array(reactions);
         }
         if let Some(reply_to) = native["reply_to"].as_str().and_then(|id| EventId::parse(id).ok()) {
-            let snowflake = self.state.snowflakes.existing(&Target::Message(guild.clone(), reply_to)).await?;
+            let snowflake =
+                self.state.snowflakes.existing(&Target::Message(guild.clone(), reply_to)).await?;
             if let Some(snowflake) = snowflake {
                 view["type"] = json!(19);
                 view["message_reference"] = json!({
@@ -403,7 +408,9 @@ impl<'a> Render<'a> {
         if !is_dm {
             view["guild_id"] = self.guild_id(&guild).await?;
             if let Some(member) = guild_state.and_then(|state| state.members.get(&author)) {
-                let mut member_view = self.member(guild_state.unwrap_or_else(|| unreachable!()), &author, member).await?;
+                let mut member_view = self
+                    .member(guild_state.unwrap_or_else(|| unreachable!()), &author, member)
+                    .await?;
                 if let Some(object) = member_view.as_object_mut() {
                     object.remove("user");
                 }

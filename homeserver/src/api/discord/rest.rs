@@ -42,10 +42,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/channels/{channel}", get(channel))
         .route("/channels/{channel}/typing", post(typing))
         .route("/channels/{channel}/messages", get(history).post(send))
-        .route(
-            "/channels/{channel}/messages/{message}",
-            get(message).patch(edit).delete(delete),
-        )
+        .route("/channels/{channel}/messages/{message}", get(message).patch(edit).delete(delete))
         .route("/channels/{channel}/messages/{message}/reactions/{emoji}", get(reactors))
         .route(
             "/channels/{channel}/messages/{message}/reactions/{emoji}/@me",
@@ -616,9 +613,13 @@ async fn send(
         nonce: txn,
         attachments: Vec::new(),
     };
-    let (_, Json(native)) =
-        messages::send(State(state.clone()), auth.0, Path(channel_id.to_string()), Json(native_body))
-            .await?;
+    let (_, Json(native)) = messages::send(
+        State(state.clone()),
+        auth.0,
+        Path(channel_id.to_string()),
+        Json(native_body),
+    )
+    .await?;
     let mut view = render.message(&native, Some(&guild)).await?;
     if let Some(nonce) = nonce {
         view["nonce"] = json!(nonce);

@@ -77,11 +77,7 @@ pub struct Snowflakes {
 impl Snowflakes {
     /// Snowflakes kept in `store`.
     pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            ids: moka::sync::Cache::new(CACHED),
-            targets: moka::sync::Cache::new(CACHED),
-        }
+        Self { store, ids: moka::sync::Cache::new(CACHED), targets: moka::sync::Cache::new(CACHED) }
     }
 
     /// The snowflake of `target`, assigned now if it has none; `at_ms` is the time a new one
@@ -89,9 +85,7 @@ impl Snowflakes {
     pub async fn of(&self, target: &Target, at_ms: Option<u64>) -> ApiResult<u64> {
         let target = match target {
             // @everyone is its guild.
-            Target::Role(guild, role) if role.is_everyone() => {
-                Target::Guild(guild.clone())
-            }
+            Target::Role(guild, role) if role.is_everyone() => Target::Guild(guild.clone()),
             other => other.clone(),
         };
         let row = target.row();

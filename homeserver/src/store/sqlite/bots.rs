@@ -88,13 +88,15 @@ impl BotStore for SqliteStore {
     }
 
     async fn applications_of(&self, owner: &UserId) -> Result<Vec<ApplicationRow>, sqlx::Error> {
-        sqlx::query("SELECT * FROM applications WHERE owner = ?1 ORDER BY created_ts, application_id")
-            .bind(owner.as_str())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(application_from_row)
-            .collect()
+        sqlx::query(
+            "SELECT * FROM applications WHERE owner = ?1 ORDER BY created_ts, application_id",
+        )
+        .bind(owner.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(application_from_row)
+        .collect()
     }
 
     async fn update_application(&self, application: &ApplicationRow) -> Result<bool, sqlx::Error> {
@@ -149,10 +151,11 @@ impl BotStore for SqliteStore {
         &self,
         snowflake: u64,
     ) -> Result<Option<SnowflakeTarget>, sqlx::Error> {
-        let row = sqlx::query("SELECT kind, guild_id, object_id FROM snowflakes WHERE snowflake = ?1")
-            .bind(to_i64(snowflake))
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT kind, guild_id, object_id FROM snowflakes WHERE snowflake = ?1")
+                .bind(to_i64(snowflake))
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|row| {
             Ok(SnowflakeTarget {
                 kind: row.try_get("kind")?,
