@@ -82,11 +82,52 @@ enum AdminCommand {
     /// seconds, survive restarts and are written to the audit log.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Bots of the Discord-compatible API: create them for a user, grant privileged intents.
+    #[command(subcommand)]
+    Bot(BotCommand),
     /// Show the audit log of administrative actions, newest first.
     Audit {
         /// How many entries.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+}
+
+/// `guildhall admin bot …`.
+#[derive(Debug, Subcommand)]
+enum BotCommand {
+    /// Create an application and its bot user for an existing account, and print the bot's
+    /// token (shown only once).
+    Create {
+        /// The owner's username (localpart).
+        #[arg(long)]
+        owner: String,
+        /// The application's name (also the bot's display name).
+        #[arg(long)]
+        name: String,
+        /// The bot user's username (localpart).
+        #[arg(long)]
+        username: String,
+        /// Privileged intents to grant: members, presences, message_content.
+        #[arg(long, value_delimiter = ',')]
+        intents: Vec<String>,
+        /// Let any guild admin add it (not only its owner).
+        #[arg(long)]
+        public: bool,
+    },
+    /// List an owner's applications.
+    List {
+        /// The owner's username (localpart).
+        owner: String,
+    },
+    /// Set the privileged intents granted to a bot (the full set; none to revoke all). Sessions
+    /// already connected keep what they identified with until they reconnect.
+    Intents {
+        /// The application id.
+        application_id: u64,
+        /// members, presences, message_content.
+        #[arg(value_delimiter = ',')]
+        intents: Vec<String>,
     },
 }
 
@@ -414,6 +455,7 @@ async fn admin(config: Config, data_dir: &DataDir, command: AdminCommand) -> any
             println!("{user_id} is now an admin");
         }
         AdminCommand::Trust(command) => trust(&state, command).await?,
+        AdminCommand::Bot(command) => bot(&state, &server_name, command).await?,
         AdminCommand::Audit { limit } => {
             for entry in state.store.audit_log(None, limit.clamp(1, 10_000)).await? {
                 let detail = entry.detail.map(|detail| detail.to_string()).unwrap_or_default();
@@ -426,6 +468,81 @@ async fn admin(config: Config, data_dir: &DataDir, command: AdminCommand) -> any
                     entry.target.as_deref().unwrap_or("-")
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn bot(
+    state: &AppState,
+    server_name: &guildhall_spec::ServerName,
+    command: BotCommand,
+) -> anyhow::Result<()> {
+    use guildhall_homeserver::api::discord::bots;
+    match command {
+        BotCommand::Create { owner, name, username, intents, public } => {
+            let owner = UserId::new(&owner, server_name)
+                .with_context(|| format!("invalid username {owner:?}"))?;
+            if state.store.user(&owner).await?.is_none() {
+                bail!("no account {owner}");
+            }
+            let intents = bots::intent_bits(&intents)
+                .map_err(|error| anyhow::anyhow!("{}", error.message()))?;
+            let (application, token) =
+                bots::create(state, &owner, &name, &username, "", public, intents).await.map_err(
+                    |error| anyhow::anyhow!("cannot create the bot: {}", error.message()),
+                )?;
+            let detail = serde_json::json!({"owner": owner, "bot": application.bot_user});
+            let target = application.application_id.to_string();
+            state
+                .store
+                .audit(Audit {
+                    actor: CLI_ACTOR,
+                    action: "admin.bot_create",
+                    target: Some(&target),
+                    detail: Some(&detail),
+                })
+                .await?;
+            println!("application {}", application.application_id);
+            println!("bot user    {}", application.bot_user);
+            println!("token       {token}");
+        }
+        BotCommand::List { owner } => {
+            let owner = UserId::new(&owner, server_name)
+                .with_context(|| format!("invalid username {owner:?}"))?;
+            for application in state.store.applications_of(&owner).await? {
+                println!(
+                    "{} {} {} intents={}",
+                    application.application_id,
+                    application.bot_user,
+                    application.name,
+                    bots::intent_names(application.intents).join(",")
+                );
+            }
+        }
+        BotCommand::Intents { application_id, intents } => {
+            let Some(mut application) = state.store.application(application_id).await? else {
+                bail!("no application {application_id}");
+            };
+            application.intents = bots::intent_bits(&intents)
+                .map_err(|error| anyhow::anyhow!("{}", error.message()))?;
+            state.store.update_application(&application).await?;
+            let detail = serde_json::json!({"intents": bots::intent_names(application.intents)});
+            let target = application_id.to_string();
+            state
+                .store
+                .audit(Audit {
+                    actor: CLI_ACTOR,
+                    action: "admin.bot_intents",
+                    target: Some(&target),
+                    detail: Some(&detail),
+                })
+                .await?;
+            println!(
+                "{} intents={}",
+                application.bot_user,
+                bots::intent_names(application.intents).join(",")
+            );
         }
     }
     Ok(())

@@ -485,3 +485,85 @@ async fn the_gateway_speaks_discords_dialect_compressed_resumable_and_intent_che
     let hidden = blind.dispatch("MESSAGE_CREATE").await;
     assert_eq!(hidden["content"], "");
 }
+
+#[tokio::test]
+async fn operators_create_bots_and_grant_intents_from_the_command_line() {
+    let mut server = Server::start().await;
+    let (guild, users) = community(&server, &["alice", "bob"]).await;
+    let (alice, bob) = (&users[0], &users[1]);
+    let created = server.admin(&[
+        "bot",
+        "create",
+        "--owner",
+        "alice",
+        "--name",
+        "Helper",
+        "--username",
+        "helper",
+        "--intents",
+        "message_content",
+    ]);
+    assert!(created.status.success(), "bot create failed");
+    let printed = String::from_utf8_lossy(&created.stdout).to_string();
+    let field = |name: &str| {
+        printed
+            .lines()
+            .find_map(|line| line.strip_prefix(name).map(|rest| rest.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {name} in the output"))
+    };
+    let bot = Bot {
+        application_id: field("application"),
+        user_id: field("bot user"),
+        token: field("token"),
+    };
+    let (status, me, _) =
+        discord_call(&server, &bot.token, reqwest::Method::GET, "/users/@me", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["username"], "helper");
+    let (_, listed) = alice.get("/applications").await;
+    assert_eq!(listed["applications"][0]["intents"], json!(["message_content"]));
+
+    // Only a guild admin adds a bot, and only its owner while it is not public.
+    let body = json!({"guild_id": guild.id});
+    let (status, _) =
+        bob.post(&format!("/applications/{}/authorize", bot.application_id), body).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not bob's, not public");
+    authorize(alice, &bot, &guild.id, 0).await;
+
+    // Revoked from the command line: identifying with message content is refused.
+    let revoked = server.admin(&["bot", "intents", &bot.application_id, ""]);
+    assert!(revoked.status.success(), "bot intents failed");
+    let mut gateway = DiscordGateway::connect(&server, false).await;
+    gateway.send(json!({"op": 2, "d": {"token": bot.token, "intents": 1 | (1 << 15)}})).await;
+    let close = loop {
+        match gateway.next().await {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(close, Some(4014));
+
+    // A new token revokes the old one, and closes what it had open.
+    let mut open = DiscordGateway::connect(&server, false).await;
+    open.send(json!({"op": 2, "d": {"token": bot.token, "intents": 1 | (1 << 9)}})).await;
+    open.dispatch("READY").await;
+    let (status, reset) =
+        alice.post_empty(&format!("/applications/{}/token", bot.application_id)).await;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    let close = loop {
+        match open.next().await {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(close, Some(4004));
+    let (status, _, _) =
+        discord_call(&server, &bot.token, reqwest::Method::GET, "/users/@me", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let new_token = reset["token"].as_str().unwrap();
+    let (status, _, _) =
+        discord_call(&server, new_token, reqwest::Method::GET, "/users/@me", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let audit = server.admin(&["audit"]);
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("admin.bot_intents"));
+}

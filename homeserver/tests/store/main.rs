@@ -6,6 +6,7 @@
 
 mod engines;
 
+mod bots;
 mod e2e;
 mod federation;
 mod guilds;

@@ -57,12 +57,14 @@ const INTENT_NAMES: [(&str, u64); 3] = [
 /// Most applications one user may own.
 const MAX_APPLICATIONS: usize = 25;
 
-fn intent_names(bits: u64) -> Vec<&'static str> {
+/// The names of the privileged intents in `bits`.
+pub fn intent_names(bits: u64) -> Vec<&'static str> {
     INTENT_NAMES.iter().filter(|(_, bit)| bits & bit != 0).map(|(name, _)| *name).collect()
 }
 
-fn intent_bits(names: &[String]) -> ApiResult<u64> {
-    names.iter().try_fold(0, |bits, name| {
+/// The bits of privileged intents named `members`, `presences`, `message_content`.
+pub fn intent_bits(names: &[String]) -> ApiResult<u64> {
+    names.iter().filter(|name| !name.is_empty()).try_fold(0, |bits, name| {
         INTENT_NAMES
             .iter()
             .find(|(known, _)| known == name)
