@@ -22,7 +22,7 @@ use crate::guilds::random_id;
 use crate::store::now_ms;
 
 /// The longest an invite may live: 7 days.
-const MAX_INVITE_AGE_SECS: u64 = 7 * 24 * 3600;
+pub(super) const MAX_INVITE_AGE_SECS: u64 = 7 * 24 * 3600;
 /// The most uses an invite may allow.
 const MAX_INVITE_USES: u64 = 100;
 
@@ -72,27 +72,27 @@ pub(super) async fn list(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewChannel {
-    name: String,
+    pub(super) name: String,
     #[serde(default = "text_kind")]
-    kind: ChannelKind,
-    parent_id: Option<ChannelId>,
-    position: Option<i64>,
-    topic: Option<String>,
+    pub(super) kind: ChannelKind,
+    pub(super) parent_id: Option<ChannelId>,
+    pub(super) position: Option<i64>,
+    pub(super) topic: Option<String>,
     /// Overwrites the channel starts with (`[{"kind", "id", "allow", "deny"}]`), so that a
     /// private channel is never public, not even for one event.
     #[serde(default)]
-    overwrites: Vec<NewOverwrite>,
+    pub(super) overwrites: Vec<NewOverwrite>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewOverwrite {
-    kind: OverwriteKind,
-    id: String,
+    pub(super) kind: OverwriteKind,
+    pub(super) id: String,
     #[serde(default)]
-    allow: Permissions,
+    pub(super) allow: Permissions,
     #[serde(default)]
-    deny: Permissions,
+    pub(super) deny: Permissions,
 }
 
 fn text_kind() -> ChannelKind {
@@ -187,10 +187,10 @@ pub(super) async fn get(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ChannelPatch {
-    name: Option<String>,
-    topic: Option<String>,
-    position: Option<i64>,
-    parent_id: Option<ChannelId>,
+    pub(super) name: Option<String>,
+    pub(super) topic: Option<String>,
+    pub(super) position: Option<i64>,
+    pub(super) parent_id: Option<ChannelId>,
 }
 
 /// `PATCH /api/v1/channels/{channel_id}`.
@@ -239,11 +239,11 @@ pub(super) async fn delete(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OverwriteBody {
-    kind: OverwriteKind,
+    pub(super) kind: OverwriteKind,
     #[serde(default)]
-    allow: Permissions,
+    pub(super) allow: Permissions,
     #[serde(default)]
-    deny: Permissions,
+    pub(super) deny: Permissions,
 }
 
 fn check_target(kind: OverwriteKind, target_id: &str) -> ApiResult<()> {
@@ -281,7 +281,7 @@ pub(super) async fn set_overwrite(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OverwriteKindBody {
-    kind: OverwriteKind,
+    pub(super) kind: OverwriteKind,
 }
 
 /// `DELETE /api/v1/channels/{channel_id}/permissions/{target_id}` with `{"kind"}`.

@@ -190,8 +190,8 @@ pub(super) async fn identity_keys(
 #[serde(deny_unknown_fields)]
 pub(super) struct MemberPatch {
     #[serde(default, with = "super::users::double_option")]
-    nick: Option<Option<String>>,
-    roles: Option<Vec<RoleId>>,
+    pub(super) nick: Option<Option<String>>,
+    pub(super) roles: Option<Vec<RoleId>>,
 }
 
 /// `PATCH /api/v1/guilds/{guild_id}/members/{user_id}`: nickname and/or the full role list.
@@ -482,12 +482,12 @@ pub(super) async fn create_role(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RolePatch {
-    name: Option<String>,
-    permissions: Option<Permissions>,
-    position: Option<i64>,
-    color: Option<u32>,
-    hoist: Option<bool>,
-    mentionable: Option<bool>,
+    pub(super) name: Option<String>,
+    pub(super) permissions: Option<Permissions>,
+    pub(super) position: Option<i64>,
+    pub(super) color: Option<u32>,
+    pub(super) hoist: Option<bool>,
+    pub(super) mentionable: Option<bool>,
 }
 
 /// `PATCH /api/v1/guilds/{guild_id}/roles/{role_id}`.

@@ -567,3 +567,110 @@ async fn operators_create_bots_and_grant_intents_from_the_command_line() {
     let audit = server.admin(&["audit"]);
     assert!(String::from_utf8_lossy(&audit.stdout).contains("admin.bot_intents"));
 }
+
+#[tokio::test]
+async fn a_bot_manages_channels_roles_members_and_invites_within_its_permissions() {
+    let server = Server::start().await;
+    let (guild, users) = community(&server, &["alice", "bob"]).await;
+    let (alice, bob) = (&users[0], &users[1]);
+    let bot = create_bot(alice, "modbot", &[]).await;
+    let manage = bits::MANAGE_CHANNELS | bits::MANAGE_ROLES | (1 << 0) | bits::KICK_MEMBERS;
+    authorize(alice, &bot, &guild.id, manage).await;
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let server = &server;
+        let token = bot.token.clone();
+        async move { discord_call(server, &token, method, &path, body).await }
+    };
+    let (_, guilds, _) = call(reqwest::Method::GET, "/users/@me/guilds".into(), None).await;
+    let g = guilds[0]["id"].as_str().unwrap().to_owned();
+
+    let (status, channel, _) = call(
+        reqwest::Method::POST,
+        format!("/guilds/{g}/channels"),
+        Some(json!({"name": "bots", "type": 0, "topic": "made by a bot"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{channel}");
+    assert_eq!(channel["topic"], "made by a bot");
+    let c = channel["id"].as_str().unwrap().to_owned();
+    let (status, renamed, _) =
+        call(reqwest::Method::PATCH, format!("/channels/{c}"), Some(json!({"name": "robots"})))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["name"], "robots");
+
+    let (status, role, _) = call(
+        reqwest::Method::POST,
+        format!("/guilds/{g}/roles"),
+        Some(json!({"name": "helpers", "permissions": "0", "color": 255})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{role}");
+    let r = role["id"].as_str().unwrap().to_owned();
+    bob.send(&guild.general, "hi from bob").await;
+    let bob_snowflake = {
+        let (_, history, _) = call(
+            reqwest::Method::GET,
+            format!(
+                "/channels/{}/messages?limit=5",
+                first_text_channel(&server, &bot.token, &g).await
+            ),
+            None,
+        )
+        .await;
+        history[0]["author"]["id"].as_str().unwrap().to_owned()
+    };
+    let (status, member, _) = call(
+        reqwest::Method::PATCH,
+        format!("/guilds/{g}/members/{bob_snowflake}"),
+        Some(json!({"roles": [r]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{member}");
+    assert_eq!(member["roles"], json!([r]));
+    let (_, native) = alice.get(&format!("/guilds/{}/members/{}", guild.id, bob.id)).await;
+    assert_eq!(native["roles"].as_array().map(Vec::len), Some(1), "the native API sees the role");
+
+    // An overwrite by snowflake, and an invite.
+    let (status, _, _) = call(
+        reqwest::Method::PUT,
+        format!("/channels/{c}/permissions/{g}"),
+        Some(json!({"type": 0, "deny": SEND_MESSAGES.to_string()})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, invite, _) =
+        call(reqwest::Method::POST, format!("/channels/{c}/invites"), Some(json!({"max_age": 0})))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{invite}");
+    assert_eq!(invite["max_age"], 7 * 24 * 3600);
+
+    // What it may not do, it may not: kicking the owner, banning without BAN_MEMBERS.
+    let (_, owner, _) = call(reqwest::Method::GET, format!("/guilds/{g}"), None).await;
+    let owner = owner["owner_id"].as_str().unwrap().to_owned();
+    let (status, refused, _) =
+        call(reqwest::Method::DELETE, format!("/guilds/{g}/members/{owner}"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["code"], 50013);
+    let (status, _, _) =
+        call(reqwest::Method::PUT, format!("/guilds/{g}/bans/{bob_snowflake}"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, deleted, _) = call(reqwest::Method::DELETE, format!("/channels/{c}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["name"], "robots");
+    let (status, _, _) = call(reqwest::Method::GET, format!("/channels/{c}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The snowflake of the first text channel a bot sees in a guild.
+async fn first_text_channel(server: &Server, token: &str, guild: &str) -> String {
+    let path = format!("/guilds/{guild}/channels");
+    let (_, channels, _) = discord_call(server, token, reqwest::Method::GET, &path, None).await;
+    channels
+        .as_array()
+        .and_then(|list| list.iter().find(|c| c["type"] == 0 && c["name"] == "general"))
+        .and_then(|c| c["id"].as_str())
+        .expect("a general channel")
+        .to_owned()
+}

@@ -411,10 +411,19 @@ pub(crate) async fn authorize(
         .await?;
     }
     if body.permissions.bits() != 0 {
+        // The bot ranks just below the admin who adds it (above every role, and at least 2,
+        // for the owner), so that it can create and manage roles below its own, as a bot's
+        // role does on Discord.
+        let guild = state.guilds.state(&guild_id).await?;
+        let position = if guild.owner == auth.user_id {
+            (guild.roles.values().map(|role| role.position).max().unwrap_or(0) + 1).max(2)
+        } else {
+            guild.rank(&auth.user_id) - 1
+        };
         let role = guilds::NewRole {
             name: application.name.clone(),
             permissions: body.permissions,
-            position: None,
+            position: Some(position.max(1)),
             color: None,
             hoist: None,
             mentionable: None,

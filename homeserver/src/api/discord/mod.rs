@@ -11,6 +11,7 @@
 //! table of routes and gateway events that `cargo xtask discord-coverage` generates.
 
 pub mod bots;
+mod manage;
 pub mod objects;
 mod rest;
 pub mod snowflake;

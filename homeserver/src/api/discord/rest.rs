@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::manage;
 use super::objects::Render;
 use super::snowflake::Target;
 use super::{DiscordAuth, DiscordError, DiscordResult};
@@ -33,13 +34,31 @@ pub(super) fn router() -> Router<AppState> {
         .route("/gateway", get(gateway))
         .route("/gateway/bot", get(gateway_bot))
         .route("/guilds/{guild}", get(guild))
-        .route("/guilds/{guild}/channels", get(guild_channels))
-        .route("/guilds/{guild}/roles", get(guild_roles))
+        .route("/guilds/{guild}/channels", get(guild_channels).post(manage::create_channel))
+        .route("/guilds/{guild}/roles", get(guild_roles).post(manage::create_role))
+        .route(
+            "/guilds/{guild}/roles/{role}",
+            axum::routing::patch(manage::update_role).delete(manage::delete_role),
+        )
         .route("/guilds/{guild}/members", get(guild_members))
-        .route("/guilds/{guild}/members/{user}", get(guild_member).delete(kick))
+        .route("/guilds/{guild}/members/@me", axum::routing::patch(manage::update_own_member))
+        .route(
+            "/guilds/{guild}/members/{user}",
+            get(guild_member).patch(manage::update_member).delete(kick),
+        )
         .route("/guilds/{guild}/members/{user}/roles/{role}", put(add_role).delete(remove_role))
+        .route("/guilds/{guild}/bans", get(manage::bans))
         .route("/guilds/{guild}/bans/{user}", put(ban).delete(unban))
-        .route("/channels/{channel}", get(channel))
+        .route(
+            "/channels/{channel}",
+            get(channel).patch(manage::update_channel).delete(manage::delete_channel),
+        )
+        .route(
+            "/channels/{channel}/permissions/{target}",
+            put(manage::set_overwrite).delete(manage::delete_overwrite),
+        )
+        .route("/channels/{channel}/invites", post(manage::create_invite))
+        .route("/invites/{code}", get(manage::invite).delete(manage::revoke_invite))
         .route("/channels/{channel}/typing", post(typing))
         .route("/channels/{channel}/messages", get(history).post(send))
         .route("/channels/{channel}/messages/{message}", get(message).patch(edit).delete(delete))
@@ -56,16 +75,16 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// A JSON answer with exactly `Content-Type: application/json`.
-fn reply(value: Value) -> Response {
+pub(super) fn reply(value: Value) -> Response {
     axum::Json(value).into_response()
 }
 
-fn no_content() -> Response {
+pub(super) fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
 /// A snowflake from a path or body: digits, as Discord sends them.
-fn snowflake(text: &str) -> DiscordResult<u64> {
+pub(super) fn snowflake(text: &str) -> DiscordResult<u64> {
     text.parse::<u64>()
         .map_err(|_| DiscordError(ApiError::bad_request(format!("{text:?} is not a snowflake"))))
 }
@@ -73,7 +92,7 @@ fn snowflake(text: &str) -> DiscordResult<u64> {
 /// A snowflake in a JSON body: a string of digits or a number.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(untagged)]
-enum Id {
+pub(super) enum Id {
     Text(#[serde(deserialize_with = "digits")] u64),
     Number(u64),
 }
@@ -84,18 +103,18 @@ fn digits<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::E
 }
 
 impl Id {
-    fn get(self) -> u64 {
+    pub(super) fn get(self) -> u64 {
         match self {
             Self::Text(id) | Self::Number(id) => id,
         }
     }
 }
 
-async fn resolve(state: &AppState, text: &str) -> DiscordResult<Option<Target>> {
+pub(super) async fn resolve(state: &AppState, text: &str) -> DiscordResult<Option<Target>> {
     Ok(state.snowflakes.resolve(snowflake(text)?).await?)
 }
 
-async fn user_of(state: &AppState, text: &str) -> DiscordResult<UserId> {
+pub(super) async fn user_of(state: &AppState, text: &str) -> DiscordResult<UserId> {
     match resolve(state, text).await? {
         Some(Target::User(user)) => Ok(user),
         _ => Err(ApiError::not_found("unknown_user", "no such user").into()),
@@ -103,7 +122,7 @@ async fn user_of(state: &AppState, text: &str) -> DiscordResult<UserId> {
 }
 
 /// A guild the user is a member of.
-async fn member_guild(
+pub(super) async fn member_guild(
     state: &AppState,
     auth: &DiscordAuth,
     text: &str,
@@ -116,7 +135,7 @@ async fn member_guild(
 
 /// A channel the user can see. The native lookup goes by channel id; it must land in the
 /// guild the snowflake names, or the channel is unknown.
-async fn visible_channel(
+pub(super) async fn visible_channel(
     state: &AppState,
     auth: &DiscordAuth,
     text: &str,
@@ -140,7 +159,11 @@ async fn message_in(state: &AppState, guild: &GuildId, text: &str) -> DiscordRes
     }
 }
 
-async fn role_in(state: &AppState, guild: &GuildId, text: &str) -> DiscordResult<RoleId> {
+pub(super) async fn role_in(
+    state: &AppState,
+    guild: &GuildId,
+    text: &str,
+) -> DiscordResult<RoleId> {
     match resolve(state, text).await? {
         Some(Target::Role(of, role)) if &of == guild => Ok(role),
         Some(Target::Guild(of)) if &of == guild => Ok(RoleId::everyone()),
