@@ -39,6 +39,27 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The cross-node layer of several nodes on one database (off unless configured).
     pub redis: RedisConfig,
+    /// The Discord-compatible bot API.
+    pub bots: BotsConfig,
+}
+
+/// `[bots]`: the Discord-compatible bot API (`/api/v10`, `/discord/gateway`) and bot
+/// applications.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BotsConfig {
+    /// Serve the bot API and let users create bots.
+    pub enabled: bool,
+    /// The gateway's URL as clients reach it; empty: from each request's `Host`.
+    pub gateway_url: String,
+    /// Bots one user may own.
+    pub max_per_user: u32,
+}
+
+impl Default for BotsConfig {
+    fn default() -> Self {
+        Self { enabled: true, gateway_url: String::new(), max_per_user: 10 }
+    }
 }
 
 /// `[metrics]`: where Prometheus scrapes this node.

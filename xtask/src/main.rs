@@ -5,6 +5,8 @@
 //!   independent Python implementation, the tests, and the examples.
 //! * `bench`: the benchmarks, in a release build; see `bench/`.
 //! * `conformance`: our server against the conformance suite, and the negative control.
+//! * `discord-coverage`: the coverage table of the Discord-compatible API in
+//!   `docs/discord-compat.md`, generated from the code (`--check` fails when it is stale).
 //! * `services`: throwaway PostgreSQL and Redis servers for running the tests by hand; prints
 //!   the `export` lines that point the tests at them and keeps them until Ctrl-C.
 
@@ -13,6 +15,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod conformance;
+mod discord_coverage;
 mod services;
 
 fn main() -> Result<()> {
@@ -34,9 +37,13 @@ fn main() -> Result<()> {
             conformance::run(&services::Services::start()?)
         }
         "services" => services::run(),
+        "discord-coverage" => {
+            let check = std::env::args().nth(2).as_deref() == Some("--check");
+            discord_coverage::run(&workspace_root(), check)
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci           fmt, clippy, vector cross-check, tests, examples\n  bench        benchmarks (release build), printed and written to target/bench/results.json\n  conformance  the conformance suite against our server (SQLite, PostgreSQL), and the negative control\n  services     PostgreSQL and Redis for the tests until Ctrl-C, with their `export` lines"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci           fmt, clippy, vector cross-check, tests, examples\n  bench        benchmarks (release build), printed and written to target/bench/results.json\n  conformance  the conformance suite against our server (SQLite, PostgreSQL), and the negative control\n  services     PostgreSQL and Redis for the tests until Ctrl-C, with their `export` lines\n  discord-coverage  regenerate the Discord API coverage table (--check: fail if stale)"
             );
             bail!("unknown task {task:?}")
         }
@@ -48,6 +55,7 @@ fn ci() -> Result<()> {
     run("cargo", &["fmt", "--all", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     run("python3", &["spec/vectors/tools/generate.py", "--check"])?;
+    discord_coverage::run(&workspace_root(), true)?;
     // PostgreSQL and Redis for the tests, up to the end of the run: the guard stops them on
     // every return, a failure's included.
     let services = services::Services::start()?;
@@ -149,4 +157,9 @@ fn run_with_env(program: &str, args: &[&str], env: &[(&str, String)]) -> Result<
         bail!("{program} {} failed with {status}", args.join(" "));
     }
     Ok(())
+}
+
+/// The workspace's root directory.
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -78,13 +78,6 @@ pub fn router(state: AppState) -> Router {
             put(social::set_relationship).delete(social::remove_relationship),
         )
         .route("/users/{user_id}", get(users::profile))
-        .route("/applications", get(discord::bots::list).post(discord::bots::create_application))
-        .route(
-            "/applications/{application_id}",
-            get(discord::bots::get).patch(discord::bots::update),
-        )
-        .route("/applications/{application_id}/token", post(discord::bots::reset_token))
-        .route("/applications/{application_id}/authorize", post(discord::bots::authorize))
         .route("/guilds", post(guilds::create))
         .route("/guilds/{guild_id}", get(guilds::get).patch(guilds::update).delete(guilds::delete))
         .route("/guilds/{guild_id}/members", get(guilds::members))
@@ -231,9 +224,16 @@ pub fn router(state: AppState) -> Router {
     if state.config.server.danger_enable_test_control {
         root = root.nest("/_guildhall/test/v1", test_control);
     }
+    // The Discord-compatible bot API, unless the operator turned it off.
+    let api = if state.config.bots.enabled {
+        root = root
+            .nest("/api/v10", discord::router())
+            .route("/discord/gateway", get(crate::gateway::upgrade_discord));
+        api.merge(discord::bots::router())
+    } else {
+        api
+    };
     root.nest("/api/v1", api)
-        .nest("/api/v10", discord::router())
-        .route("/discord/gateway", get(crate::gateway::upgrade_discord))
         .nest("/_guildhall/v1", federation)
         .route("/gateway", get(crate::gateway::upgrade))
         .route("/livekit/webhook", post(voice::webhook))
@@ -315,6 +315,15 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = header
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        // A bot acts only through the Discord-compatible API, where its intents hold; its
+        // account has no identity, devices or sessions of its own to manage here.
+        if discord::bots::is_bot_token(token) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "bot_token",
+                "bot tokens are for the Discord-compatible API (/api/v10)",
+            ));
+        }
         let user = authenticate(state, token).await?;
         state.account_limiter.check(user.user_id.as_str()).await.map_err(ApiError::rate_limited)?;
         Ok(user)

@@ -25,6 +25,18 @@ use crate::api::discord::objects::{LARGE_THRESHOLD, Render, emoji, iso8601};
 use crate::error::ApiResult;
 use crate::store::ApplicationRow;
 
+/// The dispatches a Discord session sends besides the translated ones: the handshake's, the
+/// answer to a member request, presences and the user's own profile.
+pub(crate) const READY: &str = "READY";
+/// See [`READY`].
+pub(crate) const RESUMED: &str = "RESUMED";
+/// See [`READY`].
+pub(crate) const GUILD_MEMBERS_CHUNK: &str = "GUILD_MEMBERS_CHUNK";
+/// See [`READY`].
+pub(crate) const PRESENCE_UPDATE: &str = "PRESENCE_UPDATE";
+/// See [`READY`].
+pub(crate) const USER_UPDATE: &str = "USER_UPDATE";
+
 /// Guilds per shard `GET /gateway/bot` recommends (Discord's figure).
 pub(crate) const GUILDS_PER_SHARD: usize = 2500;
 /// The most shards a bot may split its connection into.
@@ -106,6 +118,11 @@ pub(crate) async fn identify(
 impl Identified {
     fn has(&self, intent: u64) -> bool {
         self.intents & intent != 0
+    }
+
+    /// Whether the session asked for presences (and may have them).
+    pub(crate) fn sees_presences(&self) -> bool {
+        self.has(GUILD_PRESENCES)
     }
 
     /// Whether a guild's events go to this shard (DMs go to shard 0, as on Discord).
@@ -289,13 +306,15 @@ impl Identified {
                     }),
                 ))
             }
-            "CHANNEL_PINS_UPDATE" if self.has(GUILDS) || dm => {
+            "CHANNEL_PINS_UPDATE" if self.has(if dm { DIRECT_MESSAGES } else { GUILDS }) => {
                 let Ok(channel_id) = ChannelId::parse(&id_of("channel_id")) else {
                     return Ok(None);
                 };
+                // When the last pin happened is not kept; a pin is now, an unpin says nothing.
+                let last_pin = (data["pinned"] == true).then(|| iso8601(crate::store::now_ms()));
                 let mut view = json!({
                     "channel_id": render.channel_id(guild_id, &channel_id).await?,
-                    "last_pin_timestamp": iso8601(crate::store::now_ms()),
+                    "last_pin_timestamp": last_pin,
                 });
                 if !dm {
                     view["guild_id"] = render.guild_id(guild_id).await?;
@@ -450,7 +469,7 @@ impl Identified {
         status: &str,
         guilds: &[std::sync::Arc<GuildState>],
     ) -> ApiResult<Vec<Value>> {
-        if !self.has(GUILD_PRESENCES) {
+        if !self.sees_presences() {
             return Ok(Vec::new());
         }
         let render = Render::new(state);
@@ -476,18 +495,8 @@ impl Identified {
     /// Without the message-content intent a bot sees no content, except in DMs, in its own
     /// messages and in messages that mention it (Discord's rule).
     fn redact(&self, view: &mut Value, dm: bool) {
-        if self.application.is_none() || self.has(MESSAGE_CONTENT) || dm {
-            return;
-        }
-        let own = view["author"]["id"] == self.user_id;
-        let mentioned = view["mentions"]
-            .as_array()
-            .is_some_and(|mentions| mentions.iter().any(|user| user["id"] == self.user_id));
-        if !own && !mentioned {
-            view["content"] = json!("");
-            view["embeds"] = json!([]);
-            view["attachments"] = json!([]);
-            view["components"] = json!([]);
+        if self.application.is_some() && !self.has(MESSAGE_CONTENT) && !dm {
+            crate::api::discord::objects::redact_content(view, &self.user_id);
         }
     }
 }

@@ -131,8 +131,10 @@ pub async fn upgrade_discord(
     }
     // Other compressions (zstd-stream) fall back to none: a client reads plain text frames.
     let zlib_stream = params.compress.as_deref() == Some("zlib-stream");
-    let options =
-        discord::Options { zlib_stream, resume_url: crate::api::discord::gateway_url(&headers) };
+    let options = discord::Options {
+        zlib_stream,
+        resume_url: crate::api::discord::gateway_url(&state, &headers),
+    };
     Ok(socket.max_message_size(64 * 1024).on_upgrade(move |socket| {
         session::run(state, socket, Encoding::Json, Dialect::Discord(options))
     }))

@@ -314,7 +314,7 @@ impl Connection {
         let guilds = known.keys().cloned().collect();
         let session =
             Session { id, user, login, status, guilds, known, replayed_to: stream_head, discord };
-        if self.deliver("READY", ready, Some(stream_head), deadline).await.is_err() {
+        if self.deliver(discord::READY, ready, Some(stream_head), deadline).await.is_err() {
             return Err(Failed::After(Box::new(session)));
         }
         // Discord's READY names the guilds; a GUILD_CREATE for each follows.
@@ -432,7 +432,7 @@ impl Connection {
         } else {
             json!({"session_id": session.id, "seq": session.replayed_to})
         };
-        self.deliver("RESUMED", resumed, None, deadline).await?;
+        self.deliver(discord::RESUMED, resumed, None, deadline).await?;
         self.drained(deadline).await
     }
 
@@ -555,6 +555,11 @@ impl Connection {
         // Discord libraries send the bare token; some prefix it as in the HTTP header.
         let token = match self.dialect {
             Dialect::Discord(_) => token.strip_prefix("Bot ").unwrap_or(token),
+            // A bot connects to the Discord gateway, where its intents hold.
+            Dialect::Native if crate::api::discord::bots::is_bot_token(token) => {
+                self.close_with(CLOSE_AUTHENTICATION_FAILED, "bot tokens are for /discord/gateway");
+                return Err(Closed);
+            }
             Dialect::Native => token,
         };
         match authenticate(&self.state, token).await {
@@ -661,7 +666,7 @@ impl Connection {
                     .await
                     .unwrap_or_default();
                 for chunk in chunks {
-                    self.try_dispatch("GUILD_MEMBERS_CHUNK", chunk, None)?;
+                    self.try_dispatch(discord::GUILD_MEMBERS_CHUNK, chunk, None)?;
                 }
                 Ok(())
             }
@@ -803,7 +808,9 @@ impl Connection {
     ) -> Result<(), Closed> {
         let Some(identified) = session.discord.clone() else { return Ok(()) };
         match message {
-            BusMessage::Presence { user_id, status } if user_id != &session.user => {
+            BusMessage::Presence { user_id, status }
+                if user_id != &session.user && identified.sees_presences() =>
+            {
                 let mut states = Vec::new();
                 for guild_id in &session.guilds {
                     if let Ok(guild_state) = self.state.guilds.state(guild_id).await {
@@ -815,13 +822,13 @@ impl Connection {
                     .await
                     .unwrap_or_default();
                 for update in updates {
-                    self.try_dispatch("PRESENCE_UPDATE", update, None)?;
+                    self.try_dispatch(discord::PRESENCE_UPDATE, update, None)?;
                 }
             }
             BusMessage::UserUpdate { user_id, .. } if user_id == &session.user => {
                 let render = crate::api::discord::objects::Render::new(&self.state);
                 if let Ok(user) = render.user(user_id).await {
-                    self.try_dispatch("USER_UPDATE", user, None)?;
+                    self.try_dispatch(discord::USER_UPDATE, user, None)?;
                 }
             }
             BusMessage::LoginRevoked { login } if login == &session.login => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::federation::{eventually, federating, join_remote};
+use crate::federation::{eventually, federating};
 use crate::harness::{Server, StatusCode, User, Value, bits, community, json};
 
 /// How long a bot process may take to start and get ready (it imports aiohttp and discord.py).
@@ -238,12 +238,12 @@ async fn a_bot_in_a_guild_hosted_elsewhere_works_through_its_home_server() {
     let carol = host.register("carol").await;
     let guild = carol.create_guild("Far away").await;
     let code = carol.invite(&guild.general).await;
-    // The bot accepts the invite itself, through its own server (its token is a login there).
-    let bot_user = User::from_auth(
-        home.client(),
-        &json!({"token": bot.token, "user": {"id": bot.user_id, "username": "farbot"}}),
-    );
-    join_remote(&bot_user, &host, &code).await;
+    // The guild's admins are on another server: they send the bot's owner an invite, and the
+    // owner has the bot accept it through its own server.
+    let body = json!({"code": code, "server": host.name()});
+    let (status, joined) =
+        owner.post(&format!("/applications/{}/join", bot.application_id), body).await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
     let (_process, ready) = BotProcess::start(&home, &bot.token, false);
     assert!(ready.contains("guilds=1"), "{ready}");
 

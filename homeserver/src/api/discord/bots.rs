@@ -54,8 +54,29 @@ const INTENT_NAMES: [(&str, u64); 3] = [
     ("message_content", MESSAGE_CONTENT),
 ];
 
-/// Most applications one user may own.
-const MAX_APPLICATIONS: usize = 25;
+/// What every bot token starts with: the native API and gateway refuse them.
+const TOKEN_PREFIX: &str = "gh_bot_";
+
+/// Whether a token is a bot's.
+pub fn is_bot_token(token: &str) -> bool {
+    token.starts_with(TOKEN_PREFIX)
+}
+
+/// The longest application name (it is the bot's display name, whose limit it shares).
+const MAX_NAME_CHARS: usize = 64;
+/// The longest description.
+const MAX_DESCRIPTION_CHARS: usize = 400;
+
+/// The application routes of the native API (`/api/v1/applications…`).
+pub(crate) fn router() -> axum::Router<AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/applications", get(list).post(create_application))
+        .route("/applications/{application_id}", get(get_one).patch(update))
+        .route("/applications/{application_id}/token", post(reset_token))
+        .route("/applications/{application_id}/authorize", post(authorize))
+        .route("/applications/{application_id}/join", post(join))
+}
 
 /// The names of the privileged intents in `bits`.
 pub fn intent_names(bits: u64) -> Vec<&'static str> {
@@ -176,14 +197,22 @@ pub async fn create(
     intents: u64,
 ) -> ApiResult<(ApplicationRow, String)> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || description.chars().count() > 400 {
-        return Err(ApiError::bad_request("name is 1-100 characters, description at most 400"));
+    let one_line = |text: &str| !text.chars().any(char::is_control);
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || !one_line(name)
+        || description.chars().count() > MAX_DESCRIPTION_CHARS
+    {
+        return Err(ApiError::bad_request(format!(
+            "name is 1-{MAX_NAME_CHARS} characters on one line, description at most {MAX_DESCRIPTION_CHARS}"
+        )));
     }
-    if state.store.applications_of(owner).await?.len() >= MAX_APPLICATIONS {
+    let most = state.config.bots.max_per_user as usize;
+    if state.store.applications_of(owner).await?.len() >= most {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "too_many_applications",
-            format!("a user owns at most {MAX_APPLICATIONS} applications"),
+            format!("a user owns at most {most} bots"),
         ));
     }
     let bot_user = UserId::new(username, &state.server_name).map_err(|_| {
@@ -231,7 +260,7 @@ pub async fn create(
 
 /// A fresh bot token (a login session of the bot user).
 async fn new_token(state: &AppState, bot: &UserId) -> ApiResult<String> {
-    let token = format!("gh_bot_{}", crate::guilds::random_id(43));
+    let token = format!("{TOKEN_PREFIX}{}", crate::guilds::random_id(43));
     let session = crate::guilds::random_id(16);
     state
         .store
@@ -246,8 +275,14 @@ pub(crate) async fn create_application(
     auth: AuthUser,
     Json(body): Json<NewApplication>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    if state.store.application_of_bot(&auth.user_id).await?.is_some() {
-        return Err(ApiError::forbidden("bots cannot own applications"));
+    // A bot is an account: while registration is closed only the server's admins make them.
+    let admin = state.store.user(&auth.user_id).await?.is_some_and(|user| user.is_admin);
+    if !state.config.registration.enabled && !admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "registration_closed",
+            "registration is closed on this server: ask its admins for a bot",
+        ));
     }
     let intents = intent_bits(&body.intents)?;
     let (application, token) = create(
@@ -282,7 +317,7 @@ async fn managed(state: &AppState, auth: &AuthUser, id: &str) -> ApiResult<Appli
 }
 
 /// `GET /api/v1/applications/{id}`.
-pub(crate) async fn get(
+pub(crate) async fn get_one(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -321,6 +356,7 @@ pub(crate) async fn update(
         application.intents = intent_bits(&intents)?;
     }
     state.store.update_application(&application).await?;
+    audit_if_admin(&state, &auth, &application, "admin.bot_update").await?;
     Ok(Json(view(&application)))
 }
 
@@ -332,12 +368,61 @@ pub(crate) async fn reset_token(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let application = managed(&state, &auth, &id).await?;
+    audit_if_admin(&state, &auth, &application, "admin.bot_token_reset").await?;
     let bot = &application.bot_user;
     for session in state.store.sessions(bot).await? {
         state.store.delete_session(bot, &session.session_id).await?;
         crate::api::auth::login_revoked(&state, bot, &session.session_id).await;
     }
     Ok(Json(json!({"token": new_token(&state, bot).await?})))
+}
+
+/// A server admin acting on someone else's bot is written to the audit log.
+async fn audit_if_admin(
+    state: &AppState,
+    auth: &AuthUser,
+    application: &ApplicationRow,
+    action: &str,
+) -> ApiResult<()> {
+    if application.owner == auth.user_id {
+        return Ok(());
+    }
+    let target = application.application_id.to_string();
+    let detail = json!({"bot": application.bot_user, "intents": intent_names(application.intents)});
+    state
+        .store
+        .audit(crate::store::Audit {
+            actor: auth.user_id.as_str(),
+            action,
+            target: Some(&target),
+            detail: Some(&detail),
+        })
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JoinBody {
+    /// The invite code.
+    code: String,
+    /// The server hosting the invite's guild, when it is not this one.
+    server: Option<String>,
+}
+
+/// `POST /api/v1/applications/{id}/join` with `{"code", "server"?}`: the owner has the bot
+/// accept an invite, to a guild here or on any server (how a bot joins a guild whose admins
+/// are on another server: they send its owner an invite).
+pub(crate) async fn join(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<JoinBody>,
+) -> ApiResult<Json<Value>> {
+    let application = managed(&state, &auth, &id).await?;
+    let bot = AuthUser { user_id: application.bot_user.clone(), session_id: String::new() };
+    let query = Query(channels::InviteServer { server: body.server });
+    channels::accept_invite(State(state), bot, Path(body.code), query).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,7 @@
 //! `/api/v10` guild management: channels, permission overwrites, roles, members, bans and
 //! invites, translated onto the native handlers like the rest of the layer.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use guildhall_spec::content::{ChannelKind, OverwriteKind};
 use guildhall_spec::{ChannelId, Permissions, RoleId, UserId};
@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use super::objects::{GUILD_CATEGORY, GUILD_TEXT, GUILD_VOICE, Render, iso8601};
 use super::rest::{Id, member_guild, no_content, reply, role_in, user_of, visible_channel};
 use super::snowflake::Target;
-use super::{DiscordAuth, DiscordError, DiscordResult};
+use super::{
+    DiscordAuth, DiscordError, DiscordJson, DiscordOptionalJson, DiscordQuery, DiscordResult,
+};
 use crate::AppState;
 use crate::api::{Json, OptionalJson, channels, guilds};
 use crate::error::ApiError;
@@ -93,7 +95,7 @@ pub(super) async fn create_channel(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path(guild): Path<String>,
-    Json(body): Json<NewChannel>,
+    DiscordJson(body): DiscordJson<NewChannel>,
 ) -> DiscordResult<Response> {
     let (guild_id, _) = member_guild(&state, &auth, &guild).await?;
     let parent_id = match body.parent_id {
@@ -168,7 +170,7 @@ pub(super) async fn update_channel(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path(channel): Path<String>,
-    Json(body): Json<ChannelPatch>,
+    DiscordJson(body): DiscordJson<ChannelPatch>,
 ) -> DiscordResult<Response> {
     let (guild_id, channel_id, _) = visible_channel(&state, &auth, &channel).await?;
     let parent_id = match body.parent_id {
@@ -215,7 +217,7 @@ pub(super) async fn set_overwrite(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path((channel, target)): Path<(String, String)>,
-    Json(body): Json<OverwriteBody>,
+    DiscordJson(body): DiscordJson<OverwriteBody>,
 ) -> DiscordResult<Response> {
     let (guild_id, channel_id, _) = visible_channel(&state, &auth, &channel).await?;
     let target = super::rest::snowflake(&target)?;
@@ -266,7 +268,7 @@ pub(super) async fn create_invite(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path(channel): Path<String>,
-    OptionalJson(body): OptionalJson<NewInvite>,
+    DiscordOptionalJson(body): DiscordOptionalJson<NewInvite>,
 ) -> DiscordResult<Response> {
     let (guild_id, channel_id, _) = visible_channel(&state, &auth, &channel).await?;
     let body = body.unwrap_or_default();
@@ -320,7 +322,7 @@ pub(super) async fn create_role(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path(guild): Path<String>,
-    OptionalJson(body): OptionalJson<NewRole>,
+    DiscordOptionalJson(body): DiscordOptionalJson<NewRole>,
 ) -> DiscordResult<Response> {
     let (guild_id, guild) = member_guild(&state, &auth, &guild).await?;
     // Discord puts a new role at the bottom and moves the others up; here positions are not
@@ -376,7 +378,7 @@ pub(super) async fn update_role(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path((guild, role)): Path<(String, String)>,
-    Json(body): Json<RolePatch>,
+    DiscordJson(body): DiscordJson<RolePatch>,
 ) -> DiscordResult<Response> {
     let (guild_id, _) = member_guild(&state, &auth, &guild).await?;
     let role = role_in(&state, &guild_id, &role).await?;
@@ -419,7 +421,7 @@ pub(super) async fn update_member(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path((guild, user)): Path<(String, String)>,
-    Json(body): Json<MemberPatch>,
+    DiscordJson(body): DiscordJson<MemberPatch>,
 ) -> DiscordResult<Response> {
     let (guild_id, _) = member_guild(&state, &auth, &guild).await?;
     let user = if user == "@me" { auth.0.user_id.clone() } else { user_of(&state, &user).await? };
@@ -451,7 +453,7 @@ pub(super) async fn update_own_member(
     state: State<AppState>,
     auth: DiscordAuth,
     Path(guild): Path<String>,
-    body: Json<MemberPatch>,
+    body: DiscordJson<MemberPatch>,
 ) -> DiscordResult<Response> {
     update_member(state, auth, Path((guild, "@me".to_owned())), body).await
 }
@@ -466,7 +468,7 @@ pub(super) async fn bans(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path(guild): Path<String>,
-    Query(page): Query<BanPage>,
+    DiscordQuery(page): DiscordQuery<BanPage>,
 ) -> DiscordResult<Response> {
     let (guild_id, _) = member_guild(&state, &auth, &guild).await?;
     let Json(native) =

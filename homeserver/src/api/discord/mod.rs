@@ -144,9 +144,14 @@ pub fn router() -> Router<AppState> {
     rest::router()
 }
 
-/// The URL of the Discord-compatible gateway as a client of this request reaches it: the
-/// `Host` it asked for, `wss` behind a proxy that says it terminated TLS.
-pub fn gateway_url(headers: &HeaderMap) -> String {
+/// The URL of the Discord-compatible gateway: `[bots] gateway_url` when set, otherwise as a
+/// client of this request reaches it: the `Host` it asked for, `wss` behind a proxy that says
+/// it terminated TLS.
+pub fn gateway_url(state: &AppState, headers: &HeaderMap) -> String {
+    let configured = &state.config.bots.gateway_url;
+    if !configured.is_empty() {
+        return configured.clone();
+    }
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|value| value.to_str().ok())
@@ -158,4 +163,51 @@ pub fn gateway_url(headers: &HeaderMap) -> String {
         .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
     let scheme = if secure { "wss" } else { "ws" };
     format!("{scheme}://{host}/discord/gateway")
+}
+
+/// A JSON body whose rejections (syntax, types, size, content type) are Discord's errors.
+#[derive(Debug)]
+pub struct DiscordJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S>
+    for DiscordJson<T>
+{
+    type Rejection = DiscordError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> DiscordResult<Self> {
+        let super::Json(value) = super::Json::<T>::from_request(request, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// An optional JSON body (empty is `None`), rejected in Discord's shape.
+#[derive(Debug)]
+pub struct DiscordOptionalJson<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S>
+    for DiscordOptionalJson<T>
+{
+    type Rejection = DiscordError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> DiscordResult<Self> {
+        let super::OptionalJson(value) =
+            super::OptionalJson::<T>::from_request(request, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// Query parameters, rejected in Discord's shape.
+#[derive(Debug)]
+pub struct DiscordQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for DiscordQuery<T> {
+    type Rejection = DiscordError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> DiscordResult<Self> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|error| ApiError::bad_request(error.body_text()))?;
+        Ok(Self(value))
+    }
 }

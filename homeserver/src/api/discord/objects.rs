@@ -356,9 +356,11 @@ impl<'a> Render<'a> {
         let author: UserId = parse(&native["author_id"])?;
         let created = native["created_ts"].as_u64().unwrap_or(0);
         let mut mentions = Vec::new();
+        let mut mentioned_ids = Vec::new();
         for mentioned in native["mentions"].as_array().into_iter().flatten() {
             if let Ok(user) = UserId::parse(mentioned.as_str().unwrap_or_default()) {
                 mentions.push(self.user(&user).await?);
+                mentioned_ids.push(user);
             }
         }
         let mut reactions = Vec::new();
@@ -370,8 +372,9 @@ impl<'a> Render<'a> {
                 "burst_colors": [], "me_burst": false, "burst_me": false, "burst_count": 0,
             }));
         }
-        let content =
-            self.outgoing_mentions(native["content"].as_str().unwrap_or_default()).await?;
+        let content = self
+            .outgoing_mentions(native["content"].as_str().unwrap_or_default(), &mentioned_ids)
+            .await?;
         let is_dm = guild_state.is_some_and(|state| state.kind == GuildKind::Dm);
         let mut view = json!({
             "id": self.message_id(&guild, &message, created).await?,
@@ -421,15 +424,20 @@ impl<'a> Render<'a> {
     }
 
     /// Mentions as Guildhall writes them (`<@@alice:example.org>`) become Discord's
-    /// (`<@123…>`).
-    pub async fn outgoing_mentions(&self, content: &str) -> ApiResult<String> {
+    /// (`<@123…>`), for the users the message mentions (members, as the host checked); any
+    /// other text of that form stays as written, and gets no snowflake.
+    pub async fn outgoing_mentions(
+        &self,
+        content: &str,
+        mentioned: &[UserId],
+    ) -> ApiResult<String> {
         let mut out = String::with_capacity(content.len());
         let mut rest = content;
         while let Some(start) = rest.find("<@") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
             match after.find('>').map(|end| (UserId::parse(&after[..end]), end)) {
-                Some((Ok(user), end)) => {
+                Some((Ok(user), end)) if mentioned.contains(&user) => {
                     out.push_str(&format!("<@{}>", self.state.snowflakes.user(&user).await?));
                     rest = &after[end + 1..];
                 }
@@ -443,21 +451,26 @@ impl<'a> Render<'a> {
         Ok(out)
     }
 
-    /// Mentions as Discord writes them (`<@123…>`, `<@!123…>`) become Guildhall's; a number
-    /// that names no user stays as written.
-    pub async fn incoming_mentions(&self, content: &str) -> ApiResult<String> {
+    /// Mentions as Discord writes them (`<@123…>`, `<@!123…>`) become Guildhall's, for the
+    /// users `allowed` lets the message ping (Discord's `allowed_mentions`) and at most as many
+    /// as a message may mention; the rest stay as written, which pings nobody.
+    pub async fn incoming_mentions(&self, content: &str, allowed: &Allowed) -> ApiResult<String> {
         let mut out = String::with_capacity(content.len());
         let mut rest = content;
+        let mut looked_up = 0;
         while let Some(start) = rest.find("<@") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
             let digits = after.strip_prefix('!').unwrap_or(after);
             let end = digits.find('>');
             let user = match end.map(|end| digits[..end].parse::<u64>()) {
-                Some(Ok(snowflake)) => match self.state.snowflakes.resolve(snowflake).await? {
-                    Some(Target::User(user)) => Some(user),
-                    _ => None,
-                },
+                Some(Ok(snowflake)) if allowed.allows(snowflake) && looked_up < MAX_MENTIONS => {
+                    looked_up += 1;
+                    match self.state.snowflakes.resolve(snowflake).await? {
+                        Some(Target::User(user)) => Some(user),
+                        _ => None,
+                    }
+                }
                 _ => None,
             };
             match (user, end) {
@@ -473,6 +486,44 @@ impl<'a> Render<'a> {
         }
         out.push_str(rest);
         Ok(out)
+    }
+}
+
+/// Blanks what a message says for a viewer without the message-content intent, unless it is
+/// the viewer's own or mentions them (Discord's rule; DMs are never blanked, the caller skips
+/// them).
+pub fn redact_content(view: &mut Value, viewer: &Value) {
+    let own = &view["author"]["id"] == viewer;
+    let mentioned = view["mentions"]
+        .as_array()
+        .is_some_and(|mentions| mentions.iter().any(|user| &user["id"] == viewer));
+    if !own && !mentioned {
+        view["content"] = json!("");
+        view["embeds"] = json!([]);
+        view["attachments"] = json!([]);
+        view["components"] = json!([]);
+    }
+}
+
+/// The most mentions of one message translated (the native API counts at most as many).
+const MAX_MENTIONS: usize = 50;
+
+/// Whom a message may ping (Discord's `allowed_mentions`).
+#[derive(Debug, Clone, Default)]
+pub enum Allowed {
+    /// Every user mentioned (no `allowed_mentions`, or `parse` with `users`).
+    #[default]
+    All,
+    /// Only these users.
+    Only(Vec<u64>),
+}
+
+impl Allowed {
+    fn allows(&self, user: u64) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(users) => users.contains(&user),
+        }
     }
 }
 

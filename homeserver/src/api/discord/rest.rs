@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::manage;
 use super::objects::Render;
 use super::snowflake::Target;
-use super::{DiscordAuth, DiscordError, DiscordResult};
+use super::{DiscordAuth, DiscordError, DiscordJson, DiscordQuery, DiscordResult};
 use crate::AppState;
 use crate::api::{Json, OptionalJson, channels, guilds, messages, social};
 use crate::error::ApiError;
@@ -233,7 +233,7 @@ struct OpenDm {
 async fn open_dm(
     State(state): State<AppState>,
     auth: DiscordAuth,
-    Json(body): Json<OpenDm>,
+    DiscordJson(body): DiscordJson<OpenDm>,
 ) -> DiscordResult<Response> {
     let recipient = user_of(&state, &body.recipient_id.get().to_string()).await?;
     let axum_body = social::OpenDm { recipient };
@@ -262,8 +262,14 @@ async fn application(State(state): State<AppState>, auth: DiscordAuth) -> Discor
 }
 
 /// `GET /gateway`.
-async fn gateway(headers: HeaderMap) -> Response {
-    reply(json!({"url": super::gateway_url(&headers)}))
+async fn gateway(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let mut response = reply(json!({"url": super::gateway_url(&state, &headers)}));
+    // Built from the request's Host: no shared cache may keep it for others.
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// `GET /gateway/bot`: one shard is enough for any guild count this server hosts for a bot;
@@ -276,7 +282,7 @@ async fn gateway_bot(
     let guilds = state.store.guilds_of(&auth.0.user_id).await?.len();
     let shards = guilds.div_ceil(crate::gateway::discord::GUILDS_PER_SHARD).max(1);
     Ok(reply(json!({
-        "url": super::gateway_url(&headers),
+        "url": super::gateway_url(&state, &headers),
         "shards": shards,
         "session_start_limit": {
             "total": 1000, "remaining": 1000, "reset_after": 86_400_000, "max_concurrency": 1,
@@ -328,7 +334,7 @@ async fn guild_members(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path(guild): Path<String>,
-    Query(page): Query<MemberPage>,
+    DiscordQuery(page): DiscordQuery<MemberPage>,
 ) -> DiscordResult<Response> {
     super::bots::require_intent(&state, &auth.0.user_id, super::bots::GUILD_MEMBERS).await?;
     let (_, guild) = member_guild(&state, &auth, &guild).await?;
@@ -486,7 +492,7 @@ async fn history(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path(channel): Path<String>,
-    Query(query): Query<History>,
+    DiscordQuery(query): DiscordQuery<History>,
 ) -> DiscordResult<Response> {
     let (guild_id, channel_id, guild) = visible_channel(&state, &auth, &channel).await?;
     if query.around.is_some() {
@@ -511,9 +517,12 @@ async fn history(
     )
     .await?;
     let render = Render::new(&state);
+    let blind = Blind::of(&state, &auth, &guild).await?;
     let mut list = Vec::new();
     for native in page["messages"].as_array().into_iter().flatten() {
-        list.push(render.message(native, Some(&guild)).await?);
+        let mut view = render.message(native, Some(&guild)).await?;
+        blind.apply(&mut view);
+        list.push(view);
     }
     Ok(reply(Value::Array(list)))
 }
@@ -527,14 +536,62 @@ async fn message(
     let (guild_id, channel_id, guild) = visible_channel(&state, &auth, &channel).await?;
     let message = message_in(&state, &guild_id, &message).await?;
     let path = Path((channel_id.to_string(), message.to_string()));
+    let blind = Blind::of(&state, &auth, &guild).await?;
     let Json(native) = messages::get(State(state.clone()), auth.0, path).await?;
-    Ok(reply(Render::new(&state).message(&native, Some(&guild)).await?))
+    let mut view = Render::new(&state).message(&native, Some(&guild)).await?;
+    blind.apply(&mut view);
+    Ok(reply(view))
+}
+
+/// For a bot without the message-content intent: whose view of content to blank.
+struct Blind(Option<Value>);
+
+impl Blind {
+    async fn of(state: &AppState, auth: &DiscordAuth, guild: &GuildState) -> DiscordResult<Self> {
+        let sees = guild.kind == GuildKind::Dm
+            || super::bots::sees_content(state, &auth.0.user_id).await?;
+        if sees {
+            return Ok(Self(None));
+        }
+        Ok(Self(Some(Render::new(state).user_id(&auth.0.user_id).await?)))
+    }
+
+    fn apply(&self, view: &mut Value) {
+        if let Some(viewer) = &self.0 {
+            super::objects::redact_content(view, viewer);
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 struct MessageReference {
     message_id: Option<Id>,
+    /// Whether a reply to an unknown message fails (the default) or is sent as a plain message.
+    fail_if_not_exists: Option<bool>,
 }
+
+/// Discord's `allowed_mentions`: whom a message may ping.
+#[derive(Debug, Deserialize)]
+struct AllowedMentions {
+    #[serde(default)]
+    parse: Vec<String>,
+    #[serde(default)]
+    users: Vec<Id>,
+}
+
+impl AllowedMentions {
+    fn allowed(&self) -> super::objects::Allowed {
+        if self.parse.iter().any(|kind| kind == "users") {
+            super::objects::Allowed::All
+        } else {
+            super::objects::Allowed::Only(self.users.iter().take(100).map(|id| id.get()).collect())
+        }
+    }
+}
+
+/// Message flags that change nothing here: SUPPRESS_EMBEDS (no embeds are made) and
+/// SUPPRESS_NOTIFICATIONS (this server sends no push notifications).
+const HARMLESS_FLAGS: u64 = (1 << 2) | (1 << 12);
 
 /// Discord's message body (JSON). Fields this server does not have are refused when they
 /// carry something, rather than dropped.
@@ -546,6 +603,11 @@ struct CreateMessage {
     #[serde(default)]
     enforce_nonce: bool,
     message_reference: Option<MessageReference>,
+    allowed_mentions: Option<AllowedMentions>,
+    #[serde(default)]
+    tts: bool,
+    #[serde(default)]
+    flags: u64,
     #[serde(default)]
     embeds: Vec<Value>,
     #[serde(default)]
@@ -580,8 +642,8 @@ fn unsupported(what: &str) -> DiscordError {
 
 /// The native idempotency key of an `enforce_nonce` send: the nonce, scoped to the channel
 /// (a nonce reused in another channel is another message, as on Discord).
-fn txn_id(channel: &str, nonce: &str) -> DiscordResult<TxnId> {
-    let digest = Sha256::digest(format!("{channel}\n{nonce}").as_bytes());
+fn txn_id(guild: &GuildId, channel: &ChannelId, nonce: &str) -> DiscordResult<TxnId> {
+    let digest = Sha256::digest(format!("{guild}\n{channel}\n{nonce}").as_bytes());
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     TxnId::parse(&format!("discord.{hex}")).map_err(|_| DiscordError(ApiError::internal("txn id")))
 }
@@ -613,6 +675,12 @@ async fn send(
     if !body.attachments.is_empty() {
         return Err(unsupported("attachments"));
     }
+    if body.tts {
+        return Err(unsupported("text-to-speech messages"));
+    }
+    if body.flags & !HARMLESS_FLAGS != 0 {
+        return Err(unsupported("those message flags"));
+    }
     let content = body.content.unwrap_or_default();
     if content.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty_message", "empty message").into());
@@ -622,16 +690,23 @@ async fn send(
         return Err(ApiError::bad_request("nonce is at most 25 characters").into());
     }
     let txn = match (&nonce, body.enforce_nonce) {
-        (Some(nonce), true) => Some(txn_id(&channel, nonce)?.to_string()),
+        (Some(nonce), true) => Some(txn_id(&guild_id, &channel_id, nonce)?.to_string()),
         _ => None,
     };
-    let reply_to = match body.message_reference.and_then(|reference| reference.message_id) {
-        Some(id) => Some(message_in(&state, &guild_id, &id.get().to_string()).await?),
-        None => None,
+    let reply_to = match &body.message_reference {
+        Some(MessageReference { message_id: Some(id), fail_if_not_exists }) => {
+            match message_in(&state, &guild_id, &id.get().to_string()).await {
+                Ok(message) => Some(message),
+                Err(_) if *fail_if_not_exists == Some(false) => None,
+                Err(error) => return Err(error),
+            }
+        }
+        _ => None,
     };
+    let allowed = body.allowed_mentions.as_ref().map(AllowedMentions::allowed).unwrap_or_default();
     let render = Render::new(&state);
     let native_body = messages::NewMessage {
-        content: render.incoming_mentions(&content).await?,
+        content: render.incoming_mentions(&content, &allowed).await?,
         reply_to,
         nonce: txn,
         attachments: Vec::new(),
@@ -662,7 +737,7 @@ async fn edit(
     State(state): State<AppState>,
     auth: DiscordAuth,
     Path((channel, message)): Path<(String, String)>,
-    Json(body): Json<EditMessage>,
+    DiscordJson(body): DiscordJson<EditMessage>,
 ) -> DiscordResult<Response> {
     let (guild_id, channel_id, _) = visible_channel(&state, &auth, &channel).await?;
     let message = message_in(&state, &guild_id, &message).await?;
@@ -673,7 +748,8 @@ async fn edit(
     let render = Render::new(&state);
     let native = match body.content {
         Some(content) => {
-            let content = render.incoming_mentions(&content).await?;
+            let allowed = super::objects::Allowed::All;
+            let content = render.incoming_mentions(&content, &allowed).await?;
             let body = messages::EditBody { content };
             messages::edit(State(state.clone()), auth.0, path, Json(body)).await?.0
         }
@@ -759,13 +835,16 @@ async fn pins(
     Path(channel): Path<String>,
 ) -> DiscordResult<Response> {
     let (_, channel_id, guild) = visible_channel(&state, &auth, &channel).await?;
+    let auth_view = auth.clone();
     let Json(native) =
         messages::pins(State(state.clone()), auth.0, Path(channel_id.to_string())).await?;
     let render = Render::new(&state);
     let newer = uri.path().ends_with("/messages/pins");
+    let blind = Blind::of(&state, &auth_view, &guild).await?;
     let mut list = Vec::new();
     for native in native["messages"].as_array().into_iter().flatten() {
-        let message = render.message(native, Some(&guild)).await?;
+        let mut message = render.message(native, Some(&guild)).await?;
+        blind.apply(&mut message);
         if newer {
             let at = native["created_ts"].as_u64().unwrap_or(0);
             list.push(json!({"message": message, "pinned_at": super::objects::iso8601(at)}));
