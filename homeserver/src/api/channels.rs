@@ -26,6 +26,13 @@ pub(super) const MAX_INVITE_AGE_SECS: u64 = 7 * 24 * 3600;
 /// The most uses an invite may allow.
 const MAX_INVITE_USES: u64 = 100;
 
+tokio::task_local! {
+    /// The guild a request's channel lookups are confined to, once it is known: set by the
+    /// Discord-compatible layer, whose channel snowflakes name the guild as well, so that a
+    /// channel id another guild's host chose alike can neither shadow it nor make it ambiguous.
+    pub(super) static CHANNEL_SCOPE: std::sync::OnceLock<GuildId>;
+}
+
 /// Resolves a channel the user can see: unknown, foreign and hidden channels all answer
 /// `unknown_channel`, so channel ids cannot be probed.
 pub(super) async fn visible_channel(
@@ -35,6 +42,15 @@ pub(super) async fn visible_channel(
 ) -> ApiResult<(GuildId, ChannelId, Arc<GuildState>)> {
     let channel_id: ChannelId = parse_id("channel id", channel_id)?;
     let unknown = || ApiError::not_found("unknown_channel", "no such channel");
+    // A request whose channel names its guild too (the Discord-compatible layer's snowflakes)
+    // looks in that guild only.
+    if let Some(guild_id) = CHANNEL_SCOPE.try_with(|scope| scope.get().cloned()).ok().flatten() {
+        let guild_state = state.guilds.state(&guild_id).await.map_err(|_| unknown())?;
+        let visible = !guild_state.deleted
+            && guild_state.members.contains_key(&auth.user_id)
+            && guild_state.can_view(&auth.user_id, &channel_id);
+        return if visible { Ok((guild_id, channel_id, guild_state)) } else { Err(unknown()) };
+    }
     // Channel ids are scoped to their guild, so the same id may name channels of several
     // guilds on this server (only a hostile host would choose so). The route resolves only to a
     // channel the user can see, and never guesses between two of them.

@@ -43,6 +43,12 @@ pub(crate) const GUILDS_PER_SHARD: usize = 2500;
 pub(crate) const MAX_SHARDS: u64 = 64;
 /// Members per `GUILD_MEMBERS_CHUNK`.
 const CHUNK: usize = 1000;
+/// The most members one REQUEST_GUILD_MEMBERS answers.
+const MAX_REQUESTED_MEMBERS: usize = 10_000;
+/// The longest nonce a member request may carry (Discord's limit).
+const MAX_NONCE_BYTES: usize = 32;
+/// REQUEST_GUILD_MEMBERS a connection may send a minute (besides the frame budget).
+pub(crate) const MEMBER_REQUESTS_PER_MINUTE: u32 = 30;
 
 /// Close code: a shard outside the bot's shard count.
 pub(crate) const CLOSE_INVALID_SHARD: u16 = 4010;
@@ -192,9 +198,10 @@ impl Identified {
         Ok(view)
     }
 
-    /// Answers REQUEST_GUILD_MEMBERS (op 8): the guild's members in chunks, `user_ids` or a
-    /// `query` prefix of usernames narrowing them. Without the members intent only the asked
-    /// `user_ids` are answered.
+    /// Answers REQUEST_GUILD_MEMBERS (op 8): the guild's members in chunks, `user_ids` (at
+    /// most 100) or a `query` prefix of usernames narrowing them, at most
+    /// [`MAX_REQUESTED_MEMBERS`]. Without the members intent only the asked `user_ids` are
+    /// answered.
     pub(crate) async fn member_chunks(
         &self,
         state: &AppState,
@@ -212,7 +219,16 @@ impl Identified {
         if !guild.members.contains_key(user) {
             return Ok(Vec::new());
         }
-        let limit = data["limit"].as_u64().filter(|limit| *limit > 0).unwrap_or(u64::MAX);
+        let limit = data["limit"]
+            .as_u64()
+            .filter(|limit| *limit > 0)
+            .map_or(MAX_REQUESTED_MEMBERS, |limit| {
+                usize::try_from(limit).unwrap_or(usize::MAX).min(MAX_REQUESTED_MEMBERS)
+            });
+        let nonce = data["nonce"]
+            .as_str()
+            .filter(|nonce| nonce.len() <= MAX_NONCE_BYTES)
+            .map_or(Value::Null, |nonce| Value::String(nonce.to_owned()));
         let mut wanted: Option<Vec<UserId>> = None;
         if let Some(ids) = data["user_ids"].as_array().map(Vec::as_slice).or_else(|| {
             data["user_ids"].is_string().then(|| std::slice::from_ref(&data["user_ids"]))
@@ -236,7 +252,10 @@ impl Identified {
                 Some(users) => users.contains(member_id),
                 None => member_id.localpart().starts_with(&query),
             };
-            if chosen && (members.len() as u64) < limit {
+            if chosen {
+                if members.len() == limit {
+                    break;
+                }
                 members.push(render.member(&guild, member_id, member).await?);
             }
         }
@@ -248,7 +267,7 @@ impl Identified {
                     members.iter().skip(index * CHUNK).take(CHUNK).cloned().collect();
                 json!({
                     "guild_id": guild_snowflake, "members": part, "chunk_index": index,
-                    "chunk_count": count, "nonce": data["nonce"], "not_found": [],
+                    "chunk_count": count, "nonce": nonce, "not_found": [],
                 })
             })
             .collect();
@@ -506,7 +525,10 @@ fn snowflake(value: &Value) -> Option<u64> {
 }
 
 /// A zlib stream shared by every frame of a connection (`compress=zlib-stream`): each frame is
-/// compressed and sync-flushed, so it ends in `00 00 ff ff`.
+/// compressed and sync-flushed, so it ends in `00 00 ff ff` and inflates on its own once the
+/// frames before it have. Started once the client has identified (the frames before go as
+/// text, which Discord clients read as they are), so that an unauthenticated connection costs
+/// no compressor.
 pub(crate) struct ZlibStream {
     compress: flate2::Compress,
 }
@@ -517,26 +539,34 @@ impl Default for ZlibStream {
     }
 }
 
+/// The stream failed; the connection cannot continue (its client's inflater would be lost).
+#[derive(Debug)]
+pub(crate) struct ZlibFailed;
+
 impl ZlibStream {
     /// One frame's bytes.
-    pub(crate) fn frame(&mut self, text: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn frame(&mut self, text: &[u8]) -> Result<Vec<u8>, ZlibFailed> {
         let mut out = Vec::with_capacity(text.len() / 2 + 64);
         let start = self.compress.total_in();
+        let consumed = |compress: &flate2::Compress| {
+            usize::try_from(compress.total_in() - start).map_err(|_| ZlibFailed)
+        };
         loop {
-            let consumed = usize::try_from(self.compress.total_in() - start).ok()?;
-            if out.capacity() - out.len() < 64 {
-                out.reserve(text.len().max(256));
+            if out.len() == out.capacity() {
+                out.reserve(out.capacity().max(256));
             }
-            let status = self
-                .compress
-                .compress_vec(&text[consumed..], &mut out, flate2::FlushCompress::Sync)
-                .ok()?;
-            let consumed = usize::try_from(self.compress.total_in() - start).ok()?;
-            if consumed == text.len() && out.ends_with(&[0, 0, 0xff, 0xff]) {
-                return Some(out);
+            let (before_in, before_out) = (self.compress.total_in(), out.len());
+            let from = consumed(&self.compress)?;
+            self.compress
+                .compress_vec(&text[from..], &mut out, flate2::FlushCompress::Sync)
+                .map_err(|_| ZlibFailed)?;
+            // The flush is complete once all the input is in and the compressor stopped with
+            // room to spare.
+            if consumed(&self.compress)? == text.len() && out.len() < out.capacity() {
+                return Ok(out);
             }
-            if status == flate2::Status::BufError && out.capacity() > out.len() {
-                return None;
+            if self.compress.total_in() == before_in && out.len() == before_out {
+                return Err(ZlibFailed);
             }
         }
     }
@@ -552,6 +582,7 @@ mod tests {
         let mut inflate = flate2::Decompress::new(true);
         for text in ["{\"op\":10}", &"x".repeat(100_000), "{\"op\":11}"] {
             let frame = stream.frame(text.as_bytes()).expect("compressed");
+            assert!(frame.len() < text.len() + 64);
             assert!(frame.ends_with(&[0, 0, 0xff, 0xff]));
             let mut out = Vec::with_capacity(text.len() + 64);
             inflate.decompress_vec(&frame, &mut out, flate2::FlushDecompress::Sync).unwrap();

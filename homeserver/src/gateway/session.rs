@@ -57,6 +57,8 @@ const REPLAY_PAGE: u32 = 500;
 enum Outgoing {
     Frame(Value),
     Close(u16, &'static str),
+    /// From here on frames go through the connection's zlib stream (`compress=zlib-stream`).
+    StartCompression,
 }
 
 /// Heartbeats a Discord client may send before it identifies (discord.py sends one at once).
@@ -68,11 +70,7 @@ pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding, 
     let (sink, mut stream) = socket.split();
     let (queue, outgoing) = mpsc::channel::<Outgoing>(state.config.gateway.session_queue.max(16));
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<(u16, &'static str)>();
-    let zlib = match &dialect {
-        Dialect::Discord(options) if options.zlib_stream => Some(ZlibStream::default()),
-        _ => None,
-    };
-    let writer = tokio::spawn(write_frames(sink, outgoing, close_rx, encoding, zlib));
+    let writer = tokio::spawn(write_frames(sink, outgoing, close_rx, encoding));
     let gateway = &state.config.gateway;
     let mut connection = Connection {
         state: state.clone(),
@@ -82,6 +80,7 @@ pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding, 
         dialect,
         frames: Budget::per_minute(gateway.frames_per_minute),
         presence_updates: Budget::per_minute(gateway.presence_updates_per_minute),
+        member_requests: Budget::per_minute(discord::MEMBER_REQUESTS_PER_MINUTE),
     };
     if let Some(session) = connection.serve(&mut stream).await {
         state.presence.disconnect(&session.user).await;
@@ -113,8 +112,8 @@ async fn write_frames(
     mut outgoing: mpsc::Receiver<Outgoing>,
     mut close: tokio::sync::oneshot::Receiver<(u16, &'static str)>,
     encoding: Encoding,
-    mut zlib: Option<ZlibStream>,
 ) {
+    let mut zlib: Option<ZlibStream> = None;
     loop {
         let next = tokio::select! {
             biased;
@@ -122,11 +121,20 @@ async fn write_frames(
             next = outgoing.recv() => match next { Some(next) => next, None => break },
         };
         match next {
+            Outgoing::StartCompression => zlib = Some(ZlibStream::default()),
             Outgoing::Frame(frame) => {
                 let message = match &mut zlib {
-                    Some(zlib) => zlib
-                        .frame(frame.to_string().as_bytes())
-                        .map(|bytes| Message::Binary(bytes.into())),
+                    Some(zlib) => match zlib.frame(frame.to_string().as_bytes()) {
+                        Ok(bytes) => Some(Message::Binary(bytes.into())),
+                        Err(_) => {
+                            let close = CloseFrame {
+                                code: 1011,
+                                reason: Utf8Bytes::from_static("compression failed"),
+                            };
+                            let _ = sink.send(Message::Close(Some(close))).await;
+                            return;
+                        }
+                    },
                     None => encode(&frame, encoding),
                 };
                 let Some(message) = message else { continue };
@@ -176,6 +184,8 @@ struct Connection {
     frames: Budget,
     /// Presence updates the client may still send.
     presence_updates: Budget,
+    /// Member requests (Discord's op 8) the client may still send.
+    member_requests: Budget,
 }
 
 /// The connection was closed (by the client, or by the server with a close frame already
@@ -344,7 +354,12 @@ impl Connection {
         data: &Value,
     ) -> Result<Identified, Failed> {
         match discord::identify(&self.state, user, data).await {
-            Ok(Ok(identified)) => Ok(identified),
+            Ok(Ok(identified)) => {
+                if matches!(&self.dialect, Dialect::Discord(options) if options.zlib_stream) {
+                    let _ = self.queue.try_send(Outgoing::StartCompression);
+                }
+                Ok(identified)
+            }
             Ok(Err(_)) => {
                 self.close_with(CLOSE_DECODE_ERROR, "internal error");
                 Err(Failed::Before)
@@ -660,6 +675,10 @@ impl Connection {
                 Err(Closed)
             }
             Some(OP_REQUEST_MEMBERS) if session.discord.is_some() => {
+                if !self.member_requests.take() {
+                    self.close_with(CLOSE_TOO_SLOW, "member requests rate limited; resume later");
+                    return Err(Closed);
+                }
                 let Some(identified) = &session.discord else { return Ok(()) };
                 let chunks = identified
                     .member_chunks(&self.state, &session.user, &frame["d"])

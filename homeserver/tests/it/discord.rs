@@ -365,8 +365,13 @@ impl DiscordGateway {
                 .map_err(|_| None)?;
             let frame = match message {
                 Some(Ok(Message::Text(text))) => {
-                    assert!(self.inflate.is_none(), "zlib-stream frames are binary");
-                    serde_json::from_str::<Value>(&text).unwrap()
+                    // Before identifying, frames are text; compression starts with READY.
+                    let frame = serde_json::from_str::<Value>(&text).unwrap();
+                    assert!(
+                        self.inflate.is_none() || frame["t"] != "READY",
+                        "zlib-stream: READY and what follows are compressed"
+                    );
+                    frame
                 }
                 Some(Ok(Message::Binary(bytes))) => {
                     let inflate = self.inflate.as_mut().expect("binary only with zlib-stream");
@@ -673,4 +678,74 @@ async fn first_text_channel(server: &Server, token: &str, guild: &str) -> String
         .and_then(|c| c["id"].as_str())
         .expect("a general channel")
         .to_owned()
+}
+
+#[tokio::test]
+async fn a_channel_id_another_host_reuses_does_not_shadow_the_bots_channel() {
+    // S hosts guild A, with a bot; H, a host that lies about ids, hosts guild B, which the bot
+    // joins too, and sequences a channel in B whose id is A's #general.
+    let s = federating().await;
+    let h = crate::federation::federating_builder()
+        .env("GUILDHALL_SERVER__DANGER_ENABLE_TEST_CONTROL", "true")
+        .start()
+        .await;
+    let alice = s.register("alice").await;
+    let mallory = h.register("mallory").await;
+    let a = alice.create_guild("A").await;
+    let bot = create_bot(&alice, "twinbot", &["message_content"]).await;
+    authorize(&alice, &bot, &a.id, 0).await;
+    let b = mallory.create_guild("B").await;
+    let body = json!({"code": mallory.invite(&b.general).await, "server": h.name()});
+    let (status, joined) =
+        alice.post(&format!("/applications/{}/join", bot.application_id), body).await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let copy = json!({"user_id": mallory.id, "type": "channel.create",
+        "content": {"channel_id": a.general, "name": "general", "kind": "text", "position": 1}});
+    let url = format!(
+        "{}/_guildhall/test/v1/guilds/{}/events",
+        h.base_url(),
+        crate::harness::encode(&b.id)
+    );
+    let response = reqwest::Client::new().post(url).json(&copy).send().await.unwrap();
+    assert!(response.status().is_success(), "H sequences the copy");
+
+    // The bot sees two guilds, each with a channel of that id, under two snowflakes.
+    let guilds = eventually(
+        Duration::from_secs(20),
+        || async {
+            let (_, guilds, _) =
+                discord_call(&s, &bot.token, reqwest::Method::GET, "/users/@me/guilds", None).await;
+            let mut channels = Vec::new();
+            for guild in guilds.as_array().into_iter().flatten() {
+                let path = format!("/guilds/{}/channels", guild["id"].as_str().unwrap_or(""));
+                let (_, list, _) =
+                    discord_call(&s, &bot.token, reqwest::Method::GET, &path, None).await;
+                for channel in list.as_array().into_iter().flatten() {
+                    channels.push((guild["name"].clone(), channel["id"].clone()));
+                }
+            }
+            channels
+        },
+        |channels: &Vec<(Value, Value)>| channels.len() == 3,
+    )
+    .await;
+    assert_eq!(guilds.len(), 3, "A's general, B's general and B's copy");
+    let in_a: Vec<&Value> = guilds.iter().filter(|(g, _)| g == "A").map(|(_, c)| c).collect();
+    let a_general = in_a[0].as_str().unwrap().to_owned();
+
+    // Through A's snowflake, the bot posts to A, and nothing reaches B.
+    let path = format!("/channels/{a_general}/messages");
+    let (status, sent, _) = discord_call(
+        &s,
+        &bot.token,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({"content": "meant for A"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let in_a = messages(&alice, &a.general).await;
+    assert!(by(&in_a, &bot.user_id, "meant for A").is_some(), "the message landed in A");
+    let in_b = messages(&mallory, &b.general).await;
+    assert!(in_b.iter().all(|m| m["content"] != "meant for A"), "and not in B");
 }

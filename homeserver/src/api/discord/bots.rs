@@ -430,7 +430,7 @@ pub(crate) async fn join(
 pub(crate) struct Authorize {
     /// The guild, as a Guildhall id or a snowflake.
     guild_id: String,
-    /// The permissions the bot asks for (Discord's bits, as an integer or a decimal string).
+    /// The permissions the bot asks for (Discord's bits, as a decimal string).
     #[serde(default)]
     permissions: Permissions,
 }
@@ -467,15 +467,45 @@ pub(crate) async fn authorize(
     {
         return Err(ApiError::forbidden("adding a bot needs MANAGE_GUILD"));
     }
+    // Everything is checked before anything is written: a refusal leaves no invite, join or
+    // role behind.
+    let admin = &auth.user_id;
+    let owner = guild.owner == *admin;
+    let wants_role = body.permissions.bits() != 0;
     let bot = AuthUser { user_id: application.bot_user.clone(), session_id: String::new() };
+    let has_role = guild.members.get(&bot.user_id).is_some_and(|member| {
+        member
+            .roles
+            .iter()
+            .any(|role| guild.roles.get(role).is_some_and(|r| r.name == application.name))
+    });
+    if wants_role && !has_role {
+        let held = guild.base_permissions(admin);
+        if !held.contains(Permissions::MANAGE_ROLES) || !(owner || held.contains(body.permissions))
+        {
+            return Err(ApiError::forbidden(
+                "giving a bot permissions needs MANAGE_ROLES and holding those permissions",
+            ));
+        }
+        if guild.roles.len() >= guildhall_spec::state::MAX_ROLES {
+            return Err(ApiError::bad_request("the guild has no room for another role"));
+        }
+        if !owner && guild.rank(admin) < 2 {
+            return Err(ApiError::forbidden("your roles rank too low to give a bot a role"));
+        }
+    }
     if !guild.members.contains_key(&bot.user_id) {
         let Some(channel) = guild
             .channels
-            .iter()
-            .find(|(channel, _)| guild.can_view(&auth.user_id, channel))
-            .map(|(channel, _)| channel.clone())
+            .keys()
+            .find(|channel| {
+                guild
+                    .channel_permissions(admin, channel)
+                    .contains(Permissions::CREATE_INSTANT_INVITE)
+            })
+            .cloned()
         else {
-            return Err(ApiError::bad_request("the guild has no channel to invite the bot into"));
+            return Err(ApiError::forbidden("you may not create an invite in any channel"));
         };
         let invite = channels::NewInvite { max_age_secs: Some(600), max_uses: Some(1) };
         let (_, Json(invite)) = channels::create_invite(
@@ -487,28 +517,33 @@ pub(crate) async fn authorize(
         .await?;
         let code = invite["code"].as_str().unwrap_or_default().to_owned();
         let server = Some(guild_id.host().to_string());
-        channels::accept_invite(
+        let joined = channels::accept_invite(
             State(state.clone()),
             bot.clone(),
-            Path(code),
+            Path(code.clone()),
             Query(channels::InviteServer { server }),
         )
-        .await?;
+        .await;
+        if let Err(error) = joined {
+            // The invite was for the bot alone: it goes with the failed join.
+            let _ = channels::revoke_invite(State(state.clone()), auth.clone(), Path(code)).await;
+            return Err(error);
+        }
     }
-    if body.permissions.bits() != 0 {
+    if wants_role && !has_role {
         // The bot ranks just below the admin who adds it (above every role, and at least 2,
         // for the owner), so that it can create and manage roles below its own, as a bot's
         // role does on Discord.
         let guild = state.guilds.state(&guild_id).await?;
-        let position = if guild.owner == auth.user_id {
+        let position = if owner {
             (guild.roles.values().map(|role| role.position).max().unwrap_or(0) + 1).max(2)
         } else {
-            guild.rank(&auth.user_id) - 1
+            guild.rank(admin) - 1
         };
         let role = guilds::NewRole {
             name: application.name.clone(),
             permissions: body.permissions,
-            position: Some(position.max(1)),
+            position: Some(position),
             color: None,
             hoist: None,
             mentionable: None,
@@ -521,8 +556,12 @@ pub(crate) async fn authorize(
         )
         .await?;
         let role_id = role["id"].as_str().unwrap_or_default().to_owned();
-        let path = Path((guild_id.to_string(), application.bot_user.to_string(), role_id));
-        guilds::add_role(State(state.clone()), auth.clone(), path).await?;
+        let path = Path((guild_id.to_string(), application.bot_user.to_string(), role_id.clone()));
+        if let Err(error) = guilds::add_role(State(state.clone()), auth.clone(), path).await {
+            let path = Path((guild_id.to_string(), role_id));
+            let _ = guilds::delete_role(State(state.clone()), auth.clone(), path).await;
+            return Err(error);
+        }
     }
     let guild = state.guilds.state(&guild_id).await?;
     Ok(Json(json!({

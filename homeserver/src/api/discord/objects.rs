@@ -110,9 +110,8 @@ impl<'a> Render<'a> {
     pub async fn user(&self, user: &UserId) -> ApiResult<Value> {
         let local = user.server_name() == self.state.server_name;
         let (display_name, avatar, bot) = if local {
-            let row = self.state.store.user(user).await?;
-            let bot = self.state.store.application_of_bot(user).await?.is_some();
-            row.map_or((None, None, false), |row| (row.display_name, row.avatar, bot))
+            let profile = self.state.snowflakes.profile(user).await?;
+            (profile.display_name, profile.avatar, profile.bot)
         } else {
             (None, None, false)
         };

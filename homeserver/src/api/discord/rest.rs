@@ -23,7 +23,7 @@ use crate::api::{Json, OptionalJson, channels, guilds, messages, social};
 use crate::error::ApiError;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new()
+    let router = Router::new()
         .route("/users/@me", get(me))
         .route("/users/@me/guilds", get(my_guilds))
         .route("/users/@me/guilds/{guild}", axum::routing::delete(leave_guild))
@@ -71,7 +71,14 @@ pub(super) fn router() -> Router<AppState> {
         .route("/channels/{channel}/pins/{message}", put(pin).delete(unpin))
         .route("/channels/{channel}/messages/pins", get(pins))
         .route("/channels/{channel}/messages/pins/{message}", put(pin).delete(unpin))
-        .fallback(|| async { DiscordError(ApiError::not_found("not_found", "no such endpoint")) })
+        .fallback(|| async { DiscordError(ApiError::not_found("not_found", "no such endpoint")) });
+    router.layer(axum::middleware::from_fn(scope_channels))
+}
+
+/// Gives every request a slot for the guild its channel is in (see
+/// [`channels::CHANNEL_SCOPE`]).
+async fn scope_channels(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    channels::CHANNEL_SCOPE.scope(std::sync::OnceLock::new(), next.run(request)).await
 }
 
 /// A JSON answer with exactly `Content-Type: application/json`.
@@ -144,6 +151,8 @@ pub(super) async fn visible_channel(
     let Some(Target::Channel(guild, channel)) = resolve(state, text).await? else {
         return Err(unknown());
     };
+    // The native handlers this request calls look the channel up in this guild only.
+    let _ = channels::CHANNEL_SCOPE.try_with(|scope| scope.set(guild.clone()));
     let found = channels::visible_channel(state, &auth.0, channel.as_str()).await?;
     if found.0 != guild {
         return Err(unknown());

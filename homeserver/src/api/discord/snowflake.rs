@@ -66,18 +66,57 @@ impl Target {
     }
 }
 
-/// Assigns and resolves snowflakes, with a cache in front of the table.
+/// How long a user's rendered profile is reused (a rename shows within this).
+const PROFILE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a user object shows besides ids: display name, avatar, whether a bot.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The display name.
+    pub display_name: Option<String>,
+    /// The avatar's media id.
+    pub avatar: Option<String>,
+    /// Whether the user is a bot of this server.
+    pub bot: bool,
+}
+
+/// Assigns and resolves snowflakes, with a cache in front of the table; and caches the local
+/// profiles the layer renders into every user object.
 #[derive(Debug)]
 pub struct Snowflakes {
     store: Store,
     ids: moka::sync::Cache<SnowflakeTarget, u64>,
     targets: moka::sync::Cache<u64, Target>,
+    profiles: moka::sync::Cache<UserId, Profile>,
 }
 
 impl Snowflakes {
     /// Snowflakes kept in `store`.
     pub fn new(store: Store) -> Self {
-        Self { store, ids: moka::sync::Cache::new(CACHED), targets: moka::sync::Cache::new(CACHED) }
+        Self {
+            store,
+            ids: moka::sync::Cache::new(CACHED),
+            targets: moka::sync::Cache::new(CACHED),
+            profiles: moka::sync::Cache::builder()
+                .max_capacity(CACHED)
+                .time_to_live(PROFILE_TTL)
+                .build(),
+        }
+    }
+
+    /// A local user's profile as user objects show it (unknown users have an empty one).
+    pub async fn profile(&self, user: &UserId) -> ApiResult<Profile> {
+        if let Some(profile) = self.profiles.get(user) {
+            return Ok(profile);
+        }
+        let row = self.store.user(user).await?;
+        let bot = row.is_some() && self.store.application_of_bot(user).await?.is_some();
+        let profile = match row {
+            Some(row) => Profile { display_name: row.display_name, avatar: row.avatar, bot },
+            None => Profile { display_name: None, avatar: None, bot: false },
+        };
+        self.profiles.insert(user.clone(), profile.clone());
+        Ok(profile)
     }
 
     /// The snowflake of `target`, assigned now if it has none; `at_ms` is the time a new one
