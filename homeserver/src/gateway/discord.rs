@@ -97,7 +97,7 @@ pub(crate) async fn identify(
     let shard = match &data["shard"] {
         Value::Null => (0, 1),
         Value::Array(pair) if pair.len() == 2 => match (pair[0].as_u64(), pair[1].as_u64()) {
-            (Some(id), Some(count)) if count >= 1 && count <= MAX_SHARDS && id < count => {
+            (Some(id), Some(count)) if (1..=MAX_SHARDS).contains(&count) && id < count => {
                 (id, count)
             }
             _ => return Err((CLOSE_INVALID_SHARD, "invalid shard")),

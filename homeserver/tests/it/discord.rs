@@ -329,6 +329,43 @@ async fn bots_are_held_to_permissions_and_see_discord_shapes() {
     let path = format!("/guilds/{guild_snowflake}/members?limit=10");
     let (status, _, _) = discord_call(&server, &bot.token, reqwest::Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A DM with a person: the bot opens it, says something, and she reads it natively.
+    let (_, owner, _) = discord_call(
+        &server,
+        &bot.token,
+        reqwest::Method::GET,
+        &format!("/guilds/{guild_snowflake}"),
+        None,
+    )
+    .await;
+    let body = json!({"recipient_id": owner["owner_id"]});
+    let (status, dm, _) =
+        discord_call(&server, &bot.token, reqwest::Method::POST, "/users/@me/channels", Some(body))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{dm}");
+    assert_eq!(dm["type"], 1);
+    assert_eq!(dm["recipients"][0]["username"], "alice");
+    let path = format!("/channels/{}/messages", dm["id"].as_str().unwrap());
+    let (status, said, _) = discord_call(
+        &server,
+        &bot.token,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({"content": "hello in private"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{said}");
+    assert!(said.get("guild_id").is_none(), "a DM message has no guild");
+    let (_, dms) = alice.get("/users/@me/channels").await;
+    let dm_channel = dms["channels"][0]["channels"][0]["id"].as_str().unwrap().to_owned();
+    let seen = eventually(
+        ANSWER,
+        || messages(alice, &dm_channel),
+        |list| by(list, &bot.user_id, "hello in private").is_some(),
+    )
+    .await;
+    assert!(by(&seen, &bot.user_id, "hello in private").is_some());
 }
 
 /// A raw gateway v10 connection.
@@ -489,6 +526,26 @@ async fn the_gateway_speaks_discords_dialect_compressed_resumable_and_intent_che
     alice.send(&guild.general, "secret").await;
     let hidden = blind.dispatch("MESSAGE_CREATE").await;
     assert_eq!(hidden["content"], "");
+    // ...and not through REST either.
+    let path = format!("/channels/{}/messages?limit=1", channel.as_str().unwrap());
+    let (_, history, _) =
+        discord_call(&server, &other.token, reqwest::Method::GET, &path, None).await;
+    assert_eq!(history[0]["content"], "", "{history}");
+
+    // Member requests (op 8): by id without the members intent, echoing a short nonce.
+    let alice_id = message["author"]["id"].clone();
+    let guild_snowflake = created["id"].clone();
+    blind
+        .send(json!({"op": 8, "d": {"guild_id": guild_snowflake, "user_ids": [alice_id], "nonce": "n1"}}))
+        .await;
+    let chunk = blind.dispatch("GUILD_MEMBERS_CHUNK").await;
+    assert_eq!(chunk["nonce"], "n1");
+    assert_eq!(chunk["members"].as_array().map(Vec::len), Some(1));
+    assert_eq!(chunk["members"][0]["user"]["id"], alice_id);
+    // Everyone (an empty query) needs the members intent: without it, nobody.
+    blind.send(json!({"op": 8, "d": {"guild_id": guild_snowflake, "query": "", "limit": 0}})).await;
+    let chunk = blind.dispatch("GUILD_MEMBERS_CHUNK").await;
+    assert_eq!(chunk["members"], json!([]));
 }
 
 #[tokio::test]
