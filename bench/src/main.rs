@@ -8,6 +8,7 @@ mod client;
 mod federation;
 mod homeserver;
 mod media;
+mod memory;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,26 +30,48 @@ impl Results {
     }
 }
 
+/// `cargo xtask bench [SECTION…]`: every section, or only those named (`reference`,
+/// `homeserver`, `memory`, `postgres`, `federation`, `e2e`, `media`).
 #[tokio::main]
 async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(memory::SERVE_FLAG) {
+        return memory::serve_child(args.get(1).map_or("", String::as_str)).await;
+    }
+    let wanted = |section: &str| args.is_empty() || args.iter().any(|arg| arg == section);
     let mut results = Results::default();
+    // The reference is always measured: every figure is read beside it.
     println!("machine reference");
     machine_reference(&mut results);
     durability_cost(&mut results).await?;
-    println!("homeserver (embedded SQLite, one process, loopback)");
-    homeserver::rest_throughput(&mut results).await?;
-    homeserver::gateway_latency(&mut results).await?;
-    homeserver::latency_during_logins(&mut results).await?;
-    println!("homeserver on PostgreSQL (one node, then two nodes of one server)");
-    homeserver::rest_throughput_postgres(&mut results).await?;
-    println!("federation (two servers in one process, loopback HTTP)");
-    federation::ingest(&mut results).await?;
-    federation::cross_server_latency(&mut results).await?;
-    println!("end-to-end encrypted DMs (two servers, the client library's Olm)");
-    federation::encrypted_dm(&mut results).await?;
-    println!("media (one core; then uploads and downloads through a server on loopback)");
-    media::preparation(&mut results)?;
-    media::transfer(&mut results).await?;
+    if wanted("homeserver") {
+        println!("homeserver (embedded SQLite, one process, loopback)");
+        homeserver::rest_throughput(&mut results).await?;
+        homeserver::gateway_latency(&mut results).await?;
+        homeserver::latency_during_logins(&mut results).await?;
+    }
+    if wanted("memory") {
+        println!("memory (the server in a child process)");
+        memory::idle(&mut results).await?;
+    }
+    if wanted("postgres") {
+        println!("homeserver on PostgreSQL (one node, then two nodes of one server)");
+        homeserver::rest_throughput_postgres(&mut results).await?;
+    }
+    if wanted("federation") {
+        println!("federation (two servers in one process, loopback HTTP)");
+        federation::ingest(&mut results).await?;
+        federation::cross_server_latency(&mut results).await?;
+    }
+    if wanted("e2e") {
+        println!("end-to-end encrypted DMs (two servers, the client library's Olm)");
+        federation::encrypted_dm(&mut results).await?;
+    }
+    if wanted("media") {
+        println!("media (one core; then uploads and downloads through a server on loopback)");
+        media::preparation(&mut results)?;
+        media::transfer(&mut results).await?;
+    }
     write(&results)?;
     Ok(())
 }

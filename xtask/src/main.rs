@@ -26,11 +26,11 @@ fn main() -> Result<()> {
             // The PostgreSQL figures run against a throwaway server, as the tests do.
             apt_install(&services::missing_packages())?;
             let services = services::Services::start()?;
-            run_with_env(
-                "cargo",
-                &["run", "--release", "--locked", "-p", "guildhall-bench"],
-                &services.env(),
-            )
+            // `cargo xtask bench memory homeserver` runs only the sections named.
+            let sections: Vec<String> = std::env::args().skip(2).collect();
+            let mut args = vec!["run", "--release", "--locked", "-p", "guildhall-bench", "--"];
+            args.extend(sections.iter().map(String::as_str));
+            run_with_env("cargo", &args, &services.env())
         }
         "conformance" => {
             apt_install(&services::missing_packages())?;
@@ -43,7 +43,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci           fmt, clippy, vector cross-check, tests, examples\n  bench        benchmarks (release build), printed and written to target/bench/results.json\n  conformance  the conformance suite against our server (SQLite, PostgreSQL), and the negative control\n  services     PostgreSQL and Redis for the tests until Ctrl-C, with their `export` lines\n  discord-coverage  regenerate the Discord API coverage table (--check: fail if stale)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci           fmt, clippy, vector cross-check, tests, examples\n  bench        benchmarks (release build), printed and written to target/bench/results.json;\n               `bench memory homeserver …` runs only those sections\n  conformance  the conformance suite against our server (SQLite, PostgreSQL), and the negative control\n  services     PostgreSQL and Redis for the tests until Ctrl-C, with their `export` lines\n  discord-coverage  regenerate the Discord API coverage table (--check: fail if stale)"
             );
             bail!("unknown task {task:?}")
         }

@@ -65,7 +65,15 @@ enum Outgoing {
 const EARLY_HEARTBEATS: usize = 3;
 
 /// Runs a connection to completion.
-pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding, dialect: Dialect) {
+///
+/// `state` comes behind an `Arc`: `AppState` is cheap to clone but 3.4 KB by value, and every
+/// connection's task would hold two copies of it for its whole life.
+pub(super) async fn run(
+    state: std::sync::Arc<AppState>,
+    socket: WebSocket,
+    encoding: Encoding,
+    dialect: Dialect,
+) {
     let _counted = crate::metrics::global().gateway_session();
     let (sink, mut stream) = socket.split();
     let (queue, outgoing) = mpsc::channel::<Outgoing>(state.config.gateway.session_queue.max(16));
@@ -73,7 +81,7 @@ pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding, 
     let writer = tokio::spawn(write_frames(sink, outgoing, close_rx, encoding));
     let gateway = &state.config.gateway;
     let mut connection = Connection {
-        state: state.clone(),
+        state: std::sync::Arc::clone(&state),
         queue,
         close: Some(close_tx),
         encoding,
@@ -83,24 +91,28 @@ pub(super) async fn run(state: AppState, socket: WebSocket, encoding: Encoding, 
         member_requests: Budget::per_minute(discord::MEMBER_REQUESTS_PER_MINUTE),
     };
     if let Some(session) = connection.serve(&mut stream).await {
-        state.presence.disconnect(&session.user).await;
-        state
-            .sessions
-            .disconnected(
-                &session.id,
-                &session.user,
-                &session.login,
-                Duration::from_secs(state.config.gateway.resume_window_secs),
-                Resumable {
-                    status: session.status,
-                    known: session.known,
-                    discord: session.discord.as_ref().map(|identified| DiscordResumable {
-                        intents: identified.intents,
-                        shard: identified.shard,
-                    }),
-                },
-            )
-            .await;
+        // Cold paths, boxed: a future stored inline would make every connection's task that
+        // much larger for its whole life (bench/README.md, "Memory per idle gateway
+        // connection").
+        let disconnect = Box::pin(state.presence.disconnect(&session.user));
+        disconnect.await;
+        let resumable = Resumable {
+            status: session.status,
+            known: session.known,
+            discord: session.discord.as_ref().map(|identified| DiscordResumable {
+                intents: identified.intents,
+                shard: identified.shard,
+            }),
+        };
+        let window = Duration::from_secs(state.config.gateway.resume_window_secs);
+        let disconnected = Box::pin(state.sessions.disconnected(
+            &session.id,
+            &session.user,
+            &session.login,
+            window,
+            resumable,
+        ));
+        disconnected.await;
     }
     drop(connection);
     // The writer ends once its queue is closed and drained, or after sending a close frame.
@@ -174,7 +186,7 @@ fn decode(message: &Message, encoding: Encoding) -> Option<Value> {
 }
 
 struct Connection {
-    state: AppState,
+    state: std::sync::Arc<AppState>,
     queue: mpsc::Sender<Outgoing>,
     close: Option<tokio::sync::oneshot::Sender<(u16, &'static str)>>,
     encoding: Encoding,
@@ -251,10 +263,12 @@ impl Connection {
         let handshake_deadline = Instant::now() + self.heartbeat_timeout();
         let mut session = match frame["op"].as_u64() {
             Some(op @ (OP_IDENTIFY | OP_RESUME)) => {
+                // The handshakes' state is large and short-lived: boxed, it is freed once the
+                // session is live instead of staying in every idle connection's task.
                 let established = if op == OP_IDENTIFY {
-                    self.identify(&frame["d"], handshake_deadline).await
+                    Box::pin(self.identify(&frame["d"], handshake_deadline)).await
                 } else {
-                    self.resume(&frame["d"], handshake_deadline).await
+                    Box::pin(self.resume(&frame["d"], handshake_deadline)).await
                 };
                 match established {
                     Ok(session) => session,
@@ -662,7 +676,7 @@ impl Connection {
                 }
                 Some(status) => {
                     session.status = status;
-                    self.state.presence.set_status(&session.user, status).await;
+                    Box::pin(self.state.presence.set_status(&session.user, status)).await;
                     Ok(())
                 }
                 None => {
@@ -680,10 +694,10 @@ impl Connection {
                     return Err(Closed);
                 }
                 let Some(identified) = &session.discord else { return Ok(()) };
-                let chunks = identified
-                    .member_chunks(&self.state, &session.user, &frame["d"])
-                    .await
-                    .unwrap_or_default();
+                let chunks =
+                    Box::pin(identified.member_chunks(&self.state, &session.user, &frame["d"]))
+                        .await
+                        .unwrap_or_default();
                 for chunk in chunks {
                     self.try_dispatch(discord::GUILD_MEMBERS_CHUNK, chunk, None)?;
                 }
@@ -736,7 +750,9 @@ impl Connection {
                     }
                 }
             }
-            _ if session.discord.is_some() => return self.forward_discord(message, session).await,
+            _ if session.discord.is_some() => {
+                return Box::pin(self.forward_discord(message, session)).await;
+            }
             BusMessage::Presence { user_id, status } => {
                 if self.shares_guild(session, user_id).await {
                     self.try_dispatch(
@@ -810,7 +826,8 @@ impl Connection {
     ) -> Vec<(&'static str, Value)> {
         let Some(identified) = &session.discord else { return vec![(name, data)] };
         let Some(guild) = guild else { return Vec::new() };
-        match identified.translate(&self.state, &session.user, name, &data, guild).await {
+        let translated = identified.translate(&self.state, &session.user, name, &data, guild);
+        match Box::pin(translated).await {
             Ok(translated) => translated.into_iter().collect(),
             // Logged where it arose; the client misses this one dispatch, not the session.
             Err(_) => Vec::new(),
