@@ -61,6 +61,7 @@ pub(crate) async fn latencies(
 pub(crate) struct PlainSender {
     http: reqwest::Client,
     url: String,
+    health: String,
     token: String,
 }
 
@@ -70,6 +71,7 @@ impl PlainSender {
         Ok(Self {
             http: reqwest::Client::builder().build()?,
             url: format!("{}/api/v1/channels/{channel}/messages", session.url()),
+            health: format!("{}/health", session.url()),
             token: session.token().to_owned(),
         })
     }
@@ -88,6 +90,19 @@ impl PlainSender {
             bail!("sending a message: {status} {}", response.text().await?);
         }
         Ok(response.json().await?)
+    }
+}
+
+impl PlainSender {
+    /// `GET /health` through the same connection pool: a round trip that does no work, the
+    /// floor a send's time is read against.
+    pub(crate) async fn round_trip(&self) -> Result<()> {
+        let response = self.http.get(&self.health).send().await?;
+        if !response.status().is_success() {
+            bail!("health: {}", response.status());
+        }
+        response.bytes().await?;
+        Ok(())
     }
 }
 

@@ -190,6 +190,43 @@ async fn rest_throughput_on(
     Ok(total as f64 / elapsed)
 }
 
+/// One client sends message after message, each awaiting its answer (the shape of the "Romeo
+/// and Juliet" benchmark Matrix servers publish): `sequential_send_ms` is the mean time per
+/// send minus `sequential_send_floor_ms`, the same client's round trip to `/health`; every
+/// send is durable. `sequential_send_p99_ms` is the raw 99th percentile, whose ratio to the
+/// raw mean shows stalls.
+pub(crate) async fn sequential_send(results: &mut Results) -> Result<()> {
+    const SENDS: usize = 3_000;
+    const WARM_UP: usize = 100;
+    let (fixture, owner) = start("sequential").await?;
+    let sender = PlainSender::new(&owner, &fixture.channel)?;
+    for index in 0..WARM_UP {
+        sender.send(&format!("warm-up {index}")).await?;
+        sender.round_trip().await?;
+    }
+    let start = Instant::now();
+    for _ in 0..SENDS {
+        sender.round_trip().await?;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let floor_ms = start.elapsed().as_secs_f64() * 1000.0 / SENDS as f64;
+    let mut times = Vec::with_capacity(SENDS);
+    for index in 0..SENDS {
+        let sent = Instant::now();
+        sender.send(&format!("line {index}")).await?;
+        times.push(micros_since(sent, Instant::now()));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mean_ms = times.iter().sum::<u64>() as f64 / SENDS as f64 / 1000.0;
+    times.sort_unstable();
+    results.record("sequential_send_floor_ms", floor_ms, "ms");
+    results.record("sequential_send_ms", mean_ms - floor_ms, "ms (mean − floor)");
+    results.record("sequential_send_mean_ms", mean_ms, "ms");
+    results.record("sequential_send_p99_ms", crate::percentile_ms(&times, 0.99), "ms");
+    results.record("sequential_send_max_ms", crate::percentile_ms(&times, 1.0), "ms");
+    Ok(())
+}
+
 /// Send-to-delivery latency at 500 messages/s to 100 gateway clients.
 pub(crate) async fn gateway_latency(results: &mut Results) -> Result<()> {
     const CLIENTS: usize = 100;

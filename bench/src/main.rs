@@ -31,7 +31,7 @@ impl Results {
 }
 
 /// `cargo xtask bench [SECTION…]`: every section, or only those named (`reference`,
-/// `homeserver`, `memory`, `postgres`, `federation`, `e2e`, `media`).
+/// `homeserver`, `sequential`, `memory`, `postgres`, `federation`, `e2e`, `media`).
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,6 +49,10 @@ async fn main() -> Result<()> {
         homeserver::rest_throughput(&mut results).await?;
         homeserver::gateway_latency(&mut results).await?;
         homeserver::latency_during_logins(&mut results).await?;
+    }
+    if wanted("homeserver") || wanted("sequential") {
+        println!("sequential sends (one client, each send awaited; embedded SQLite)");
+        homeserver::sequential_send(&mut results).await?;
     }
     if wanted("memory") {
         println!("memory (the server in a child process)");
