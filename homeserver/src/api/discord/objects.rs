@@ -409,10 +409,10 @@ impl<'a> Render<'a> {
         }
         if !is_dm {
             view["guild_id"] = self.guild_id(&guild).await?;
-            if let Some(member) = guild_state.and_then(|state| state.members.get(&author)) {
-                let mut member_view = self
-                    .member(guild_state.unwrap_or_else(|| unreachable!()), &author, member)
-                    .await?;
+            let author_member = guild_state
+                .and_then(|state| state.members.get(&author).map(|member| (state, member)));
+            if let Some((state, member)) = author_member {
+                let mut member_view = self.member(state, &author, member).await?;
                 if let Some(object) = member_view.as_object_mut() {
                     object.remove("user");
                 }

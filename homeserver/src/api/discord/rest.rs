@@ -359,8 +359,7 @@ async fn guild_members(
     }
     members.sort();
     let mut list = Vec::new();
-    for (id, user_id) in members.into_iter().filter(|(id, _)| *id > after).take(limit) {
-        let _ = id;
+    for (_, user_id) in members.into_iter().filter(|(id, _)| *id > after).take(limit) {
         if let Some(member) = guild.members.get(user_id) {
             list.push(render.member(&guild, user_id, member).await?);
         }
