@@ -2,6 +2,7 @@
 //! invites, translated onto the native handlers like the rest of the layer.
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use guildhall_spec::content::{ChannelKind, OverwriteKind};
 use guildhall_spec::{ChannelId, Permissions, RoleId, UserId};
@@ -513,4 +514,100 @@ pub(super) async fn revoke_invite(
 ) -> DiscordResult<Response> {
     channels::revoke_invite(State(state), auth.0, Path(code)).await?;
     Ok(no_content())
+}
+
+/// Discord's audit-log reason header, the reason of a moderation event.
+fn reason(headers: &HeaderMap) -> Option<guilds::Reason> {
+    let reason = headers.get("x-audit-log-reason")?.to_str().ok()?;
+    let reason = percent_decode(reason);
+    Some(guilds::Reason { reason: Some(reason) })
+}
+
+/// `DELETE /guilds/{guild}/members/{user}`: kick.
+pub(super) async fn kick(
+    State(state): State<AppState>,
+    auth: DiscordAuth,
+    headers: HeaderMap,
+    Path((guild, user)): Path<(String, String)>,
+) -> DiscordResult<Response> {
+    let (guild_id, _) = member_guild(&state, &auth, &guild).await?;
+    let user = user_of(&state, &user).await?;
+    let path = Path((guild_id.to_string(), user.to_string()));
+    guilds::kick(State(state), auth.0, path, OptionalJson(reason(&headers))).await?;
+    Ok(no_content())
+}
+
+/// `PUT /guilds/{guild}/bans/{user}`.
+pub(super) async fn ban(
+    State(state): State<AppState>,
+    auth: DiscordAuth,
+    headers: HeaderMap,
+    Path((guild, user)): Path<(String, String)>,
+) -> DiscordResult<Response> {
+    let (guild_id, _) = member_guild(&state, &auth, &guild).await?;
+    let user = user_of(&state, &user).await?;
+    let path = Path((guild_id.to_string(), user.to_string()));
+    guilds::ban(State(state), auth.0, path, OptionalJson(reason(&headers))).await?;
+    Ok(no_content())
+}
+
+/// `DELETE /guilds/{guild}/bans/{user}`.
+pub(super) async fn unban(
+    State(state): State<AppState>,
+    auth: DiscordAuth,
+    Path((guild, user)): Path<(String, String)>,
+) -> DiscordResult<Response> {
+    let (guild_id, _) = member_guild(&state, &auth, &guild).await?;
+    let user = user_of(&state, &user).await?;
+    guilds::unban(State(state), auth.0, Path((guild_id.to_string(), user.to_string()))).await?;
+    Ok(no_content())
+}
+
+/// `PUT /guilds/{guild}/members/{user}/roles/{role}`.
+pub(super) async fn add_role(
+    State(state): State<AppState>,
+    auth: DiscordAuth,
+    Path((guild, user, role)): Path<(String, String, String)>,
+) -> DiscordResult<Response> {
+    let (guild_id, _) = member_guild(&state, &auth, &guild).await?;
+    let user = user_of(&state, &user).await?;
+    let role = role_in(&state, &guild_id, &role).await?;
+    let path = Path((guild_id.to_string(), user.to_string(), role.to_string()));
+    guilds::add_role(State(state), auth.0, path).await?;
+    Ok(no_content())
+}
+
+/// `DELETE /guilds/{guild}/members/{user}/roles/{role}`.
+pub(super) async fn remove_role(
+    State(state): State<AppState>,
+    auth: DiscordAuth,
+    Path((guild, user, role)): Path<(String, String, String)>,
+) -> DiscordResult<Response> {
+    let (guild_id, _) = member_guild(&state, &auth, &guild).await?;
+    let user = user_of(&state, &user).await?;
+    let role = role_in(&state, &guild_id, &role).await?;
+    let path = Path((guild_id.to_string(), user.to_string(), role.to_string()));
+    guilds::remove_role(State(state), auth.0, path).await?;
+    Ok(no_content())
+}
+
+/// Decodes `%XX` escapes (Discord's audit-log reason header is URL-encoded).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) =
+                (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
+        {
+            out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -12,6 +12,7 @@
 
 pub mod bots;
 mod manage;
+mod messages;
 pub mod objects;
 mod rest;
 pub mod snowflake;
