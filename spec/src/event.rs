@@ -175,6 +175,17 @@ pub struct VerifiedEvent {
     pub object: JsonObject,
 }
 
+impl VerifiedEvent {
+    /// The last step of [`verify_event`] on its own: the event's place in the chain, for a
+    /// receiver that checked its signatures before it knew its head (and so verified it as
+    /// [`ChainPosition::Unchecked`]).
+    pub fn check_position(&self, position: ChainPosition<'_>) -> Result<(), EventError> {
+        let ChainPosition::Follows(expected_prev) = position else { return Ok(()) };
+        let seq = self.envelope.seq.ok_or_else(|| EventError::Malformed("missing seq".into()))?;
+        check_chain(&self.envelope, seq, expected_prev)
+    }
+}
+
 /// Why an event or proposal was rejected. [`EventError::code`] gives the stable reason code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {

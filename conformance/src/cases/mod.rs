@@ -122,6 +122,7 @@ pub fn all() -> Vec<Case> {
         case!(Core, replica::ignores_duplicates),
         case!(Core, replica::refuses_a_bad_host_signature),
         case!(Core, replica::refuses_a_broken_chain),
+        case!(Core, replica::answers_each_event_of_a_transaction_in_order),
         case!(Core, replica::keeps_equivocation_evidence),
         case!(Core, replica::refuses_pushes_from_other_servers),
         case!(Core, replica::a_host_cannot_touch_messages_of_other_guilds),

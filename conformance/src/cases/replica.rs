@@ -187,6 +187,43 @@ pub(super) async fn refuses_a_bad_host_signature(ctx: Arc<Context>) -> CaseResul
     Ok(())
 }
 
+pub(super) async fn answers_each_event_of_a_transaction_in_order(ctx: Arc<Context>) -> CaseResult {
+    let dm = dm(&ctx).await?;
+    // Seq n, then a forgery at n + 1, then the real event at n + 1: the forgery is refused
+    // alone, and the events around it apply in order.
+    let (one, mut forged, two) = with_guild(&ctx, &dm, |g| -> Result<_, String> {
+        let one = g.append(&ctx.peer.key, &dm.owner, &message(g, "one"))?;
+        let forged = g.next(&ctx.peer.key, &dm.owner, &message(g, "forged"))?;
+        let two = g.append(&ctx.peer.key, &dm.owner, &message(g, "two"))?;
+        Ok((one, forged, two))
+    })??;
+    let name = ctx.peer.name().to_string();
+    let signature =
+        forged["signatures"][&name]["ed25519:peer"].as_str().unwrap_or_default().to_owned();
+    let mut bytes = guildhall_spec::base64url::decode(&signature).unwrap_or_default();
+    if let Some(first) = bytes.first_mut() {
+        *first ^= 1;
+    }
+    forged["signatures"][&name]["ed25519:peer"] = json!(guildhall_spec::base64url::encode(bytes));
+    let id = |event: &JsonObject| {
+        guildhall_spec::event::event_id(event).map(|id| id.to_string()).unwrap_or_default()
+    };
+    let ids = [id(&one), id(&forged), id(&two)];
+    let (status, answer) = push(&ctx, vec![one, forged, two]).await;
+    ensure!(status == 200, "push answered {status}");
+    let codes: Vec<Value> =
+        ids.iter().map(|id| answer["results"][id]["error"]["code"].clone()).collect();
+    ensure!(
+        codes == [Value::Null, json!("bad_host_signature"), Value::Null],
+        "expected ok, bad_host_signature, ok; got {codes:?}"
+    );
+    ensure!(
+        bodies(&ctx, &dm).await == vec!["one", "two"],
+        "the events around the forgery were not applied in order"
+    );
+    Ok(())
+}
+
 pub(super) async fn refuses_a_broken_chain(ctx: Arc<Context>) -> CaseResult {
     let dm = dm(&ctx).await?;
     let head = ctx.target.head(&dm.guild).await?;

@@ -339,10 +339,18 @@ pub(super) async fn send_transaction(
         return Err(ApiError::bad_request("at most 100 events and 100 ephemeral events"));
     }
     let mut results = serde_json::Map::new();
-    for (index, event) in body.events.into_iter().enumerate() {
-        let key = guildhall_spec::event::event_id(&event)
-            .map_or_else(|_| format!("#{index}"), |id| id.to_string());
-        let result = match state.guilds.receive_event(&request.origin, event).await {
+    let keys: Vec<String> = body
+        .events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            guildhall_spec::event::event_id(event)
+                .map_or_else(|_| format!("#{index}"), |id| id.to_string())
+        })
+        .collect();
+    let received = state.guilds.receive_events(&request.origin, body.events).await;
+    for (key, result) in keys.into_iter().zip(received) {
+        let result = match result {
             Ok(()) => EventResult::default(),
             Err(error) => {
                 tracing::info!(origin = %request.origin, event = key, %error, "event not applied");

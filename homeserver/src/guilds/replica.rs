@@ -92,28 +92,86 @@ enum Outcome {
 }
 
 impl GuildService {
-    /// Handles one sequenced event received from `from` (a `/send` push, a `/submit` answer):
-    /// applies it if it is next, ignores a duplicate, or fetches the missing range first.
+    /// Handles one sequenced event received from `from` (a `/submit` answer): see
+    /// [`GuildService::receive_events`].
     pub async fn receive_event(
         &self,
         from: &ServerName,
         event: JsonObject,
     ) -> Result<(), ReceiveError> {
-        let envelope = parse_envelope(&event)?;
-        let guild_id = envelope.guild_id.clone();
-        if &guild_id.host() != from || self.hosts(&guild_id) {
-            return Err(ReceiveError::NotFromHost);
+        self.receive_events(from, vec![event]).await.pop().unwrap_or(Ok(()))
+    }
+
+    /// Handles sequenced events received from `from` (a `/send` transaction), in order: each
+    /// is applied if it is next, ignored if a duplicate, or applied after fetching the missing
+    /// range. Their signatures are checked first, all together and off the async workers;
+    /// only the chain check waits for the write lock. One result per event.
+    pub async fn receive_events(
+        &self,
+        from: &ServerName,
+        events: Vec<JsonObject>,
+    ) -> Vec<Result<(), ReceiveError>> {
+        // What needs no signature check comes first, so that nobody can make this server
+        // verify (or fetch keys for) events of guilds it does not follow from their host.
+        let mut results = Vec::with_capacity(events.len());
+        let mut replicated = Vec::new();
+        for event in events {
+            let triaged = match parse_envelope(&event) {
+                Err(error) => Err(error),
+                Ok(envelope)
+                    if &envelope.guild_id.host() != from || self.hosts(&envelope.guild_id) =>
+                {
+                    Err(ReceiveError::NotFromHost)
+                }
+                Ok(envelope) => match self.store.guild(&envelope.guild_id).await {
+                    Err(error) => Err(internal(error)),
+                    Ok(None) => self.unreplicated(&event, &envelope).await,
+                    Ok(Some(_)) => {
+                        replicated.push((results.len(), event));
+                        Ok(())
+                    }
+                },
+            };
+            results.push(triaged);
         }
-        if self.store.guild(&guild_id).await.map_err(internal)?.is_none() {
-            return self.unreplicated(&event, &envelope).await;
+        let (positions, events): (Vec<usize>, Vec<JsonObject>) = replicated.into_iter().unzip();
+        let mut grew = Vec::new();
+        for (position, verified) in positions.into_iter().zip(self.verify_batch(events).await) {
+            let applied = match verified {
+                Ok(verified) => self.apply_in_order(verified).await,
+                Err(error) => Err(error),
+            };
+            results[position] = match applied {
+                Ok(Some(guild_id)) => {
+                    if !grew.contains(&guild_id) {
+                        grew.push(guild_id);
+                    }
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
+            };
         }
-        let access_grew = match self.try_apply(&event).await? {
+        for guild_id in grew {
+            self.fetch_withheld(&guild_id).await;
+        }
+        results
+    }
+
+    /// Applies a verified event of a replicated guild, first fetching the range before it if
+    /// it is ahead of our head. Answers the guild if a local user may now see more of it.
+    async fn apply_in_order(
+        &self,
+        verified: VerifiedEvent,
+    ) -> Result<Option<GuildId>, ReceiveError> {
+        let guild_id = verified.envelope.guild_id.clone();
+        let access_grew = match self.try_apply(&verified).await? {
             Outcome::Applied { access_grew } => access_grew,
             Outcome::Duplicate => false,
             Outcome::Gap { head } => {
-                let seq = envelope.seq.unwrap_or(0);
+                let seq = verified.envelope.seq.unwrap_or(0);
                 let mut grew = self.catch_up(&guild_id, head, seq.saturating_sub(1)).await?;
-                match self.try_apply(&event).await? {
+                match self.try_apply(&verified).await? {
                     Outcome::Applied { access_grew } => grew |= access_grew,
                     Outcome::Duplicate => {}
                     Outcome::Gap { .. } => return Err(ReceiveError::GapNotFilled),
@@ -121,12 +179,49 @@ impl GuildService {
                 grew
             }
         };
-        if access_grew {
-            self.fetch_withheld(&guild_id).await;
-        }
-        Ok(())
+        Ok(access_grew.then_some(guild_id))
     }
 
+    /// Checks the signatures and hashes of events from their guilds' hosts (not yet their
+    /// place in the chain), on the blocking pool, split across the cores. Keys are fetched
+    /// before: no network I/O is ever done under the write lock.
+    async fn verify_batch(
+        &self,
+        events: Vec<JsonObject>,
+    ) -> Vec<Result<VerifiedEvent, ReceiveError>> {
+        let mut keyed = Vec::with_capacity(events.len());
+        for event in events {
+            let keys = match parse_envelope(&event) {
+                Ok(envelope) => {
+                    let servers = [envelope.origin.clone(), envelope.guild_id.host()];
+                    self.keys.event_keys(&servers, envelope.origin_ts).await
+                }
+                Err(_) => signing::PublicKeyMap::new(),
+            };
+            keyed.push((event, keys));
+        }
+        let mut verdicts = verify_on_blocking_pool(keyed).await;
+        // A server may have rotated its key since we cached its document: refetch once per
+        // server, then check those events again.
+        let mut refreshed = Vec::new();
+        for verdict in &mut verdicts {
+            let (Err(EventError::UnknownKey(server)), Some(event)) = (&verdict.0, &verdict.1)
+            else {
+                continue;
+            };
+            if !refreshed.contains(server) {
+                self.keys.refresh(server).await;
+                refreshed.push(server.clone());
+            }
+            let Ok(envelope) = parse_envelope(event) else { continue };
+            let servers = [envelope.origin.clone(), envelope.guild_id.host()];
+            let keys = self.keys.event_keys(&servers, envelope.origin_ts).await;
+            if let Some(again) = verify_on_blocking_pool(vec![(event.clone(), keys)]).await.pop() {
+                *verdict = again;
+            }
+        }
+        verdicts.into_iter().map(|(verdict, _)| verdict.map_err(ReceiveError::Invalid)).collect()
+    }
     /// A local user may now see more of the guild: take the host's current view of the state
     /// (channels that were hidden from us) and fetch the content withheld so far, which the host
     /// releases only for channels we may now view (spec chapter 13).
@@ -270,8 +365,8 @@ impl GuildService {
                     Err(ReceiveError::GapNotFilled)
                 };
             }
-            for event in page.events {
-                match self.try_apply(&event).await? {
+            for verified in self.verify_batch(page.events).await {
+                match self.try_apply(&verified?).await? {
                     Outcome::Applied { access_grew: grew } => access_grew |= grew,
                     Outcome::Duplicate => {}
                     Outcome::Gap { .. } => return Err(ReceiveError::GapNotFilled),
@@ -307,36 +402,23 @@ impl GuildService {
         }
     }
 
-    async fn try_apply(&self, event: &JsonObject) -> Result<Outcome, ReceiveError> {
-        let envelope = parse_envelope(event)?;
+    /// Applies a verified event if it is next; checks its place in the chain under the lock.
+    async fn try_apply(&self, verified: &VerifiedEvent) -> Result<Outcome, ReceiveError> {
+        let envelope = &verified.envelope;
         let seq = envelope
             .seq
             .ok_or(ReceiveError::Invalid(EventError::Malformed("missing seq".into())))?;
-        let servers = [envelope.origin.clone(), envelope.guild_id.host()];
-        let mut keys = self.keys.event_keys(&servers, envelope.origin_ts).await;
-        // Fetch whatever keys the event needs before taking the write lock: no network I/O is
-        // ever done while holding it.
-        if let Err(EventError::UnknownKey(server)) =
-            event::verify_event(event, &keys, ChainPosition::Unchecked)
-        {
-            self.keys.refresh(&server).await;
-            keys = self.keys.event_keys(&servers, envelope.origin_ts).await;
-        }
         let _guard = self.lock(&envelope.guild_id).await.map_err(internal)?;
         let head = self.head(&envelope.guild_id).await.map_err(|_| ReceiveError::UnknownGuild)?;
         if seq > head.seq + 1 {
             return Ok(Outcome::Gap { head: head.seq });
         }
-        let position = if seq == head.seq + 1 {
-            ChainPosition::Follows(Some(&head.event_id))
-        } else {
-            ChainPosition::Unchecked
-        };
-        let verified =
-            event::verify_event(event, &keys, position).map_err(ReceiveError::Invalid)?;
         if seq <= head.seq {
-            return self.duplicate_or_equivocation(&verified, seq).await;
+            return self.duplicate_or_equivocation(verified, seq).await;
         }
+        verified
+            .check_position(ChainPosition::Follows(Some(&head.event_id)))
+            .map_err(ReceiveError::Invalid)?;
         let access_grew = self.apply_verified(&head, verified).await?;
         Ok(Outcome::Applied { access_grew })
     }
@@ -382,7 +464,7 @@ impl GuildService {
     async fn apply_verified(
         &self,
         head: &GuildHead,
-        verified: VerifiedEvent,
+        verified: &VerifiedEvent,
     ) -> Result<bool, ReceiveError> {
         let envelope = &verified.envelope;
         let seq = envelope.seq.unwrap_or(head.seq + 1);
@@ -520,6 +602,49 @@ fn local_view_grew(me: &ServerName, before: &GuildState, after: &GuildState) -> 
 fn parse_envelope(event: &JsonObject) -> Result<event::Envelope, ReceiveError> {
     serde_json::from_value(serde_json::Value::Object(event::envelope(event)))
         .map_err(|e| ReceiveError::Invalid(EventError::Malformed(e.to_string())))
+}
+
+/// Verifies `(event, keys)` pairs in order, in up to one chunk per core on the blocking pool.
+/// Each verdict keeps its event when it failed, for a retry with fresh keys.
+async fn verify_on_blocking_pool(
+    keyed: Vec<(JsonObject, signing::PublicKeyMap)>,
+) -> Vec<(Result<VerifiedEvent, EventError>, Option<JsonObject>)> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let chunk = keyed.len().div_ceil(cores).max(1);
+    let mut keyed = keyed.into_iter();
+    let mut chunks = Vec::new();
+    loop {
+        let part: Vec<_> = keyed.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        let len = part.len();
+        chunks.push((
+            len,
+            tokio::task::spawn_blocking(move || {
+                part.into_iter()
+                    .map(|(event, keys)| {
+                        match event::verify_event(&event, &keys, ChainPosition::Unchecked) {
+                            Ok(verified) => (Ok(verified), None),
+                            Err(error) => (Err(error), Some(event)),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            }),
+        ));
+    }
+    let mut verdicts = Vec::new();
+    for (len, chunk) in chunks {
+        match chunk.await {
+            Ok(part) => verdicts.extend(part),
+            // A panic in verification (none is known) fails its chunk's events, not the
+            // server.
+            Err(error) => verdicts.extend((0..len).map(|_| {
+                (Err(EventError::Malformed(format!("verification failed: {error}"))), None)
+            })),
+        }
+    }
+    verdicts
 }
 
 fn internal(error: impl std::fmt::Display) -> ReceiveError {
