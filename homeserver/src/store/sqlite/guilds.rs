@@ -375,7 +375,7 @@ impl GuildStore for SqliteStore {
     }
 
     async fn append_event(&self, appended: &AppendedEvent<'_>) -> Result<i64, sqlx::Error> {
-        let mut tx = self.append().await?;
+        let mut tx = self.write().await?;
         let mut envelope = appended.event.clone();
         let content = envelope.remove("content").map(|content| content.to_string());
         let message_id =
@@ -419,16 +419,8 @@ impl GuildStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        self.fence.commit(tx.commit()).await?;
+        tx.commit().await?;
         Ok(stream_id)
-    }
-
-    fn settled(&self) -> bool {
-        self.fence.settled()
-    }
-
-    async fn durable(&self) -> Result<(), sqlx::Error> {
-        self.fence.durable().await
     }
 }
 

@@ -3,15 +3,11 @@
 //! SQLite has one writer at a time; [`SqliteStore::write`] takes its lock at the start of a
 //! write transaction, so a transaction that reads before it writes sees the state it commits
 //! on.
-//!
-//! Guild log appends commit on a connection of their own without waiting for the disk; their
-//! durability is a shared fence, one fsync for every append before it (see [`fence`]).
 
 mod bots;
 mod cluster;
 mod e2e;
 mod federation;
-mod fence;
 mod guilds;
 mod identity;
 mod media;
@@ -23,7 +19,6 @@ mod users;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -33,9 +28,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// One connection for guild log appends, `synchronous=NORMAL`: made durable by `fence`.
-    appends: SqlitePool,
-    fence: Arc<fence::WalFence>,
 }
 
 impl SqliteStore {
@@ -45,22 +37,16 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk (the WAL fsynced) before it returns. Events are
-            // published and delivered only once durable: with a commit a power loss could take
-            // back, other servers could hold events the host no longer has, and it would then
-            // sequence different events at the same seq (equivocation every replica gets stuck
-            // on). Appends reach the same guarantee through the fence.
+            // FULL: a commit is on disk (the WAL fsynced) before it returns, and events are
+            // published and delivered only after their commit. With NORMAL a power loss could
+            // lose events other servers already hold, and the host would then sequence
+            // different events at the same seq: equivocation every replica gets stuck on.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool =
-            SqlitePoolOptions::new().max_connections(8).connect_with(options.clone()).await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        let appends = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
-            .await?;
-        Ok(Self { pool, appends, fence: Arc::new(fence::WalFence::new(path)) })
+        Ok(Self { pool })
     }
 
     /// Begins a write transaction holding SQLite's write lock from its first statement
@@ -69,11 +55,6 @@ impl SqliteStore {
     /// for the lock (the busy timeout) instead.
     async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
-    }
-
-    /// A write transaction for a guild log append, which [`fence::WalFence`] makes durable.
-    async fn append(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.appends.begin_with("BEGIN IMMEDIATE").await
     }
 }
 
