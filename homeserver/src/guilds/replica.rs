@@ -222,6 +222,7 @@ impl GuildService {
         }
         verdicts.into_iter().map(|(verdict, _)| verdict.map_err(ReceiveError::Invalid)).collect()
     }
+
     /// A local user may now see more of the guild: take the host's current view of the state
     /// (channels that were hidden from us) and fetch the content withheld so far, which the host
     /// releases only for channels we may now view (spec chapter 13).
