@@ -38,6 +38,18 @@ pub struct AppendedEvent<'a> {
     pub outbound: &'a [(guildhall_spec::ServerName, JsonObject)],
 }
 
+impl AppendedEvent<'_> {
+    /// Whether the event changed the guild's state (and its row must be rewritten). An event
+    /// that changes nothing (a message, most of the log) is appended with the very state it
+    /// found, so that is answered without comparing every member and channel.
+    pub fn state_changed(&self) -> bool {
+        match self.before {
+            Some(before) => !std::ptr::eq(before, self.after) && before != self.after,
+            None => true,
+        }
+    }
+}
+
 /// An event as stored.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {

@@ -450,7 +450,7 @@ impl PostgresStore {
         tx: &mut Transaction<'_, Postgres>,
         appended: &AppendedEvent<'_>,
     ) -> Result<(), sqlx::Error> {
-        let state_changed = appended.before != Some(appended.after);
+        let state_changed = appended.state_changed();
         let kind = match appended.after.kind {
             GuildKind::Guild => "guild",
             GuildKind::Dm => "dm",

@@ -430,7 +430,7 @@ impl SqliteStore {
         tx: &mut Transaction<'_, Sqlite>,
         appended: &AppendedEvent<'_>,
     ) -> Result<(), sqlx::Error> {
-        let state_changed = appended.before != Some(appended.after);
+        let state_changed = appended.state_changed();
         let kind = match appended.after.kind {
             GuildKind::Guild => "guild",
             GuildKind::Dm => "dm",
