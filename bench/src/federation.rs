@@ -150,6 +150,66 @@ pub(crate) async fn cross_server_latency(results: &mut Results) -> Result<()> {
     Ok(())
 }
 
+/// `join_10k_members_ms`: a server that has never seen a guild of 10,000 members and 100,000
+/// events joins it for one of its users, who then reads the channel's newest page and posts —
+/// the time from the join request to the post's answer, as the user's client sees it (all on
+/// loopback). The guild is built on its host beforehand through the host's own sequencing
+/// path (its members are accounts made directly in its store, without password hashing, as
+/// nobody logs into them).
+pub(crate) async fn join_large_guild(results: &mut Results) -> Result<()> {
+    use guildhall_spec::content::{EventContent, MemberJoin, MessageCreate};
+    const MEMBERS: usize = 10_000;
+    const EVENTS: usize = 100_000;
+    let host = node("join-host").await?;
+    let newcomer_home = node("join-replica").await?;
+    let owner = host.client.register("owner", PASSWORD).await?;
+    let guild = owner.create_guild("large").await?;
+    let channel = guild.channels.first().context("a new guild has #general")?.id.clone();
+    let invite = owner.create_invite(&channel, NewInvite::default()).await?;
+    let guilds = &host.state.guilds;
+    let fail = |e: guildhall_homeserver::error::ApiError| anyhow::anyhow!("{}", e.code());
+    let started = Instant::now();
+    for index in 0..MEMBERS {
+        let user = UserId::new(&format!("member{index}"), &host.state.server_name)?;
+        host.state.store.create_user(&user, "no password: nobody logs in").await?;
+        let join = MemberJoin { invite_code: Some(invite.code.clone()), ..Default::default() };
+        guilds
+            .submit(&guild.id, &user, EventContent::MemberJoin(join), None)
+            .await
+            .map_err(fail)?;
+    }
+    let members_built = started.elapsed();
+    let sender = owner.user_id().clone();
+    let head = guilds.head(&guild.id).await.map_err(fail)?;
+    for index in 0..EVENTS.saturating_sub(usize::try_from(head.seq)?) {
+        let message = MessageCreate {
+            channel_id: channel.clone(),
+            body: format!("history {index} with a typical amount of text in it"),
+            reply_to: None,
+            mentions: None,
+            attachments: None,
+        };
+        guilds
+            .submit(&guild.id, &sender, EventContent::MessageCreate(message), None)
+            .await
+            .map_err(fail)?;
+    }
+    println!(
+        "  (built: {MEMBERS} members in {:.0} s, {EVENTS} events in {:.0} s)",
+        members_built.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    let newcomer = newcomer_home.client.register("newcomer", PASSWORD).await?;
+    let start = Instant::now();
+    newcomer.accept_invite(&invite.code, Some(&invite.server)).await?;
+    let page = newcomer.messages(&channel, &guildhall_client::History::latest(50)).await?;
+    anyhow::ensure!(page.len() == 50, "the newest page has {} messages", page.len());
+    newcomer.send_message(&channel, "hello, everyone").await?;
+    #[allow(clippy::cast_precision_loss)]
+    results.record("join_10k_members_ms", start.elapsed().as_secs_f64() * 1000.0, "ms");
+    Ok(())
+}
+
 /// Encrypted DMs between two servers through the client library's Olm engine: one person on
 /// each, one device each. Each send queries the recipient's device list at their home server
 /// (never cached, spec 17.3), encrypts and is stored in the recipient's inbox before it returns;

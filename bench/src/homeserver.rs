@@ -17,7 +17,7 @@ pub(crate) struct Fixture {
     client: Client,
     channel: ChannelId,
     invite: InviteCode,
-    _data: std::sync::Arc<TempDir>,
+    data: std::sync::Arc<TempDir>,
 }
 
 struct TempDir(std::path::PathBuf);
@@ -76,7 +76,7 @@ async fn start_nodes(
             client,
             channel: channel.clone(),
             invite: invite.clone(),
-            _data: std::sync::Arc::clone(&data),
+            data: std::sync::Arc::clone(&data),
         })
         .collect();
     Ok((fixtures, owner))
@@ -188,6 +188,161 @@ async fn rest_throughput_on(
     let elapsed = start.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
     Ok(total as f64 / elapsed)
+}
+
+/// `latest50_reads_per_s`: `GET /channels/{id}/messages?limit=50` (the newest page of a
+/// channel of 2,000 messages, some reacted to, some pinned), four clients reading at once;
+/// `latest50_raw_reads_per_s`: the same page read from the same database file through raw
+/// `rusqlite` on one thread — the queries the server runs (the page, its reactions, its pins),
+/// every column decoded to owned values, no HTTP, no JSON.
+pub(crate) async fn latest_reads(results: &mut Results) -> Result<()> {
+    const MESSAGES: usize = 2_000;
+    const READERS: usize = 4;
+    const DURATION: Duration = Duration::from_secs(4);
+    let (fixture, owner) = start("latest50").await?;
+    let sender = PlainSender::new(&owner, &fixture.channel)?;
+    let mut page = Vec::new();
+    for index in 0..MESSAGES {
+        let message = sender.send(&format!("message {index} with a little text in it")).await?;
+        page.push(message.id);
+    }
+    let http = reqwest::Client::new();
+    let base = format!("{}/api/v1/channels/{}", owner.url(), fixture.channel);
+    // Every fifth message of the newest page gets a reaction, every tenth a pin.
+    for (index, id) in page.iter().rev().take(50).enumerate() {
+        if index % 5 == 0 {
+            let url = format!("{base}/messages/{id}/reactions/%F0%9F%91%8D/@me");
+            http.put(url).bearer_auth(owner.token()).send().await?.error_for_status()?;
+        }
+        if index % 10 == 0 {
+            let url = format!("{base}/pins/{id}");
+            http.put(url).bearer_auth(owner.token()).send().await?.error_for_status()?;
+        }
+    }
+    let url = format!("{base}/messages?limit=50");
+    let start = Instant::now();
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        let (http, url, token) = (http.clone(), url.clone(), owner.token().to_owned());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0u64;
+            while start.elapsed() < DURATION {
+                let response = http.get(&url).bearer_auth(&token).send().await?;
+                let body = response.error_for_status()?.bytes().await?;
+                anyhow::ensure!(body.len() > 50 * 40, "a short page");
+                reads += 1;
+            }
+            anyhow::Ok(reads)
+        }));
+    }
+    let mut reads = 0;
+    for reader in readers {
+        reads += reader.await??;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    results.record("latest50_reads_per_s", reads as f64 / start.elapsed().as_secs_f64(), "reads/s");
+
+    let database = fixture.data.0.join("guildhall.sqlite3");
+    let channel = fixture.channel.to_string();
+    let viewer = owner.user_id().to_string();
+    let raw = tokio::task::spawn_blocking(move || {
+        raw_latest_reads(&database, &channel, &viewer, DURATION)
+    })
+    .await??;
+    results.record("latest50_raw_reads_per_s", raw, "reads/s");
+    results.record(
+        "homeserver.latest50_percent_of_raw",
+        100.0 * results.get("latest50_reads_per_s").unwrap_or(0.0) / raw,
+        "%",
+    );
+    Ok(())
+}
+
+/// A message row as the server decodes one.
+#[allow(dead_code)] // read into, to pay for decoding, never looked at
+struct RawMessage {
+    message_id: String,
+    guild_id: String,
+    channel_id: String,
+    author: String,
+    body: String,
+    reply_to: Option<String>,
+    mentions: String,
+    created_seq: i64,
+    created_ts: i64,
+    edited_ts: Option<i64>,
+    deleted: bool,
+    attachments: Option<String>,
+}
+
+/// Newest-page reads per second through raw `rusqlite` for [`latest_reads`].
+fn raw_latest_reads(
+    database: &std::path::Path,
+    channel: &str,
+    viewer: &str,
+    duration: Duration,
+) -> Result<f64> {
+    use rusqlite::{Connection, OpenFlags, params, params_from_iter};
+    let connection = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let guild: String = connection.query_row(
+        "SELECT guild_id FROM channels WHERE channel_id = ?",
+        params![channel],
+        |row| row.get(0),
+    )?;
+    let mut page = connection.prepare(
+        "SELECT * FROM messages WHERE deleted = 0 AND guild_id = ? AND channel_id = ?
+         ORDER BY created_seq DESC LIMIT 50",
+    )?;
+    let start = Instant::now();
+    let mut reads = 0u64;
+    while start.elapsed() < duration {
+        let messages: Vec<RawMessage> = page
+            .query_map(params![guild, channel], |row| {
+                Ok(RawMessage {
+                    message_id: row.get("message_id")?,
+                    guild_id: row.get("guild_id")?,
+                    channel_id: row.get("channel_id")?,
+                    author: row.get("author")?,
+                    body: row.get("body")?,
+                    reply_to: row.get("reply_to")?,
+                    mentions: row.get("mentions")?,
+                    created_seq: row.get("created_seq")?,
+                    created_ts: row.get("created_ts")?,
+                    edited_ts: row.get("edited_ts")?,
+                    deleted: row.get("deleted")?,
+                    attachments: row.get("attachments")?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        anyhow::ensure!(messages.len() == 50, "a short page");
+        // The server binds each id; so does this.
+        let marks = vec!["?"; messages.len()].join(", ");
+        let ids = || messages.iter().map(|m| m.message_id.as_str());
+        let reactions = format!(
+            "SELECT message_id, emoji, COUNT(*) AS count, MAX(user_id = ?) AS me, MIN(seq) AS first
+             FROM reactions WHERE guild_id = ? AND message_id IN ({marks})
+             GROUP BY message_id, emoji ORDER BY first"
+        );
+        let counted: Vec<(String, String, i64, bool)> = connection
+            .prepare_cached(&reactions)?
+            .query_map(
+                params_from_iter([viewer, guild.as_str()].into_iter().chain(ids())),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        let pins =
+            format!("SELECT message_id FROM pins WHERE guild_id = ? AND message_id IN ({marks})");
+        let pinned: Vec<String> = connection
+            .prepare_cached(&pins)?
+            .query_map(params_from_iter([guild.as_str()].into_iter().chain(ids())), |row| {
+                row.get(0)
+            })?
+            .collect::<Result<_, _>>()?;
+        std::hint::black_box((messages, counted, pinned));
+        reads += 1;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    Ok(reads as f64 / start.elapsed().as_secs_f64())
 }
 
 /// One client sends message after message, each awaiting its answer (the shape of the "Romeo

@@ -46,12 +46,15 @@ const SHORT_NAMES: [(&str, &str); 5] = [
 ];
 
 /// `cargo xtask bench [SECTION…]`: every section, or only those named (`reference`,
-/// `homeserver`, `sequential`, `memory`, `postgres`, `federation`, `e2e`, `media`).
+/// `homeserver`, `sequential`, `reads`, `join`, `memory`, `postgres`, `federation`, `e2e`, `media`).
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(memory::SERVE_FLAG) {
         return memory::serve_child(args.get(1).map_or("", String::as_str)).await;
+    }
+    if args.first().map(String::as_str) == Some(memory::RAW_SERVE_FLAG) {
+        return memory::serve_raw_child().await;
     }
     let wanted = |section: &str| args.is_empty() || args.iter().any(|arg| arg == section);
     let mut results = Results::default();
@@ -65,12 +68,16 @@ async fn main() -> Result<()> {
         homeserver::gateway_latency(&mut results).await?;
         homeserver::latency_during_logins(&mut results).await?;
     }
+    if wanted("homeserver") || wanted("reads") {
+        println!("latest-50 reads (embedded SQLite; beside raw rusqlite on the same file)");
+        homeserver::latest_reads(&mut results).await?;
+    }
     if wanted("homeserver") || wanted("sequential") {
         println!("sequential sends (one client, each send awaited; embedded SQLite)");
         homeserver::sequential_send(&mut results).await?;
     }
     if wanted("memory") {
-        println!("memory (the server in a child process)");
+        println!("memory and fan-out (each server in a child process)");
         memory::idle(&mut results).await?;
     }
     if wanted("postgres") {
@@ -81,6 +88,10 @@ async fn main() -> Result<()> {
         println!("federation (two servers in one process, loopback HTTP)");
         federation::ingest(&mut results).await?;
         federation::cross_server_latency(&mut results).await?;
+    }
+    if wanted("join") {
+        println!("joining a guild of 10,000 members and 100,000 events (two servers, loopback)");
+        federation::join_large_guild(&mut results).await?;
     }
     if wanted("e2e") {
         println!("end-to-end encrypted DMs (two servers, the client library's Olm)");

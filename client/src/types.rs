@@ -36,9 +36,14 @@ pub struct Guild {
     /// The channels the viewer may see, in display order.
     #[serde(default)]
     pub channels: Vec<Channel>,
-    /// The members, where the answer lists them (DMs, the gateway's `READY`).
+    /// The members, where the answer lists them (DMs, the gateway's `READY` and
+    /// `GUILD_CREATE`): all of them, or in a [`large`](Self::large) guild only the viewer.
     #[serde(default)]
     pub members: Vec<Member>,
+    /// More than 100 members: `members` holds only the viewer; page through the rest with
+    /// `GET /guilds/{id}/members?after=&limit=`.
+    #[serde(default)]
+    pub large: bool,
 }
 
 /// A channel.

@@ -210,7 +210,12 @@ impl UserId {
 
     /// The user's home server.
     pub fn server_name(&self) -> ServerName {
-        ServerName(self.0[1..].split_once(':').map_or("", |(_, server)| server).to_owned())
+        ServerName(self.server_str().to_owned())
+    }
+
+    /// The user's home server as text, without allocating.
+    pub fn server_str(&self) -> &str {
+        self.0[1..].split_once(':').map_or("", |(_, server)| server)
     }
 }
 

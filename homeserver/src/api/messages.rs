@@ -46,8 +46,13 @@ pub(super) async fn list(
     let after_seq = anchor_seq(&state, &guild_id, &channel_id, history.after.as_deref()).await?;
     let query =
         MessageQuery { before_seq, after_seq, limit: history.limit.unwrap_or(50).clamp(1, 100) };
-    let rows = state.store.messages(&guild_id, &channel_id, &query).await?;
-    Ok(Json(json!({"messages": render(&state, &auth.user_id, &rows).await?})))
+    let page = state.store.page(&guild_id, &channel_id, &query, &auth.user_id).await?;
+    let views: Vec<Value> = page
+        .rows
+        .iter()
+        .map(|row| views::message(row, &page.reactions, page.pinned.contains(&row.message_id)))
+        .collect();
+    Ok(Json(json!({"messages": views})))
 }
 
 /// The seq of a message used as a page boundary.
@@ -72,15 +77,15 @@ async fn render(state: &AppState, viewer: &UserId, rows: &[MessageRow]) -> ApiRe
         by_guild.entry(&row.guild_id).or_default().push(row.message_id.clone());
     }
     let mut reactions = Vec::new();
+    let mut pinned = std::collections::HashSet::new();
     for (guild_id, ids) in by_guild {
         reactions.extend(state.store.reactions(guild_id, &ids, viewer).await?);
+        pinned.extend(state.store.pinned_among(guild_id, &ids).await?);
     }
-    let mut views = Vec::with_capacity(rows.len());
-    for row in rows {
-        let pinned = state.store.is_pinned(&row.guild_id, &row.message_id).await?;
-        views.push(views::message(row, &reactions, pinned));
-    }
-    Ok(views)
+    Ok(rows
+        .iter()
+        .map(|row| views::message(row, &reactions, pinned.contains(&row.message_id)))
+        .collect())
 }
 
 #[derive(Debug, Deserialize)]

@@ -330,15 +330,23 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// How stale a session's `last_seen_ts` may grow before a request marks it used again (the
+/// store's own condition too).
+const SESSION_TOUCH_INTERVAL_MS: u64 = 60_000;
+
 /// Resolves a token to its user.
 pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<AuthUser> {
-    let (user_id, session_id) = state
+    let session = state
         .store
         .session_user(&token_hash(token))
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
-    state.store.touch_session(&session_id).await?;
-    Ok(AuthUser { user_id, session_id })
+    // At most once a minute: a request otherwise only reads (on SQLite an UPDATE takes the
+    // database's write lock even when it changes nothing, and waits behind guild appends).
+    if crate::store::now_ms().saturating_sub(session.last_seen_ts) >= SESSION_TOUCH_INTERVAL_MS {
+        state.store.touch_session(&session.session_id).await?;
+    }
+    Ok(AuthUser { user_id: session.user_id, session_id: session.session_id })
 }
 
 /// A JSON body whose every failure (syntax, unknown field, wrong type, too large) is a typed

@@ -69,7 +69,15 @@ pub fn member(state: &GuildState, user_id: &UserId, member: &Member) -> Value {
     })
 }
 
-/// A guild as `viewer` sees it: only the channels they may view, and (when asked) its members.
+/// Above this many members a guild is `large`: where a guild view carries members (`READY`,
+/// `GUILD_CREATE`, DMs) it carries only the viewer's own, and clients page through the rest
+/// with `GET /guilds/{id}/members?after=&limit=` — so that joining or connecting to a guild of
+/// 10,000 members does not ship 10,000 members (Discord's lazy member lists do the same).
+pub const LARGE_GUILD_MEMBERS: usize = 100;
+
+/// A guild as `viewer` sees it: only the channels they may view, and (when asked) its members:
+/// all of them, or in a guild with more than [`LARGE_GUILD_MEMBERS`] (`"large": true`) only the
+/// viewer's own.
 pub fn guild(state: &GuildState, viewer: &UserId, with_members: bool) -> Value {
     let mut channels: Vec<Value> = state
         .channels
@@ -93,7 +101,18 @@ pub fn guild(state: &GuildState, viewer: &UserId, with_members: bool) -> Value {
         "permissions": state.base_permissions(viewer),
     });
     if with_members {
-        view["members"] = state.members.iter().map(|(id, m)| member(state, id, m)).collect();
+        let large = state.members.len() > LARGE_GUILD_MEMBERS;
+        view["large"] = json!(large);
+        view["members"] = if large {
+            state
+                .members
+                .get_key_value(viewer)
+                .map(|(id, m)| member(state, id, m))
+                .into_iter()
+                .collect()
+        } else {
+            state.members.iter().map(|(id, m)| member(state, id, m)).collect()
+        };
     }
     view
 }
@@ -120,4 +139,46 @@ pub fn message(row: &MessageRow, reactions: &[ReactionCount], pinned: bool) -> V
         "pinned": pinned,
         "reactions": reactions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guildhall_spec::GuildId;
+    use guildhall_spec::content::GuildKind;
+
+    fn guild_of(members: usize) -> (GuildState, UserId) {
+        let owner = UserId::parse("@owner:host.example").unwrap();
+        let guild_id = GuildId::parse("!Wq3b9xKc2LmN8pRt5vYz1A:host.example").unwrap();
+        let mut state = GuildState::new(guild_id, "g".into(), GuildKind::Guild, owner.clone(), 1);
+        // The owner may be a member already; make it `members` in all.
+        for index in 0.. {
+            if state.members.len() >= members {
+                break;
+            }
+            let user = UserId::parse(&format!("@user{index:05}:host.example")).unwrap();
+            state.members.insert(user, Member { nick: None, roles: Vec::new(), joined_ts: 2 });
+        }
+        (state, UserId::parse("@user00042:host.example").unwrap())
+    }
+
+    #[test]
+    fn a_small_guild_lists_every_member() {
+        let (state, viewer) = guild_of(LARGE_GUILD_MEMBERS);
+        let view = guild(&state, &viewer, true);
+        assert_eq!(view["large"], false);
+        assert_eq!(view["members"].as_array().map(Vec::len), Some(LARGE_GUILD_MEMBERS));
+    }
+
+    #[test]
+    fn a_large_guild_lists_only_the_viewer_and_counts_the_rest() {
+        let (state, viewer) = guild_of(10_000);
+        let view = guild(&state, &viewer, true);
+        assert_eq!(view["large"], true);
+        assert_eq!(view["member_count"], 10_000);
+        let members = view["members"].as_array().unwrap();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0]["user_id"], viewer.as_str());
+        assert!(guild(&state, &viewer, false).get("members").is_none());
+    }
 }

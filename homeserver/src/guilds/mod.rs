@@ -691,7 +691,9 @@ impl GuildService {
         after: &GuildState,
     ) -> Vec<(ServerName, JsonObject)> {
         let mut destinations = after.member_servers();
-        if let Some(before) = before {
+        // A message leaves the state as it was (the same allocation): one walk over the
+        // members is enough.
+        if let Some(before) = before.filter(|before| !std::ptr::eq(*before, after)) {
             destinations.extend(before.member_servers());
         }
         if let EventContent::DmInvite(invite) = content {
@@ -733,7 +735,7 @@ pub fn server_can_view(state: &GuildState, server: &ServerName, channel: &Channe
     state
         .members
         .keys()
-        .filter(|user| &user.server_name() == server)
+        .filter(|user| user.server_str() == server.as_str())
         .any(|user| state.can_view(user, channel))
 }
 

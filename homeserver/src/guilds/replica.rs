@@ -578,7 +578,7 @@ impl GuildService {
 /// the channel overwrites changed).
 fn local_view_grew(me: &ServerName, before: &GuildState, after: &GuildState) -> bool {
     let locals: Vec<&UserId> =
-        after.members.keys().filter(|user| &user.server_name() == me).collect();
+        after.members.keys().filter(|user| user.server_str() == me.as_str()).collect();
     let visible = |state: &GuildState| -> std::collections::BTreeSet<guildhall_spec::ChannelId> {
         state
             .channels

@@ -56,6 +56,18 @@ pub struct MessageQuery {
     pub limit: u32,
 }
 
+/// A history page with what rendering it needs: its messages newest first, their reactions
+/// from the viewer's point of view, and which of them are pinned.
+#[derive(Debug, Clone, Default)]
+pub struct MessagePage {
+    /// The messages.
+    pub rows: Vec<MessageRow>,
+    /// Reactions on them, each emoji once per message, in the order first used.
+    pub reactions: Vec<ReactionCount>,
+    /// Those pinned.
+    pub pinned: std::collections::HashSet<EventId>,
+}
+
 /// A search request.
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
@@ -98,6 +110,22 @@ pub trait MessageStore: Send + Sync {
         query: &MessageQuery,
     ) -> Result<Vec<MessageRow>, sqlx::Error>;
 
+    /// A page of a channel's live messages with their reactions (as `viewer` sees them) and
+    /// pins: the history read clients make most. An engine may read it in one go.
+    async fn page(
+        &self,
+        guild_id: &GuildId,
+        channel_id: &ChannelId,
+        query: &MessageQuery,
+        viewer: &UserId,
+    ) -> Result<MessagePage, sqlx::Error> {
+        let rows = self.messages(guild_id, channel_id, query).await?;
+        let ids: Vec<EventId> = rows.iter().map(|row| row.message_id.clone()).collect();
+        let reactions = self.reactions(guild_id, &ids, viewer).await?;
+        let pinned = self.pinned_among(guild_id, &ids).await?;
+        Ok(MessagePage { rows, reactions, pinned })
+    }
+
     /// Reaction counts for a set of messages of a guild.
     async fn reactions(
         &self,
@@ -137,6 +165,13 @@ pub trait MessageStore: Send + Sync {
         guild_id: &GuildId,
         message_id: &EventId,
     ) -> Result<bool, sqlx::Error>;
+
+    /// Which of a guild's messages `message_ids` are pinned: one query for a page of messages.
+    async fn pinned_among(
+        &self,
+        guild_id: &GuildId,
+        message_ids: &[EventId],
+    ) -> Result<std::collections::HashSet<EventId>, sqlx::Error>;
 
     /// Full-text search of live messages in a guild, newest first.
     async fn search(

@@ -39,12 +39,14 @@ pub use federation::{FederationStore, OutboundRow, ProposalRow};
 pub use guilds::{AppendedEvent, GuildLock, GuildStore, StoredEvent};
 pub use identity::{AttestationRow, DeviceRow, IdentityStore};
 pub use media::{GuildRef, MediaRow, MediaStore, RefKind};
-pub use messages::{MessageQuery, MessageRow, MessageStore, ReactionCount, SearchQuery};
+pub use messages::{
+    MessagePage, MessageQuery, MessageRow, MessageStore, ReactionCount, SearchQuery,
+};
 pub use postgres::PostgresStore;
 pub use social::{RelationshipRow, SocialStore};
 pub use sqlite::SqliteStore;
 pub use trust::{Audit, AuditRow, SubscriptionRow, TrustEntryRow, TrustStore};
-pub use users::{SessionRow, UserRow, UserStore};
+pub use users::{SessionRow, TokenSession, UserRow, UserStore};
 
 /// Everything the server stores, in one engine.
 pub trait Engine:

@@ -19,6 +19,17 @@ pub struct UserRow {
     pub created_ts: u64,
 }
 
+/// What a bearer token resolves to.
+#[derive(Debug, Clone)]
+pub struct TokenSession {
+    /// The user.
+    pub user_id: UserId,
+    /// The login session.
+    pub session_id: String,
+    /// When the session was last marked used (ms since the epoch).
+    pub last_seen_ts: u64,
+}
+
 /// A login session.
 #[derive(Debug, Clone)]
 pub struct SessionRow {
@@ -70,12 +81,10 @@ pub trait UserStore: Send + Sync {
     ) -> Result<(), sqlx::Error>;
 
     /// The user and session a token hash belongs to.
-    async fn session_user(
-        &self,
-        token_hash: &[u8],
-    ) -> Result<Option<(UserId, String)>, sqlx::Error>;
+    async fn session_user(&self, token_hash: &[u8]) -> Result<Option<TokenSession>, sqlx::Error>;
 
-    /// Marks a session as used now (best effort, at most once a minute per session).
+    /// Marks a session as used now (at most once a minute per session: callers skip it when
+    /// [`TokenSession::last_seen_ts`] is recent, so that a request reads and never writes).
     async fn touch_session(&self, session_id: &str) -> Result<(), sqlx::Error>;
 
     /// A user's sessions, newest first.

@@ -172,6 +172,17 @@ async fn pinning_needs_manage_messages() {
         bob.get(&format!("/channels/{}/messages/{id}", guild.general)).await.1["pinned"],
         true
     );
+    // A page says which of its messages are pinned (one query for the page).
+    let other = bob.send(&guild.general, "do not pin me").await;
+    let page = bob.get(&format!("/channels/{}/messages", guild.general)).await.1;
+    let flags: Vec<(&str, bool)> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m["pinned"].as_bool().unwrap()))
+        .collect();
+    assert!(flags.contains(&(id, true)), "the pinned message is not marked");
+    assert!(flags.contains(&(other["id"].as_str().unwrap(), false)), "another is marked pinned");
 
     assert_error(&bob.delete(&pin).await, StatusCode::FORBIDDEN, "missing_permission");
     assert_eq!(bob.get(&pins).await.1["messages"].as_array().unwrap().len(), 1);

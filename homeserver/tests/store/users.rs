@@ -69,15 +69,19 @@ on_both_engines! {
             "a token hash belongs to one session"
         );
 
-        assert_eq!(
-            store.session_user(b"token-1").await.unwrap(),
-            Some((alice.clone(), "s1".to_owned()))
-        );
-        assert_eq!(
-            store.session_user(b"token-3").await.unwrap(),
-            Some((bob.clone(), "s3".to_owned()))
-        );
-        assert_eq!(store.session_user(b"unknown").await.unwrap(), None);
+        let found = |token: &'static [u8]| {
+            let store = &store;
+            async move {
+                store
+                    .session_user(token)
+                    .await
+                    .unwrap()
+                    .map(|found| (found.user_id, found.session_id, found.last_seen_ts > 0))
+            }
+        };
+        assert_eq!(found(b"token-1").await, Some((alice.clone(), "s1".to_owned(), true)));
+        assert_eq!(found(b"token-3").await, Some((bob.clone(), "s3".to_owned(), true)));
+        assert_eq!(found(b"unknown").await, None);
 
         let sessions = store.sessions(&alice).await.unwrap();
         let ids: Vec<&str> = sessions.iter().map(|s| s.session_id.as_str()).collect();
@@ -94,7 +98,7 @@ on_both_engines! {
         assert!(!store.delete_session(&bob, "s1").await.unwrap(), "another user's session");
         assert!(store.delete_session(&alice, "s1").await.unwrap());
         assert!(!store.delete_session(&alice, "s1").await.unwrap(), "already revoked");
-        assert_eq!(store.session_user(b"token-1").await.unwrap(), None);
+        assert_eq!(found(b"token-1").await, None);
         assert_eq!(store.sessions(&alice).await.unwrap().len(), 1);
     }
 }

@@ -238,6 +238,11 @@ impl GuildState {
 
     /// The servers with at least one member: the destinations of the guild's events.
     pub fn member_servers(&self) -> std::collections::BTreeSet<ServerName> {
-        self.members.keys().map(UserId::server_name).collect()
+        // Deduplicated by the borrowed name: one allocation per server, not per member.
+        let mut servers: BTreeMap<&str, &UserId> = BTreeMap::new();
+        for user in self.members.keys() {
+            servers.entry(user.server_str()).or_insert(user);
+        }
+        servers.into_values().map(UserId::server_name).collect()
     }
 }

@@ -403,8 +403,13 @@ impl GuildStore for PostgresStore {
         .execute(&mut *tx)
         .await?;
         if !appended.backfill {
-            self.write_guild_row(&mut tx, appended).await?;
-            write_membership(&mut tx, appended).await?;
+            // Most events (messages) change no state: nothing to rewrite, and no walk over
+            // every member of a large guild.
+            let state_changed = appended.state_changed();
+            self.write_guild_row(&mut tx, appended, state_changed).await?;
+            if state_changed {
+                write_membership(&mut tx, appended).await?;
+            }
         }
         if let Some(content) = appended.content {
             messages_projection(&mut tx, appended, content).await?;
@@ -449,8 +454,8 @@ impl PostgresStore {
         &self,
         tx: &mut Transaction<'_, Postgres>,
         appended: &AppendedEvent<'_>,
+        state_changed: bool,
     ) -> Result<(), sqlx::Error> {
-        let state_changed = appended.state_changed();
         let kind = match appended.after.kind {
             GuildKind::Guild => "guild",
             GuildKind::Dm => "dm",

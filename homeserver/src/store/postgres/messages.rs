@@ -198,6 +198,29 @@ impl MessageStore for PostgresStore {
         Ok(found.is_some())
     }
 
+    async fn pinned_among(
+        &self,
+        guild_id: &GuildId,
+        message_ids: &[EventId],
+    ) -> Result<std::collections::HashSet<EventId>, sqlx::Error> {
+        if message_ids.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let mut sql =
+            QueryBuilder::<Postgres>::new("SELECT message_id FROM pins WHERE guild_id = ");
+        sql.push_bind(guild_id.as_str()).push(" AND message_id IN (");
+        let mut ids = sql.separated(", ");
+        for id in message_ids {
+            ids.push_bind(id.as_str());
+        }
+        sql.push(")");
+        let pinned: Vec<String> = sql.build_query_scalar().fetch_all(&self.pool).await?;
+        pinned
+            .iter()
+            .map(|id| EventId::parse(id).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .collect()
+    }
+
     async fn search(
         &self,
         guild_id: &GuildId,

@@ -1,7 +1,9 @@
 //! messages: the SQLite implementation of [`MessageStore`].
 
 use super::SqliteStore;
-use crate::store::messages::{MessageQuery, MessageRow, MessageStore, ReactionCount, SearchQuery};
+use crate::store::messages::{
+    MessagePage, MessageQuery, MessageRow, MessageStore, ReactionCount, SearchQuery,
+};
 use crate::store::{to_i64, to_u64};
 use guildhall_spec::state::MessageFacts;
 use guildhall_spec::{ChannelId, EventId, GuildId, MediaId, UserId};
@@ -88,6 +90,16 @@ impl MessageStore for SqliteStore {
             messages.reverse();
         }
         Ok(messages)
+    }
+
+    async fn page(
+        &self,
+        guild_id: &GuildId,
+        channel_id: &ChannelId,
+        query: &MessageQuery,
+        viewer: &UserId,
+    ) -> Result<MessagePage, sqlx::Error> {
+        self.readers.page(guild_id, channel_id, query, viewer).await
     }
 
     async fn reactions(
@@ -194,6 +206,28 @@ impl MessageStore for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(found.is_some())
+    }
+
+    async fn pinned_among(
+        &self,
+        guild_id: &GuildId,
+        message_ids: &[EventId],
+    ) -> Result<std::collections::HashSet<EventId>, sqlx::Error> {
+        if message_ids.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let mut sql = QueryBuilder::<Sqlite>::new("SELECT message_id FROM pins WHERE guild_id = ");
+        sql.push_bind(guild_id.as_str()).push(" AND message_id IN (");
+        let mut ids = sql.separated(", ");
+        for id in message_ids {
+            ids.push_bind(id.as_str());
+        }
+        sql.push(")");
+        let pinned: Vec<String> = sql.build_query_scalar().fetch_all(&self.pool).await?;
+        pinned
+            .iter()
+            .map(|id| EventId::parse(id).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .collect()
     }
 
     async fn search(

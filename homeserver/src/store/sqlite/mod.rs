@@ -6,6 +6,7 @@
 
 mod bots;
 mod cluster;
+mod direct;
 mod e2e;
 mod federation;
 mod guilds;
@@ -19,15 +20,21 @@ mod users;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+/// How long a statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The SQLite engine.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The hottest reads, each in one hop ([`direct`]).
+    readers: Arc<direct::Readers>,
 }
 
 impl SqliteStore {
@@ -43,7 +50,7 @@ impl SqliteStore {
             // different events at the same seq: equivocation every replica gets stuck on.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             // A connection to a local file does not go stale, and sqlx's ping before handing
@@ -53,7 +60,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, readers: Arc::new(direct::Readers::new(path, BUSY_TIMEOUT)) })
     }
 
     /// Begins a write transaction holding SQLite's write lock from its first statement

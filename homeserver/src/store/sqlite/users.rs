@@ -1,7 +1,7 @@
 //! users: the SQLite implementation of [`UserStore`].
 
 use super::SqliteStore;
-use crate::store::users::{SessionRow, UserRow, UserStore};
+use crate::store::users::{SessionRow, TokenSession, UserRow, UserStore};
 use crate::store::{now_ms, to_i64, to_u64};
 use guildhall_spec::UserId;
 use sqlx::Row;
@@ -110,17 +110,20 @@ impl UserStore for SqliteStore {
         Ok(())
     }
 
-    async fn session_user(
-        &self,
-        token_hash: &[u8],
-    ) -> Result<Option<(UserId, String)>, sqlx::Error> {
-        let row = sqlx::query("SELECT user_id, session_id FROM sessions WHERE token_hash = ?")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn session_user(&self, token_hash: &[u8]) -> Result<Option<TokenSession>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT user_id, session_id, last_seen_ts FROM sessions WHERE token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let user_id: String = row.try_get("user_id")?;
-        Ok(UserId::parse(&user_id).ok().map(|user| (user, row.get("session_id"))))
+        Ok(UserId::parse(&user_id).ok().map(|user_id| TokenSession {
+            user_id,
+            session_id: row.get("session_id"),
+            last_seen_ts: to_u64(row.get("last_seen_ts")),
+        }))
     }
 
     async fn touch_session(&self, session_id: &str) -> Result<(), sqlx::Error> {

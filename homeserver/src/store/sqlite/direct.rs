@@ -1,0 +1,208 @@
+//! Hot reads on SQLite in one hop.
+//!
+//! sqlx runs each SQLite connection on a thread of its own and makes every statement — and
+//! every row of a result — a message between that thread and the async task (a channel send,
+//! a futex wake, a context switch: 50–250 µs each on a busy 2-core machine, far more than
+//! SQLite's own work). A history page took six such statements and fifty rows. Here a whole
+//! read runs as one closure on the blocking pool, on a connection of a small pool of
+//! read-only `rusqlite` connections to the same file (WAL: readers see every committed write
+//! and never block the writer), so it costs one hop to a thread and one back.
+//!
+//! The pool is bounded ([`MAX_READERS`] reads at once; more wait their turn) and every
+//! connection has the store's busy timeout.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use guildhall_spec::{ChannelId, EventId, GuildId, MediaId, UserId};
+use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
+use tokio::sync::Semaphore;
+
+use crate::store::messages::{MessagePage, MessageQuery, MessageRow, ReactionCount};
+use crate::store::{to_i64, to_u64};
+
+/// Reads running at once (each on a blocking-pool thread with a connection of its own).
+const MAX_READERS: usize = 4;
+
+/// A pool of read-only connections, opened as needed up to [`MAX_READERS`].
+pub(super) struct Readers {
+    path: PathBuf,
+    busy_timeout: Duration,
+    permits: Semaphore,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readers").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Readers {
+    pub(super) fn new(path: &Path, busy_timeout: Duration) -> Self {
+        Self {
+            path: path.to_owned(),
+            busy_timeout,
+            permits: Semaphore::new(MAX_READERS),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `read` on a pooled connection on the blocking pool.
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, sqlx::Error> {
+        let _permit = self.permits.acquire().await.map_err(|_| sqlx::Error::PoolClosed)?;
+        let readers = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let connection = match readers.take() {
+                Some(connection) => connection,
+                None => readers.open()?,
+            };
+            let result = read(&connection);
+            readers.give_back(connection);
+            result
+        })
+        .await
+        .map_err(|_| sqlx::Error::Protocol("a read on the blocking pool panicked".into()))?
+        .map_err(to_sqlx)
+    }
+
+    fn take(&self) -> Option<Connection> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    fn give_back(&self, connection: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(connection);
+        }
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = Connection::open_with_flags(&self.path, flags)?;
+        connection.busy_timeout(self.busy_timeout)?;
+        Ok(connection)
+    }
+
+    /// [`crate::store::MessageStore::page`]: the page, its reactions and its pins in one read
+    /// transaction.
+    pub(super) async fn page(
+        self: &Arc<Self>,
+        guild_id: &GuildId,
+        channel_id: &ChannelId,
+        query: &MessageQuery,
+        viewer: &UserId,
+    ) -> Result<MessagePage, sqlx::Error> {
+        let (guild, channel, viewer) =
+            (guild_id.to_string(), channel_id.to_string(), viewer.to_string());
+        let query = query.clone();
+        self.run(move |connection| read_page(connection, &guild, &channel, &query, &viewer)).await
+    }
+}
+
+fn read_page(
+    connection: &Connection,
+    guild: &str,
+    channel: &str,
+    query: &MessageQuery,
+    viewer: &str,
+) -> rusqlite::Result<MessagePage> {
+    // One snapshot for the three reads.
+    let transaction = connection.unchecked_transaction()?;
+    // With only `after`, the page starts just after it: take the oldest, return newest first.
+    let oldest_first = query.after_seq.is_some() && query.before_seq.is_none();
+    let sql = format!(
+        "SELECT * FROM messages WHERE deleted = 0 AND guild_id = ?1 AND channel_id = ?2
+         AND (?3 IS NULL OR created_seq < ?3) AND (?4 IS NULL OR created_seq > ?4)
+         ORDER BY created_seq {} LIMIT ?5",
+        if oldest_first { "ASC" } else { "DESC" }
+    );
+    let mut rows = transaction
+        .prepare_cached(&sql)?
+        .query_map(
+            rusqlite::params![
+                guild,
+                channel,
+                query.before_seq.map(to_i64),
+                query.after_seq.map(to_i64),
+                i64::from(query.limit)
+            ],
+            message_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if oldest_first {
+        rows.reverse();
+    }
+    if rows.is_empty() {
+        return Ok(MessagePage::default());
+    }
+    let marks = vec!["?"; rows.len()].join(", ");
+    let ids = || rows.iter().map(|row| row.message_id.as_str());
+    let reactions = transaction
+        .prepare_cached(&format!(
+            "SELECT message_id, emoji, COUNT(*), MAX(user_id = ?), MIN(seq) AS first
+             FROM reactions WHERE guild_id = ? AND message_id IN ({marks})
+             GROUP BY message_id, emoji ORDER BY first"
+        ))?
+        .query_map(params_from_iter([viewer, guild].into_iter().chain(ids())), |row| {
+            Ok(ReactionCount {
+                message_id: parsed(row, 0, EventId::parse)?,
+                emoji: row.get(1)?,
+                count: to_u64(row.get(2)?),
+                me: row.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let pinned = transaction
+        .prepare_cached(&format!(
+            "SELECT message_id FROM pins WHERE guild_id = ? AND message_id IN ({marks})"
+        ))?
+        .query_map(params_from_iter([guild].into_iter().chain(ids())), |row| {
+            parsed(row, 0, EventId::parse)
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(MessagePage { rows, reactions, pinned })
+}
+
+/// A `messages` row, decoded as the sqlx engine decodes it.
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
+    let mentions: String = row.get("mentions")?;
+    let attachments: Option<String> = row.get("attachments")?;
+    let reply_to: Option<String> = row.get("reply_to")?;
+    let edited_ts: Option<i64> = row.get("edited_ts")?;
+    Ok(MessageRow {
+        message_id: parsed(row, "message_id", EventId::parse)?,
+        guild_id: parsed(row, "guild_id", GuildId::parse)?,
+        channel_id: parsed(row, "channel_id", ChannelId::parse)?,
+        author: parsed(row, "author", UserId::parse)?,
+        body: row.get("body")?,
+        reply_to: reply_to.and_then(|id| EventId::parse(&id).ok()),
+        mentions: serde_json::from_str(&mentions).unwrap_or_default(),
+        created_seq: to_u64(row.get("created_seq")?),
+        created_ts: to_u64(row.get("created_ts")?),
+        edited_ts: edited_ts.map(to_u64),
+        deleted: row.get("deleted")?,
+        attachments: attachments
+            .and_then(|json| serde_json::from_str::<Vec<MediaId>>(&json).ok())
+            .unwrap_or_default(),
+    })
+}
+
+/// A text column parsed into an id; a malformed one is a conversion error.
+fn parsed<I: rusqlite::RowIndex + Copy, T, E: std::error::Error + Send + Sync + 'static>(
+    row: &Row<'_>,
+    index: I,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    parse(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn to_sqlx(error: rusqlite::Error) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("sqlite: {error}"))
+}
