@@ -243,10 +243,11 @@ pub(crate) async fn latest_reads(results: &mut Results) -> Result<()> {
     results.record("latest50_reads_per_s", reads as f64 / start.elapsed().as_secs_f64(), "reads/s");
 
     let database = fixture.data.0.join("guildhall.sqlite3");
+    let guild = owner.guilds().await?.first().context("the owner's guild")?.id.to_string();
     let channel = fixture.channel.to_string();
     let viewer = owner.user_id().to_string();
     let raw = tokio::task::spawn_blocking(move || {
-        raw_latest_reads(&database, &channel, &viewer, DURATION)
+        raw_latest_reads(&database, &guild, &channel, &viewer, DURATION)
     })
     .await??;
     results.record("latest50_raw_reads_per_s", raw, "reads/s");
@@ -278,17 +279,13 @@ struct RawMessage {
 /// Newest-page reads per second through raw `rusqlite` for [`latest_reads`].
 fn raw_latest_reads(
     database: &std::path::Path,
+    guild: &str,
     channel: &str,
     viewer: &str,
     duration: Duration,
 ) -> Result<f64> {
     use rusqlite::{Connection, OpenFlags, params, params_from_iter};
     let connection = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let guild: String = connection.query_row(
-        "SELECT guild_id FROM channels WHERE channel_id = ?",
-        params![channel],
-        |row| row.get(0),
-    )?;
     let mut page = connection.prepare(
         "SELECT * FROM messages WHERE deleted = 0 AND guild_id = ? AND channel_id = ?
          ORDER BY created_seq DESC LIMIT 50",
@@ -325,18 +322,15 @@ fn raw_latest_reads(
         );
         let counted: Vec<(String, String, i64, bool)> = connection
             .prepare_cached(&reactions)?
-            .query_map(
-                params_from_iter([viewer, guild.as_str()].into_iter().chain(ids())),
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )?
+            .query_map(params_from_iter([viewer, guild].into_iter().chain(ids())), |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?
             .collect::<Result<_, _>>()?;
         let pins =
             format!("SELECT message_id FROM pins WHERE guild_id = ? AND message_id IN ({marks})");
         let pinned: Vec<String> = connection
             .prepare_cached(&pins)?
-            .query_map(params_from_iter([guild.as_str()].into_iter().chain(ids())), |row| {
-                row.get(0)
-            })?
+            .query_map(params_from_iter([guild].into_iter().chain(ids())), |row| row.get(0))?
             .collect::<Result<_, _>>()?;
         std::hint::black_box((messages, counted, pinned));
         reads += 1;

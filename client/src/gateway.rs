@@ -75,7 +75,8 @@ pub struct Ready {
     pub session_id: String,
     /// The account.
     pub user: User,
-    /// Its guilds and direct messages, with their channels and members.
+    /// Its guilds and direct messages, with their channels and members (only the user's own
+    /// member in a [`large`](Guild::large) guild).
     pub guilds: Vec<Guild>,
     /// The stream position the session starts at.
     pub seq: i64,

@@ -76,15 +76,19 @@ async fn render(state: &AppState, viewer: &UserId, rows: &[MessageRow]) -> ApiRe
     for row in rows {
         by_guild.entry(&row.guild_id).or_default().push(row.message_id.clone());
     }
-    let mut reactions = Vec::new();
-    let mut pinned = std::collections::HashSet::new();
+    // Message ids are unique only within a guild: reactions and pins stay with theirs.
+    let mut found = std::collections::BTreeMap::new();
     for (guild_id, ids) in by_guild {
-        reactions.extend(state.store.reactions(guild_id, &ids, viewer).await?);
-        pinned.extend(state.store.pinned_among(guild_id, &ids).await?);
+        let reactions = state.store.reactions(guild_id, &ids, viewer).await?;
+        let pinned = state.store.pinned_among(guild_id, &ids).await?;
+        found.insert(guild_id, (reactions, pinned));
     }
     Ok(rows
         .iter()
-        .map(|row| views::message(row, &reactions, pinned.contains(&row.message_id)))
+        .filter_map(|row| {
+            let (reactions, pinned) = found.get(&row.guild_id)?;
+            Some(views::message(row, reactions, pinned.contains(&row.message_id)))
+        })
         .collect())
 }
 

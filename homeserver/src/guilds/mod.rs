@@ -707,7 +707,10 @@ impl GuildService {
                     None => true,
                     Some(channel) => {
                         server_can_view(after, &destination, channel)
-                            || before.is_some_and(|b| server_can_view(b, &destination, channel))
+                            || before.is_some_and(|before| {
+                                !std::ptr::eq(before, after)
+                                    && server_can_view(before, &destination, channel)
+                            })
                     }
                 };
                 let mut copy = event.clone();

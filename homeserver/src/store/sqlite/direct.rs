@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use guildhall_spec::{ChannelId, EventId, GuildId, MediaId, UserId};
+use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
 use tokio::sync::Semaphore;
 
@@ -29,7 +30,7 @@ const MAX_READERS: usize = 4;
 pub(super) struct Readers {
     path: PathBuf,
     busy_timeout: Duration,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     idle: Mutex<Vec<Connection>>,
 }
 
@@ -44,7 +45,7 @@ impl Readers {
         Self {
             path: path.to_owned(),
             busy_timeout,
-            permits: Semaphore::new(MAX_READERS),
+            permits: Arc::new(Semaphore::new(MAX_READERS)),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -54,9 +55,13 @@ impl Readers {
         self: &Arc<Self>,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, sqlx::Error> {
-        let _permit = self.permits.acquire().await.map_err(|_| sqlx::Error::PoolClosed)?;
+        // The permit goes with the read onto its thread: a request dropped meanwhile (its
+        // client gone) does not free a place while the read still runs.
+        let permit =
+            Arc::clone(&self.permits).acquire_owned().await.map_err(|_| sqlx::Error::PoolClosed)?;
         let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let connection = match readers.take() {
                 Some(connection) => connection,
                 None => readers.open()?,
@@ -74,8 +79,15 @@ impl Readers {
         self.idle.lock().ok()?.pop()
     }
 
+    /// Keeps a connection for the next read — at most [`MAX_READERS`] of them, and never one
+    /// left inside a transaction (it would hold an old snapshot, and the WAL, forever).
     fn give_back(&self, connection: Connection) {
-        if let Ok(mut idle) = self.idle.lock() {
+        if !connection.is_autocommit() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_READERS
+        {
             idle.push(connection);
         }
     }
@@ -114,25 +126,14 @@ fn read_page(
     let transaction = connection.unchecked_transaction()?;
     // With only `after`, the page starts just after it: take the oldest, return newest first.
     let oldest_first = query.after_seq.is_some() && query.before_seq.is_none();
-    let sql = format!(
-        "SELECT * FROM messages WHERE deleted = 0 AND guild_id = ?1 AND channel_id = ?2
-         AND (?3 IS NULL OR created_seq < ?3) AND (?4 IS NULL OR created_seq > ?4)
-         ORDER BY created_seq {} LIMIT ?5",
-        if oldest_first { "ASC" } else { "DESC" }
-    );
-    let mut rows = transaction
-        .prepare_cached(&sql)?
-        .query_map(
-            rusqlite::params![
-                guild,
-                channel,
-                query.before_seq.map(to_i64),
-                query.after_seq.map(to_i64),
-                i64::from(query.limit)
-            ],
-            message_from_row,
-        )?
+    let (sql, bounds) = page_sql(query);
+    let mut statement = transaction.prepare_cached(&sql)?;
+    let texts = [guild, channel].map(|text| Value::Text(text.to_owned()));
+    let values = texts.into_iter().chain(bounds.into_iter().map(Value::Integer));
+    let mut rows = statement
+        .query_map(params_from_iter(values), message_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    drop(statement);
     if oldest_first {
         rows.reverse();
     }
@@ -167,6 +168,32 @@ fn read_page(
     Ok(MessagePage { rows, reactions, pinned })
 }
 
+/// The page query for `query` and its bound values after the guild and the channel. Each bound
+/// is in the SQL only when given, so that SQLite ranges over the index (`guild_id, channel_id,
+/// created_seq`) instead of filtering a whole channel's rows.
+fn page_sql(query: &MessageQuery) -> (String, Vec<i64>) {
+    let oldest_first = query.after_seq.is_some() && query.before_seq.is_none();
+    let mut sql = String::from(
+        "SELECT * FROM messages WHERE deleted = 0 AND guild_id = ? AND channel_id = ?",
+    );
+    let mut bounds = Vec::new();
+    if let Some(before) = query.before_seq {
+        sql.push_str(" AND created_seq < ?");
+        bounds.push(to_i64(before));
+    }
+    if let Some(after) = query.after_seq {
+        sql.push_str(" AND created_seq > ?");
+        bounds.push(to_i64(after));
+    }
+    sql.push_str(if oldest_first {
+        " ORDER BY created_seq ASC LIMIT ?"
+    } else {
+        " ORDER BY created_seq DESC LIMIT ?"
+    });
+    bounds.push(i64::from(query.limit));
+    (sql, bounds)
+}
+
 /// A `messages` row, decoded as the sqlx engine decodes it.
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
     let mentions: String = row.get("mentions")?;
@@ -199,10 +226,45 @@ fn parsed<I: rusqlite::RowIndex + Copy, T, E: std::error::Error + Send + Sync + 
 ) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     parse(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        let column = index.idx(row.as_ref()).unwrap_or_default();
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
 fn to_sqlx(error: rusqlite::Error) -> sqlx::Error {
     sqlx::Error::Protocol(format!("sqlite: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every page shape is a range over the channel's index, never a scan of its messages.
+    #[tokio::test]
+    async fn every_page_shape_ranges_over_the_index() {
+        let dir = std::env::temp_dir().join(format!("guildhall-direct-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        super::super::SqliteStore::open(&path).await.unwrap();
+        let connection = Connection::open(&path).unwrap();
+        let shapes = [(None, None), (Some(500), None), (None, Some(10)), (Some(500), Some(10))];
+        for (before_seq, after_seq) in shapes {
+            let (sql, bounds) = page_sql(&MessageQuery { before_seq, after_seq, limit: 50 });
+            let texts = ["g", "c"].map(|text| Value::Text(text.to_owned()));
+            let values = texts.into_iter().chain(bounds.into_iter().map(Value::Integer));
+            let mut plan = connection.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let details: Vec<String> = plan
+                .query_map(params_from_iter(values), |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = details.join("; ");
+            assert!(plan.contains("USING INDEX messages_channel"), "{plan}");
+            if before_seq.is_some() || after_seq.is_some() {
+                assert!(plan.contains("created_seq"), "a bound is not in the range: {plan}");
+            }
+            assert!(!plan.contains("TEMP B-TREE"), "sorted outside the index: {plan}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
