@@ -56,6 +56,14 @@ pub struct MessageQuery {
     pub limit: u32,
 }
 
+impl MessageQuery {
+    /// With only `after`, the page starts just after it: the engines take the oldest messages
+    /// past it (ascending) and return them newest first.
+    pub fn oldest_first(&self) -> bool {
+        self.after_seq.is_some() && self.before_seq.is_none()
+    }
+}
+
 /// A history page with what rendering it needs: its messages newest first, their reactions
 /// from the viewer's point of view, and which of them are pinned.
 #[derive(Debug, Clone, Default)]

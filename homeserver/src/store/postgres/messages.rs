@@ -76,8 +76,7 @@ impl MessageStore for PostgresStore {
         if let Some(after) = query.after_seq {
             sql.push(" AND created_seq > ").push_bind(to_i64(after));
         }
-        // With only `after`, the page starts just after it: take the oldest, return newest first.
-        let oldest_first = query.after_seq.is_some() && query.before_seq.is_none();
+        let oldest_first = query.oldest_first();
         sql.push(if oldest_first {
             " ORDER BY created_seq ASC"
         } else {

@@ -124,8 +124,6 @@ fn read_page(
 ) -> rusqlite::Result<MessagePage> {
     // One snapshot for the three reads.
     let transaction = connection.unchecked_transaction()?;
-    // With only `after`, the page starts just after it: take the oldest, return newest first.
-    let oldest_first = query.after_seq.is_some() && query.before_seq.is_none();
     let (sql, bounds) = page_sql(query);
     let mut statement = transaction.prepare_cached(&sql)?;
     let texts = [guild, channel].map(|text| Value::Text(text.to_owned()));
@@ -134,7 +132,7 @@ fn read_page(
         .query_map(params_from_iter(values), message_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     drop(statement);
-    if oldest_first {
+    if query.oldest_first() {
         rows.reverse();
     }
     if rows.is_empty() {
@@ -172,7 +170,6 @@ fn read_page(
 /// is in the SQL only when given, so that SQLite ranges over the index (`guild_id, channel_id,
 /// created_seq`) instead of filtering a whole channel's rows.
 fn page_sql(query: &MessageQuery) -> (String, Vec<i64>) {
-    let oldest_first = query.after_seq.is_some() && query.before_seq.is_none();
     let mut sql = String::from(
         "SELECT * FROM messages WHERE deleted = 0 AND guild_id = ? AND channel_id = ?",
     );
@@ -185,7 +182,7 @@ fn page_sql(query: &MessageQuery) -> (String, Vec<i64>) {
         sql.push_str(" AND created_seq > ?");
         bounds.push(to_i64(after));
     }
-    sql.push_str(if oldest_first {
+    sql.push_str(if query.oldest_first() {
         " ORDER BY created_seq ASC LIMIT ?"
     } else {
         " ORDER BY created_seq DESC LIMIT ?"
