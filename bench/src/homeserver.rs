@@ -201,15 +201,15 @@ pub(crate) async fn latest_reads(results: &mut Results) -> Result<()> {
     const DURATION: Duration = Duration::from_secs(4);
     let (fixture, owner) = start("latest50").await?;
     let sender = PlainSender::new(&owner, &fixture.channel)?;
-    let mut page = Vec::new();
+    let mut sent = Vec::with_capacity(MESSAGES);
     for index in 0..MESSAGES {
         let message = sender.send(&format!("message {index} with a little text in it")).await?;
-        page.push(message.id);
+        sent.push(message.id);
     }
     let http = reqwest::Client::new();
     let base = format!("{}/api/v1/channels/{}", owner.url(), fixture.channel);
     // Every fifth message of the newest page gets a reaction, every tenth a pin.
-    for (index, id) in page.iter().rev().take(50).enumerate() {
+    for (index, id) in sent.iter().rev().take(50).enumerate() {
         if index % 5 == 0 {
             let url = format!("{base}/messages/{id}/reactions/%F0%9F%91%8D/@me");
             http.put(url).bearer_auth(owner.token()).send().await?.error_for_status()?;
@@ -242,7 +242,7 @@ pub(crate) async fn latest_reads(results: &mut Results) -> Result<()> {
     #[allow(clippy::cast_precision_loss)]
     results.record("latest50_reads_per_s", reads as f64 / start.elapsed().as_secs_f64(), "reads/s");
 
-    let database = fixture.data.0.join("guildhall.sqlite3");
+    let database = guildhall_homeserver::DataDir::new(&fixture.data.0).database();
     let guild = owner.guilds().await?.first().context("the owner's guild")?.id.to_string();
     let channel = fixture.channel.to_string();
     let viewer = owner.user_id().to_string();
