@@ -117,7 +117,18 @@ pub(super) async fn run(
     drop(connection);
     // The writer ends once its queue is closed and drained, or after sending a close frame.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // A client still sending when it is closed (over its frame budget, say) would get a TCP
+    // reset instead of the close frame: a socket closed with unread data is reset, and the
+    // reset discards what the client had not read yet. So what it sends meanwhile is read and
+    // dropped until it answers the close, for a moment at most.
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
+
+/// How long a closed connection's socket waits for the client's answer to the close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 async fn write_frames(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,

@@ -71,6 +71,35 @@ struct WriteGuard<'a> {
     _local: tokio::sync::MutexGuard<'a, ()>,
 }
 
+/// Drops a guild's cached head unless the append it guards was cached: an append may commit
+/// though its caller never hears back (the store runs a queued write to its end even when the
+/// request that asked for it is cancelled), or fail after the cache was read. Either way the
+/// next writer reloads the head from the store instead of sequencing onto a stale one.
+struct StaleHead<'a> {
+    service: &'a GuildService,
+    guild_id: &'a GuildId,
+    cached: bool,
+}
+
+impl<'a> StaleHead<'a> {
+    fn until_cached(service: &'a GuildService, guild_id: &'a GuildId) -> Self {
+        Self { service, guild_id, cached: false }
+    }
+
+    /// The append's head is cached: nothing to forget.
+    fn cached(mut self) {
+        self.cached = true;
+    }
+}
+
+impl Drop for StaleHead<'_> {
+    fn drop(&mut self) {
+        if !self.cached {
+            self.service.forget_head(self.guild_id);
+        }
+    }
+}
+
 /// Guild writes, replication and cached heads.
 #[derive(Debug)]
 pub struct GuildService {
@@ -621,6 +650,7 @@ impl GuildService {
         let before = head.map(|head| head.state.as_ref());
         let outbound = self.deliveries(&event, content, before, &after);
         let appending = std::time::Instant::now();
+        let stale = StaleHead::until_cached(self, &envelope.guild_id);
         let stream_id = self
             .store
             .append_event(&AppendedEvent {
@@ -645,6 +675,7 @@ impl GuildService {
             &envelope.guild_id,
             GuildHead { seq, event_id: event_id.clone(), state: Arc::clone(&after) },
         );
+        stale.cached();
         self.publish(
             stream_id,
             &envelope,

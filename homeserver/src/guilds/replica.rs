@@ -482,6 +482,7 @@ impl GuildService {
             }
             _ => Arc::clone(&head.state),
         };
+        let stale = super::StaleHead::until_cached(self, &envelope.guild_id);
         let stream_id = self
             .store
             .append_event(&AppendedEvent {
@@ -505,6 +506,7 @@ impl GuildService {
             &envelope.guild_id,
             GuildHead { seq, event_id: verified.event_id.clone(), state: Arc::clone(&after) },
         );
+        stale.cached();
         if let Some(content) = &content {
             self.publish(
                 stream_id,

@@ -20,6 +20,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
 use tokio::sync::Semaphore;
 
+use super::writer::to_sqlx;
 use crate::store::messages::{MessagePage, MessageQuery, MessageRow, ReactionCount};
 use crate::store::{to_i64, to_u64};
 
@@ -226,10 +227,6 @@ fn parsed<I: rusqlite::RowIndex + Copy, T, E: std::error::Error + Send + Sync + 
         let column = index.idx(row.as_ref()).unwrap_or_default();
         rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
     })
-}
-
-fn to_sqlx(error: rusqlite::Error) -> sqlx::Error {
-    sqlx::Error::Protocol(format!("sqlite: {error}"))
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
 //! guilds: the SQLite implementation of [`GuildStore`].
 
 use super::SqliteStore;
-use super::projections::{message_target, messages_projection, write_membership};
+use super::projections::{MembershipChange, Projected, message_target, messages_projection};
+use super::writer::to_sqlx;
 use crate::store::guilds::{AppendedEvent, GuildLock, GuildStore, StoredEvent};
 use crate::store::{to_i64, to_u64};
 use guildhall_spec::content::{EventContent, GuildKind};
 use guildhall_spec::event::JsonObject;
 use guildhall_spec::state::GuildState;
 use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, MediaId, ServerName, TxnId, UserId};
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::params;
+use sqlx::{Row, Sqlite};
 
 fn state_json(state: &GuildState) -> Result<String, sqlx::Error> {
     serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))
@@ -172,52 +174,46 @@ impl GuildStore for SqliteStore {
         {
             return Ok(false);
         }
-        let mut tx = self.write().await?;
-        let updated = sqlx::query(
-            "UPDATE events SET content = ?, message_id = ?
-             WHERE event_id = ? AND content IS NULL
-               AND NOT EXISTS (SELECT 1 FROM messages m
-                               WHERE m.guild_id = ? AND m.message_id = ? AND m.deleted = 1)",
-        )
-        .bind(content_object.to_string())
-        .bind(message_target(content, &event.event_id).as_ref().map(EventId::as_str))
-        .bind(event.event_id.as_str())
-        .bind(event.guild_id.as_str())
-        .bind(message_target(content, &event.event_id).as_ref().map(EventId::as_str))
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
         let envelope: guildhall_spec::event::Envelope = serde_json::from_value(
             serde_json::Value::Object(guildhall_spec::event::envelope(&event.event)),
         )
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        let state = GuildState::new(
-            event.guild_id.clone(),
-            String::new(),
-            GuildKind::Guild,
-            envelope.sender.clone(),
-            0,
-        );
-        let appended = AppendedEvent {
-            guild_id: &event.guild_id,
+        let target = message_target(content, &event.event_id).map(|id| id.to_string());
+        let content_json = content_object.to_string();
+        let projected = Projected {
+            guild_id: event.guild_id.clone(),
+            event_id: event.event_id.clone(),
+            sender: envelope.sender,
             seq: event.seq,
-            event_id: &event.event_id,
-            event: &event.event,
-            sender: &envelope.sender,
-            txn_id: &envelope.txn_id,
             origin_ts: envelope.origin_ts,
-            event_type: &envelope.event_type,
-            content: Some(content),
-            backfill: true,
-            before: None,
-            after: &state,
-            outbound: &[],
+            content: content.clone(),
         };
-        messages_projection(&mut tx, &appended, content).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.writer
+            .transaction(move |tx| {
+                let fill = || -> rusqlite::Result<bool> {
+                    let updated = tx
+                        .prepare_cached(
+                            "UPDATE events SET content = ?, message_id = ?
+                             WHERE event_id = ? AND content IS NULL
+                               AND NOT EXISTS (SELECT 1 FROM messages m
+                                               WHERE m.guild_id = ? AND m.message_id = ? AND m.deleted = 1)",
+                        )?
+                        .execute(params![
+                            content_json,
+                            target,
+                            projected.event_id.as_str(),
+                            projected.guild_id.as_str(),
+                            target,
+                        ])?;
+                    if updated == 0 {
+                        return Ok(false);
+                    }
+                    messages_projection(tx, &projected)?;
+                    Ok(true)
+                };
+                fill().map_err(to_sqlx)
+            })
+            .await
     }
 
     async fn is_erased(
@@ -375,99 +371,169 @@ impl GuildStore for SqliteStore {
     }
 
     async fn append_event(&self, appended: &AppendedEvent<'_>) -> Result<i64, sqlx::Error> {
-        let mut tx = self.write().await?;
+        let append = Append::new(appended)?;
+        self.writer.transaction(move |tx| append.write(tx)).await
+    }
+}
+
+/// How an append moves the guild's row.
+#[derive(Debug)]
+enum HeadChange {
+    /// The first event stored here (`guild.create`, or a replica's first event without a
+    /// snapshot): the row is written whole.
+    Create { kind: &'static str, state: String },
+    /// The state changed: the head and the state.
+    Replace { state: String },
+    /// The state is unchanged (a message, most of the log): only the head moves.
+    Advance,
+}
+
+/// Everything an append writes, owned, so that the whole transaction runs on the writer
+/// thread in one hop.
+#[derive(Debug)]
+struct Append {
+    guild: String,
+    seq: u64,
+    event_id: String,
+    event_type: String,
+    sender: String,
+    txn_id: String,
+    origin_ts: u64,
+    message_id: Option<String>,
+    envelope: String,
+    content: Option<String>,
+    /// `None` for history stored below the head (a backfill).
+    head: Option<HeadChange>,
+    membership: Option<MembershipChange>,
+    projected: Option<Projected>,
+    outbound: Vec<(String, String)>,
+}
+
+impl Append {
+    fn new(appended: &AppendedEvent<'_>) -> Result<Self, sqlx::Error> {
         let mut envelope = appended.event.clone();
         let content = envelope.remove("content").map(|content| content.to_string());
         let message_id =
             appended.content.and_then(|content| message_target(content, appended.event_id));
-        let stream_id = sqlx::query(
+        // Most events (messages) change no state: nothing to rewrite, and no walk over every
+        // member of a large guild.
+        let state_changed = !appended.backfill && appended.state_changed();
+        let head = match (appended.backfill, appended.before) {
+            (true, _) => None,
+            (false, None) => Some(HeadChange::Create {
+                kind: match appended.after.kind {
+                    GuildKind::Guild => "guild",
+                    GuildKind::Dm => "dm",
+                },
+                state: state_json(appended.after)?,
+            }),
+            (false, Some(_)) if state_changed => {
+                Some(HeadChange::Replace { state: state_json(appended.after)? })
+            }
+            (false, Some(_)) => Some(HeadChange::Advance),
+        };
+        Ok(Self {
+            guild: appended.guild_id.to_string(),
+            seq: appended.seq,
+            event_id: appended.event_id.to_string(),
+            event_type: appended.event_type.to_owned(),
+            sender: appended.sender.to_string(),
+            txn_id: appended.txn_id.to_string(),
+            origin_ts: appended.origin_ts,
+            message_id: message_id.map(|id| id.to_string()),
+            envelope: serde_json::Value::Object(envelope).to_string(),
+            content,
+            head,
+            membership: state_changed
+                .then(|| MembershipChange::between(appended.before, appended.after)),
+            projected: appended.content.map(|content| Projected {
+                guild_id: appended.guild_id.clone(),
+                event_id: appended.event_id.clone(),
+                sender: appended.sender.clone(),
+                seq: appended.seq,
+                origin_ts: appended.origin_ts,
+                content: content.clone(),
+            }),
+            outbound: appended
+                .outbound
+                .iter()
+                .map(|(destination, event)| {
+                    (destination.to_string(), serde_json::Value::Object(event.clone()).to_string())
+                })
+                .collect(),
+        })
+    }
+
+    /// Writes the event, its transaction id, the guild's head (and state), the projections and
+    /// the outbound copies; returns the event's stream position.
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> Result<i64, sqlx::Error> {
+        self.write_rows(tx).map_err(to_sqlx)?.ok_or_else(|| {
+            // The head stored is not this event's predecessor: a concurrent writer, or a
+            // cached head older than the store. Nothing is written; the caller reloads.
+            sqlx::Error::Protocol(format!(
+                "{}: the stored head is not seq {}",
+                self.guild,
+                self.seq - 1
+            ))
+        })
+    }
+
+    fn write_rows(&self, tx: &rusqlite::Connection) -> rusqlite::Result<Option<i64>> {
+        let seq = to_i64(self.seq);
+        tx.prepare_cached(
             "INSERT INTO events (guild_id, seq, event_id, event_type, sender, origin_ts, message_id, envelope, content)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(appended.guild_id.as_str())
-        .bind(to_i64(appended.seq))
-        .bind(appended.event_id.as_str())
-        .bind(appended.event_type)
-        .bind(appended.sender.as_str())
-        .bind(to_i64(appended.origin_ts))
-        .bind(message_id.as_ref().map(EventId::as_str))
-        .bind(serde_json::Value::Object(envelope).to_string())
-        .bind(content)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
-        sqlx::query("INSERT OR IGNORE INTO txns (sender, txn_id, event_id) VALUES (?, ?, ?)")
-            .bind(appended.sender.as_str())
-            .bind(appended.txn_id.as_str())
-            .bind(appended.event_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if !appended.backfill {
-            // Most events (messages) change no state: nothing to rewrite, and no walk over
-            // every member of a large guild.
-            let state_changed = appended.state_changed();
-            self.write_guild_row(&mut tx, appended, state_changed).await?;
-            if state_changed {
-                write_membership(&mut tx, appended).await?;
-            }
-        }
-        if let Some(content) = appended.content {
-            messages_projection(&mut tx, appended, content).await?;
-        }
-        for (destination, event) in appended.outbound {
-            sqlx::query(
-                "INSERT INTO outbound_events (destination, event, event_id) VALUES (?, ?, ?)",
-            )
-            .bind(destination.as_str())
-            .bind(serde_json::Value::Object(event.clone()).to_string())
-            .bind(appended.event_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(stream_id)
-    }
-}
-
-impl SqliteStore {
-    async fn write_guild_row(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        appended: &AppendedEvent<'_>,
-        state_changed: bool,
-    ) -> Result<(), sqlx::Error> {
-        let kind = match appended.after.kind {
-            GuildKind::Guild => "guild",
-            GuildKind::Dm => "dm",
+        )?
+        .execute(params![
+            self.guild,
+            seq,
+            self.event_id,
+            self.event_type,
+            self.sender,
+            to_i64(self.origin_ts),
+            self.message_id,
+            self.envelope,
+            self.content,
+        ])?;
+        let stream_id = tx.last_insert_rowid();
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO txns (sender, txn_id, event_id) VALUES (?, ?, ?)",
+        )?
+        .execute(params![self.sender, self.txn_id, self.event_id])?;
+        let moved = match &self.head {
+            None => 1,
+            Some(HeadChange::Create { kind, state }) => tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO guilds (guild_id, kind, head_seq, head_event_id, state) VALUES (?, ?, ?, ?, ?)",
+                )?
+                .execute(params![self.guild, kind, seq, self.event_id, state])?,
+            Some(HeadChange::Replace { state }) => tx
+                .prepare_cached(
+                    "UPDATE guilds SET head_seq = ?, head_event_id = ?, state = ? WHERE guild_id = ? AND head_seq = ?",
+                )?
+                .execute(params![seq, self.event_id, state, self.guild, seq - 1])?,
+            Some(HeadChange::Advance) => tx
+                .prepare_cached(
+                    "UPDATE guilds SET head_seq = ?, head_event_id = ? WHERE guild_id = ? AND head_seq = ?",
+                )?
+                .execute(params![seq, self.event_id, self.guild, seq - 1])?,
         };
-        if appended.before.is_none() {
-            sqlx::query("INSERT OR REPLACE INTO guilds (guild_id, kind, head_seq, head_event_id, state) VALUES (?, ?, ?, ?, ?)")
-                .bind(appended.guild_id.as_str())
-                .bind(kind)
-                .bind(to_i64(appended.seq))
-                .bind(appended.event_id.as_str())
-                .bind(state_json(appended.after)?)
-                .execute(&mut **tx)
-                .await?;
-        } else if state_changed {
-            sqlx::query(
-                "UPDATE guilds SET head_seq = ?, head_event_id = ?, state = ? WHERE guild_id = ?",
-            )
-            .bind(to_i64(appended.seq))
-            .bind(appended.event_id.as_str())
-            .bind(state_json(appended.after)?)
-            .bind(appended.guild_id.as_str())
-            .execute(&mut **tx)
-            .await?;
-        } else {
-            sqlx::query("UPDATE guilds SET head_seq = ?, head_event_id = ? WHERE guild_id = ?")
-                .bind(to_i64(appended.seq))
-                .bind(appended.event_id.as_str())
-                .bind(appended.guild_id.as_str())
-                .execute(&mut **tx)
-                .await?;
+        if moved != 1 {
+            return Ok(None);
         }
-        Ok(())
+        if let Some(membership) = &self.membership {
+            membership.write(tx, &self.guild)?;
+        }
+        if let Some(projected) = &self.projected {
+            messages_projection(tx, projected)?;
+        }
+        let mut outbound = tx.prepare_cached(
+            "INSERT INTO outbound_events (destination, event, event_id) VALUES (?, ?, ?)",
+        )?;
+        for (destination, event) in &self.outbound {
+            outbound.execute(params![destination, event, self.event_id])?;
+        }
+        Ok(Some(stream_id))
     }
 }
 

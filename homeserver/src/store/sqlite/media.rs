@@ -24,6 +24,51 @@ fn media_row(row: &sqlx::sqlite::SqliteRow) -> Option<MediaRow> {
     })
 }
 
+const ADD_REF: &str = "INSERT OR IGNORE INTO media_refs (media_id, kind, guild_id, owner, source) VALUES (?, ?, ?, ?, ?)";
+const DROP_REFS: &str =
+    "DELETE FROM media_refs WHERE kind = ? AND guild_id = ? AND owner = ? RETURNING media_id";
+/// Starts the grace period of media nothing references any more.
+const UNREFERENCED: &str = "UPDATE media SET unreferenced_since = ?
+     WHERE media_id = ? AND NOT EXISTS (SELECT 1 FROM media_refs WHERE media_id = ?)";
+
+/// [`add_ref`] in a transaction of the writer thread ([`super::writer`]).
+pub(super) fn add_ref_direct(
+    tx: &rusqlite::Connection,
+    media_id: &MediaId,
+    kind: RefKind,
+    guild_id: Option<&GuildId>,
+    owner: &str,
+    source: Option<&ServerName>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(ADD_REF)?.execute(rusqlite::params![
+        media_id.as_str(),
+        kind.as_str(),
+        guild_id.map_or("", GuildId::as_str),
+        owner,
+        source.map(ServerName::as_str),
+    ])?;
+    Ok(())
+}
+
+/// [`drop_refs`] in a transaction of the writer thread ([`super::writer`]).
+pub(super) fn drop_refs_direct(
+    tx: &rusqlite::Connection,
+    kind: RefKind,
+    guild_id: Option<&GuildId>,
+    owner: &str,
+) -> rusqlite::Result<()> {
+    let guild = guild_id.map_or("", GuildId::as_str);
+    let dropped: Vec<String> = tx
+        .prepare_cached(DROP_REFS)?
+        .query_map(rusqlite::params![kind.as_str(), guild, owner], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let now = to_i64(now_ms());
+    for id in dropped {
+        tx.prepare_cached(UNREFERENCED)?.execute(rusqlite::params![now, id, id])?;
+    }
+    Ok(())
+}
+
 /// Adds a reference (no change if it exists).
 pub(super) async fn add_ref(
     tx: &mut Transaction<'_, Sqlite>,
@@ -33,16 +78,14 @@ pub(super) async fn add_ref(
     owner: &str,
     source: Option<&ServerName>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT OR IGNORE INTO media_refs (media_id, kind, guild_id, owner, source) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(media_id.as_str())
-    .bind(kind.as_str())
-    .bind(guild_id.map_or("", GuildId::as_str))
-    .bind(owner)
-    .bind(source.map(ServerName::as_str))
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(ADD_REF)
+        .bind(media_id.as_str())
+        .bind(kind.as_str())
+        .bind(guild_id.map_or("", GuildId::as_str))
+        .bind(owner)
+        .bind(source.map(ServerName::as_str))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -54,24 +97,19 @@ pub(super) async fn drop_refs(
     owner: &str,
 ) -> Result<(), sqlx::Error> {
     let guild = guild_id.map_or("", GuildId::as_str);
-    let dropped: Vec<String> = sqlx::query_scalar(
-        "DELETE FROM media_refs WHERE kind = ? AND guild_id = ? AND owner = ? RETURNING media_id",
-    )
-    .bind(kind.as_str())
-    .bind(guild)
-    .bind(owner)
-    .fetch_all(&mut **tx)
-    .await?;
-    for id in dropped {
-        sqlx::query(
-            "UPDATE media SET unreferenced_since = ?
-             WHERE media_id = ? AND NOT EXISTS (SELECT 1 FROM media_refs WHERE media_id = ?)",
-        )
-        .bind(to_i64(now_ms()))
-        .bind(&id)
-        .bind(&id)
-        .execute(&mut **tx)
+    let dropped: Vec<String> = sqlx::query_scalar(DROP_REFS)
+        .bind(kind.as_str())
+        .bind(guild)
+        .bind(owner)
+        .fetch_all(&mut **tx)
         .await?;
+    for id in dropped {
+        sqlx::query(UNREFERENCED)
+            .bind(to_i64(now_ms()))
+            .bind(&id)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

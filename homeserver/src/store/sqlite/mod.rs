@@ -17,6 +17,7 @@ mod projections;
 mod social;
 mod trust;
 mod users;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -35,6 +36,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The hottest reads, each in one hop ([`direct`]).
     readers: Arc<direct::Readers>,
+    /// Guild appends, each in one hop ([`writer`]).
+    writer: Arc<writer::Writer>,
 }
 
 impl SqliteStore {
@@ -60,7 +63,11 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, readers: Arc::new(direct::Readers::new(path, BUSY_TIMEOUT)) })
+        Ok(Self {
+            pool,
+            readers: Arc::new(direct::Readers::new(path, BUSY_TIMEOUT)),
+            writer: Arc::new(writer::Writer::open(path, BUSY_TIMEOUT)?),
+        })
     }
 
     /// Begins a write transaction holding SQLite's write lock from its first statement

@@ -1,88 +1,112 @@
 //! The projections a guild event implies beside the log: memberships, channels and invites
 //! (by guild), and messages, reactions, pins and the search index, always keyed by guild.
-//! Written in the event's transaction by `Store::append_event`.
+//! Written in the event's transaction on the writer thread ([`super::writer`]), from owned
+//! values computed before the write is queued.
 
 use guildhall_spec::content::EventContent;
-use guildhall_spec::{ChannelId, EventId, GuildId, InviteCode, MediaId, UserId};
-use sqlx::{Sqlite, Transaction};
+use guildhall_spec::state::GuildState;
+use guildhall_spec::{EventId, GuildId, MediaId, UserId};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::media;
-use crate::store::guilds::AppendedEvent;
+use super::media::{add_ref_direct, drop_refs_direct};
 use crate::store::media::RefKind;
 use crate::store::to_i64;
 
-/// Keeps `guild_members`, `channels` and `invites` equal to the state's members, channels and
-/// invites.
-pub(super) async fn write_membership(
-    tx: &mut Transaction<'_, Sqlite>,
-    appended: &AppendedEvent<'_>,
-) -> Result<(), sqlx::Error> {
-    let guild = appended.guild_id.as_str();
-    let (after, before) = (appended.after, appended.before);
-    let was_member = |user: &UserId| before.is_some_and(|state| state.members.contains_key(user));
-    for user in after.members.keys().filter(|user| !was_member(user)) {
-        sqlx::query("INSERT OR IGNORE INTO guild_members (guild_id, user_id) VALUES (?, ?)")
-            .bind(guild)
-            .bind(user.as_str())
-            .execute(&mut **tx)
-            .await?;
+/// How an event changes `guild_members`, `channels` and `invites` (which mirror the state's
+/// members, channels and invites).
+#[derive(Debug, Default)]
+pub(super) struct MembershipChange {
+    joined: Vec<String>,
+    left: Vec<String>,
+    /// The guild was deleted: every membership goes.
+    deleted: bool,
+    channels_added: Vec<String>,
+    channels_removed: Vec<String>,
+    invites_added: Vec<String>,
+    invites_removed: Vec<String>,
+}
+
+impl MembershipChange {
+    /// The rows that make the indexes of `before` those of `after`.
+    pub(super) fn between(before: Option<&GuildState>, after: &GuildState) -> Self {
+        let was_member =
+            |user: &UserId| before.is_some_and(|state| state.members.contains_key(user));
+        let is_member = |user: &UserId| after.members.contains_key(user) && !after.deleted;
+        let before_members = before.iter().flat_map(|state| state.members.keys());
+        let before_channels = before.iter().flat_map(|state| state.channels.keys());
+        let before_invites = before.iter().flat_map(|state| state.invites.keys());
+        Self {
+            joined: after
+                .members
+                .keys()
+                .filter(|u| !was_member(u))
+                .map(|u| u.to_string())
+                .collect(),
+            left: before_members.filter(|u| !is_member(u)).map(|u| u.to_string()).collect(),
+            deleted: after.deleted,
+            channels_added: after
+                .channels
+                .keys()
+                .filter(|c| !before.is_some_and(|state| state.channels.contains_key(*c)))
+                .map(|c| c.to_string())
+                .collect(),
+            channels_removed: before_channels
+                .filter(|c| !after.channels.contains_key(*c))
+                .map(|c| c.to_string())
+                .collect(),
+            invites_added: after
+                .invites
+                .keys()
+                .filter(|code| !before.is_some_and(|state| state.invites.contains_key(*code)))
+                .map(|code| code.to_string())
+                .collect(),
+            invites_removed: before_invites
+                .filter(|code| !after.invites.contains_key(*code))
+                .map(|code| code.to_string())
+                .collect(),
+        }
     }
-    let is_member = |user: &UserId| after.members.contains_key(user) && !after.deleted;
-    for user in before.iter().flat_map(|state| state.members.keys()).filter(|user| !is_member(user))
-    {
-        sqlx::query("DELETE FROM guild_members WHERE guild_id = ? AND user_id = ?")
-            .bind(guild)
-            .bind(user.as_str())
-            .execute(&mut **tx)
-            .await?;
+
+    /// Writes the change for `guild`.
+    pub(super) fn write(&self, tx: &Connection, guild: &str) -> rusqlite::Result<()> {
+        let run = |sql: &str, rows: &[String], key_first: bool| -> rusqlite::Result<()> {
+            let mut statement = tx.prepare_cached(sql)?;
+            for key in rows {
+                if key_first {
+                    statement.execute(params![key, guild])?;
+                } else {
+                    statement.execute(params![guild, key])?;
+                }
+            }
+            Ok(())
+        };
+        run(
+            "INSERT OR IGNORE INTO guild_members (guild_id, user_id) VALUES (?, ?)",
+            &self.joined,
+            false,
+        )?;
+        run("DELETE FROM guild_members WHERE guild_id = ? AND user_id = ?", &self.left, false)?;
+        if self.deleted {
+            tx.prepare_cached("DELETE FROM guild_members WHERE guild_id = ?")?.execute([guild])?;
+        }
+        run(
+            "INSERT OR IGNORE INTO channels (channel_id, guild_id) VALUES (?, ?)",
+            &self.channels_added,
+            true,
+        )?;
+        run(
+            "DELETE FROM channels WHERE channel_id = ? AND guild_id = ?",
+            &self.channels_removed,
+            true,
+        )?;
+        run(
+            "INSERT OR IGNORE INTO invites (code, guild_id) VALUES (?, ?)",
+            &self.invites_added,
+            true,
+        )?;
+        run("DELETE FROM invites WHERE code = ? AND guild_id = ?", &self.invites_removed, true)?;
+        Ok(())
     }
-    if after.deleted {
-        sqlx::query("DELETE FROM guild_members WHERE guild_id = ?")
-            .bind(guild)
-            .execute(&mut **tx)
-            .await?;
-    }
-    let had_channel =
-        |channel: &ChannelId| before.is_some_and(|state| state.channels.contains_key(channel));
-    for channel in after.channels.keys().filter(|channel| !had_channel(channel)) {
-        sqlx::query("INSERT OR IGNORE INTO channels (channel_id, guild_id) VALUES (?, ?)")
-            .bind(channel.as_str())
-            .bind(guild)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for channel in before
-        .iter()
-        .flat_map(|state| state.channels.keys())
-        .filter(|c| !after.channels.contains_key(*c))
-    {
-        sqlx::query("DELETE FROM channels WHERE channel_id = ? AND guild_id = ?")
-            .bind(channel.as_str())
-            .bind(guild)
-            .execute(&mut **tx)
-            .await?;
-    }
-    let had_invite =
-        |code: &InviteCode| before.is_some_and(|state| state.invites.contains_key(code));
-    for code in after.invites.keys().filter(|code| !had_invite(code)) {
-        sqlx::query("INSERT OR IGNORE INTO invites (code, guild_id) VALUES (?, ?)")
-            .bind(code.as_str())
-            .bind(guild)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for code in before
-        .iter()
-        .flat_map(|state| state.invites.keys())
-        .filter(|c| !after.invites.contains_key(*c))
-    {
-        sqlx::query("DELETE FROM invites WHERE code = ? AND guild_id = ?")
-            .bind(code.as_str())
-            .bind(guild)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
 }
 
 /// The message an event acts on: a create's own id, or the target of an edit, delete,
@@ -101,228 +125,178 @@ pub(super) fn message_target(content: &EventContent, event_id: &EventId) -> Opti
     }
 }
 
-pub(super) async fn messages_projection(
-    tx: &mut Transaction<'_, Sqlite>,
-    appended: &AppendedEvent<'_>,
-    content: &EventContent,
-) -> Result<(), sqlx::Error> {
+/// An event with content, as the message projections need it.
+#[derive(Debug)]
+pub(super) struct Projected {
+    pub(super) guild_id: GuildId,
+    pub(super) event_id: EventId,
+    pub(super) sender: UserId,
+    pub(super) seq: u64,
+    pub(super) origin_ts: u64,
+    pub(super) content: EventContent,
+}
+
+pub(super) fn messages_projection(tx: &Connection, event: &Projected) -> rusqlite::Result<()> {
     // Every row is keyed by (guild, message): an event (from any host, hostile or not) can
     // only ever touch messages of its own guild, whether or not they are stored yet.
-    let guild = appended.guild_id.as_str();
-    let ts = to_i64(appended.origin_ts);
-    match content {
+    let guild_id = &event.guild_id;
+    let guild = guild_id.as_str();
+    let ts = to_i64(event.origin_ts);
+    let encode = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+    match &event.content {
         EventContent::MessageCreate(create) => {
             let mentions = serde_json::to_string(&create.mentions.clone().unwrap_or_default())
-                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                .map_err(encode)?;
             let attachments = create
                 .attachments
                 .as_ref()
                 .filter(|a| !a.is_empty())
                 .map(serde_json::to_string)
                 .transpose()
-                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                .map_err(encode)?;
             // A tombstone left by an earlier deletion wins: the message stays erased.
-            let inserted = sqlx::query(
-                "INSERT OR IGNORE INTO messages (message_id, guild_id, channel_id, author, body, reply_to, mentions, created_seq, created_ts, attachments)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(appended.event_id.as_str())
-            .bind(guild)
-            .bind(create.channel_id.as_str())
-            .bind(appended.sender.as_str())
-            .bind(&create.body)
-            .bind(create.reply_to.as_ref().map(EventId::as_str))
-            .bind(mentions)
-            .bind(to_i64(appended.seq))
-            .bind(ts)
-            .bind(attachments)
-            .execute(&mut **tx)
-            .await?;
-            if inserted.rows_affected() == 1 {
-                sqlx::query("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)")
-                    .bind(inserted.last_insert_rowid())
-                    .bind(&create.body)
-                    .execute(&mut **tx)
-                    .await?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO messages (message_id, guild_id, channel_id, author, body, reply_to, mentions, created_seq, created_ts, attachments)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    event.event_id.as_str(),
+                    guild,
+                    create.channel_id.as_str(),
+                    event.sender.as_str(),
+                    &create.body,
+                    create.reply_to.as_ref().map(EventId::as_str),
+                    mentions,
+                    to_i64(event.seq),
+                    ts,
+                    attachments,
+                ])?;
+            if inserted == 1 {
+                tx.prepare_cached("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)")?
+                    .execute(params![tx.last_insert_rowid(), &create.body])?;
                 // The attachments are referenced by this guild's message; its origin holds them.
-                let origin = appended.sender.server_name();
+                let origin = event.sender.server_name();
                 for id in create.attachments.iter().flatten() {
                     let Ok(id) = MediaId::parse(id) else { continue };
-                    media::add_ref(
+                    let owner = event.event_id.as_str();
+                    add_ref_direct(
                         tx,
                         &id,
                         RefKind::Message,
-                        Some(appended.guild_id),
-                        appended.event_id.as_str(),
+                        Some(guild_id),
+                        owner,
                         Some(&origin),
-                    )
-                    .await?;
+                    )?;
                 }
             }
         }
         EventContent::MessageEdit(edit) => {
-            sqlx::query(
+            tx.prepare_cached(
                 "UPDATE messages SET body = ?, edited_ts = ? WHERE guild_id = ? AND message_id = ?",
-            )
-            .bind(&edit.body)
-            .bind(ts)
-            .bind(guild)
-            .bind(edit.message_id.as_str())
-            .execute(&mut **tx)
-            .await?;
-            reindex(tx, appended.guild_id, &edit.message_id, Some(&edit.body)).await?;
+            )?
+            .execute(params![&edit.body, ts, guild, edit.message_id.as_str()])?;
+            reindex(tx, guild_id, &edit.message_id, Some(&edit.body))?;
         }
         EventContent::MessageDelete(delete) => {
+            let message = delete.message_id.as_str();
             // Erasure: the body goes, and so does the content of the create and every edit;
             // their envelopes stay, so the chain still verifies.
-            sqlx::query(
+            tx.prepare_cached(
                 "UPDATE messages SET body = NULL, attachments = NULL, deleted = 1 WHERE guild_id = ? AND message_id = ?",
-            )
-            .bind(guild)
-            .bind(delete.message_id.as_str())
-            .execute(&mut **tx)
-            .await?;
+            )?
+            .execute(params![guild, message])?;
             // A replica that never saw the message (its content was withheld) keeps a tombstone,
             // so a late copy of the content can never bring it back.
-            sqlx::query(
+            tx.prepare_cached(
                 "INSERT OR IGNORE INTO messages (message_id, guild_id, channel_id, author, body, created_seq, created_ts, deleted)
                  VALUES (?, ?, ?, ?, NULL, 0, 0, 1)",
-            )
-            .bind(delete.message_id.as_str())
-            .bind(guild)
-            .bind(delete.channel_id.as_str())
-            .bind(appended.sender.as_str())
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(
+            )?
+            .execute(params![message, guild, delete.channel_id.as_str(), event.sender.as_str()])?;
+            tx.prepare_cached(
                 "UPDATE events SET content = NULL
                  WHERE message_id = ? AND guild_id = ? AND event_type IN ('message.create', 'message.edit')",
-            )
-            .bind(delete.message_id.as_str())
-            .bind(guild)
-            .execute(&mut **tx)
-            .await?;
+            )?
+            .execute(params![message, guild])?;
             // Copies still queued for a server that is down lose the content too.
-            sqlx::query(
+            tx.prepare_cached(
                 "UPDATE outbound_events SET event = json_remove(event, '$.content')
                  WHERE event_id IN (SELECT event_id FROM events
                                     WHERE message_id = ? AND guild_id = ? AND event_type IN ('message.create', 'message.edit'))",
-            )
-            .bind(delete.message_id.as_str())
-            .bind(guild)
-            .execute(&mut **tx)
-            .await?;
-            for table in ["reactions", "pins"] {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE guild_id = ? AND message_id = ?"
-                )))
-                .bind(guild)
-                .bind(delete.message_id.as_str())
-                .execute(&mut **tx)
-                .await?;
-            }
+            )?
+            .execute(params![message, guild])?;
+            tx.prepare_cached("DELETE FROM reactions WHERE guild_id = ? AND message_id = ?")?
+                .execute(params![guild, message])?;
+            tx.prepare_cached("DELETE FROM pins WHERE guild_id = ? AND message_id = ?")?
+                .execute(params![guild, message])?;
             // Stored join answers carry history that may hold the message: they go (a retried
             // join then recovers from the current state).
-            sqlx::query("DELETE FROM join_answers WHERE guild_id = ?")
-                .bind(guild)
-                .execute(&mut **tx)
-                .await?;
-            reindex(tx, appended.guild_id, &delete.message_id, None).await?;
+            tx.prepare_cached("DELETE FROM join_answers WHERE guild_id = ?")?.execute([guild])?;
+            reindex(tx, guild_id, &delete.message_id, None)?;
             // Its attachments are no longer referenced by it (and go when nothing else does).
-            media::drop_refs(
-                tx,
-                RefKind::Message,
-                Some(appended.guild_id),
-                delete.message_id.as_str(),
-            )
-            .await?;
+            drop_refs_direct(tx, RefKind::Message, Some(guild_id), message)?;
         }
         EventContent::GuildUpdate(update) => {
             if let Some(icon) = &update.icon {
-                let guild_id = appended.guild_id;
-                media::drop_refs(tx, RefKind::GuildIcon, Some(guild_id), guild_id.as_str()).await?;
+                drop_refs_direct(tx, RefKind::GuildIcon, Some(guild_id), guild)?;
                 if let Some(Ok(icon)) = icon.as_deref().map(MediaId::parse) {
-                    let origin = appended.sender.server_name();
+                    let origin = event.sender.server_name();
                     let kind = RefKind::GuildIcon;
-                    media::add_ref(
-                        tx,
-                        &icon,
-                        kind,
-                        Some(guild_id),
-                        guild_id.as_str(),
-                        Some(&origin),
-                    )
-                    .await?;
+                    add_ref_direct(tx, &icon, kind, Some(guild_id), guild, Some(&origin))?;
                 }
             }
         }
         EventContent::ReactionAdd(reaction) => {
-            sqlx::query("INSERT OR IGNORE INTO reactions (guild_id, message_id, user_id, emoji, seq) VALUES (?, ?, ?, ?, ?)")
-                .bind(guild)
-                .bind(reaction.message_id.as_str())
-                .bind(appended.sender.as_str())
-                .bind(&reaction.emoji)
-                .bind(to_i64(appended.seq))
-                .execute(&mut **tx)
-                .await?;
+            tx.prepare_cached("INSERT OR IGNORE INTO reactions (guild_id, message_id, user_id, emoji, seq) VALUES (?, ?, ?, ?, ?)")?
+                .execute(params![
+                    guild,
+                    reaction.message_id.as_str(),
+                    event.sender.as_str(),
+                    &reaction.emoji,
+                    to_i64(event.seq),
+                ])?;
         }
         EventContent::ReactionRemove(reaction) => {
-            sqlx::query("DELETE FROM reactions WHERE guild_id = ? AND message_id = ? AND user_id = ? AND emoji = ?")
-                .bind(guild)
-                .bind(reaction.message_id.as_str())
-                .bind(appended.sender.as_str())
-                .bind(&reaction.emoji)
-                .execute(&mut **tx)
-                .await?;
+            tx.prepare_cached("DELETE FROM reactions WHERE guild_id = ? AND message_id = ? AND user_id = ? AND emoji = ?")?
+                .execute(params![
+                    guild,
+                    reaction.message_id.as_str(),
+                    event.sender.as_str(),
+                    &reaction.emoji,
+                ])?;
         }
         EventContent::PinAdd(pin) => {
-            sqlx::query("INSERT OR IGNORE INTO pins (message_id, guild_id, channel_id, pinned_ts) VALUES (?, ?, ?, ?)")
-                .bind(pin.message_id.as_str())
-                .bind(guild)
-                .bind(pin.channel_id.as_str())
-                .bind(ts)
-                .execute(&mut **tx)
-                .await?;
+            tx.prepare_cached("INSERT OR IGNORE INTO pins (message_id, guild_id, channel_id, pinned_ts) VALUES (?, ?, ?, ?)")?
+                .execute(params![pin.message_id.as_str(), guild, pin.channel_id.as_str(), ts])?;
         }
         EventContent::PinRemove(pin) => {
-            sqlx::query("DELETE FROM pins WHERE guild_id = ? AND message_id = ?")
-                .bind(guild)
-                .bind(pin.message_id.as_str())
-                .execute(&mut **tx)
-                .await?;
+            tx.prepare_cached("DELETE FROM pins WHERE guild_id = ? AND message_id = ?")?
+                .execute(params![guild, pin.message_id.as_str()])?;
         }
         EventContent::ChannelDelete(channel) => {
-            sqlx::query("DELETE FROM pins WHERE guild_id = ? AND channel_id = ?")
-                .bind(guild)
-                .bind(channel.channel_id.as_str())
-                .execute(&mut **tx)
-                .await?;
+            tx.prepare_cached("DELETE FROM pins WHERE guild_id = ? AND channel_id = ?")?
+                .execute(params![guild, channel.channel_id.as_str()])?;
         }
         _ => {}
     }
     Ok(())
 }
 
-async fn reindex(
-    tx: &mut Transaction<'_, Sqlite>,
+fn reindex(
+    tx: &Connection,
     guild_id: &GuildId,
     message_id: &EventId,
     body: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    let rowid: Option<i64> =
-        sqlx::query_scalar("SELECT rowid FROM messages WHERE guild_id = ? AND message_id = ?")
-            .bind(guild_id.as_str())
-            .bind(message_id.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
+) -> rusqlite::Result<()> {
+    let rowid: Option<i64> = tx
+        .prepare_cached("SELECT rowid FROM messages WHERE guild_id = ? AND message_id = ?")?
+        .query_row(params![guild_id.as_str(), message_id.as_str()], |row| row.get(0))
+        .optional()?;
     let Some(rowid) = rowid else { return Ok(()) };
-    sqlx::query("DELETE FROM messages_fts WHERE rowid = ?").bind(rowid).execute(&mut **tx).await?;
+    tx.prepare_cached("DELETE FROM messages_fts WHERE rowid = ?")?.execute([rowid])?;
     if let Some(body) = body {
-        sqlx::query("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)")
-            .bind(rowid)
-            .bind(body)
-            .execute(&mut **tx)
-            .await?;
+        tx.prepare_cached("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)")?
+            .execute(params![rowid, body])?;
     }
     Ok(())
 }
