@@ -240,6 +240,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), durable_responses))
         .layer(middleware::from_fn(crate::metrics::count_requests))
         .layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -272,6 +273,23 @@ async fn ready(State(state): State<AppState>) -> Response {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// Holds every response until what this process appended before it was produced is on disk:
+/// an answer may reflect an append (a sent message, an acknowledged `/send`) that the store
+/// has committed but not yet made durable (see `GuildStore::durable`).
+async fn durable_responses(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    let fencing = std::time::Instant::now();
+    if let Err(error) = state.store.durable().await {
+        return ApiError::internal(error).into_response();
+    }
+    crate::metrics::global().store("durable", fencing.elapsed());
+    response
 }
 
 /// Refuses clients that exceed the per-IP request rate.

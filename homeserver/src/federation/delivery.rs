@@ -192,6 +192,12 @@ impl Delivery {
                 waker.notified().await;
                 continue;
             };
+            // Queued with appends that may not be on disk yet: none leaves before it is.
+            if let Err(error) = self.inner.store.durable().await {
+                tracing::error!(%destination, %error, "making the outbound queue durable");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
             // The same batch always gets the same transaction id, so a retry is recognisable.
             let txn_id = format!("e{}_{}", first.id, last.id);
             let last_id = last.id;

@@ -40,6 +40,8 @@ const OP_INVALID_SESSION: u64 = 9;
 const OP_HELLO: u64 = 10;
 const OP_HEARTBEAT_ACK: u64 = 11;
 
+/// Something went wrong on the server: reconnect (Discord's 4000).
+const CLOSE_UNKNOWN_ERROR: u16 = 4000;
 const CLOSE_UNKNOWN_OPCODE: u16 = 4001;
 const CLOSE_DECODE_ERROR: u16 = 4002;
 const CLOSE_NOT_AUTHENTICATED: u16 = 4003;
@@ -920,6 +922,12 @@ impl Connection {
         seq: Option<i64>,
         deadline: Instant,
     ) -> Result<(), Closed> {
+        // Read from the store, the handshake may show appends not yet on disk (live events
+        // come from the bus, which carries only durable ones).
+        if self.state.store.durable().await.is_err() {
+            self.close_with(CLOSE_UNKNOWN_ERROR, "try again");
+            return Err(Closed);
+        }
         let frame = Outgoing::Frame(json!({"op": OP_DISPATCH, "t": name, "s": seq, "d": data}));
         match tokio::time::timeout_at(deadline, self.queue.send(frame)).await {
             Ok(Ok(())) => Ok(()),

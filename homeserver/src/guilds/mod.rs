@@ -120,6 +120,19 @@ pub struct GuildService {
     skip_origin_signature: std::sync::atomic::AtomicBool,
     /// Guilds whose withheld content is being refetched, and whether to go once more.
     withheld_fetches: std::sync::Mutex<std::collections::HashMap<GuildId, bool>>,
+    /// Appended events waiting for their append to be durable before they are published, in
+    /// append order (see [`GuildService::settle`]).
+    unsettled: Mutex<Unsettled>,
+    /// Wakes the task that settles them.
+    settle_soon: Arc<tokio::sync::Notify>,
+}
+
+/// Publications held until their appends are durable, numbered in append order.
+#[derive(Debug, Default)]
+struct Unsettled {
+    /// The number of the next publication queued.
+    next: u64,
+    queue: std::collections::VecDeque<(u64, BusMessage)>,
 }
 
 /// A DM invitation for a local user: (invited, guild, inviter).
@@ -165,6 +178,8 @@ impl GuildService {
             dm_joins: std::sync::OnceLock::new(),
             skip_origin_signature: std::sync::atomic::AtomicBool::new(false),
             withheld_fetches: std::sync::Mutex::default(),
+            unsettled: Mutex::default(),
+            settle_soon: Arc::default(),
         }
     }
 
@@ -196,6 +211,20 @@ impl GuildService {
                     Err(error) => {
                         tracing::warn!(%guild_id, %invited, code = error.code(), "could not accept a DM invitation")
                     }
+                }
+            }
+        });
+        // Publishes appended events once they are durable. Under load one fsync covers the
+        // appends of many writers, none of whom waits for the disk under the write lock.
+        let service = Arc::downgrade(self);
+        let settle_soon = Arc::clone(&self.settle_soon);
+        tokio::spawn(async move {
+            loop {
+                settle_soon.notified().await;
+                let Some(service) = service.upgrade() else { return };
+                if let Err(error) = service.settle().await {
+                    tracing::warn!(%error, "could not make appended events durable");
+                    // Retried on the next append (an fsync that fails stops the process).
                 }
             }
         });
@@ -688,6 +717,8 @@ impl GuildService {
         Ok(Sequenced { event_id, seq, event, state: after, replayed: false })
     }
 
+    /// Publishes an appended event to this process's gateway sessions (and, in a cluster, to
+    /// the other nodes) once the append is durable; publications keep their append order.
     #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
@@ -699,7 +730,7 @@ impl GuildService {
         before: Option<Arc<GuildState>>,
         after: &Arc<GuildState>,
     ) {
-        self.bus.publish(BusMessage::GuildEvent(Arc::new(GuildEventMessage {
+        let message = BusMessage::GuildEvent(Arc::new(GuildEventMessage {
             stream_id,
             guild_id: envelope.guild_id.clone(),
             event_id: event_id.clone(),
@@ -709,7 +740,44 @@ impl GuildService {
             origin_ts: envelope.origin_ts,
             before,
             after: Arc::clone(after),
-        })));
+        }));
+        let mut unsettled =
+            self.unsettled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let number = unsettled.next;
+        unsettled.next += 1;
+        unsettled.queue.push_back((number, message));
+        if self.store.settled() {
+            self.publish_through(&mut unsettled, number);
+        } else {
+            self.settle_soon.notify_one();
+        }
+    }
+
+    /// Publishes the queued events whose appends are durable once the store says so.
+    pub(crate) async fn settle(&self) -> Result<(), sqlx::Error> {
+        // Everything queued now was appended before the fence is asked for.
+        let last = {
+            let unsettled =
+                self.unsettled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match unsettled.queue.back() {
+                Some((number, _)) => *number,
+                None => return Ok(()),
+            }
+        };
+        self.store.durable().await?;
+        let mut unsettled =
+            self.unsettled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.publish_through(&mut unsettled, last);
+        Ok(())
+    }
+
+    /// Publishes queued events up to number `last`, in order.
+    fn publish_through(&self, unsettled: &mut Unsettled, last: u64) {
+        while unsettled.queue.front().is_some_and(|(number, _)| *number <= last) {
+            if let Some((_, message)) = unsettled.queue.pop_front() {
+                self.bus.publish(message);
+            }
+        }
     }
 
     /// Every other server with members before or after the event (and a DM invitee's server)

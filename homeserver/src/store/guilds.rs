@@ -214,4 +214,17 @@ pub trait GuildStore: Send + Sync {
     /// Stores a sequenced event and every projection it implies, atomically. Returns the
     /// event's stream position.
     async fn append_event(&self, appended: &AppendedEvent<'_>) -> Result<i64, sqlx::Error>;
+
+    /// Whether every append that has returned is on disk. An engine whose appends are durable
+    /// when they return always answers yes.
+    fn settled(&self) -> bool {
+        true
+    }
+
+    /// Returns once every append that returned before the call is on disk. An append is
+    /// visible to this process when it returns but may not be durable yet: nothing derived
+    /// from it (a publication, a response, a delivery) leaves the process before this fence.
+    async fn durable(&self) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
 }

@@ -374,6 +374,14 @@ impl GuildStore for SqliteStore {
         let append = Append::new(appended)?;
         self.writer.transaction(move |tx| append.write(tx)).await
     }
+
+    fn settled(&self) -> bool {
+        self.fence.settled()
+    }
+
+    async fn durable(&self) -> Result<(), sqlx::Error> {
+        self.fence.durable().await
+    }
 }
 
 /// How an append moves the guild's row.

@@ -3,12 +3,16 @@
 //! SQLite has one writer at a time; [`SqliteStore::write`] takes its lock at the start of a
 //! write transaction, so a transaction that reads before it writes sees the state it commits
 //! on.
+//!
+//! Guild appends commit on the writer thread's connection without waiting for the disk; their
+//! durability is a shared fence, one fsync for every append before it (see [`fence`]).
 
 mod bots;
 mod cluster;
 mod direct;
 mod e2e;
 mod federation;
+mod fence;
 mod guilds;
 mod identity;
 mod media;
@@ -36,8 +40,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The hottest reads, each in one hop ([`direct`]).
     readers: Arc<direct::Readers>,
-    /// Guild appends, each in one hop ([`writer`]).
+    /// Guild appends, each in one hop ([`writer`]), made durable together ([`fence`]).
     writer: Arc<writer::Writer>,
+    fence: Arc<fence::WalFence>,
 }
 
 impl SqliteStore {
@@ -63,10 +68,12 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        let fence = Arc::new(fence::WalFence::new(path));
         Ok(Self {
             pool,
             readers: Arc::new(direct::Readers::new(path, BUSY_TIMEOUT)),
-            writer: Arc::new(writer::Writer::open(path, BUSY_TIMEOUT)?),
+            writer: Arc::new(writer::Writer::open(path, BUSY_TIMEOUT, Arc::clone(&fence))?),
+            fence,
         })
     }
 

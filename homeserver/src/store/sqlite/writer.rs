@@ -12,9 +12,12 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use super::fence::WalFence;
 
 /// Writes queued for the writer thread before senders wait for room (each sender holds the
 /// guild write lock or is one of the few other writers, so the queue stays short).
@@ -29,13 +32,18 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 #[derive(Debug)]
 pub(super) struct Writer {
     jobs: tokio::sync::mpsc::Sender<Job>,
+    fence: Arc<WalFence>,
 }
 
 impl Writer {
     /// Opens a read-write connection to the (already created and migrated) database and
-    /// starts the thread that owns it. Commits are durable when they return
-    /// (`synchronous=FULL`, as on every connection of the store).
-    pub(super) fn open(path: &Path, busy_timeout: Duration) -> Result<Self, sqlx::Error> {
+    /// starts the thread that owns it. Its commits are written to the WAL but not fsynced
+    /// (`synchronous=NORMAL`): each is counted by `fence`, which makes them durable together.
+    pub(super) fn open(
+        path: &Path,
+        busy_timeout: Duration,
+        fence: Arc<WalFence>,
+    ) -> Result<Self, sqlx::Error> {
         let mut connection = open(path, busy_timeout).map_err(to_sqlx)?;
         let (jobs, mut inbox) = tokio::sync::mpsc::channel::<Job>(QUEUE);
         std::thread::Builder::new()
@@ -46,11 +54,12 @@ impl Writer {
                 }
             })
             .map_err(sqlx::Error::Io)?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, fence })
     }
 
-    /// Runs `write` in one `BEGIN IMMEDIATE` transaction on the writer thread and commits it;
-    /// an error (or a panic) rolls the whole transaction back.
+    /// Runs `write` in one `BEGIN IMMEDIATE` transaction on the writer thread and commits it
+    /// (visible at once, durable after the fence); an error (or a panic) rolls the whole
+    /// transaction back.
     ///
     /// Once queued, the write runs to its end even if the caller stops waiting: a caller that
     /// may be cancelled must treat "no answer" as "maybe committed".
@@ -59,13 +68,14 @@ impl Writer {
         write: impl FnOnce(&Transaction<'_>) -> Result<T, sqlx::Error> + Send + 'static,
     ) -> Result<T, sqlx::Error> {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let fence = Arc::clone(&self.fence);
         let job: Job = Box::new(move |connection| {
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 let tx = connection
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(to_sqlx)?;
                 let value = write(&tx)?;
-                tx.commit().map_err(to_sqlx)?;
+                fence.commit(|| tx.commit()).map_err(to_sqlx)?;
                 Ok(value)
             }))
             .unwrap_or_else(|_| Err(sqlx::Error::Protocol("a write panicked".into())));
@@ -81,8 +91,9 @@ fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)?;
     connection.busy_timeout(busy_timeout)?;
-    // The same settings as the sqlx connections (journal_mode=WAL is a property of the file).
-    connection.pragma_update(None, "synchronous", "FULL")?;
+    // journal_mode=WAL is a property of the file. NORMAL: a commit does not wait for the disk;
+    // the fence does (and nothing leaves the process before it).
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.pragma_update(None, "foreign_keys", true)?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(connection)
@@ -104,7 +115,8 @@ mod tests {
         let path = dir.join("db.sqlite3");
         let _ = std::fs::remove_file(&path);
         Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (v INTEGER)").unwrap();
-        let writer = Writer::open(&path, Duration::from_secs(1)).unwrap();
+        let fence = Arc::new(WalFence::new(&path));
+        let writer = Writer::open(&path, Duration::from_secs(1), Arc::clone(&fence)).unwrap();
         fn insert(v: i64) -> impl Fn(&Transaction<'_>) -> Result<usize, sqlx::Error> {
             move |tx| tx.execute("INSERT INTO t (v) VALUES (?)", [v]).map_err(to_sqlx)
         }
@@ -133,6 +145,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(values, [1, 4]);
+        assert!(!fence.settled(), "committed, not yet durable");
+        fence.durable().await.unwrap();
+        assert!(fence.settled());
         let _ = std::fs::remove_dir_all(dir);
     }
 }
