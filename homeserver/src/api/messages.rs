@@ -147,19 +147,30 @@ pub(super) async fn send(
     let txn_id = txn_id.transpose()?;
     let attachments = attachments(&state, &auth, &body, txn_id.as_ref()).await?;
     let mentions = extract_mentions(&body.content, &guild_state);
-    let content = EventContent::MessageCreate(MessageCreate {
+    let create = MessageCreate {
         channel_id,
         body: body.content,
         reply_to: body.reply_to,
         mentions: (!mentions.is_empty()).then_some(mentions),
         attachments: (!attachments.is_empty()).then_some(attachments),
-    });
+    };
+    let content = EventContent::MessageCreate(create.clone());
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, txn_id).await?;
-    let row = state
-        .store
-        .message(&guild_id, &done.event_id)
-        .await?
-        .ok_or_else(|| ApiError::internal("message vanished"))?;
+    // A new message is what was just appended; a retry answers with the message as stored.
+    let fresh = (!done.replayed)
+        .then(|| {
+            let author = &auth.user_id;
+            MessageRow::created(&guild_id, &done.event_id, done.seq, author, &done.event, &create)
+        })
+        .flatten();
+    let row = match fresh {
+        Some(row) => row,
+        None => state
+            .store
+            .message(&guild_id, &done.event_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("message vanished"))?,
+    };
     Ok((StatusCode::CREATED, Json(views::message(&row, &[], false))))
 }
 

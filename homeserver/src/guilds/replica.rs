@@ -115,6 +115,8 @@ impl GuildService {
         // verify (or fetch keys for) events of guilds it does not follow from their host.
         let mut results = Vec::with_capacity(events.len());
         let mut replicated = Vec::new();
+        // A transaction's events are mostly of one guild: asked about once.
+        let mut known: Vec<GuildId> = Vec::new();
         for event in events {
             let triaged = match parse_envelope(&event) {
                 Err(error) => Err(error),
@@ -123,10 +125,10 @@ impl GuildService {
                 {
                     Err(ReceiveError::NotFromHost)
                 }
-                Ok(envelope) => match self.store.guild(&envelope.guild_id).await {
+                Ok(envelope) => match self.replicates(&envelope.guild_id, &mut known).await {
                     Err(error) => Err(internal(error)),
-                    Ok(None) => self.unreplicated(&event, &envelope).await,
-                    Ok(Some(_)) => {
+                    Ok(false) => self.unreplicated(&event, &envelope).await,
+                    Ok(true) => {
                         replicated.push((results.len(), event));
                         Ok(())
                     }
@@ -156,6 +158,24 @@ impl GuildService {
             self.fetch_withheld(&guild_id).await;
         }
         results
+    }
+
+    /// Whether this server holds a replica of `guild_id` (a head cached or stored), remembered
+    /// in `known` once it does.
+    async fn replicates(
+        &self,
+        guild_id: &GuildId,
+        known: &mut Vec<GuildId>,
+    ) -> Result<bool, sqlx::Error> {
+        if known.contains(guild_id) {
+            return Ok(true);
+        }
+        let held =
+            self.cached(guild_id).is_some() || self.store.head_seq(guild_id).await?.is_some();
+        if held {
+            known.push(guild_id.clone());
+        }
+        Ok(held)
     }
 
     /// Applies a verified event of a replicated guild, first fetching the range before it if

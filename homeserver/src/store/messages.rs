@@ -32,6 +32,40 @@ pub struct MessageRow {
     pub attachments: Vec<MediaId>,
 }
 
+impl MessageRow {
+    /// A message as it is stored right after its `message.create` (`event`, sequenced at
+    /// `seq`): what a fresh send answers without reading it back. `None` if `event` lacks its
+    /// origin timestamp.
+    pub fn created(
+        guild_id: &GuildId,
+        message_id: &EventId,
+        seq: u64,
+        author: &UserId,
+        event: &guildhall_spec::event::JsonObject,
+        create: &guildhall_spec::content::MessageCreate,
+    ) -> Option<Self> {
+        Some(Self {
+            message_id: message_id.clone(),
+            guild_id: guild_id.clone(),
+            channel_id: create.channel_id.clone(),
+            author: author.clone(),
+            body: Some(create.body.clone()),
+            reply_to: create.reply_to.clone(),
+            mentions: create.mentions.clone().unwrap_or_default(),
+            created_seq: seq,
+            created_ts: event.get("origin_ts")?.as_u64()?,
+            edited_ts: None,
+            deleted: false,
+            attachments: create
+                .attachments
+                .iter()
+                .flatten()
+                .filter_map(|id| MediaId::parse(id).ok())
+                .collect(),
+        })
+    }
+}
+
 /// One emoji's reactions on a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReactionCount {
