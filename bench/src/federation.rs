@@ -98,8 +98,8 @@ pub(crate) async fn ingest(results: &mut Results) -> Result<()> {
         prev = id;
         events.push(signed);
     }
-    // As `/send` transactions of the most events one may carry (each append durable when it
-    // returns).
+    // As `/send` transactions of the most events one may carry, each durable before the next
+    // (as before `/send` answers).
     let start = Instant::now();
     let mut events = events.into_iter().peekable();
     while events.peek().is_some() {
@@ -107,6 +107,7 @@ pub(crate) async fn ingest(results: &mut Results) -> Result<()> {
         for result in replica.state.guilds.receive_events(&host_name, batch).await {
             result.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
+        replica.state.store.durable().await?;
     }
     #[allow(clippy::cast_precision_loss)]
     let per_sec = EVENTS as f64 / start.elapsed().as_secs_f64();
