@@ -156,8 +156,9 @@ pub(super) async fn send(
     };
     let content = EventContent::MessageCreate(create.clone());
     let done = state.guilds.submit(&guild_id, &auth.user_id, content, txn_id).await?;
-    // A new message is what was just appended; a retry answers with the message as stored.
-    let fresh = (!done.replayed)
+    // A new message hosted here is what was just appended; a retry, or a message a remote host
+    // sequenced (it may have been a retry it recognised), answers with the message as stored.
+    let fresh = (!done.replayed && state.guilds.hosts(&guild_id))
         .then(|| {
             let author = &auth.user_id;
             MessageRow::created(&guild_id, &done.event_id, done.seq, author, &done.event, &create)

@@ -397,6 +397,8 @@ impl Identified {
             "MESSAGE_UPDATE" if self.has(if dm { DIRECT_MESSAGES } else { GUILD_MESSAGES }) => {
                 // Discord libraries rebuild the whole message from an update.
                 let Ok(message_id) = EventId::parse(&id_of("id")) else { return Ok(None) };
+                // The stored message may already hold a later edit or pin not yet on disk.
+                state.store.durable().await?;
                 let Some(row) = state.store.message(guild_id, &message_id).await? else {
                     return Ok(None);
                 };

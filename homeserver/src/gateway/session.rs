@@ -707,6 +707,11 @@ impl Connection {
                     return Err(Closed);
                 }
                 let Some(identified) = &session.discord else { return Ok(()) };
+                // Built from the cached guild states, which may hold an append not yet on disk.
+                if self.state.store.durable().await.is_err() {
+                    self.close_with(CLOSE_UNKNOWN_ERROR, "try again");
+                    return Err(Closed);
+                }
                 let chunks =
                     Box::pin(identified.member_chunks(&self.state, &session.user, &frame["d"]))
                         .await

@@ -29,6 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug)]
 pub(super) struct WalFence {
     wal: PathBuf,
+    /// The WAL, opened once and kept: a write-back error is reported to every descriptor open
+    /// when it happens, and one opened later would miss an error another connection's fsync
+    /// already saw.
+    wal_file: std::sync::OnceLock<std::sync::Arc<std::fs::File>>,
     /// Appends whose commit has started. Whatever another connection can read was counted here
     /// before it became readable.
     begun: AtomicU64,
@@ -45,12 +49,15 @@ pub(super) struct WalFence {
 }
 
 impl WalFence {
-    /// The fence of the database at `database` (its WAL is `<database>-wal`).
+    /// The fence of the database at `database` (its WAL is `<database>-wal`, beside the file
+    /// the path resolves to: SQLite names it after the resolved path).
     pub(super) fn new(database: &Path) -> Self {
-        let mut wal = database.as_os_str().to_owned();
+        let database = std::fs::canonicalize(database).unwrap_or_else(|_| database.to_owned());
+        let mut wal = database.into_os_string();
         wal.push("-wal");
         Self {
             wal: PathBuf::from(wal),
+            wal_file: std::sync::OnceLock::new(),
             begun: AtomicU64::new(0),
             committed: AtomicU64::new(0),
             durable: AtomicU64::new(0),
@@ -90,10 +97,20 @@ impl WalFence {
         }
         let number = self.syncs_started.fetch_add(1, Ordering::SeqCst) + 1;
         let covers = self.committed.load(Ordering::SeqCst);
-        let wal = self.wal.clone();
-        let synced = tokio::task::spawn_blocking(move || sync_data(&wal))
-            .await
-            .map_err(|error| sqlx::Error::Io(std::io::Error::other(error)))?;
+        let wal = match self.wal_file.get() {
+            Some(file) => Some(std::sync::Arc::clone(file)),
+            None => match std::fs::File::open(&self.wal) {
+                Ok(file) => Some(std::sync::Arc::clone(self.wal_file.get_or_init(|| file.into()))),
+                // None yet: SQLite removes the WAL only after checkpointing it into the (synced)
+                // database file, so nothing is waiting in one.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => return Err(sqlx::Error::Io(error)),
+            },
+        };
+        let synced =
+            tokio::task::spawn_blocking(move || wal.map_or(Ok(()), |file| file.sync_data()))
+                .await
+                .map_err(|error| sqlx::Error::Io(std::io::Error::other(error)))?;
         if let Err(error) = synced {
             tracing::error!(%error, wal = %self.wal.display(), "fsync of the WAL failed; stopping, since what it held may be lost");
             std::process::abort();
@@ -116,16 +133,6 @@ struct Committed<'a>(&'a AtomicU64);
 impl Drop for Committed<'_> {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// `fdatasync` of the file at `path`. A missing WAL holds nothing unsynced: SQLite removes it
-/// only after checkpointing it into the (synced) database file.
-fn sync_data(path: &Path) -> std::io::Result<()> {
-    match std::fs::File::open(path) {
-        Ok(file) => file.sync_data(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(error),
     }
 }
 

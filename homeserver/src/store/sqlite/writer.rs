@@ -61,8 +61,9 @@ impl Writer {
     /// (visible at once, durable after the fence); an error (or a panic) rolls the whole
     /// transaction back.
     ///
-    /// Once queued, the write runs to its end even if the caller stops waiting: a caller that
-    /// may be cancelled must treat "no answer" as "maybe committed".
+    /// A write whose caller has stopped waiting by the time its turn comes is skipped; once
+    /// begun, it runs to its end: a caller that may be cancelled must treat "no answer" as
+    /// "maybe committed".
     pub(super) async fn transaction<T: Send + 'static>(
         &self,
         write: impl FnOnce(&Transaction<'_>) -> Result<T, sqlx::Error> + Send + 'static,
@@ -70,6 +71,12 @@ impl Writer {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let fence = Arc::clone(&self.fence);
         let job: Job = Box::new(move |connection| {
+            // A caller that stopped waiting before its write began (its request cancelled) gets
+            // nothing written: it will never cache, publish or answer what it would have
+            // appended.
+            if reply.is_closed() {
+                return;
+            }
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 let tx = connection
                     .transaction_with_behavior(TransactionBehavior::Immediate)
