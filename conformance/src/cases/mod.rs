@@ -123,6 +123,7 @@ pub fn all() -> Vec<Case> {
         case!(Core, replica::refuses_a_bad_host_signature),
         case!(Core, replica::refuses_a_broken_chain),
         case!(Core, replica::answers_each_event_of_a_transaction_in_order),
+        case!(Core, replica::applies_a_run_up_to_a_broken_link),
         case!(Core, replica::keeps_equivocation_evidence),
         case!(Core, replica::refuses_pushes_from_other_servers),
         case!(Core, replica::a_host_cannot_touch_messages_of_other_guilds),

@@ -224,6 +224,45 @@ pub(super) async fn answers_each_event_of_a_transaction_in_order(ctx: Arc<Contex
     Ok(())
 }
 
+pub(super) async fn applies_a_run_up_to_a_broken_link(ctx: Arc<Context>) -> CaseResult {
+    let dm = dm(&ctx).await?;
+    // Seq n, n + 1, n + 2 in order, then at n + 3 an event naming the wrong predecessor: the
+    // three apply (a target may apply such a run in one write), the last alone is refused.
+    let wrong_prev = guildhall_spec::EventId::parse(&format!(
+        "${}",
+        guildhall_spec::base64url::encode([7u8; 32])
+    ))
+    .map_err(|e| e.to_string())?;
+    let events = with_guild(&ctx, &dm, |g| -> Result<_, String> {
+        let mut events = Vec::new();
+        for text in ["first", "second", "third"] {
+            events.push(g.append(&ctx.peer.key, &dm.owner, &message(g, text))?);
+        }
+        let orphan = message(g, "orphan");
+        events.push(g.build(&ctx.peer.key, &dm.owner, &orphan, g.head() + 1, Some(wrong_prev))?);
+        Ok(events)
+    })??;
+    let ids: Vec<String> = events
+        .iter()
+        .map(|event| {
+            guildhall_spec::event::event_id(event).map(|id| id.to_string()).unwrap_or_default()
+        })
+        .collect();
+    let (status, answer) = push(&ctx, events).await;
+    ensure!(status == 200, "push answered {status}");
+    let codes: Vec<Value> =
+        ids.iter().map(|id| answer["results"][id]["error"]["code"].clone()).collect();
+    ensure!(
+        codes == [Value::Null, Value::Null, Value::Null, json!("broken_chain")],
+        "expected ok, ok, ok, broken_chain; got {codes:?}"
+    );
+    ensure!(
+        bodies(&ctx, &dm).await == vec!["first", "second", "third"],
+        "the run was not applied in order, or the orphan was"
+    );
+    Ok(())
+}
+
 pub(super) async fn refuses_a_broken_chain(ctx: Arc<Context>) -> CaseResult {
     let dm = dm(&ctx).await?;
     let head = ctx.target.head(&dm.guild).await?;

@@ -138,21 +138,51 @@ impl GuildService {
         }
         let (positions, events): (Vec<usize>, Vec<JsonObject>) = replicated.into_iter().unzip();
         let mut grew = Vec::new();
-        for (position, verified) in positions.into_iter().zip(self.verify_batch(events).await) {
-            let applied = match verified {
-                Ok(verified) => self.apply_in_order(verified).await,
-                Err(error) => Err(error),
-            };
-            results[position] = match applied {
-                Ok(Some(guild_id)) => {
-                    if !grew.contains(&guild_id) {
-                        grew.push(guild_id);
-                    }
-                    Ok(())
+        let mut note_growth = |guild_id: GuildId| {
+            if !grew.contains(&guild_id) {
+                grew.push(guild_id);
+            }
+        };
+        let mut pending = positions.into_iter().zip(self.verify_batch(events).await).peekable();
+        while let Some((position, verified)) = pending.next() {
+            let first = match verified {
+                Ok(first) => first,
+                Err(error) => {
+                    results[position] = Err(error);
+                    continue;
                 }
-                Ok(None) => Ok(()),
-                Err(error) => Err(error),
             };
+            // The events after it that continue its guild's chain one seq at a time (most of a
+            // transaction, usually) are applied together, in one write.
+            let mut run = vec![(position, first)];
+            while let Some((_, Ok(next))) = pending.peek()
+                && run.last().is_some_and(|(_, last)| continues(last, next))
+                && let Some((position, Ok(next))) = pending.next()
+            {
+                run.push((position, next));
+            }
+            if run.len() > 1
+                && let Some(grown) = self.apply_run(&run).await
+            {
+                for (position, _) in &run {
+                    results[*position] = Ok(());
+                }
+                if grown {
+                    note_growth(run[0].1.envelope.guild_id.clone());
+                }
+                continue;
+            }
+            // One at a time: a gap to fetch, a duplicate, a bad link, or a lone event.
+            for (position, verified) in run {
+                results[position] = match self.apply_in_order(&verified).await {
+                    Ok(Some(guild_id)) => {
+                        note_growth(guild_id);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(error) => Err(error),
+                };
+            }
         }
         for guild_id in grew {
             self.fetch_withheld(&guild_id).await;
@@ -182,16 +212,16 @@ impl GuildService {
     /// it is ahead of our head. Answers the guild if a local user may now see more of it.
     async fn apply_in_order(
         &self,
-        verified: VerifiedEvent,
+        verified: &VerifiedEvent,
     ) -> Result<Option<GuildId>, ReceiveError> {
         let guild_id = verified.envelope.guild_id.clone();
-        let access_grew = match self.try_apply(&verified).await? {
+        let access_grew = match self.try_apply(verified).await? {
             Outcome::Applied { access_grew } => access_grew,
             Outcome::Duplicate => false,
             Outcome::Gap { head } => {
                 let seq = verified.envelope.seq.unwrap_or(0);
                 let mut grew = self.catch_up(&guild_id, head, seq.saturating_sub(1)).await?;
-                match self.try_apply(&verified).await? {
+                match self.try_apply(verified).await? {
                     Outcome::Applied { access_grew } => grew |= access_grew,
                     Outcome::Duplicate => {}
                     Outcome::Gap { .. } => return Err(ReceiveError::GapNotFilled),
@@ -489,69 +519,106 @@ impl GuildService {
     ) -> Result<bool, ReceiveError> {
         let envelope = &verified.envelope;
         let seq = envelope.seq.unwrap_or(head.seq + 1);
-        // Content of an unknown type (a newer protocol) is stored but not folded.
-        let content = verified
-            .content
-            .as_ref()
-            .and_then(|content| EventContent::parse(&envelope.event_type, content).ok());
-        let after = match &content {
-            Some(content) if content.changes_state() => {
-                let mut after = (*head.state).clone();
-                after.apply(&envelope.sender, envelope.origin_ts, content);
-                Arc::new(after)
-            }
-            _ => Arc::clone(&head.state),
-        };
+        let folded = fold(&head.state, verified);
         let stale = super::StaleHead::until_cached(self, &envelope.guild_id);
         let stream_id = self
             .store
-            .append_event(&AppendedEvent {
-                guild_id: &envelope.guild_id,
-                seq,
-                event_id: &verified.event_id,
-                event: &verified.object,
-                sender: &envelope.sender,
-                txn_id: &envelope.txn_id,
-                origin_ts: envelope.origin_ts,
-                event_type: &envelope.event_type,
-                content: content.as_ref(),
-                backfill: false,
-                before: Some(&head.state),
-                after: &after,
-                outbound: &[],
-            })
+            .append_event(&folded.appended(verified, seq, &head.state))
             .await
             .map_err(internal)?;
         self.cache(
             &envelope.guild_id,
-            GuildHead { seq, event_id: verified.event_id.clone(), state: Arc::clone(&after) },
+            GuildHead {
+                seq,
+                event_id: verified.event_id.clone(),
+                state: Arc::clone(&folded.after),
+            },
         );
         stale.cached();
-        if let Some(content) = &content {
+        self.publish_folded(stream_id, verified, &folded, &head.state);
+        Ok(self.view_grew(&head.state, &folded))
+    }
+
+    /// Applies `run` — events of one guild, each the seq after the one before — in one store
+    /// write, if the first follows the head and every link holds; `None` (nothing written) if
+    /// not, for the events to be taken one at a time. Answers whether local users may now see
+    /// more than before.
+    async fn apply_run(&self, run: &[(usize, VerifiedEvent)]) -> Option<bool> {
+        let guild_id = &run.first()?.1.envelope.guild_id;
+        let _guard = self.lock(guild_id).await.ok()?;
+        let head = self.head(guild_id).await.ok()?;
+        let mut before = Arc::clone(&head.state);
+        let mut prev = &head.event_id;
+        let mut folds = Vec::with_capacity(run.len());
+        for (offset, (_, verified)) in (1..).zip(run) {
+            if verified.envelope.seq != Some(head.seq + offset)
+                || verified.check_position(ChainPosition::Follows(Some(prev))).is_err()
+            {
+                return None;
+            }
+            let folded = fold(&before, verified);
+            prev = &verified.event_id;
+            let after = Arc::clone(&folded.after);
+            folds.push((before, folded));
+            before = after;
+        }
+        let appended: Vec<AppendedEvent<'_>> = run
+            .iter()
+            .zip(&folds)
+            .zip(1..)
+            .map(|(((_, verified), (before, folded)), offset)| {
+                folded.appended(verified, head.seq + offset, before)
+            })
+            .collect();
+        let stale = super::StaleHead::until_cached(self, guild_id);
+        let stream_ids = self.store.append_events(&appended).await.ok()?;
+        let (_, last) = run.last()?;
+        let seq = head.seq + u64::try_from(run.len()).ok()?;
+        self.cache(guild_id, GuildHead { seq, event_id: last.event_id.clone(), state: before });
+        stale.cached();
+        let mut grew = false;
+        for (((_, verified), (before, folded)), stream_id) in run.iter().zip(&folds).zip(stream_ids)
+        {
+            self.publish_folded(stream_id, verified, folded, before);
+            grew |= self.view_grew(before, folded);
+        }
+        Some(grew)
+    }
+
+    /// Publishes an applied event to local sessions (content of an unknown type is not).
+    fn publish_folded(
+        &self,
+        stream_id: i64,
+        verified: &VerifiedEvent,
+        folded: &Folded,
+        before: &Arc<GuildState>,
+    ) {
+        if let Some(content) = &folded.content {
             self.publish(
                 stream_id,
-                envelope,
+                &verified.envelope,
                 &verified.event_id,
                 &verified.object,
                 content,
-                Some(Arc::clone(&head.state)),
-                &after,
+                Some(Arc::clone(before)),
+                &folded.after,
             );
         }
+    }
+
+    /// Whether a local user may see more after `folded` than in `before`.
+    fn view_grew(&self, before: &GuildState, folded: &Folded) -> bool {
         // An overwrite on a channel we do not know was hidden from us and may now be open.
-        let unknown_channel = match &content {
-            Some(EventContent::OverwriteSet(set)) => {
-                !head.state.channels.contains_key(&set.channel_id)
-            }
+        let unknown_channel = match &folded.content {
+            Some(EventContent::OverwriteSet(set)) => !before.channels.contains_key(&set.channel_id),
             Some(EventContent::OverwriteDelete(delete)) => {
-                !head.state.channels.contains_key(&delete.channel_id)
+                !before.channels.contains_key(&delete.channel_id)
             }
             _ => false,
         };
-        let grew = unknown_channel
-            || (content.as_ref().is_some_and(EventContent::changes_state)
-                && local_view_grew(self.server_name(), &head.state, &after));
-        Ok(grew)
+        unknown_channel
+            || (folded.content.as_ref().is_some_and(EventContent::changes_state)
+                && local_view_grew(self.server_name(), before, &folded.after))
     }
 
     /// An event of a guild this server does not replicate: only a DM invitation for one of our
@@ -593,6 +660,66 @@ impl GuildService {
         }
         Ok(())
     }
+}
+
+/// A verified event folded onto the state before it.
+struct Folded {
+    /// Its typed content (`None`: withheld, or of a type this server does not know, which is
+    /// stored but not folded).
+    content: Option<EventContent>,
+    /// The state after it (the very state before it when it changes none).
+    after: Arc<GuildState>,
+}
+
+impl Folded {
+    /// What the store writes for it, at `seq` after `before`.
+    fn appended<'a>(
+        &'a self,
+        verified: &'a VerifiedEvent,
+        seq: u64,
+        before: &'a GuildState,
+    ) -> AppendedEvent<'a> {
+        let envelope = &verified.envelope;
+        AppendedEvent {
+            guild_id: &envelope.guild_id,
+            seq,
+            event_id: &verified.event_id,
+            event: &verified.object,
+            sender: &envelope.sender,
+            txn_id: &envelope.txn_id,
+            origin_ts: envelope.origin_ts,
+            event_type: &envelope.event_type,
+            content: self.content.as_ref(),
+            backfill: false,
+            before: Some(before),
+            after: &self.after,
+            outbound: &[],
+        }
+    }
+}
+
+fn fold(before: &Arc<GuildState>, verified: &VerifiedEvent) -> Folded {
+    let envelope = &verified.envelope;
+    let content = verified
+        .content
+        .as_ref()
+        .and_then(|content| EventContent::parse(&envelope.event_type, content).ok());
+    let after = match &content {
+        Some(content) if content.changes_state() => {
+            let mut after = (**before).clone();
+            after.apply(&envelope.sender, envelope.origin_ts, content);
+            Arc::new(after)
+        }
+        _ => Arc::clone(before),
+    };
+    Folded { content, after }
+}
+
+/// Whether `next` is the event after `last` in the same guild's chain (by seq; the link itself
+/// is checked under the lock).
+fn continues(last: &VerifiedEvent, next: &VerifiedEvent) -> bool {
+    next.envelope.guild_id == last.envelope.guild_id
+        && last.envelope.seq.is_some_and(|seq| next.envelope.seq == Some(seq + 1))
 }
 
 /// Whether some local user may view a channel after that no local user could view before, or

@@ -215,6 +215,18 @@ pub trait GuildStore: Send + Sync {
     /// event's stream position.
     async fn append_event(&self, appended: &AppendedEvent<'_>) -> Result<i64, sqlx::Error>;
 
+    /// Stores a run of events of one guild, each the one after the one before, in order.
+    /// Returns their stream positions. An engine may write them in one transaction (all or
+    /// none, as SQLite does) or one by one (then a failure leaves a prefix stored, each event
+    /// whole); either way the head stored is always an event of the run or the one before it.
+    async fn append_events(&self, run: &[AppendedEvent<'_>]) -> Result<Vec<i64>, sqlx::Error> {
+        let mut stream_ids = Vec::with_capacity(run.len());
+        for appended in run {
+            stream_ids.push(self.append_event(appended).await?);
+        }
+        Ok(stream_ids)
+    }
+
     /// Whether every append that has returned is on disk. An engine whose appends are durable
     /// when they return always answers yes.
     fn settled(&self) -> bool {

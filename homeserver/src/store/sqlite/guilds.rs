@@ -375,6 +375,13 @@ impl GuildStore for SqliteStore {
         self.writer.transaction(move |tx| append.write(tx)).await
     }
 
+    async fn append_events(&self, run: &[AppendedEvent<'_>]) -> Result<Vec<i64>, sqlx::Error> {
+        let appends = run.iter().map(Append::new).collect::<Result<Vec<_>, _>>()?;
+        self.writer
+            .transaction(move |tx| appends.iter().map(|append| append.write(tx)).collect())
+            .await
+    }
+
     fn settled(&self) -> bool {
         self.fence.settled()
     }
