@@ -50,17 +50,22 @@ pub(crate) async fn serve_child(dir: &str) -> Result<()> {
 
 /// A process's resident set, in bytes.
 fn rss(pid: u32) -> Result<f64> {
+    status_bytes(pid, "VmRSS")
+}
+
+/// A size from `/proc/<pid>/status` (`VmRSS`, `RssAnon`, `RssFile`), in bytes.
+fn status_bytes(pid: u32, field: &str) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS")?;
+        .with_context(|| field.to_owned())?;
     Ok(kib * 1024.0)
 }
 
 /// `idle_rss_bytes`: the server's resident set with one account and one guild and nobody
-/// connected; `idle_connection_bytes`: its growth per identified idle gateway connection,
+/// connected (split into anonymous and file-backed pages); `idle_connection_bytes`: its growth per identified idle gateway connection,
 /// measured between the warm-up and [`CONNECTIONS`].
 ///
 /// Then `fanout_deliveries_per_s`: one message sent to the guild those connections all watch,
@@ -78,6 +83,10 @@ pub(crate) async fn idle(results: &mut Results) -> Result<()> {
     let channel = guild.channels.first().context("a new guild has #general")?.id.clone();
     tokio::time::sleep(Duration::from_secs(2)).await;
     results.record("idle_rss_bytes", rss(pid)?, "bytes");
+    // Of which the server's own memory (heap, stacks) and pages of the executable it maps (code
+    // and read-only data: shared, and dropped by the kernel under pressure).
+    results.record("memory.idle_rss_anon_bytes", status_bytes(pid, "RssAnon")?, "bytes");
+    results.record("memory.idle_rss_file_bytes", status_bytes(pid, "RssFile")?, "bytes");
 
     let mut connections = Vec::with_capacity(CONNECTIONS);
     let mut before = 0.0;
