@@ -16,6 +16,8 @@
 //! the exact head it is chained to; a head cached in memory is checked against the stored one
 //! once the locks are held, since another node may have appended meanwhile.
 
+mod fold;
+mod publish;
 mod remote;
 mod replica;
 
@@ -31,7 +33,7 @@ use guildhall_spec::{
     ChannelId, EventId, GuildId, ServerName, ServerSigningKey, TxnId, UserId, base64url,
 };
 
-use crate::bus::{Bus, BusMessage, GuildEventMessage};
+use crate::bus::{Bus, BusMessage};
 use crate::error::{ApiError, ApiResult};
 use crate::federation::Delivery;
 use crate::store::{AppendedEvent, Store, StoredEvent, now_ms};
@@ -122,17 +124,9 @@ pub struct GuildService {
     withheld_fetches: std::sync::Mutex<std::collections::HashMap<GuildId, bool>>,
     /// Appended events waiting for their append to be durable before they are published, in
     /// append order (see [`GuildService::settle`]).
-    unsettled: Mutex<Unsettled>,
+    unsettled: Mutex<publish::Unsettled>,
     /// Wakes the task that settles them.
     settle_soon: Arc<tokio::sync::Notify>,
-}
-
-/// Publications held until their appends are durable, numbered in append order.
-#[derive(Debug, Default)]
-struct Unsettled {
-    /// The number of the next publication queued.
-    next: u64,
-    queue: std::collections::VecDeque<(u64, BusMessage)>,
 }
 
 /// A DM invitation for a local user: (invited, guild, inviter).
@@ -715,69 +709,6 @@ impl GuildService {
             &after,
         );
         Ok(Sequenced { event_id, seq, event, state: after, replayed: false })
-    }
-
-    /// Publishes an appended event to this process's gateway sessions (and, in a cluster, to
-    /// the other nodes) once the append is durable; publications keep their append order.
-    #[allow(clippy::too_many_arguments)]
-    fn publish(
-        &self,
-        stream_id: i64,
-        envelope: &event::Envelope,
-        event_id: &EventId,
-        event: &JsonObject,
-        content: &EventContent,
-        before: Option<Arc<GuildState>>,
-        after: &Arc<GuildState>,
-    ) {
-        let message = BusMessage::GuildEvent(Arc::new(GuildEventMessage {
-            stream_id,
-            guild_id: envelope.guild_id.clone(),
-            event_id: event_id.clone(),
-            event: event.clone(),
-            content: content.clone(),
-            sender: envelope.sender.clone(),
-            origin_ts: envelope.origin_ts,
-            before,
-            after: Arc::clone(after),
-        }));
-        let mut unsettled =
-            self.unsettled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let number = unsettled.next;
-        unsettled.next += 1;
-        unsettled.queue.push_back((number, message));
-        if self.store.settled() {
-            self.publish_through(&mut unsettled, number);
-        } else {
-            self.settle_soon.notify_one();
-        }
-    }
-
-    /// Publishes the queued events whose appends are durable once the store says so.
-    pub(crate) async fn settle(&self) -> Result<(), sqlx::Error> {
-        // Everything queued now was appended before the fence is asked for.
-        let last = {
-            let unsettled =
-                self.unsettled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match unsettled.queue.back() {
-                Some((number, _)) => *number,
-                None => return Ok(()),
-            }
-        };
-        self.store.durable().await?;
-        let mut unsettled =
-            self.unsettled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.publish_through(&mut unsettled, last);
-        Ok(())
-    }
-
-    /// Publishes queued events up to number `last`, in order.
-    fn publish_through(&self, unsettled: &mut Unsettled, last: u64) {
-        while unsettled.queue.front().is_some_and(|(number, _)| *number <= last) {
-            if let Some((_, message)) = unsettled.queue.pop_front() {
-                self.bus.publish(message);
-            }
-        }
     }
 
     /// Every other server with members before or after the event (and a DM invitee's server)

@@ -14,6 +14,7 @@ use guildhall_spec::signing;
 use guildhall_spec::state::GuildState;
 use guildhall_spec::{GuildId, ServerName, UserId};
 
+use super::fold::{Folded, continues, fold};
 use super::{GuildHead, GuildService};
 use crate::store::AppendedEvent;
 
@@ -660,66 +661,6 @@ impl GuildService {
         }
         Ok(())
     }
-}
-
-/// A verified event folded onto the state before it.
-struct Folded {
-    /// Its typed content (`None`: withheld, or of a type this server does not know, which is
-    /// stored but not folded).
-    content: Option<EventContent>,
-    /// The state after it (the very state before it when it changes none).
-    after: Arc<GuildState>,
-}
-
-impl Folded {
-    /// What the store writes for it, at `seq` after `before`.
-    fn appended<'a>(
-        &'a self,
-        verified: &'a VerifiedEvent,
-        seq: u64,
-        before: &'a GuildState,
-    ) -> AppendedEvent<'a> {
-        let envelope = &verified.envelope;
-        AppendedEvent {
-            guild_id: &envelope.guild_id,
-            seq,
-            event_id: &verified.event_id,
-            event: &verified.object,
-            sender: &envelope.sender,
-            txn_id: &envelope.txn_id,
-            origin_ts: envelope.origin_ts,
-            event_type: &envelope.event_type,
-            content: self.content.as_ref(),
-            backfill: false,
-            before: Some(before),
-            after: &self.after,
-            outbound: &[],
-        }
-    }
-}
-
-fn fold(before: &Arc<GuildState>, verified: &VerifiedEvent) -> Folded {
-    let envelope = &verified.envelope;
-    let content = verified
-        .content
-        .as_ref()
-        .and_then(|content| EventContent::parse(&envelope.event_type, content).ok());
-    let after = match &content {
-        Some(content) if content.changes_state() => {
-            let mut after = (**before).clone();
-            after.apply(&envelope.sender, envelope.origin_ts, content);
-            Arc::new(after)
-        }
-        _ => Arc::clone(before),
-    };
-    Folded { content, after }
-}
-
-/// Whether `next` is the event after `last` in the same guild's chain (by seq; the link itself
-/// is checked under the lock).
-fn continues(last: &VerifiedEvent, next: &VerifiedEvent) -> bool {
-    next.envelope.guild_id == last.envelope.guild_id
-        && last.envelope.seq.is_some_and(|seq| next.envelope.seq == Some(seq + 1))
 }
 
 /// Whether some local user may view a channel after that no local user could view before, or

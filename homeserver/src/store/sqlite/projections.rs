@@ -3,6 +3,8 @@
 //! Written in the event's transaction on the writer thread ([`super::writer`]), from owned
 //! values computed before the write is queued.
 
+use std::collections::BTreeMap;
+
 use guildhall_spec::content::EventContent;
 use guildhall_spec::state::GuildState;
 use guildhall_spec::{EventId, GuildId, MediaId, UserId};
@@ -18,7 +20,7 @@ use crate::store::to_i64;
 pub(super) struct MembershipChange {
     joined: Vec<String>,
     left: Vec<String>,
-    /// The guild was deleted: every membership goes.
+    /// The guild was deleted: every membership goes (whatever `joined` and `left` say).
     deleted: bool,
     channels_added: Vec<String>,
     channels_removed: Vec<String>,
@@ -29,41 +31,19 @@ pub(super) struct MembershipChange {
 impl MembershipChange {
     /// The rows that make the indexes of `before` those of `after`.
     pub(super) fn between(before: Option<&GuildState>, after: &GuildState) -> Self {
-        let was_member =
-            |user: &UserId| before.is_some_and(|state| state.members.contains_key(user));
-        let is_member = |user: &UserId| after.members.contains_key(user) && !after.deleted;
-        let before_members = before.iter().flat_map(|state| state.members.keys());
-        let before_channels = before.iter().flat_map(|state| state.channels.keys());
-        let before_invites = before.iter().flat_map(|state| state.invites.keys());
+        let (joined, left) = key_changes(before.map(|state| &state.members), &after.members);
+        let (channels_added, channels_removed) =
+            key_changes(before.map(|state| &state.channels), &after.channels);
+        let (invites_added, invites_removed) =
+            key_changes(before.map(|state| &state.invites), &after.invites);
         Self {
-            joined: after
-                .members
-                .keys()
-                .filter(|u| !was_member(u))
-                .map(|u| u.to_string())
-                .collect(),
-            left: before_members.filter(|u| !is_member(u)).map(|u| u.to_string()).collect(),
+            joined,
+            left,
             deleted: after.deleted,
-            channels_added: after
-                .channels
-                .keys()
-                .filter(|c| !before.is_some_and(|state| state.channels.contains_key(*c)))
-                .map(|c| c.to_string())
-                .collect(),
-            channels_removed: before_channels
-                .filter(|c| !after.channels.contains_key(*c))
-                .map(|c| c.to_string())
-                .collect(),
-            invites_added: after
-                .invites
-                .keys()
-                .filter(|code| !before.is_some_and(|state| state.invites.contains_key(*code)))
-                .map(|code| code.to_string())
-                .collect(),
-            invites_removed: before_invites
-                .filter(|code| !after.invites.contains_key(*code))
-                .map(|code| code.to_string())
-                .collect(),
+            channels_added,
+            channels_removed,
+            invites_added,
+            invites_removed,
         }
     }
 
@@ -107,6 +87,22 @@ impl MembershipChange {
         run("DELETE FROM invites WHERE code = ? AND guild_id = ?", &self.invites_removed, true)?;
         Ok(())
     }
+}
+
+/// The keys `after` has and `before` lacks, then those `before` has and `after` lacks.
+fn key_changes<K: Ord + std::fmt::Display, V>(
+    before: Option<&BTreeMap<K, V>>,
+    after: &BTreeMap<K, V>,
+) -> (Vec<String>, Vec<String>) {
+    let had = |key: &K| before.is_some_and(|before| before.contains_key(key));
+    let added = after.keys().filter(|key| !had(key)).map(ToString::to_string).collect();
+    let removed = before
+        .iter()
+        .flat_map(|before| before.keys())
+        .filter(|key| !after.contains_key(*key))
+        .map(ToString::to_string)
+        .collect();
+    (added, removed)
 }
 
 /// The message an event acts on: a create's own id, or the target of an edit, delete,
