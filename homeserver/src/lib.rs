@@ -24,6 +24,7 @@ pub mod ratelimit;
 pub mod store;
 pub mod trust;
 pub mod voice;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

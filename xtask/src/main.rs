@@ -96,6 +96,11 @@ fn setup() -> Result<()> {
     if !on_path("clamd") {
         missing.push("clamav-daemon");
     }
+    // Debian's Chromium, which the web client's tests drive headless over the DevTools
+    // protocol (no browser download at install time), and an emoji font for its screenshots.
+    if !on_path("chromium") {
+        missing.extend(["chromium", "fonts-noto-color-emoji"]);
+    }
     apt_install(&missing)?;
     let requirements = [
         "spec/vectors/tools/requirements.txt",

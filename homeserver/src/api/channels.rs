@@ -151,7 +151,10 @@ pub(super) async fn create(
         .channels
         .get(&channel_id)
         .ok_or_else(|| ApiError::internal("channel vanished"))?;
-    Ok((StatusCode::CREATED, Json(views::channel(&done.state, &channel_id, channel))))
+    Ok((
+        StatusCode::CREATED,
+        Json(views::channel(&done.state, &auth.user_id, &channel_id, channel)),
+    ))
 }
 
 /// `PATCH /api/v1/guilds/{guild_id}/channels` with `[{"id", "position"}]`.
@@ -197,7 +200,7 @@ pub(super) async fn get(
         .channels
         .get(&channel_id)
         .ok_or_else(|| ApiError::internal("channel vanished"))?;
-    Ok(Json(views::channel(&guild_state, &channel_id, channel)))
+    Ok(Json(views::channel(&guild_state, &auth.user_id, &channel_id, channel)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,7 +233,7 @@ pub(super) async fn update(
         .channels
         .get(&channel_id)
         .ok_or_else(|| ApiError::internal("channel vanished"))?;
-    Ok(Json(views::channel(&done.state, &channel_id, channel)))
+    Ok(Json(views::channel(&done.state, &auth.user_id, &channel_id, channel)))
 }
 
 /// `DELETE /api/v1/channels/{channel_id}`.
@@ -291,7 +294,7 @@ pub(super) async fn set_overwrite(
         .channels
         .get(&channel_id)
         .ok_or_else(|| ApiError::internal("channel vanished"))?;
-    Ok(Json(views::channel(&done.state, &channel_id, channel)))
+    Ok(Json(views::channel(&done.state, &auth.user_id, &channel_id, channel)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -235,6 +235,7 @@ pub fn router(state: AppState) -> Router {
     };
     root.nest("/api/v1", api)
         .nest("/_guildhall/v1", federation)
+        .merge(crate::web::router())
         .route("/gateway", get(crate::gateway::upgrade))
         .route("/livekit/webhook", post(voice::webhook))
         .route("/health", get(|| async { "ok" }))

@@ -24,8 +24,14 @@ pub fn own_user(row: &UserRow) -> Value {
     view
 }
 
-/// A channel, with its overwrites.
-pub fn channel(state: &GuildState, channel_id: &ChannelId, channel: &Channel) -> Value {
+/// A channel, with its overwrites and what `viewer` may do in it (`permissions`, after the
+/// overwrites: what a client shows and offers).
+pub fn channel(
+    state: &GuildState,
+    viewer: &UserId,
+    channel_id: &ChannelId,
+    channel: &Channel,
+) -> Value {
     let overwrites: Vec<Value> = channel
         .overwrites
         .values()
@@ -42,6 +48,7 @@ pub fn channel(state: &GuildState, channel_id: &ChannelId, channel: &Channel) ->
         "position": channel.position,
         "topic": channel.topic,
         "overwrites": overwrites,
+        "permissions": state.channel_permissions(viewer, channel_id),
     })
 }
 
@@ -83,7 +90,7 @@ pub fn guild(state: &GuildState, viewer: &UserId, with_members: bool) -> Value {
         .channels
         .iter()
         .filter(|(id, _)| state.can_view(viewer, id))
-        .map(|(id, c)| channel(state, id, c))
+        .map(|(id, c)| channel(state, viewer, id, c))
         .collect();
     channels.sort_by_key(|c| (c["position"].as_i64(), c["id"].as_str().map(str::to_owned)));
     let mut roles: Vec<Value> = state.roles.iter().map(|(id, r)| role(id, r)).collect();

@@ -41,7 +41,7 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
             | EventContent::OverwriteDelete(_)
             | EventContent::ChannelUpdate(_) => {
                 if sees_after && !sees_before {
-                    return channel_dispatch("CHANNEL_CREATE", after, channel_id);
+                    return channel_dispatch("CHANNEL_CREATE", after, user, channel_id);
                 }
                 if sees_before && !sees_after {
                     return vec![(
@@ -69,16 +69,16 @@ pub fn guild_event(message: &GuildEventMessage, user: &UserId) -> Vec<Dispatch> 
         }
         EventContent::GuildDelete(_) => vec![("GUILD_DELETE", json!({"id": guild_id}))],
         EventContent::ChannelCreate(create) => {
-            channel_dispatch("CHANNEL_CREATE", after, &create.channel_id)
+            channel_dispatch("CHANNEL_CREATE", after, user, &create.channel_id)
         }
         EventContent::ChannelUpdate(update) => {
-            channel_dispatch("CHANNEL_UPDATE", after, &update.channel_id)
+            channel_dispatch("CHANNEL_UPDATE", after, user, &update.channel_id)
         }
         EventContent::OverwriteSet(set) => {
-            channel_dispatch("CHANNEL_UPDATE", after, &set.channel_id)
+            channel_dispatch("CHANNEL_UPDATE", after, user, &set.channel_id)
         }
         EventContent::OverwriteDelete(delete) => {
-            channel_dispatch("CHANNEL_UPDATE", after, &delete.channel_id)
+            channel_dispatch("CHANNEL_UPDATE", after, user, &delete.channel_id)
         }
         EventContent::ChannelDelete(delete) => {
             vec![("CHANNEL_DELETE", json!({"id": delete.channel_id, "guild_id": guild_id}))]
@@ -215,12 +215,13 @@ fn sees_invites(
 pub(super) fn channel_dispatch(
     name: &'static str,
     state: &GuildState,
+    user: &UserId,
     channel_id: &guildhall_spec::ChannelId,
 ) -> Vec<Dispatch> {
     state
         .channels
         .get(channel_id)
-        .map(|channel| (name, views::channel(state, channel_id, channel)))
+        .map(|channel| (name, views::channel(state, user, channel_id, channel)))
         .into_iter()
         .collect()
 }

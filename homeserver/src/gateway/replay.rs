@@ -65,7 +65,7 @@ pub(super) fn reconcile(
                     dispatches.push(("CHANNEL_DELETE", json!({"id": lost, "guild_id": guild_id})));
                 }
                 for gained in visible.difference(shown) {
-                    dispatches.extend(channel_dispatch("CHANNEL_CREATE", state, gained));
+                    dispatches.extend(channel_dispatch("CHANNEL_CREATE", state, user, gained));
                 }
             }
         }

@@ -24,3 +24,4 @@ mod profile;
 mod redis;
 mod roles;
 mod social;
+mod web;

@@ -1,6 +1,7 @@
 //! The test harness: every test starts its own `guildhall` process on loopback and drives it
 //! over HTTP and WebSocket, the way a client would.
 
+pub mod browser;
 mod client;
 mod gateway;
 mod proxy;
